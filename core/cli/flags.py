@@ -1,0 +1,72 @@
+"""``cdb flags``: the resolved migration flags of every service and where each came from."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Annotated
+
+import typer
+
+from core.cli.output import console, exit_with, print_json, table
+from core.errors import ConfigError
+from core.settings import ServiceSettings, redact_url
+from core.topics import ServiceName
+
+_SHOWN = (
+    "use_pydantic_contracts",
+    "contract_profile",
+    "contract_shadow",
+    "redis_url",
+    "database_url",
+)
+
+
+def flags(
+    env_file: Annotated[
+        FsPath | None,
+        typer.Option("--env-file", help="Also read this env file (as docker compose would)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show the path and profile each service would start with, and the source of every value."""
+    rows = []
+    for service in ServiceName:
+        try:
+            settings = ServiceSettings.load(service, env_file=env_file)
+        except ConfigError as exc:
+            exit_with(exc)
+        _, origins = ServiceSettings.resolve(service, env_file=env_file)
+        row = {
+            "service": service.value,
+            "path": "pydantic" if settings.use_pydantic_contracts else "legacy",
+        }
+        for name in _SHOWN:
+            value = getattr(settings, name)
+            if name.endswith("_url"):
+                value = redact_url(value) or "-"
+            row[name] = value.value if hasattr(value, "value") else value
+            row[f"{name}_source"] = origins[name]
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    columns = [
+        "service",
+        "path",
+        "USE_PYDANTIC_CONTRACTS",
+        "CONTRACT_PROFILE",
+        "CONTRACT_SHADOW",
+        "REDIS_URL",
+    ]
+    body = [
+        [
+            r["service"],
+            r["path"],
+            f"{r['use_pydantic_contracts']} ({r['use_pydantic_contracts_source']})",
+            f"{r['contract_profile']} ({r['contract_profile_source']})",
+            f"{r['contract_shadow']} ({r['contract_shadow_source']})",
+            f"{r['redis_url']} ({r['redis_url_source']})",
+        ]
+        for r in rows
+    ]
+    console.print(table("Resolved flags per service", columns, body))

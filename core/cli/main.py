@@ -1,0 +1,22 @@
+"""``cdb``: the root command; each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from core.cli import demo, flags
+
+app = typer.Typer(
+    name="cdb",
+    help="cdb-contracts: migrate the ws -> signal -> risk -> execution pipeline to Pydantic contracts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("flags")(flags.flags)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Run the ``cdb`` command line."""
+    app()

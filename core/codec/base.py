@@ -1,0 +1,76 @@
+"""The codec protocol: how a service turns messages into wire bytes and back.
+
+A transport never knows a message's fields; it hands bytes or a stream field map
+to a codec and gets a message (or one :class:`~core.errors.ContractError`) back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.topics import Path, Profile, Topic
+
+__all__ = ["Codec", "Decoded", "FieldMap", "Message", "RawFieldMap"]
+
+Message = Any
+"""A decoded message: a v1.0 contract on the Pydantic path, a legacy dataclass on the
+legacy path. Business logic reads only the attributes both provide."""
+
+FieldMap = dict[str, str]
+"""A Redis Stream entry as written: field name -> JSON-encoded value."""
+
+RawFieldMap = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]
+"""A Redis Stream entry as read back (redis-py returns bytes unless decoding is on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded message and the fields the lenient profile had to fill in."""
+
+    message: Message
+    defaulted: tuple[str, ...] = ()
+
+
+class Codec(Protocol):
+    """Decodes and encodes the messages of every topic on one path and profile.
+
+    Every failure is a :class:`~core.errors.ContractError`; no ``KeyError``,
+    ``TypeError`` or ``JSONDecodeError`` escapes.
+    """
+
+    @property
+    def path(self) -> Path:
+        """The path this codec implements."""
+        ...
+
+    @property
+    def profile(self) -> Profile | None:
+        """The profile on the Pydantic path; ``None`` on the legacy path."""
+        ...
+
+    def decode(self, topic: Topic, raw: bytes) -> Decoded:
+        """Decode a Pub/Sub JSON body."""
+        ...
+
+    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+        """Decode a Redis Stream field map."""
+        ...
+
+    def encode(self, topic: Topic, message: Message) -> bytes:
+        """The Pub/Sub JSON body of ``message``."""
+        ...
+
+    def to_fields(self, topic: Topic, message: Message) -> FieldMap:
+        """The Redis Stream field map of ``message`` (every value survives a round trip)."""
+        ...
+
+    def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
+        """A new outgoing message of ``topic`` from field values; the Pydantic path adds
+        ``api_version`` and, unless given, ``timestamp`` from the injectable clock."""
+        ...
+
+    def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
+        """The message as plain JSON-compatible values (enums as strings)."""
+        ...

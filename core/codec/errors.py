@@ -1,0 +1,62 @@
+"""Turning any decode/encode failure into the one :class:`~core.errors.ContractError`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from core.codec.base import RawFieldMap
+from core.codec.fields import FieldDecodeError, field_map_bytes, field_map_size
+from core.errors import ContractError, ErrorDetail
+from core.topics import Path, Profile, Topic
+
+__all__ = ["CodecErrors"]
+
+
+class CodecErrors:
+    """Makes :class:`ContractError` values for one codec (its path and profile)."""
+
+    __slots__ = ("max_bytes", "path", "profile")
+
+    def __init__(self, path: Path, profile: Profile | None, max_bytes: int) -> None:
+        self.path = path
+        self.profile = profile
+        self.max_bytes = max_bytes
+
+    def error(self, topic: Topic, raw: bytes, errors: Sequence[ErrorDetail]) -> ContractError:
+        """A contract error for ``topic`` with the given structured errors."""
+        return ContractError(
+            topic=topic.value,
+            path=self.path.value,
+            profile=self.profile.value if self.profile else None,
+            raw=raw,
+            errors=errors,
+        )
+
+    def from_validation(self, topic: Topic, raw: bytes, exc: ValidationError) -> ContractError:
+        """A contract error carrying pydantic's structured errors."""
+        return self.error(topic, raw, [dict(e) for e in exc.errors(include_url=False)])
+
+    def from_fields_failure(self, topic: Topic, fields: RawFieldMap, exc: FieldDecodeError) -> ContractError:
+        """A contract error for stream fields that are not JSON values."""
+        return self.error(topic, field_map_bytes(fields), exc.errors)
+
+    def check_size(self, topic: Topic, raw: bytes) -> None:
+        """Refuse a payload over the limit before anything parses it."""
+        if len(raw) > self.max_bytes:
+            raise self.error(topic, raw, [_too_large(len(raw), self.max_bytes)])
+
+    def check_fields_size(self, topic: Topic, fields: RawFieldMap) -> None:
+        """Refuse a stream entry over the limit before anything parses it."""
+        size = field_map_size(fields)
+        if size > self.max_bytes:
+            raise self.error(topic, field_map_bytes(fields), [_too_large(size, self.max_bytes)])
+
+
+def _too_large(size: int, limit: int) -> ErrorDetail:
+    return {
+        "type": "payload_too_large",
+        "loc": (),
+        "msg": f"payload of {size} bytes exceeds the limit of {limit} bytes (MAX_MESSAGE_BYTES)",
+    }

@@ -1,0 +1,142 @@
+"""Boundary checks of the legacy path, derived from the v1.0 contracts' JSON Schema.
+
+The legacy dataclasses do no validation by design (they are the "before" side).
+Without a guard a NaN price or an unknown side would pass the legacy path and
+poison business logic, so the legacy codec applies the contract's own bounds to
+the fields the legacy class has: JSON type, finiteness, numeric bounds, string
+length and enum membership. Regular-expression patterns are not checked here;
+shadow mode shows where that difference matters. Deleted with the legacy path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.errors import ErrorDetail
+
+__all__ = ["FieldRule", "LegacyGuard"]
+
+_JSON_TYPES = {"number", "integer", "string", "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """What one field must be, taken from the contract's schema."""
+
+    name: str
+    kind: str
+    nullable: bool = False
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    choices: frozenset[str] | None = None
+
+    def check(self, value: Any) -> ErrorDetail | None:
+        """The first way ``value`` breaks this rule, or ``None``."""
+        if value is None:
+            return None if self.nullable else self._err("none_forbidden", "Input should not be null", value)
+        if self.kind in ("number", "integer"):
+            return self._check_number(value)
+        if self.kind == "boolean":
+            return (
+                None
+                if isinstance(value, bool)
+                else self._err("bool_type", "Input should be a boolean", value)
+            )
+        if not isinstance(value, str):
+            return self._err("string_type", "Input should be a string", value)
+        if self.choices is not None and value not in self.choices:
+            return self._err("enum", f"Input should be one of {sorted(self.choices)}", value)
+        if self.min_length is not None and len(value) < self.min_length:
+            return self._err(
+                "string_too_short",
+                f"String should have at least {self.min_length} characters",
+                value,
+            )
+        if self.max_length is not None and len(value) > self.max_length:
+            return self._err(
+                "string_too_long", f"String should have at most {self.max_length} characters", value
+            )
+        return None
+
+    def _check_number(self, value: Any) -> ErrorDetail | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = "int_type" if self.kind == "integer" else "float_type"
+            return self._err(kind, f"Input should be a valid {self.kind}", value)
+        if self.kind == "integer" and not isinstance(value, int):
+            return self._err("int_type", "Input should be a valid integer", value)
+        if not math.isfinite(value):
+            return self._err("finite_number", "Input should be a finite number", value)
+        if self.exclusive_minimum is not None and not value > self.exclusive_minimum:
+            return self._err("greater_than", f"Input should be greater than {self.exclusive_minimum}", value)
+        if self.minimum is not None and value < self.minimum:
+            return self._err("greater_than_equal", f"Input should be >= {self.minimum}", value)
+        if self.maximum is not None and value > self.maximum:
+            return self._err("less_than_equal", f"Input should be <= {self.maximum}", value)
+        return None
+
+    def _err(self, kind: str, msg: str, value: Any) -> ErrorDetail:
+        return {"type": kind, "loc": (self.name,), "msg": msg, "input": value}
+
+
+class LegacyGuard:
+    """Checks a decoded JSON object against the rules of one contract."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, rules: Iterable[FieldRule]) -> None:
+        self.rules = tuple(rules)
+
+    @classmethod
+    def from_contract(cls, contract: type[BaseModel], fields: Iterable[str]) -> LegacyGuard:
+        """Rules for ``fields`` (the legacy class's fields) taken from ``contract``'s schema."""
+        schema = contract.model_json_schema()
+        defs = schema.get("$defs", {})
+        props = schema["properties"]
+        return cls(_rule(name, props[name], defs) for name in fields)
+
+    def check(self, obj: dict[str, Any]) -> list[ErrorDetail]:
+        """Every rule ``obj`` breaks; a missing key is a ``missing`` error."""
+        errors: list[ErrorDetail] = []
+        for rule in self.rules:
+            if rule.name not in obj:
+                errors.append({"type": "missing", "loc": (rule.name,), "msg": "Field required"})
+                continue
+            err = rule.check(obj[rule.name])
+            if err is not None:
+                errors.append(err)
+        return errors
+
+
+def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> FieldRule:
+    nullable = False
+    if "anyOf" in prop:
+        options = [p for p in prop["anyOf"] if p.get("type") != "null"]
+        nullable = len(options) < len(prop["anyOf"])
+        prop = {**prop, **options[0]}
+    if "$ref" in prop:
+        prop = {**prop, **defs[prop["$ref"].rsplit("/", 1)[-1]]}
+    kind = prop.get("type", "string")
+    if kind not in _JSON_TYPES:
+        raise ValueError(f"no legacy rule for field {name!r} of JSON type {kind!r}")
+    choices = prop.get("enum")
+    if "const" in prop:
+        choices = [prop["const"]]
+    return FieldRule(
+        name=name,
+        kind=kind,
+        nullable=nullable,
+        minimum=prop.get("minimum"),
+        exclusive_minimum=prop.get("exclusiveMinimum"),
+        maximum=prop.get("maximum"),
+        min_length=prop.get("minLength"),
+        max_length=prop.get("maxLength"),
+        choices=frozenset(choices) if choices is not None else None,
+    )

@@ -1,0 +1,136 @@
+"""The Pydantic path: ``model_validate_json`` in, ``model_dump_json`` out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from core.codec.base import Decoded, FieldMap, Message, RawFieldMap
+from core.codec.errors import CodecErrors
+from core.codec.fields import (
+    FieldDecodeError,
+    decode_field_map,
+    encode_field_map,
+    field_map_bytes,
+)
+from core.domain.contracts import API_VERSION, MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.topics import Path, Profile, Topic
+from core.utils.clock import now_ms
+
+__all__ = ["CONTRACTS", "ContractReader", "PydanticCodec", "StrictReader"]
+
+CONTRACTS: dict[Topic, type[BaseModel]] = {
+    Topic.MARKET_DATA: MarketDataV1,
+    Topic.SIGNALS: SignalV1,
+    Topic.ORDERS: OrderV1,
+    Topic.ORDER_RESULTS: OrderResultV1,
+}
+"""The v1.0 contract of every topic."""
+
+
+class ContractReader(Protocol):
+    """Validates input into a strict contract; raises ``pydantic.ValidationError``."""
+
+    def from_json(self, raw: bytes) -> Decoded:
+        """Validate a JSON document."""
+        ...
+
+    def from_obj(self, obj: dict[str, Any]) -> Decoded:
+        """Validate already-decoded values."""
+        ...
+
+
+class StrictReader:
+    """The strict profile: the contract as it is, nothing filled in."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self._model = model
+
+    def from_json(self, raw: bytes) -> Decoded:
+        """Validate a JSON document against the strict contract."""
+        return Decoded(self._model.model_validate_json(raw))
+
+    def from_obj(self, obj: dict[str, Any]) -> Decoded:
+        """Validate decoded values against the strict contract."""
+        return Decoded(self._model.model_validate(obj))
+
+
+class PydanticCodec:
+    """The codec of the Pydantic path; ``readers`` decide the profile."""
+
+    def __init__(self, profile: Profile, readers: Mapping[Topic, ContractReader], max_bytes: int) -> None:
+        self._profile = profile
+        self._readers = dict(readers)
+        self._errors = CodecErrors(Path.PYDANTIC, profile, max_bytes)
+
+    @property
+    def path(self) -> Path:
+        """Always :attr:`Path.PYDANTIC`."""
+        return Path.PYDANTIC
+
+    @property
+    def profile(self) -> Profile:
+        """Lenient or strict."""
+        return self._profile
+
+    def decode(self, topic: Topic, raw: bytes) -> Decoded:
+        """Validate a Pub/Sub JSON body into the topic's contract."""
+        self._errors.check_size(topic, raw)
+        try:
+            return self._readers[topic].from_json(raw)
+        except ValidationError as exc:
+            raise self._errors.from_validation(topic, raw, exc) from None
+
+    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+        """Validate a stream field map into the topic's contract."""
+        self._errors.check_fields_size(topic, fields)
+        try:
+            obj = decode_field_map(fields)
+        except FieldDecodeError as exc:
+            raise self._errors.from_fields_failure(topic, fields, exc) from None
+        try:
+            return self._readers[topic].from_obj(obj)
+        except ValidationError as exc:
+            raise self._errors.from_validation(topic, field_map_bytes(fields), exc) from None
+
+    def encode(self, topic: Topic, message: Message) -> bytes:
+        """The JSON body of a contract message."""
+        model = self._check_type(topic, message)
+        return model.__pydantic_serializer__.to_json(model)
+
+    def to_fields(self, topic: Topic, message: Message) -> FieldMap:
+        """The stream field map of a contract message."""
+        return encode_field_map(self._check_type(topic, message).model_dump(mode="json"))
+
+    def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
+        """A validated contract; adds ``api_version`` and a clock ``timestamp`` unless given."""
+        data = {"api_version": API_VERSION, **values}
+        data.setdefault("timestamp", now_ms())
+        try:
+            return CONTRACTS[topic].model_validate(data)
+        except ValidationError as exc:
+            raise self._errors.from_validation(topic, repr(dict(values)).encode(), exc) from None
+
+    def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
+        """The contract's values in JSON mode."""
+        return self._check_type(topic, message).model_dump(mode="json")
+
+    def _check_type(self, topic: Topic, message: Message) -> BaseModel:
+        model = CONTRACTS[topic]
+        if not isinstance(message, model):
+            raise self._errors.error(
+                topic,
+                repr(message).encode(),
+                [
+                    {
+                        "type": "model_type",
+                        "loc": (),
+                        "msg": f"expected {model.__name__}, got {type(message).__name__}",
+                    }
+                ],
+            )
+        return message

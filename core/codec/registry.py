@@ -1,0 +1,35 @@
+"""The one place that chooses a service's codec from its settings.
+
+Services receive a codec and never test the flag themselves. After cutover,
+deleting the legacy path and the lenient profile removes two entries here.
+"""
+
+from __future__ import annotations
+
+from core.codec.base import Codec
+from core.codec.legacy_codec import LegacyCodec
+from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
+from core.settings import ServiceSettings
+from core.topics import Path, Profile, Topic
+from migration.lenient import LenientReader
+
+__all__ = ["build_codec", "codec_for"]
+
+
+def _readers(profile: Profile) -> dict[Topic, ContractReader]:
+    if profile is Profile.LENIENT:
+        return {topic: LenientReader(model) for topic, model in CONTRACTS.items()}
+    return {topic: StrictReader(model) for topic, model in CONTRACTS.items()}
+
+
+def build_codec(path: Path, profile: Profile = Profile.LENIENT, *, max_bytes: int = 65_536) -> Codec:
+    """The codec for ``path`` (and ``profile`` on the Pydantic path)."""
+    if path is Path.LEGACY:
+        return LegacyCodec(max_bytes)
+    return PydanticCodec(profile, _readers(profile), max_bytes)
+
+
+def codec_for(settings: ServiceSettings) -> Codec:
+    """The codec a service with ``settings`` must use."""
+    path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
+    return build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)

@@ -1,0 +1,186 @@
+"""Service settings: the migration flags and the connections, validated at start-up.
+
+Each service reads plain variables (``USE_PYDANTIC_CONTRACTS``, ...). When several
+services run in one process (``cdb run``), a variable prefixed with the service
+name (``SIGNAL_USE_PYDANTIC_CONTRACTS``) overrides the plain one for that service
+only. Precedence, highest first: explicit overrides (CLI options), the
+service-prefixed variable, the plain variable, an env file, the default.
+
+A value that is not a clear boolean or a known choice stops start-up with a
+:class:`~core.errors.ConfigError` naming the variable; it never means "legacy".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path as FsPath
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+from core.topics import Profile, ServiceName
+
+__all__ = ["BOOL_WORDS", "ServiceSettings", "read_env_file", "redact_url"]
+
+BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
+"""Values accepted for a boolean flag (any letter case)."""
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    """Resolved settings of one service instance; build with :meth:`load`."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", validate_default=True)
+
+    service: ServiceName | None = Field(default=None, description="Which service these settings are for.")
+    use_pydantic_contracts: bool = Field(
+        default=False,
+        description="Decode/encode with the v1.0 Pydantic contracts instead of the legacy dataclasses.",
+    )
+    contract_profile: Profile = Field(
+        default=Profile.LENIENT,
+        description="lenient: fill a missing api_version/timestamp; strict: refuse such messages.",
+    )
+    contract_shadow: bool = Field(
+        default=False, description="Decode every message on both paths and count differences."
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis://... ; empty = embedded fakeredis (cdb run only)."
+    )
+    database_url: str | None = Field(
+        default=None, description="postgresql://... for order results; empty = SQLite."
+    )
+    key_prefix: str = Field(default="", description="Prefix of every Redis key, to isolate pipelines.")
+    max_message_bytes: int = Field(
+        default=65_536, gt=0, description="Payloads above this are dead-lettered unparsed."
+    )
+    instance: str = Field(
+        default_factory=_default_instance, description="Name of this instance in live status."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only explicit values: :meth:`load` resolves the environment itself, so that
+        it can scope variables per service and record where each value came from."""
+        return (init_settings,)
+
+    @classmethod
+    def load(
+        cls,
+        service: ServiceName | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> ServiceSettings:
+        """Resolve and validate the settings of ``service``; :class:`ConfigError` if any is bad."""
+        values, origins = cls.resolve(service, environ=environ, env_file=env_file, overrides=overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise _config_error(exc, values, origins) from None
+
+    @classmethod
+    def resolve(
+        cls,
+        service: ServiceName | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The raw value of every set field and where it came from (variable, file, option)."""
+        env = os.environ if environ is None else environ
+        file_values = read_env_file(env_file) if env_file else {}
+        values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        for name in cls.model_fields:
+            if name == "service":
+                continue
+            var = name.upper()
+            scoped = f"{service.value.upper()}_{var}" if service else None
+            if overrides and name in overrides and overrides[name] is not None:
+                values[name], origins[name] = overrides[name], "option"
+            elif scoped and scoped in env:
+                values[name], origins[name] = env[scoped], f"env {scoped}"
+            elif var in env:
+                values[name], origins[name] = env[var], f"env {var}"
+            elif var in file_values:
+                values[name], origins[name] = file_values[var], f"file {env_file}"
+            else:
+                origins[name] = "default"
+        for name in ("redis_url", "database_url"):
+            if values.get(name) == "":
+                values[name] = None  # an empty URL means "not configured"
+        if service is not None:
+            values["service"] = service
+        return values, origins
+
+
+def _accepted(name: str) -> tuple[list[str], str]:
+    field = ServiceSettings.model_fields[name]
+    if field.annotation is bool:
+        return list(BOOL_WORDS), "a boolean flag"
+    if field.annotation is Profile:
+        return [p.value for p in Profile], "the contract profile"
+    if field.annotation is int:
+        return ["a positive integer"], ""
+    return ["a string"], ""
+
+
+def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapping[str, str]) -> ConfigError:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "?"
+    origin = origins.get(name, "")
+    variable = origin.split(" ", 1)[1] if origin.startswith(("env ", "file ")) else name.upper()
+    if origin.startswith("file "):
+        variable = f"{name.upper()} (in {origin[5:]})"
+    accepted, hint = _accepted(name) if name in ServiceSettings.model_fields else (["?"], "")
+    return ConfigError(variable, values.get(name), accepted, hint)
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse a docker-compose style env file: ``KEY=value`` lines, ``#`` comments."""
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(FsPath(path).read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("export "):
+            text = text[len("export ") :].lstrip()
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{lineno}", line, ["KEY=value"], "malformed env file line")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with any password replaced by ``***``, safe for logs and status."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))

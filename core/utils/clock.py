@@ -1,0 +1,97 @@
+"""The injectable clock: every timestamp the pipeline makes comes from here.
+
+Tests freeze it (:func:`frozen`) so runs are deterministic and repeatable.
+All contract timestamps are epoch **milliseconds** (see :func:`now_ms`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Protocol
+
+__all__ = [
+    "Clock",
+    "FrozenClock",
+    "SystemClock",
+    "frozen",
+    "get_clock",
+    "ms_to_datetime",
+    "now_ms",
+    "set_clock",
+    "utcnow",
+]
+
+
+class Clock(Protocol):
+    """Something that tells the current time in epoch milliseconds."""
+
+    def now_ms(self) -> int:
+        """Milliseconds since 1970-01-01T00:00:00Z."""
+        ...
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def now_ms(self) -> int:
+        """Milliseconds since the epoch, from the system clock."""
+        return time.time_ns() // 1_000_000
+
+
+class FrozenClock:
+    """A clock that stands still until told to move; for tests and replays."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def now_ms(self) -> int:
+        """The frozen time."""
+        return self.ms
+
+    def advance(self, ms: int) -> None:
+        """Move the frozen time forward by ``ms`` milliseconds."""
+        self.ms += ms
+
+
+_current: Clock = SystemClock()
+
+
+def get_clock() -> Clock:
+    """The clock in force for this process."""
+    return _current
+
+
+def set_clock(clock: Clock) -> Clock:
+    """Install ``clock`` for this process; returns the previous one."""
+    global _current
+    previous, _current = _current, clock
+    return previous
+
+
+@contextmanager
+def frozen(ms: int) -> Iterator[FrozenClock]:
+    """Freeze the process clock at ``ms`` inside the ``with`` block."""
+    clock = FrozenClock(ms)
+    previous = set_clock(clock)
+    try:
+        yield clock
+    finally:
+        set_clock(previous)
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds, from the clock in force."""
+    return _current.now_ms()
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """An aware UTC datetime for an epoch-millisecond value."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime, from the clock in force."""
+    return ms_to_datetime(now_ms())
