@@ -176,7 +176,10 @@ class OrderV1(BaseModel):
     ]
     price: Annotated[
         Price | None,
-        Field(description="Limit price, quote per base unit; required for LIMIT, null for MARKET."),
+        Field(
+            description="Quote per base unit. LIMIT: the limit price (required). MARKET: the reference "
+            "price risk priced the order at, used by the paper venue; null when unknown."
+        ),
     ] = None
     timestamp: Annotated[TimestampMs, Field(description="When risk approved the order, epoch ms (UTC).")]
 
