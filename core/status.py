@@ -1,0 +1,117 @@
+"""Live state: each running instance reports what path it is really on, so tools can show it.
+
+An instance writes a JSON document to ``KeySpace.status(service, instance)`` every
+``interval`` seconds with a TTL of a few intervals: a stopped instance disappears by
+itself, a hung one shows as stale first. ``cdb status`` and ``cdb cutover check``
+read these documents; they never guess from configuration files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.topics import KeySpace, ServiceName
+from core.utils.clock import now_ms
+
+__all__ = ["LiveState", "StatusReporter", "read_live_states"]
+
+
+@dataclass
+class LiveState:
+    """What one running instance says about itself."""
+
+    service: str
+    instance: str
+    path: str
+    profile: str | None
+    shadow: bool
+    version: str
+    started_ms: int
+    partitions: int = 1
+    reported_ms: int = 0
+    interval_s: float = 2.0
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def uptime_s(self, at_ms: int | None = None) -> float:
+        """Seconds since the instance started."""
+        return ((at_ms or now_ms()) - self.started_ms) / 1000.0
+
+    def is_stale(self, at_ms: int | None = None) -> bool:
+        """True when the instance missed more than two reports in a row."""
+        return (at_ms or now_ms()) - self.reported_ms > 3 * self.interval_s * 1000
+
+    def to_json(self) -> str:
+        """The document stored in Redis."""
+        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> LiveState:
+        """Parse a stored document (unknown keys from newer versions are ignored)."""
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class StatusReporter:
+    """Writes an instance's live state to Redis every ``interval`` seconds (TTL: 3 intervals)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        state: Callable[[], LiveState],
+        *,
+        interval_s: float = 2.0,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._state = state
+        self._interval = interval_s
+
+    async def report_once(self) -> LiveState:
+        """Write the current state now; returns what was written."""
+        state = self._state()
+        state.reported_ms = now_ms()
+        state.interval_s = self._interval
+        key = self._keys.status(ServiceName(state.service), state.instance)
+        ttl_ms = max(1000, int(self._interval * 3000))
+        await self._redis.set(key, state.to_json(), px=ttl_ms)
+        return state
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Report until ``stop`` is set, then report a last time; Redis errors are retried next tick."""
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # status must never take a service down
+                await self.report_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        with contextlib.suppress(Exception):
+            await self.report_once()
+
+    async def withdraw(self, state: LiveState) -> None:
+        """Remove the instance's document (on a clean shutdown)."""
+        await self._redis.delete(self._keys.status(ServiceName(state.service), state.instance))
+
+
+async def read_live_states(redis: aioredis.Redis, keys: KeySpace) -> list[LiveState]:
+    """Every live instance of this key space, ordered by pipeline position then instance."""
+    names = [k async for k in redis.scan_iter(match=keys.status_pattern(), count=500)]
+    if not names:
+        return []
+    order = {s.value: i for i, s in enumerate(ServiceName)}
+    states = []
+    pipe = redis.pipeline(transaction=False)  # one GET per key: cluster-safe, unlike MGET
+    for name in names:
+        pipe.get(name)
+    for raw in await pipe.execute():
+        if raw is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                states.append(LiveState.from_json(raw))
+    return sorted(states, key=lambda s: (order.get(s.service, 99), s.instance))
