@@ -1,0 +1,165 @@
+"""Business logic of signal, risk and execution: pure functions of their input and state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from core.errors import ConfigError
+from services.config import load_config
+from services.execution.paper import PaperVenue, VenueParams
+from services.risk.limits import RiskEngine, RiskLimits
+from services.signal.strategy import MomentumStrategy, SignalParams
+
+
+@dataclass
+class _Trade:
+    symbol: str
+    price: float
+    timestamp: int
+
+
+@dataclass
+class _Signal:
+    signal_id: str
+    symbol: str
+    side: str
+    price: float
+    strength: float
+
+
+@dataclass
+class _Order:
+    order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: float
+    price: float | None
+
+
+def _feed(strategy: MomentumStrategy, prices: list[float], symbol: str = "BTC/USDT") -> list[dict]:
+    out = []
+    for i, price in enumerate(prices):
+        values = strategy.on_trade(_Trade(symbol, price, 1_767_225_600_000 + i))
+        if values:
+            out.append(values)
+    return out
+
+
+def test_strategy__rising_prices_fire_one_buy_then_cool_down() -> None:
+    strategy = MomentumStrategy(SignalParams(window=5, threshold_bps=10, cooldown=3))
+    signals = _feed(strategy, [100.0, 100.1, 100.2, 100.3, 100.4, 100.5, 100.6])
+    assert [s["side"] for s in signals] == ["BUY"]
+    assert signals[0]["signal_id"] == "sig-BTC/USDT-1767225600004"
+    assert 0 < signals[0]["strength"] <= 1
+
+
+def test_strategy__falling_prices_fire_sell() -> None:
+    strategy = MomentumStrategy(SignalParams(window=3, threshold_bps=10, cooldown=0))
+    signals = _feed(strategy, [100.0, 99.0, 98.0])
+    assert [s["side"] for s in signals] == ["SELL"]
+
+
+def test_strategy__flat_prices_fire_nothing() -> None:
+    strategy = MomentumStrategy(SignalParams(window=3, threshold_bps=10))
+    assert _feed(strategy, [100.0] * 50) == []
+
+
+def test_strategy__redelivered_or_older_trade_is_ignored() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    assert strategy.on_trade(_Trade("X", 100.0, 1_767_225_600_010)) is None
+    fired = strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011))
+    assert fired is not None
+    assert strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011)) is None
+    assert strategy.on_trade(_Trade("X", 90.0, 1_767_225_600_005)) is None
+    assert strategy.ignored == 2
+
+
+def test_strategy__symbols_have_separate_windows() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    strategy.on_trade(_Trade("A", 100.0, 1_767_225_600_001))
+    assert strategy.on_trade(_Trade("B", 200.0, 1_767_225_600_002)) is None  # B's window is not A's
+
+
+def test_risk__sizes_order_by_strength_and_notional() -> None:
+    engine = RiskEngine(RiskLimits(max_order_notional=1000))
+    decision = engine.on_signal(_Signal("s1", "BTC/USDT", "BUY", 50_000.0, 0.5))
+    assert decision.order is not None
+    assert decision.order["quantity"] == pytest.approx(0.01)
+    assert decision.order["order_id"] == "ord-s1"
+    assert decision.order["price"] == 50_000.0
+    assert engine.positions["BTC/USDT"] == pytest.approx(0.01)
+
+
+def test_risk__kill_switch_rejects_everything() -> None:
+    engine = RiskEngine(RiskLimits(kill_switch=True))
+    decision = engine.on_signal(_Signal("s1", "BTC/USDT", "BUY", 100.0, 1.0))
+    assert decision.order is None
+    assert decision.rejection == "kill switch is on"
+
+
+def test_risk__position_limit_rejects_growth_but_allows_reduction() -> None:
+    engine = RiskEngine(RiskLimits(max_order_notional=1000, max_position_notional=1500))
+    assert engine.on_signal(_Signal("s1", "X", "BUY", 100.0, 1.0)).order is not None
+    second = engine.on_signal(_Signal("s2", "X", "BUY", 100.0, 1.0))
+    assert second.order is None
+    assert second.rejection is not None
+    assert "position limit" in second.rejection
+    assert engine.on_signal(_Signal("s3", "X", "SELL", 100.0, 1.0)).order is not None
+    assert engine.positions["X"] == pytest.approx(0.0)
+
+
+def test_risk__exposure_limit_spans_symbols() -> None:
+    engine = RiskEngine(RiskLimits(max_order_notional=1000, max_exposure_notional=1500))
+    assert engine.on_signal(_Signal("s1", "A", "BUY", 10.0, 1.0)).order is not None
+    decision = engine.on_signal(_Signal("s2", "B", "SELL", 10.0, 1.0))
+    assert decision.rejection == "exposure limit 1500"
+
+
+def test_risk__redelivered_signal_gets_the_same_decision_without_doubling_position() -> None:
+    engine = RiskEngine()
+    first = engine.on_signal(_Signal("s1", "X", "BUY", 100.0, 1.0))
+    again = engine.on_signal(_Signal("s1", "X", "BUY", 100.0, 1.0))
+    assert again.duplicate
+    assert again.order == first.order
+    assert first.order is not None
+    assert engine.positions["X"] == pytest.approx(first.order["quantity"])
+
+
+def test_venue__market_buy_fills_at_reference_plus_slippage_with_fee() -> None:
+    venue = PaperVenue(VenueParams(fee_bps=10, slippage_bps=5, max_fill_notional=10_000))
+    result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 2.0, 100.0))
+    assert result["status"] == "FILLED"
+    assert result["average_price"] == pytest.approx(100.05)
+    assert result["fee"] == pytest.approx(2.0 * 100.05 * 0.001)
+    assert result["reason"] is None
+
+
+def test_venue__market_sell_slips_downwards() -> None:
+    result = PaperVenue(VenueParams(slippage_bps=5)).fill(_Order("o1", "X", "SELL", "MARKET", 1.0, 100.0))
+    assert result["average_price"] == pytest.approx(99.95)
+
+
+def test_venue__large_order_fills_partially() -> None:
+    venue = PaperVenue(VenueParams(max_fill_notional=500, slippage_bps=0))
+    result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 10.0, 100.0))
+    assert result["status"] == "PARTIALLY_FILLED"
+    assert result["filled_quantity"] == pytest.approx(5.0)
+
+
+def test_venue__tiny_order_and_missing_price_are_rejected() -> None:
+    venue = PaperVenue(VenueParams(min_notional=10))
+    tiny = venue.fill(_Order("o1", "X", "BUY", "MARKET", 0.01, 100.0))
+    blind = venue.fill(_Order("o2", "X", "BUY", "MARKET", 1.0, None))
+    assert (tiny["status"], blind["status"]) == ("REJECTED", "REJECTED")
+    assert tiny["average_price"] is None
+    assert blind["reason"] == "no reference price for a paper fill"
+
+
+def test_service_config__bad_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(RiskLimits, {"RISK_MAX_ORDER_NOTIONAL": "-5"})
+    assert caught.value.variable == "RISK_MAX_ORDER_NOTIONAL"
+    assert load_config(RiskLimits, {"RISK_KILL_SWITCH": "yes"}).kill_switch is True
