@@ -72,7 +72,7 @@ class FieldRule:
             return self._err(kind, f"Input should be a valid {self.kind}", value)
         if self.kind == "integer" and not isinstance(value, int):
             return self._err("int_type", "Input should be a valid integer", value)
-        if not math.isfinite(value):
+        if self.kind == "number" and not _is_finite(value):
             return self._err("finite_number", "Input should be a finite number", value)
         if self.exclusive_minimum is not None and not value > self.exclusive_minimum:
             return self._err("greater_than", f"Input should be greater than {self.exclusive_minimum}", value)
@@ -84,6 +84,16 @@ class FieldRule:
 
     def _err(self, kind: str, msg: str, value: Any) -> ErrorDetail:
         return {"type": kind, "loc": (self.name,), "msg": msg, "input": value}
+
+
+def _is_finite(value: int | float) -> bool:
+    # JSON integers are unbounded; one past the float range would make from_dict's
+    # float() (and math.isfinite) raise OverflowError instead of refusing the message.
+    # (An "integer" field is never converted to float, so only "number" fields ask.)
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class LegacyGuard:
