@@ -53,6 +53,12 @@ class ServiceName(StrEnum):
         """The topic this service publishes."""
         return _PRODUCES[self]
 
+    @property
+    def dead_letters(self) -> Topic:
+        """The topic whose dead-letter stream this service writes: its input's, or for ws
+        (which reads the exchange, not Redis) its output's, where bad exchange frames go."""
+        return _CONSUMES[self] or _PRODUCES[self]
+
 
 _CONSUMES: dict[ServiceName, Topic | None] = {
     ServiceName.WS: None,
