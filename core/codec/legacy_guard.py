@@ -4,8 +4,12 @@ The legacy dataclasses do no validation by design (they are the "before" side).
 Without a guard a NaN price or an unknown side would pass the legacy path and
 poison business logic, so the legacy codec applies the contract's own bounds to
 the fields the legacy class has: JSON type, finiteness, numeric bounds, string
-length and enum membership. Regular-expression patterns are not checked here;
-shadow mode shows where that difference matters. Deleted with the legacy path.
+length and enum membership. Contract fields the legacy class does not have
+(``api_version``, ``timestamp`` on most topics, ``trade_id``) are checked only
+when present and not null: a legacy consumer must still refuse ``"v2.0"`` or a
+timestamp in seconds from a newer producer. Regular-expression patterns are not
+checked here; shadow mode shows where that difference matters. Deleted with the
+legacy path.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class FieldRule:
     min_length: int | None = None
     max_length: int | None = None
     choices: frozenset[str] | None = None
+    required: bool = True
 
     def check(self, value: Any) -> ErrorDetail | None:
         """The first way ``value`` breaks this rule, or ``None``."""
@@ -106,18 +111,25 @@ class LegacyGuard:
 
     @classmethod
     def from_contract(cls, contract: type[BaseModel], fields: Iterable[str]) -> LegacyGuard:
-        """Rules for ``fields`` (the legacy class's fields) taken from ``contract``'s schema."""
+        """Rules for ``fields`` (the legacy class's fields, required) taken from ``contract``'s
+        schema, plus optional rules for the contract's other fields (checked when present)."""
         schema = contract.model_json_schema()
         defs = schema.get("$defs", {})
         props = schema["properties"]
-        return cls(_rule(name, props[name], defs) for name in fields)
+        names = tuple(fields)
+        required = [_rule(name, props[name], defs) for name in names]
+        optional = [
+            _rule(name, prop, defs, required=False) for name, prop in props.items() if name not in names
+        ]
+        return cls([*required, *optional])
 
     def check(self, obj: dict[str, Any]) -> list[ErrorDetail]:
         """Every rule ``obj`` breaks; a missing key is a ``missing`` error."""
         errors: list[ErrorDetail] = []
         for rule in self.rules:
             if rule.name not in obj:
-                errors.append({"type": "missing", "loc": (rule.name,), "msg": "Field required"})
+                if rule.required:
+                    errors.append({"type": "missing", "loc": (rule.name,), "msg": "Field required"})
                 continue
             err = rule.check(obj[rule.name])
             if err is not None:
@@ -125,11 +137,12 @@ class LegacyGuard:
         return errors
 
 
-def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> FieldRule:
-    nullable = False
+def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any], *, required: bool = True) -> FieldRule:
+    # A field the legacy class does not read may be null: like an absent one, it changes nothing.
+    nullable = not required
     if "anyOf" in prop:
         options = [p for p in prop["anyOf"] if p.get("type") != "null"]
-        nullable = len(options) < len(prop["anyOf"])
+        nullable = nullable or len(options) < len(prop["anyOf"])
         prop = {**prop, **options[0]}
     if "$ref" in prop:
         prop = {**prop, **defs[prop["$ref"].rsplit("/", 1)[-1]]}
@@ -149,4 +162,5 @@ def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> FieldRule:
         min_length=prop.get("minLength"),
         max_length=prop.get("maxLength"),
         choices=frozenset(choices) if choices is not None else None,
+        required=required,
     )
