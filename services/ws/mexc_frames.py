@@ -1,0 +1,131 @@
+"""MEXC spot v3 binary frames: protobuf ``PushDataV3ApiWrapper`` <-> :class:`Trade`.
+
+Field numbers and types follow MEXC's published definitions (see
+``services/ws/proto/*.proto`` for the provenance): the wrapper carries ``channel`` (1),
+``symbol`` (3), ``sendTime`` (6) and the body ``publicAggreDeals`` (314); each deal has
+``price`` (1, decimal string), ``quantity`` (2, decimal string), ``tradeType`` (3,
+1 = BUY, 2 = SELL), ``time`` (4, epoch ms) and, in newer revisions, ``tradeId`` (5).
+
+Decoding is tolerant of what newer revisions add (unknown fields are skipped) and
+strict about what a trade needs: a frame is decoded whole or refused whole with one
+:class:`~services.ws.trades.SourceError`, so a half-applied frame never exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from google.protobuf.message import DecodeError
+
+from core.domain.contracts import Side
+from services.ws.proto.PushDataV3ApiWrapper_pb2 import PushDataV3ApiWrapper
+from services.ws.trades import QUOTE_CURRENCIES, SourceError, Trade, to_mexc_symbol, to_pair
+
+__all__ = [
+    "DEALS_CHANNEL_PREFIX",
+    "TRADE_TYPES",
+    "deals_channel",
+    "decode_deals",
+    "encode_deals",
+]
+
+DEALS_CHANNEL_PREFIX = "spot@public.aggre.deals.v3.api.pb"
+"""MEXC's aggregated-trades channel; a full name is ``<prefix>@<interval>@<SYMBOL>``."""
+
+TRADE_TYPES: dict[int, Side] = {1: Side.BUY, 2: Side.SELL}
+"""MEXC ``tradeType`` -> taker side (MEXC documents 1: Buy, 2: Sell)."""
+
+_SIDE_CODES = {side: code for code, side in TRADE_TYPES.items()}
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
+def deals_channel(mexc_symbol: str, interval: str = "100ms") -> str:
+    """``spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT`` (MEXC offers 100ms and 10ms)."""
+    return f"{DEALS_CHANNEL_PREFIX}@{interval}@{mexc_symbol.upper()}"
+
+
+def decode_deals(raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUOTE_CURRENCIES) -> list[Trade]:
+    """The trades of one binary frame, in the frame's order.
+
+    Raises :class:`SourceError` for a frame that is not protobuf, carries no
+    aggregated-deals body, names no mappable symbol, or holds a deal with an
+    unparsable price/quantity, an unknown ``tradeType`` or a time outside epoch ms.
+    """
+    wrapper = PushDataV3ApiWrapper()
+    try:
+        wrapper.ParseFromString(raw)
+    except DecodeError as exc:
+        raise SourceError("protobuf_invalid", f"not a PushDataV3ApiWrapper: {exc}") from None
+    where = wrapper.channel or "<no channel>"
+    if wrapper.WhichOneof("body") != "publicAggreDeals":
+        raise SourceError("body_unexpected", "frame carries no publicAggreDeals body", where=where)
+    # The wrapper's symbol field is optional; the channel always ends in the symbol.
+    name = wrapper.symbol if wrapper.HasField("symbol") else wrapper.channel.rpartition("@")[2]
+    try:
+        pair = to_pair(name, quotes)
+    except SourceError as exc:
+        raise exc.located(where) from None
+    trades = []
+    for index, deal in enumerate(wrapper.publicAggreDeals.deals):
+        try:
+            trades.append(
+                Trade(
+                    symbol=pair,
+                    price=_decimal("price", deal.price),
+                    volume=_decimal("quantity", deal.quantity),
+                    side=_side(deal.tradeType),
+                    timestamp=deal.time,
+                    venue=venue,
+                    trade_id=deal.tradeId or None,
+                )
+            )
+        except SourceError as exc:
+            raise exc.located(f"{where} deal {index}") from None
+    return trades
+
+
+def encode_deals(
+    mexc_symbol: str,
+    trades: Sequence[Trade],
+    *,
+    interval: str = "100ms",
+    send_time: int | None = None,
+) -> bytes:
+    """One binary frame as MEXC sends it for ``trades`` (used by the fake server and tests)."""
+    channel = deals_channel(to_mexc_symbol(mexc_symbol), interval)
+    wrapper = PushDataV3ApiWrapper(channel=channel, symbol=to_mexc_symbol(mexc_symbol))
+    wrapper.publicAggreDeals.eventType = channel.rpartition("@")[0]
+    for trade in trades:
+        deal = wrapper.publicAggreDeals.deals.add()
+        deal.price = _format(trade.price)
+        deal.quantity = _format(trade.volume)
+        deal.tradeType = _SIDE_CODES[trade.side]
+        deal.time = trade.timestamp
+        if trade.trade_id is not None:
+            deal.tradeId = trade.trade_id
+    if send_time is not None:
+        wrapper.sendTime = send_time
+    elif trades:
+        wrapper.sendTime = trades[-1].timestamp
+    return wrapper.SerializeToString()
+
+
+def _decimal(name: str, text: str) -> float:
+    # float() alone would accept "nan", "inf", " 1", "1_000": none of them is a MEXC decimal.
+    if not _DECIMAL.fullmatch(text):
+        raise SourceError(f"{name}_invalid", f"{name} {text!r} is not a decimal string")
+    return float(text)
+
+
+def _side(trade_type: int) -> Side:
+    try:
+        return TRADE_TYPES[trade_type]
+    except KeyError:
+        detail = f"tradeType {trade_type} is neither 1 (BUY) nor 2 (SELL)"
+        raise SourceError("trade_type_unknown", detail) from None
+
+
+def _format(value: float) -> str:
+    # repr() is the shortest string that reads back to the same float.
+    return repr(value)

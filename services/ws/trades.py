@@ -1,0 +1,147 @@
+"""The trade a ws source produces, and MEXC's symbol names mapped to the pipeline's.
+
+A source (the live MEXC client, the CSV replay) builds :class:`Trade` objects and
+hands them to an async callback; it never knows Redis or the codec. The callback
+turns a trade into a ``market_data`` message with
+``codec.build(Topic.MARKET_DATA, trade.as_values())`` on either path.
+
+Symbols: MEXC writes a pair without a separator (``BTCUSDT``); the pipeline writes
+``BASE/QUOTE`` (``BTC/USDT``). MEXC publishes no separator, so the split is found
+by matching a known quote currency at the end of the name (longest first, so
+``FDUSD`` wins over ``USD``-like shorter endings). :data:`QUOTE_CURRENCIES` lists
+the quotes MEXC spot uses; a name ending in none of them is refused rather than
+guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from core.domain.contracts import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, Side
+from core.errors import CdbError
+
+__all__ = [
+    "QUOTE_CURRENCIES",
+    "SourceError",
+    "Trade",
+    "to_mexc_symbol",
+    "to_pair",
+]
+
+QUOTE_CURRENCIES: tuple[str, ...] = ("USDT", "USDC", "USDE", "FDUSD", "TUSD", "EUR", "BTC", "ETH", "MX")
+"""Quote currencies recognised at the end of a MEXC symbol, e.g. ``ETHBTC`` -> ``ETH/BTC``."""
+
+_MAX_SYMBOL = 32  # the contract's limit for MarketDataV1.symbol
+_SYMBOL = re.compile(r"[A-Z0-9]+(?:[/_-][A-Z0-9]+)?")  # the contract's pattern for MarketDataV1.symbol
+_CODE = re.compile(r"[A-Z0-9]+")
+
+
+class SourceError(CdbError):
+    """A trade source met input that is not a valid trade.
+
+    ``reason`` is a short, bounded code (``price_invalid``, ``line_malformed``...) safe
+    as a metric label; ``where`` names the place (``data/trades.csv:17``, a channel).
+    """
+
+    def __init__(self, reason: str, detail: str, *, where: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        self.where = where
+        text = f"{reason}: {detail}"
+        super().__init__(f"{where}: {text}" if where else text)
+
+    def located(self, where: str) -> SourceError:
+        """The same error, saying where it happened."""
+        return SourceError(self.reason, self.detail, where=where)
+
+
+def to_pair(mexc_symbol: str, quotes: Iterable[str] = QUOTE_CURRENCIES) -> str:
+    """``"BTCUSDT"`` -> ``"BTC/USDT"``; a name already in pair form is returned upper-cased.
+
+    Raises :class:`SourceError` (``symbol_unknown``) when no quote currency in ``quotes``
+    ends the name or nothing is left for the base currency.
+    """
+    name = mexc_symbol.strip().upper()
+    if "/" in name:
+        base, _, quote = name.partition("/")
+        if _CODE.fullmatch(base) and _CODE.fullmatch(quote):
+            return name
+        raise SourceError("symbol_unknown", f"{mexc_symbol!r} is not BASE/QUOTE")
+    if _CODE.fullmatch(name):
+        for quote in sorted(quotes, key=len, reverse=True):
+            if name.endswith(quote) and len(name) > len(quote):
+                return f"{name[: -len(quote)]}/{quote}"
+    raise SourceError(
+        "symbol_unknown",
+        f"{mexc_symbol!r} does not end in a known quote currency ({', '.join(quotes)})",
+    )
+
+
+def to_mexc_symbol(pair: str) -> str:
+    """``"BTC/USDT"`` -> ``"BTCUSDT"`` (MEXC's channel names use this form)."""
+    return pair.strip().upper().replace("/", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One trade at a venue, checked at construction.
+
+    ``price`` is quote currency per base unit (finite, > 0), ``volume`` base currency
+    (finite, >= 0), ``side`` the taker side, ``timestamp`` epoch **milliseconds**.
+    A value the ``market_data`` contract would refuse raises :class:`SourceError`
+    here, at the source, where the raw input is still at hand.
+    """
+
+    symbol: str
+    price: float
+    volume: float
+    side: Side
+    timestamp: int
+    venue: str = "mexc"
+    trade_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.symbol) > _MAX_SYMBOL or not _SYMBOL.fullmatch(self.symbol):
+            raise SourceError("symbol_invalid", f"symbol {self.symbol!r} is not like 'BTC/USDT'")
+        object.__setattr__(self, "price", _number("price", self.price, positive=True))
+        object.__setattr__(self, "volume", _number("volume", self.volume, positive=False))
+        if not isinstance(self.side, Side):
+            raise SourceError("side_invalid", f"side {self.side!r} is not a Side")
+        ts = self.timestamp
+        if isinstance(ts, bool) or not isinstance(ts, int) or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
+            raise SourceError("time_invalid", f"timestamp {ts!r} is not epoch milliseconds")
+        if not self.venue:
+            raise SourceError("venue_invalid", "venue is empty")
+
+    def as_values(self) -> dict[str, Any]:
+        """The values ``codec.build(Topic.MARKET_DATA, ...)`` takes, on either path.
+
+        ``trade_id`` is included only when known; the legacy path ignores it, the
+        Pydantic path carries it. ``api_version`` is left to the codec.
+        """
+        values: dict[str, Any] = {
+            "symbol": self.symbol,
+            "price": self.price,
+            "volume": self.volume,
+            "side": self.side,
+            "venue": self.venue,
+            "timestamp": self.timestamp,
+        }
+        if self.trade_id is not None:
+            values["trade_id"] = self.trade_id
+        return values
+
+
+def _number(name: str, value: object, *, positive: bool) -> float:
+    # bool is an int subclass; True as a price is a bug upstream, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SourceError(f"{name}_invalid", f"{name} {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise SourceError(f"{name}_invalid", f"{name} {value!r} is not finite and {bound}")
+    return number
