@@ -68,7 +68,8 @@ def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
             )
             continue
         try:
-            out[name] = json.loads(raw_value)
+            # _text: strict UTF-8, as on the Pub/Sub path (json.loads(bytes) would guess UTF-16).
+            out[name] = json.loads(_text(raw_value))
         except (ValueError, RecursionError) as exc:
             errors.append(
                 {

@@ -67,7 +67,9 @@ class LegacyCodec:
         """``json.loads`` + ``from_dict``, behind the contract's boundary checks."""
         self._errors.check_size(topic, raw)
         try:
-            obj = json.loads(raw)
+            # Decode as UTF-8 first: json.loads(bytes) would also guess UTF-16/32 and skip a
+            # BOM, accepting bodies the Pydantic path refuses (the wire is UTF-8 only).
+            obj = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError) as exc:
             msg = f"Invalid JSON: {exc}"
             raise self._errors.error(topic, raw, [{"type": "json_invalid", "loc": (), "msg": msg}]) from None
