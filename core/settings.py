@@ -65,6 +65,19 @@ class ServiceSettings(BaseSettings):
     instance: str = Field(
         default_factory=_default_instance, description="Name of this instance in live status."
     )
+    stream_maxlen: int = Field(
+        default=1_000_000, gt=0, description="Approximate MAXLEN of each topic stream (XADD MAXLEN ~)."
+    )
+    consumer_batch: int = Field(default=500, gt=0, description="Stream entries read per XREADGROUP.")
+    consumer_block_ms: int = Field(
+        default=200, gt=0, description="How long one XREADGROUP waits for new entries, in ms."
+    )
+    reclaim_idle_ms: int = Field(
+        default=30_000, gt=0, description="Pending entries idle this long (ms) are reclaimed (XAUTOCLAIM)."
+    )
+    max_deliveries: int = Field(
+        default=5, gt=0, description="Deliveries of a failing entry before it goes to the dead letters."
+    )
 
     @classmethod
     def settings_customise_sources(
