@@ -219,7 +219,11 @@ class OrderResultV1(BaseModel):
         str | None,
         Field(max_length=200, description="Why the order was rejected or cancelled; null otherwise."),
     ] = None
-    simulated: Annotated[bool, Field(description="True when filled by the paper venue, not a real exchange.")]
+    simulated: Annotated[
+        bool,
+        Strict(),  # like every other field: 1 or "true" is a wrong type, not a boolean
+        Field(description="True when filled by the paper venue, not a real exchange."),
+    ]
     timestamp: Annotated[TimestampMs, Field(description="When the result was decided, epoch ms (UTC).")]
 
     @model_validator(mode="after")
