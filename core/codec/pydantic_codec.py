@@ -104,7 +104,13 @@ class PydanticCodec:
 
     def to_fields(self, topic: Topic, message: Message) -> FieldMap:
         """The stream field map of a contract message."""
-        return encode_field_map(self._check_type(topic, message).model_dump(mode="json"))
+        model = self._check_type(topic, message)
+        try:
+            return encode_field_map(model.model_dump(mode="json"))
+        except ValueError as exc:  # only an unvalidated model (model_construct) holds NaN/inf
+            raise self._errors.error(
+                topic, repr(message).encode(), [{"type": "serialization", "loc": (), "msg": str(exc)}]
+            ) from None
 
     def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
         """A validated contract; adds ``api_version`` and a clock ``timestamp`` unless given."""
