@@ -1,0 +1,116 @@
+"""JSON Schema of every contract (strict and lenient) and the files ``cdb schema export`` writes.
+
+Everything is derived from the models (types first: the structure of a message is
+declared once, in :mod:`core.domain.contracts`), so the committed ``contracts/``
+tree can be regenerated and compared byte for byte. The only hand-written part is
+:func:`core.schema.rules.cross_field_rules`: the two model validators a per-field schema cannot
+express, checked against the codec by the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.codec import CONTRACTS
+from core.schema.asyncapi import asyncapi_document
+from core.schema.rules import cross_field_rules
+from core.topics import KeySpace
+from migration.lenient import lenient_variant
+
+__all__ = [
+    "JSON_SCHEMA_DIALECT",
+    "contract_schema",
+    "default_contracts_dir",
+    "dumps",
+    "exported_files",
+    "exported_models",
+    "stale_exports",
+    "write_exports",
+]
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+"""The JSON Schema dialect Pydantic emits and the exported files declare."""
+
+_SCHEMA_DIR = "json-schema"
+_ASYNCAPI_FILE = "asyncapi.json"
+
+
+def contract_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The standalone JSON Schema (2020-12) that accepts what ``model`` validates.
+
+    Not expressible, so not included: finiteness of floats (JSON has no NaN or
+    infinity, so a JSON document cannot break it) and Pydantic's strict refusal of
+    ``1.0`` for an integer field.
+    """
+    schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, **model.model_json_schema(mode="validation")}
+    rules = cross_field_rules(model)
+    if rules:
+        schema["allOf"] = rules
+    return schema
+
+
+def exported_models() -> dict[str, type[BaseModel]]:
+    """Every exported model by file stem: each topic's strict contract, then its lenient variant."""
+    out: dict[str, type[BaseModel]] = {}
+    for model in CONTRACTS.values():
+        lenient = lenient_variant(model)
+        out[model.__name__] = model
+        out[lenient.__name__] = lenient
+    return out
+
+
+def dumps(value: Any) -> str:
+    """The stable text form of an exported JSON file (2-space indent, trailing newline)."""
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def exported_files(keys: KeySpace | None = None) -> dict[str, str]:
+    """Every file of the export, by path relative to the contracts directory."""
+    files = {f"{_SCHEMA_DIR}/{name}.json": dumps(contract_schema(m)) for name, m in exported_models().items()}
+    files[_ASYNCAPI_FILE] = dumps(asyncapi_document(keys or KeySpace()))
+    return files
+
+
+def default_contracts_dir() -> Path:
+    """``contracts/`` of the source checkout this package runs from, else of the working directory."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "contracts"
+    return Path.cwd() / "contracts"
+
+
+def stale_exports(root: Path) -> list[str]:
+    """Relative paths under ``root`` that a fresh export would change, add or delete."""
+    fresh = exported_files()
+    stale = [rel for rel, text in fresh.items() if _read(root / rel) != text]
+    schema_dir = root / _SCHEMA_DIR
+    if schema_dir.is_dir():
+        extra = (f"{_SCHEMA_DIR}/{p.name}" for p in sorted(schema_dir.glob("*.json")))
+        stale.extend(rel for rel in extra if rel not in fresh)
+    return sorted(stale)
+
+
+def write_exports(root: Path) -> list[str]:
+    """Write the export under ``root`` (deleting schema files of models that no longer exist);
+    returns the relative paths that changed."""
+    changed = stale_exports(root)
+    fresh = exported_files()
+    for rel in changed:
+        target = root / rel
+        if rel in fresh:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(fresh[rel], encoding="utf-8")
+        else:
+            target.unlink()
+    return changed
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
