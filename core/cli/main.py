@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import demo, flags
+from core.cli import demo, flags, schema
 
 app = typer.Typer(
     name="cdb",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
+app.add_typer(schema.app, name="schema")
 
 
 def main() -> None:
