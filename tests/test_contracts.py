@@ -1,0 +1,378 @@
+"""The v1.0 contracts, the strict/lenient profiles, the legacy classes, and the import rule.
+
+- strict: ``api_version`` and ``timestamp`` are required; a legacy payload is refused.
+- lenient: the two are filled (``"v1.0"``, the injectable clock's time) and reported
+  in ``Decoded.defaulted``. Decision on an explicit ``"timestamp": null``: the lenient
+  profile treats it like a missing timestamp (filled from the clock and reported as
+  defaulted, so it is counted as evidence against cutover); the strict profile refuses it
+  (``int_type``); the legacy path refuses it on market data (a field it reads) and
+  ignores it elsewhere (a field it does not read).
+- legacy classes stay faithful: ``KeyError`` on a missing key, unknown keys ignored,
+  no validation.
+- only the codec registry imports the legacy modules and the lenient profile.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from core.codec import build_codec
+from core.domain.contracts import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    MarketDataV1,
+    OrderResultV1,
+    OrderV1,
+    Side,
+    SignalV1,
+)
+from core.domain.legacy import MarketData, Order, OrderResult, Signal
+from core.errors import ContractError
+from core.topics import Path, Profile, Topic
+from core.utils.clock import FrozenClock
+from tests.strategies import CONTRACT_CLASSES, LEGACY_FIELDS, contract_values, legacy_values
+
+ROOT = FsPath(__file__).resolve().parents[1]
+TOPICS = list(Topic)
+LEGACY = build_codec(Path.LEGACY)
+LENIENT = build_codec(Path.PYDANTIC, Profile.LENIENT)
+STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+LEGACY_CLASSES = {
+    Topic.MARKET_DATA: MarketData,
+    Topic.SIGNALS: Signal,
+    Topic.ORDERS: Order,
+    Topic.ORDER_RESULTS: OrderResult,
+}
+TS = 1_767_225_600_000
+
+
+def _full(topic: Topic) -> dict[str, Any]:
+    """A valid full v1.0 message of ``topic`` (deterministic)."""
+    return dict(_FULL[topic])
+
+
+_FULL: dict[Topic, dict[str, Any]] = {
+    Topic.MARKET_DATA: {
+        "api_version": "v1.0",
+        "symbol": "BTC/USDT",
+        "price": 87_250.5,
+        "volume": 0.0125,
+        "side": "BUY",
+        "venue": "mexc",
+        "timestamp": TS,
+    },
+    Topic.SIGNALS: {
+        "api_version": "v1.0",
+        "signal_id": "sig-1",
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "price": 87_250.5,
+        "strength": 0.42,
+        "reason": "Kurs fällt – 止损 🚀",
+        "timestamp": TS,
+    },
+    Topic.ORDERS: {
+        "api_version": "v1.0",
+        "order_id": "ord-1",
+        "signal_id": "sig-1",
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "order_type": "MARKET",
+        "quantity": 0.01,
+        "price": None,
+        "timestamp": TS,
+    },
+    Topic.ORDER_RESULTS: {
+        "api_version": "v1.0",
+        "order_id": "ord-1",
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "status": "REJECTED",
+        "filled_quantity": 0.0,
+        "average_price": None,
+        "fee": 0.0,
+        "reason": "insufficient balance",
+        "simulated": True,
+        "timestamp": TS,
+    },
+}
+
+
+def _without(obj: dict[str, Any], *names: str) -> bytes:
+    return json.dumps({k: v for k, v in obj.items() if k not in names}).encode()
+
+
+def _locs(exc: ContractError) -> set[str]:
+    return {str(e["loc"][0]) for e in exc.errors if e["loc"]}
+
+
+# --- the contracts themselves -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_strategies__generate_messages_the_strict_contract_accepts(topic: Topic, data: st.DataObject) -> None:
+    values = data.draw(contract_values(topic))
+    model = CONTRACT_CLASSES[topic]
+    assert model.model_validate_json(json.dumps(values)).model_dump(mode="json") == values
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract__every_field_is_documented(topic: Topic) -> None:
+    for name, field in CONTRACT_CLASSES[topic].model_fields.items():
+        assert field.description, f"{topic.value}.{name} has no description"
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract__timestamp_schema_states_milliseconds_and_the_plausible_range(topic: Topic) -> None:
+    prop = CONTRACT_CLASSES[topic].model_json_schema()["properties"]["timestamp"]
+    assert prop["unit"] == "ms"
+    assert (prop["minimum"], prop["maximum"]) == (MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract__is_frozen(topic: Topic) -> None:
+    message = CONTRACT_CLASSES[topic].model_validate(_full(topic))
+    with pytest.raises(ValidationError):
+        message.symbol = "ETH/USDT"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract__ignores_unknown_fields(topic: Topic) -> None:
+    message = CONTRACT_CLASSES[topic].model_validate({**_full(topic), "added_in_v1_1": [1, 2]})
+    assert not hasattr(message, "added_in_v1_1")
+
+
+def test_order_contract__limit_order_without_price_is_refused() -> None:
+    with pytest.raises(ValidationError, match="LIMIT order needs a price"):
+        OrderV1.model_validate({**_full(Topic.ORDERS), "order_type": "LIMIT", "price": None})
+
+
+@pytest.mark.parametrize("status", ["FILLED", "PARTIALLY_FILLED"])
+def test_order_result_contract__fill_without_average_price_is_refused(status: str) -> None:
+    values = {**_full(Topic.ORDER_RESULTS), "status": status, "filled_quantity": 0.5}
+    with pytest.raises(ValidationError, match="needs filled_quantity > 0 and average_price"):
+        OrderResultV1.model_validate(values)
+
+
+@pytest.mark.parametrize("symbol", ["btc/usdt", "BTC USDT", "", "BTC//USDT", "A" * 33, "BTC/USDT/EUR"])
+def test_contract__symbol_outside_the_pattern_is_refused(symbol: str) -> None:
+    with pytest.raises(ValidationError):
+        SignalV1.model_validate({**_full(Topic.SIGNALS), "symbol": symbol})
+
+
+# --- strict and lenient profiles on a legacy payload ---------------------------------------
+
+
+@pytest.mark.parametrize("topic", [Topic.SIGNALS, Topic.ORDERS, Topic.ORDER_RESULTS])
+def test_strict_profile__refuses_legacy_payload_naming_api_version_and_timestamp(topic: Topic) -> None:
+    raw = _without(_full(topic), "api_version", "timestamp")
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, raw)
+    assert _locs(info.value) == {"api_version", "timestamp"}
+    assert {e["type"] for e in info.value.errors} == {"missing"}
+    assert info.value.profile == "strict"
+
+
+@pytest.mark.parametrize("topic", [Topic.SIGNALS, Topic.ORDERS, Topic.ORDER_RESULTS])
+def test_lenient_profile__accepts_legacy_payload_and_reports_both_defaults(
+    topic: Topic, frozen_clock: FrozenClock
+) -> None:
+    raw = _without(_full(topic), "api_version", "timestamp")
+    decoded = LENIENT.decode(topic, raw)
+    assert decoded.defaulted == ("api_version", "timestamp")
+    assert decoded.message.api_version == "v1.0"
+    assert decoded.message.timestamp == frozen_clock.now_ms()
+
+
+def test_lenient_profile__decodes_into_the_strict_contract_class(frozen_clock: FrozenClock) -> None:
+    decoded = LENIENT.decode(Topic.SIGNALS, _without(_full(Topic.SIGNALS), "api_version", "timestamp"))
+    assert type(decoded.message) is SignalV1
+    assert decoded.message == SignalV1.model_validate({**_full(Topic.SIGNALS), "timestamp": frozen_clock.ms})
+
+
+def test_lenient_profile__defaults_follow_the_frozen_clock(frozen_clock: FrozenClock) -> None:
+    raw = _without(_full(Topic.ORDERS), "timestamp")
+    first = LENIENT.decode(Topic.ORDERS, raw).message.timestamp
+    frozen_clock.advance(1_500)
+    second = LENIENT.decode(Topic.ORDERS, raw).message.timestamp
+    assert (first, second) == (TS, TS + 1_500)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_profiles__only_timestamp_missing_reports_only_timestamp(
+    topic: Topic, frozen_clock: FrozenClock
+) -> None:
+    raw = _without(_full(topic), "timestamp")
+    assert LENIENT.decode(topic, raw).defaulted == ("timestamp",)
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, raw)
+    assert _locs(info.value) == {"timestamp"}
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_profiles__only_api_version_missing_reports_only_api_version(topic: Topic) -> None:
+    raw = _without(_full(topic), "api_version")
+    assert LENIENT.decode(topic, raw).defaulted == ("api_version",)
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, raw)
+    assert _locs(info.value) == {"api_version"}
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_lenient_profile__explicit_null_timestamp_is_filled_and_reported(
+    topic: Topic, frozen_clock: FrozenClock
+) -> None:
+    raw = json.dumps({**_full(topic), "timestamp": None}).encode()
+    for decoded in (
+        LENIENT.decode(topic, raw),
+        LENIENT.from_fields(topic, {k: json.dumps(v) for k, v in json.loads(raw).items()}),
+    ):
+        assert decoded.defaulted == ("timestamp",)
+        assert decoded.message.timestamp == frozen_clock.ms
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_strict_profile__explicit_null_timestamp_is_refused(topic: Topic) -> None:
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, json.dumps({**_full(topic), "timestamp": None}).encode())
+    assert [(e["type"], e["loc"]) for e in info.value.errors] == [("int_type", ("timestamp",))]
+
+
+def test_legacy_path__explicit_null_timestamp_refused_only_where_legacy_reads_it() -> None:
+    with pytest.raises(ContractError) as info:
+        LEGACY.decode(Topic.MARKET_DATA, json.dumps({**_full(Topic.MARKET_DATA), "timestamp": None}).encode())
+    assert info.value.reason == "none_forbidden"
+    signal = LEGACY.decode(Topic.SIGNALS, json.dumps({**_full(Topic.SIGNALS), "timestamp": None}).encode())
+    assert isinstance(signal.message, Signal)
+
+
+@pytest.mark.parametrize("codec", [LENIENT, STRICT], ids=["lenient", "strict"])
+def test_pydantic_profiles__explicit_null_api_version_is_refused(codec: Any) -> None:
+    with pytest.raises(ContractError) as info:
+        codec.decode(Topic.SIGNALS, json.dumps({**_full(Topic.SIGNALS), "api_version": None}).encode())
+    assert _locs(info.value) == {"api_version"}
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_strict_profile__refuses_every_legacy_produced_message(topic: Topic, data: st.DataObject) -> None:
+    message = LEGACY_CLASSES[topic](**data.draw(legacy_values(topic)))
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, LEGACY.encode(topic, message))
+    assert "api_version" in _locs(info.value)
+
+
+# --- legacy classes stay faithful ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_legacy_from_dict__missing_key_raises_key_error(topic: Topic) -> None:
+    values = {n: _full(topic)[n] for n in LEGACY_FIELDS[topic]}
+    del values["symbol"]
+    with pytest.raises(KeyError, match="symbol"):
+        LEGACY_CLASSES[topic].from_dict(values)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_legacy_from_dict__ignores_unknown_keys(topic: Topic) -> None:
+    message = LEGACY_CLASSES[topic].from_dict({**_full(topic), "added_later": {"x": 1}})
+    assert set(message.to_dict()) == set(LEGACY_FIELDS[topic])
+
+
+def test_legacy_from_dict__does_not_validate() -> None:
+    values = {**_full(Topic.MARKET_DATA), "side": "HOLD", "price": "-3", "symbol": "not a symbol"}
+    message = MarketData.from_dict(values)
+    assert (message.side, message.price, message.symbol) == ("HOLD", -3.0, "not a symbol")
+
+
+def test_legacy_from_dict__converts_numbers_with_float_and_int() -> None:
+    message = MarketData.from_dict({**_full(Topic.MARKET_DATA), "volume": 2, "timestamp": "1767225600000"})
+    assert (message.volume, message.timestamp) == (2.0, TS)
+    assert isinstance(message.volume, float)
+
+
+def test_legacy_to_dict__is_the_plain_field_dict() -> None:
+    values = {n: _full(Topic.ORDERS)[n] for n in LEGACY_FIELDS[Topic.ORDERS]}
+    assert Order(**values).to_dict() == values
+
+
+def test_legacy_codec__refuses_what_the_legacy_class_would_accept() -> None:
+    """The guard in front of ``from_dict``: the class takes ``HOLD``, the codec does not."""
+    with pytest.raises(ContractError) as info:
+        LEGACY.decode(Topic.MARKET_DATA, json.dumps({**_full(Topic.MARKET_DATA), "side": "HOLD"}).encode())
+    assert info.value.errors[0]["loc"] == ("side",)
+
+
+def test_side__values_are_the_wire_strings() -> None:
+    assert [s.value for s in Side] == ["BUY", "SELL"]
+    assert MarketDataV1.model_validate(_full(Topic.MARKET_DATA)).side is Side.BUY
+
+
+# --- only the registry imports the legacy path and the lenient profile ----------------------
+
+_MIGRATION_ONLY = {
+    "core.domain.legacy",
+    "core.codec.legacy_codec",
+    "core.codec.legacy_guard",
+    "migration.lenient",
+}
+_ALLOWED = {
+    "core/codec/registry.py",
+    "core/codec/legacy_codec.py",
+    "core/codec/legacy_guard.py",
+    "core/domain/legacy.py",
+}
+_LENIENT_NAMES = {"LENIENT_FIELDS", "LenientReader", "lenient_variant", "lenient"}
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            if node.module == "migration" and {a.name for a in node.names} & _LENIENT_NAMES:
+                found.add("migration.lenient")
+    return found
+
+
+def test_import_rule__scanner_sees_every_import_form() -> None:
+    source = (
+        "import core.domain.legacy\n"
+        "from core.domain import legacy\n"
+        "from core.codec.legacy_codec import LegacyCodec\n"
+        "from migration import LenientReader\n"
+        "def f():\n    import migration.lenient\n"
+    )
+    assert _imported_modules(ast.parse(source)) >= _MIGRATION_ONLY - {"core.codec.legacy_guard"}
+
+
+def test_import_rule__only_the_codec_registry_imports_legacy_and_lenient_modules() -> None:
+    offenders = []
+    for folder in ("core", "services"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in _ALLOWED:
+                continue
+            bad = _imported_modules(ast.parse(path.read_text(encoding="utf-8"))) & _MIGRATION_ONLY
+            if bad:
+                offenders.append(f"{rel}: {sorted(bad)}")
+    assert offenders == []
+
+
+def test_import_rule__registry_is_where_both_are_imported() -> None:
+    imported = _imported_modules(ast.parse((ROOT / "core/codec/registry.py").read_text(encoding="utf-8")))
+    assert {"core.codec.legacy_codec", "migration.lenient"} <= imported
