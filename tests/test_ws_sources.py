@@ -80,7 +80,7 @@ def test_trade__refuses_values_the_contract_would_refuse(changes: dict[str, obje
 
 
 def test_trade__stores_an_int_price_as_float() -> None:
-    assert Trade("BTC/USDT", 94_000, 1, Side.BUY, T0).price == 94_000.0  # type: ignore[arg-type]
+    assert Trade("BTC/USDT", 94_000, 1, Side.BUY, T0).price == 94_000.0
 
 
 @pytest.mark.parametrize(
