@@ -19,7 +19,7 @@ from pathlib import Path as FsPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -78,6 +78,17 @@ class ServiceSettings(BaseSettings):
     max_deliveries: int = Field(
         default=5, gt=0, description="Deliveries of a failing entry before it goes to the dead letters."
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_words_only(cls, value: Any, info: ValidationInfo) -> Any:
+        """A boolean setting given as text must be one of :data:`BOOL_WORDS` (any case):
+        pydantic alone would also take ``t``/``y``/``f``/``n``, which the operator was never told."""
+        field = cls.model_fields.get(info.field_name or "")
+        is_bool = field is not None and field.annotation is bool
+        if is_bool and isinstance(value, str) and value.lower() not in BOOL_WORDS:
+            raise ValueError(f"not one of {', '.join(BOOL_WORDS)}")
+        return value
 
     @classmethod
     def settings_customise_sources(
