@@ -4,7 +4,8 @@ Each service reads plain variables (``USE_PYDANTIC_CONTRACTS``, ...). When sever
 services run in one process (``cdb run``), a variable prefixed with the service
 name (``SIGNAL_USE_PYDANTIC_CONTRACTS``) overrides the plain one for that service
 only. Precedence, highest first: explicit overrides (CLI options), the
-service-prefixed variable, the plain variable, an env file, the default.
+service-prefixed variable, the plain variable, an env file (where a prefixed line
+likewise beats a plain one), the default.
 
 A value that is not a clear boolean or a known choice stops start-up with a
 :class:`~core.errors.ConfigError` naming the variable; it never means "legacy".
@@ -144,8 +145,10 @@ class ServiceSettings(BaseSettings):
                 values[name], origins[name] = env[scoped], f"env {scoped}"
             elif var in env:
                 values[name], origins[name] = env[var], f"env {var}"
+            elif scoped and scoped in file_values:
+                values[name], origins[name] = file_values[scoped], f"file {env_file}: {scoped}"
             elif var in file_values:
-                values[name], origins[name] = file_values[var], f"file {env_file}"
+                values[name], origins[name] = file_values[var], f"file {env_file}: {var}"
             else:
                 origins[name] = "default"
         for name in ("redis_url", "database_url"):
@@ -173,7 +176,8 @@ def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapp
     origin = origins.get(name, "")
     variable = origin.split(" ", 1)[1] if origin.startswith(("env ", "file ")) else name.upper()
     if origin.startswith("file "):
-        variable = f"{name.upper()} (in {origin[5:]})"
+        where, _, key = origin[5:].rpartition(": ")
+        variable = f"{key} (in {where})"
     accepted, hint = _accepted(name) if name in ServiceSettings.model_fields else (["?"], "")
     return ConfigError(variable, values.get(name), accepted, hint)
 
