@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from core.schema.domain import Domain, Resolver, Schema, bound_text, branch_key, covers, tighter
+from core.schema.domain import Domain, Resolver, Schema, bound_text, branch_key, canonical, covers, tighter
 
 __all__ = ["Change", "ChangeKind", "Compatibility", "Reader", "compare", "overall"]
 
@@ -88,6 +88,7 @@ class ChangeKind(StrEnum):
     LENGTH = "length bound changed"
     PATTERN = "pattern changed"
     UNKNOWN_FIELDS = "unknown fields policy changed"
+    RULES = "cross-field rules changed"
     ANNOTATION = "documentation changed"
 
 
@@ -142,7 +143,8 @@ class _Comparer:
         new_props: Mapping[str, Schema] = new.get("properties", {})
         old_req, new_req = set(old.get("required", ())), set(new.get("required", ()))
         if not prefix and old.get("description") != new.get("description"):
-            yield Change(prefix.rstrip("."), ChangeKind.ANNOTATION, "description", Compatibility.FULL)
+            yield Change("", ChangeKind.ANNOTATION, "description", Compatibility.FULL)
+        yield from _rules(old, new, prefix.rstrip("."))
         yield from self._extras(old, new, prefix)
         for name in [n for n in new_props if n not in old_props]:
             if name in new_req:
@@ -202,6 +204,15 @@ class _Comparer:
 
 def _widen_or_narrow(path: str, kind: ChangeKind, detail: str, backward: bool, forward: bool) -> Change:
     return Change(path, kind, detail, Compatibility.of(backward=backward, forward=forward))
+
+
+def _rules(old: Schema, new: Schema, path: str) -> Iterator[Change]:
+    """``allOf`` rules (if/then): added ones narrow, removed ones widen, edited ones both."""
+    before = {canonical(r) for r in old.get("allOf", ())}
+    after = {canonical(r) for r in new.get("allOf", ())}
+    if before != after:
+        detail = f"{len(after - before)} added, {len(before - after)} removed"
+        yield _widen_or_narrow(path, ChangeKind.RULES, detail, after <= before, before <= after)
 
 
 def _union_change(old: Domain, new: Domain, path: str) -> Iterator[Change]:
