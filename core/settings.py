@@ -183,9 +183,15 @@ def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapp
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Parse a docker-compose style env file: ``KEY=value`` lines, ``#`` comments."""
+    """Parse a docker-compose style env file: ``KEY=value`` lines, ``#`` comments (whole-line,
+    or after whitespace in an unquoted value), quotes, ``export``; :class:`ConfigError` if the
+    file cannot be read or a line is malformed."""
+    try:
+        text_lines = FsPath(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), None, ["a readable UTF-8 env file"], str(exc)) from None
     out: dict[str, str] = {}
-    for lineno, line in enumerate(FsPath(path).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text_lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -194,11 +200,23 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{path}:{lineno}", line, ["KEY=value"], "malformed env file line")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
+        out[key.strip()] = _env_value(value)
     return out
+
+
+def _env_value(raw: str) -> str:
+    # As docker compose reads it, so `cdb flags --env-file` shows what the container gets:
+    # a quoted value ends at its closing quote (a comment may follow); in an unquoted one,
+    # " #" starts a comment.
+    value = raw.strip()
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        if end > 0:
+            return value[1:end]
+    for i, char in enumerate(value):
+        if char == "#" and i > 0 and value[i - 1] in " \t":
+            return value[:i].rstrip()
+    return value
 
 
 def redact_url(url: str | None) -> str:
