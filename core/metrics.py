@@ -1,0 +1,238 @@
+"""Prometheus metrics of one service instance, with bounded label values.
+
+Every label value comes from a closed set: services, topics, paths and outcomes
+are enums; a validation ``reason`` is a pydantic error type or one of ours, and
+anything else is counted as ``other``; a defaulted ``field`` is a contract field
+or ``other``. So a flood of odd input cannot blow up the series count.
+
+Each :class:`ServiceMetrics` registers on its own :class:`CollectorRegistry`
+unless one is passed in, so tests and the in-process pipeline of four services
+never collide on metric names. :meth:`ServiceMetrics.snapshot` returns the same
+counts as a plain dict, for live status.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic_core.core_schema import ErrorType
+
+from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.topics import ServiceName, Topic
+
+__all__ = [
+    "KNOWN_FIELDS",
+    "KNOWN_REASONS",
+    "OTHER",
+    "Outcome",
+    "ServiceMetrics",
+    "bounded_field",
+    "bounded_reason",
+]
+
+OTHER = "other"
+"""The label value for anything outside a closed set."""
+
+_OWN_REASONS = frozenset(
+    {
+        "payload_too_large",  # refused before parsing (MAX_MESSAGE_BYTES)
+        "serialization",  # a message that could not be encoded
+        "frame_invalid",  # an exchange frame ws could not decode
+        "none_forbidden",  # legacy guard: null where the contract forbids it
+        "handler_error",  # the service's handler raised
+        "max_deliveries",  # delivered too often without an ack (a consumer kept dying)
+        "decoder_crash",  # the codec raised something other than ContractError (a bug)
+    }
+)
+KNOWN_REASONS: frozenset[str] = frozenset(typing.get_args(ErrorType)) | _OWN_REASONS
+"""Validation reasons that are label values as they are; any other becomes ``other``."""
+
+KNOWN_FIELDS: frozenset[str] = frozenset(
+    name for model in (MarketDataV1, SignalV1, OrderV1, OrderResultV1) for name in model.model_fields
+)
+"""Field names that are label values as they are (every contract field)."""
+
+
+def bounded_reason(reason: str) -> str:
+    """``reason`` if it is a known error type, else ``other``."""
+    return reason if reason in KNOWN_REASONS else OTHER
+
+
+def bounded_field(name: str) -> str:
+    """``name`` if it is a contract field, else ``other``."""
+    return name if name in KNOWN_FIELDS else OTHER
+
+
+class Outcome(StrEnum):
+    """What became of one stream entry a consumer received."""
+
+    OK = "ok"
+    """The handler finished; the entry was acknowledged."""
+    INVALID = "invalid"
+    """It did not decode; it was dead-lettered and acknowledged."""
+    RETRY = "retry"
+    """The handler raised; the entry stays pending for another delivery."""
+    DEAD_LETTERED = "dead_lettered"
+    """The handler kept failing (max deliveries); dead-lettered and acknowledged."""
+
+
+def _label(value: object) -> str:
+    return value.value if isinstance(value, StrEnum) else str(value)
+
+
+class ServiceMetrics:
+    """The counters and gauges of one service instance.
+
+    ``registry``: where to register (default: a fresh one for this instance);
+    expose it with ``prometheus_client.generate_latest(metrics.registry)``.
+    """
+
+    def __init__(
+        self,
+        service: ServiceName | str,
+        registry: CollectorRegistry | None = None,
+        *,
+        namespace: str = "cdb",
+    ) -> None:
+        self.service = _label(service)
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        reg, ns = self.registry, namespace
+        self.messages = Counter(
+            "messages",
+            "Stream entries a consumer received, by outcome.",
+            ["service", "topic", "path", "outcome"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.published = Counter(
+            "published", "Messages published.", ["service", "topic", "path"], namespace=ns, registry=reg
+        )
+        self.validation_errors = Counter(
+            "validation_errors",
+            "Messages that failed to decode, by the first error's type.",
+            ["service", "topic", "path", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.dead_letters = Counter(
+            "dead_letters",
+            "Entries written to a dead-letter stream, by cause (invalid, handler_failed).",
+            ["service", "topic", "path", "cause"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.defaults_filled = Counter(
+            "defaults_filled",
+            "Fields the lenient profile filled in because a producer omitted them.",
+            ["service", "topic", "field"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.transport_retries = Counter(
+            "transport_retries",
+            "Redis calls retried after a connection error or timeout.",
+            ["service", "operation"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag",
+            "Entries of the input stream not yet delivered to this service's group.",
+            ["service", "topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.consumer_pending = Gauge(
+            "consumer_pending",
+            "Entries delivered to this service's group but not yet acknowledged.",
+            ["service", "topic"],
+            namespace=ns,
+            registry=reg,
+        )
+
+    def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
+        """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
+        if n:
+            self.messages.labels(self.service, _label(topic), _label(path), outcome.value).inc(n)
+
+    def count_published(self, topic: Topic, path: str, n: int = 1) -> None:
+        """Add ``n`` published messages."""
+        if n:
+            self.published.labels(self.service, _label(topic), _label(path)).inc(n)
+
+    def count_validation_errors(self, topic: Topic, path: str, reasons: Mapping[str, int]) -> None:
+        """Add decode failures, ``reasons`` mapping a reason (bounded here) to a count."""
+        for reason, n in reasons.items():
+            self.validation_errors.labels(
+                self.service, _label(topic), _label(path), bounded_reason(reason)
+            ).inc(n)
+
+    def count_dead_letters(self, topic: Topic, path: str, cause: str, n: int = 1) -> None:
+        """Add ``n`` dead letters written for ``cause``."""
+        if n:
+            self.dead_letters.labels(self.service, _label(topic), _label(path), _label(cause)).inc(n)
+
+    def count_defaults(self, topic: Topic, fields: Mapping[str, int]) -> None:
+        """Add defaults filled by the lenient profile, ``fields`` mapping a field to a count."""
+        for name, n in fields.items():
+            self.defaults_filled.labels(self.service, _label(topic), bounded_field(name)).inc(n)
+
+    def count_retry(self, operation: str) -> None:
+        """Count one retried Redis call (``operation`` is one of the transport's own names)."""
+        self.transport_retries.labels(self.service, operation).inc()
+
+    def set_backlog(self, topic: Topic, *, lag: int, pending: int) -> None:
+        """Record the consumer group's backlog on ``topic``."""
+        self.consumer_lag.labels(self.service, _label(topic)).set(lag)
+        self.consumer_pending.labels(self.service, _label(topic)).set(pending)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts as a plain dict (summed over topics and paths), for live status.
+
+        Keys: ``messages_<outcome>`` for every :class:`Outcome`, ``published``,
+        ``validation_errors``, ``dead_letters``, ``defaults_filled``,
+        ``transport_retries``, ``lag``, ``pending`` (ints), and the breakdowns
+        ``validation_reasons`` and ``defaults_by_field`` (reason/field -> int).
+        """
+        out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
+        for labels, value in _samples(self.messages):
+            out[f"messages_{labels['outcome']}"] += value
+        reasons = _by(self.validation_errors, "reason")
+        fields = _by(self.defaults_filled, "field")
+        out.update(
+            published=_total(self.published),
+            validation_errors=sum(reasons.values()),
+            dead_letters=_total(self.dead_letters),
+            defaults_filled=sum(fields.values()),
+            transport_retries=_total(self.transport_retries),
+            lag=_total(self.consumer_lag),
+            pending=_total(self.consumer_pending),
+            validation_reasons=reasons,
+            defaults_by_field=fields,
+        )
+        return out
+
+
+def _samples(metric: Counter | Gauge) -> list[tuple[dict[str, str], int]]:
+    out = []
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith(("_created", "_gsum", "_gcount")):
+                continue
+            out.append((sample.labels, int(sample.value)))
+    return out
+
+
+def _total(metric: Counter | Gauge) -> int:
+    return sum(value for _, value in _samples(metric))
+
+
+def _by(metric: Counter, label: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for labels, value in _samples(metric):
+        out[labels[label]] = out.get(labels[label], 0) + value
+    return out

@@ -1,0 +1,170 @@
+"""The Redis side of a stream consumer: one method per group command, each retried.
+
+Kept apart from :mod:`core.redis.consumer` so that the consumer reads as the
+delivery policy (decode, handle, dead-letter, ack) and this module as the
+commands it takes (XGROUP, XREADGROUP, XAUTOCLAIM, XPENDING, XACK, XINFO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from core.redis.retry import RetryPolicy, call_async
+
+__all__ = ["Entry", "GroupIO"]
+
+T = TypeVar("T")
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+"""A stream entry as redis-py returns it: (id, fields); empty fields = deleted while pending."""
+
+OnGroupRetry = Callable[[str, int, BaseException], None]
+"""Called before a retry with the operation name, the failed attempt number and its error."""
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of an XREADGROUP reply for one stream (RESP2 list or RESP3 dict)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        batches = list(reply.values())
+        return list(batches[0][0]) if batches and batches[0] else []
+    return list(reply[0][1])
+
+
+class GroupIO:
+    """The commands one consumer of one group on one stream sends."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        retry: RetryPolicy,
+        group_start: str = "0",
+        on_retry: OnGroupRetry | None = None,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.retry = retry
+        self.group_start = group_start
+        self._on_retry = on_retry
+        self._own_cursor: bytes | str = "0-0"
+        self._claim_cursor: bytes | str = "0-0"
+
+    async def ensure_group(self, start: str | None = None) -> None:
+        """``XGROUP CREATE <stream> <group> <start> MKSTREAM``; an existing group is fine."""
+
+        async def create() -> None:
+            try:
+                await self.redis.xgroup_create(
+                    self.stream, self.group, id=start or self.group_start, mkstream=True
+                )
+            except ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+        await call_async(self.retry, f"XGROUP CREATE {self.stream}", create, on_retry=self._retrying("group"))
+
+    async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
+        """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``."""
+        reply = await self._call(
+            "read",
+            lambda: self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            ),
+        )
+        return _entries(reply)
+
+    async def read_own_pending(self, count: int) -> list[Entry]:
+        """The next ``count`` entries pending for this consumer (its history), from a cursor
+        that restarts at the beginning once a read returns fewer than ``count``."""
+        cursor = self._own_cursor
+        reply = await self._call(
+            "read_pending",
+            lambda: self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor}, count=count),
+        )
+        entries = _entries(reply)
+        self._own_cursor = entries[-1][0] if len(entries) >= count else "0-0"
+        return entries
+
+    async def reclaim(self, min_idle_ms: int, count: int) -> tuple[list[Entry], bool]:
+        """``XAUTOCLAIM`` up to ``count`` entries idle ``min_idle_ms``; also says whether the
+        scan has more to look at (the cursor did not wrap to ``0-0``)."""
+        cursor = self._claim_cursor
+        reply = await self._call(
+            "reclaim",
+            lambda: self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_ms, start_id=cursor, count=count
+            ),
+        )
+        next_cursor, entries = reply[0], list(reply[1])
+        self._claim_cursor = next_cursor
+        more = next_cursor not in (b"0-0", "0-0")
+        return [(i, f) for i, f in entries if i is not None], more
+
+    async def delivery_counts(self, ids: Sequence[bytes], *, extra: int = 0) -> dict[bytes, int]:
+        """How often each of ``ids`` (pending for this consumer) has been delivered."""
+        if not ids:
+            return {}
+        first, last = min(ids, key=_id_key), max(ids, key=_id_key)
+        rows: list[dict[str, Any]] = await self._call(
+            "pending",
+            lambda: self.redis.xpending_range(
+                self.stream, self.group, first, last, len(ids) + extra + 1, consumername=self.consumer
+            ),
+        )
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+
+    async def ack(self, ids: Sequence[bytes]) -> None:
+        """``XACK`` all of ``ids`` in one command."""
+        await self._call("ack", lambda: self.redis.xack(self.stream, self.group, *ids))
+
+    async def backlog(self) -> tuple[int, int]:
+        """(entries not yet delivered to the group, entries delivered but not acked)."""
+        groups = await self._call("info", lambda: self.redis.xinfo_groups(self.stream))
+        for info in groups:
+            name = info.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) != self.group:
+                continue
+            pending = int(info.get("pending") or 0)
+            lag = info.get("lag")
+            if lag is None:  # Redis cannot tell after deletions: the stream length bounds it
+                lag = await self._call("info", lambda: self.redis.xlen(self.stream))
+            return int(lag or 0), pending
+        return 0, 0
+
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+        async def attempt() -> T:
+            try:
+                return await fn()
+            except ResponseError as exc:
+                if not str(exc).startswith("NOGROUP"):
+                    raise
+                # The group (or the stream) vanished, e.g. a server restarted without its
+                # data: recreate it from the start of what the stream holds, then retry.
+                await self.ensure_group("0")
+                return await fn()
+
+        return await call_async(
+            self.retry, f"{operation} {self.stream}", attempt, on_retry=self._retrying(operation)
+        )
+
+    def _retrying(self, operation: str) -> Callable[[int, BaseException], None] | None:
+        hook = self._on_retry
+        if hook is None:
+            return None
+        return lambda attempt, exc: hook(operation, attempt, exc)
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)

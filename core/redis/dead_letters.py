@@ -1,0 +1,254 @@
+"""The dead-letter stream ``<topic>_dlq``: where bad input is parked, never dropped.
+
+An entry keeps everything needed to understand and replay the message: the raw
+bytes (a stream entry's field map rendered as JSON), the structured errors
+(``ContractError.loggable_errors()`` or the exception), the service, path and
+profile that refused it, the id it had in the topic stream, how often it was
+delivered, and when it was parked (epoch ms from the injectable clock).
+``redis-cli XRANGE <topic>_dlq - +`` shows it readably.
+
+Writers: the stream consumer (decode failures, handlers that keep failing) and
+ws (exchange frames it cannot decode). Readers: ``cdb dlq`` through
+:func:`read_dead_letters` / :func:`count_dead_letters` (blocking client) or
+:meth:`DeadLetters.read` / :meth:`DeadLetters.count` (asyncio).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from core.errors import ContractError, ErrorDetail
+from core.redis.retry import RetryPolicy, call_async
+from core.topics import KeySpace, ServiceName, Topic
+from core.utils.clock import now_ms
+
+__all__ = [
+    "DEFAULT_DLQ_MAXLEN",
+    "DeadLetter",
+    "DeadLetterCause",
+    "DeadLetters",
+    "count_dead_letters",
+    "letter_fields",
+    "read_dead_letters",
+]
+
+DEFAULT_DLQ_MAXLEN = 100_000
+"""Approximate bound of a dead-letter stream; the ``dead_letters`` counter keeps the full count."""
+
+_MAX_EXCEPTION_TEXT = 1_000
+
+LetterFields = dict[str, bytes | str]
+
+
+class DeadLetterCause(StrEnum):
+    """Why an entry was parked."""
+
+    INVALID = "invalid"
+    """It did not decode (a :class:`~core.errors.ContractError`, including oversized payloads)."""
+    HANDLER_FAILED = "handler_failed"
+    """It decoded, but the handler kept raising (or consumers kept dying) up to max deliveries."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-letter entry as read back, with its errors parsed."""
+
+    entry_id: str
+    topic: str
+    service: str
+    path: str
+    profile: str | None
+    stream_id: str
+    cause: str
+    reason: str
+    errors: list[ErrorDetail]
+    raw: bytes
+    time_ms: int
+    deliveries: int
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes | str, fields: Mapping[Any, Any]) -> DeadLetter:
+        """Parse a dead-letter stream entry; tolerant of missing fields (older writers)."""
+        get = {_text(k): v for k, v in fields.items()}.get
+        error_text = _text(get("error", b"[]"))
+        try:
+            errors = json.loads(error_text)
+        except ValueError:
+            errors = [{"type": "other", "loc": [], "msg": error_text}]
+        raw = get("raw", b"")
+        return cls(
+            entry_id=_text(entry_id),
+            topic=_text(get("topic", b"")),
+            service=_text(get("service", b"")),
+            path=_text(get("path", b"")),
+            profile=_text(get("profile", b"")) or None,
+            stream_id=_text(get("stream_id", b"")),
+            cause=_text(get("cause", b"")),
+            reason=_text(get("reason", b"")),
+            errors=errors if isinstance(errors, list) else [errors],
+            raw=raw if isinstance(raw, bytes) else str(raw).encode("utf-8"),
+            time_ms=int(_text(get("time_ms", b"0")) or 0),
+            deliveries=int(_text(get("deliveries", b"0")) or 0),
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _exception_errors(exc: BaseException) -> list[ErrorDetail]:
+    text = str(exc)
+    if len(text) > _MAX_EXCEPTION_TEXT:
+        text = text[: _MAX_EXCEPTION_TEXT - 3] + "..."
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return [{"type": "handler_error", "loc": [], "msg": text, "exception": name}]
+
+
+def letter_fields(
+    topic: Topic,
+    raw: bytes,
+    error: ContractError | BaseException | Sequence[ErrorDetail],
+    *,
+    service: ServiceName | str,
+    path: str,
+    profile: str | None = None,
+    stream_id: str = "",
+    deliveries: int = 0,
+    cause: DeadLetterCause | None = None,
+    reason: str | None = None,
+) -> LetterFields:
+    """The field map of one dead-letter entry.
+
+    ``error``: a :class:`ContractError` (cause ``invalid``, its structured errors),
+    any other exception (cause ``handler_failed``, type and message), or ready-made
+    error details (give ``cause`` and ``reason``).
+    """
+    if isinstance(error, ContractError):
+        errors, default_cause, default_reason = error.loggable_errors(), DeadLetterCause.INVALID, error.reason
+    elif isinstance(error, BaseException):
+        errors, default_cause, default_reason = (
+            _exception_errors(error),
+            DeadLetterCause.HANDLER_FAILED,
+            "handler_error",
+        )
+    else:
+        errors = [dict(e) for e in error]
+        default_cause = DeadLetterCause.HANDLER_FAILED
+        default_reason = str(errors[0].get("type", "other")) if errors else "other"
+    return {
+        "topic": topic.value,
+        "service": service.value if isinstance(service, ServiceName) else service,
+        "path": str(path),
+        "profile": str(profile or ""),
+        "stream_id": stream_id,
+        "cause": (cause or default_cause).value,
+        "reason": reason or default_reason,
+        "error": json.dumps(errors, default=str, ensure_ascii=False),
+        "deliveries": str(deliveries),
+        "time_ms": str(now_ms()),
+        "raw": raw,
+    }
+
+
+class DeadLetters:
+    """Writes and reads the dead-letter streams of one key space (asyncio)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace | None = None,
+        *,
+        maxlen: int | None = DEFAULT_DLQ_MAXLEN,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys if keys is not None else KeySpace()
+        self.maxlen = maxlen
+        self.retry = retry if retry is not None else RetryPolicy()
+
+    async def park(
+        self,
+        topic: Topic,
+        raw: bytes,
+        error: ContractError | BaseException | Sequence[ErrorDetail],
+        *,
+        service: ServiceName | str,
+        path: str,
+        profile: str | None = None,
+        stream_id: str = "",
+        deliveries: int = 0,
+        cause: DeadLetterCause | None = None,
+    ) -> str:
+        """Write one dead letter; returns its id. :class:`TransportError` if Redis stays down."""
+        fields = letter_fields(
+            topic,
+            raw,
+            error,
+            service=service,
+            path=path,
+            profile=profile,
+            stream_id=stream_id,
+            deliveries=deliveries,
+            cause=cause,
+        )
+        return (await self.park_many(topic, [fields]))[0]
+
+    async def park_many(self, topic: Topic, letters: Sequence[Mapping[str, bytes | str]]) -> list[str]:
+        """Write dead letters (from :func:`letter_fields`) in one round trip; returns their ids.
+
+        Retried on connection errors, so a letter may be written twice (at-least-once).
+        """
+        if not letters:
+            return []
+        key = self.keys.dlq(topic)
+        trim: dict[str, Any] = {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
+
+        async def write() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for fields in letters:
+                pipe.xadd(key, dict[Any, Any](fields), **trim)
+            return list(await pipe.execute())
+
+        ids = await call_async(self.retry, f"XADD {key}", write)
+        return [_text(i) for i in ids]
+
+    async def read(self, topic: Topic, *, count: int = 100, newest_first: bool = True) -> list[DeadLetter]:
+        """Up to ``count`` dead letters of ``topic``, newest first unless told otherwise."""
+        key = self.keys.dlq(topic)
+        if newest_first:
+            entries: Any = await self.redis.xrevrange(key, count=count)
+        else:
+            entries = await self.redis.xrange(key, count=count)
+        return [DeadLetter.from_entry(i, f) for i, f in entries]
+
+    async def count(self, topic: Topic) -> int:
+        """How many dead letters ``topic`` holds now."""
+        return int(await self.redis.xlen(self.keys.dlq(topic)))
+
+
+def read_dead_letters(
+    client: redis.Redis,
+    topic: Topic,
+    *,
+    keys: KeySpace | None = None,
+    count: int = 100,
+    newest_first: bool = True,
+) -> list[DeadLetter]:
+    """Up to ``count`` dead letters of ``topic`` through a blocking client (for ``cdb dlq``)."""
+    key = (keys or KeySpace()).dlq(topic)
+    entries: Any = client.xrevrange(key, count=count) if newest_first else client.xrange(key, count=count)
+    return [DeadLetter.from_entry(i, f) for i, f in entries]
+
+
+def count_dead_letters(client: redis.Redis, topic: Topic, *, keys: KeySpace | None = None) -> int:
+    """How many dead letters ``topic`` holds now, through a blocking client."""
+    return int(client.xlen((keys or KeySpace()).dlq(topic)))
