@@ -86,7 +86,13 @@ def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
 
 def field_map_size(fields: RawFieldMap) -> int:
     """Bytes a field map occupies on the wire (names and values), for the size limit."""
-    return sum(len(k) + len(v) for k, v in fields.items())
+    # Text (a client with decode_responses=True) is measured in UTF-8 bytes, not characters,
+    # so the limit means the same for both kinds of client.
+    return sum(_byte_len(k) + _byte_len(v) for k, v in fields.items())
+
+
+def _byte_len(value: bytes | str) -> int:
+    return len(value) if isinstance(value, bytes) else len(value.encode("utf-8", errors="surrogatepass"))
 
 
 def field_map_bytes(fields: RawFieldMap) -> bytes:
