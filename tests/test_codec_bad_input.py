@@ -472,3 +472,16 @@ def test_pydantic_to_fields__refuses_unvalidated_non_finite_value(codec_name: st
     message = MarketDataV1.model_construct(**values)
     exc = _refusal(codec, Topic.MARKET_DATA, lambda: codec.to_fields(Topic.MARKET_DATA, message))
     assert exc.reason == "serialization"
+
+
+@pytest.mark.parametrize("codec_name", list(CODECS))
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "text"])
+def test_from_fields__size_limit_counts_utf8_bytes_for_both_kinds_of_client(
+    codec_name: str, as_bytes: bool
+) -> None:
+    """4-byte characters: under the limit in characters, over it in bytes, refused either way."""
+    fields = {"reason": json.dumps("🚀" * (MAX_BYTES // 4 + 10), ensure_ascii=False)}
+    raw_fields: dict[Any, Any] = {k.encode(): v.encode() for k, v in fields.items()} if as_bytes else fields
+    codec = CODECS[codec_name]
+    exc = _refusal(codec, Topic.SIGNALS, lambda: codec.from_fields(Topic.SIGNALS, raw_fields))
+    assert exc.reason == "payload_too_large"
