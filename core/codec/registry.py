@@ -9,6 +9,7 @@ from __future__ import annotations
 from core.codec.base import Codec
 from core.codec.legacy_codec import LegacyCodec
 from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
+from core.codec.shadow import ShadowCallback, ShadowCodec
 from core.settings import ServiceSettings
 from core.topics import Path, Profile, Topic
 from migration.lenient import LenientReader
@@ -29,7 +30,16 @@ def build_codec(path: Path, profile: Profile = Profile.LENIENT, *, max_bytes: in
     return PydanticCodec(profile, _readers(profile), max_bytes)
 
 
-def codec_for(settings: ServiceSettings) -> Codec:
-    """The codec a service with ``settings`` must use."""
+def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = None) -> Codec:
+    """The codec a service with ``settings`` must use.
+
+    With ``CONTRACT_SHADOW=true`` it is a :class:`ShadowCodec`: the flag-selected codec
+    wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
+    """
     path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
-    return build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
+    primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
+    if not settings.contract_shadow:
+        return primary
+    other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
+    shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
+    return ShadowCodec(primary, shadow, on_compare=on_shadow)
