@@ -14,7 +14,7 @@ counts as a plain dict, for live status.
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "KNOWN_FIELDS",
     "KNOWN_REASONS",
     "OTHER",
+    "SHADOW_DECODE_FIELD",
     "Outcome",
     "ServiceMetrics",
     "bounded_field",
@@ -36,6 +37,9 @@ __all__ = [
 
 OTHER = "other"
 """The label value for anything outside a closed set."""
+
+SHADOW_DECODE_FIELD = "<decode>"
+"""Shadow mismatch pseudo-field: one path decoded, the other refused (core.codec.shadow.DECODE_FIELD)."""
 
 _OWN_REASONS = frozenset(
     {
@@ -153,6 +157,20 @@ class ServiceMetrics:
             namespace=ns,
             registry=reg,
         )
+        self.shadow_compared = Counter(
+            "shadow_compared",
+            "Messages decoded on both paths in shadow mode (CONTRACT_SHADOW).",
+            ["service", "topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.shadow_mismatches = Counter(
+            "shadow_mismatches",
+            "Fields where the two paths decoded a message differently (field '<decode>': one side refused).",
+            ["service", "topic", "field"],
+            namespace=ns,
+            registry=reg,
+        )
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
@@ -190,13 +208,22 @@ class ServiceMetrics:
         self.consumer_lag.labels(self.service, _label(topic)).set(lag)
         self.consumer_pending.labels(self.service, _label(topic)).set(pending)
 
+    def count_shadow(self, topic: Topic, fields: Sequence[str]) -> None:
+        """Count one message compared in shadow mode and its mismatching ``fields`` (bounded here)."""
+        self.shadow_compared.labels(self.service, _label(topic)).inc()
+        for name in fields:
+            label = name if name == SHADOW_DECODE_FIELD else bounded_field(name)
+            self.shadow_mismatches.labels(self.service, _label(topic), label).inc()
+
     def snapshot(self) -> dict[str, Any]:
         """The counts as a plain dict (summed over topics and paths), for live status.
 
         Keys: ``messages_<outcome>`` for every :class:`Outcome`, ``published``,
         ``validation_errors``, ``dead_letters``, ``defaults_filled``,
-        ``transport_retries``, ``lag``, ``pending`` (ints), and the breakdowns
-        ``validation_reasons`` and ``defaults_by_field`` (reason/field -> int).
+        ``transport_retries``, ``lag``, ``pending``, ``shadow_compared``,
+        ``shadow_mismatches`` (ints), and the breakdowns ``validation_reasons`` and
+        ``defaults_by_field`` (reason/field -> int) and ``shadow_by_field``
+        (``"<topic>.<field>"`` -> int).
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in _samples(self.messages):
@@ -213,6 +240,12 @@ class ServiceMetrics:
             pending=_total(self.consumer_pending),
             validation_reasons=reasons,
             defaults_by_field=fields,
+            shadow_compared=_total(self.shadow_compared),
+            shadow_mismatches=_total(self.shadow_mismatches),
+            shadow_by_field={
+                f"{labels['topic']}.{labels['field']}": value
+                for labels, value in _samples(self.shadow_mismatches)
+            },
         )
         return out
 
