@@ -6,8 +6,9 @@ poison business logic, so the legacy codec applies the contract's own bounds to
 the fields the legacy class has: JSON type, finiteness, numeric bounds, string
 length and enum membership. Contract fields the legacy class does not have
 (``api_version``, ``timestamp`` on most topics, ``trade_id``) are checked only
-when present and not null: a legacy consumer must still refuse ``"v2.0"`` or a
-timestamp in seconds from a newer producer. Regular-expression patterns are not
+when present, under the same rule as everywhere (null only where the contract
+allows it): a legacy consumer must still refuse ``"v2.0"`` or a timestamp in
+seconds from a newer producer. Regular-expression patterns are not
 checked here; shadow mode shows where that difference matters. Deleted with the
 legacy path.
 """
@@ -138,11 +139,10 @@ class LegacyGuard:
 
 
 def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any], *, required: bool = True) -> FieldRule:
-    # A field the legacy class does not read may be null: like an absent one, it changes nothing.
-    nullable = not required
+    nullable = False
     if "anyOf" in prop:
         options = [p for p in prop["anyOf"] if p.get("type") != "null"]
-        nullable = nullable or len(options) < len(prop["anyOf"])
+        nullable = len(options) < len(prop["anyOf"])
         prop = {**prop, **options[0]}
     if "$ref" in prop:
         prop = {**prop, **defs[prop["$ref"].rsplit("/", 1)[-1]]}
