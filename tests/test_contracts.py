@@ -5,8 +5,8 @@
   in ``Decoded.defaulted``. Decision on an explicit ``"timestamp": null``: the lenient
   profile treats it like a missing timestamp (filled from the clock and reported as
   defaulted, so it is counted as evidence against cutover); the strict profile refuses it
-  (``int_type``); the legacy path refuses it on market data (a field it reads) and
-  ignores it elsewhere (a field it does not read).
+  (``int_type``); so does the legacy path (``none_forbidden``), which checks every
+  contract field that is present, even one the legacy class does not read.
 - legacy classes stay faithful: ``KeyError`` on a missing key, unknown keys ignored,
   no validation.
 - only the codec registry imports the legacy modules and the lenient profile.
@@ -248,16 +248,16 @@ def test_strict_profile__explicit_null_timestamp_is_refused(topic: Topic) -> Non
     assert [(e["type"], e["loc"]) for e in info.value.errors] == [("int_type", ("timestamp",))]
 
 
-def test_legacy_path__explicit_null_timestamp_refused_only_where_legacy_reads_it() -> None:
+@pytest.mark.parametrize("topic", TOPICS)
+def test_legacy_path__explicit_null_timestamp_is_refused(topic: Topic) -> None:
+    """Even where the legacy class has no timestamp: a present field must obey the contract."""
     with pytest.raises(ContractError) as info:
-        LEGACY.decode(Topic.MARKET_DATA, json.dumps({**_full(Topic.MARKET_DATA), "timestamp": None}).encode())
-    assert info.value.reason == "none_forbidden"
-    signal = LEGACY.decode(Topic.SIGNALS, json.dumps({**_full(Topic.SIGNALS), "timestamp": None}).encode())
-    assert isinstance(signal.message, Signal)
+        LEGACY.decode(topic, json.dumps({**_full(topic), "timestamp": None}).encode())
+    assert [(e["type"], e["loc"]) for e in info.value.errors] == [("none_forbidden", ("timestamp",))]
 
 
-@pytest.mark.parametrize("codec", [LENIENT, STRICT], ids=["lenient", "strict"])
-def test_pydantic_profiles__explicit_null_api_version_is_refused(codec: Any) -> None:
+@pytest.mark.parametrize("codec", [LEGACY, LENIENT, STRICT], ids=["legacy", "lenient", "strict"])
+def test_every_path__explicit_null_api_version_is_refused(codec: Any) -> None:
     with pytest.raises(ContractError) as info:
         codec.decode(Topic.SIGNALS, json.dumps({**_full(Topic.SIGNALS), "api_version": None}).encode())
     assert _locs(info.value) == {"api_version"}
