@@ -20,7 +20,10 @@ import redis.asyncio as aioredis
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
 
-__all__ = ["LiveState", "StatusReporter", "read_live_states"]
+__all__ = ["STALE_TTL_INTERVALS", "LiveState", "StatusReporter", "read_live_states"]
+
+STALE_TTL_INTERVALS = 10
+"""A live-state key expires this many report intervals after its last write."""
 
 
 @dataclass
@@ -60,7 +63,11 @@ class LiveState:
 
 
 class StatusReporter:
-    """Writes an instance's live state to Redis every ``interval`` seconds (TTL: 3 intervals)."""
+    """Writes an instance's live state to Redis every ``interval`` seconds (TTL: 10 intervals).
+
+    The TTL outlasts the stale threshold (3 intervals, :meth:`LiveState.is_stale`) so a
+    stopped or hung instance is shown as stale for a while before its key expires.
+    """
 
     def __init__(
         self,
@@ -81,7 +88,7 @@ class StatusReporter:
         state.reported_ms = now_ms()
         state.interval_s = self._interval
         key = self._keys.status(ServiceName(state.service), state.instance)
-        ttl_ms = max(1000, int(self._interval * 3000))
+        ttl_ms = max(1000, int(self._interval * STALE_TTL_INTERVALS * 1000))
         await self._redis.set(key, state.to_json(), px=ttl_ms)
         return state
 
