@@ -485,3 +485,38 @@ def test_from_fields__size_limit_counts_utf8_bytes_for_both_kinds_of_client(
     codec = CODECS[codec_name]
     exc = _refusal(codec, Topic.SIGNALS, lambda: codec.from_fields(Topic.SIGNALS, raw_fields))
     assert exc.reason == "payload_too_large"
+
+
+# --- the paths agree on what is bad, outside the documented differences ------------------------
+
+_PLAUSIBLE = st.sampled_from(
+    ["BUY", "SELL", "MARKET", "LIMIT", "FILLED", "REJECTED", "v1.0", "", "x" * 70, 0, -1, 1.5, 2, True, None]
+)
+_PLAUSIBLE = _PLAUSIBLE | st.integers(min_value=0, max_value=5_000_000_000_000) | json_values
+
+
+def _accepted(codec: Codec, topic: Topic, raw: bytes) -> str:
+    try:
+        codec.decode(topic, raw)
+    except ContractError as exc:
+        return exc.reason
+    return "ok"
+
+
+@FUZZ
+@given(data=st.data(), topic=st.sampled_from(TOPICS))
+def test_legacy_and_lenient__agree_on_a_valid_message_with_one_field_replaced(
+    data: st.DataObject, topic: Topic
+) -> None:
+    """Documented differences excluded: the legacy guard does not check the symbol pattern
+    nor the cross-field rules (LIMIT needs a price, a fill needs a size and a price), and only
+    the lenient profile fills an explicit null timestamp."""
+    obj = data.draw(contract_values(topic))
+    name = data.draw(st.sampled_from(sorted(set(obj) - {"symbol"})))
+    obj[name] = data.draw(_PLAUSIBLE)
+    raw = json.dumps(obj).encode()
+    legacy = _accepted(CODECS["legacy"], topic, raw)
+    lenient = _accepted(CODECS["lenient"], topic, raw)
+    if lenient == "value_error" or (name == "timestamp" and obj[name] is None):
+        return
+    assert (legacy == "ok") == (lenient == "ok"), (name, obj[name], legacy, lenient)
