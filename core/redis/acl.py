@@ -1,0 +1,287 @@
+"""Least-privilege Redis ACL users, derived from :class:`KeySpace` and :class:`ServiceName`.
+
+One user per service and one ``operator``; every rule is built here from the key
+names :class:`~core.topics.KeySpace` makes and the topics each service consumes,
+produces and dead-letters, so a key prefix or a renamed topic changes the ACL
+with no edit. Each capability is an ACL *selector* (Redis >= 7.0) that pairs
+commands with the keys they may touch, e.g. signal may ``XADD`` to
+``signals_stream`` and ``market_data_dlq`` but only run group commands on
+``market_data_stream`` -- with flat rules, ``+xadd`` plus read access to its input
+stream would also let it append to ``market_data_stream``.
+
+What each user may do (and nothing else):
+
+- a service: PING; SET/GET/EXPIRE/DEL its own live-status keys; PUBLISH + XADD
+  (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
+  XPENDING/XINFO/XLEN on its input stream; XADD to the dead-letter stream it
+  writes (ws: ``market_data_dlq`` for bad exchange frames).
+- ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
+  key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the topic channels, and
+  replay dead letters: XADD to the topic streams, XDEL from the dead-letter streams.
+
+Passwords never appear in the rules: :func:`acl_file` and :func:`apply_acl` add
+only their SHA-256 (``#<hex>``), and a user without a password cannot log in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import SecretStr
+
+from core.errors import ConfigError
+from core.topics import KeySpace, ServiceName, Topic
+
+__all__ = [
+    "DEFAULT_REDIS_VERSION",
+    "DEFAULT_USER_PREFIX",
+    "MIN_PASSWORD_LENGTH",
+    "MIN_REDIS_VERSION",
+    "OPERATOR",
+    "PASSWORD_VARIABLE",
+    "ROLES",
+    "acl_file",
+    "acl_rules",
+    "acl_user",
+    "apply_acl",
+    "delete_acl_users",
+    "password_hash",
+    "passwords_from_env",
+    "server_version",
+]
+
+OPERATOR = "operator"
+"""The role of the people's tools (``cdb status``, ``cdb dlq``, ``cdb cutover``)."""
+
+ROLES: tuple[str, ...] = (*(s.value for s in ServiceName), OPERATOR)
+"""Every ACL role: the services in pipeline order, then the operator."""
+
+DEFAULT_USER_PREFIX = "cdb-"
+"""ACL user names are ``<prefix><role>``: ``cdb-ws`` ... ``cdb-operator``."""
+
+Password = str | SecretStr
+
+# Every user: PING (health checks) and SELECT, because a REDIS_URL may name a database
+# (key patterns apply in every database). From Redis 7.2 also CLIENT SETINFO, which
+# redis-py sends right after AUTH: refused, redis-py ignores it, but every connection
+# would add a false alarm to ACL LOG. (Redis 7.0 does not know the subcommand and
+# refuses an ACL file that names it.)
+_CONNECT = ("+ping", "+select")
+_SETINFO = "+client|setinfo"
+_SETINFO_SINCE = (7, 2)
+MIN_REDIS_VERSION = (7, 0)
+"""ACL selectors (one capability = one ``(...)`` group) need Redis 7.0."""
+DEFAULT_REDIS_VERSION = (7, 2)
+"""The server version the generated rules target unless told (``redis:7`` images are 7.2+)."""
+
+# A service's own live-status document (core.status): SET PX, GET, EXPIRE, DEL on shutdown.
+_STATUS = ("+set", "+get", "+expire", "+del")
+# What core.redis's consumer sends on its input stream.
+_CONSUME = (
+    "+xgroup|create",
+    "+xreadgroup",
+    "+xack",
+    "+xautoclaim",
+    "+xpending",
+    "+xinfo|groups",
+    "+xinfo|stream",
+    "+xlen",
+)
+# What the operator's tools read.
+_INSPECT = (
+    "+scan",
+    "+get",
+    "+type",
+    "+ttl",
+    "+pttl",
+    "+exists",
+    "+xrange",
+    "+xrevrange",
+    "+xread",
+    "+xlen",
+    "+xpending",
+    "+xinfo|stream",
+    "+xinfo|groups",
+    "+xinfo|consumers",
+    "+subscribe",
+    "+unsubscribe",
+)
+_GLOB = frozenset("*?[]\\")
+
+
+def acl_user(role: ServiceName | str, user_prefix: str = DEFAULT_USER_PREFIX) -> str:
+    """The ACL user name of ``role`` (a service or :data:`OPERATOR`)."""
+    name = role.value if isinstance(role, ServiceName) else role
+    if name not in ROLES:
+        raise ConfigError("role", name, ROLES, "an ACL role")
+    return f"{user_prefix}{name}"
+
+
+def _checked(keys: KeySpace) -> KeySpace:
+    # Key names go into ACL patterns verbatim; a glob character in the prefix would
+    # silently widen every rule, so it is refused rather than escaped.
+    if _GLOB & set(keys.prefix):
+        raise ConfigError(
+            "KEY_PREFIX", keys.prefix, ["a prefix without * ? [ ] \\"], "it becomes an ACL pattern"
+        )
+    return keys
+
+
+def _selector(*tokens: str) -> str:
+    return "(" + " ".join(tokens) + ")"
+
+
+def _connect(version: tuple[int, int]) -> list[str]:
+    if version < MIN_REDIS_VERSION:
+        shown = ".".join(map(str, version))
+        raise ConfigError("redis version", shown, ["7.0 or newer"], "ACL selectors need Redis 7.0")
+    return [*_CONNECT, _SETINFO] if version >= _SETINFO_SINCE else list(_CONNECT)
+
+
+def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int]) -> list[str]:
+    out, bad = service.produces, service.dead_letters
+    rules = [
+        *_connect(version),
+        _selector(f"~{keys.status(service, '*')}", *_STATUS),
+        _selector(f"%W~{keys.stream(out)}", f"&{keys.channel(out)}", "+publish", "+xadd"),
+        _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
+    ]
+    source = service.consumes
+    if source is not None:
+        rules.append(_selector(f"~{keys.stream(source)}", *_CONSUME))
+    return rules
+
+
+def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
+    channels = [f"&{keys.channel(t)}" for t in Topic]
+    return [
+        *_connect(version),
+        _selector(f"%R~{keys.all_keys_pattern()}", *channels, *_INSPECT),
+        _selector(*(f"%W~{keys.stream(t)}" for t in Topic), "+xadd"),
+        _selector(*(f"~{keys.dlq(t)}" for t in Topic), "+xdel"),
+    ]
+
+
+def acl_rules(
+    keys: KeySpace,
+    *,
+    user_prefix: str = DEFAULT_USER_PREFIX,
+    redis_version: tuple[int, int] = DEFAULT_REDIS_VERSION,
+) -> dict[str, list[str]]:
+    """``ACL SETUSER`` rule tokens per user name (roles in :data:`ROLES` order), without
+    ``on`` and without a password, for a server of ``redis_version``.
+
+    Each list starts with ``reset`` (no keys, channels, commands or passwords, user
+    off), so applying it again replaces the user's rules instead of adding to them.
+    """
+    keys = _checked(keys)
+    base = ["reset", "resetchannels"]
+    rules = {acl_user(s, user_prefix): [*base, *_service_rules(keys, s, redis_version)] for s in ServiceName}
+    rules[acl_user(OPERATOR, user_prefix)] = [*base, *_operator_rules(keys, redis_version)]
+    return rules
+
+
+def password_hash(password: Password) -> str:
+    """The ``#<sha256 hex>`` ACL token of ``password`` (Redis stores only this)."""
+    text = password.get_secret_value() if isinstance(password, SecretStr) else password
+    if not text:
+        raise ConfigError("password", "<empty>", ["a non-empty secret"], "an ACL password")
+    return "#" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _enable(role: str, passwords: Mapping[str, Password] | None) -> list[str]:
+    if passwords is None:
+        return ["off"]  # template: the rules without any credential; nobody can log in
+    if role not in passwords:
+        raise ConfigError(f"password of {role}", "<missing>", ["a non-empty secret"], "every role needs one")
+    return ["on", password_hash(passwords[role])]
+
+
+def acl_file(
+    keys: KeySpace,
+    passwords: Mapping[str, Password] | None = None,
+    *,
+    user_prefix: str = DEFAULT_USER_PREFIX,
+    redis_version: tuple[int, int] = DEFAULT_REDIS_VERSION,
+) -> str:
+    """The text of a Redis ``aclfile``: ``passwords`` by role (``ws`` ... ``operator``),
+    written as SHA-256 only; with ``passwords=None`` a template whose users are all off.
+
+    The ``default`` user (every connection before AUTH) may only PING, for health
+    checks; without its line Redis would create it with every permission. Redis
+    accepts no comment lines in an ACL file: docs/security.md explains this one.
+    """
+    rules = acl_rules(keys, user_prefix=user_prefix, redis_version=redis_version)
+    lines = [_DEFAULT_USER]
+    for role in ROLES:
+        user = acl_user(role, user_prefix)
+        lines.append(" ".join(["user", user, *rules[user], *_enable(role, passwords)]))
+    return "\n".join(lines) + "\n"
+
+
+_DEFAULT_USER = "user default on nopass resetkeys resetchannels -@all +ping"
+
+
+def server_version(client: Any) -> tuple[int, int]:
+    """``(major, minor)`` of the server ``client`` talks to (from ``INFO server``)."""
+    text = str(client.info("server")["redis_version"])
+    major, minor = (int(p) for p in text.split(".")[:2])
+    return major, minor
+
+
+PASSWORD_VARIABLE = "CDB_ACL_{role}_PASSWORD"
+"""Where :func:`passwords_from_env` finds a role's password (``<name>_FILE``: a file holding it)."""
+MIN_PASSWORD_LENGTH = 16
+
+
+def passwords_from_env(environ: Mapping[str, str], roles: Sequence[str] = ROLES) -> dict[str, SecretStr]:
+    """Each role's password from ``CDB_ACL_<ROLE>_PASSWORD``, or from the file named by
+    ``CDB_ACL_<ROLE>_PASSWORD_FILE`` (a docker secret). :class:`ConfigError` names the
+    variable of a missing or short one; the value is never shown."""
+    out: dict[str, SecretStr] = {}
+    for role in roles:
+        variable = PASSWORD_VARIABLE.format(role=role.upper())
+        if f"{variable}_FILE" in environ:
+            variable = f"{variable}_FILE"
+            try:
+                text = FsPath(environ[variable]).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    variable, environ[variable], ["a readable file"], str(exc.strerror)
+                ) from None
+        else:
+            text = environ.get(variable, "")
+        if len(text) < MIN_PASSWORD_LENGTH:
+            shown = "<unset>" if not text else "<too short>"
+            hint = "e.g. `openssl rand -hex 32`; the same value goes into that service's REDIS_URL"
+            raise ConfigError(variable, shown, [f"a secret of {MIN_PASSWORD_LENGTH}+ characters"], hint)
+        out[role] = SecretStr(text)
+    return out
+
+
+def apply_acl(
+    client: Any,
+    keys: KeySpace,
+    passwords: Mapping[str, Password],
+    *,
+    user_prefix: str = DEFAULT_USER_PREFIX,
+    roles: Sequence[str] = ROLES,
+) -> list[str]:
+    """Create or replace the users of ``roles`` on a live server with ``ACL SETUSER``
+    (``client``: a blocking ``redis.Redis`` with ACL admin rights); returns their names.
+    The rules fit the server's version."""
+    rules = acl_rules(keys, user_prefix=user_prefix, redis_version=server_version(client))
+    created = []
+    for role in roles:
+        user = acl_user(role, user_prefix)
+        client.execute_command("ACL", "SETUSER", user, *rules[user], *_enable(role, passwords))
+        created.append(user)
+    return created
+
+
+def delete_acl_users(client: Any, users: Sequence[str]) -> int:
+    """``ACL DELUSER`` exactly ``users``; returns how many existed."""
+    return int(client.execute_command("ACL", "DELUSER", *users)) if users else 0
