@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import demo, flags, schema
+from core.cli import acl, demo, flags, schema
 
 app = typer.Typer(
     name="cdb",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
 app.add_typer(schema.app, name="schema")
+app.add_typer(acl.app, name="acl")
 
 
 def main() -> None:
