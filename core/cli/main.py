@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, demo, flags, schema
+from core.cli import acl, demo, flags, health, schema, status
 
 app = typer.Typer(
     name="cdb",
@@ -17,6 +17,8 @@ app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
 app.add_typer(schema.app, name="schema")
 app.add_typer(acl.app, name="acl")
+app.command("status")(status.status)
+app.command("health")(health.health)
 
 
 def main() -> None:

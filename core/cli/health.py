@@ -1,0 +1,68 @@
+"""``cdb health SERVICE``: the container healthcheck (docker-compose runs it inside the container).
+
+Healthy (exit 0) when a fresh live state of SERVICE exists for this container's
+instance: by default an instance named after this host (``<hostname>`` or
+``<hostname>-<pid>``, the default ``INSTANCE``), or exactly ``--instance`` (env
+``INSTANCE``) when set. Otherwise exit 1 with a one-line reason. A service that
+reports is alive and knows its path; one that stopped reporting is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Annotated
+
+import typer
+
+from core.cli.options import DEFAULT_REDIS_URL, Prefix, RedisUrl
+from core.cli.status import load_states
+from core.errors import CdbError
+from core.status import LiveState
+from core.topics import ServiceName
+from core.utils.clock import now_ms
+
+__all__ = ["health", "verdict"]
+
+
+def _mine(state: LiveState, hostname: str, instance: str | None) -> bool:
+    if instance:
+        return state.instance == instance
+    return state.instance == hostname or state.instance.startswith(f"{hostname}-")
+
+
+def verdict(
+    states: list[LiveState], service: ServiceName, hostname: str, instance: str | None, at_ms: int
+) -> tuple[bool, str]:
+    """(healthy, one-line reason) for ``service`` on this host from the reported ``states``."""
+    who = f"instance {instance!r}" if instance else f"an instance of host {hostname!r}"
+    candidates = [s for s in states if s.service == service.value and _mine(s, hostname, instance)]
+    if not candidates:
+        return False, f"unhealthy: no live state of {service.value} for {who}"
+    fresh = [s for s in candidates if not s.is_stale(at_ms)]
+    if not fresh:
+        age = min(at_ms - s.reported_ms for s in candidates) / 1000.0
+        return False, f"unhealthy: {service.value} {candidates[0].instance} last reported {age:.0f}s ago"
+    s = fresh[0]
+    profile = f"/{s.profile}" if s.profile else ""
+    return True, f"healthy: {service.value} {s.instance} on {s.path}{profile}, up {s.uptime_s(at_ms):.0f}s"
+
+
+def health(
+    service: Annotated[ServiceName, typer.Argument(help="ws, signal, risk or execution")],
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    instance: Annotated[
+        str | None,
+        typer.Option(envvar="INSTANCE", help="Exact instance name (env INSTANCE); default: this hostname."),
+    ] = None,
+) -> None:
+    """Exit 0 when SERVICE reports fresh live state from this host, else 1 with the reason."""
+    try:
+        states = asyncio.run(load_states(redis_url, prefix))
+    except CdbError as exc:
+        typer.echo(f"unhealthy: {exc}")
+        raise SystemExit(1) from None
+    ok, reason = verdict(states, service, socket.gethostname(), instance or None, now_ms())
+    typer.echo(reason)
+    raise SystemExit(0 if ok else 1)

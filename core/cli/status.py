@@ -1,0 +1,160 @@
+"""``cdb status``: every live service instance, as it reports itself to Redis.
+
+This is how an operator sees that a flag flip took effect: the path, profile and
+shadow columns come from the running process, not from configuration files.
+An instance that missed three reports in a row is marked stale; its key expires
+a little later (see :mod:`core.status`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from rich.markup import escape
+
+from core.cli.options import DEFAULT_REDIS_URL, AsJson, Prefix, RedisUrl, open_async, unreachable
+from core.cli.output import console, exit_with, print_json, table
+from core.errors import CdbError
+from core.status import LiveState, read_live_states
+from core.topics import KeySpace
+from core.utils.clock import now_ms
+
+__all__ = ["instance_row", "load_states", "status"]
+
+_COLUMNS = [
+    "service",
+    "instance",
+    "path",
+    "profile",
+    "shadow",
+    "uptime",
+    "handled",
+    "published",
+    "validation errors",
+    "defaults filled",
+    "dead letters",
+    "shadow mismatches",
+    "lag",
+    "state",
+]
+
+
+def _int(counts: Mapping[str, Any], name: str) -> int:
+    value = counts.get(name, 0)
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _breakdown(counts: Mapping[str, Any], name: str) -> dict[str, int]:
+    value = counts.get(name, {})
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float) and v}
+
+
+def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
+    """The plain facts ``cdb status`` shows about one instance (the ``--json`` shape).
+
+    ``handled`` counts stream entries the instance finished with (ok, invalid, dead
+    lettered; retries are not finished); ``lag`` is undelivered plus pending entries
+    of its input stream; the ``*_by_field`` maps name what the counts are made of.
+    """
+    c = state.counts
+    handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
+    return {
+        "service": state.service,
+        "instance": state.instance,
+        "path": state.path,
+        "profile": state.profile,
+        "shadow": state.shadow,
+        "version": state.version,
+        "started_ms": state.started_ms,
+        "reported_ms": state.reported_ms,
+        "uptime_s": round(state.uptime_s(at_ms), 1),
+        "last_report_age_s": round((at_ms - state.reported_ms) / 1000.0, 1),
+        "stale": state.is_stale(at_ms),
+        "handled": handled,
+        "published": _int(c, "published"),
+        "validation_errors": _int(c, "validation_errors"),
+        "validation_reasons": _breakdown(c, "validation_reasons"),
+        "defaults_filled": _int(c, "defaults_filled"),
+        "defaults_by_field": _breakdown(c, "defaults_by_field"),
+        "dead_letters": _int(c, "dead_letters"),
+        "shadow_compared": _int(c, "shadow_compared"),
+        "shadow_mismatches": _int(c, "shadow_mismatches"),
+        "shadow_by_field": _breakdown(c, "shadow_by_field"),
+        "lag": _int(c, "lag") + _int(c, "pending"),
+        "counts": dict(c),
+    }
+
+
+async def load_states(url: str, prefix: str) -> list[LiveState]:
+    """Every live-state document under ``prefix`` (``TransportError`` if Redis does not answer)."""
+    client = open_async(url)
+    try:
+        return await read_live_states(client, KeySpace(prefix))
+    except (redis.RedisError, OSError) as exc:
+        raise unreachable(url, exc) from exc
+    finally:
+        await client.aclose()
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _fields(by_field: Mapping[str, int], total: int) -> str:
+    if not total:
+        return "0"
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(by_field.items()))
+    return f"{total} ({detail})" if detail else str(total)
+
+
+def _cells(row: Mapping[str, Any]) -> list[Any]:
+    # Cells are rendered as rich markup: escape what an instance reports about itself.
+    state = f"[bold red]STALE ({row['last_report_age_s']:.0f}s)[/]" if row["stale"] else "[green]live[/]"
+    path = f"[{'cyan' if row['path'] == 'pydantic' else 'yellow'}]{escape(row['path'])}[/]"
+    shadow = _fields(row["shadow_by_field"], row["shadow_mismatches"]) if row["shadow"] else "-"
+    return [
+        escape(row["service"]),
+        escape(row["instance"]),
+        path,
+        escape(row["profile"] or "-"),
+        "on" if row["shadow"] else "off",
+        _uptime(row["uptime_s"]),
+        row["handled"],
+        row["published"],
+        _fields(row["validation_reasons"], row["validation_errors"]),
+        _fields(row["defaults_by_field"], row["defaults_filled"]),
+        row["dead_letters"],
+        shadow,
+        row["lag"],
+        state,
+    ]
+
+
+def status(redis_url: RedisUrl = DEFAULT_REDIS_URL, prefix: Prefix = "", as_json: AsJson = False) -> None:
+    """Show every live service instance: path, profile, shadow, uptime and its counters."""
+    try:
+        states = asyncio.run(load_states(redis_url, prefix))
+    except CdbError as exc:
+        exit_with(exc)
+    at = now_ms()
+    rows = [instance_row(s, at) for s in states]
+    if as_json:
+        print_json({"prefix": prefix, "checked_ms": at, "instances": rows})
+        return
+    if not rows:
+        console.print(f"no live service instance under key prefix {prefix!r}")
+        return
+    console.print(table(f"Live instances (key prefix {prefix!r})", _COLUMNS, [_cells(r) for r in rows]))
+    stale = sum(1 for r in rows if r["stale"])
+    if stale:
+        console.print(f"[bold red]{stale} stale instance(s)[/]: stopped or hung; the key expires by itself")
