@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, demo, flags, health, schema, status
+from core.cli import acl, demo, flags, health, run, schema, service, status
 
 app = typer.Typer(
     name="cdb",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("run")(run.run)
+app.command("service")(service.service)
 app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
 app.add_typer(schema.app, name="schema")

@@ -1,0 +1,210 @@
+"""``cdb run``: the main job; the four services in one process on the bundled trades."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.cli.output import console, exit_with, print_json, table
+from core.errors import CdbError
+from core.settings import ServiceSettings, redact_url
+from core.topics import Profile, ServiceName, Topic
+
+DATA_DIR = FsPath(__file__).resolve().parents[2] / "data"
+DEFAULT_DATA = DATA_DIR / "trades.csv"
+
+
+def run(
+    data: Annotated[FsPath, typer.Option(help="Trades to replay (CSV).")] = DEFAULT_DATA,
+    redis_url: Annotated[
+        str | None, typer.Option(envvar="REDIS_URL", help="Redis to run on; empty: embedded fakeredis.")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="DATABASE_URL", help="PostgreSQL for order results; empty: SQLite.")
+    ] = None,
+    pydantic: Annotated[
+        list[ServiceName] | None,
+        typer.Option("--pydantic", help="Put this service on the Pydantic path (repeatable)."),
+    ] = None,
+    all_pydantic: Annotated[bool, typer.Option("--all-pydantic", help="Every service on Pydantic.")] = False,
+    profile: Annotated[
+        Profile | None, typer.Option(help="Contract profile for services on the Pydantic path.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Redis key prefix; default: a fresh one per run.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    log_level: Annotated[
+        str, typer.Option(help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR).")
+    ] = "WARNING",
+) -> None:
+    """Replay the bundled trades through ws -> signal -> risk -> execution and summarise.
+
+    Flags come from the environment (USE_PYDANTIC_CONTRACTS, SIGNAL_USE_PYDANTIC_CONTRACTS, ...)
+    unless given here.
+    """
+    from core.logging import configure_logging
+
+    configure_logging(log_level)
+    run_id = uuid.uuid4().hex[:8]
+    key_prefix = prefix if prefix is not None else f"cdb-run-{run_id}:"
+    try:
+        settings = _settings(
+            key_prefix,
+            pydantic=pydantic or [],
+            all_pydantic=all_pydantic,
+            profile=profile,
+            redis_url=redis_url,
+            database_url=database_url,
+        )
+        result = asyncio.run(_run(data, settings, run_id, quiet=as_json))
+    except CdbError as exc:
+        exit_with(exc)
+    if as_json:
+        print_json(_summary(result, settings))
+        return
+    _print_summary(result, settings, redis_url, key_prefix)
+    if not result.quiescent:
+        console.print("[bold red]the pipeline did not drain before the timeout[/]")
+        raise SystemExit(1)
+
+
+def _settings(
+    prefix: str,
+    *,
+    pydantic: list[ServiceName],
+    all_pydantic: bool,
+    profile: Profile | None,
+    redis_url: str | None,
+    database_url: str | None,
+) -> dict[ServiceName, ServiceSettings]:
+    out = {}
+    for service in ServiceName:
+        overrides: dict[str, Any] = {
+            "key_prefix": prefix,
+            "redis_url": redis_url,
+            "database_url": database_url,
+        }
+        if all_pydantic or service in pydantic:
+            overrides["use_pydantic_contracts"] = True
+        if profile is not None:
+            overrides["contract_profile"] = profile
+        out[service] = ServiceSettings.load(service, overrides=overrides)
+    return out
+
+
+async def _run(
+    data: FsPath, settings: dict[ServiceName, ServiceSettings], run_id: str, *, quiet: bool
+) -> Any:
+    from services.execution.store import open_store
+    from services.pipeline import run_pipeline
+    from services.redis_connect import connect
+    from services.ws.replay import load_trades
+
+    trades = load_trades(data)
+    execution = settings[ServiceName.EXECUTION]
+    redis = await connect(execution.redis_url)
+    store = open_store(
+        execution.database_url,
+        sqlite_path=FsPath("var") / "runs" / f"{run_id}.sqlite3",
+        schema=f"run_{run_id}",
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("publishing trades", total=len(trades))
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase == "publishing":
+                bar.update(task, completed=done, total=total)
+            else:
+                bar.update(task, description="draining signal -> risk -> execution")
+
+        try:
+            return await run_pipeline(redis, settings, trades, store, progress=progress)
+        finally:
+            await store.close()
+            await redis.aclose()
+
+
+def _summary(result: Any, settings: dict[ServiceName, ServiceSettings]) -> dict[str, Any]:
+    return {
+        "trades": result.trades,
+        "seconds": round(result.seconds, 3),
+        "quiescent": result.quiescent,
+        "streams": result.stream_lengths,
+        "dead_letters": result.dead_letters,
+        "services": {name: vars(report) for name, report in result.services.items()},
+        "order_results": len(result.order_results),
+        "stored_rows": len(result.stored_rows),
+    }
+
+
+def _print_summary(
+    result: Any, settings: dict[ServiceName, ServiceSettings], redis_url: str | None, prefix: str
+) -> None:
+    where = redact_url(redis_url) if redis_url else "embedded fakeredis"
+    console.print(
+        f"[bold]cdb run[/] on {where}, key prefix {prefix!r}: {result.trades} trades in {result.seconds:.2f}s"
+    )
+    topics = [[t.value, result.stream_lengths[t.value], result.dead_letters[t.value]] for t in Topic]
+    console.print(table("Messages per topic", ["topic", "stream entries", "dead letters"], topics))
+    rows = []
+    for service in ServiceName:
+        report = result.services[service.value]
+        c = report.counts
+        rows.append(
+            [
+                service.value,
+                report.path,
+                report.profile or "-",
+                c.get("trades_published", 0) if service is ServiceName.WS else c.get("messages_ok", 0),
+                c.get("signals", "-")
+                if service is ServiceName.SIGNAL
+                else c.get("orders", "-")
+                if service is ServiceName.RISK
+                else c.get("fills", "-")
+                if service is ServiceName.EXECUTION
+                else "-",
+                c.get("rejections", c.get("rejected_orders", 0)),
+                c.get("validation_errors", 0),
+                c.get("dead_letters", 0),
+                _defaults(c),
+            ]
+        )
+    console.print(
+        table(
+            "Services",
+            [
+                "service",
+                "path",
+                "profile",
+                "handled",
+                "produced",
+                "rejections",
+                "validation errors",
+                "dead letters",
+                "defaults filled",
+            ],
+            rows,
+        )
+    )
+    console.print(
+        f"order results on the stream: {len(result.order_results)}, rows stored: {len(result.stored_rows)}"
+    )
+
+
+def _defaults(counts: dict[str, Any]) -> str:
+    filled = counts.get("defaults_by_field", {})
+    return ", ".join(f"{k}={v}" for k, v in sorted(filled.items())) or "0"

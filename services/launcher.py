@@ -1,0 +1,109 @@
+"""Running one service as its own process, the way a container does (``cdb service NAME``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path as FsPath
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+from core.logging import configure_logging, get_logger
+from core.settings import ServiceSettings
+from core.status import StatusReporter
+from core.topics import ServiceName
+from services.config import load_config
+from services.execution.paper import VenueParams
+from services.execution.service import ExecutionService
+from services.execution.store import open_store
+from services.redis_connect import connect
+from services.risk.limits import RiskLimits
+from services.risk.service import RiskService
+from services.runtime import ConsumingService, ServiceContext, run_consuming_service
+from services.signal.service import SignalService
+from services.signal.strategy import SignalParams
+from services.ws.service import WsService
+
+__all__ = ["WsSourceSettings", "run_service"]
+
+DATA_DIR = FsPath(__file__).resolve().parents[1] / "data"
+
+
+class WsSourceSettings(BaseSettings):
+    """Where ws takes trades from (env: WS_SOURCE, WS_REPLAY_FILE, WS_REPLAY_PACE, WS_MEXC_URL, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="WS_", frozen=True, extra="ignore")
+
+    source: Literal["replay", "mexc"] = Field(default="replay", description="replay or mexc")
+    replay_file: FsPath = Field(default=DATA_DIR / "trades.csv", description="a trades CSV file")
+    replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
+    mexc_url: str = Field(default="wss://wbs-api.mexc.com/ws", description="MEXC spot v3 WebSocket URL")
+    symbols: str = Field(default="BTC/USDT,ETH/USDT", description="comma-separated pairs, e.g. BTC/USDT")
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_service(service: ServiceName, stop: asyncio.Event | None = None) -> None:
+    """Run ``service`` from the environment until SIGTERM/SIGINT (or ``stop``)."""
+    configure_logging()
+    settings = ServiceSettings.load(service)
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)
+    redis = await connect(settings.redis_url)
+    ctx = ServiceContext.create(service, settings, redis)
+    try:
+        if service is ServiceName.WS:
+            await _run_ws(ctx, stop)
+        elif service is ServiceName.EXECUTION:
+            store = open_store(settings.database_url, sqlite_path=FsPath("var") / "execution.sqlite3")
+            try:
+                await run_consuming_service(ExecutionService(ctx, store, load_config(VenueParams)), ctx, stop)
+            finally:
+                await store.close()
+        else:
+            await run_consuming_service(_consumer(service, ctx), ctx, stop)
+    finally:
+        await redis.aclose()
+        get_logger(service=service.value).info("service.stop", instance=settings.instance)
+
+
+def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
+    if service is ServiceName.SIGNAL:
+        return SignalService(ctx, load_config(SignalParams))
+    return RiskService(ctx, load_config(RiskLimits))
+
+
+async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
+    source = load_config(WsSourceSettings)
+    # Paced replay and the live feed publish each trade at once; full-speed replay batches.
+    live = source.source == "mexc" or source.replay_pace > 0
+    ws = WsService(ctx, batch_size=1 if live else 500)
+    reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
+    status_task = asyncio.create_task(reporter.run(stop))
+    try:
+        if source.source == "replay":
+            from services.ws.replay import load_trades, replay
+
+            await replay(load_trades(source.replay_file), ws.on_trade, pace=source.replay_pace)
+            await ws.flush()
+            await stop.wait()  # stay visible in status after the replay ends
+        else:
+            from services.ws.mexc_v3_client import MexcV3Client
+
+            symbols = [s.strip() for s in source.symbols.split(",") if s.strip()]
+            client = MexcV3Client(source.mexc_url, symbols, ws.on_trade, on_bad_frame=ws.on_bad_frame)
+            await client.run(stop)
+    finally:
+        stop.set()
+        await status_task

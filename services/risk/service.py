@@ -1,0 +1,40 @@
+"""The risk service: signals in, approved orders out; rejections are counted and logged."""
+
+from __future__ import annotations
+
+from core.codec import Decoded
+from core.logging import get_logger
+from core.topics import Topic
+from services.risk.limits import RiskEngine, RiskLimits
+from services.runtime import ServiceContext
+
+__all__ = ["RiskService"]
+
+
+class RiskService:
+    """Applies the limits to each signal and publishes the orders it approves."""
+
+    def __init__(self, ctx: ServiceContext, limits: RiskLimits | None = None) -> None:
+        self.ctx = ctx
+        self.engine = RiskEngine(limits or RiskLimits())
+        self._log = get_logger(service=ctx.service.value)
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
+    async def handle(self, decoded: Decoded, entry_id: str) -> None:
+        """Publish the order for an approved signal; record a rejection otherwise."""
+        signal = decoded.message
+        decision = self.engine.on_signal(signal)
+        if decision.order is None:
+            if not decision.duplicate:
+                self.ctx.count("rejections")
+                self._log.info("risk.rejected", signal_id=signal.signal_id, reason=decision.rejection)
+            return
+        order = self.ctx.codec.build(Topic.ORDERS, decision.order)
+        await self.ctx.publisher.publish(Topic.ORDERS, order)
+        if not decision.duplicate:
+            self.ctx.count("orders")
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,149 @@
+"""What every service instance shares: its codec, publisher, metrics, logger and live state.
+
+A service's business logic never sees the flag; it gets a :class:`ServiceContext`
+whose codec was chosen once, in :func:`core.codec.codec_for`, from its settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from core.codec import Codec, Decoded, codec_for
+from core.logging import get_logger
+from core.metrics import ServiceMetrics
+from core.redis import DeadLetters, Publisher, StreamConsumer
+from core.settings import ServiceSettings
+from core.status import LiveState, StatusReporter
+from core.topics import KeySpace, ServiceName
+from core.utils.clock import now_ms
+
+__all__ = ["ConsumingService", "ServiceContext", "package_version", "run_consuming_service"]
+
+
+def package_version() -> str:
+    """The installed cdb-contracts version (``0+unknown`` when run from a bare checkout)."""
+    try:
+        return version("cdb-contracts")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class ServiceContext:
+    """Everything one service instance needs besides its business logic."""
+
+    service: ServiceName
+    settings: ServiceSettings
+    codec: Codec
+    keys: KeySpace
+    redis: aioredis.Redis
+    publisher: Publisher
+    dead_letters: DeadLetters
+    metrics: ServiceMetrics
+    started_ms: int = field(default_factory=now_ms)
+    extra_counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, service: ServiceName, settings: ServiceSettings, redis: aioredis.Redis) -> ServiceContext:
+        """A context whose codec, key space and metrics follow ``settings``."""
+        metrics = ServiceMetrics(service.value)
+        codec = codec_for(settings, on_shadow=metrics.count_shadow)  # shadow counts reach live status
+        keys = KeySpace(settings.key_prefix)
+        publisher = Publisher(
+            redis, codec, keys=keys, service=service, metrics=metrics, maxlen=settings.stream_maxlen
+        )
+        dead_letters = DeadLetters(redis, keys)
+        ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
+        get_logger(service=service.value).info(
+            "service.start",
+            instance=settings.instance,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            shadow=settings.contract_shadow,
+        )
+        return ctx
+
+    def count(self, name: str, by: int = 1) -> None:
+        """Add to a business counter shown in live status (signals, rejections, ...)."""
+        self.extra_counts[name] = self.extra_counts.get(name, 0) + by
+
+    def live_state(self) -> LiveState:
+        """The document this instance reports to Redis."""
+        counts: dict[str, Any] = dict(self.metrics.snapshot())
+        counts.update(self.extra_counts)
+        return LiveState(
+            service=self.service.value,
+            instance=self.settings.instance,
+            path=self.codec.path.value,
+            profile=self.codec.profile.value if self.codec.profile else None,
+            shadow=self.settings.contract_shadow,
+            version=package_version(),
+            started_ms=self.started_ms,
+            counts=counts,
+        )
+
+
+class ConsumingService(Protocol):
+    """A service that reads one topic's stream (signal, risk, execution)."""
+
+    async def start(self) -> None:
+        """Prepare (e.g. run database migrations) before the first message."""
+        ...
+
+    async def handle(self, decoded: Decoded, entry_id: str) -> None:
+        """Act on one decoded message; raising leaves it pending for a retry."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+async def run_consuming_service(
+    svc: ConsumingService,
+    ctx: ServiceContext,
+    stop: asyncio.Event,
+    *,
+    status_interval_s: float = 2.0,
+    consumer_options: dict[str, Any] | None = None,
+) -> StreamConsumer:
+    """Consume the service's input stream until ``stop`` is set, reporting live state meanwhile."""
+    topic = ctx.service.consumes
+    if topic is None:
+        raise ValueError(f"{ctx.service.value} does not consume a stream")
+    tuning: dict[str, Any] = {
+        "batch_size": ctx.settings.consumer_batch,
+        "block_ms": ctx.settings.consumer_block_ms,
+        "reclaim_idle_ms": ctx.settings.reclaim_idle_ms,
+        "max_deliveries": ctx.settings.max_deliveries,
+        **(consumer_options or {}),
+    }
+    consumer = StreamConsumer(
+        ctx.redis,
+        topic=topic,
+        service=ctx.service,
+        codec=ctx.codec,
+        keys=ctx.keys,
+        instance=ctx.settings.instance,
+        metrics=ctx.metrics,
+        dead_letters=ctx.dead_letters,
+        **tuning,
+    )
+    await svc.start()
+    await consumer.ensure_group()
+    reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
+    status_task = asyncio.create_task(reporter.run(stop))
+    try:
+        await consumer.run(svc.handle, stop)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await status_task
+        await svc.close()
+    return consumer

@@ -1,0 +1,33 @@
+"""The signal service: market data in, momentum signals out."""
+
+from __future__ import annotations
+
+from core.codec import Decoded
+from core.topics import Topic
+from services.runtime import ServiceContext
+from services.signal.strategy import MomentumStrategy, SignalParams
+
+__all__ = ["SignalService"]
+
+
+class SignalService:
+    """Feeds each trade to the strategy and publishes the signals it fires."""
+
+    def __init__(self, ctx: ServiceContext, params: SignalParams | None = None) -> None:
+        self.ctx = ctx
+        self.strategy = MomentumStrategy(params or SignalParams())
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
+    async def handle(self, decoded: Decoded, entry_id: str) -> None:
+        """Publish a signal when this trade fires one."""
+        values = self.strategy.on_trade(decoded.message)
+        if values is None:
+            return
+        signal = self.ctx.codec.build(Topic.SIGNALS, values)
+        await self.ctx.publisher.publish(Topic.SIGNALS, signal)
+        self.ctx.count("signals")
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,83 @@
+"""The ws service: trades from a source (replay or live MEXC) to ``market_data``.
+
+Trades are published in batches (one round trip per batch). A trade the codec
+refuses, or an exchange frame that cannot be decoded, goes to the dead-letter
+stream with its raw bytes; it never stops the service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from core.errors import ContractError
+from core.logging import get_logger
+from core.topics import Topic
+from services.runtime import ServiceContext
+from services.ws.trades import Trade
+
+__all__ = ["WsService"]
+
+Progress = Callable[[str, int, int], None]
+
+
+class WsService:
+    """Builds ``market_data`` messages from trades and publishes them in batches."""
+
+    def __init__(self, ctx: ServiceContext, *, batch_size: int = 500) -> None:
+        self.ctx = ctx
+        self.batch_size = batch_size
+        self._pending: list[object] = []
+        self._log = get_logger(service=ctx.service.value)
+
+    async def on_trade(self, trade: Trade) -> None:
+        """Queue one trade; publishes when a batch is full (the live client's callback)."""
+        try:
+            message = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values())
+        except ContractError as exc:
+            await self._park(exc)
+            return
+        self._pending.append(message)
+        if len(self._pending) >= self.batch_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish what is queued."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self.ctx.publisher.publish_many(Topic.MARKET_DATA, batch)
+            self.ctx.count("trades_published", len(batch))
+
+    async def on_bad_frame(self, raw: bytes, reason: str) -> None:
+        """Park an exchange frame that could not be decoded (the live client's callback)."""
+        error = ContractError(
+            topic=Topic.MARKET_DATA.value,
+            path=self.ctx.codec.path.value,
+            profile=self.ctx.codec.profile.value if self.ctx.codec.profile else None,
+            raw=raw,
+            errors=[{"type": "frame_invalid", "loc": (), "msg": reason}],
+        )
+        await self._park(error)
+
+    async def publish_trades(self, trades: Sequence[Trade], *, progress: Progress | None = None) -> int:
+        """Publish ``trades`` at full speed; returns how many were published."""
+        before = self.ctx.extra_counts.get("trades_published", 0)
+        for start in range(0, len(trades), self.batch_size):
+            for trade in trades[start : start + self.batch_size]:
+                await self.on_trade(trade)
+            await self.flush()
+            if progress:
+                progress("publishing", min(start + self.batch_size, len(trades)), len(trades))
+        return self.ctx.extra_counts.get("trades_published", 0) - before
+
+    async def _park(self, error: ContractError) -> None:
+        self.ctx.count("bad_frames")
+        self._log.warning("ws.dead_letter", reason=error.reason, errors=error.loggable_errors())
+        await self.ctx.dead_letters.park(
+            Topic.MARKET_DATA,
+            error.raw or json.dumps({"error": str(error)}).encode(),
+            error,
+            service=self.ctx.service,
+            path=self.ctx.codec.path,
+            profile=self.ctx.codec.profile,
+        )
