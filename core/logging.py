@@ -56,8 +56,10 @@ def _scrub_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
 
 
 def _dumps(obj: Any, **kwargs: Any) -> str:
-    # default=str: a bytes value or an enum in an error detail must not break the log line.
-    return json.dumps(obj, default=str, ensure_ascii=False, **kwargs)
+    # A value JSON cannot carry (bytes, an enum in an error detail) must not break the
+    # log line: fall back to its string form unless the renderer brought its own fallback.
+    kwargs.setdefault("default", str)
+    return json.dumps(obj, ensure_ascii=False, **kwargs)
 
 
 def configure_logging(level: int | str = "INFO", *, stream: TextIO | None = None) -> None:

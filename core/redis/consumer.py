@@ -352,6 +352,10 @@ class StreamConsumer:
 
     def _on_retry(self, operation: str, attempt: int, exc: BaseException) -> None:
         self.metrics.count_retry(operation)
+        if operation.startswith("read"):
+            # A read whose reply was lost still moved its entries to our pending list:
+            # re-read our own pending entries first instead of waiting for a reclaim.
+            self._recover_own = True
         _log.warning(
             "consumer.retry",
             service=self.service.value,

@@ -22,7 +22,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from core.errors import TransportError
@@ -60,9 +61,10 @@ class RetryPolicy:
                 if exc is not None:
                     on_retry(state.attempt_number, exc)
 
+        backoff = wait_exponential(multiplier=self.initial_s, max=self.max_s)
         return {
             "stop": stop_after_attempt(max(1, self.attempts)) | stop_after_delay(self.deadline_s),
-            "wait": wait_exponential_jitter(initial=self.initial_s, max=self.max_s, jitter=self.jitter_s),
+            "wait": backoff + wait_random(0, self.jitter_s),
             "retry": retry_if_exception_type(RETRYABLE),
             "before_sleep": before_sleep,
             "reraise": True,
