@@ -48,12 +48,19 @@ __all__ = [
     "legacy_values",
     "market_data_values",
     "order_result_values",
+    "order_types",
     "order_values",
+    "positive_sizes",
     "prices",
+    "reasons",
+    "sides",
     "signal_values",
     "sizes",
+    "statuses",
+    "strengths",
     "symbols",
     "timestamps_ms",
+    "venues",
 ]
 
 CONTRACT_CLASSES = {
