@@ -25,9 +25,9 @@ from structlog.typing import FilteringBoundLogger
 
 __all__ = ["configure_logging", "get_logger", "scrub_secrets"]
 
-# scheme://user:password@ -> scheme://user:***@ ; the password is anything up to the last "@"
-# before the host, so passwords containing ":" or "/" are caught too.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)@")
+# scheme://user:password@ -> scheme://user:***@ ; the password is everything up to the last "@"
+# of the token (greedy), so an unescaped "@", ":" or "/" in a password does not leak its tail.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>\S+)@")
 
 
 def scrub_secrets(text: str) -> str:

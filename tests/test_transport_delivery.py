@@ -237,3 +237,22 @@ async def test_run__returns_when_stop_is_set(redis_async: aioredis.Redis, keys: 
 
 def _fields_of(raw: bytes) -> dict[str, str]:
     return dict(json.loads(raw))
+
+
+async def test_lenient_consumer__fields_filled_from_defaults_are_counted_per_field(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    legacy, lenient = CODECS["legacy"], CODECS["pydantic-lenient"]
+    old_producer = Publisher(redis_async, legacy, keys=keys, service=ServiceName.SIGNAL)
+    worker = StreamConsumer(
+        redis_async, topic=Topic.SIGNALS, service=ServiceName.RISK, codec=lenient, keys=keys, instance="r"
+    )
+    await worker.ensure_group()
+    await old_producer.publish_many(Topic.SIGNALS, make_messages(legacy, Topic.SIGNALS, 7))
+    handled = Collector()
+
+    await poll_until(lambda: worker.poll_once(handled), lambda: len(handled.ids) >= 7)
+
+    snap = worker.metrics.snapshot()
+    assert snap["defaults_by_field"] == {"api_version": 7, "timestamp": 7}
+    assert snap["messages_ok"] == 7
