@@ -18,6 +18,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from core.codec import CONTRACTS, build_codec
+from core.errors import ContractError
+from core.redis import letter_fields
 from core.schema import asyncapi_document, default_contracts_dir
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 
@@ -171,3 +173,26 @@ def test_asyncapi__message_payload_accepts_a_real_encoded_message(topic: Topic) 
     assert validator.is_valid(doc), list(validator.iter_errors(doc))
     assert not validator.is_valid({**doc, "side": "HOLD"})
     assert model.__name__ in channel["messages"]
+
+
+def _dead_letter_validator() -> jsonschema.Draft7Validator:
+    registry = Registry().with_resource("urn:cdb:asyncapi", Resource.from_contents(DOC, DRAFT7))
+    return jsonschema.Draft7Validator(
+        {"$ref": "urn:cdb:asyncapi#/components/schemas/DeadLetter"}, registry=registry
+    )
+
+
+@pytest.mark.parametrize("failure", ["contract_error", "handler_exception"])
+def test_asyncapi__dead_letter_schema_matches_what_the_transport_writes(failure: str) -> None:
+    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    raw = b'{"symbol": 5}'
+    error: Exception
+    try:
+        codec.decode(Topic.MARKET_DATA, raw)
+    except ContractError as exc:
+        error = exc if failure == "contract_error" else RuntimeError("handler crashed")
+    fields = letter_fields(Topic.MARKET_DATA, raw, error, service=ServiceName.SIGNAL, path="pydantic")
+    entry = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in fields.items()}
+    schema = DOC["components"]["schemas"]["DeadLetter"]
+    assert set(entry) == set(schema["properties"]) == set(schema["required"])
+    assert _dead_letter_validator().is_valid(entry), list(_dead_letter_validator().iter_errors(entry))

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from core.codec import CONTRACTS
 from core.domain.contracts import API_VERSION
+from core.redis.dead_letters import DeadLetterCause
 from core.schema.rules import cross_field_rules
 from core.topics import KeySpace, ServiceName, Topic
 
@@ -34,15 +35,38 @@ _STREAM_ENCODING = (
     "Redis Stream entry: one stream field per message field, each value the JSON encoding "
     "of that field's value (so `redis-cli XRANGE` shows it readably and null/true/false survive)."
 )
+_TEXT = {"type": "string"}
+_DEAD_LETTER_FIELDS: dict[str, dict[str, Any]] = {
+    "topic": {**_TEXT, "description": "Topic of the refused message.", "enum": [t.value for t in Topic]},
+    "service": {**_TEXT, "description": "Service that refused it.", "enum": [s.value for s in ServiceName]},
+    "path": {**_TEXT, "description": "Codec path that refused it: legacy or pydantic."},
+    "profile": {**_TEXT, "description": "lenient or strict on the pydantic path; empty on legacy."},
+    "stream_id": {**_TEXT, "description": "Its id in the topic stream; empty for ws's exchange frames."},
+    "cause": {**_TEXT, "description": "Why it was parked.", "enum": [c.value for c in DeadLetterCause]},
+    "reason": {**_TEXT, "description": "Type of the first error: a bounded value, safe as a metric label."},
+    "error": {
+        **_TEXT,
+        "description": "JSON array of structured errors (type, loc, msg), as pydantic reports.",
+    },
+    "deliveries": {**_TEXT, "pattern": "^[0-9]+$", "description": "How often it was delivered (decimal)."},
+    "time_ms": {
+        **_TEXT,
+        "pattern": "^[0-9]+$",
+        "description": "When it was parked, epoch ms (decimal).",
+        "unit": "ms",
+    },
+    "raw": {**_TEXT, "description": "The bytes as received (binary-safe stream field), for replay."},
+}
 _DEAD_LETTER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": DEAD_LETTER,
     "description": (
         "A message a service could not handle, parked for the operator (`cdb dlq`): the raw bytes "
-        "as received, the structured error, and which service and path refused it. Stream fields "
-        "are strings."
+        "as received, the structured errors, and which service and path refused it. A Redis Stream "
+        "entry: every field is a string."
     ),
-    "additionalProperties": {"type": "string"},
+    "properties": _DEAD_LETTER_FIELDS,
+    "required": list(_DEAD_LETTER_FIELDS),
 }
 
 
