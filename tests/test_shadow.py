@@ -1,0 +1,232 @@
+"""Shadow mode: both paths decode every message, the flag-selected one wins, differences are counted."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.codec import Decoded, build_codec, codec_for, encode_field_map
+from core.codec.legacy_codec import LegacyCodec
+from core.codec.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
+from core.domain.contracts import Side
+from core.errors import ContractError
+from core.logging import configure_logging
+from core.metrics import ServiceMetrics
+from core.redis import Publisher, StreamConsumer
+from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from tests.ops_helpers import live_service, service_settings
+from tests.strategies import contract_messages
+from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
+
+PYDANTIC = build_codec(Path.PYDANTIC, Profile.LENIENT)
+LEGACY = build_codec(Path.LEGACY)
+
+
+class VolumeDoublingLegacyCodec(LegacyCodec):
+    """Test only: a legacy path that reads ``volume`` twice as large (a deliberate decode bug)."""
+
+    def from_fields(self, topic: Topic, fields: Any) -> Decoded:
+        decoded = super().from_fields(topic, fields)
+        decoded.message.volume *= 2
+        return decoded
+
+
+class ExplodingCodec(LegacyCodec):
+    """Test only: a shadow codec with a bug that raises something other than ContractError."""
+
+    def from_fields(self, topic: Topic, fields: Any) -> Decoded:
+        raise RuntimeError("shadow bug")
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure_logging("INFO", stream=buffer)
+    yield buffer
+    configure_logging()
+
+
+def _fields(topic: Topic, i: int = 0, **changes: Any) -> dict[str, str]:
+    values = {**valid_values(topic, i), "api_version": "v1.0", **changes}
+    return encode_field_map({k: v for k, v in values.items() if v is not ...})
+
+
+@pytest.mark.integration
+async def test_shadow__stream_with_one_field_decoded_differently_reports_exactly_that_field(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    publisher = Publisher(redis_async, PYDANTIC, keys=keys, service=ServiceName.WS)
+    await publisher.publish_many(Topic.MARKET_DATA, make_messages(PYDANTIC, Topic.MARKET_DATA, 20))
+    metrics = ServiceMetrics(ServiceName.SIGNAL)
+    codec = ShadowCodec(PYDANTIC, VolumeDoublingLegacyCodec(65_536), on_compare=metrics.count_shadow)
+    consumer = StreamConsumer(
+        redis_async,
+        topic=Topic.MARKET_DATA,
+        service=ServiceName.SIGNAL,
+        codec=codec,
+        keys=keys,
+        instance="shadow-1",
+        metrics=metrics,
+    )
+    await consumer.ensure_group()
+    handled = Collector()
+    await poll_until(lambda: consumer.poll_once(handled), lambda: len(handled.messages) == 20)
+
+    assert codec.mismatch_counts() == {"market_data": {"volume": 20}}
+    snapshot = metrics.snapshot()
+    assert snapshot["shadow_by_field"] == {"market_data.volume": 20}
+    assert (snapshot["shadow_compared"], snapshot["shadow_mismatches"]) == (20, 20)
+    # The service acted on the primary (Pydantic) result, not on the mangled one.
+    assert [m.volume for m in handled.messages] == [
+        valid_values(Topic.MARKET_DATA, i)["volume"] for i in range(20)
+    ]
+
+
+@pytest.mark.integration
+async def test_shadow__mismatches_reach_live_status_through_the_service_context(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    """A legacy producer omitting ``timestamp``: lenient Pydantic fills it, legacy refuses."""
+    settings_ = service_settings(
+        ServiceName.SIGNAL, keys, "sig-shadow", use_pydantic_contracts=True, contract_shadow=True
+    )
+    for i in range(3):
+        await redis_async.xadd(keys.stream(Topic.MARKET_DATA), _fields(Topic.MARKET_DATA, i, timestamp=...))
+    async with live_service(redis_async, settings_) as ctx:
+        assert isinstance(ctx.codec, ShadowCodec)
+        async with asyncio.timeout(10):
+            while ctx.live_state().counts["messages_ok"] < 3:
+                await asyncio.sleep(0.02)
+        counts = ctx.live_state().counts
+    assert counts["shadow_by_field"] == {f"market_data.{DECODE_FIELD}": 3}
+    assert counts["shadow_compared"] == 3
+    assert counts["defaults_by_field"] == {"timestamp": 3}
+
+
+def test_shadow__primary_refusing_raises_the_primary_error_and_counts_decode() -> None:
+    codec = ShadowCodec(build_codec(Path.PYDANTIC, Profile.STRICT), LEGACY)
+    without_version = _fields(Topic.MARKET_DATA, api_version=...)
+    with pytest.raises(ContractError) as raised:
+        codec.from_fields(Topic.MARKET_DATA, without_version)
+    assert (raised.value.path, raised.value.profile, raised.value.reason) == ("pydantic", "strict", "missing")
+    assert codec.mismatch_counts() == {"market_data": {DECODE_FIELD: 1}}
+
+
+def test_shadow__both_refusing_is_agreement_not_a_mismatch() -> None:
+    codec = ShadowCodec(PYDANTIC, LEGACY)
+    with pytest.raises(ContractError):
+        codec.from_fields(Topic.MARKET_DATA, _fields(Topic.MARKET_DATA, symbol=...))
+    assert codec.mismatch_counts() == {}
+    assert codec.compared[Topic.MARKET_DATA] == 1
+
+
+def test_shadow__a_crashing_shadow_codec_is_counted_never_raised() -> None:
+    codec = ShadowCodec(PYDANTIC, ExplodingCodec(65_536))
+    decoded = codec.from_fields(Topic.ORDERS, _fields(Topic.ORDERS))
+    assert decoded.message.order_id == "ord-0"
+    assert codec.mismatch_counts() == {"orders": {DECODE_FIELD: 1}}
+
+
+def test_shadow__fields_only_one_side_has_are_not_mismatches() -> None:
+    """Legacy signals, orders and results lack api_version/timestamp; market data lacks trade_id."""
+    codec = ShadowCodec(PYDANTIC, LEGACY)
+    for topic in Topic:
+        codec.from_fields(topic, _fields(topic, 3))  # i=3: a trade_id on market data
+        codec.decode(topic, json.dumps(valid_values(topic, 3)).encode())
+    assert codec.mismatch_counts() == {}
+    assert sum(codec.compared.values()) == 8
+
+
+def test_shadow__legacy_primary_acts_on_the_legacy_message() -> None:
+    codec = ShadowCodec(LEGACY, PYDANTIC)
+    decoded = codec.from_fields(Topic.SIGNALS, _fields(Topic.SIGNALS))
+    assert type(decoded.message).__name__ == "Signal"
+    assert (codec.path, codec.profile) == (Path.LEGACY, None)
+
+
+def test_shadow__first_diffs_are_logged_with_both_values_then_only_counted(log_buffer: io.StringIO) -> None:
+    codec = ShadowCodec(PYDANTIC, VolumeDoublingLegacyCodec(65_536), log_limit=2)
+    for i in range(5):
+        codec.from_fields(Topic.MARKET_DATA, _fields(Topic.MARKET_DATA, i))
+    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    logged = [e for e in events if e["event"] == "shadow.mismatch"]
+    assert [(e["field"], e["occurrence"]) for e in logged] == [("volume", 1), ("volume", 2)]
+    volume = valid_values(Topic.MARKET_DATA, 0)["volume"]
+    assert (logged[0]["primary"], logged[0]["shadow"]) == (repr(volume), repr(volume * 2))
+    assert codec.mismatch_counts() == {"market_data": {"volume": 5}}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (0.1, 0.1 * (1 + 1e-13)),  # float formatting: within rel 1e-12
+        (5, 5.0),
+        (0.0, 1e-13),  # near zero: within abs 1e-12
+        (Side.BUY, "BUY"),  # enum vs str, equal by value
+        (None, None),
+        ({"a": [1, 2.0]}, {"a": [1.0, 2]}),
+    ],
+)
+def test_same_value__formatting_differences_are_equal(a: Any, b: Any) -> None:
+    assert same_value(a, b)
+    assert same_value(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (0.1, 0.1 * (1 + 1e-9)),
+        (True, 1),  # a bool is never a number
+        ("1", 1),
+        (None, 0.0),
+        (Side.BUY, "SELL"),
+        ([1, 2], [1, 2, 3]),
+    ],
+)
+def test_same_value__real_differences_are_not_equal(a: Any, b: Any) -> None:
+    assert not same_value(a, b)
+    assert not same_value(b, a)
+
+
+def test_diff_values__compares_only_the_fields_both_sides_have() -> None:
+    diffs = diff_values({"price": 1.0, "timestamp": 5, "side": "BUY"}, {"price": 2.0, "side": "BUY"})
+    assert diffs == [("price", 1.0, 2.0)]
+
+
+@pytest.mark.parametrize("pydantic_on", [True, False])
+def test_codec_for__shadow_flag_wraps_the_flag_selected_codec_with_the_other_path(pydantic_on: bool) -> None:
+    from core.settings import ServiceSettings
+
+    flags = {"use_pydantic_contracts": pydantic_on, "contract_shadow": True}
+    codec = codec_for(ServiceSettings.load(ServiceName.RISK, environ={}, overrides=flags))
+    assert isinstance(codec, ShadowCodec)
+    expected = (Path.PYDANTIC, Path.LEGACY) if pydantic_on else (Path.LEGACY, Path.PYDANTIC)
+    assert (codec.primary.path, codec.shadow.path) == expected
+    assert codec.path is expected[0]
+
+
+def test_codec_for__shadow_off_is_the_plain_codec() -> None:
+    from core.settings import ServiceSettings
+
+    codec = codec_for(ServiceSettings.load(ServiceName.RISK, environ={}))
+    assert not isinstance(codec, ShadowCodec)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), topic=st.sampled_from(list(Topic)))
+def test_shadow__any_valid_v1_message_decodes_the_same_on_both_paths(
+    data: st.DataObject, topic: Topic
+) -> None:
+    message = data.draw(contract_messages(topic))
+    codec = ShadowCodec(PYDANTIC, LEGACY)
+    codec.from_fields(topic, PYDANTIC.to_fields(topic, message))
+    codec.decode(topic, PYDANTIC.encode(topic, message))
+    assert codec.mismatch_counts() == {}
