@@ -91,6 +91,12 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"not one of {', '.join(BOOL_WORDS)}")
         return value
 
+    @field_validator("contract_profile", mode="before")
+    @classmethod
+    def _profile_any_case(cls, value: Any) -> Any:
+        """``STRICT`` and ``Lenient`` mean what they say, like the boolean flags' any-case words."""
+        return value.strip().lower() if isinstance(value, str) else value
+
     @classmethod
     def settings_customise_sources(
         cls,
