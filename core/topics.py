@@ -96,6 +96,10 @@ class KeySpace:
         """The dead-letter stream for messages of ``topic`` that could not be handled."""
         return f"{self.prefix}{topic.value}_dlq"
 
+    def dlq_replayed(self, topic: Topic) -> str:
+        """A hash of the dead letters of ``topic`` replayed but kept (dead-letter id -> stream id)."""
+        return f"{self.prefix}{topic.value}_dlq_replayed"
+
     def group(self, service: ServiceName) -> str:
         """The consumer group a service reads its input stream with."""
         return f"{self.prefix}cdb-{service.value}"
