@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from core.redis.acl import OPERATOR, ROLES, acl_file, acl_user, apply_acl, delet
 from core.settings import redact_url
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from tests.support.redis_version import local_redis_version
 from tests.support.servers import ThrowawayRedis
 
 pytestmark = pytest.mark.integration
@@ -344,19 +343,10 @@ def test_temporary_acl_users__deletes_exactly_its_users_even_when_the_test_fails
     assert {bystander, "default"} <= remaining
 
 
-def _local_redis_version() -> tuple[int, int]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed; scripts/ensure-servers.sh installs it"
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    version = out.split("v=")[1].split()[0]
-    major, minor = (int(p) for p in version.split(".")[:2])
-    return major, minor
-
-
 def test_acl_file__loads_in_redis_server_and_enforces_the_rules(tmp_path: FsPath) -> None:
     passwords = {role: secrets.token_hex(16) for role in ROLES}
     acl_path = tmp_path / "users.acl"
-    acl_path.write_text(acl_file(KeySpace(), passwords, redis_version=_local_redis_version()))
+    acl_path.write_text(acl_file(KeySpace(), passwords, redis_version=local_redis_version()))
     server = ThrowawayRedis(extra_args=("--aclfile", str(acl_path))).start()
     keys = KeySpace()
     try:

@@ -247,7 +247,7 @@ def passwords_from_env(environ: Mapping[str, str], roles: Sequence[str] = ROLES)
         if f"{variable}_FILE" in environ:
             variable = f"{variable}_FILE"
             try:
-                text = FsPath(environ[variable]).read_text(encoding="utf-8").strip()
+                text = FsPath(environ[variable]).read_text(encoding="utf-8").rstrip("\n")
             except OSError as exc:
                 raise ConfigError(
                     variable, environ[variable], ["a readable file"], str(exc.strerror)
