@@ -7,7 +7,6 @@ its own settings, so any mix of paths and profiles can run side by side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,22 +15,31 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from core.codec import build_codec
+from core.redis import Publisher
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
 from services.execution.store import COLUMNS, ResultStore
+from services.pipeline_control import CONSUMERS, CodecFactory, PipelineHook, PipelineRun
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
-from services.runtime import ConsumingService, ServiceContext, run_consuming_service
+from services.runtime import ConsumingService, ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
 from services.ws.service import WsService
 from services.ws.trades import Trade
 
-__all__ = ["PipelineResult", "ServiceReport", "group_backlog", "run_pipeline", "wait_quiescent"]
-
-CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
+__all__ = [
+    "PipelineHook",
+    "PipelineResult",
+    "PipelineRun",
+    "ServiceReport",
+    "group_backlog",
+    "read_order_results",
+    "run_pipeline",
+    "wait_quiescent",
+]
 
 Progress = Callable[[str, int, int], None]
 """Called with (phase, done, total) while the pipeline runs."""
@@ -101,18 +109,35 @@ async def wait_quiescent(
     return False
 
 
-def _service_objects(
-    ctxs: Mapping[ServiceName, ServiceContext], store: ResultStore, environ: Mapping[str, str] | None
-) -> dict[ServiceName, ConsumingService]:
+def _service_factory(
+    store: ResultStore, environ: Mapping[str, str] | None
+) -> Callable[[ServiceName, ServiceContext], ConsumingService]:
     from services.config import load_config
 
-    return {
-        ServiceName.SIGNAL: SignalService(ctxs[ServiceName.SIGNAL], load_config(SignalParams, environ)),
-        ServiceName.RISK: RiskService(ctxs[ServiceName.RISK], load_config(RiskLimits, environ)),
-        ServiceName.EXECUTION: ExecutionService(
-            ctxs[ServiceName.EXECUTION], store, load_config(VenueParams, environ)
-        ),
-    }
+    def make(name: ServiceName, ctx: ServiceContext) -> ConsumingService:
+        if name is ServiceName.SIGNAL:
+            return SignalService(ctx, load_config(SignalParams, environ))
+        if name is ServiceName.RISK:
+            return RiskService(ctx, load_config(RiskLimits, environ))
+        if name is ServiceName.EXECUTION:
+            return ExecutionService(ctx, store, load_config(VenueParams, environ))
+        raise ValueError(f"{name.value} does not consume a stream")
+
+    return make
+
+
+def _context(
+    name: ServiceName, settings: ServiceSettings, redis: aioredis.Redis, codec_factory: CodecFactory | None
+) -> ServiceContext:
+    ctx = ServiceContext.create(name, settings, redis)
+    if codec_factory is not None:
+        # An injected codec (e.g. a candidate legacy class under test): the publisher
+        # must encode with it too, so both are replaced together.
+        ctx.codec = codec_factory(name, settings)
+        ctx.publisher = Publisher(
+            redis, ctx.codec, keys=ctx.keys, service=name, metrics=ctx.metrics, maxlen=settings.stream_maxlen
+        )
+    return ctx
 
 
 async def run_pipeline(
@@ -125,42 +150,71 @@ async def run_pipeline(
     progress: Progress | None = None,
     timeout_s: float = 120.0,
     consumer_options: dict[str, Any] | None = None,
+    hooks: Sequence[PipelineHook] = (),
+    codec_factory: CodecFactory | None = None,
+    ws_batch: int = 500,
 ) -> PipelineResult:
-    """Run the four services on ``trades`` until every stage is idle; report what happened."""
+    """Run the four services on ``trades`` until every stage is idle; report what happened.
+
+    ``hooks`` are called before the consumers start, after each batch of ``ws_batch``
+    trades and before the drain (fault injection, see :mod:`services.pipeline_control`);
+    ``codec_factory`` replaces :func:`core.codec.codec_for` for every service.
+    """
     started = time.monotonic()
     keys = KeySpace(settings[ServiceName.WS].key_prefix)
-    ctxs = {name: ServiceContext.create(name, settings[name], redis) for name in ServiceName}
-    services = _service_objects(ctxs, store, environ)
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(
-            run_consuming_service(services[name], ctxs[name], stop, consumer_options=consumer_options),
-            name=f"cdb-{name.value}",
-        )
-        for name in CONSUMERS
-    ]
-    ws = WsService(ctxs[ServiceName.WS])
+    ctxs = {name: _context(name, settings[name], redis, codec_factory) for name in ServiceName}
+    make = _service_factory(store, environ)
+    run = PipelineRun(
+        redis=redis,
+        keys=keys,
+        ctxs=ctxs,
+        store=store,
+        services={name: make(name, ctxs[name]) for name in CONSUMERS},
+        make_service=make,
+        consumer_options=consumer_options,
+    )
     try:
-        await ws.publish_trades(trades, progress=progress)
+        for hook in hooks:
+            await hook.on_start(run)
+        for name in CONSUMERS:
+            if name not in run.held:
+                run.start(name)
+        await _publish(run, WsService(ctxs[ServiceName.WS], batch_size=ws_batch), trades, hooks, progress)
+        for hook in hooks:
+            await hook.before_drain(run)
         if progress:
             progress("draining", 0, 1)
         quiescent = await wait_quiescent(redis, keys, timeout_s=timeout_s)
     finally:
-        stop.set()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await run.stop_all()
     result = await _collect(redis, keys, ctxs, store, len(trades))
     result.seconds = time.monotonic() - started
     result.quiescent = quiescent
     return result
 
 
+async def _publish(
+    run: PipelineRun,
+    ws: WsService,
+    trades: Sequence[Trade],
+    hooks: Sequence[PipelineHook],
+    progress: Progress | None,
+) -> None:
+    for start in range(0, len(trades), ws.batch_size):
+        await ws.publish_trades(trades[start : start + ws.batch_size])
+        done = min(start + ws.batch_size, len(trades))
+        if progress:
+            progress("publishing", done, len(trades))
+        for hook in hooks:
+            await hook.after_batch(run, done, len(trades))
+
+
 async def read_order_results(redis: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]]:
     """Business fields of every order result on the stream, in order (either path's shape)."""
     reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
     out = []
-    for _, fields in await redis.xrange(keys.stream(Topic.ORDER_RESULTS)):
+    entries: Any = await redis.xrange(keys.stream(Topic.ORDER_RESULTS))
+    for _, fields in entries:
         message = reader.from_fields(Topic.ORDER_RESULTS, fields).message
         values = reader.as_dict(Topic.ORDER_RESULTS, message)
         out.append({c: values[c] for c in COLUMNS})
