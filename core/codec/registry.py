@@ -6,15 +6,25 @@ deleting the legacy path and the lenient profile removes two entries here.
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from core.codec.base import Codec
 from core.codec.legacy_codec import LegacyCodec
 from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
 from core.codec.shadow import ShadowCallback, ShadowCodec
 from core.settings import ServiceSettings
 from core.topics import Path, Profile, Topic
-from migration.lenient import LenientReader
+from migration.lenient import LenientReader, lenient_variant
 
-__all__ = ["build_codec", "codec_for"]
+__all__ = ["build_codec", "codec_for", "profile_models"]
+
+
+def profile_models(profile: Profile) -> dict[Topic, type[BaseModel]]:
+    """The model that validates each topic under ``profile`` (for schema export): the
+    strict contracts, or their lenient variants while the lenient profile exists."""
+    if profile is Profile.LENIENT:
+        return {topic: lenient_variant(model) for topic, model in CONTRACTS.items()}
+    return dict(CONTRACTS)
 
 
 def _readers(profile: Profile) -> dict[Topic, ContractReader]:
