@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.codec import CONTRACTS, build_codec
+from core.codec.registry import profile_models
 from core.errors import ContractError
 from core.schema import contract_schema, default_contracts_dir, exported_files, exported_models, stale_exports
 from core.topics import Path, Profile, Topic
-from migration.lenient import lenient_variant
 from tests.strategies import contract_values, legacy_values
 
 TS = 1_767_225_600_000
@@ -82,7 +82,7 @@ def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
 
 
 STRICT_SCHEMAS = {t: _validator(contract_schema(m)) for t, m in CONTRACTS.items()}
-LENIENT_SCHEMAS = {t: _validator(contract_schema(lenient_variant(m))) for t, m in CONTRACTS.items()}
+LENIENT_SCHEMAS = {t: _validator(contract_schema(m)) for t, m in profile_models(Profile.LENIENT).items()}
 
 
 def _accepts(validator: jsonschema.Draft202012Validator, doc: Any) -> bool:

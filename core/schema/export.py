@@ -15,11 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.codec import CONTRACTS
+from core.codec.registry import profile_models
 from core.schema.asyncapi import asyncapi_document
 from core.schema.rules import cross_field_rules
-from core.topics import KeySpace
-from migration.lenient import lenient_variant
+from core.topics import KeySpace, Profile
 
 __all__ = [
     "JSON_SCHEMA_DIALECT",
@@ -54,12 +53,14 @@ def contract_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def exported_models() -> dict[str, type[BaseModel]]:
-    """Every exported model by file stem: each topic's strict contract, then its lenient variant."""
+    """Every exported model by file stem: each topic's strict contract, then its lenient variant
+    (taken from the codec registry, the one place that knows the migration profile)."""
+    strict, lenient = profile_models(Profile.STRICT), profile_models(Profile.LENIENT)
     out: dict[str, type[BaseModel]] = {}
-    for model in CONTRACTS.values():
-        lenient = lenient_variant(model)
+    for topic, model in strict.items():
         out[model.__name__] = model
-        out[lenient.__name__] = lenient
+        if topic in lenient:
+            out[lenient[topic].__name__] = lenient[topic]
     return out
 
 
