@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, demo, flags, health, run, schema, service, status
+from core.cli import acl, cutover, demo, dlq, flags, health, run, schema, service, status
 
 app = typer.Typer(
     name="cdb",
@@ -21,6 +21,8 @@ app.add_typer(schema.app, name="schema")
 app.add_typer(acl.app, name="acl")
 app.command("status")(status.status)
 app.command("health")(health.health)
+app.add_typer(cutover.app, name="cutover")
+app.add_typer(dlq.app, name="dlq")
 
 
 def main() -> None:

@@ -1,0 +1,214 @@
+"""``cdb dlq list / show / replay``: inspect dead letters, and put fixed ones back.
+
+``replay`` re-validates each selected letter with the codec the consuming service
+uses now (``--path``/``--profile``, default pydantic/lenient), publishes what
+decodes through that codec into the topic stream, and leaves what still fails in
+the dead-letter stream. It deletes replayed letters only with
+``--delete-replayed``; otherwise it marks them as replayed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.markup import escape
+
+from core.cli.options import DEFAULT_REDIS_URL, AsJson, Prefix, RedisUrl, open_sync, unreachable
+from core.cli.output import console, exit_with, print_json, table
+from core.codec import build_codec
+from core.errors import CdbError
+from core.redis.dead_letters import DeadLetter
+from core.redis.dlq_replay import ReplayStatus, find_letter, replay_letters, replay_marks
+from core.topics import KeySpace, Path, Profile, Topic
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Inspect dead letters per topic and replay fixed ones.", no_args_is_help=True)
+
+TopicOption = Annotated[Topic | None, typer.Option("--topic", help="Only this topic (default: all).")]
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+def _first_error(letter: DeadLetter) -> str:
+    if not letter.errors:
+        return letter.reason
+    err = letter.errors[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<message>"
+    more = f" (+{len(letter.errors) - 1})" if len(letter.errors) > 1 else ""
+    return f"{loc}: {err.get('msg', err.get('type', '?'))}{more}"
+
+
+def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> dict[str, Any]:
+    return {
+        "topic": topic.value,
+        "id": letter.entry_id,
+        "time_ms": letter.time_ms,
+        "service": letter.service,
+        "path": letter.path,
+        "profile": letter.profile,
+        "cause": letter.cause,
+        "reason": letter.reason,
+        "errors": letter.errors,
+        "stream_id": letter.stream_id,
+        "deliveries": letter.deliveries,
+        "replayed_to": replayed_to,
+        "raw": letter.raw.decode("utf-8", errors="replace"),
+    }
+
+
+def _client(url: str) -> redis.Redis:
+    client = open_sync(url)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        exit_with(unreachable(url, exc))
+    return client
+
+
+@app.command("list")
+def list_letters(
+    topic: TopicOption = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Newest letters shown per topic.")] = 20,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """The newest dead letters of each topic with their errors, and how many each topic holds."""
+    client, keys = _client(redis_url), KeySpace(prefix)
+    out: dict[str, Any] = {}
+    rows = []
+    for t in [topic] if topic else list(Topic):
+        marks = replay_marks(client, keys, t)
+        entries: Any = client.xrevrange(keys.dlq(t), count=count)
+        letters = [DeadLetter.from_entry(i, f) for i, f in entries]
+        out[t.value] = {
+            "total": int(client.xlen(keys.dlq(t))),
+            "replayed_kept": len(marks),
+            "letters": [_letter_dict(t, x, marks.get(x.entry_id)) for x in letters],
+        }
+        for x in letters:
+            mark = marks.get(x.entry_id)
+            path = x.path + (f"/{x.profile}" if x.profile else "")
+            when = _when(x.time_ms)
+            rows.append(
+                [t.value, x.entry_id, when, x.service, path, x.cause, x.reason, _first_error(x), mark or ""]
+            )
+    if as_json:
+        print_json(out)
+        return
+    totals = ", ".join(f"{n}: {d['total']}" for n, d in out.items())
+    columns = [
+        "topic",
+        "id",
+        "parked (UTC)",
+        "service",
+        "path",
+        "cause",
+        "reason",
+        "first error",
+        "replayed to",
+    ]
+    console.print(table(f"Dead letters ({totals})", columns, [[escape(str(c)) for c in r] for r in rows]))
+
+
+@app.command("show")
+def show(
+    entry_id: Annotated[str, typer.Argument(help="Dead-letter entry id (from cdb dlq list).")],
+    topic: TopicOption = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """One dead letter in full: metadata, every structured error, and the raw bytes."""
+    client, keys = _client(redis_url), KeySpace(prefix)
+    for t in [topic] if topic else list(Topic):
+        letter = find_letter(client, keys, t, entry_id)
+        if letter is None:
+            continue
+        data = _letter_dict(t, letter, replay_marks(client, keys, t).get(entry_id))
+        if as_json:
+            print_json(data)
+            return
+        for name in (
+            "topic",
+            "id",
+            "service",
+            "path",
+            "profile",
+            "cause",
+            "reason",
+            "stream_id",
+            "deliveries",
+        ):
+            console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
+        console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
+        console.print(f"[bold]replayed to[/]: {data['replayed_to'] or '-'}", highlight=False)
+        console.print("[bold]errors[/]:")
+        console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
+        console.print("[bold]raw[/]:")
+        console.print(escape(data["raw"]), highlight=False)
+        return
+    exit_with(CdbError(f"no dead letter {entry_id} under key prefix {prefix!r}"), code=1)
+
+
+@app.command("replay")
+def replay(
+    topic: Annotated[Topic, typer.Option("--topic", help="The topic whose dead letters to replay.")],
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids to replay.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter of the topic.")] = False,
+    path: Annotated[Path, typer.Option("--path", help="Path of the consuming service now.")] = Path.PYDANTIC,
+    profile: Annotated[Profile, typer.Option("--profile", help="Its profile now.")] = Profile.LENIENT,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES now.")
+    ] = 65_536,
+    delete_replayed: Annotated[
+        bool, typer.Option("--delete-replayed", help="Delete replayed letters (default: mark them).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Re-validate only; write nothing.")] = False,
+    again: Annotated[bool, typer.Option("--again", help="Also replay letters marked as replayed.")] = False,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays."""
+    if bool(ids) == replay_all:
+        exit_with(CdbError("give dead-letter ids or --all (not both)"))
+    client, keys = _client(redis_url), KeySpace(prefix)
+    codec = build_codec(path, profile, max_bytes=max_bytes)
+    outcomes = replay_letters(
+        client,
+        keys,
+        topic,
+        codec,
+        ids=None if replay_all else ids,
+        delete_replayed=delete_replayed,
+        dry_run=dry_run,
+        again=again,
+    )
+    stays = [o for o in outcomes if o.status in (ReplayStatus.STILL_INVALID, ReplayStatus.NOT_FOUND)]
+    if as_json:
+        print_json([o.to_dict() for o in outcomes])
+    else:
+        rows = []
+        for o in outcomes:
+            detail = o.stream_id or ""
+            if o.errors:
+                err = o.errors[0]
+                detail = f"{'.'.join(str(p) for p in err.get('loc', ())) or '<message>'}: {err.get('msg')}"
+            elif o.defaulted:
+                detail += f" (filled: {', '.join(o.defaulted)})"
+            rows.append([o.entry_id, o.status.value, "deleted" if o.deleted else "-", detail])
+        where = f"{path.value}/{profile.value}" if path is Path.PYDANTIC else path.value
+        title = f"Replay of {topic.value} dead letters with {where}" + (" (dry run)" if dry_run else "")
+        columns = ["dead letter", "outcome", "dlq entry", "new stream id / error"]
+        console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
+        if not delete_replayed and not dry_run and any(o.status is ReplayStatus.REPLAYED for o in outcomes):
+            console.print("replayed letters are kept and marked; --delete-replayed removes them")
+    raise SystemExit(1 if stays else 0)
