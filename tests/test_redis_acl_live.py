@@ -229,20 +229,26 @@ async def test_acl_live__operator_sees_status_and_dead_letters_and_replays_them(
     redis_sync: redis.Redis,
 ) -> None:
     await StatusReporter(login(ServiceName.RISK), keys, lambda: _state(ServiceName.RISK)).report_once()
-    bad = {"order_id": '"ord-9"'}
-    redis_sync.xadd(keys.dlq(Topic.ORDERS), {"topic": "orders", "raw": '{"order_id":"ord-9"}', "error": "[]"})
-    operator = login(OPERATOR)
+    letter_id = redis_sync.xadd(
+        keys.dlq(Topic.ORDERS), {"topic": "orders", "raw": '{"order_id":"ord-9"}', "error": "[]"}
+    )
+    operator, operator_sync = login(OPERATOR), login_sync(OPERATOR)
     states = await read_live_states(operator, keys)  # SCAN + GET
-    letters = read_dead_letters(login_sync(OPERATOR), Topic.ORDERS, keys=keys)  # XREVRANGE
-    replayed = await operator.xadd(keys.stream(Topic.ORDERS), bad)
-    removed = await operator.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
+    letters = read_dead_letters(operator_sync, Topic.ORDERS, keys=keys)  # XREVRANGE
+    # replay as core.redis.dlq_replay does: publish through the codec, then mark or delete the letter
+    new_id = publish_message(operator_sync, Topic.ORDERS, _message(Topic.ORDERS), codec=CODEC, keys=keys)
+    operator_sync.hset(keys.dlq_replayed(Topic.ORDERS), letters[0].entry_id, new_id)
+    marks = operator_sync.hgetall(keys.dlq_replayed(Topic.ORDERS))
+    removed = operator_sync.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
     pubsub = operator.pubsub()
     await pubsub.subscribe(keys.channel(Topic.ORDER_RESULTS))
     await pubsub.aclose()
     assert [s.service for s in states] == ["risk"]
+    assert letters[0].entry_id == letter_id.decode()
     assert letters[0].raw == b'{"order_id":"ord-9"}'
-    assert replayed
+    assert marks == {letter_id: new_id.encode()}
     assert removed == 1
+    assert redis_sync.xlen(keys.stream(Topic.ORDERS)) == 1
     assert redis_sync.xlen(keys.dlq(Topic.ORDERS)) == 0
 
 
@@ -278,7 +284,8 @@ REFUSED: list[tuple[str, str, Command]] = [
         lambda k: ["XREADGROUP", "GROUP", "g", "c", "STREAMS", k.stream(Topic.SIGNALS), ">"],
     ),
     ("operator", "SET a status key", lambda k: ["SET", k.status(ServiceName.WS, "i1"), "{}"]),
-    ("operator", "PUBLISH", lambda k: ["PUBLISH", k.channel(Topic.ORDERS), "x"]),
+    ("operator", "PUBLISH elsewhere", lambda k: ["PUBLISH", OTHER.channel(Topic.ORDERS), "x"]),
+    ("operator", "HSET a status key", lambda k: ["HSET", k.status(ServiceName.WS, "i1"), "f", "1"]),
     ("operator", "XADD a dead letter", lambda k: ["XADD", k.dlq(Topic.ORDERS), "*", "f", "1"]),
     ("operator", "DEL a stream", lambda k: ["DEL", k.stream(Topic.ORDERS)]),
     ("operator", "XGROUP DESTROY", lambda k: ["XGROUP", "DESTROY", k.stream(Topic.ORDERS), "g"]),

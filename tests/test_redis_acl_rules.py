@@ -93,8 +93,11 @@ def test_acl_rules__operator_reads_every_key_and_replays_dead_letters() -> None:
     rules = acl_rules(keys)[acl_user(OPERATOR)]
     (read,) = [s for s in _selectors(rules) if "+scan" in s]
     assert "%R~p:*" in read
-    assert "+set" not in " ".join(rules)
+    assert "+set" not in rules
+    assert "+set" not in " ".join(_selectors(rules)).split()
     assert _writable_by_xadd(rules) == {keys.stream(t) for t in Topic}
+    (marks,) = [s for s in _selectors(rules) if "+hset" in s]
+    assert {f"~{keys.dlq_replayed(t)}" for t in Topic} <= set(marks.strip("()").split())
 
 
 @pytest.mark.parametrize("prefix", ["a*", "x?:", "[ab]:", "back\\slash:"])

@@ -17,7 +17,8 @@ What each user may do (and nothing else):
   writes (ws: ``market_data_dlq`` for bad exchange frames).
 - ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
   key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the topic channels, and
-  replay dead letters: XADD to the topic streams, XDEL from the dead-letter streams.
+  replay dead letters: PUBLISH + XADD the fixed message to its topic, XDEL the letter
+  or mark it in the ``dlq_replayed`` hash (HSET/HGETALL/HDEL).
 
 Passwords never appear in the rules: :func:`acl_file` and :func:`apply_acl` add
 only their SHA-256 (``#<hex>``), and a user without a password cannot log in.
@@ -109,6 +110,8 @@ _INSPECT = (
     "+subscribe",
     "+unsubscribe",
 )
+# Replay bookkeeping: delete a replayed letter, or mark it (dead-letter id -> new stream id).
+_REPLAY_MARKS = ("+xdel", "+hgetall", "+hset", "+hdel")
 _GLOB = frozenset("*?[]\\")
 
 
@@ -160,8 +163,14 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
     return [
         *_connect(version),
         _selector(f"%R~{keys.all_keys_pattern()}", *channels, *_INSPECT),
-        _selector(*(f"%W~{keys.stream(t)}" for t in Topic), "+xadd"),
-        _selector(*(f"~{keys.dlq(t)}" for t in Topic), "+xdel"),
+        # Replay (core.redis.dlq_replay): publish the fixed message like a producer does,
+        # then delete the letter or mark it in the dlq_replayed hash.
+        _selector(*(f"%W~{keys.stream(t)}" for t in Topic), *channels, "+publish", "+xadd"),
+        _selector(
+            *(f"~{keys.dlq(t)}" for t in Topic),
+            *(f"~{keys.dlq_replayed(t)}" for t in Topic),
+            *_REPLAY_MARKS,
+        ),
     ]
 
 
