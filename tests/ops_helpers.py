@@ -33,6 +33,7 @@ __all__ = [
     "cdb_json",
     "live_service",
     "report_state",
+    "reporting",
     "service_settings",
     "wait_state",
 ]
@@ -93,6 +94,22 @@ async def wait_state(
                 if mine and all(getattr(state, k) == v for k, v in expected.items()):
                     return state
             await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def reporting(redis: aioredis.Redis, settings: ServiceSettings) -> AsyncIterator[ServiceContext]:
+    """An instance that only reports its live state (every 0.1 s) until the block ends."""
+    assert settings.service is not None
+    ctx = ServiceContext.create(settings.service, settings, redis)
+    stop = asyncio.Event()
+    reporter = StatusReporter(redis, ctx.keys, ctx.live_state, interval_s=STATUS_INTERVAL_S)
+    await reporter.report_once()
+    task = asyncio.create_task(reporter.run(stop))
+    try:
+        yield ctx
+    finally:
+        stop.set()
+        await task
 
 
 @contextlib.asynccontextmanager
