@@ -86,7 +86,7 @@ def test_cdb_flags__table_shows_value_and_source_of_each_flag() -> None:
     [
         ({"USE_PYDANTIC_CONTRACTS": "ture"}, "USE_PYDANTIC_CONTRACTS"),
         ({"SIGNAL_USE_PYDANTIC_CONTRACTS": "enabled"}, "SIGNAL_USE_PYDANTIC_CONTRACTS"),
-        ({"CONTRACT_PROFILE": "STRICT"}, "CONTRACT_PROFILE"),
+        ({"CONTRACT_PROFILE": "strikt"}, "CONTRACT_PROFILE"),
     ],
 )
 def test_cdb_flags__bad_value_exits_non_zero_naming_the_variable(env: dict[str, str], variable: str) -> None:
