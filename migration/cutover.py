@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from core.status import LiveState, read_live_states
 from core.topics import KeySpace, Path, ServiceName, Topic
 from core.utils.clock import now_ms
+from migration.dlq_review import review_dead_letters
 from migration.stream_scan import scan_topic
 
 __all__ = ["CheckOptions", "CutoverReport", "Finding", "Verdict", "check_cutover", "counter_delta"]
@@ -182,6 +183,12 @@ def _counter_finding(
     return Finding(name, False, f"{what} {window}", details, found)
 
 
+def _range(start: str) -> str:
+    if start == "-":
+        return "from the beginning"
+    return f"after {start[1:]}" if start.startswith("(") else f"from {start}"
+
+
 async def _streams(
     redis: aioredis.Redis, keys: KeySpace, states: list[LiveState], options: CheckOptions
 ) -> Finding:
@@ -202,7 +209,7 @@ async def _streams(
     data = [s.to_dict() for s in scans]
     details = []
     for scan in scans:
-        line = f"{scan.topic.value}_stream: {scan.scanned} scanned from {scan.start} ({scan.start_reason})"
+        line = f"{scan.topic.value}_stream: {scan.scanned} scanned {_range(scan.start)} ({scan.start_reason})"
         if not scan.ok:
             line += f"; {scan.offenders} lack fields (written by {scan.producer.value})"
             line += "".join(f"\n    {e.stream_id}: no {', '.join(e.missing)}" for e in scan.examples)
@@ -217,39 +224,8 @@ async def _streams(
     )
 
 
-_MAX_SEQ = 2**64 - 1
-
-
-def _after_reviewed(value: str | None) -> str:
-    """The XRANGE start of the entries newer than ``value`` (an entry id, or epoch ms: that
-    whole millisecond is reviewed)."""
-    if not value:
-        return "-"
-    ms, _, seq = value.partition("-")
-    return f"({int(ms)}-{int(seq) if seq else _MAX_SEQ}"
-
-
-async def _unreviewed(redis: aioredis.Redis, key: str, start: str, replayed: set[str]) -> int:
-    count, page = 0, 1000
-    while True:
-        entries: Any = await redis.xrange(key, min=start, max="+", count=page)
-        count += sum(1 for raw_id, _ in entries if _text(raw_id) not in replayed)
-        if len(entries) < page:
-            return count
-        start = "(" + _text(entries[-1][0])
-
-
 async def _dead_letters(redis: aioredis.Redis, keys: KeySpace, options: CheckOptions) -> Finding:
-    start = _after_reviewed(options.dlq_reviewed_before)
-    data: dict[str, dict[str, int]] = {}
-    for topic in Topic:
-        marks: Any = await redis.hkeys(keys.dlq_replayed(topic))
-        replayed = {_text(k) for k in marks}
-        data[topic.value] = {
-            "entries": int(await redis.xlen(keys.dlq(topic))),
-            "unreviewed": await _unreviewed(redis, keys.dlq(topic), start, replayed),
-            "replayed_kept": len(replayed),
-        }
+    data = await review_dead_letters(redis, keys, options.dlq_reviewed_before)
     details = [f"{t}_dlq: {d['entries']} entries, {d['unreviewed']} unreviewed" for t, d in data.items()]
     unreviewed = sum(d["unreviewed"] for d in data.values())
     if unreviewed == 0:

@@ -204,10 +204,11 @@ def replay(
                 detail = f"{'.'.join(str(p) for p in err.get('loc', ())) or '<message>'}: {err.get('msg')}"
             elif o.defaulted:
                 detail += f" (filled: {', '.join(o.defaulted)})"
-            rows.append([o.entry_id, o.status.value, "deleted" if o.deleted else "-", detail])
+            kept = "deleted" if o.deleted else "kept, marked" if o.status is ReplayStatus.REPLAYED else "kept"
+            rows.append([o.entry_id, o.status.value, kept, detail])
         where = f"{path.value}/{profile.value}" if path is Path.PYDANTIC else path.value
         title = f"Replay of {topic.value} dead letters with {where}" + (" (dry run)" if dry_run else "")
-        columns = ["dead letter", "outcome", "dlq entry", "new stream id / error"]
+        columns = ["dead letter", "outcome", "in the DLQ", "new stream id / error"]
         console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
         if not delete_replayed and not dry_run and any(o.status is ReplayStatus.REPLAYED for o in outcomes):
             console.print("replayed letters are kept and marked; --delete-replayed removes them")

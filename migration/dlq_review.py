@@ -1,0 +1,61 @@
+"""Which dead letters a release manager has not reviewed yet (for ``cdb cutover check``).
+
+Reviewed: a letter replayed and kept (marked by ``cdb dlq replay`` in
+``KeySpace.dlq_replayed``), or one at or before the ``reviewed_before`` point (an
+entry id, or epoch ms meaning that whole millisecond). Everything else is unreviewed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.topics import KeySpace, Topic
+
+__all__ = ["review_dead_letters"]
+
+_PAGE = 1000
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+_MAX_SEQ = 2**64 - 1
+
+
+def _after_reviewed(value: str | None) -> str:
+    """The XRANGE start of the entries newer than ``value`` (an entry id, or epoch ms: that
+    whole millisecond is reviewed)."""
+    if not value:
+        return "-"
+    ms, _, seq = value.partition("-")
+    return f"({int(ms)}-{int(seq) if seq else _MAX_SEQ}"
+
+
+async def _unreviewed(redis: aioredis.Redis, key: str, start: str, replayed: set[str]) -> int:
+    count, page = 0, _PAGE
+    while True:
+        entries: Any = await redis.xrange(key, min=start, max="+", count=page)
+        count += sum(1 for raw_id, _ in entries if _text(raw_id) not in replayed)
+        if len(entries) < page:
+            return count
+        start = "(" + _text(entries[-1][0])
+
+
+async def review_dead_letters(
+    redis: aioredis.Redis, keys: KeySpace, reviewed_before: str | None
+) -> dict[str, dict[str, int]]:
+    """Per topic: ``entries`` in its dead-letter stream, ``unreviewed`` ones, ``replayed_kept`` marks."""
+    start = _after_reviewed(reviewed_before)
+    data: dict[str, dict[str, int]] = {}
+    for topic in Topic:
+        marks: Any = await redis.hkeys(keys.dlq_replayed(topic))
+        replayed = {_text(k) for k in marks}
+        data[topic.value] = {
+            "entries": int(await redis.xlen(keys.dlq(topic))),
+            "unreviewed": await _unreviewed(redis, keys.dlq(topic), start, replayed),
+            "replayed_kept": len(replayed),
+        }
+    return data
