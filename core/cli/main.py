@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, cutover, demo, dlq, flags, health, run, schema, service, status
+from core.cli import acl, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
 
 app = typer.Typer(
     name="cdb",
@@ -23,6 +23,7 @@ app.command("status")(status.status)
 app.command("health")(health.health)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
+app.command("matrix")(matrix.matrix)
 
 
 def main() -> None:
