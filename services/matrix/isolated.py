@@ -1,0 +1,237 @@
+"""One mix run in isolation: a fresh key prefix and database schema, cleaned afterwards.
+
+Used by the matrix for every row and by the pytest plugin (:mod:`services.testing`)
+for engineers' own mixed-version tests. Returns what the run published (per topic,
+decoded), stored (database rows) and dead-lettered (per topic, with errors).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.codec import build_codec
+from core.errors import ContractError
+from core.redis import DeadLetter, DeadLetters, connect_async
+from core.settings import ServiceSettings
+from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from services.execution.store import PostgresStore, ResultStore, SqliteStore
+from services.matrix.faults import Fault, FaultHook, make_hooks
+from services.matrix.mixes import Mix
+from services.matrix.redis_server import LocalRedisServer
+from services.pipeline import PipelineResult, run_pipeline
+from services.pipeline_control import CodecFactory
+from services.ws.trades import Trade
+
+__all__ = ["MixRun", "Workspace", "mix_settings", "run_mix"]
+
+_DLQ_READ_LIMIT = 100_000
+
+
+@dataclass
+class Workspace:
+    """Where one run lives (key prefix, schema or SQLite file, own Redis) and how to remove it."""
+
+    keys: KeySpace
+    redis_url: str
+    database_url: str | None
+    schema: str
+    sqlite_dir: FsPath | None = None
+    server: LocalRedisServer | None = None
+
+    def store(self) -> ResultStore:
+        """The run's result store: its own PostgreSQL schema, or its own SQLite file."""
+        if self.database_url:
+            return PostgresStore(self.database_url, schema=self.schema)
+        assert self.sqlite_dir is not None
+        return SqliteStore(self.sqlite_dir / f"{self.schema}.sqlite3")
+
+    async def clean(self) -> None:
+        """Delete the run's keys, drop its schema or file, stop its own Redis."""
+        if self.server is not None:
+            self.server.close()  # its data goes with it
+        else:
+            client = connect_async(self.redis_url)
+            try:
+                found = [k async for k in client.scan_iter(match=self.keys.all_keys_pattern(), count=1000)]
+                if found:
+                    await client.unlink(*found)
+            finally:
+                await client.aclose()
+        if self.database_url:
+            store = PostgresStore(self.database_url, schema=self.schema)
+            try:
+                await store.drop_schema()
+            finally:
+                await store.close()
+        if self.sqlite_dir is not None:
+            shutil.rmtree(self.sqlite_dir, ignore_errors=True)
+
+
+@dataclass
+class MixRun:
+    """What one isolated run of a mix did."""
+
+    mix: Mix
+    result: PipelineResult
+    published: dict[Topic, list[dict[str, Any]]]
+    """Every stream entry per topic that decodes (lenient Pydantic reader), as plain values."""
+    undecodable: dict[Topic, int]
+    """Stream entries per topic no reader accepts (injected malformed entries)."""
+    dead_letters: dict[Topic, list[DeadLetter]]
+    """Every dead letter per topic, oldest first, with its structured errors."""
+    faults: list[FaultHook] = field(default_factory=list)
+    workspace: Workspace | None = None
+
+    @property
+    def stored(self) -> list[dict[str, Any]]:
+        """The stored order-result rows (business columns), ordered by ``order_id``."""
+        return self.result.stored_rows
+
+    @property
+    def order_results(self) -> list[dict[str, Any]]:
+        """Business fields of every order result on the stream, in stream order."""
+        return self.result.order_results
+
+
+def mix_settings(
+    mix: Mix,
+    *,
+    keys: KeySpace,
+    redis_url: str,
+    database_url: str | None,
+    environ: Mapping[str, str] | None = None,
+    block_ms: int = 20,
+) -> dict[ServiceName, ServiceSettings]:
+    """The settings of every service for ``mix``; the mix's flags win over the environment."""
+    return {
+        service: ServiceSettings.load(
+            service,
+            environ=environ,
+            overrides={
+                **mix.overrides(service),
+                "contract_shadow": False,
+                "key_prefix": keys.prefix,
+                "redis_url": redis_url,
+                "database_url": database_url,
+                "instance": f"matrix-{service.value}",
+                "consumer_block_ms": block_ms,
+            },
+        )
+        for service in ServiceName
+    }
+
+
+async def run_mix(
+    mix: Mix,
+    trades: Sequence[Trade],
+    *,
+    redis_url: str,
+    database_url: str | None = None,
+    faults: Sequence[Fault] = (),
+    codec_factory: CodecFactory | None = None,
+    environ: Mapping[str, str] | None = None,
+    keep: bool = False,
+    tag: str = "",
+    timeout_s: float = 60.0,
+) -> MixRun:
+    """Run ``mix`` on ``trades`` in its own key space and schema and collect what it did.
+
+    With ``keep`` the keys, schema and files stay (``MixRun.workspace.clean()`` removes
+    them); otherwise they are removed before returning. ``redis-restart`` runs the mix
+    on a throwaway redis-server of its own.
+    """
+    run_id = uuid.uuid4().hex[:10]
+    label = f"{tag}{mix.code.lower()}_{run_id}"
+    server = LocalRedisServer().start() if Fault.REDIS_RESTART in faults else None
+    space = Workspace(
+        keys=KeySpace(f"cdb-matrix:{label}:"),
+        redis_url=server.url if server else redis_url,
+        database_url=database_url,
+        schema=f"matrix_{label}",
+        sqlite_dir=None if database_url else FsPath(tempfile.mkdtemp(prefix="cdb-matrix-")),
+        server=server,
+    )
+    try:
+        settings = mix_settings(
+            mix, keys=space.keys, redis_url=space.redis_url, database_url=database_url, environ=environ
+        )
+        max_bytes = settings[ServiceName.SIGNAL].max_message_bytes
+        hooks = make_hooks(faults, server=server, max_bytes=max_bytes)
+        outcome = await _execute(
+            space,
+            settings,
+            trades,
+            hooks=hooks,
+            codec_factory=codec_factory,
+            environ=environ,
+            timeout_s=timeout_s,
+        )
+        outcome.mix, outcome.faults = mix, hooks
+    except BaseException:
+        await space.clean()
+        raise
+    if keep:
+        outcome.workspace = space
+    else:
+        await space.clean()
+    return outcome
+
+
+async def _execute(
+    space: Workspace,
+    settings: Mapping[ServiceName, ServiceSettings],
+    trades: Sequence[Trade],
+    *,
+    hooks: Sequence[FaultHook],
+    codec_factory: CodecFactory | None,
+    environ: Mapping[str, str] | None,
+    timeout_s: float,
+) -> MixRun:
+    client = connect_async(space.redis_url)
+    store = space.store()
+    try:
+        result = await run_pipeline(
+            client,
+            settings,
+            trades,
+            store,
+            environ=environ,
+            hooks=hooks,
+            codec_factory=codec_factory,
+            ws_batch=25 if hooks else 500,  # small batches give a fault a mid-run moment
+            timeout_s=timeout_s,
+        )
+        published, undecodable = await _published(client, space.keys)
+        letters = DeadLetters(client, space.keys)
+        dlq = {t: await letters.read(t, count=_DLQ_READ_LIMIT, newest_first=False) for t in Topic}
+    finally:
+        await store.close()
+        await client.aclose()
+    return MixRun(Mix(), result, published, undecodable, dlq)
+
+
+async def _published(
+    client: aioredis.Redis, keys: KeySpace
+) -> tuple[dict[Topic, list[dict[str, Any]]], dict[Topic, int]]:
+    reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
+    published: dict[Topic, list[dict[str, Any]]] = {}
+    undecodable: dict[Topic, int] = {}
+    for topic in Topic:
+        entries: Any = await client.xrange(keys.stream(topic))
+        published[topic], undecodable[topic] = [], 0
+        for _, fields in entries:
+            try:
+                message = reader.from_fields(topic, fields).message
+            except ContractError:
+                undecodable[topic] += 1
+                continue
+            published[topic].append(reader.as_dict(topic, message))
+    return published, undecodable

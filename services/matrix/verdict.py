@@ -1,0 +1,188 @@
+"""Judging one mix's run against the all-legacy baseline and its stated expectation.
+
+Order results are compared on the business fields (:data:`COMPARED`) with exact
+float equality: both paths parse the same JSON numbers, so any difference is a
+real one. Delivery is at least once, so an order result may appear twice on the
+stream after a fault; duplicates must be identical and count once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.topics import Topic
+from services.matrix.expectations import Expectation, Outcome
+from services.matrix.faults import FaultHook, MalformedBurst
+from services.matrix.isolated import MixRun
+
+__all__ = ["COMPARED", "Verdict", "business_results", "judge", "judge_baseline"]
+
+COMPARED = ("order_id", "status", "filled_quantity", "average_price", "fee", "side", "symbol")
+"""The order-result fields every matching mix must reproduce exactly."""
+
+_SHOWN = 3  # differences listed per check; the rest are counted
+
+
+@dataclass
+class Verdict:
+    """Whether a run did what its expectation says, in one line and in detail."""
+
+    ok: bool
+    summary: str
+    problems: list[str] = field(default_factory=list)
+
+
+def business_results(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Order results projected on :data:`COMPARED`, one per ``order_id`` (sorted), and the ids
+    whose duplicates disagree."""
+    seen: dict[str, dict[str, Any]] = {}
+    conflicts: list[str] = []
+    for row in rows:
+        item = {k: row[k] for k in COMPARED}
+        earlier = seen.setdefault(item["order_id"], item)
+        if earlier != item and item["order_id"] not in conflicts:
+            conflicts.append(item["order_id"])
+    return [seen[k] for k in sorted(seen)], conflicts
+
+
+def _diff(name: str, got: Sequence[Mapping[str, Any]], want: Sequence[Mapping[str, Any]]) -> list[str]:
+    if list(got) == list(want):
+        return []
+    got_by = {r["order_id"]: r for r in got}
+    want_by = {r["order_id"]: r for r in want}
+    problems = []
+    missing = [k for k in want_by if k not in got_by]
+    extra = [k for k in got_by if k not in want_by]
+    if missing:
+        problems.append(
+            f"{name}: {len(missing)} of {len(want_by)} missing (e.g. {', '.join(missing[:_SHOWN])})"
+        )
+    if extra:
+        problems.append(f"{name}: {len(extra)} not in the baseline (e.g. {', '.join(extra[:_SHOWN])})")
+    changed = [k for k in want_by if k in got_by and got_by[k] != want_by[k]]
+    for key in changed[:_SHOWN]:
+        fields = [
+            f"{f}={got_by[key][f]!r} (baseline {want_by[key][f]!r})"
+            for f in want_by[key]
+            if got_by[key].get(f) != want_by[key][f]
+        ]
+        problems.append(f"{name}: {key} differs: {'; '.join(fields)}")
+    if len(changed) > _SHOWN:
+        problems.append(f"{name}: {len(changed) - _SHOWN} more differ")
+    return problems
+
+
+def _injected(faults: Sequence[FaultHook]) -> dict[Topic, list[str]]:
+    out: dict[Topic, list[str]] = {}
+    for hook in faults:
+        if isinstance(hook, MalformedBurst):
+            for topic, ids in hook.report.injected.items():
+                out.setdefault(topic, []).extend(ids)
+    return out
+
+
+def _malformed_problems(run: MixRun, injected: Mapping[Topic, list[str]]) -> list[str]:
+    problems = []
+    for topic, ids in injected.items():
+        parked = {letter.stream_id for letter in run.dead_letters[topic]}
+        lost = [i for i in ids if i not in parked]
+        if lost:
+            problems.append(f"{len(lost)} of {len(ids)} malformed {topic.value} entries not dead-lettered")
+        if run.undecodable[topic] != len(ids):
+            problems.append(
+                f"{topic.value}: {run.undecodable[topic]} undecodable entries, injected {len(ids)}"
+            )
+    return problems
+
+
+def judge_baseline(baseline: MixRun) -> Verdict:
+    """The baseline must drain and trade on every topic, or no comparison can show anything."""
+    result = baseline.result
+    problems = [] if result.quiescent else ["the pipeline did not drain before the timeout"]
+    empty = [t.value for t in Topic if not result.stream_lengths[t.value]]
+    if empty:
+        problems.append(f"the data produced no {', '.join(empty)}: nothing to compare")
+    if any(result.dead_letters.values()):
+        problems.append(f"dead letters in the baseline: {result.dead_letters}")
+    if problems:
+        return Verdict(False, "BASELINE UNUSABLE: " + "; ".join(problems), problems)
+    return Verdict(True, f"baseline: {len(result.order_results)} order results", [])
+
+
+def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
+    """Compare ``run`` with ``baseline`` under ``expectation`` (and its faults' own checks)."""
+    result = run.result
+    problems = [] if result.quiescent else ["the pipeline did not drain before the timeout"]
+    for hook in run.faults:
+        problems += hook.report.problems + hook.check(result)
+    injected = _injected(run.faults)
+    problems += _malformed_problems(run, injected)
+    expected_dlq = Counter({t: len(ids) for t, ids in injected.items()})
+    if expectation.outcome is Outcome.MATCH:
+        problems += _match_problems(run, baseline, bool(run.faults))
+    else:
+        assert expectation.topic is not None
+        expected_dlq[expectation.topic] += baseline.result.stream_lengths[expectation.topic.value]
+        problems += _dead_letter_problems(run, baseline, expectation, injected.get(expectation.topic, []))
+    for topic in Topic:
+        got = result.dead_letters[topic.value]
+        if got != expected_dlq[topic]:
+            problems.append(f"{got} dead letters on {topic.value}, expected {expected_dlq[topic]}")
+    if problems:
+        return Verdict(False, "MISMATCH: " + problems[0], problems)
+    return Verdict(True, _success(run, expectation, injected), [])
+
+
+def _match_problems(run: MixRun, baseline: MixRun, faulted: bool) -> list[str]:
+    got, conflicts = business_results(run.order_results)
+    want, _ = business_results(baseline.order_results)
+    problems = [f"order results: duplicates of {c} disagree" for c in conflicts[:_SHOWN]]
+    problems += _diff("order results", got, want)
+    problems += _diff("stored rows", run.stored, baseline.stored)
+    if not faulted:
+        for topic in Topic:
+            n, m = run.result.stream_lengths[topic.value], baseline.result.stream_lengths[topic.value]
+            if n != m:
+                problems.append(f"{n} {topic.value} messages, baseline {m}")
+    return problems
+
+
+def _dead_letter_problems(
+    run: MixRun, baseline: MixRun, exp: Expectation, injected: Sequence[str]
+) -> list[str]:
+    assert exp.topic is not None
+    lengths, problems = run.result.stream_lengths, []
+    published = lengths[exp.topic.value] - len(injected)
+    want = baseline.result.stream_lengths[exp.topic.value]
+    if published != want:
+        problems.append(f"{exp.producer} published {published} {exp.topic.value}, baseline {want}")
+    skip = set(injected)
+    for letter in (x for x in run.dead_letters[exp.topic] if x.stream_id not in skip):
+        named = {str(e["loc"][0]) for e in letter.errors if e.get("type") == "missing" and e.get("loc")}
+        if letter.service != str(exp.consumer) or not set(exp.missing) <= named:
+            problems.append(
+                f"dead letter {letter.stream_id} by {letter.service}: {letter.reason} {named or ''} "
+                f"(expected {exp.consumer} naming missing {', '.join(exp.missing)})"
+            )
+            break
+    for topic in exp.starved:
+        if lengths[topic.value]:
+            problems.append(f"{lengths[topic.value]} {topic.value} published after the refusing consumer")
+    if run.stored:
+        problems.append(f"{len(run.stored)} rows stored though no order should reach execution")
+    return problems
+
+
+def _success(run: MixRun, exp: Expectation, injected: Mapping[Topic, list[str]]) -> str:
+    if exp.outcome is Outcome.DEAD_LETTERS:
+        assert exp.topic is not None
+        n = run.result.stream_lengths[exp.topic.value] - len(injected.get(exp.topic, []))
+        text = f"dead-letters {n} legacy {exp.topic.value} messages, as expected"
+    else:
+        text = f"matches all-legacy ({len(business_results(run.order_results)[0])} order results)"
+    if injected:
+        text += f"; {sum(len(v) for v in injected.values())} malformed entries dead-lettered"
+    return text
