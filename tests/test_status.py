@@ -9,14 +9,16 @@ import socket
 import subprocess
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from core.codec import build_codec
-from core.redis import Publisher
+from core.redis import Publisher, connect_async
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, Path, ServiceName, Topic
 from core.utils.clock import FrozenClock, now_ms
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT, cdb, cdb_json, live_service, service_settings
+from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import make_messages
 
 pytestmark = pytest.mark.integration
@@ -170,3 +172,21 @@ def test_cdb_health__unreachable_redis_exits_1_with_one_line() -> None:
     assert result.exit_code == 1
     assert result.stdout.startswith("unhealthy: Redis at redis://127.0.0.1:1/0 does not answer")
     assert len(result.stdout.strip().splitlines()) == 1
+
+
+async def test_cdb_health__as_the_service_acl_user_finds_its_pid_1_instance_without_scan(
+    redis_sync: redis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """In a container the service is PID 1 and its Redis user may GET its status keys, not SCAN."""
+    with temporary_acl_users(redis_sync, keys, redis_url) as users:
+        risk = connect_async(users.urls["risk"])
+        try:
+            await _report(risk, keys, "risk", f"{socket.gethostname()}-1")
+        finally:
+            await risk.aclose()
+        base = ("--prefix", keys.prefix)
+        found = await asyncio.to_thread(cdb, "health", "risk", "--redis-url", users.urls["risk"], *base)
+        missing = await asyncio.to_thread(cdb, "health", "signal", "--redis-url", users.urls["signal"], *base)
+    assert found.exit_code == 0, found.output
+    assert missing.exit_code == 1
+    assert missing.stdout.startswith("unhealthy: no live state of signal")

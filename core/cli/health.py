@@ -5,6 +5,11 @@ instance: by default an instance named after this host (``<hostname>`` or
 ``<hostname>-<pid>``, the default ``INSTANCE``), or exactly ``--instance`` (env
 ``INSTANCE``) when set. Otherwise exit 1 with a one-line reason. A service that
 reports is alive and knows its path; one that stopped reporting is not.
+
+It runs with the service's own Redis user, which may GET its status keys but not
+SCAN (docs/security.md). So it first GETs the key of ``INSTANCE``, or of
+``<hostname>-1`` (the service is PID 1 of its container: ``ENTRYPOINT ["cdb"]``),
+and only then lists ``<hostname>*`` keys with SCAN where that is permitted.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import asyncio
 import socket
 from typing import Annotated
 
+import redis
 import typer
+from redis.exceptions import NoPermissionError
 
-from core.cli.options import DEFAULT_REDIS_URL, Prefix, RedisUrl
-from core.cli.status import load_states
+from core.cli.options import DEFAULT_REDIS_URL, Prefix, RedisUrl, open_async, unreachable
 from core.errors import CdbError
 from core.status import LiveState
-from core.topics import ServiceName
+from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
 
 __all__ = ["health", "verdict"]
@@ -48,6 +54,29 @@ def verdict(
     return True, f"healthy: {service.value} {s.instance} on {s.path}{profile}, up {s.uptime_s(at_ms):.0f}s"
 
 
+async def _states(
+    url: str, keys: KeySpace, service: ServiceName, hostname: str, instance: str | None
+) -> list[LiveState]:
+    client = open_async(url)
+    try:
+        raw = await client.get(keys.status(service, instance or f"{hostname}-1"))
+        if raw is not None:
+            return [LiveState.from_json(raw)]
+        if instance:
+            return []
+        pattern = keys.status(service, f"{hostname}*")
+        try:
+            names = [k async for k in client.scan_iter(match=pattern, count=500)]
+        except NoPermissionError:
+            return []  # a service user may not SCAN: the GET above was the check
+        found = [await client.get(name) for name in names]
+        return [LiveState.from_json(r) for r in found if r is not None]
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise unreachable(url, exc) from exc
+    finally:
+        await client.aclose()
+
+
 def health(
     service: Annotated[ServiceName, typer.Argument(help="ws, signal, risk or execution")],
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
@@ -58,11 +87,12 @@ def health(
     ] = None,
 ) -> None:
     """Exit 0 when SERVICE reports fresh live state from this host, else 1 with the reason."""
+    hostname, instance = socket.gethostname(), instance or None
     try:
-        states = asyncio.run(load_states(redis_url, prefix))
+        states = asyncio.run(_states(redis_url, KeySpace(prefix), service, hostname, instance))
     except CdbError as exc:
         typer.echo(f"unhealthy: {exc}")
         raise SystemExit(1) from None
-    ok, reason = verdict(states, service, socket.gethostname(), instance or None, now_ms())
+    ok, reason = verdict(states, service, hostname, instance, now_ms())
     typer.echo(reason)
     raise SystemExit(0 if ok else 1)
