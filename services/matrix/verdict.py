@@ -18,7 +18,7 @@ from services.matrix.expectations import Expectation, Outcome
 from services.matrix.faults import FaultHook, MalformedBurst
 from services.matrix.isolated import MixRun
 
-__all__ = ["COMPARED", "Verdict", "business_results", "judge", "judge_baseline"]
+__all__ = ["COMPARED", "Verdict", "business_differences", "business_results", "judge", "judge_baseline"]
 
 COMPARED = ("order_id", "status", "filled_quantity", "average_price", "fee", "side", "symbol")
 """The order-result fields every matching mix must reproduce exactly."""
@@ -122,7 +122,7 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
     problems += _malformed_problems(run, injected)
     expected_dlq = Counter({t: len(ids) for t, ids in injected.items()})
     if expectation.outcome is Outcome.MATCH:
-        problems += _match_problems(run, baseline, bool(run.faults))
+        problems += business_differences(run, baseline, compare_lengths=not run.faults)
     else:
         assert expectation.topic is not None
         expected_dlq[expectation.topic] += baseline.result.stream_lengths[expectation.topic.value]
@@ -136,13 +136,15 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
     return Verdict(True, _success(run, expectation, injected), [])
 
 
-def _match_problems(run: MixRun, baseline: MixRun, faulted: bool) -> list[str]:
+def business_differences(run: MixRun, baseline: MixRun, *, compare_lengths: bool = False) -> list[str]:
+    """How ``run`` trades differently from ``baseline``: order results on :data:`COMPARED`, stored
+    rows, and (``compare_lengths``) messages per topic; empty when they trade identically."""
     got, conflicts = business_results(run.order_results)
     want, _ = business_results(baseline.order_results)
     problems = [f"order results: duplicates of {c} disagree" for c in conflicts[:_SHOWN]]
     problems += _diff("order results", got, want)
     problems += _diff("stored rows", run.stored, baseline.stored)
-    if not faulted:
+    if compare_lengths:
         for topic in Topic:
             n, m = run.result.stream_lengths[topic.value], baseline.result.stream_lengths[topic.value]
             if n != m:
