@@ -120,7 +120,7 @@ class PostgresStore:
             done = int(row["v"]) if row else 0
             for version, sql in enumerate(_MIGRATIONS, 1):
                 if version > done:
-                    await conn.execute(sql)  # type: ignore[arg-type]  # our own constant DDL
+                    await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     async def get(self, order_id: str) -> StoredResult | None:
