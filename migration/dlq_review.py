@@ -51,7 +51,7 @@ async def review_dead_letters(
     start = _after_reviewed(reviewed_before)
     data: dict[str, dict[str, int]] = {}
     for topic in Topic:
-        marks: Any = await redis.hkeys(keys.dlq_replayed(topic))
+        marks: Any = await redis.hgetall(keys.dlq_replayed(topic))  # HGETALL: what the operator ACL allows
         replayed = {_text(k) for k in marks}
         data[topic.value] = {
             "entries": int(await redis.xlen(keys.dlq(topic))),

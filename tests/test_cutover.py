@@ -10,16 +10,19 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
-from core.codec import build_codec
+from core.codec import build_codec, encode_field_map
+from core.codec.fields import field_map_bytes
 from core.redis import DeadLetters, Publisher
 from core.settings import ServiceSettings, read_env_file
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from migration.cutover_files import BACKUP_DIR, rewrite_env
 from services.pipeline import group_backlog
 from tests.ops_helpers import cdb, cdb_json, live_service, reporting, service_settings
-from tests.transport_helpers import make_messages
+from tests.test_redis_acl_live import temporary_acl_users
+from tests.transport_helpers import make_messages, valid_values
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +289,30 @@ def test_cutover_rollback__without_a_backup_exits_2(env_dir: FsPath) -> None:
     result = cdb("cutover", "rollback", "--env-dir", str(env_dir))
     assert result.exit_code == 2
     assert "nothing to roll back" in result.output
+
+
+@pytest.mark.usefixtures("go_world")
+async def test_cutover_check__as_the_operator_acl_user_counts_replayed_dead_letters_as_reviewed(
+    redis_async: aioredis.Redis, redis_sync: redis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    fields = encode_field_map({**valid_values(Topic.ORDERS, 1), "api_version": "v1.0"})
+    await DeadLetters(redis_async, keys).park(
+        Topic.ORDERS,
+        field_map_bytes(fields),
+        [{"type": "x", "loc": [], "msg": "x"}],
+        service="execution",
+        path="pydantic",
+        stream_id="1-0",
+    )
+    with temporary_acl_users(redis_sync, keys, redis_url) as users:
+        operator = ["--redis-url", users.urls["operator"], "--prefix", keys.prefix]
+        blocked = await asyncio.to_thread(cdb_json, "cutover", "check", *operator, expect=1)
+        replayed = await asyncio.to_thread(cdb_json, "dlq", "replay", "--topic", "orders", "--all", *operator)
+        report = await asyncio.to_thread(cdb_json, "cutover", "check", *operator, expect=0)
+    assert _findings(blocked)["dead_letters"]["ok"] is False
+    assert [o["status"] for o in replayed] == ["replayed"]
+    assert _findings(report)["dead_letters"]["data"]["orders"] == {
+        "entries": 1,
+        "unreviewed": 0,
+        "replayed_kept": 1,
+    }
