@@ -76,36 +76,38 @@ class Malformation(StrEnum):
     """A field value that is not UTF-8."""
 
 
-def _valid_fields(topic: Topic, n: int) -> dict[str, bytes]:
+def _valid_fields(topic: Topic, n: int) -> dict[bytes, bytes]:
     values = {**_TEMPLATES[topic], "api_version": API_VERSION}
     values[_ID_FIELD[topic]] = f"bad-{topic.value}-{n}"
-    return {k: v.encode() for k, v in encode_field_map(values).items()}
+    return {k.encode(): v.encode() for k, v in encode_field_map(values).items()}
 
 
-def _break(topic: Topic, fields: dict[str, bytes], kind: Malformation, max_bytes: int) -> dict[str, bytes]:
+def _break(
+    topic: Topic, fields: dict[bytes, bytes], kind: Malformation, max_bytes: int
+) -> dict[bytes, bytes]:
     out = dict(fields)
     if kind is Malformation.BAD_JSON:
-        out["price"] = b"{oops"
+        out[b"price"] = b"{oops"
     elif kind is Malformation.MISSING_FIELD:
-        del out["symbol"]
+        del out[b"symbol"]
     elif kind is Malformation.NAN:
-        out["price"] = b"NaN"
+        out[b"price"] = b"NaN"
     elif kind is Malformation.NEGATIVE_SIZE:
-        out[_SIZE_FIELD[topic]] = b"-1"
+        out[_SIZE_FIELD[topic].encode()] = b"-1"
     elif kind is Malformation.UNKNOWN_SIDE:
-        out["side"] = b'"HOLD"'
+        out[b"side"] = b'"HOLD"'
     elif kind is Malformation.OVERSIZED:
-        out[_TEXT_FIELD[topic]] = json.dumps("x" * (max_bytes + 1)).encode()
+        out[_TEXT_FIELD[topic].encode()] = json.dumps("x" * (max_bytes + 1)).encode()
     elif kind is Malformation.NOT_UTF8:
-        out["symbol"] = b'"\xff\xfe"'
+        out[b"symbol"] = b'"\xff\xfe"'
     return out
 
 
 def malformed_entries(
     topic: Topic, *, per_kind: int = 3, max_bytes: int = 65_536
-) -> list[tuple[Malformation, dict[str, bytes]]]:
+) -> list[tuple[Malformation, dict[bytes, bytes]]]:
     """``per_kind`` field maps of every :class:`Malformation` for ``topic``, ready for ``XADD``."""
-    out: list[tuple[Malformation, dict[str, bytes]]] = []
+    out: list[tuple[Malformation, dict[bytes, bytes]]] = []
     for kind in Malformation:
         for _ in range(per_kind):
             out.append((kind, _break(topic, _valid_fields(topic, len(out)), kind, max_bytes)))

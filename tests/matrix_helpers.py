@@ -1,0 +1,81 @@
+"""A deliberately broken legacy class for the matrix tests: proof that the matrix can fail.
+
+``RenamedPriceOrder`` is the legacy ``Order`` after a careless refactor that reads
+the price from a renamed key (``limit_price``) with ``.get``: no error anywhere,
+every order just loses its reference price, and the paper venue rejects it. Only
+the comparison with the baseline can catch that. It reaches a run through the
+pipeline's ``codec_factory`` injection point, never through production code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self
+
+from core.codec import Codec, Decoded, FieldMap, Message, RawFieldMap, codec_for
+from core.domain.legacy import Order
+from core.settings import ServiceSettings
+from core.topics import Path, Profile, ServiceName, Topic
+
+
+class RenamedPriceOrder(Order):
+    """Legacy ``Order`` whose ``from_dict`` reads ``limit_price`` instead of ``price``."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """As the broken refactor has it: a renamed key, silently ``None``."""
+        return cls(
+            order_id=data["order_id"],
+            signal_id=data["signal_id"],
+            symbol=data["symbol"],
+            side=data["side"],
+            order_type=data["order_type"],
+            quantity=float(data["quantity"]),
+            price=data.get("limit_price"),
+        )
+
+
+class RenamedPriceCodec:
+    """The shipped legacy codec, except that orders are decoded with :class:`RenamedPriceOrder`."""
+
+    def __init__(self, inner: Codec) -> None:
+        self._inner = inner
+
+    @property
+    def path(self) -> Path:
+        return self._inner.path
+
+    @property
+    def profile(self) -> Profile | None:
+        return self._inner.profile
+
+    def _swap(self, topic: Topic, decoded: Decoded) -> Decoded:
+        if topic is not Topic.ORDERS:
+            return decoded
+        return Decoded(RenamedPriceOrder.from_dict(self._inner.as_dict(topic, decoded.message)))
+
+    def decode(self, topic: Topic, raw: bytes) -> Decoded:
+        return self._swap(topic, self._inner.decode(topic, raw))
+
+    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+        return self._swap(topic, self._inner.from_fields(topic, fields))
+
+    def encode(self, topic: Topic, message: Message) -> bytes:
+        return self._inner.encode(topic, message)
+
+    def to_fields(self, topic: Topic, message: Message) -> FieldMap:
+        return self._inner.to_fields(topic, message)
+
+    def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
+        return self._inner.build(topic, values)
+
+    def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
+        return self._inner.as_dict(topic, message)
+
+
+def broken_legacy_execution(service: ServiceName, settings: ServiceSettings) -> Codec:
+    """Codec factory: the shipped codecs, but a legacy execution decodes orders with the broken class."""
+    codec = codec_for(settings)
+    if service is ServiceName.EXECUTION and codec.path is Path.LEGACY:
+        return RenamedPriceCodec(codec)
+    return codec
