@@ -91,7 +91,7 @@ async def _drain(redis: aioredis.Redis, keys: KeySpace) -> None:
     async with asyncio.timeout(10):
         while await group_backlog(redis, keys.stream(Topic.SIGNALS), keys.group(ServiceName.RISK)):
             await asyncio.sleep(0.02)
-    await asyncio.sleep(0.3)  # three report intervals: the counters have reached Redis
+    await asyncio.sleep(0.6)  # two report intervals: the counters have reached Redis
 
 
 async def test_cutover_check__no_go_while_a_producer_is_legacy_and_go_after_it_is_flipped(
@@ -116,7 +116,7 @@ async def test_cutover_check__no_go_while_a_producer_is_legacy_and_go_after_it_i
             new_signal = Publisher(redis_async, PYDANTIC, keys=keys, service=ServiceName.SIGNAL)
             await new_signal.publish_many(Topic.SIGNALS, make_messages(PYDANTIC, Topic.SIGNALS, 4, start=10))
             await _drain(redis_async, keys)
-            report = await _check(redis_url, keys, "--window", "0.3", expect=0)
+            report = await _check(redis_url, keys, "--window", "0.5", expect=0)
 
     assert before["instances"]["ok"] is False
     assert "signal/signal-1 is on the legacy path" in before["instances"]["details"]

@@ -46,7 +46,7 @@ async def test_cdb_status__restart_with_a_flipped_flag_shows_the_new_path_and_is
 
     flipped = service_settings(ServiceName.SIGNAL, keys, "signal-1", use_pydantic_contracts=True)
     async with live_service(redis_async, flipped):
-        await asyncio.sleep(0.3)  # a few report intervals: still fresh
+        await asyncio.sleep(0.6)  # a few report intervals: still fresh
         [after] = await asyncio.to_thread(_status, redis_url, keys)
     assert (after["service"], after["instance"]) == ("signal", "signal-1")
     assert (after["path"], after["profile"], after["stale"]) == ("pydantic", "lenient", False)
@@ -64,7 +64,7 @@ async def test_cdb_status__counts_handled_messages_and_defaults_filled_by_field(
         async with asyncio.timeout(10):
             while ctx.live_state().counts["messages_ok"] < 5:
                 await asyncio.sleep(0.02)
-        await asyncio.sleep(0.25)  # let the reporter write the counts
+        await asyncio.sleep(0.6)  # two report intervals: the counts have reached Redis
         [row] = await asyncio.to_thread(_status, redis_url, keys)
     assert row["handled"] == 5
     assert row["defaults_filled"] == 5
