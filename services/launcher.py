@@ -107,3 +107,5 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
     finally:
         stop.set()
         await status_task
+        with contextlib.suppress(Exception):
+            await reporter.withdraw(ctx.live_state())

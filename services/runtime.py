@@ -145,5 +145,8 @@ async def run_consuming_service(
         stop.set()
         with contextlib.suppress(Exception):
             await status_task
+            # A clean stop leaves no stale entry behind: after a recreate, status shows the new
+            # instance alone at once instead of the old one for another TTL.
+            await reporter.withdraw(ctx.live_state())
         await svc.close()
     return consumer
