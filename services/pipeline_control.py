@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,10 +103,6 @@ class PipelineRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
-
-    def running(self) -> Mapping[ServiceName, bool]:
-        """Which consumers have a live task."""
-        return {name: name in self.tasks and not self.tasks[name].done() for name in CONSUMERS}
 
 
 class PipelineHook:

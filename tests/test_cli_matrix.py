@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from core.cli.main import app
@@ -150,3 +152,25 @@ def test_cdb_matrix__as_a_real_subprocess__prints_json(redis_url: str, tmp_path:
     report = json.loads(done.stdout)
     assert report["ok"] is True
     assert report["rows"][0]["outcome"].startswith("matches all-legacy")
+
+
+def test_cdb_matrix__keep__leaves_each_run_in_its_own_key_prefix(redis_url: str) -> None:
+    code, output = _invoke(redis_url, "--mix", "PPPP", "--keep", "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    kept = [report["baseline"]["kept"], report["rows"][0]["kept"]]
+    prefixes = [k["key_prefix"] for k in kept]
+    files = [Path(k["sqlite"]) for k in kept]
+    assert all(f.is_file() for f in files)
+    for f in files:
+        shutil.rmtree(f.parent)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        found = {p: list(client.scan_iter(match=f"{p}*")) for p in prefixes}
+        for keys in found.values():
+            if keys:
+                client.unlink(*keys)
+    finally:
+        client.close()
+    assert len(set(prefixes)) == 2
+    assert all(keys for keys in found.values())

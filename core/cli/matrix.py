@@ -211,6 +211,11 @@ def _print(report: MatrixReport) -> None:
         f"[bold {colour}]{passed} of {data['rows_total']} rows as expected[/] in {data['seconds']:.1f}s"
     )
     for row in [data["baseline"], *data["rows"]]:
+        if "kept" in row:
+            kept = row["kept"]
+            where = kept["sqlite"] or f"schema {kept['schema']}"
+            console.print(f"kept {row['mix']}: key prefix {kept['key_prefix']!r}, results in {where}")
+    for row in [data["baseline"], *data["rows"]]:
         if not row["ok"]:
             console.print(f"[red]{row['spec']}{' / ' + row['fault'] if row['fault'] else ''}:[/]")
             for problem in row["problems"]:

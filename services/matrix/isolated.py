@@ -7,6 +7,7 @@ decoded), stored (database rows) and dead-lettered (per topic, with errors).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
@@ -46,12 +47,17 @@ class Workspace:
     sqlite_dir: FsPath | None = None
     server: LocalRedisServer | None = None
 
+    @property
+    def sqlite_file(self) -> FsPath | None:
+        """The run's SQLite file when it has no PostgreSQL."""
+        return None if self.sqlite_dir is None else self.sqlite_dir / f"{self.schema}.sqlite3"
+
     def store(self) -> ResultStore:
         """The run's result store: its own PostgreSQL schema, or its own SQLite file."""
         if self.database_url:
             return PostgresStore(self.database_url, schema=self.schema)
-        assert self.sqlite_dir is not None
-        return SqliteStore(self.sqlite_dir / f"{self.schema}.sqlite3")
+        assert self.sqlite_file is not None
+        return SqliteStore(self.sqlite_file)
 
     async def clean(self) -> None:
         """Delete the run's keys, drop its schema or file, stop its own Redis."""
@@ -150,7 +156,7 @@ async def run_mix(
     """
     run_id = uuid.uuid4().hex[:10]
     label = f"{tag}{mix.code.lower()}_{run_id}"
-    server = LocalRedisServer().start() if Fault.REDIS_RESTART in faults else None
+    server = await asyncio.to_thread(LocalRedisServer().start) if Fault.REDIS_RESTART in faults else None
     space = Workspace(
         keys=KeySpace(f"cdb-matrix:{label}:"),
         redis_url=server.url if server else redis_url,
@@ -166,6 +172,7 @@ async def run_mix(
         max_bytes = settings[ServiceName.SIGNAL].max_message_bytes
         hooks = make_hooks(faults, server=server, max_bytes=max_bytes)
         outcome = await _execute(
+            mix,
             space,
             settings,
             trades,
@@ -174,7 +181,6 @@ async def run_mix(
             environ=environ,
             timeout_s=timeout_s,
         )
-        outcome.mix, outcome.faults = mix, hooks
     except BaseException:
         await space.clean()
         raise
@@ -186,6 +192,7 @@ async def run_mix(
 
 
 async def _execute(
+    mix: Mix,
     space: Workspace,
     settings: Mapping[ServiceName, ServiceSettings],
     trades: Sequence[Trade],
@@ -215,7 +222,7 @@ async def _execute(
     finally:
         await store.close()
         await client.aclose()
-    return MixRun(Mix(), result, published, undecodable, dlq)
+    return MixRun(mix, result, published, undecodable, dlq, faults=list(hooks))
 
 
 async def _published(

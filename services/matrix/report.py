@@ -54,7 +54,9 @@ def row_dict(row: MatrixRow) -> dict[str, Any]:
             fault_facts={h.report.fault.value: h.report.facts for h in run.faults},
         )
         if run.workspace is not None:
-            out["kept"] = {"key_prefix": run.workspace.keys.prefix, "schema": run.workspace.schema}
+            space = run.workspace
+            sqlite = str(space.sqlite_file) if space.sqlite_file else None
+            out["kept"] = {"key_prefix": space.keys.prefix, "schema": space.schema, "sqlite": sqlite}
     return out
 
 

@@ -145,6 +145,7 @@ async def run_matrix(
             return row
 
         rows = list(await asyncio.gather(*(one(c) for c in cases)))
+        _stop_kept_servers(rows)
     return MatrixReport(baseline, rows, str(config.data), len(trades), time.monotonic() - started)
 
 
@@ -166,3 +167,13 @@ async def _run_case(case: Case, baseline: MixRun, trades: Sequence[Trade], confi
         message = f"CRASHED: {type(exc).__name__}: {exc}"
         return MatrixRow(case, None, Verdict(False, message, [message]), time.monotonic() - t0)
     return MatrixRow(case, run, judge(run, baseline, case.expectation), time.monotonic() - t0)
+
+
+def _stop_kept_servers(rows: Sequence[MatrixRow]) -> None:
+    # A kept run on its own throwaway Redis cannot outlive this process usefully (nothing
+    # would stop the server): stop it and report that run as not kept.
+    for row in rows:
+        space = row.run.workspace if row.run is not None else None
+        if row.run is not None and space is not None and space.server is not None:
+            space.server.close()
+            row.run.workspace = None
