@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.codec import Decoded
+from core.errors import TransportError
 from core.redis import DeadLetterCause, Publisher, StreamConsumer
 from core.topics import KeySpace, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages, poll_until
@@ -256,3 +257,61 @@ async def test_lenient_consumer__fields_filled_from_defaults_are_counted_per_fie
     snap = worker.metrics.snapshot()
     assert snap["defaults_by_field"] == {"api_version": 7, "timestamp": 7}
     assert snap["messages_ok"] == 7
+
+
+async def test_before_ack__outputs_deferred_by_the_handler_are_published_once_per_batch_before_the_ack(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    results = Publisher(redis_async, CODEC, keys=keys, service=ServiceName.EXECUTION)
+    flushes: list[int] = []
+
+    async def flush_and_check_inputs_still_pending() -> None:
+        pending = await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+        flushes.append(pending["pending"])
+        await results.flush()
+
+    worker = consumer(redis_async, keys, "w", batch_size=50, before_ack=flush_and_check_inputs_still_pending)
+    await worker.ensure_group()
+    await publish(redis_async, keys, 120)
+
+    async def fill(decoded: Decoded, entry_id: str) -> None:
+        order = decoded.message
+        results.defer(Topic.ORDER_RESULTS, CODEC.build(Topic.ORDER_RESULTS, _filled(order)))
+
+    await poll_until(lambda: worker.poll_once(fill), lambda: worker.metrics.snapshot()["messages_ok"] >= 120)
+
+    assert flushes == [50, 50, 20]  # one flush per batch, while the batch was still unacked
+    assert await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS)) == 120
+    assert results.deferred == 0
+    assert await worker.lag() == 0
+
+
+async def test_before_ack__raises__nothing_of_the_batch_is_acked(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    async def redis_down() -> None:
+        raise TransportError("publish order_results: Redis unreachable after 10 attempt(s)")
+
+    worker = consumer(redis_async, keys, "w", before_ack=redis_down)
+    await worker.ensure_group()
+    await publish(redis_async, keys, 10)
+
+    with pytest.raises(TransportError):
+        await worker.poll_once(Collector())
+
+    pending = await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+    assert pending["pending"] == 10
+
+
+def _filled(order: Any) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "status": "FILLED",
+        "filled_quantity": order.quantity,
+        "average_price": order.price or 50_000.0,
+        "fee": 0.0,
+        "reason": None,
+        "simulated": True,
+    }

@@ -27,19 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from core.codec import Codec, Decoded
-from core.codec.fields import field_map_bytes
 from core.errors import ContractError, TransportError
 from core.logging import get_logger
-from core.metrics import Outcome, ServiceMetrics
+from core.metrics import ServiceMetrics
 from core.redis.consumer_io import Entry, GroupIO
-from core.redis.dead_letters import DeadLetterCause, DeadLetters, letter_fields
+from core.redis.dead_letters import DeadLetters
+from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
@@ -50,7 +48,6 @@ Handler = Callable[[Decoded, str], Awaitable[None]]
 """Handles one decoded message; gets the stream entry id. Raising leaves the entry pending."""
 
 _log = get_logger("core.redis.consumer")
-_MAX_REMEMBERED_FAILURES = 10_000
 _BACKLOG_EVERY_S = 1.0
 
 
@@ -61,6 +58,9 @@ class StreamConsumer:
     restarts of the same instance so its own pending entries are picked up at once.
     ``group_start``: where a newly created group starts (``"0"``: every entry the
     stream still holds; ``"$"``: only entries added from now on).
+    ``before_ack``: awaited after each batch's handlers and before its XACK, e.g.
+    ``Publisher.flush`` so outputs a handler deferred are confirmed before the inputs
+    that caused them are acknowledged; if it raises, nothing of the batch is acked.
     """
 
     def __init__(
@@ -80,6 +80,7 @@ class StreamConsumer:
         dead_letters: DeadLetters | None = None,
         retry: RetryPolicy | None = None,
         group_start: str = "0",
+        before_ack: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.topic = topic
         self.service = service
@@ -103,9 +104,14 @@ class StreamConsumer:
             group_start=group_start,
             on_retry=self._on_retry,
         )
-        self._path = codec.path.value
-        self._profile = codec.profile.value if codec.profile else None
-        self._failures: dict[str, BaseException] = {}
+        self.before_ack = before_ack
+        self._me = ConsumerIdentity(
+            topic=topic,
+            service=service,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            max_deliveries=self.max_deliveries,
+        )
         self._recover_own = True
         self._next_reclaim = 0.0
 
@@ -198,157 +204,49 @@ class StreamConsumer:
         return undelivered + pending
 
     async def _deliveries(self, entries: Sequence[Entry]) -> dict[bytes, int]:
-        return await self.io.delivery_counts([e[0] for e in entries], extra=len(self._failures))
+        return await self.io.delivery_counts([e[0] for e in entries], extra=len(self._me.failures))
 
     async def _process(
         self, entries: Sequence[Entry], handler: Handler, deliveries: Mapping[bytes, int] | None
     ) -> int:
-        decode, topic = self.codec.from_fields, self.topic
-        done: list[bytes] = []
-        letters: list[dict[str, Any]] = []
-        outcomes: Counter[Outcome] = Counter()
-        reasons: Counter[str] = Counter()
-        defaults: Counter[str] = Counter()
+        decode, topic, most = self.codec.from_fields, self.topic, self.max_deliveries
+        ledger = BatchLedger(self._me)
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
-            if not fields:  # trimmed or deleted while pending: nothing left to handle
-                _log.warning("consumer.entry_gone", topic=topic.value, stream_id=raw_id.decode())
-                done.append(raw_id)
+            if not fields:
+                ledger.gone(raw_id)
                 continue
-            entry_id = raw_id.decode("ascii")
-            if count > self.max_deliveries:
-                letters.append(self._gave_up(entry_id, fields, count))
-                done.append(raw_id)
-                outcomes[Outcome.DEAD_LETTERED] += 1
+            if count > most:
+                ledger.gave_up(raw_id, fields, count)
                 continue
             try:
                 decoded = decode(topic, fields)
             except ContractError as err:
-                letters.append(self._invalid(entry_id, err, count))
-                reasons[err.reason] += 1
-                done.append(raw_id)
-                outcomes[Outcome.INVALID] += 1
+                ledger.invalid(raw_id, err, count)
                 continue
             except Exception as exc:  # a codec bug must not stop the service either
-                letters.append(self._decoder_crash(entry_id, fields, exc, count))
-                reasons["decoder_crash"] += 1
-                done.append(raw_id)
-                outcomes[Outcome.INVALID] += 1
+                ledger.decoder_crash(raw_id, fields, exc, count)
                 continue
             try:
-                await handler(decoded, entry_id)
+                await handler(decoded, raw_id.decode("ascii"))
             except Exception as exc:
-                outcomes[self._handler_failed(entry_id, fields, exc, count, letters)] += 1
-                if count >= self.max_deliveries:
-                    done.append(raw_id)
+                ledger.handler_failed(raw_id, fields, exc, count)
                 continue
-            done.append(raw_id)
-            outcomes[Outcome.OK] += 1
-            for name in decoded.defaulted:
-                defaults[name] += 1
-        await self._settle(letters, done)
-        self._count(outcomes, reasons, defaults)
+            ledger.ok(raw_id, decoded.defaulted)
+        await self._settle(ledger)
+        ledger.count_into(self.metrics)
         return len(entries)
 
-    async def _settle(self, letters: list[dict[str, Any]], done: list[bytes]) -> None:
-        # Dead letters first, then the ack: if writing them fails, nothing is acked and
-        # the entries come back on reclaim (a letter may then be written twice, never lost).
-        if letters:
-            await self.dead_letters.park_many(self.topic, letters)
-        if done:
-            await self.io.ack(done)
-        for raw_id in done:
-            self._failures.pop(raw_id.decode("ascii"), None)
-
-    def _count(self, outcomes: Counter[Outcome], reasons: Counter[str], defaults: Counter[str]) -> None:
-        m, topic, path = self.metrics, self.topic, self._path
-        for outcome, n in outcomes.items():
-            m.count_handled(topic, path, outcome, n)
-        if reasons:
-            m.count_validation_errors(topic, path, reasons)
-            m.count_dead_letters(topic, path, DeadLetterCause.INVALID, sum(reasons.values()))
-        if outcomes[Outcome.DEAD_LETTERED]:
-            m.count_dead_letters(topic, path, DeadLetterCause.HANDLER_FAILED, outcomes[Outcome.DEAD_LETTERED])
-        if defaults:
-            m.count_defaults(topic, defaults)
-
-    def _letter(self, raw: bytes, error: Any, entry_id: str, count: int, **kw: Any) -> dict[str, Any]:
-        return letter_fields(
-            self.topic,
-            raw,
-            error,
-            service=self.service,
-            path=self._path,
-            profile=self._profile,
-            stream_id=entry_id,
-            deliveries=count,
-            **kw,
-        )
-
-    def _invalid(self, entry_id: str, err: ContractError, count: int) -> dict[str, Any]:
-        _log.warning(
-            "consumer.invalid",
-            service=self.service.value,
-            topic=self.topic.value,
-            path=self._path,
-            profile=self._profile,
-            stream_id=entry_id,
-            reason=err.reason,
-            errors=err.loggable_errors(),
-            raw_preview=err.raw_preview,
-        )
-        return self._letter(err.raw, err, entry_id, count)
-
-    def _decoder_crash(
-        self, entry_id: str, fields: Mapping[bytes, bytes], exc: Exception, count: int
-    ) -> dict[str, Any]:
-        _log.error("consumer.decoder_crash", topic=self.topic.value, stream_id=entry_id, error=repr(exc))
-        return self._letter(
-            field_map_bytes(fields),
-            exc,
-            entry_id,
-            count,
-            cause=DeadLetterCause.INVALID,
-            reason="decoder_crash",
-        )
-
-    def _handler_failed(
-        self,
-        entry_id: str,
-        fields: Mapping[bytes, bytes],
-        exc: Exception,
-        count: int,
-        letters: list[dict[str, Any]],
-    ) -> Outcome:
-        final = count >= self.max_deliveries
-        _log.warning(
-            "consumer.handler_failed",
-            service=self.service.value,
-            topic=self.topic.value,
-            stream_id=entry_id,
-            deliveries=count,
-            max_deliveries=self.max_deliveries,
-            dead_lettered=final,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        if not final:
-            if len(self._failures) >= _MAX_REMEMBERED_FAILURES:
-                self._failures.pop(next(iter(self._failures)))
-            self._failures[entry_id] = exc
-            return Outcome.RETRY
-        letters.append(self._letter(field_map_bytes(fields), exc, entry_id, count))
-        return Outcome.DEAD_LETTERED
-
-    def _gave_up(self, entry_id: str, fields: Mapping[bytes, bytes], count: int) -> dict[str, Any]:
-        last = self._failures.get(entry_id)
-        msg = f"delivered {count} times without an acknowledgement (max_deliveries={self.max_deliveries})"
-        if last is not None:
-            msg += f"; last handler error: {type(last).__name__}: {last}"
-        _log.warning("consumer.max_deliveries", topic=self.topic.value, stream_id=entry_id, deliveries=count)
-        errors = [{"type": "max_deliveries", "loc": [], "msg": msg}]
-        return self._letter(
-            field_map_bytes(fields), errors, entry_id, count, cause=DeadLetterCause.HANDLER_FAILED
-        )
+    async def _settle(self, ledger: BatchLedger) -> None:
+        # Outputs first (before_ack), then dead letters, then the ack: if any step fails
+        # nothing is acked and the entries come back (a duplicate at worst, never a loss).
+        if self.before_ack is not None:
+            await self.before_ack()
+        if ledger.letters:
+            await self.dead_letters.park_many(self.topic, ledger.letters)
+        if ledger.done:
+            await self.io.ack(ledger.done)
+            self._me.forget(ledger.done)
 
     def _on_retry(self, operation: str, attempt: int, exc: BaseException) -> None:
         self.metrics.count_retry(operation)

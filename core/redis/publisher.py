@@ -34,7 +34,7 @@ from core.errors import TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis.retry import RetryPolicy, call_async, call_sync
-from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, send_packed
+from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, send_pipelined
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 
 __all__ = ["DEFAULT_CHUNK", "Publisher", "publish_message"]
@@ -43,6 +43,8 @@ DEFAULT_CHUNK = 1_000
 """Messages per round trip in :meth:`Publisher.publish_many` (bounds the write buffer)."""
 
 _log = get_logger("core.redis.publisher")
+Encoded = tuple[bytes, dict[str, str]]
+"""A message as the wire carries it: the Pub/Sub body and the stream field map."""
 _CODECS: dict[Path, Codec] = {}
 
 
@@ -109,6 +111,12 @@ class Publisher:
     """Publishes one service's messages (asyncio): one round trip per call or per chunk.
 
     ``metrics`` (optional) counts published messages and transport retries.
+
+    Besides :meth:`publish` / :meth:`publish_many`, a handler can :meth:`defer` its
+    output and let the stream consumer :meth:`flush` it once per batch, before the
+    batch is acknowledged (``StreamConsumer(..., before_ack=publisher.flush)``): one
+    round trip per batch instead of one per message, and still at-least-once,
+    because inputs are acked only after their outputs were confirmed.
     """
 
     def __init__(
@@ -133,9 +141,10 @@ class Publisher:
         self.trim = StreamTrim(maxlen, retention_ms)
         self.chunk = max(1, chunk)
         self._packers: dict[Topic, PublishPacker] = {}
+        self._deferred: dict[Topic, list[Encoded]] = {}
 
     async def publish(self, topic: Topic, message: Message) -> str:
-        """Publish one message; returns its stream id (see :meth:`publish_many`)."""
+        """Publish one message now; returns its stream id (see :meth:`publish_many`)."""
         return (await self.publish_many(topic, [message]))[0]
 
     async def publish_many(self, topic: Topic, messages: Sequence[Message]) -> list[str]:
@@ -143,37 +152,66 @@ class Publisher:
 
         Every message is encoded before anything is sent, so a
         :class:`~core.errors.ContractError` means nothing of the batch was published.
-        A :class:`~core.errors.TransportError` means the chunk that failed and all
-        after it were not confirmed (earlier chunks were; see :attr:`TransportError`
-        text); publishing the batch again is safe for at-least-once consumers.
+        Chunks are pipelined on one connection (the next one is packed and written
+        while Redis works on the previous). After a connection error the retry
+        resends from the first chunk Redis had not confirmed, so duplicates are
+        limited to that chunk. :class:`~core.errors.TransportError` says how many
+        messages were confirmed before Redis stayed unreachable.
         """
-        if not messages:
+        return await self._send(topic, [self._encode(topic, m) for m in messages])
+
+    def defer(self, topic: Topic, message: Message) -> None:
+        """Queue ``message`` for the next :meth:`flush`; encoded now, so a
+        :class:`~core.errors.ContractError` is raised here, in the handler."""
+        self._deferred.setdefault(topic, []).append(self._encode(topic, message))
+
+    @property
+    def deferred(self) -> int:
+        """How many messages wait for :meth:`flush`."""
+        return sum(len(q) for q in self._deferred.values())
+
+    async def flush(self) -> int:
+        """Publish every deferred message (per topic, in order); returns how many.
+
+        The queue is emptied even when this raises :class:`~core.errors.TransportError`:
+        the caller then must not acknowledge the inputs, whose redelivery makes the
+        outputs again (that is what the consumer's ``before_ack`` hook guarantees).
+        """
+        queued, self._deferred = self._deferred, {}
+        sent = 0
+        for topic, encoded in queued.items():
+            sent += len(await self._send(topic, encoded))
+        return sent
+
+    def _encode(self, topic: Topic, message: Message) -> Encoded:
+        return self.codec.encode(topic, message), self.codec.to_fields(topic, message)
+
+    async def _send(self, topic: Topic, encoded: Sequence[Encoded]) -> list[str]:
+        if not encoded:
             return []
-        encode, to_fields = self.codec.encode, self.codec.to_fields
-        encoded = [(encode(topic, m), to_fields(topic, m)) for m in messages]
-        packer = self._packer(topic)
+        packer, size = self._packer(topic), self.chunk
         ids: list[str] = []
-        for start in range(0, len(encoded), self.chunk):
-            part = encoded[start : start + self.chunk]
-            try:
-                ids.extend(await self._send(topic, packer, part))
-            except TransportError as exc:
-                raise TransportError(
-                    f"{exc} ({len(ids)} of {len(messages)} messages were published before)"
-                ) from exc
-        if self.metrics is not None:
-            self.metrics.count_published(topic, self.codec.path, len(ids))
+
+        def confirmed(replies: list[Any]) -> None:
+            ids.extend(_stream_ids(topic, replies))
+
+        async def send_unconfirmed() -> None:
+            rest = encoded[len(ids) :]
+            now = _wall_ms()
+            chunks = (
+                (packer.pack(rest[i : i + size], now), 2 * len(rest[i : i + size]))
+                for i in range(0, len(rest), size)
+            )
+            await send_pipelined(self.redis, chunks, confirmed)
+
+        try:
+            await call_async(self.retry, f"publish {topic.value}", send_unconfirmed, on_retry=self._on_retry)
+        except TransportError as exc:
+            raise TransportError(f"{exc} ({len(ids)} of {len(encoded)} messages were confirmed)") from exc
+        finally:
+            if self.metrics is not None:
+                self.metrics.count_published(topic, self.codec.path, len(ids))
         return ids
-
-    async def _send(
-        self, topic: Topic, packer: PublishPacker, part: Sequence[tuple[bytes, dict[str, str]]]
-    ) -> list[str]:
-        async def send() -> list[Any]:
-            chunks = packer.pack(part, _wall_ms())
-            return await send_packed(self.redis, chunks, 2 * len(part))
-
-        replies = await call_async(self.retry, f"publish {topic.value}", send, on_retry=self._on_retry)
-        return _stream_ids(topic, replies)
 
     def _packer(self, topic: Topic) -> PublishPacker:
         packer = self._packers.get(topic)

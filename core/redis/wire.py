@@ -2,18 +2,19 @@
 
 Why not ``client.pipeline()``: redis-py's asyncio pipeline packs every argument in
 Python and wraps every reply read in its own timeout, about 30 us per message on
-loopback, more than the encoding costs. Here the constant head of each command
-(channel, stream, trim clause) is packed once, a message costs one ``bytes``
-join, the batch is written in one go and the replies are read back under a
-single timeout. It is the same non-transactional pipeline (no MULTI/EXEC: the
-commands of a batch are not atomic), only cheaper to build.
+loopback, more than the encoding costs. Here the constant parts of each command
+(channel, stream, trim clause, field names) are packed once, a message costs one
+``bytes`` join, a chunk is written in one go, its replies are read under a single
+timeout, and the next chunk is packed and written while Redis works on the
+previous one. It is the same non-transactional pipeline (no MULTI/EXEC: the
+commands are not atomic as a group), only cheaper to build.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["DEFAULT_STREAM_MAXLEN", "PublishPacker", "StreamTrim", "send_packed"]
+__all__ = ["DEFAULT_STREAM_MAXLEN", "Chunk", "PublishPacker", "StreamTrim", "send_pipelined"]
 
 DEFAULT_STREAM_MAXLEN = 1_000_000
 """Default approximate length bound of a topic stream (``STREAM_MAXLEN``)."""
@@ -70,18 +71,19 @@ def _command(args: Iterable[str | bytes]) -> list[bytes]:
 class PublishPacker:
     """Packs ``PUBLISH <channel> <body>`` + ``XADD <stream> [trim] * <fields>`` for one topic."""
 
-    __slots__ = ("_publish_head", "_stream", "_trim")
+    __slots__ = ("_names", "_publish_head", "_stream", "_trim")
 
     def __init__(self, channel: str, stream: str, trim: StreamTrim) -> None:
         self._publish_head = b"*3\r\n" + b"".join(_command(["PUBLISH", channel]))
         self._stream = stream
         self._trim = trim
+        self._names: dict[str, bytes] = {}  # field name -> its packed bulk string (a topic has few)
 
     def pack(self, messages: Iterable[tuple[bytes, Mapping[str, str]]], now_ms: int) -> list[bytes]:
         """The wire bytes of every (body, fields) pair; two replies per message follow."""
         head_args = _command(["XADD", self._stream, *self._trim.args(now_ms), "*"])
         head, head_len = b"".join(head_args), len(head_args)
-        pub = self._publish_head
+        pub, names = self._publish_head, self._names
         out: list[bytes] = []
         for body, fields in messages:
             parts = [
@@ -93,41 +95,65 @@ class PublishPacker:
                 head,
             ]
             for name, value in fields.items():
-                n, v = name.encode("utf-8"), value.encode("utf-8")
-                parts.append(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(n), n, len(v), v))
+                packed_name = names.get(name)
+                if packed_name is None:
+                    packed_name = names[name] = _bulk(name.encode("utf-8"))
+                v = value.encode("utf-8")
+                parts += (packed_name, b"$%d\r\n" % len(v), v, b"\r\n")
             out.append(b"".join(parts))
         return out
 
 
-async def send_packed(
-    client: aioredis.Redis, chunks: Sequence[bytes], replies: int, *, timeout_s: float | None = None
-) -> list[Any]:
-    """Write ``chunks`` on one pooled connection and read ``replies`` replies.
+Chunk = tuple[list[bytes], int]
+"""Wire bytes to write, and how many replies they will produce."""
 
-    An error reply (e.g. ``WRONGTYPE``) is returned in place as a ``ResponseError``
-    so the connection stays in step; connection trouble raises redis-py's
-    ``ConnectionError``/``TimeoutError`` and the connection is dropped, not reused.
+
+async def send_pipelined(
+    client: aioredis.Redis,
+    chunks: Iterable[Chunk],
+    on_replies: Callable[[list[Any]], None],
+    *,
+    timeout_s: float | None = None,
+) -> None:
+    """Write ``chunks`` in order on one pooled connection, handing each chunk's replies to
+    ``on_replies`` (in order) as they are read.
+
+    Chunk *k+1* is taken from the iterable (packed) and written before the replies of
+    chunk *k* are read, so the server works on one chunk while Python packs the next.
+    An error reply (e.g. ``WRONGTYPE``) is passed on in place as a ``ResponseError``;
+    connection trouble raises redis-py's ``ConnectionError``/``TimeoutError`` after the
+    replies confirmed so far were handed over, and the connection is dropped, not reused.
     """
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    limit = timeout_s if timeout_s is not None else (conn.socket_timeout or 30.0)
     try:
-        limit = timeout_s if timeout_s is not None else (conn.socket_timeout or 30.0)
-        await conn.send_packed_command(list(chunks))
-        out: list[Any] = []
-        try:
-            async with asyncio.timeout(limit):
-                for _ in range(replies):
-                    try:
-                        # math.inf: no per-reply timer; the batch shares the one above.
-                        out.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as exc:
-                        out.append(exc)
-        except TimeoutError:
-            raise RedisTimeoutError(f"no reply within {limit}s") from None
-        return out
+        owed: int | None = None
+        for data, replies in chunks:
+            await conn.send_packed_command(data)
+            if owed is not None:
+                on_replies(await _read_replies(conn, owed, limit))
+            owed = replies
+        if owed is not None:
+            on_replies(await _read_replies(conn, owed, limit))
     except BaseException:
         # Unread replies would be taken for the next command's: never reuse this connection.
         await conn.disconnect()
         raise
     finally:
         await pool.release(conn)
+
+
+async def _read_replies(conn: Any, count: int, limit: float) -> list[Any]:
+    out: list[Any] = []
+    try:
+        async with asyncio.timeout(limit):
+            for _ in range(count):
+                try:
+                    # math.inf: no timer per reply; the chunk shares the one above.
+                    out.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as exc:
+                    out.append(exc)
+    except TimeoutError:
+        raise RedisTimeoutError(f"no reply within {limit}s") from None
+    return out
