@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from core.redis.retry import RetryPolicy, call_async
+from core.redis.wire import pack_command, send_pipelined
 
 __all__ = ["Entry", "GroupIO"]
 
@@ -125,8 +126,17 @@ class GroupIO:
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     async def ack(self, ids: Sequence[bytes]) -> None:
-        """``XACK`` all of ``ids`` in one command."""
-        await self._call("ack", lambda: self.redis.xack(self.stream, self.group, *ids))
+        """``XACK`` all of ``ids`` in one command (packed here: redis-py's Python packer
+        costs about 1 us per id, a noticeable share of the consumer loop)."""
+        command = pack_command(["XACK", self.stream, self.group, *ids])
+
+        async def send() -> None:
+            replies: list[Any] = []
+            await send_pipelined(self.redis, [([command], 1)], replies.extend)
+            if isinstance(replies[0], ResponseError):
+                raise replies[0]
+
+        await self._call("ack", send)
 
     async def backlog(self) -> tuple[int, int]:
         """(entries not yet delivered to the group, entries delivered but not acked)."""

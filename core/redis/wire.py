@@ -22,7 +22,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["DEFAULT_STREAM_MAXLEN", "Chunk", "PublishPacker", "StreamTrim", "send_pipelined"]
+__all__ = [
+    "DEFAULT_STREAM_MAXLEN",
+    "Chunk",
+    "PublishPacker",
+    "StreamTrim",
+    "pack_command",
+    "send_pipelined",
+]
 
 DEFAULT_STREAM_MAXLEN = 1_000_000
 """Default approximate length bound of a topic stream (``STREAM_MAXLEN``)."""
@@ -66,6 +73,12 @@ def _bulk(data: bytes) -> bytes:
 def _command(args: Iterable[str | bytes]) -> list[bytes]:
     items = [a.encode("utf-8") if isinstance(a, str) else a for a in args]
     return [_bulk(a) for a in items]
+
+
+def pack_command(args: Iterable[str | bytes]) -> bytes:
+    """One command in the Redis protocol (RESP), e.g. an XACK with hundreds of ids."""
+    parts = _command(args)
+    return b"*%d\r\n" % len(parts) + b"".join(parts)
 
 
 class PublishPacker:
