@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec
 from core.redis import Publisher, PubSubObserver, StreamConsumer, publish_message
+from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages, poll_until
 
@@ -143,3 +144,30 @@ def test_stream_entry__readable_in_redis_cli_as_one_json_value_per_field(
     [(_, fields)] = redis_sync.xrange(keys.stream(Topic.SIGNALS))
     decoded = {k.decode(): json.loads(v) for k, v in fields.items()}
     assert decoded == codec.as_dict(Topic.SIGNALS, message)
+
+
+async def test_from_settings__publisher_and_consumer_follow_key_prefix_and_tuning(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    settings = ServiceSettings.load(
+        ServiceName.RISK,
+        environ={
+            "KEY_PREFIX": keys.prefix,
+            "STREAM_MAXLEN": "300",
+            "CONSUMER_BATCH": "7",
+            "MAX_DELIVERIES": "2",
+        },
+    )
+    codec = CODECS["pydantic-strict"]
+    publisher = Publisher.from_settings(redis_async, settings, codec=codec, service=ServiceName.RISK)
+    consumer = StreamConsumer.from_settings(
+        redis_async, settings, topic=Topic.ORDERS, service=ServiceName.EXECUTION, codec=codec
+    )
+    await consumer.ensure_group()
+
+    await publisher.publish_many(Topic.ORDERS, make_messages(codec, Topic.ORDERS, 1_000))
+    handled = await consumer.poll_once(Collector())
+
+    assert (consumer.batch_size, consumer.max_deliveries, publisher.trim.maxlen) == (7, 2, 300)
+    assert handled == 7
+    assert await redis_async.xlen(keys.stream(Topic.ORDERS)) < 1_000

@@ -35,6 +35,7 @@ from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis.retry import RetryPolicy, call_async, call_sync
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, send_pipelined
+from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 
 __all__ = ["DEFAULT_CHUNK", "Publisher", "publish_message"]
@@ -142,6 +143,26 @@ class Publisher:
         self.chunk = max(1, chunk)
         self._packers: dict[Topic, PublishPacker] = {}
         self._deferred: dict[Topic, list[Encoded]] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        redis: aioredis.Redis,
+        settings: ServiceSettings,
+        *,
+        codec: Codec,
+        service: ServiceName,
+        metrics: ServiceMetrics | None = None,
+    ) -> Publisher:
+        """A publisher with the key prefix and stream bound of ``settings`` (KEY_PREFIX, STREAM_MAXLEN)."""
+        return cls(
+            redis,
+            codec,
+            keys=KeySpace(settings.key_prefix),
+            service=service,
+            metrics=metrics,
+            maxlen=settings.stream_maxlen,
+        )
 
     async def publish(self, topic: Topic, message: Message) -> str:
         """Publish one message now; returns its stream id (see :meth:`publish_many`)."""
