@@ -315,3 +315,10 @@ def _filled(order: Any) -> dict[str, Any]:
         "reason": None,
         "simulated": True,
     }
+
+
+def test_consumer__client_that_decodes_responses__refused_at_construction(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        consumer(client, KeySpace("x:"), "w")

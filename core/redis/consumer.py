@@ -82,6 +82,10 @@ class StreamConsumer:
         group_start: str = "0",
         before_ack: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            # Stream ids and fields must arrive as bytes: the codec checks sizes in bytes and
+            # dead letters keep the exact bytes. Fail at start, not on the first entry.
+            raise ValueError("StreamConsumer needs a Redis client with decode_responses=False")
         self.topic = topic
         self.service = service
         self.codec = codec
