@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from core.redis import connect_async
+
 __all__ = ["connect"]
 
 
@@ -13,6 +15,6 @@ async def connect(url: str | None) -> aioredis.Redis:
         import fakeredis
 
         return fakeredis.FakeAsyncRedis()
-    client = aioredis.Redis.from_url(url)
+    client = connect_async(url)  # the transport's own backoff, not redis-py's retries on top
     await client.ping()
     return client
