@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,21 @@ import redis
 from typer.testing import CliRunner
 
 from core.cli.main import app
+from core.logging import configure_logging
 from services.ws.replay import BUNDLED_TRADES_SMALL
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cdb matrix` points the JSON logs at CliRunner's stderr, closed after the call: point
+    them back at the real stderr so later tests do not log into a closed file."""
+    yield
+    configure_logging()
 
 
 def _invoke(redis_url: str, *args: str) -> tuple[int, str]:
