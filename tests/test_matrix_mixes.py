@@ -11,12 +11,14 @@ from core.codec import Codec, build_codec
 from core.errors import ConfigError, ContractError
 from core.topics import Path, Profile, ServiceName, Topic
 from services.matrix import (
+    COMPARED,
     LEGACY_OMITS,
     STRICT_MIXES,
     Fault,
     Mix,
     Outcome,
     Variant,
+    business_results,
     expected_outcome,
     lenient_mixes,
     plan,
@@ -161,3 +163,25 @@ def test_malformed_entries__break_one_thing_of_an_otherwise_valid_message(topic:
     _, template = malformed_entries(topic, per_kind=1)[0]
     template = {**template, b"price": b"100.0"}  # undo the first breakage (bad JSON in price)
     assert CODECS["pydantic-strict"].from_fields(topic, template).message is not None
+
+
+def _result(order_id: str, status: str = "FILLED", fee: float = 0.1) -> dict[str, object]:
+    return {
+        "order_id": order_id,
+        "status": status,
+        "filled_quantity": 0.01,
+        "average_price": 100.0,
+        "fee": fee,
+        "side": "BUY",
+        "symbol": "BTC/USDT",
+        "reason": None,
+        "simulated": True,
+    }
+
+
+def test_business_results__identical_redeliveries_count_once_and_disagreeing_ones_are_named() -> None:
+    rows = [_result("b"), _result("a"), _result("b"), _result("c"), _result("c", fee=0.2)]
+    unique, conflicts = business_results(rows)
+    assert [r["order_id"] for r in unique] == ["a", "b", "c"]
+    assert set(unique[0]) == set(COMPARED)
+    assert conflicts == ["c"]

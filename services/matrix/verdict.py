@@ -72,7 +72,7 @@ def _diff(name: str, got: Sequence[Mapping[str, Any]], want: Sequence[Mapping[st
         problems.append(f"{name}: {key} differs: {'; '.join(fields)}")
     if len(changed) > _SHOWN:
         problems.append(f"{name}: {len(changed) - _SHOWN} more differ")
-    return problems
+    return problems or [f"{name}: same entries in another order or repeated ({len(got)} vs {len(want)})"]
 
 
 def _injected(faults: Sequence[FaultHook]) -> dict[Topic, list[str]]:
