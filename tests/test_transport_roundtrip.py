@@ -118,6 +118,12 @@ async def test_publisher__retention_trims_entries_older_than_the_window(
     assert all(b"old" not in fields for _, fields in entries)
 
 
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    # Stream ids compare as (ms, sequence) numbers: as strings "...-10" sorts before "...-9".
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
 async def test_publisher__counts_published_messages(redis_async: aioredis.Redis, keys: KeySpace) -> None:
     codec = CODECS["legacy"]
     consumer_metrics = StreamConsumer(
@@ -129,7 +135,7 @@ async def test_publisher__counts_published_messages(redis_async: aioredis.Redis,
     one = await publisher.publish(Topic.ORDERS, make_messages(codec, Topic.ORDERS, 1, start=25)[0])
 
     assert len(set(ids)) == 25
-    assert one > ids[-1]
+    assert _stream_order(one) > _stream_order(ids[-1])
     assert consumer_metrics.snapshot()["published"] == 26
 
 
