@@ -24,8 +24,8 @@ from typing import Any
 
 from core.codec import Decoded
 from core.topics import ServiceName, Topic
+from services.local_redis import LocalRedisServer
 from services.matrix.malformed import BURST_TOPICS, malformed_entries
-from services.matrix.redis_server import LocalRedisServer
 from services.pipeline import PipelineResult, group_backlog
 from services.pipeline_control import CONSUMERS, PipelineHook, PipelineRun
 from services.runtime import ConsumingService

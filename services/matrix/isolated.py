@@ -24,9 +24,9 @@ from core.redis import DeadLetter, DeadLetters, connect_async
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from services.execution.store import PostgresStore, ResultStore, SqliteStore
+from services.local_redis import LocalRedisServer
 from services.matrix.faults import Fault, FaultHook, make_hooks
 from services.matrix.mixes import Mix
-from services.matrix.redis_server import LocalRedisServer
 from services.pipeline import PipelineResult, run_pipeline
 from services.pipeline_control import CodecFactory
 from services.ws.trades import Trade
