@@ -13,13 +13,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating $VENV" >&2
     "$PY" -m venv "$VENV"
 fi
-EXTRAS="${CDB_EXTRAS:-dev}"
-STAMP="$VENV/.cdb-installed-$EXTRAS"
+EXTRAS="${CDB_EXTRAS:-dev,bench}"   # run.sh asks for none; the test suite also runs bench --quick
+STAMP="$VENV/.cdb-installed-${EXTRAS//,/-}"
+TARGET="$ROOT"
+[ "$EXTRAS" = "none" ] || TARGET="$ROOT[$EXTRAS]"
 WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "==> installing cdb-contracts[$EXTRAS] into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$TARGET" >&2
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/bootstrap.sh
-source "$ROOT/scripts/bootstrap.sh"
+CDB_EXTRAS="${CDB_EXTRAS:-none}" source "$ROOT/scripts/bootstrap.sh"
 exec cdb run "$@"
