@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from core.codec.base import Decoded
 from core.domain.contracts import API_VERSION, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
@@ -64,10 +64,22 @@ class LenientReader:
 
     def from_json(self, raw: bytes) -> Decoded:
         """Validate a JSON document, filling ``api_version``/``timestamp`` if missing."""
+        if b'"api_version"' in raw and b'"timestamp"' in raw:
+            # Most messages already carry both: the strict contract accepts them as they are,
+            # with the same result and no copy (a miss costs one extra validation).
+            try:
+                return Decoded(self._contract.__pydantic_validator__.validate_json(raw))
+            except ValidationError:
+                pass
         return self._to_strict(self._lenient.model_validate_json(raw))
 
     def from_obj(self, obj: dict[str, Any]) -> Decoded:
         """Validate decoded values, filling ``api_version``/``timestamp`` if missing."""
+        if "api_version" in obj and "timestamp" in obj:
+            try:
+                return Decoded(self._contract.__pydantic_validator__.validate_python(obj))
+            except ValidationError:
+                pass
         return self._to_strict(self._lenient.model_validate(obj))
 
     def _to_strict(self, loose: BaseModel) -> Decoded:

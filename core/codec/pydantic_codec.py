@@ -14,6 +14,7 @@ from core.codec.fields import (
     decode_field_map,
     encode_field_map,
     field_map_bytes,
+    scan_fields,
 )
 from core.domain.contracts import API_VERSION, MarketDataV1, OrderResultV1, OrderV1, SignalV1
 from core.topics import Path, Profile, Topic
@@ -52,7 +53,7 @@ class StrictReader:
 
     def from_json(self, raw: bytes) -> Decoded:
         """Validate a JSON document against the strict contract."""
-        return Decoded(self._model.model_validate_json(raw))
+        return Decoded(self._model.__pydantic_validator__.validate_json(raw))
 
     def from_obj(self, obj: dict[str, Any]) -> Decoded:
         """Validate decoded values against the strict contract."""
@@ -87,13 +88,21 @@ class PydanticCodec:
 
     def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
         """Validate a stream field map into the topic's contract."""
-        self._errors.check_fields_size(topic, fields)
+        size, document = scan_fields(fields, self._errors.max_bytes)
+        if size > self._errors.max_bytes:
+            self._errors.check_fields_size(topic, fields)  # raises payload_too_large, nothing parsed
+        reader = self._readers[topic]
+        if document is not None:
+            try:
+                return reader.from_json(document)
+            except ValidationError:
+                pass  # decoded again field by field below, which reports exactly as it always did
         try:
             obj = decode_field_map(fields)
         except FieldDecodeError as exc:
             raise self._errors.from_fields_failure(topic, fields, exc) from None
         try:
-            return self._readers[topic].from_obj(obj)
+            return reader.from_obj(obj)
         except ValidationError as exc:
             raise self._errors.from_validation(topic, field_map_bytes(fields), exc) from None
 
@@ -106,7 +115,7 @@ class PydanticCodec:
         """The stream field map of a contract message."""
         model = self._check_type(topic, message)
         try:
-            return encode_field_map(model.model_dump(mode="json"))
+            return encode_field_map(model.__pydantic_serializer__.to_python(model, mode="json"))
         except ValueError as exc:  # only an unvalidated model (model_construct) holds NaN/inf
             raise self._errors.error(
                 topic, repr(message).encode(), [{"type": "serialization", "loc": (), "msg": str(exc)}]

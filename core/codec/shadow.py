@@ -64,11 +64,14 @@ FieldDiff = tuple[str, Any, Any]
 """One difference: (field, primary value, shadow value)."""
 
 _log = get_logger("core.codec.shadow")
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _MAX_LOGGED_VALUE = 120
 
 
 def same_value(a: Any, b: Any) -> bool:
     """True when ``a`` and ``b`` are the same under the shadow comparison rules."""
+    if type(a) is type(b) and type(a) in _PLAIN and a == b:
+        return True  # the common case, decided at once (the rules below agree: equal is same)
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
@@ -87,11 +90,15 @@ def same_value(a: Any, b: Any) -> bool:
 
 def diff_values(primary: Mapping[str, Any], shadow: Mapping[str, Any]) -> list[FieldDiff]:
     """The fields both sides have whose values differ, in the primary's field order."""
-    return [
-        (name, value, shadow[name])
-        for name, value in primary.items()
-        if name in shadow and not same_value(value, shadow[name])
-    ]
+    diffs = []
+    for name, value in primary.items():
+        if name in shadow:
+            other = shadow[name]
+            if not (type(value) is type(other) and type(value) in _PLAIN and value == other) and not (
+                same_value(value, other)
+            ):
+                diffs.append((name, value, other))
+    return diffs
 
 
 def _short(value: Any) -> str:
