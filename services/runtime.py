@@ -113,7 +113,11 @@ async def run_consuming_service(
     status_interval_s: float = 2.0,
     consumer_options: dict[str, Any] | None = None,
 ) -> StreamConsumer:
-    """Consume the service's input stream until ``stop`` is set, reporting live state meanwhile."""
+    """Consume the service's input stream until ``stop`` is set, reporting live state meanwhile.
+
+    Messages the service defers (:meth:`~core.redis.Publisher.defer`) are flushed once per
+    batch, before that batch is acknowledged.
+    """
     topic = ctx.service.consumes
     if topic is None:
         raise ValueError(f"{ctx.service.value} does not consume a stream")
@@ -122,6 +126,9 @@ async def run_consuming_service(
         "block_ms": ctx.settings.consumer_block_ms,
         "reclaim_idle_ms": ctx.settings.reclaim_idle_ms,
         "max_deliveries": ctx.settings.max_deliveries,
+        # Outputs a handler deferred go out in one round trip per batch, confirmed before the
+        # batch's inputs are acked (at-least-once; see Publisher.defer).
+        "before_ack": ctx.publisher.flush,
         **(consumer_options or {}),
     }
     consumer = StreamConsumer(

@@ -24,7 +24,11 @@ class ExecutionService:
         await self.store.migrate()
 
     async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Fill, store, publish, mark published; on redelivery finish what is missing."""
+        """Fill, store, publish, mark published; on redelivery finish what is missing.
+
+        Publishes at once, not deferred: the result is marked published with its stream id,
+        which only a confirmed publish gives (and orders are a few per cent of market data).
+        """
         order = decoded.message
         stored = await self.store.get(order.order_id)
         if stored is not None and stored.published:

@@ -23,7 +23,8 @@ class RiskService:
         """Nothing to prepare."""
 
     async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Publish the order for an approved signal; record a rejection otherwise."""
+        """Queue the order for an approved signal (published with the batch, before the batch is
+        acknowledged); record a rejection otherwise."""
         signal = decoded.message
         decision = self.engine.on_signal(signal)
         if decision.order is None:
@@ -32,7 +33,7 @@ class RiskService:
                 self._log.info("risk.rejected", signal_id=signal.signal_id, reason=decision.rejection)
             return
         order = self.ctx.codec.build(Topic.ORDERS, decision.order)
-        await self.ctx.publisher.publish(Topic.ORDERS, order)
+        self.ctx.publisher.defer(Topic.ORDERS, order)
         if not decision.duplicate:
             self.ctx.count("orders")
 

@@ -21,12 +21,13 @@ class SignalService:
         """Nothing to prepare."""
 
     async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Publish a signal when this trade fires one."""
+        """Queue a signal when this trade fires one; it is published with the batch, before the
+        batch is acknowledged (``run_consuming_service`` flushes the publisher)."""
         values = self.strategy.on_trade(decoded.message)
         if values is None:
             return
         signal = self.ctx.codec.build(Topic.SIGNALS, values)
-        await self.ctx.publisher.publish(Topic.SIGNALS, signal)
+        self.ctx.publisher.defer(Topic.SIGNALS, signal)
         self.ctx.count("signals")
 
     async def close(self) -> None:
