@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.topics import Profile, ServiceName
+from core.topics import Profile, RedisMode, ServiceName
 
 __all__ = ["BOOL_WORDS", "ServiceSettings", "read_env_file", "redact_url"]
 
@@ -79,6 +79,27 @@ class ServiceSettings(BaseSettings):
     max_deliveries: int = Field(
         default=5, gt=0, description="Deliveries of a failing entry before it goes to the dead letters."
     )
+    redis_mode: RedisMode | None = Field(
+        default=None, description="standalone, cluster or sentinel; empty: detected from the server."
+    )
+    redis_sentinels: str = Field(
+        default="", description="Sentinel addresses host:port,host:port (sentinel mode)."
+    )
+    redis_sentinel_master: str = Field(
+        default="", description="Master name the Sentinels monitor; empty: the only one they monitor."
+    )
+    topic_partitions: int = Field(
+        default=1, gt=0, le=1024, description="Partitions of every topic stream (by symbol); 1 = one stream."
+    )
+    partition_lease_ms: int = Field(
+        default=5_000, ge=100, description="Lease TTL of a partition's owner (ms); bounds a takeover."
+    )
+    redis_wait_replicas: int = Field(
+        default=0, ge=0, description="Replicas that must acknowledge each publish (WAIT); 0 = do not wait."
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1_000, gt=0, description="How long a publish waits for those replicas (ms)."
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -91,11 +112,21 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"not one of {', '.join(BOOL_WORDS)}")
         return value
 
-    @field_validator("contract_profile", mode="before")
+    @field_validator("contract_profile", "redis_mode", mode="before")
     @classmethod
     def _profile_any_case(cls, value: Any) -> Any:
         """``STRICT`` and ``Lenient`` mean what they say, like the boolean flags' any-case words."""
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        """Each comma-separated entry is ``host:port`` with a port in 1..65535."""
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            host, sep, port = entry.rpartition(":")
+            if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -157,9 +188,9 @@ class ServiceSettings(BaseSettings):
                 values[name], origins[name] = file_values[var], f"file {env_file}: {var}"
             else:
                 origins[name] = "default"
-        for name in ("redis_url", "database_url"):
+        for name in ("redis_url", "database_url", "redis_mode"):
             if values.get(name) == "":
-                values[name] = None  # an empty URL means "not configured"
+                values[name] = None  # an empty URL means "not configured"; an empty mode "detect"
         if service is not None:
             values["service"] = service
         return values, origins
@@ -171,8 +202,18 @@ def _accepted(name: str) -> tuple[list[str], str]:
         return list(BOOL_WORDS), "a boolean flag"
     if field.annotation is Profile:
         return [p.value for p in Profile], "the contract profile"
+    if name == "redis_mode":
+        return [m.value for m in RedisMode], "empty: detected from the server at REDIS_URL"
+    if name == "redis_sentinels":
+        return ["host:port,host:port"], "the Sentinels' addresses"
     if field.annotation is int:
-        return ["a positive integer"], ""
+        bounds = [
+            f"{op} {getattr(m, attr)}"
+            for m in field.metadata
+            for attr, op in (("gt", ">"), ("ge", ">="), ("le", "<="))
+            if hasattr(m, attr)
+        ]
+        return [f"an integer {' and '.join(bounds)}" if bounds else "an integer"], ""
     return ["a string"], ""
 
 

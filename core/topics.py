@@ -2,14 +2,21 @@
 
 No module outside this one builds a Redis key name: a hash tag, a partition
 suffix or an isolation prefix is added here alone.
+
+Partitions (``TOPIC_PARTITIONS=N``, docs/scaling.md): a message of symbol ``s`` goes
+to partition :func:`partition_of` ``(s, N)`` = ``zlib.crc32(s.encode("utf-8")) % N``,
+the same in every process, host and Python version (unlike ``hash()``, which is
+salted per process). Partition ``p`` of a topic is the stream ``<topic>_stream:p<p>``;
+with ``N = 1`` the names are exactly the single-server ones (``<topic>_stream``).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KeySpace", "Path", "Profile", "ServiceName", "Topic"]
+__all__ = ["KeySpace", "Path", "Profile", "RedisMode", "ServiceName", "Topic", "partition_of"]
 
 
 class Topic(StrEnum):
@@ -33,6 +40,25 @@ class Profile(StrEnum):
 
     LENIENT = "lenient"
     STRICT = "strict"
+
+
+class RedisMode(StrEnum):
+    """Which Redis deployment the pipeline talks to (``REDIS_MODE``)."""
+
+    STANDALONE = "standalone"
+    CLUSTER = "cluster"
+    SENTINEL = "sentinel"
+
+
+def partition_of(symbol: str, partitions: int) -> int:
+    """The partition of ``symbol`` among ``partitions``: CRC-32 of its UTF-8 bytes, modulo.
+
+    Stable by construction (no per-process salt), so every producer of every version
+    sends a symbol to the same partition and per-symbol order holds.
+    """
+    if partitions <= 1:
+        return 0
+    return zlib.crc32(symbol.encode("utf-8")) % partitions
 
 
 class ServiceName(StrEnum):
@@ -80,17 +106,45 @@ class KeySpace:
 
     With the empty prefix the names are the ones the legacy pipeline used:
     ``market_data`` (channel), ``market_data_stream``, ``market_data_dlq``.
+    ``partitions`` > 1 splits every topic stream into ``<topic>_stream:p<p>``;
+    the channel and the dead-letter stream stay one key per topic.
     """
 
     prefix: str = ""
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, not {self.partitions}")
+
+    def partition(self, symbol: str) -> int:
+        """The partition ``symbol`` belongs to (:func:`partition_of`)."""
+        return partition_of(symbol, self.partitions)
+
+    def with_partitions(self, partitions: int) -> KeySpace:
+        """The same key space split into ``partitions`` partitions."""
+        return KeySpace(self.prefix, partitions)
 
     def channel(self, topic: Topic) -> str:
         """The Pub/Sub channel of ``topic``."""
         return f"{self.prefix}{topic.value}"
 
-    def stream(self, topic: Topic) -> str:
-        """The Redis Stream that carries ``topic`` durably."""
-        return f"{self.prefix}{topic.value}_stream"
+    def stream(self, topic: Topic, partition: int = 0) -> str:
+        """The Redis Stream that carries ``topic`` (partition ``partition``) durably."""
+        base = f"{self.prefix}{topic.value}_stream"
+        if self.partitions == 1:
+            return base
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} is not in 0..{self.partitions - 1}")
+        return f"{base}:p{partition}"
+
+    def streams(self, topic: Topic) -> list[str]:
+        """Every partition stream of ``topic``, partition 0 first."""
+        return [self.stream(topic, p) for p in range(self.partitions)]
+
+    def stream_pattern(self, topic: Topic) -> str:
+        """A key pattern (ACL, SCAN) matching every partition stream of ``topic``, whatever the count."""
+        return f"{self.prefix}{topic.value}_stream*"
 
     def dlq(self, topic: Topic) -> str:
         """The dead-letter stream for messages of ``topic`` that could not be handled."""
@@ -107,6 +161,22 @@ class KeySpace:
     def status(self, service: ServiceName, instance: str) -> str:
         """The key where a running instance reports its live state."""
         return f"{self.prefix}cdb:status:{service.value}:{instance}"
+
+    def lease(self, service: ServiceName, partition: int) -> str:
+        """The lease naming the instance of ``service`` that owns ``partition`` now (SET NX PX)."""
+        return f"{self.prefix}cdb:lease:{service.value}:p{partition}"
+
+    def lease_pattern(self, service: ServiceName) -> str:
+        """A key pattern (ACL, SCAN) matching every partition lease of ``service``."""
+        return f"{self.prefix}cdb:lease:{service.value}:*"
+
+    def members(self, service: ServiceName) -> str:
+        """A sorted set of the live instances of ``service`` (score: when each one expires)."""
+        return f"{self.prefix}cdb:members:{service.value}"
+
+    def topology(self) -> str:
+        """The pipeline's partition count, written by the first instance that starts."""
+        return f"{self.prefix}cdb:topology"
 
     def status_pattern(self) -> str:
         """A SCAN pattern that matches every live-state key of this key space."""
