@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
+from core.cli import acl, bench, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
 
 app = typer.Typer(
     name="cdb",
@@ -24,6 +24,10 @@ app.command("health")(health.health)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
 app.command("matrix")(matrix.matrix)
+app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)(bench.bench)
 
 
 def main() -> None:
