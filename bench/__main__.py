@@ -1,0 +1,111 @@
+"""``python -m bench`` (or ``cdb bench``): the whole benchmark in one run, written to BENCHMARKS.md/.json.
+
+Sections: codec cost per message, publish and consume throughput against the peers
+(FastStream, bare redis-py), the pipeline end to end (capacity, latency, memory) per
+setting. Real Redis (``CDB_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/13``) under a
+key prefix of its own that is deleted afterwards; PostgreSQL (``CDB_BENCH_PG_URL``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``) for a database of its own, dropped
+afterwards. ``--quick`` is a smoke run with tiny sizes (its figures mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("CDB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+PG_URL = os.environ.get("CDB_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECTIONS = ("codec", "throughput", "e2e")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one end-to-end setting")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per codec/throughput figure (default 5)")
+    p.add_argument("--n", type=int, default=20_000, help="messages per throughput round (default 20,000)")
+    p.add_argument("--codec-n", type=int, default=5_000, help="messages per topic per codec round")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds per end-to-end phase (default 30)")
+    p.add_argument("--rate", type=float, default=20_000.0, help="offered market_data/s in the latency phase")
+    p.add_argument("--settings", default="all-legacy,all-pydantic,mixed", help="end-to-end settings to run")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
+    p.add_argument("--out", type=Path, default=ROOT, help="directory for BENCHMARKS.md/.json/.png")
+    p.add_argument("--keep-logs", type=Path, default=None, help="copy the services' logs here")
+    return p
+
+
+def _quick(args: argparse.Namespace) -> None:
+    args.rounds, args.n, args.codec_n = 2, 400, 100
+    args.seconds, args.rate = 2.0, 1_000.0
+    if args.settings == _parser().get_default("settings"):
+        args.settings = "all-pydantic"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
+    from bench.chart import draw_throughput
+    from bench.codec_cost import measure_codecs
+    from bench.e2e import SETTINGS, run_e2e
+    from bench.machine import describe_machine, load_average
+    from bench.report import Run, to_json, to_markdown
+    from bench.targets import evaluate
+    from bench.throughput import measure_throughput
+    from core.logging import configure_logging
+
+    configure_logging("WARNING")
+    only = {s.strip() for s in args.only.split(",")}
+    command = "python -m bench" + (" --quick" if args.quick else "")
+    result = Run(command=command, machine=describe_machine(REDIS_URL, PG_URL), rounds=args.rounds, n=args.n)
+    if "codec" in only:
+        _say("codec cost")
+        result.costs = measure_codecs(args.codec_n, args.rounds)
+    if "throughput" in only:
+        _say("publish / consume throughput")
+        result.rates = await measure_throughput(REDIS_URL, args.n, args.rounds)
+    if "e2e" in only:
+        wanted = [s.strip() for s in args.settings.split(",")]
+        chosen = [s for s in SETTINGS if s.name in wanted]
+        _say(f"end to end: {', '.join(s.name for s in chosen)}")
+        result.e2e = await run_e2e(
+            REDIS_URL, PG_URL, chosen, seconds=args.seconds, rate=args.rate, keep_logs=args.keep_logs
+        )
+    result.load_end = load_average()
+    result.targets = evaluate(result.costs, result.rates, result.e2e)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if result.rates:
+        draw_throughput(result.rates, args.out / "BENCHMARKS.png")
+        result.chart = "BENCHMARKS.png"
+    document = to_json(result, args.seconds)
+    (args.out / "BENCHMARKS.md").write_text(to_markdown(result, args.seconds), encoding="utf-8")
+    (args.out / "BENCHMARKS.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return document
+
+
+def _say(what: str) -> None:
+    print(f"bench: {what} ...", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run, print the target verdicts; exit status 0 (figures are not a test)."""
+    args = _parser().parse_args(argv)
+    if args.quick:
+        _quick(args)
+    document = asyncio.run(run(args))
+    for t in document["targets"]:
+        print(f"{'met   ' if t['met'] else 'MISSED'} {t['name']}: {t['measured']} (wanted {t['wanted']})")
+    print(
+        f"wrote {args.out / 'BENCHMARKS.md'}, BENCHMARKS.json"
+        + (", BENCHMARKS.png" if "throughput" in args.only else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""End to end: all four services on real Redis and PostgreSQL, one process per consumer.
+
+signal, risk and execution each run as their own process (``cdb service NAME``, exactly as a
+container runs them: flags from the environment, execution storing in its own PostgreSQL
+database); ws is the benchmark process itself (a ``WsService`` on the same code path as
+``cdb service ws``, fed by :class:`bench.e2e_load.Feed`). Per setting, two phases:
+
+1. **capacity**: ws publishes as fast as signal keeps up (at most ``LAG_CAP`` entries
+   ahead), for ``seconds``; the figure is market_data entries signal finished per second
+   (per-second samples: median and spread), with the downstream backlog at the end.
+2. **latency**: ws publishes at a fixed offered ``rate`` (open loop, every 2 ms) for
+   ``seconds``; then the pipeline drains and market_data -> order_result (and -> signal)
+   latencies of every trade built after the first 2 s are read back from the streams.
+
+Peak RSS (VmHWM) of each service process is read at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+
+from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.stats import Figure, percentile
+from core.redis import connect_async
+from core.settings import ServiceSettings
+from core.topics import KeySpace, Path, ServiceName, Topic
+from services.runtime import ServiceContext
+from services.ws.service import WsService
+
+__all__ = ["SETTINGS", "E2eResult", "Setting", "run_e2e"]
+
+LAG_CAP = 20_000
+WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
+TICK_S = 0.002
+BURST = 1_000
+STREAM_MAXLEN = 300_000
+CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
+_CDB = FsPath(__file__).resolve().parents[1] / ".venv" / "bin" / "cdb"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Which path each service runs on (Pydantic services use the lenient profile)."""
+
+    name: str
+    paths: dict[ServiceName, Path]
+
+    def describe(self) -> str:
+        """``ws=legacy signal=pydantic ...``."""
+        return " ".join(f"{s.value}={p.value}" for s, p in self.paths.items())
+
+
+SETTINGS = [
+    Setting("all-legacy", dict.fromkeys(ServiceName, Path.LEGACY)),
+    Setting("all-pydantic", dict.fromkeys(ServiceName, Path.PYDANTIC)),
+    Setting(
+        "mixed",
+        {
+            ServiceName.WS: Path.LEGACY,
+            ServiceName.SIGNAL: Path.PYDANTIC,
+            ServiceName.RISK: Path.LEGACY,
+            ServiceName.EXECUTION: Path.PYDANTIC,
+        },
+    ),
+]
+
+
+@dataclass
+class E2eResult:
+    """What one setting achieved."""
+
+    setting: Setting
+    rate: float = 0.0
+    capacity: Figure = field(default_factory=Figure)
+    capacity_avg: float = 0.0
+    capacity_backlog: dict[str, int] = field(default_factory=dict)
+    offered: float = 0.0
+    consumed: Figure = field(default_factory=Figure)
+    consumed_avg: float = 0.0
+    latency_results: list[int] = field(default_factory=list)
+    latency_signals: list[int] = field(default_factory=list)
+    drained: bool = False
+    max_ahead_ms: int = 0
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def latency(self, which: str = "results") -> dict[str, float]:
+        """p50/p95/p99/max in ms."""
+        values = sorted(self.latency_results if which == "results" else self.latency_signals)
+        return {f"p{q}": percentile(values, q) for q in (50, 95, 99)} | {
+            "max": float(values[-1]) if values else float("nan"),
+            "samples": float(len(values)),
+        }
+
+
+def _env(setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    return env | {
+        "REDIS_URL": url,
+        "KEY_PREFIX": keys.prefix,
+        "USE_PYDANTIC_CONTRACTS": "true" if setting.paths[service] is Path.PYDANTIC else "false",
+        "CONTRACT_PROFILE": "lenient",
+        "INSTANCE": f"bench-{service.value}",
+        "STREAM_MAXLEN": str(STREAM_MAXLEN),
+        "DATABASE_URL": db_url,
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in FsPath(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class _Database:
+    """A PostgreSQL database of the benchmark's own, dropped afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"cdb_bench_{uuid.uuid4().hex[:10]}"
+        self.url = f"{admin_url.rsplit('/', 1)[0]}/{self.name}"
+
+    def __enter__(self) -> _Database:
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+async def _clean(client: aioredis.Redis, keys: KeySpace) -> None:
+    found = [k async for k in client.scan_iter(match=keys.all_keys_pattern(), count=1_000)]
+    for i in range(0, len(found), 500):
+        await client.unlink(*found[i : i + 500])
+
+
+def _warmup(seconds: float) -> float:
+    return min(WARMUP_S, seconds / 5)
+
+
+def _step(seconds: float) -> float:
+    return min(1.0, seconds / 10)
+
+
+async def _capacity(feed: Feed, progress: GroupProgress, seconds: float, result: E2eResult) -> None:
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        done = await progress.sample()
+        if feed.sent - done >= LAG_CAP:
+            await asyncio.sleep(0.005)
+            continue
+        await feed.publish(500)
+    await progress.sample()
+    result.capacity = Figure(progress.rates(start + _warmup(seconds), end + 1, _step(seconds)))
+    result.capacity_avg = progress.rate(start + _warmup(seconds), end + 1)
+
+
+async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await progress.sample()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def _latency_phase(
+    feed: Feed, progress: GroupProgress, rate: float, seconds: float, result: E2eResult
+) -> tuple[int, int]:
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_sampler(progress, stop))
+    start = time.monotonic()
+    first_ms = time.time_ns() // 1_000_000 + int(_warmup(seconds) * 1000)
+    sent_before = feed.sent
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(rate * elapsed) - (feed.sent - sent_before)
+        while due > 0:  # in batches of at most BURST, each stamped when built
+            await feed.publish(min(due, BURST))
+            due -= BURST
+        await asyncio.sleep(TICK_S)
+    last_ms = time.time_ns() // 1_000_000
+    stop.set()
+    await sampler
+    elapsed = time.monotonic() - start
+    result.offered = (feed.sent - sent_before) / elapsed
+    window = (start + _warmup(seconds), start + elapsed + 0.2)
+    result.consumed = Figure(progress.rates(*window, _step(seconds)))
+    result.consumed_avg = progress.rate(*window)
+    return first_ms, last_ms
+
+
+async def _one(
+    setting: Setting, url: str, admin_url: str, *, seconds: float, rate: float, work: FsPath
+) -> E2eResult:
+    result = E2eResult(setting, rate=rate)
+    keys = KeySpace(f"cdbbench:e2e:{uuid.uuid4().hex[:8]}:")
+    client = connect_async(url)
+    procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
+    try:
+        with _Database(admin_url) as db:
+            for service in CONSUMERS:
+                log = (work / f"{setting.name}-{service.value}.log").open("wb")
+                procs[service] = subprocess.Popen(
+                    [str(_CDB), "service", service.value],
+                    env=_env(setting, service, url, keys, db.url),
+                    cwd=work,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            progress = [GroupProgress(client, keys, s) for s in CONSUMERS]
+            await _wait_groups(client, keys, procs)
+            ws_settings = ServiceSettings.load(
+                ServiceName.WS,
+                environ={},
+                overrides={
+                    "key_prefix": keys.prefix,
+                    "use_pydantic_contracts": setting.paths[ServiceName.WS] is Path.PYDANTIC,
+                    "stream_maxlen": STREAM_MAXLEN,
+                    "instance": "bench-ws",
+                },
+            )
+            feed = Feed(
+                WsService(ServiceContext.create(ServiceName.WS, ws_settings, client), batch_size=5_000)
+            )
+            await _capacity(feed, progress[0], seconds, result)
+            result.capacity_backlog = {p.service.value: await backlog(p) for p in progress}
+            await wait_idle(progress, feed.sent, timeout_s=120)
+            feed.max_ahead_ms = 0
+            first_ms, last_ms = await _latency_phase(feed, progress[0], rate, seconds, result)
+            result.drained = await wait_idle(progress, feed.sent, timeout_s=120)
+            result.max_ahead_ms = feed.max_ahead_ms
+            result.latency_results = await read_latencies(
+                client, keys, Topic.ORDER_RESULTS, first_ms, last_ms
+            )
+            result.latency_signals = await read_latencies(client, keys, Topic.SIGNALS, first_ms, last_ms)
+            result.rss_mb = {s.value: _rss_mb(p.pid) for s, p in procs.items()}
+            result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}
+            result.counts |= {f"{t.value}_dlq": int(await client.xlen(keys.dlq(t))) for t in Topic}
+            result.counts["market_data_sent"] = feed.sent
+            _stop(procs)
+    finally:
+        _stop(procs)
+        await _clean(client, keys)
+        await client.aclose()
+    return result
+
+
+async def _wait_groups(client: aioredis.Redis, keys: KeySpace, procs: dict[ServiceName, Any]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for service, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{service.value} exited with {proc.returncode} at start")
+        ready = 0
+        for service in CONSUMERS:
+            topic = service.consumes
+            assert topic is not None
+            with contextlib.suppress(aioredis.ResponseError):
+                groups: list[dict[str, Any]] = await client.xinfo_groups(keys.stream(topic))
+                ready += any(g["name"] in (keys.group(service), keys.group(service).encode()) for g in groups)
+        if ready == len(CONSUMERS):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the services did not create their consumer groups within 60 s")
+
+
+def _stop(procs: dict[ServiceName, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run_e2e(
+    url: str,
+    admin_url: str,
+    settings: list[Setting],
+    *,
+    seconds: float,
+    rate: float,
+    keep_logs: FsPath | None = None,
+) -> list[E2eResult]:
+    """Run every setting in turn (capacity, then latency at ``rate``); service logs go to a
+    temporary directory (copied to ``keep_logs`` if given)."""
+    work = FsPath(tempfile.mkdtemp(prefix="cdb-bench-"))
+    try:
+        return [await _one(s, url, admin_url, seconds=seconds, rate=rate, work=work) for s in settings]
+    finally:
+        if keep_logs is not None:
+            shutil.copytree(work, keep_logs, dirs_exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)

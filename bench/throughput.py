@@ -1,0 +1,178 @@
+"""Publish and consume throughput on the real Redis: the project's forms and the peers'.
+
+Every row moves market_data messages built by the Pydantic codec (FastStream rows: the same
+``MarketDataV1`` models, serialised by FastStream). Per-message (one round trip each) rows
+publish ``n/10`` messages, the rest ``n``. Each round uses a fresh key prefix and deletes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+
+from bench import peers
+from bench.messages import built
+from bench.stats import Figure
+from bench.transport import (
+    _NullCodec,
+    bench_consume,
+    bench_naive,
+    bench_publish,
+    bench_publish_many,
+    bench_publish_message,
+)
+from core.codec import Codec, build_codec
+from core.redis import Publisher, connect_async, connect_sync
+from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+
+__all__ = ["CONSUME", "PUBLISH", "Row", "measure_throughput"]
+
+TOPIC = Topic.MARKET_DATA
+
+
+@dataclass(frozen=True)
+class Row:
+    """One throughput row: its label, who it is, and how it is configured."""
+
+    key: str
+    label: str
+    kind: str  # "project", "peer" or "reference"
+    config: str
+
+
+PUBLISH = [
+    Row(
+        "naive",
+        "naive loop: publish + xadd per message (the seed's)",
+        "reference",
+        "blocking redis-py, 2 round trips per message",
+    ),
+    Row(
+        "publish_message",
+        "publish_message",
+        "project",
+        "blocking, PUBLISH + XADD in 1 round trip per message",
+    ),
+    Row("publish", "Publisher.publish", "project", "asyncio, 1 round trip per message"),
+    Row(
+        "publish_many",
+        "Publisher.publish_many",
+        "project",
+        "asyncio, PUBLISH + XADD packed by hand, 1,000 per round trip, next chunk packed while Redis works",
+    ),
+    Row(
+        "redis_py_pipeline",
+        "redis-py pipeline (PUBLISH + XADD)",
+        "peer",
+        "redis.asyncio pipeline(transaction=False), 1,000 messages per execute, same codec output",
+    ),
+    Row(
+        "faststream_one",
+        "FastStream publish(stream=) one by one",
+        "peer",
+        "RedisBroker(logger=None), XADD only (no Pub/Sub copy), 1 round trip per message",
+    ),
+    Row(
+        "faststream_pipeline",
+        "FastStream publish(stream=, pipeline=pipe)",
+        "peer",
+        "RedisBroker(logger=None), XADD only, pipeline(transaction=False), 1,000 per execute",
+    ),
+]
+CONSUME = [
+    Row(
+        "consume_legacy",
+        "StreamConsumer, legacy",
+        "project",
+        "XREADGROUP COUNT 500, from_fields, XACK per batch",
+    ),
+    Row("consume_lenient", "StreamConsumer, pydantic lenient", "project", "as above"),
+    Row("consume_strict", "StreamConsumer, pydantic strict", "project", "as above"),
+    Row(
+        "consume_noop",
+        "StreamConsumer, no-op codec (transport only)",
+        "reference",
+        "as above, decodes nothing",
+    ),
+    Row(
+        "bare_strict",
+        "bare redis-py loop, pydantic strict",
+        "peer",
+        "XREADGROUP COUNT 500 + codec.from_fields + XACK per batch, no ledger/metrics/dead letters",
+    ),
+    Row(
+        "faststream_batch",
+        "FastStream StreamSub batch subscriber",
+        "peer",
+        "batch=True, max_records=500, group, handler list[MarketDataV1], RedisBroker(logger=None)",
+    ),
+]
+
+
+def _clean(client: redis.Redis, keys: KeySpace) -> None:
+    found = list(client.scan_iter(match=keys.all_keys_pattern(), count=1_000))
+    if found:
+        client.unlink(*found)
+
+
+async def _fill(client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace) -> None:
+    await Publisher(client, codec, keys=keys, service=ServiceName.WS).publish_many(
+        TOPIC, built(codec, TOPIC, n)
+    )
+
+
+async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]:
+    """Messages per second of every row (``rounds`` samples each)."""
+    sync, client = connect_sync(url), connect_async(url)
+    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    small, full = built(codec, TOPIC, max(200, n // 10)), built(codec, TOPIC, n)
+    consumers = {
+        "consume_legacy": build_codec(Path.LEGACY),
+        "consume_lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
+        "consume_strict": codec,
+        "consume_noop": _NullCodec(),
+    }
+    out: dict[str, Figure] = {}
+
+    async def run(key: str, fn: Callable[[KeySpace], Awaitable[float] | float]) -> None:
+        keys = KeySpace(f"cdbbench:{uuid.uuid4().hex[:8]}:")
+        try:
+            result = fn(keys)
+            rate = await result if not isinstance(result, float) else result
+            out.setdefault(key, Figure()).add(rate)
+        finally:
+            _clean(sync, keys)
+
+    async def consume(keys: KeySpace, consumer: Codec) -> float:
+        return await bench_consume(client, consumer, n, keys)  # fills the stream itself
+
+    async def bare(keys: KeySpace) -> float:
+        await _fill(client, codec, n, keys)
+        return await peers.bare_consume(client, codec, n, keys)
+
+    try:
+        for _ in range(rounds):
+            await run("naive", lambda k: bench_naive(sync, codec, small, k))
+            await run("publish_message", lambda k: bench_publish_message(sync, codec, small, k))
+            await run("publish", lambda k: bench_publish(client, codec, small, k))
+            await run("publish_many", lambda k: bench_publish_many(client, codec, full, k))
+            await run("redis_py_pipeline", lambda k: peers.bare_publish_pipeline(client, codec, full, k))
+            await run(
+                "faststream_one", lambda k: peers.faststream_publish_one_by_one(url, small, k.stream(TOPIC))
+            )
+            await run(
+                "faststream_pipeline",
+                lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC)),
+            )
+            for key, consumer in consumers.items():
+                await run(key, lambda k, c=consumer: consume(k, c))  # type: ignore[misc]
+            await run("bare_strict", bare)
+            await run("faststream_batch", lambda k: peers.faststream_consume(url, full, k.stream(TOPIC)))
+    finally:
+        sync.close()
+        await client.aclose()
+    return out

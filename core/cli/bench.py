@@ -1,0 +1,27 @@
+"""``cdb bench``: the benchmark suite (``python -m bench``) from the command line.
+
+The ``bench`` package is a development tool that lives beside ``core`` in a source
+checkout (it is not installed); every option is passed through, see ``cdb bench --help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path as FsPath
+
+import typer
+
+CHECKOUT = FsPath(__file__).resolve().parents[2]
+
+
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks (codec, publish/consume vs FastStream and redis-py, end to end) and
+    write BENCHMARKS.md/.json/.png; options as ``python -m bench --help`` (e.g. ``--quick``)."""
+    if not (CHECKOUT / "bench" / "__main__.py").exists():
+        typer.echo("cdb bench runs from a source checkout: bench/ is not installed", err=True)
+        raise typer.Exit(2)
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    runner = importlib.import_module("bench.__main__")
+    raise typer.Exit(runner.main(list(ctx.args)))

@@ -1,0 +1,44 @@
+"""The benchmark suite runs end to end (``--quick``: tiny sizes; no figure is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("## Targets", "## 1. Codec", "## 2. Publish", "## 3. Consume", "## 4. End to end", "## 5. Memory")
+
+
+@pytest.mark.integration
+def test_bench_quick__writes_markdown_json_and_chart_for_every_section(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    markdown = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert all(section in markdown for section in SECTIONS)
+    assert "](BENCHMARKS.png)" in markdown
+    figures = json.loads((tmp_path / "BENCHMARKS.json").read_text(encoding="utf-8"))
+    assert {"codec_us_per_message", "throughput_messages_per_s", "end_to_end", "targets"} <= set(figures)
+    rows = {row["key"] for row in figures["throughput_messages_per_s"]}
+    assert {"publish_many", "faststream_pipeline", "faststream_batch", "bare_strict"} <= rows
+    assert figures["end_to_end"][0]["counts"]["market_data_sent"] > 0
+    assert (tmp_path / "BENCHMARKS.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_cdb_bench__passes_its_options_to_the_benchmark() -> None:
+    result = CliRunner().invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0
+    assert "--quick" in result.output
