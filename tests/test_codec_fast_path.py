@@ -26,7 +26,7 @@ from core.domain.contracts import MarketDataV1
 from core.errors import ContractError
 from core.topics import Path, Profile, Topic
 from core.utils.clock import frozen
-from tests.strategies import contract_values, json_values, legacy_values
+from tests.strategies import contract_messages, contract_values, json_values, legacy_values
 
 CODECS: dict[str, Codec] = {
     "legacy": build_codec(Path.LEGACY),
@@ -216,3 +216,18 @@ def test_encode_field_map__writes_what_the_json_encoder_writes(values: dict[str,
 def test_encode_field_map__refuses_non_finite_floats_anywhere(value: Any) -> None:
     with pytest.raises(ValueError, match="JSON"):
         encode_field_map({"price": value})
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), topic=st.sampled_from(TOPICS))
+def test_pydantic_to_fields__writes_what_encoding_model_dump_writes(
+    data: st.DataObject, topic: Topic
+) -> None:
+    """The contracts are encoded from their attributes: the same text as from model_dump(mode="json")."""
+    built = data.draw(contract_messages(topic))
+    with frozen(NOW_MS):  # and one made by the lenient profile (model_construct, defaults filled)
+        filled = CODECS["lenient"].decode(topic, json.dumps(data.draw(legacy_values(topic))).encode()).message
+    for message in (built, filled):
+        expected = list(encode_field_map(message.model_dump(mode="json")).items())
+        for name in ("lenient", "strict"):
+            assert list(CODECS[name].to_fields(topic, message).items()) == expected  # same order too

@@ -75,6 +75,8 @@ def encode_field_map(values: Mapping[str, Any]) -> FieldMap:
                 out[name] = _float_repr(value)
             elif kind is int:
                 out[name] = _int_repr(value)
+            elif isinstance(value, str):  # a StrEnum: JSONEncoder writes its text the same way
+                out[name] = encode_basestring(value)
             else:
                 out[name] = _encode_scalar(value)
     except TypeError as exc:

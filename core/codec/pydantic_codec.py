@@ -31,6 +31,16 @@ CONTRACTS: dict[Topic, type[BaseModel]] = {
 """The v1.0 contract of every topic."""
 
 
+def _serialises_plainly(model: type[BaseModel]) -> bool:
+    decorators = model.__pydantic_decorators__
+    return not (
+        decorators.field_serializers or decorators.model_serializers or model.__pydantic_computed_fields__
+    )
+
+
+_PLAIN_CONTRACTS = frozenset(m for m in CONTRACTS.values() if _serialises_plainly(m))
+
+
 class ContractReader(Protocol):
     """Validates input into a strict contract; raises ``pydantic.ValidationError``."""
 
@@ -114,8 +124,12 @@ class PydanticCodec:
     def to_fields(self, topic: Topic, message: Message) -> FieldMap:
         """The stream field map of a contract message."""
         model = self._check_type(topic, message)
+        # A contract whose fields all serialise as themselves: its attributes are what
+        # model_dump(mode="json") gives (enums are StrEnums, written as their value).
+        plain = type(model) in _PLAIN_CONTRACTS
+        values = model.__dict__ if plain else model.__pydantic_serializer__.to_python(model, mode="json")
         try:
-            return encode_field_map(model.__pydantic_serializer__.to_python(model, mode="json"))
+            return encode_field_map(values)
         except ValueError as exc:  # only an unvalidated model (model_construct) holds NaN/inf
             raise self._errors.error(
                 topic, repr(message).encode(), [{"type": "serialization", "loc": (), "msg": str(exc)}]
