@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -49,7 +50,9 @@ TICK_S = 0.002
 BURST = 1_000
 STREAM_MAXLEN = 300_000
 CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
-_CDB = FsPath(__file__).resolve().parents[1] / ".venv" / "bin" / "cdb"
+CHECKOUT = FsPath(__file__).resolve().parents[1]
+# ``cdb service NAME``, run from this checkout's code (PYTHONPATH) whatever the venv has installed.
+_CDB = [sys.executable, "-c", "from core.cli.main import main; main()"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class E2eResult:
 def _env(setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     return env | {
+        "PYTHONPATH": str(CHECKOUT),
         "REDIS_URL": url,
         "KEY_PREFIX": keys.prefix,
         "USE_PYDANTIC_CONTRACTS": "true" if setting.paths[service] is Path.PYDANTIC else "false",
@@ -220,7 +224,7 @@ async def _one(
             for service in CONSUMERS:
                 log = (work / f"{setting.name}-{service.value}.log").open("wb")
                 procs[service] = subprocess.Popen(
-                    [str(_CDB), "service", service.value],
+                    [*_CDB, "service", service.value],
                     env=_env(setting, service, url, keys, db.url),
                     cwd=work,
                     stdout=subprocess.DEVNULL,
