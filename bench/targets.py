@@ -72,9 +72,9 @@ def _throughput_targets(rates: dict[str, Figure]) -> list[Target]:
         ours = rates[key].median
         out.append(
             _ratio(
-                f"consumer ({label}) vs bare redis-py loop",
+                f"consumer ({label}) vs bare redis-py loop ({label})",
                 ">= 0.8x",
-                ours / rates["bare_strict"].median,
+                ours / rates[f"bare_{label}"].median,
                 0.8,
                 at_most=False,
             )

@@ -99,6 +99,18 @@ CONSUME = [
         "as above, decodes nothing",
     ),
     Row(
+        "bare_legacy",
+        "bare redis-py loop, legacy",
+        "peer",
+        "XREADGROUP COUNT 500 + codec.from_fields + XACK per batch, no ledger/metrics/dead letters",
+    ),
+    Row(
+        "bare_lenient",
+        "bare redis-py loop, pydantic lenient",
+        "peer",
+        "as above",
+    ),
+    Row(
         "bare_strict",
         "bare redis-py loop, pydantic strict",
         "peer",
@@ -150,9 +162,9 @@ async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]
     async def consume(keys: KeySpace, consumer: Codec) -> float:
         return await bench_consume(client, consumer, n, keys)  # fills the stream itself
 
-    async def bare(keys: KeySpace) -> float:
+    async def bare(keys: KeySpace, consumer: Codec) -> float:
         await _fill(client, codec, n, keys)
-        return await peers.bare_consume(client, codec, n, keys)
+        return await peers.bare_consume(client, consumer, n, keys)
 
     try:
         for _ in range(rounds):
@@ -170,7 +182,8 @@ async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]
             )
             for key, consumer in consumers.items():
                 await run(key, lambda k, c=consumer: consume(k, c))  # type: ignore[misc]
-            await run("bare_strict", bare)
+            for key in ("legacy", "lenient", "strict"):
+                await run(f"bare_{key}", lambda k, c=consumers[f"consume_{key}"]: bare(k, c))  # type: ignore[misc]
             await run("faststream_batch", lambda k: peers.faststream_consume(url, full, k.stream(TOPIC)))
     finally:
         sync.close()
