@@ -7,7 +7,9 @@ Every error the project raises on purpose derives from :class:`CdbError`:
   so a service loop has one error branch for bad input.
 - :class:`ConfigError`: a setting that is not one of its accepted values. It names
   the variable, so an operator knows which line of which env file to fix.
-- :class:`TransportError`: Redis/PostgreSQL could not be reached after retries.
+- :class:`TransportError`: Redis/PostgreSQL could not be reached after retries;
+  :class:`NotReplicatedError`, one of them, says which published messages the
+  replicas did not acknowledge in time (``REDIS_WAIT_REPLICAS``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CdbError", "ConfigError", "ContractError", "ErrorDetail", "TransportError"]
+__all__ = ["CdbError", "ConfigError", "ContractError", "ErrorDetail", "NotReplicatedError", "TransportError"]
 
 ErrorDetail = dict[str, Any]
 """One structured error, shaped like an entry of ``pydantic.ValidationError.errors()``:
@@ -44,6 +46,27 @@ class ConfigError(CdbError):
 
 class TransportError(CdbError):
     """Redis or PostgreSQL stayed unreachable after the bounded retries."""
+
+
+class NotReplicatedError(TransportError):
+    """Messages reached the primary but not ``wanted`` replicas within the wait timeout.
+
+    Redis replicates asynchronously: such a message is in the primary's stream now but
+    would vanish if the primary died before replicating it. ``unacknowledged`` are the
+    positions (in the sequence given to the publisher) of every message not confirmed;
+    re-send exactly those (a duplicate is possible, never a loss). ``acknowledged`` is
+    how many replicas confirmed the chunk that fell short.
+    """
+
+    def __init__(self, topic: str, unacknowledged: Sequence[int], wanted: int, acknowledged: int) -> None:
+        self.topic = topic
+        self.unacknowledged = list(unacknowledged)
+        self.wanted = wanted
+        self.acknowledged = acknowledged
+        super().__init__(
+            f"{len(self.unacknowledged)} {topic} message(s) not acknowledged by {wanted} replica(s) "
+            f"(only {acknowledged} did in time)"
+        )
 
 
 class ContractError(CdbError):

@@ -13,12 +13,13 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
+
+if TYPE_CHECKING:  # importing core.redis here would import the codec, which imports migration -> here
+    from core.redis.modes import AsyncClient
 
 __all__ = ["STALE_TTL_INTERVALS", "LiveState", "StatusReporter", "read_live_states"]
 
@@ -38,6 +39,8 @@ class LiveState:
     version: str
     started_ms: int
     partitions: int = 1
+    owned: list[int] = field(default_factory=list)
+    """The partitions this instance owns now (its leases); all of them with one partition."""
     reported_ms: int = 0
     interval_s: float = 2.0
     counts: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +74,7 @@ class StatusReporter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         keys: KeySpace,
         state: Callable[[], LiveState],
         *,
@@ -107,8 +110,12 @@ class StatusReporter:
         await self._redis.delete(self._keys.status(ServiceName(state.service), state.instance))
 
 
-async def read_live_states(redis: aioredis.Redis, keys: KeySpace) -> list[LiveState]:
-    """Every live instance of this key space, ordered by pipeline position then instance."""
+async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState]:
+    """Every live instance of this key space, ordered by pipeline position then instance.
+
+    On a cluster, ``scan_iter`` walks every primary (redis-py's cluster SCAN) and the GETs
+    go in a non-transactional pipeline that redis-py splits by node.
+    """
     names = [k async for k in redis.scan_iter(match=keys.status_pattern(), count=500)]
     if not names:
         return []

@@ -29,7 +29,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from core.codec import Codec, Decoded
 from core.errors import ContractError, TransportError
@@ -38,6 +38,7 @@ from core.metrics import ServiceMetrics
 from core.redis.consumer_io import Entry, GroupIO
 from core.redis.dead_letters import DeadLetters
 from core.redis.ledger import BatchLedger, ConsumerIdentity
+from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
@@ -61,11 +62,13 @@ class StreamConsumer:
     ``before_ack``: awaited after each batch's handlers and before its XACK, e.g.
     ``Publisher.flush`` so outputs a handler deferred are confirmed before the inputs
     that caused them are acknowledged; if it raises, nothing of the batch is acked.
+    ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
+    ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
     """
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         *,
         topic: Topic,
         service: ServiceName,
@@ -81,12 +84,16 @@ class StreamConsumer:
         retry: RetryPolicy | None = None,
         group_start: str = "0",
         before_ack: Callable[[], Awaitable[object]] | None = None,
+        partition: int = 0,
+        on_backlog: Callable[[int, int], None] | None = None,
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if _decodes_responses(redis):
             # Stream ids and fields must arrive as bytes: the codec checks sizes in bytes and
             # dead letters keep the exact bytes. Fail at start, not on the first entry.
             raise ValueError("StreamConsumer needs a Redis client with decode_responses=False")
         self.topic = topic
+        self.partition = partition
+        self.on_backlog = on_backlog
         self.service = service
         self.codec = codec
         self.instance = instance
@@ -101,7 +108,7 @@ class StreamConsumer:
         )
         self.io = GroupIO(
             redis,
-            stream=keys.stream(topic),
+            stream=keys.stream(topic, partition),
             group=keys.group(service),
             consumer=instance,
             retry=policy,
@@ -122,7 +129,7 @@ class StreamConsumer:
     @classmethod
     def from_settings(
         cls,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         settings: ServiceSettings,
         *,
         topic: Topic,
@@ -137,7 +144,7 @@ class StreamConsumer:
             topic=topic,
             service=service,
             codec=codec,
-            keys=KeySpace(settings.key_prefix),
+            keys=KeySpace(settings.key_prefix, settings.topic_partitions),
             instance=settings.instance,
             batch_size=settings.consumer_batch,
             block_ms=settings.consumer_block_ms,
@@ -177,11 +184,31 @@ class StreamConsumer:
             handled += await self._process(entries, handler, None)
         return handled
 
-    async def run(self, handler: Handler, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set; rides out Redis outages (logs, backs off, resumes)."""
+    async def take_over(self, handler: Handler) -> int:
+        """Claim every entry pending in the group, whoever holds it (``XAUTOCLAIM`` with no
+        minimum idle time), and handle them in id order; returns how many.
+
+        For the new owner of a partition: the old owner is gone (its lease expired or was
+        released), so what it read and did not acknowledge is handled now, before any new
+        entry, and each symbol's order holds.
+        """
+        self.io.restart_reclaim()
+        handled, more = 0, True
+        while more:
+            claimed, more = await self.io.reclaim(0, self.batch_size)
+            if claimed:
+                handled += await self._process(claimed, handler, await self._deliveries(claimed))
+        self._next_reclaim = time.monotonic() + max(self.reclaim_idle_ms / 2000, 0.01)
+        return handled
+
+    async def run(
+        self, handler: Handler, stop: asyncio.Event, *, keep_going: Callable[[], bool] | None = None
+    ) -> None:
+        """Poll until ``stop`` is set (or ``keep_going()`` turns false, e.g. a partition lease
+        that could not be renewed); rides out Redis outages (logs, backs off, resumes)."""
         next_backlog = 0.0
         pause = 0.0
-        while not stop.is_set():
+        while not stop.is_set() and (keep_going is None or keep_going()):
             try:
                 await self.poll_once(handler)
                 if time.monotonic() >= next_backlog:
@@ -204,7 +231,10 @@ class StreamConsumer:
     async def lag(self) -> int:
         """Entries of the stream not yet delivered to the group, plus those pending (unacked)."""
         undelivered, pending = await self.io.backlog()
-        self.metrics.set_backlog(self.topic, lag=undelivered, pending=pending)
+        if self.on_backlog is not None:
+            self.on_backlog(undelivered, pending)
+        else:
+            self.metrics.set_backlog(self.topic, lag=undelivered, pending=pending)
         return undelivered + pending
 
     async def _deliveries(self, entries: Sequence[Entry]) -> dict[bytes, int]:
@@ -266,3 +296,9 @@ class StreamConsumer:
             attempt=attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+def _decodes_responses(redis: AsyncClient) -> bool:
+    if isinstance(redis, AsyncRedisCluster):
+        return bool(redis.get_connection_kwargs().get("decode_responses"))
+    return bool(redis.connection_pool.connection_kwargs.get("decode_responses"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
 
@@ -42,7 +42,7 @@ class GroupIO:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         *,
         stream: str,
         group: str,
@@ -132,11 +132,47 @@ class GroupIO:
 
         async def send() -> None:
             replies: list[Any] = []
-            await send_pipelined(self.redis, [([command], 1)], replies.extend)
+            await send_pipelined(self.redis, [([command], 1)], replies.extend, key=self.stream)
             if isinstance(replies[0], ResponseError):
                 raise replies[0]
 
         await self._call("ack", send)
+
+    async def position(self) -> tuple[bytes, set[bytes]]:
+        """The group's last-delivered id and the ids pending in it (for any consumer): every
+        entry up to that id and not pending has been handled and acknowledged."""
+        last = b"0-0"
+        groups = await self._call("info", lambda: self.redis.xinfo_groups(self.stream))
+        for info in groups:
+            name = info.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                raw = info.get("last-delivered-id") or b"0-0"
+                last = raw if isinstance(raw, bytes) else str(raw).encode()
+        pending: set[bytes] = set()
+        start: bytes | str = "-"
+        while True:
+            rows: list[dict[str, Any]] = await self._call(
+                "pending",
+                lambda first=start: self.redis.xpending_range(  # type: ignore[misc]
+                    self.stream, self.group, first, "+", _PAGE
+                ),
+            )
+            pending.update(_as_bytes(r["message_id"]) for r in rows)
+            if len(rows) < _PAGE:
+                return last, pending
+            start = b"(" + _as_bytes(rows[-1]["message_id"])
+
+    async def history(self, after: bytes | str, until: bytes, count: int) -> list[Entry]:
+        """Up to ``count`` entries after ``after`` (exclusive; ``"-"``: from the start) up to ``until``."""
+        low = after if after == "-" else b"(" + _as_bytes(after)
+        reply: Any = await self._call(
+            "history", lambda: self.redis.xrange(self.stream, low, until, count=count)
+        )
+        return list(reply or [])
+
+    def restart_reclaim(self) -> None:
+        """Make the next :meth:`reclaim` scan the pending list from its start."""
+        self._claim_cursor = "0-0"
 
     async def backlog(self) -> tuple[int, int]:
         """(entries not yet delivered to the group, entries delivered but not acked)."""
@@ -173,6 +209,13 @@ class GroupIO:
         if hook is None:
             return None
         return lambda attempt, exc: hook(operation, attempt, exc)
+
+
+_PAGE = 1_000
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("ascii")
 
 
 def _id_key(entry_id: bytes) -> tuple[int, int]:

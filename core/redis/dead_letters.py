@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-
 from core.errors import ContractError, ErrorDetail
+from core.redis.modes import AsyncClient, SyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
@@ -164,7 +162,7 @@ class DeadLetters:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         keys: KeySpace | None = None,
         *,
         maxlen: int | None = DEFAULT_DLQ_MAXLEN,
@@ -236,7 +234,7 @@ class DeadLetters:
 
 
 def read_dead_letters(
-    client: redis.Redis,
+    client: SyncClient,
     topic: Topic,
     *,
     keys: KeySpace | None = None,
@@ -249,6 +247,6 @@ def read_dead_letters(
     return [DeadLetter.from_entry(i, f) for i, f in entries]
 
 
-def count_dead_letters(client: redis.Redis, topic: Topic, *, keys: KeySpace | None = None) -> int:
+def count_dead_letters(client: SyncClient, topic: Topic, *, keys: KeySpace | None = None) -> int:
     """How many dead letters ``topic`` holds now, through a blocking client."""
     return int(client.xlen((keys or KeySpace()).dlq(topic)))

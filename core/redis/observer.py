@@ -22,12 +22,11 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from core.codec import Codec, Decoded
 from core.errors import ContractError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
+from core.redis.modes import AsyncClient
 from core.redis.retry import RETRYABLE
 from core.topics import KeySpace, Topic
 
@@ -46,7 +45,7 @@ class PubSubObserver:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         *,
         topic: Topic,
         codec: Codec,

@@ -15,26 +15,35 @@ the retries run out, :class:`~core.errors.TransportError` reaches the caller;
 a message the publisher returned an id for is in the stream.
 
 Works with either path's messages: the codec (given, or picked from the message
-type) encodes them, the transport never looks at fields.
+type) encodes them, the transport never looks at fields -- except ``symbol`` when
+the key space has several partitions: a message goes to the stream of
+``KeySpace.partition(symbol)``, so each symbol's messages stay in order.
+
+Replica acknowledgement (``wait_replicas`` > 0, settings ``REDIS_WAIT_REPLICAS`` /
+``REDIS_WAIT_TIMEOUT_MS``): each chunk ends with ``WAIT n timeout`` on the same
+connection, so on a cluster it goes to the node that took the writes. Fewer
+acknowledgements than ``n`` raise :class:`~core.errors.NotReplicatedError` naming every
+message of the call not confirmed; the caller re-sends them (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from core.codec import Codec, Message, build_codec
-from core.errors import TransportError
+from core.errors import NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
+from core.redis.modes import AsyncClient, SyncClient
 from core.redis.retry import RetryPolicy, call_async, call_sync
-from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, send_pipelined
+from core.redis.sync_publish import send_sync
+from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, pack_command, send_pipelined
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 
@@ -44,8 +53,8 @@ DEFAULT_CHUNK = 1_000
 """Messages per round trip in :meth:`Publisher.publish_many` (bounds the write buffer)."""
 
 _log = get_logger("core.redis.publisher")
-Encoded = tuple[bytes, dict[str, str]]
-"""A message as the wire carries it: the Pub/Sub body and the stream field map."""
+Encoded = tuple[bytes, dict[str, str], int]
+"""A message as the wire carries it: the Pub/Sub body, the stream field map, its partition."""
 _CODECS: dict[Path, Codec] = {}
 
 
@@ -64,8 +73,14 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _symbol_partition(keys: KeySpace, message: Message) -> int:
+    if keys.partitions == 1:
+        return 0
+    return keys.partition(str(getattr(message, "symbol", "")))
+
+
 def publish_message(
-    redis: redis.Redis,
+    redis: SyncClient,
     topic: Topic,
     message: Message,
     *,
@@ -74,28 +89,37 @@ def publish_message(
     maxlen: int | None = DEFAULT_STREAM_MAXLEN,
     retention_ms: int | None = None,
     retry: RetryPolicy | None = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1_000,
 ) -> str:
     """Publish ``message`` to ``topic`` (channel + stream) in one round trip; returns the stream id.
 
     Blocking form (the seed's name). One non-transactional pipeline, not MULTI/EXEC
-    (see the module docstring). The stream is trimmed with ``MAXLEN ~ maxlen``, or
-    ``MINID ~ now - retention_ms`` when that is given. Raises
-    :class:`~core.errors.ContractError` if the message cannot be encoded, and
-    :class:`~core.errors.TransportError` if Redis stays unreachable or refuses it.
+    (see the module docstring); on a cluster the ``PUBLISH`` is a round trip of its own
+    (redis-py's cluster pipeline refuses it). The stream is trimmed with ``MAXLEN ~ maxlen``,
+    or ``MINID ~ now - retention_ms`` when that is given. Raises
+    :class:`~core.errors.ContractError` if the message cannot be encoded,
+    :class:`~core.errors.NotReplicatedError` if ``wait_replicas`` replicas did not
+    acknowledge it in ``wait_timeout_ms``, and :class:`~core.errors.TransportError` if
+    Redis stays unreachable or refuses it.
     """
     codec = codec or _codec_of(message)
     body = codec.encode(topic, message)
     fields = codec.to_fields(topic, message)
     trim = StreamTrim(maxlen, retention_ms)
-    channel, stream = keys.channel(topic), keys.stream(topic)
+    channel, stream = keys.channel(topic), keys.stream(topic, _symbol_partition(keys, message))
 
-    def send() -> Any:
-        pipe = redis.pipeline(transaction=False)
-        pipe.publish(channel, body)
-        pipe.xadd(stream, fields, **trim.xadd_kwargs(_wall_ms()))  # type: ignore[arg-type]
-        return pipe.execute(raise_on_error=False)
+    def send() -> list[Any]:
+        wait = (wait_replicas, wait_timeout_ms) if wait_replicas > 0 else None
+        return send_sync(redis, channel, body, stream, fields, trim=trim.xadd_kwargs(_wall_ms()), wait=wait)
 
     replies = call_sync(retry or RetryPolicy(), f"publish {topic.value}", send)
+    if wait_replicas > 0:
+        acked = replies.pop()
+        if isinstance(acked, ResponseError):
+            raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
+        if int(acked) < wait_replicas:
+            raise NotReplicatedError(topic.value, [0], wait_replicas, int(acked))
     return _stream_ids(topic, replies)[0]
 
 
@@ -122,7 +146,7 @@ class Publisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         codec: Codec,
         *,
         keys: KeySpace,
@@ -132,6 +156,8 @@ class Publisher:
         retry: RetryPolicy | None = None,
         retention_ms: int | None = None,
         chunk: int = DEFAULT_CHUNK,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1_000,
     ) -> None:
         self.redis = redis
         self.codec = codec
@@ -141,28 +167,52 @@ class Publisher:
         self.retry = retry if retry is not None else RetryPolicy()
         self.trim = StreamTrim(maxlen, retention_ms)
         self.chunk = max(1, chunk)
-        self._packers: dict[Topic, PublishPacker] = {}
+        self.wait_replicas = max(0, wait_replicas)
+        self.wait_timeout_ms = wait_timeout_ms
+        self._wait = pack_command(["WAIT", str(self.wait_replicas), str(wait_timeout_ms)])
+        self._packers: dict[tuple[Topic, int], PublishPacker] = {}
         self._deferred: dict[Topic, list[Encoded]] = {}
 
     @classmethod
     def from_settings(
         cls,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         settings: ServiceSettings,
         *,
         codec: Codec,
         service: ServiceName,
         metrics: ServiceMetrics | None = None,
     ) -> Publisher:
-        """A publisher with the key prefix and stream bound of ``settings`` (KEY_PREFIX, STREAM_MAXLEN)."""
+        """A publisher as ``settings`` say: KEY_PREFIX, TOPIC_PARTITIONS, STREAM_MAXLEN,
+        REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS."""
         return cls(
             redis,
             codec,
-            keys=KeySpace(settings.key_prefix),
+            keys=KeySpace(settings.key_prefix, settings.topic_partitions),
             service=service,
             metrics=metrics,
             maxlen=settings.stream_maxlen,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
+
+    def sibling(self) -> Publisher:
+        """A publisher like this one with its own :meth:`defer` queue (one per partition
+        consumer, so a batch's flush sends that batch's outputs and no one else's)."""
+        twin = Publisher(
+            self.redis,
+            self.codec,
+            keys=self.keys,
+            service=self.service,
+            metrics=self.metrics,
+            retry=self.retry,
+            chunk=self.chunk,
+            wait_replicas=self.wait_replicas,
+            wait_timeout_ms=self.wait_timeout_ms,
+        )
+        twin.trim = self.trim
+        twin._packers = self._packers  # packed constants only; safe to share
+        return twin
 
     async def publish(self, topic: Topic, message: Message) -> str:
         """Publish one message now; returns its stream id (see :meth:`publish_many`)."""
@@ -173,11 +223,13 @@ class Publisher:
 
         Every message is encoded before anything is sent, so a
         :class:`~core.errors.ContractError` means nothing of the batch was published.
-        Chunks are pipelined on one connection (the next one is packed and written
-        while Redis works on the previous). After a connection error the retry
-        resends from the first chunk Redis had not confirmed, so duplicates are
-        limited to that chunk. :class:`~core.errors.TransportError` says how many
-        messages were confirmed before Redis stayed unreachable.
+        Chunks are pipelined on one connection per partition (the next one is packed
+        and written while Redis works on the previous; partitions go out concurrently).
+        After a connection error the retry resends from the first chunk Redis had not
+        confirmed, so duplicates are limited to that chunk.
+        :class:`~core.errors.TransportError` says how many messages were confirmed
+        before Redis stayed unreachable; :class:`~core.errors.NotReplicatedError`
+        (with replica acknowledgement on) lists the positions in ``messages`` to re-send.
         """
         return await self._send(topic, [self._encode(topic, m) for m in messages])
 
@@ -205,28 +257,68 @@ class Publisher:
         return sent
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
-        return self.codec.encode(topic, message), self.codec.to_fields(topic, message)
+        body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
+        return body, fields, _symbol_partition(self.keys, message)
 
     async def _send(self, topic: Topic, encoded: Sequence[Encoded]) -> list[str]:
         if not encoded:
             return []
-        packer, size = self._packer(topic), self.chunk
+        if self.keys.partitions == 1:
+            return await self._send_partition(topic, 0, encoded)
+        positions: dict[int, list[int]] = {}
+        for i, item in enumerate(encoded):
+            positions.setdefault(item[2], []).append(i)
+        outcomes = await asyncio.gather(
+            *(self._send_partition(topic, p, [encoded[i] for i in at]) for p, at in positions.items()),
+            return_exceptions=True,
+        )
+        ids = [""] * len(encoded)
+        short: list[int] = []
+        failures: list[BaseException] = []
+        for at, outcome in zip(positions.values(), outcomes, strict=True):
+            if isinstance(outcome, NotReplicatedError):
+                short += [at[j] for j in outcome.unacknowledged]
+                failures.append(outcome)
+            elif isinstance(outcome, BaseException):
+                failures.append(outcome)
+            else:
+                for j, stream_id in zip(at, outcome, strict=True):
+                    ids[j] = stream_id
+        if failures:
+            raise _combined(topic, failures, sorted(short), sum(1 for i in ids if i), len(encoded))
+        return ids
+
+    async def _send_partition(self, topic: Topic, partition: int, encoded: Sequence[Encoded]) -> list[str]:
+        packer, size, wait = self._packer(topic, partition), self.chunk, self.wait_replicas
         ids: list[str] = []
 
         def confirmed(replies: list[Any]) -> None:
-            ids.extend(_stream_ids(topic, replies))
+            if not wait:
+                ids.extend(_stream_ids(topic, replies))
+                return
+            acked = replies.pop()
+            written = _stream_ids(topic, replies)
+            if isinstance(acked, ResponseError):
+                raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
+            if int(acked) < wait:
+                raise _ShortError(int(acked))
+            ids.extend(written)
 
         async def send_unconfirmed() -> None:
             rest = encoded[len(ids) :]
             now = _wall_ms()
+            tail = [self._wait] if wait else []
             chunks = (
-                (packer.pack(rest[i : i + size], now), 2 * len(rest[i : i + size]))
+                (packer.pack(rest[i : i + size], now) + tail, 2 * len(rest[i : i + size]) + len(tail))
                 for i in range(0, len(rest), size)
             )
-            await send_pipelined(self.redis, chunks, confirmed)
+            await send_pipelined(self.redis, chunks, confirmed, key=packer.stream)
 
         try:
             await call_async(self.retry, f"publish {topic.value}", send_unconfirmed, on_retry=self._on_retry)
+        except _ShortError as short:
+            missing = list(range(len(ids), len(encoded)))
+            raise NotReplicatedError(topic.value, missing, wait, short.acknowledged) from None
         except TransportError as exc:
             raise TransportError(f"{exc} ({len(ids)} of {len(encoded)} messages were confirmed)") from exc
         finally:
@@ -234,11 +326,12 @@ class Publisher:
                 self.metrics.count_published(topic, self.codec.path, len(ids))
         return ids
 
-    def _packer(self, topic: Topic) -> PublishPacker:
-        packer = self._packers.get(topic)
+    def _packer(self, topic: Topic, partition: int) -> PublishPacker:
+        packer = self._packers.get((topic, partition))
         if packer is None:
-            packer = PublishPacker(self.keys.channel(topic), self.keys.stream(topic), self.trim)
-            self._packers[topic] = packer
+            stream = self.keys.stream(topic, partition)
+            packer = PublishPacker(self.keys.channel(topic), stream, self.trim)
+            self._packers[(topic, partition)] = packer
         return packer
 
     def _on_retry(self, attempt: int, exc: BaseException) -> None:
@@ -247,3 +340,29 @@ class Publisher:
         _log.warning(
             "publish.retry", service=self.service.value, attempt=attempt, error=f"{type(exc).__name__}: {exc}"
         )
+
+
+class _ShortError(Exception):
+    """Internal: a chunk's WAIT came back with fewer replicas than asked for."""
+
+    def __init__(self, acknowledged: int) -> None:
+        super().__init__(acknowledged)
+        self.acknowledged = acknowledged
+
+
+def _combined(
+    topic: Topic, failures: Sequence[BaseException], short: list[int], confirmed: int, total: int
+) -> BaseException:
+    """One error for a call whose partitions failed: NotReplicatedError when every failure was
+    one (the positions to re-send), else the first TransportError with the confirmed count."""
+    if all(isinstance(f, NotReplicatedError) for f in failures):
+        first = failures[0]
+        assert isinstance(first, NotReplicatedError)
+        acked = min(f.acknowledged for f in failures if isinstance(f, NotReplicatedError))
+        return NotReplicatedError(topic.value, short, first.wanted, acked)
+    cause = next(f for f in failures if not isinstance(f, NotReplicatedError))
+    if not isinstance(cause, TransportError):
+        return cause  # a bug or a ContractError: not the transport's to rename
+    error = TransportError(f"{cause} ({confirmed} of {total} messages were confirmed in all partitions)")
+    error.__cause__ = cause
+    return error

@@ -8,24 +8,35 @@ loopback, more than the encoding costs. Here the constant parts of each command
 timeout, and the next chunk is packed and written while Redis works on the
 previous one. It is the same non-transactional pipeline (no MULTI/EXEC: the
 commands are not atomic as a group), only cheaper to build.
+
+On a Redis Cluster the commands of one call must live on one node: the caller names
+the ``key`` (the stream) and the pipeline goes to the node that serves its slot
+(``PUBLISH`` works on any node; the cluster bus forwards it). A ``MOVED``/``ASK``/
+``TRYAGAIN``/``CLUSTERDOWN`` reply (slots migrating, a fail-over) refreshes the slot
+map and raises :class:`SlotMovedError`, a connection-type error the transport retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.redis.modes import AsyncClient
 
 __all__ = [
     "DEFAULT_STREAM_MAXLEN",
     "Chunk",
     "PublishPacker",
+    "SlotMovedError",
     "StreamTrim",
     "pack_command",
     "send_pipelined",
@@ -81,6 +92,10 @@ def pack_command(args: Iterable[str | bytes]) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(parts)
 
 
+Message = tuple[bytes, Mapping[str, str], *tuple[Any, ...]]
+"""A message to pack: its Pub/Sub body, its stream field map, then anything (ignored)."""
+
+
 class PublishPacker:
     """Packs ``PUBLISH <channel> <body>`` + ``XADD <stream> [trim] * <fields>`` for one topic."""
 
@@ -92,13 +107,18 @@ class PublishPacker:
         self._trim = trim
         self._names: dict[str, bytes] = {}  # field name -> its packed bulk string (a topic has few)
 
-    def pack(self, messages: Iterable[tuple[bytes, Mapping[str, str]]], now_ms: int) -> list[bytes]:
-        """The wire bytes of every (body, fields) pair; two replies per message follow."""
+    @property
+    def stream(self) -> str:
+        """The stream these XADDs append to (on a cluster: the key that picks the node)."""
+        return self._stream
+
+    def pack(self, messages: Iterable[Message], now_ms: int) -> list[bytes]:
+        """The wire bytes of every (body, fields, ...) message; two replies per message follow."""
         head_args = _command(["XADD", self._stream, *self._trim.args(now_ms), "*"])
         head, head_len = b"".join(head_args), len(head_args)
         pub, names = self._publish_head, self._names
         out: list[bytes] = []
-        for body, fields in messages:
+        for body, fields, *_ in messages:
             parts = [
                 pub,
                 b"$%d\r\n" % len(body),
@@ -120,13 +140,60 @@ class PublishPacker:
 Chunk = tuple[list[bytes], int]
 """Wire bytes to write, and how many replies they will produce."""
 
+_REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class SlotMovedError(RedisConnectionError):
+    """A cluster node answered that the key's slot is served elsewhere (or not right now);
+    the slot map was refreshed and the chunk can be sent again (retried like a lost connection)."""
+
+
+@contextlib.asynccontextmanager
+async def _connection(client: AsyncClient, key: str | None) -> AsyncIterator[Any]:
+    """One connection to the server that holds ``key``; dropped (not reused) after an error."""
+    if isinstance(client, AsyncRedisCluster):
+        if key is None:
+            raise ValueError("a pipeline on a Redis Cluster needs the key whose node it goes to")
+        await client.initialize()  # a no-op once the slot map is known
+        node = client.get_node_from_key(key)
+        if node is None:
+            await _refresh_slots(client)
+            raise SlotMovedError(f"no cluster node serves the slot of {key!r} right now")
+        conn = node.acquire_connection()
+        try:
+            yield conn
+        except BaseException as exc:
+            await conn.disconnect()
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+                await _refresh_slots(client)  # the node may be gone: ask the others who serves what
+            raise
+        finally:
+            node.release(conn)
+        return
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        yield conn
+    except BaseException:
+        # Unread replies would be taken for the next command's: never reuse this connection.
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def _refresh_slots(client: AsyncRedisCluster) -> None:
+    with contextlib.suppress(Exception):  # the next attempt reports what is really wrong
+        await client.nodes_manager.initialize()
+
 
 async def send_pipelined(
-    client: aioredis.Redis,
+    client: AsyncClient,
     chunks: Iterable[Chunk],
     on_replies: Callable[[list[Any]], None],
     *,
     timeout_s: float | None = None,
+    key: str | None = None,
 ) -> None:
     """Write ``chunks`` in order on one pooled connection, handing each chunk's replies to
     ``on_replies`` (in order) as they are read.
@@ -136,25 +203,27 @@ async def send_pipelined(
     An error reply (e.g. ``WRONGTYPE``) is passed on in place as a ``ResponseError``;
     connection trouble raises redis-py's ``ConnectionError``/``TimeoutError`` after the
     replies confirmed so far were handed over, and the connection is dropped, not reused.
+    On a cluster, ``key`` picks the node; a redirect reply raises :class:`SlotMovedError`
+    instead of handing over that chunk's replies.
     """
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    limit = timeout_s if timeout_s is not None else (conn.socket_timeout or 30.0)
-    try:
+    async with _connection(client, key) as conn:
+        limit = timeout_s if timeout_s is not None else (conn.socket_timeout or 30.0)
         owed: int | None = None
         for data, replies in chunks:
             await conn.send_packed_command(data)
             if owed is not None:
-                on_replies(await _read_replies(conn, owed, limit))
+                on_replies(await _checked(client, await _read_replies(conn, owed, limit)))
             owed = replies
         if owed is not None:
-            on_replies(await _read_replies(conn, owed, limit))
-    except BaseException:
-        # Unread replies would be taken for the next command's: never reuse this connection.
-        await conn.disconnect()
-        raise
-    finally:
-        await pool.release(conn)
+            on_replies(await _checked(client, await _read_replies(conn, owed, limit)))
+
+
+async def _checked(client: AsyncClient, replies: list[Any]) -> list[Any]:
+    moved = next((r for r in replies if isinstance(r, _REDIRECTS)), None)
+    if moved is not None and isinstance(client, AsyncRedisCluster):
+        await _refresh_slots(client)
+        raise SlotMovedError(f"cluster redirect: {moved}")
+    return replies
 
 
 async def _read_replies(conn: Any, count: int, limit: float) -> list[Any]:
