@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
+from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter
 from core.topics import ServiceName
@@ -56,11 +57,11 @@ async def run_service(service: ServiceName, stop: asyncio.Event | None = None) -
     """Run ``service`` from the environment until SIGTERM/SIGINT (or ``stop``)."""
     configure_logging()
     settings = ServiceSettings.load(service)
-    if not settings.redis_url:
+    if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
-    redis = await connect(settings.redis_url)
+    redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:
         if service is ServiceName.WS:
@@ -72,7 +73,10 @@ async def run_service(service: ServiceName, stop: asyncio.Event | None = None) -
             finally:
                 await store.close()
         else:
-            await run_consuming_service(_consumer(service, ctx), ctx, stop)
+            # Signal and risk keep per-symbol state: one business object per partition.
+            await run_consuming_service(
+                _consumer(service, ctx), ctx, stop, factory=lambda own: _consumer(service, own)
+            )
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
@@ -89,6 +93,7 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
     # Paced replay and the live feed publish each trade at once; full-speed replay batches.
     live = source.source == "mexc" or source.replay_pace > 0
     ws = WsService(ctx, batch_size=1 if live else 500)
+    await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
     status_task = asyncio.create_task(reporter.run(stop))
     try:

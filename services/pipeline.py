@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec
 from core.redis import Publisher
+from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from services.execution.paper import VenueParams
@@ -37,7 +38,9 @@ __all__ = [
     "ServiceReport",
     "group_backlog",
     "read_order_results",
+    "read_stream",
     "run_pipeline",
+    "service_backlog",
     "wait_quiescent",
 ]
 
@@ -73,7 +76,7 @@ class PipelineResult:
         return int(self.services[service.value].counts.get(name, 0))
 
 
-async def group_backlog(redis: aioredis.Redis, stream: str, group: str) -> int:
+async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
     """Entries of ``stream`` the group has not finished: undelivered (lag) plus pending."""
     try:
         groups = await redis.xinfo_groups(stream)
@@ -90,8 +93,15 @@ async def group_backlog(redis: aioredis.Redis, stream: str, group: str) -> int:
     return await redis.xlen(stream)  # group not created yet: everything is waiting
 
 
+async def service_backlog(redis: AsyncClient, keys: KeySpace, service: ServiceName) -> int:
+    """What ``service``'s group has not finished, summed over its input's partitions."""
+    topic = service.consumes
+    assert topic is not None
+    return sum([await group_backlog(redis, stream, keys.group(service)) for stream in keys.streams(topic)])
+
+
 async def wait_quiescent(
-    redis: aioredis.Redis, keys: KeySpace, *, timeout_s: float = 120.0, settle_s: float = 0.05
+    redis: AsyncClient, keys: KeySpace, *, timeout_s: float = 120.0, settle_s: float = 0.05
 ) -> bool:
     """Wait until every consumer group has nothing left (seen twice in a row); False on timeout."""
     deadline = time.monotonic() + timeout_s
@@ -99,9 +109,7 @@ async def wait_quiescent(
     while time.monotonic() < deadline:
         backlog = 0
         for service in CONSUMERS:
-            topic = service.consumes
-            assert topic is not None
-            backlog += await group_backlog(redis, keys.stream(topic), keys.group(service))
+            backlog += await service_backlog(redis, keys, service)
         calm = calm + 1 if backlog == 0 else 0
         if calm >= 2:
             return True
@@ -127,21 +135,21 @@ def _service_factory(
 
 
 def _context(
-    name: ServiceName, settings: ServiceSettings, redis: aioredis.Redis, codec_factory: CodecFactory | None
+    name: ServiceName, settings: ServiceSettings, redis: AsyncClient, codec_factory: CodecFactory | None
 ) -> ServiceContext:
     ctx = ServiceContext.create(name, settings, redis)
     if codec_factory is not None:
         # An injected codec (e.g. a candidate legacy class under test): the publisher
         # must encode with it too, so both are replaced together.
         ctx.codec = codec_factory(name, settings)
-        ctx.publisher = Publisher(
-            redis, ctx.codec, keys=ctx.keys, service=name, metrics=ctx.metrics, maxlen=settings.stream_maxlen
+        ctx.publisher = Publisher.from_settings(
+            redis, settings, codec=ctx.codec, service=name, metrics=ctx.metrics
         )
     return ctx
 
 
 async def run_pipeline(
-    redis: aioredis.Redis,
+    redis: AsyncClient,
     settings: Mapping[ServiceName, ServiceSettings],
     trades: Sequence[Trade],
     store: ResultStore,
@@ -153,15 +161,19 @@ async def run_pipeline(
     hooks: Sequence[PipelineHook] = (),
     codec_factory: CodecFactory | None = None,
     ws_batch: int = 500,
+    instances: Mapping[ServiceName, int] | None = None,
 ) -> PipelineResult:
     """Run the four services on ``trades`` until every stage is idle; report what happened.
 
     ``hooks`` are called before the consumers start, after each batch of ``ws_batch``
     trades and before the drain (fault injection, see :mod:`services.pipeline_control`);
     ``codec_factory`` replaces :func:`core.codec.codec_for` for every service.
+    ``instances``: how many instances a consuming service runs (default 1); the further
+    ones are named ``<INSTANCE>-2``, ``-3``... and share the partitions through leases.
     """
     started = time.monotonic()
-    keys = KeySpace(settings[ServiceName.WS].key_prefix)
+    ws_settings = settings[ServiceName.WS]
+    keys = KeySpace(ws_settings.key_prefix, ws_settings.topic_partitions)
     ctxs = {name: _context(name, settings[name], redis, codec_factory) for name in ServiceName}
     make = _service_factory(store, environ)
     run = PipelineRun(
@@ -179,6 +191,10 @@ async def run_pipeline(
         for name in CONSUMERS:
             if name not in run.held:
                 run.start(name)
+        for name, count in (instances or {}).items():
+            for i in range(2, count + 1):
+                own = settings[name].model_copy(update={"instance": f"{settings[name].instance}-{i}"})
+                run.start_instance(_context(name, own, redis, codec_factory))
         await _publish(run, WsService(ctxs[ServiceName.WS], batch_size=ws_batch), trades, hooks, progress)
         for hook in hooks:
             await hook.before_drain(run)
@@ -187,7 +203,7 @@ async def run_pipeline(
         quiescent = await wait_quiescent(redis, keys, timeout_s=timeout_s)
     finally:
         await run.stop_all()
-    result = await _collect(redis, keys, ctxs, store, len(trades))
+    result = await _collect(redis, keys, ctxs, store, len(trades), extra=list(run.extra.values()))
     result.seconds = time.monotonic() - started
     result.quiescent = quiescent
     return result
@@ -209,12 +225,23 @@ async def _publish(
             await hook.after_batch(run, done, len(trades))
 
 
-async def read_order_results(redis: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]]:
+async def read_stream(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[tuple[bytes, Any]]:
+    """Every entry of ``topic``: its one stream, or all its partitions merged in entry-id order
+    (each symbol's entries keep their order: a symbol lives in one partition)."""
+    entries: list[tuple[bytes, Any]] = []
+    for stream in keys.streams(topic):
+        reply: Any = await redis.xrange(stream)
+        entries += list(reply)
+    if keys.partitions > 1:
+        entries.sort(key=lambda e: tuple(int(x) for x in e[0].split(b"-")))
+    return entries
+
+
+async def read_order_results(redis: AsyncClient, keys: KeySpace) -> list[dict[str, Any]]:
     """Business fields of every order result on the stream, in order (either path's shape)."""
     reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
     out = []
-    entries: Any = await redis.xrange(keys.stream(Topic.ORDER_RESULTS))
-    for _, fields in entries:
+    for _, fields in await read_stream(redis, keys, Topic.ORDER_RESULTS):
         message = reader.from_fields(Topic.ORDER_RESULTS, fields).message
         values = reader.as_dict(Topic.ORDER_RESULTS, message)
         out.append({c: values[c] for c in COLUMNS})
@@ -222,17 +249,24 @@ async def read_order_results(redis: aioredis.Redis, keys: KeySpace) -> list[dict
 
 
 async def _collect(
-    redis: aioredis.Redis,
+    redis: AsyncClient,
     keys: KeySpace,
     ctxs: Mapping[ServiceName, ServiceContext],
     store: ResultStore,
     trades: int,
+    *,
+    extra: Sequence[ServiceContext] = (),
 ) -> PipelineResult:
     reports = {}
     for name, ctx in ctxs.items():
         state = ctx.live_state()
-        reports[name.value] = ServiceReport(name.value, state.path, state.profile, state.counts)
-    lengths = {t.value: int(await redis.xlen(keys.stream(t))) for t in Topic}
+        counts = dict(state.counts)
+        for other in (c for c in extra if c.service is name):
+            for key, value in other.live_state().counts.items():
+                if isinstance(value, int | float) and isinstance(counts.get(key, 0), int | float):
+                    counts[key] = counts.get(key, 0) + value  # instances of a service add up
+        reports[name.value] = ServiceReport(name.value, state.path, state.profile, counts)
+    lengths = {t.value: sum([int(await redis.xlen(s)) for s in keys.streams(t)]) for t in Topic}
     dlq = {t.value: int(await redis.xlen(keys.dlq(t))) for t in Topic}
     return PipelineResult(
         services=reports,

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from core.codec import Codec
+from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName
 from services.execution.store import ResultStore
@@ -44,7 +43,7 @@ class PipelineRun:
     replace one (e.g. with a wrapper) before the consumers start.
     """
 
-    redis: aioredis.Redis
+    redis: AsyncClient
     keys: KeySpace
     ctxs: dict[ServiceName, ServiceContext]
     store: ResultStore
@@ -55,6 +54,10 @@ class PipelineRun:
     tasks: dict[ServiceName, asyncio.Task[Any]] = field(default_factory=dict)
     stops: dict[ServiceName, asyncio.Event] = field(default_factory=dict)
     restarts: dict[ServiceName, int] = field(default_factory=dict)
+    extra: dict[str, ServiceContext] = field(default_factory=dict)
+    """Further instances (by instance name) of a service, sharing its consumer group."""
+    extra_tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    extra_stops: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def hold(self, service: ServiceName) -> None:
         """Do not start ``service`` with the others (call from :meth:`PipelineHook.on_start`);
@@ -71,10 +74,49 @@ class PipelineRun:
         self.stops[service] = stop
         self.tasks[service] = asyncio.create_task(
             run_consuming_service(
-                self.services[service], self.ctxs[service], stop, consumer_options=self.consumer_options
+                self.services[service],
+                self.ctxs[service],
+                stop,
+                consumer_options=self.consumer_options,
+                factory=self._factory(service),
             ),
             name=f"cdb-{service.value}",
         )
+
+    def _factory(self, service: ServiceName) -> Callable[[ServiceContext], ConsumingService] | None:
+        # One business object per partition (its own state) when the input is partitioned.
+        if self.ctxs[service].keys.partitions == 1:
+            return None
+        return lambda ctx: self.make_service(service, ctx)
+
+    def start_instance(self, ctx: ServiceContext) -> None:
+        """Start one more instance of ``ctx.service`` (named ``ctx.settings.instance``): it joins
+        the service's group and takes its share of the partitions."""
+        name = ctx.settings.instance
+        if name in self.extra_tasks and not self.extra_tasks[name].done():
+            raise RuntimeError(f"instance {name} is already running")
+        stop = asyncio.Event()
+        self.extra[name], self.extra_stops[name] = ctx, stop
+        self.extra_tasks[name] = asyncio.create_task(
+            run_consuming_service(
+                self.make_service(ctx.service, ctx),
+                ctx,
+                stop,
+                consumer_options=self.consumer_options,
+                factory=self._factory(ctx.service),
+            ),
+            name=f"cdb-{name}",
+        )
+
+    async def kill_instance(self, name: str) -> None:
+        """Cancel a further instance as a crash would: its leases and pending entries stay
+        behind until they expire and another instance takes them over."""
+        task = self.extra_tasks.pop(name, None)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def kill(self, service: ServiceName) -> None:
         """Cancel the consumer task of ``service`` as a crash would: entries it read but had
@@ -97,12 +139,13 @@ class PipelineRun:
 
     async def stop_all(self) -> None:
         """Ask every consumer to stop after its current batch and wait for them."""
-        for stop in self.stops.values():
+        for stop in [*self.stops.values(), *self.extra_stops.values()]:
             stop.set()
-        for task in list(self.tasks.values()):
+        for task in [*self.tasks.values(), *self.extra_tasks.values()]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        self.extra_tasks.clear()
 
 
 class PipelineHook:

@@ -1,20 +1,24 @@
-"""Opening the Redis connection a service runs on: a real server, or embedded fakeredis."""
+"""Opening the Redis connection a service runs on: a real server (any mode), or embedded fakeredis."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
-from core.redis import connect_async
+from core.redis.connection import open_target
+from core.redis.modes import AsyncClient, RedisTarget
+from core.settings import ServiceSettings
 
 __all__ = ["connect"]
 
 
-async def connect(url: str | None) -> aioredis.Redis:
-    """A client for ``url``; with no URL an in-process fakeredis (for ``cdb run`` only)."""
-    if not url:
+async def connect(url: str | None, settings: ServiceSettings | None = None) -> AsyncClient:
+    """A connected client for ``url`` in the mode ``settings`` ask for (REDIS_MODE, detected when
+    unset; REDIS_SENTINELS / REDIS_SENTINEL_MASTER); with no URL and no Sentinels an
+    in-process fakeredis (for ``cdb run`` only). The transport's own backoff applies, not
+    redis-py's retries on top. ``ConfigError`` names REDIS_MODE if the server contradicts it."""
+    target = RedisTarget.from_settings(settings) if settings is not None else RedisTarget(url or "")
+    target = RedisTarget(url or "", target.mode, target.sentinels, target.master)
+    if not target.url and not target.sentinels:
         import fakeredis
 
-        return fakeredis.FakeAsyncRedis()
-    client = connect_async(url)  # the transport's own backoff, not redis-py's retries on top
-    await client.ping()
-    return client
+        client: AsyncClient = fakeredis.FakeAsyncRedis()
+        return client
+    return await open_target(target)

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.codec import Codec, Decoded, codec_for
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
-from core.redis import DeadLetters, Publisher, StreamConsumer
+from core.redis import DeadLetters, Publisher
+from core.redis.modes import AsyncClient
+from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
+
+if TYPE_CHECKING:
+    from services.partitions import PartitionedConsumer
 
 __all__ = ["ConsumingService", "ServiceContext", "package_version", "run_consuming_service"]
 
@@ -42,22 +46,22 @@ class ServiceContext:
     settings: ServiceSettings
     codec: Codec
     keys: KeySpace
-    redis: aioredis.Redis
+    redis: AsyncClient
     publisher: Publisher
     dead_letters: DeadLetters
     metrics: ServiceMetrics
     started_ms: int = field(default_factory=now_ms)
     extra_counts: dict[str, int] = field(default_factory=dict)
+    owned: list[int] = field(default_factory=list)
+    """The partitions this instance owns now (kept up to date by services.partitions)."""
 
     @classmethod
-    def create(cls, service: ServiceName, settings: ServiceSettings, redis: aioredis.Redis) -> ServiceContext:
+    def create(cls, service: ServiceName, settings: ServiceSettings, redis: AsyncClient) -> ServiceContext:
         """A context whose codec, key space and metrics follow ``settings``."""
         metrics = ServiceMetrics(service.value)
         codec = codec_for(settings, on_shadow=metrics.count_shadow)  # shadow counts reach live status
-        keys = KeySpace(settings.key_prefix)
-        publisher = Publisher(
-            redis, codec, keys=keys, service=service, metrics=metrics, maxlen=settings.stream_maxlen
-        )
+        keys = KeySpace(settings.key_prefix, settings.topic_partitions)
+        publisher = Publisher.from_settings(redis, settings, codec=codec, service=service, metrics=metrics)
         dead_letters = DeadLetters(redis, keys)
         ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
         get_logger(service=service.value).info(
@@ -85,6 +89,8 @@ class ServiceContext:
             shadow=self.settings.contract_shadow,
             version=package_version(),
             started_ms=self.started_ms,
+            partitions=self.keys.partitions,
+            owned=list(self.owned),
             counts=counts,
         )
 
@@ -112,42 +118,36 @@ async def run_consuming_service(
     *,
     status_interval_s: float = 2.0,
     consumer_options: dict[str, Any] | None = None,
-) -> StreamConsumer:
+    factory: Callable[[ServiceContext], ConsumingService] | None = None,
+) -> PartitionedConsumer:
     """Consume the service's input stream until ``stop`` is set, reporting live state meanwhile.
 
     Messages the service defers (:meth:`~core.redis.Publisher.defer`) are flushed once per
-    batch, before that batch is acknowledged.
+    batch, before that batch is acknowledged. The instance reads the partitions it holds a
+    lease on (all of them when it runs alone; :mod:`services.partitions`); ``factory``
+    gives each partition a fresh business object (else ``svc`` serves them all). Refuses
+    to start (``ConfigError``) when TOPIC_PARTITIONS differs from the running pipeline's.
     """
-    topic = ctx.service.consumes
-    if topic is None:
+    from services.partitions import PartitionedConsumer
+
+    if ctx.service.consumes is None:
         raise ValueError(f"{ctx.service.value} does not consume a stream")
     tuning: dict[str, Any] = {
         "batch_size": ctx.settings.consumer_batch,
         "block_ms": ctx.settings.consumer_block_ms,
         "reclaim_idle_ms": ctx.settings.reclaim_idle_ms,
         "max_deliveries": ctx.settings.max_deliveries,
-        # Outputs a handler deferred go out in one round trip per batch, confirmed before the
-        # batch's inputs are acked (at-least-once; see Publisher.defer).
-        "before_ack": ctx.publisher.flush,
+        # Each partition's consumer flushes its own publisher before its ack (at-least-once;
+        # see Publisher.defer): outputs a handler deferred go out once per batch.
         **(consumer_options or {}),
     }
-    consumer = StreamConsumer(
-        ctx.redis,
-        topic=topic,
-        service=ctx.service,
-        codec=ctx.codec,
-        keys=ctx.keys,
-        instance=ctx.settings.instance,
-        metrics=ctx.metrics,
-        dead_letters=ctx.dead_letters,
-        **tuning,
-    )
+    await ensure_topology(ctx.redis, ctx.keys)
     await svc.start()
-    await consumer.ensure_group()
+    runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
     status_task = asyncio.create_task(reporter.run(stop))
     try:
-        await consumer.run(svc.handle, stop)
+        await runner.run(stop)
     finally:
         stop.set()
         with contextlib.suppress(Exception):
@@ -156,4 +156,4 @@ async def run_consuming_service(
             # instance alone at once instead of the old one for another TTL.
             await reporter.withdraw(ctx.live_state())
         await svc.close()
-    return consumer
+    return runner

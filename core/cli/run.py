@@ -108,7 +108,7 @@ async def _run(
 
     trades = load_trades(data)
     execution = settings[ServiceName.EXECUTION]
-    redis = await connect(execution.redis_url)
+    redis = await connect(execution.redis_url, execution)
     store = open_store(
         execution.database_url,
         sqlite_path=FsPath("var") / "runs" / f"{run_id}.sqlite3",
