@@ -34,6 +34,18 @@ class RiskLimits(BaseSettings):
     )
     kill_switch: bool = Field(default=False, description="true rejects every signal (true/false)")
 
+    def per_partition(self, partitions: int) -> RiskLimits:
+        """The limits one partition's engine applies when signals are split ``partitions`` ways.
+
+        Per-symbol limits are unchanged (a symbol lives in one partition). The exposure
+        limit spans symbols, so each partition gets an equal share: the sum over partitions
+        never exceeds the configured limit, and each partition's decisions depend on its
+        own input alone (the same, whichever instance owns it and whenever it moves).
+        """
+        if partitions <= 1:
+            return self
+        return self.model_copy(update={"max_exposure_notional": self.max_exposure_notional / partitions})
+
 
 class SignalView(Protocol):
     """What risk reads of a signal (both paths provide it)."""

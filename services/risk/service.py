@@ -16,7 +16,8 @@ class RiskService:
 
     def __init__(self, ctx: ServiceContext, limits: RiskLimits | None = None) -> None:
         self.ctx = ctx
-        self.engine = RiskEngine(limits or RiskLimits())
+        # Exposure is a cross-symbol limit: with N partitions each gets limit/N (docs/scaling.md).
+        self.engine = RiskEngine((limits or RiskLimits()).per_partition(ctx.settings.topic_partitions))
         self._log = get_logger(service=ctx.service.value)
 
     async def start(self) -> None:
@@ -36,6 +37,11 @@ class RiskService:
         self.ctx.publisher.defer(Topic.ORDERS, order)
         if not decision.duplicate:
             self.ctx.count("orders")
+
+    def replay(self, decoded: Decoded) -> None:
+        """Apply a signal this partition's previous owner already decided: positions and
+        decisions only, nothing published (services.partitions; idempotent by signal_id)."""
+        self.engine.on_signal(decoded.message)
 
     async def close(self) -> None:
         """Nothing to release."""

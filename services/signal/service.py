@@ -30,5 +30,10 @@ class SignalService:
         self.ctx.publisher.defer(Topic.SIGNALS, signal)
         self.ctx.count("signals")
 
+    def replay(self, decoded: Decoded) -> None:
+        """Apply a trade this partition's previous owner already handled: state only, nothing
+        published (services.partitions rebuilds a moved partition this way; idempotent)."""
+        self.strategy.on_trade(decoded.message)
+
     async def close(self) -> None:
         """Nothing to release."""
