@@ -7,10 +7,12 @@ stream with its raw bytes; it never stops the service.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
 
-from core.errors import ContractError
+from core.errors import ContractError, NotReplicatedError
 from core.logging import get_logger
 from core.topics import Topic
 from services.runtime import ServiceContext
@@ -42,11 +44,32 @@ class WsService:
             await self.flush()
 
     async def flush(self) -> None:
-        """Publish what is queued."""
+        """Publish what is queued; with REDIS_WAIT_REPLICAS, until the replicas acknowledged it."""
         if self._pending:
             batch, self._pending = self._pending, []
-            await self.ctx.publisher.publish_many(Topic.MARKET_DATA, batch)
+            await self._publish_acknowledged(batch)
             self.ctx.count("trades_published", len(batch))
+
+    async def _publish_acknowledged(self, batch: list[object]) -> None:
+        # A trade comes from the exchange once: if the replicas did not confirm it, a primary
+        # fail-over could lose it, so re-send exactly those (a duplicate is harmless: signal
+        # ignores a trade not newer than the last of its symbol). Give up after the retry
+        # policy's deadline with the NotReplicatedError.
+        policy = self.ctx.publisher.retry
+        deadline = time.monotonic() + policy.deadline_s
+        pause = policy.initial_s
+        while True:
+            try:
+                await self.ctx.publisher.publish_many(Topic.MARKET_DATA, batch)
+                return
+            except NotReplicatedError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                batch = [batch[i] for i in exc.unacknowledged]
+                self.ctx.count("trades_resent", len(batch))
+                self._log.warning("ws.resend_unreplicated", trades=len(batch), error=str(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, policy.max_s)
 
     async def on_bad_frame(self, raw: bytes, reason: str) -> None:
         """Park an exchange frame that could not be decoded (the live client's callback)."""
