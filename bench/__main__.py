@@ -29,7 +29,7 @@ SECTIONS = ("codec", "throughput", "e2e")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one end-to-end setting")
-    p.add_argument("--rounds", type=int, default=5, help="rounds per codec/throughput figure (default 5)")
+    p.add_argument("--rounds", type=int, default=7, help="rounds per codec/throughput figure (default 7)")
     p.add_argument("--n", type=int, default=20_000, help="messages per throughput round (default 20,000)")
     p.add_argument("--codec-n", type=int, default=5_000, help="messages per topic per codec round")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per end-to-end phase (default 30)")

@@ -9,6 +9,8 @@ FastStream (``faststream[redis]``, pinned in the ``bench`` extra):
 - pipelined, its documented batch form for streams (``publish_batch`` only targets lists):
   ``broker.publish(model, stream=name, pipeline=pipe)`` for 1,000 messages on a
   ``pipeline(transaction=False)`` of the broker's own client, then ``await pipe.execute()``;
+  for context also with ``broker.publish(model, channel=name, pipeline=pipe)`` first, i.e. the
+  same two commands per message as ours (PUBLISH + XADD);
 - subscriber: ``@broker.subscriber(stream=StreamSub(name, group=..., consumer=..., batch=True,
   max_records=500, last_id="0"))`` on a handler taking ``list[MarketDataV1]``: FastStream reads
   with XREADGROUP, validates each batch with Pydantic and acknowledges after the handler.
@@ -64,8 +66,11 @@ async def faststream_publish_one_by_one(url: str, messages: Sequence[Any], strea
         await broker.stop()
 
 
-async def faststream_publish_pipelined(url: str, messages: Sequence[Any], stream: str) -> float:
-    """Messages per second through ``broker.publish(..., pipeline=pipe)``, 1,000 per execute."""
+async def faststream_publish_pipelined(
+    url: str, messages: Sequence[Any], stream: str, channel: str | None = None
+) -> float:
+    """Messages per second through ``broker.publish(..., pipeline=pipe)``, 1,000 per execute;
+    with ``channel`` each message is also published there (the two commands ours sends)."""
     broker = _broker(url)
     client = await broker.connect()
     try:
@@ -73,6 +78,8 @@ async def faststream_publish_pipelined(url: str, messages: Sequence[Any], stream
         for i in range(0, len(messages), CHUNK):
             async with client.pipeline(transaction=False) as pipe:
                 for m in messages[i : i + CHUNK]:
+                    if channel is not None:
+                        await broker.publish(m, channel=channel, pipeline=pipe)
                     await broker.publish(m, stream=stream, pipeline=pipe)
                 await pipe.execute()
         return len(messages) / (time.perf_counter() - start)

@@ -82,6 +82,12 @@ PUBLISH = [
         "peer",
         "RedisBroker(logger=None), XADD only, pipeline(transaction=False), 1,000 per execute",
     ),
+    Row(
+        "faststream_pipeline_both",
+        "FastStream publish(channel=) + publish(stream=), pipelined",
+        "peer",
+        "as above, plus the Pub/Sub copy: PUBLISH + XADD per message, the work of our rows (context)",
+    ),
 ]
 CONSUME = [
     Row(
@@ -179,6 +185,10 @@ async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]
             await run(
                 "faststream_pipeline",
                 lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC)),
+            )
+            await run(
+                "faststream_pipeline_both",
+                lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC), k.channel(TOPIC)),
             )
             for key, consumer in consumers.items():
                 await run(key, lambda k, c=consumer: consume(k, c))  # type: ignore[misc]
