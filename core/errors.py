@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CdbError", "ConfigError", "ContractError", "ErrorDetail", "NotReplicatedError", "TransportError"]
+__all__ = [
+    "CdbError",
+    "ConfigError",
+    "ContractError",
+    "ErrorDetail",
+    "GroupRewoundError",
+    "NotReplicatedError",
+    "TransportError",
+]
 
 ErrorDetail = dict[str, Any]
 """One structured error, shaped like an entry of ``pydantic.ValidationError.errors()``:
@@ -67,6 +75,14 @@ class NotReplicatedError(TransportError):
             f"{len(self.unacknowledged)} {topic} message(s) not acknowledged by {wanted} replica(s) "
             f"(only {acknowledged} did in time)"
         )
+
+
+class GroupRewoundError(TransportError):
+    """A consumer group delivered again an entry the consumer had acknowledged: the server
+    lost acknowledged writes (a fail-over to a replica that had not received them), so the
+    outputs of those entries may be gone too, and any state a handler derived from them is
+    ahead of Redis. Rebuild that state from the streams and start over; reprocessing with
+    the old state would skip them as duplicates and lose their outputs."""
 
 
 class ContractError(CdbError):

@@ -14,7 +14,10 @@ tries to take the ones it wants. For each partition it holds it runs a worker:
 3. **takeover**: every entry still pending in the group (the previous owner read it
    and died, or released, before acknowledging) is claimed with ``XAUTOCLAIM`` and
    handled now, before anything new, so each symbol's order holds;
-4. then the ordinary consumer loop, for as long as the lease is known to be held.
+4. then the ordinary consumer loop, for as long as the lease is known to be held,
+   or until the group hands back an entry it had acknowledged (a fail-over lost
+   acknowledged writes): the worker then ends and starts again from step 1, so the
+   state is rebuilt from what Redis still holds.
 
 An instance that dies stops renewing: after ``PARTITION_LEASE_MS`` its leases and its
 membership expire, and the next tick of a live instance takes its partitions (the
@@ -245,6 +248,9 @@ class PartitionedConsumer:
             dead_letters=ctx.dead_letters,
             partition=worker.partition,
             on_backlog=note_backlog,
+            # After a fail-over that lost acknowledged writes, stop and rebuild: the object's
+            # state is ahead of what Redis still has (core.errors.GroupRewoundError).
+            detect_rewind=self.factory is not None,
             **{"before_ack": ctx.publisher.flush, **self.consumer_options},
         )
 

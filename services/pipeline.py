@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
 
 from core.codec import build_codec
 from core.redis import Publisher
@@ -80,7 +80,7 @@ async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
     """Entries of ``stream`` the group has not finished: undelivered (lag) plus pending."""
     try:
         groups = await redis.xinfo_groups(stream)
-    except aioredis.ResponseError:
+    except ResponseError:
         return 0  # no stream yet: nothing to do
     for info in groups:
         name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
@@ -103,13 +103,17 @@ async def service_backlog(redis: AsyncClient, keys: KeySpace, service: ServiceNa
 async def wait_quiescent(
     redis: AsyncClient, keys: KeySpace, *, timeout_s: float = 120.0, settle_s: float = 0.05
 ) -> bool:
-    """Wait until every consumer group has nothing left (seen twice in a row); False on timeout."""
+    """Wait until every consumer group has nothing left (seen twice in a row); False on timeout.
+    A Redis that does not answer for a moment (a restart, a fail-over) counts as not idle."""
     deadline = time.monotonic() + timeout_s
     calm = 0
     while time.monotonic() < deadline:
         backlog = 0
-        for service in CONSUMERS:
-            backlog += await service_backlog(redis, keys, service)
+        try:
+            for service in CONSUMERS:
+                backlog += await service_backlog(redis, keys, service)
+        except (RedisError, OSError):
+            backlog = -1
         calm = calm + 1 if backlog == 0 else 0
         if calm >= 2:
             return True

@@ -78,14 +78,16 @@ class PipelineRun:
                 self.ctxs[service],
                 stop,
                 consumer_options=self.consumer_options,
-                factory=self._factory(service),
+                # An object given here (a wrapper, a probe) serves every partition itself.
+                factory=None if svc is not None else self._factory(service),
             ),
             name=f"cdb-{service.value}",
         )
 
     def _factory(self, service: ServiceName) -> Callable[[ServiceContext], ConsumingService] | None:
-        # One business object per partition (its own state) when the input is partitioned.
-        if self.ctxs[service].keys.partitions == 1:
+        # A fresh business object each time a partition is (re)acquired, so its state is always
+        # rebuilt from the streams. Execution keeps its state in the store: one object serves all.
+        if service is ServiceName.EXECUTION:
             return None
         return lambda ctx: self.make_service(service, ctx)
 

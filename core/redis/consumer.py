@@ -29,16 +29,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-
 from core.codec import Codec, Decoded
-from core.errors import ContractError, TransportError
+from core.errors import ContractError, GroupRewoundError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
-from core.redis.consumer_io import Entry, GroupIO
+from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
 from core.redis.ledger import BatchLedger, ConsumerIdentity
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, decodes_responses
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
@@ -64,6 +62,8 @@ class StreamConsumer:
     that caused them are acknowledged; if it raises, nothing of the batch is acked.
     ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
     ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
+    ``detect_rewind``: raise :class:`GroupRewoundError` from :meth:`poll_once` / :meth:`run`
+    when an entry this consumer acknowledged comes back (for handlers with state).
     """
 
     def __init__(
@@ -86,8 +86,9 @@ class StreamConsumer:
         before_ack: Callable[[], Awaitable[object]] | None = None,
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
+        detect_rewind: bool = False,
     ) -> None:
-        if _decodes_responses(redis):
+        if decodes_responses(redis):
             # Stream ids and fields must arrive as bytes: the codec checks sizes in bytes and
             # dead letters keep the exact bytes. Fail at start, not on the first entry.
             raise ValueError("StreamConsumer needs a Redis client with decode_responses=False")
@@ -125,6 +126,8 @@ class StreamConsumer:
         )
         self._recover_own = True
         self._next_reclaim = 0.0
+        self.detect_rewind = detect_rewind
+        self._acked_through = (0, 0)
 
     @classmethod
     def from_settings(
@@ -215,6 +218,8 @@ class StreamConsumer:
                     await self.lag()
                     next_backlog = time.monotonic() + _BACKLOG_EVERY_S
                 pause = 0.0
+            except GroupRewoundError:
+                raise
             except TransportError as exc:
                 pause = min(max(pause * 2, 0.1), 5.0)
                 self._recover_own = True
@@ -244,6 +249,8 @@ class StreamConsumer:
         self, entries: Sequence[Entry], handler: Handler, deliveries: Mapping[bytes, int] | None
     ) -> int:
         decode, topic, most = self.codec.from_fields, self.topic, self.max_deliveries
+        if self.detect_rewind:
+            self._check_rewind(entries)
         ledger = BatchLedger(self._me)
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
@@ -281,6 +288,16 @@ class StreamConsumer:
         if ledger.done:
             await self.io.ack(ledger.done)
             self._me.forget(ledger.done)
+            self._acked_through = max(self._acked_through, *(id_key(i) for i in ledger.done))
+
+    def _check_rewind(self, entries: Sequence[Entry]) -> None:
+        failed = self._me.failures
+        for raw_id, _ in entries:
+            if id_key(raw_id) <= self._acked_through and raw_id.decode("ascii") not in failed:
+                raise GroupRewoundError(
+                    f"{self.topic.value} entry {raw_id.decode()} came back after this consumer acknowledged "
+                    "it: the server lost acknowledged writes (fail-over); state must be rebuilt"
+                )
 
     def _on_retry(self, operation: str, attempt: int, exc: BaseException) -> None:
         self.metrics.count_retry(operation)
@@ -296,9 +313,3 @@ class StreamConsumer:
             attempt=attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
-
-
-def _decodes_responses(redis: AsyncClient) -> bool:
-    if isinstance(redis, AsyncRedisCluster):
-        return bool(redis.get_connection_kwargs().get("decode_responses"))
-    return bool(redis.connection_pool.connection_kwargs.get("decode_responses"))

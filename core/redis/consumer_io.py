@@ -16,7 +16,7 @@ from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
 
-__all__ = ["Entry", "GroupIO"]
+__all__ = ["Entry", "GroupIO", "id_key"]
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ class GroupIO:
         """How often each of ``ids`` (pending for this consumer) has been delivered."""
         if not ids:
             return {}
-        first, last = min(ids, key=_id_key), max(ids, key=_id_key)
+        first, last = min(ids, key=id_key), max(ids, key=id_key)
         rows: list[dict[str, Any]] = await self._call(
             "pending",
             lambda: self.redis.xpending_range(
@@ -218,6 +218,7 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("ascii")
 
 
-def _id_key(entry_id: bytes) -> tuple[int, int]:
+def id_key(entry_id: bytes) -> tuple[int, int]:
+    """A stream id as numbers, for comparing (``b"10-2" > b"9-5"``, unlike the bytes)."""
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)

@@ -34,6 +34,7 @@ __all__ = [
     "AsyncClient",
     "RedisTarget",
     "SyncClient",
+    "decodes_responses",
     "detect_mode",
     "detect_mode_sync",
     "is_cluster",
@@ -43,6 +44,13 @@ AsyncClient = aioredis.Redis | AsyncRedisCluster
 """An asyncio client of any mode (a Sentinel-managed primary is a plain ``Redis``)."""
 SyncClient = redis.Redis | SyncRedisCluster
 """A blocking client of any mode."""
+
+
+def decodes_responses(client: AsyncClient | SyncClient) -> bool:
+    """True if ``client`` turns replies into ``str`` (the transport needs the bytes)."""
+    if isinstance(client, AsyncRedisCluster | SyncRedisCluster):
+        return bool(client.get_connection_kwargs().get("decode_responses"))
+    return bool(client.connection_pool.connection_kwargs.get("decode_responses"))
 
 
 def is_cluster(client: object) -> bool:

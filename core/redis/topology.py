@@ -17,6 +17,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.redis.modes import AsyncClient, SyncClient
+from core.redis.retry import RetryPolicy, call_async
 from core.topics import KeySpace
 
 __all__ = ["TOPOLOGY_KEY_HELP", "ensure_topology", "read_partitions", "read_partitions_sync"]
@@ -44,9 +45,14 @@ def read_partitions_sync(redis: SyncClient, keys: KeySpace) -> int | None:
     return _parse(redis.get(keys.topology()))
 
 
-async def ensure_topology(redis: AsyncClient, keys: KeySpace) -> int:
+async def ensure_topology(redis: AsyncClient, keys: KeySpace, retry: RetryPolicy | None = None) -> int:
     """Record ``keys.partitions`` as the pipeline's count if none is, else check it is the
-    recorded one; returns the count. :class:`ConfigError` on a mismatch."""
+    recorded one; returns the count. :class:`ConfigError` on a mismatch; connection errors
+    are retried (a service may start while its Redis fails over)."""
+    return await call_async(retry or RetryPolicy(), "topology check", lambda: _ensure(redis, keys))
+
+
+async def _ensure(redis: AsyncClient, keys: KeySpace) -> int:
     document = json.dumps({"partitions": keys.partitions})
     if await redis.set(keys.topology(), document, nx=True):
         return keys.partitions
