@@ -24,15 +24,16 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from core.status import LiveState, read_live_states
 from core.topics import KeySpace, Path, ServiceName, Topic
 from core.utils.clock import now_ms
 from migration.dlq_review import review_dead_letters
 from migration.stream_scan import scan_topic
+
+if TYPE_CHECKING:  # core.redis imports the codec, whose registry imports migration
+    from core.redis.modes import AsyncClient
 
 __all__ = ["CheckOptions", "CutoverReport", "Finding", "Verdict", "check_cutover", "counter_delta"]
 
@@ -190,7 +191,7 @@ def _range(start: str) -> str:
 
 
 async def _streams(
-    redis: aioredis.Redis, keys: KeySpace, states: list[LiveState], options: CheckOptions
+    redis: AsyncClient, keys: KeySpace, states: list[LiveState], options: CheckOptions
 ) -> Finding:
     scans = []
     for topic in Topic:
@@ -224,7 +225,7 @@ async def _streams(
     )
 
 
-async def _dead_letters(redis: aioredis.Redis, keys: KeySpace, options: CheckOptions) -> Finding:
+async def _dead_letters(redis: AsyncClient, keys: KeySpace, options: CheckOptions) -> Finding:
     data = await review_dead_letters(redis, keys, options.dlq_reviewed_before)
     details = [f"{t}_dlq: {d['entries']} entries, {d['unreviewed']} unreviewed" for t, d in data.items()]
     unreviewed = sum(d["unreviewed"] for d in data.values())
@@ -255,13 +256,19 @@ def _shadow(
 
 
 async def check_cutover(
-    redis: aioredis.Redis,
+    redis: AsyncClient,
     keys: KeySpace,
     options: CheckOptions = CheckOptions(),
     *,
     sleep: Sleep = asyncio.sleep,
 ) -> CutoverReport:
-    """Gather the evidence (waiting ``options.window_s`` between two snapshots) and judge it."""
+    """Gather the evidence (waiting ``options.window_s`` between two snapshots) and judge it.
+
+    The streams are scanned in as many partitions as the running pipeline recorded
+    (``KeySpace.topology()``), whatever ``keys.partitions`` says."""
+    from core.redis.topology import read_partitions
+
+    keys = keys.with_partitions(await read_partitions(redis, keys) or keys.partitions)
     first = await read_live_states(redis, keys)
     if options.window_s > 0:
         await sleep(options.window_s)

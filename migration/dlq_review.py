@@ -7,11 +7,12 @@ entry id, or epoch ms meaning that whole millisecond). Everything else is unrevi
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from core.topics import KeySpace, Topic
+
+if TYPE_CHECKING:  # core.redis imports the codec, whose registry imports migration
+    from core.redis.modes import AsyncClient
 
 __all__ = ["review_dead_letters"]
 
@@ -34,7 +35,7 @@ def _after_reviewed(value: str | None) -> str:
     return f"({int(ms)}-{int(seq) if seq else _MAX_SEQ}"
 
 
-async def _unreviewed(redis: aioredis.Redis, key: str, start: str, replayed: set[str]) -> int:
+async def _unreviewed(redis: AsyncClient, key: str, start: str, replayed: set[str]) -> int:
     count, page = 0, _PAGE
     while True:
         entries: Any = await redis.xrange(key, min=start, max="+", count=page)
@@ -45,7 +46,7 @@ async def _unreviewed(redis: aioredis.Redis, key: str, start: str, replayed: set
 
 
 async def review_dead_letters(
-    redis: aioredis.Redis, keys: KeySpace, reviewed_before: str | None
+    redis: AsyncClient, keys: KeySpace, reviewed_before: str | None
 ) -> dict[str, dict[str, int]]:
     """Per topic: ``entries`` in its dead-letter stream, ``unreviewed`` ones, ``replayed_kept`` marks."""
     start = _after_reviewed(reviewed_before)

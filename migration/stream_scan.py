@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from core.topics import KeySpace, ServiceName, Topic
+
+if TYPE_CHECKING:  # core.redis imports the codec, whose registry imports migration
+    from core.redis.modes import AsyncClient
 
 __all__ = ["REQUIRED_FIELDS", "MissingFields", "StreamScan", "consumer_of", "producer_of", "scan_topic"]
 
@@ -100,7 +102,7 @@ def missing_fields(fields: Mapping[Any, Any]) -> tuple[str, ...]:
     return tuple(name for name in REQUIRED_FIELDS if present.get(name, "null") == "null")
 
 
-async def _group_start(redis: aioredis.Redis, stream: str, group: str) -> tuple[str, str] | None:
+async def _group_start(redis: AsyncClient, stream: str, group: str) -> tuple[str, str] | None:
     """(XRANGE start, reason) of the first entry ``group`` has not finished; None if all finished."""
     try:
         groups = await redis.xinfo_groups(stream)
@@ -116,7 +118,13 @@ async def _group_start(redis: aioredis.Redis, stream: str, group: str) -> tuple[
 
 
 async def _start(
-    redis: aioredis.Redis, keys: KeySpace, topic: Topic, producer_started_ms: int | None, since_all: bool
+    redis: AsyncClient,
+    keys: KeySpace,
+    topic: Topic,
+    stream: str,
+    *,
+    producer_started_ms: int | None,
+    since_all: bool,
 ) -> tuple[str, str]:
     if since_all:
         return "-", "--since all"
@@ -129,19 +137,19 @@ async def _start(
         )
     consumer = consumer_of(topic)
     if consumer is not None:
-        group = await _group_start(redis, keys.stream(topic), keys.group(consumer))
+        group = await _group_start(redis, stream, keys.group(consumer))
         if group is not None:
             candidates.append(group)
+    return min(candidates, key=_start_order)
 
-    def order(item: tuple[str, str]) -> tuple[int, int]:
-        start = item[0].lstrip("(")
-        return (-1, -1) if start == "-" else _id_key(start)
 
-    return min(candidates, key=order)
+def _start_order(item: tuple[str, str]) -> tuple[int, int]:
+    start = item[0].lstrip("(")
+    return (-1, -1) if start == "-" else _id_key(start)
 
 
 async def scan_topic(
-    redis: aioredis.Redis,
+    redis: AsyncClient,
     keys: KeySpace,
     topic: Topic,
     *,
@@ -149,12 +157,24 @@ async def scan_topic(
     producer_started_ms: int | None,
     since_all: bool = False,
 ) -> StreamScan:
-    """Scan ``topic``'s stream (see the module docstring for which entries)."""
-    start, reason = await _start(redis, keys, topic, producer_started_ms, since_all)
-    result = StreamScan(topic, producer_of(topic), start, reason)
-    if limit <= 0:
-        return result
-    entries: Any = await redis.xrevrange(keys.stream(topic), max="+", min=start, count=limit)
+    """Scan ``topic``'s stream (see the module docstring for which entries); with several
+    partitions each partition stream is scanned the same way (``limit`` newest each) and the
+    results add up; ``start`` is then the earliest start of any partition."""
+    starts = [
+        await _start(redis, keys, topic, stream, producer_started_ms=producer_started_ms, since_all=since_all)
+        for stream in keys.streams(topic)
+    ]
+    first = min(range(len(starts)), key=lambda p: _start_order(starts[p]))
+    reason = starts[first][1] + (f" (partition {first})" if keys.partitions > 1 else "")
+    result = StreamScan(topic, producer_of(topic), starts[first][0], reason)
+    if limit > 0:
+        for stream, (start, _) in zip(keys.streams(topic), starts, strict=True):
+            await _scan_stream(redis, stream, start, limit, result)
+    return result
+
+
+async def _scan_stream(redis: AsyncClient, stream: str, start: str, limit: int, result: StreamScan) -> None:
+    entries: Any = await redis.xrevrange(stream, max="+", min=start, count=limit)
     for raw_id, fields in entries:  # newest first: the examples show what still happens
         result.scanned += 1
         missing = missing_fields(fields)
@@ -162,4 +182,3 @@ async def scan_topic(
             result.offenders += 1
             if len(result.examples) < MAX_EXAMPLES:
                 result.examples.append(MissingFields(_text(raw_id), missing))
-    return result

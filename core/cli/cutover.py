@@ -17,9 +17,21 @@ import redis
 import typer
 from rich.markup import escape
 
-from core.cli.options import DEFAULT_REDIS_URL, AsJson, Prefix, RedisUrl, open_async, unreachable
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_async_target,
+    unreachable,
+)
 from core.cli.output import console, exit_with, print_json
 from core.errors import CdbError
+from core.redis.modes import RedisTarget
 from core.topics import KeySpace
 from migration.cutover import CheckOptions, CutoverReport, Verdict, check_cutover
 from migration.cutover_files import (
@@ -74,13 +86,13 @@ _ORDER_WHY = (
 )
 
 
-def _check(url: str, prefix: str, options: CheckOptions) -> CutoverReport:
+def _check(target: RedisTarget, prefix: str, options: CheckOptions) -> CutoverReport:
     async def run() -> CutoverReport:
-        client = open_async(url)
+        client = await open_async_target(target)
         try:
             return await check_cutover(client, KeySpace(prefix), options)
         except (redis.RedisError, OSError) as exc:
-            raise unreachable(url, exc) from exc
+            raise unreachable(target.url, exc) from exc
         finally:
             await client.aclose()
 
@@ -125,11 +137,14 @@ def check(
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """GO/NO-GO for CONTRACT_PROFILE=strict, with the evidence; exit 0 only on GO."""
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     try:
-        report = _check(redis_url, prefix, options)
+        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
     except CdbError as exc:
         exit_with(exc)
     if as_json:
@@ -154,6 +169,9 @@ def apply(
     dlq_reviewed_before: ReviewedBefore = None,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """Write USE_PYDANTIC_CONTRACTS=true and CONTRACT_PROFILE=strict into every env file after a GO."""
     if force and not (reason and reason.strip()):
@@ -165,7 +183,7 @@ def apply(
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     report: CutoverReport | None = None
     try:
-        report = _check(redis_url, prefix, options)
+        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
     except CdbError as exc:
         if not (force or plan):
             exit_with(exc)

@@ -22,8 +22,19 @@ import redis
 import typer
 from redis.exceptions import NoPermissionError
 
-from core.cli.options import DEFAULT_REDIS_URL, Prefix, RedisUrl, open_async, unreachable
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_async_target,
+    unreachable,
+)
 from core.errors import CdbError
+from core.redis.modes import RedisTarget
 from core.status import LiveState
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
@@ -55,9 +66,9 @@ def verdict(
 
 
 async def _states(
-    url: str, keys: KeySpace, service: ServiceName, hostname: str, instance: str | None
+    target: RedisTarget, keys: KeySpace, service: ServiceName, hostname: str, instance: str | None
 ) -> list[LiveState]:
-    client = open_async(url)
+    client = await open_async_target(target)
     try:
         raw = await client.get(keys.status(service, instance or f"{hostname}-1"))
         if raw is not None:
@@ -72,7 +83,7 @@ async def _states(
         found = [await client.get(name) for name in names]
         return [LiveState.from_json(r) for r in found if r is not None]
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise unreachable(url, exc) from exc
+        raise unreachable(target.url, exc) from exc
     finally:
         await client.aclose()
 
@@ -85,11 +96,15 @@ def health(
         str | None,
         typer.Option(envvar="INSTANCE", help="Exact instance name (env INSTANCE); default: this hostname."),
     ] = None,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """Exit 0 when SERVICE reports fresh live state from this host, else 1 with the reason."""
     hostname, instance = socket.gethostname(), instance or None
     try:
-        states = asyncio.run(_states(redis_url, KeySpace(prefix), service, hostname, instance))
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        states = asyncio.run(_states(target, KeySpace(prefix), service, hostname, instance))
     except CdbError as exc:
         typer.echo(f"unhealthy: {exc}")
         raise SystemExit(1) from None

@@ -1,7 +1,9 @@
 """``cdb status``: every live service instance, as it reports itself to Redis.
 
 This is how an operator sees that a flag flip took effect: the path, profile and
-shadow columns come from the running process, not from configuration files.
+shadow columns come from the running process, not from configuration files. The
+partitions column shows which partitions each instance owns now, out of the
+pipeline's count (``TOPIC_PARTITIONS``, as recorded in ``KeySpace.topology()``).
 An instance that missed three reports in a row is marked stale; its key expires
 a little later (see :mod:`core.status`).
 """
@@ -15,14 +17,27 @@ from typing import Any
 import redis
 from rich.markup import escape
 
-from core.cli.options import DEFAULT_REDIS_URL, AsJson, Prefix, RedisUrl, open_async, unreachable
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_async_target,
+    unreachable,
+)
 from core.cli.output import console, exit_with, print_json, table
 from core.errors import CdbError
+from core.redis.modes import RedisTarget
+from core.redis.topology import read_partitions
 from core.status import LiveState, read_live_states
 from core.topics import KeySpace
 from core.utils.clock import now_ms
 
-__all__ = ["instance_row", "load_states", "status"]
+__all__ = ["instance_row", "load_pipeline", "load_states", "status"]
 
 _COLUMNS = [
     "service",
@@ -30,6 +45,7 @@ _COLUMNS = [
     "path",
     "profile",
     "shadow",
+    "partitions",
     "uptime",
     "handled",
     "published",
@@ -70,6 +86,8 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "profile": state.profile,
         "shadow": state.shadow,
         "version": state.version,
+        "partitions": state.partitions,
+        "owned": list(state.owned),
         "started_ms": state.started_ms,
         "reported_ms": state.reported_ms,
         "uptime_s": round(state.uptime_s(at_ms), 1),
@@ -90,13 +108,19 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
     }
 
 
-async def load_states(url: str, prefix: str) -> list[LiveState]:
+async def load_states(url: str, prefix: str, target: RedisTarget | None = None) -> list[LiveState]:
     """Every live-state document under ``prefix`` (``TransportError`` if Redis does not answer)."""
-    client = open_async(url)
+    return (await load_pipeline(target or cli_target(url), prefix))[0]
+
+
+async def load_pipeline(target: RedisTarget, prefix: str) -> tuple[list[LiveState], int | None]:
+    """The live states under ``prefix`` and the partition count the pipeline recorded."""
+    client = await open_async_target(target)
     try:
-        return await read_live_states(client, KeySpace(prefix))
+        keys = KeySpace(prefix)
+        return await read_live_states(client, keys), await read_partitions(client, keys)
     except (redis.RedisError, OSError) as exc:
-        raise unreachable(url, exc) from exc
+        raise unreachable(target.url, exc) from exc
     finally:
         await client.aclose()
 
@@ -117,6 +141,14 @@ def _fields(by_field: Mapping[str, int], total: int) -> str:
     return f"{total} ({detail})" if detail else str(total)
 
 
+def _partitions(row: Mapping[str, Any]) -> str:
+    total, owned = int(row["partitions"]), row["owned"]
+    if total == 1:
+        return "1"
+    mine = ",".join(f"p{p}" for p in owned) or "none"
+    return f"{mine} of {total}"
+
+
 def _cells(row: Mapping[str, Any]) -> list[Any]:
     # Cells are rendered as rich markup: escape what an instance reports about itself.
     state = f"[bold red]STALE ({row['last_report_age_s']:.0f}s)[/]" if row["stale"] else "[green]live[/]"
@@ -128,6 +160,7 @@ def _cells(row: Mapping[str, Any]) -> list[Any]:
         path,
         escape(row["profile"] or "-"),
         "on" if row["shadow"] else "off",
+        _partitions(row),
         _uptime(row["uptime_s"]),
         row["handled"],
         row["published"],
@@ -140,21 +173,30 @@ def _cells(row: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def status(redis_url: RedisUrl = DEFAULT_REDIS_URL, prefix: Prefix = "", as_json: AsJson = False) -> None:
-    """Show every live service instance: path, profile, shadow, uptime and its counters."""
+def status(
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Show every live service instance: path, profile, shadow, partitions, uptime and counters."""
     try:
-        states = asyncio.run(load_states(redis_url, prefix))
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        states, partitions = asyncio.run(load_pipeline(target, prefix))
     except CdbError as exc:
         exit_with(exc)
     at = now_ms()
     rows = [instance_row(s, at) for s in states]
     if as_json:
-        print_json({"prefix": prefix, "checked_ms": at, "instances": rows})
+        print_json({"prefix": prefix, "checked_ms": at, "partitions": partitions, "instances": rows})
         return
     if not rows:
         console.print(f"no live service instance under key prefix {prefix!r}")
         return
-    console.print(table(f"Live instances (key prefix {prefix!r})", _COLUMNS, [_cells(r) for r in rows]))
+    title = f"Live instances (key prefix {prefix!r}, {partitions or 1} partition(s))"
+    console.print(table(title, _COLUMNS, [_cells(r) for r in rows]))
     stale = sum(1 for r in rows if r["stale"])
     if stale:
         console.print(f"[bold red]{stale} stale instance(s)[/]: stopped or hung; the key expires by itself")

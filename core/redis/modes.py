@@ -6,8 +6,9 @@ rest), a Sentinel set-up is redis-py's ``Sentinel(...).master_for(name)``, which
 the Sentinels for the current primary on every (re)connect, so a fail-over is ridden
 out by the transport's ordinary reconnect-and-retry.
 
-``REDIS_MODE`` unset: the mode is read from the server at ``REDIS_URL`` (``INFO server``
-says ``redis_mode:standalone|cluster|sentinel``). Set: the server must agree, else
+``REDIS_MODE`` unset: the mode is read from the server at ``REDIS_URL`` (``HELLO 2``
+answers ``mode standalone|cluster|sentinel``; unlike ``INFO`` it needs no ACL
+permission, so the services' least-privilege users can ask too). Set: the server must agree, else
 :class:`~core.errors.ConfigError` names ``REDIS_MODE`` at start -- a standalone client
 on a cluster node would fail later with MOVED errors, a cluster client on a standalone
 server not at all, silently skipping nothing but the point of the setting.
@@ -130,8 +131,12 @@ class RedisTarget:
         return kwargs
 
 
-def _mode_of(info: dict[str, Any]) -> RedisMode:
-    raw = info.get("redis_mode", "standalone")
+def _mode_of(hello: Any) -> RedisMode:
+    """The ``mode`` of a ``HELLO`` reply (a flat RESP2 list, or a dict if a client parsed it)."""
+    if isinstance(hello, list | tuple):
+        hello = dict(zip(hello[::2], hello[1::2], strict=False))
+    fields = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in dict(hello).items()}
+    raw = fields.get("mode", b"standalone")
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
         return RedisMode(text)
@@ -140,10 +145,10 @@ def _mode_of(info: dict[str, Any]) -> RedisMode:
 
 
 async def detect_mode(url: str, **options: Any) -> RedisMode:
-    """The mode of the server at ``url`` (``INFO server`` field ``redis_mode``)."""
+    """The mode of the server at ``url`` (``HELLO 2`` field ``mode``)."""
     client = aioredis.Redis.from_url(url, **options)
     try:
-        return _mode_of(await client.info("server"))
+        return _mode_of(await client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
     finally:
         await client.aclose()
 
@@ -152,7 +157,7 @@ def detect_mode_sync(url: str, **options: Any) -> RedisMode:
     """:func:`detect_mode` through a blocking client."""
     client = redis.Redis.from_url(url, **options)
     try:
-        return _mode_of(client.info("server"))
+        return _mode_of(client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
@@ -160,7 +165,7 @@ def detect_mode_sync(url: str, **options: Any) -> RedisMode:
 def refuse(target: RedisTarget, found: RedisMode) -> ConfigError:
     """The error for a ``REDIS_MODE`` the server at ``REDIS_URL`` contradicts."""
     assert target.mode is not None
-    hint = f"the server at {redact_url(target.url)} reports redis_mode:{found.value} (INFO server)"
+    hint = f"the server at {redact_url(target.url)} reports mode {found.value} (HELLO)"
     if found is RedisMode.SENTINEL:
         hint += "; a Sentinel URL needs REDIS_MODE=sentinel"
     return ConfigError("REDIS_MODE", target.mode.value, [found.value, "empty (detect)"], hint)
