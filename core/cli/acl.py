@@ -57,14 +57,18 @@ def export(
     redis_version: Annotated[
         str, typer.Option("--redis-version", help="Server version the rules target (7.0 or newer).")
     ] = ".".join(map(str, DEFAULT_REDIS_VERSION)),
+    partitions: Annotated[
+        int | None,
+        typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
+    ] = None,
 ) -> None:
     """Write the Redis aclfile: a template (users off, no passwords) or, with --render, the deployable one."""
     try:
-        prefix = key_prefix if key_prefix is not None else ServiceSettings.load().key_prefix
+        settings = ServiceSettings.load()
+        prefix = key_prefix if key_prefix is not None else settings.key_prefix
+        keys = KeySpace(prefix, partitions or settings.topic_partitions)
         passwords = passwords_from_env(os.environ) if render else None
-        text = acl_file(
-            KeySpace(prefix), passwords, user_prefix=user_prefix, redis_version=_version(redis_version)
-        )
+        text = acl_file(keys, passwords, user_prefix=user_prefix, redis_version=_version(redis_version))
     except ConfigError as exc:
         exit_with(exc)
     target = out or default_acl_path()

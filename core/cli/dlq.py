@@ -13,16 +13,27 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.markup import escape
 
-from core.cli.options import DEFAULT_REDIS_URL, AsJson, Prefix, RedisUrl, open_sync, unreachable
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_sync_target,
+)
 from core.cli.output import console, exit_with, print_json, table
 from core.codec import build_codec
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_replay import ReplayStatus, find_letter, replay_letters, replay_marks
+from core.redis.modes import SyncClient
+from core.redis.topology import read_partitions_sync
 from core.topics import KeySpace, Path, Profile, Topic
 
 __all__ = ["app"]
@@ -63,13 +74,14 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
     }
 
 
-def _client(url: str) -> redis.Redis:
-    client = open_sync(url)
+def _client(url: str, mode: str, sentinels: str, master: str, prefix: str) -> tuple[SyncClient, KeySpace]:
+    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it."""
     try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        exit_with(unreachable(url, exc))
-    return client
+        client = open_sync_target(cli_target(url, mode, sentinels, master))
+    except CdbError as exc:
+        exit_with(exc)
+    keys = KeySpace(prefix)
+    return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
 
 
 @app.command("list")
@@ -79,9 +91,12 @@ def list_letters(
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """The newest dead letters of each topic with their errors, and how many each topic holds."""
-    client, keys = _client(redis_url), KeySpace(prefix)
+    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     out: dict[str, Any] = {}
     rows = []
     for t in [topic] if topic else list(Topic):
@@ -125,9 +140,12 @@ def show(
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """One dead letter in full: metadata, every structured error, and the raw bytes."""
-    client, keys = _client(redis_url), KeySpace(prefix)
+    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
         if letter is None:
@@ -176,11 +194,14 @@ def replay(
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays."""
     if bool(ids) == replay_all:
         exit_with(CdbError("give dead-letter ids or --all (not both)"))
-    client, keys = _client(redis_url), KeySpace(prefix)
+    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     codec = build_codec(path, profile, max_bytes=max_bytes)
     outcomes = replay_letters(
         client,

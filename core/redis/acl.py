@@ -13,8 +13,12 @@ What each user may do (and nothing else):
 
 - a service: PING; SET/GET/EXPIRE/DEL its own live-status keys; PUBLISH + XADD
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
-  XPENDING/XINFO/XLEN on its input stream; XADD to the dead-letter stream it
-  writes (ws: ``market_data_dlq`` for bad exchange frames).
+  XPENDING/XINFO/XLEN/XRANGE on its input stream; XADD to the dead-letter stream it
+  writes (ws: ``market_data_dlq`` for bad exchange frames); GET/SET NX the
+  pipeline's partition count (``KeySpace.topology()``); a consuming service also
+  runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
+  partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set).
+  With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
 - ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
   key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the topic channels, and
   replay dead letters: PUBLISH + XADD the fixed message to its topic, XDEL the letter
@@ -90,7 +94,22 @@ _CONSUME = (
     "+xinfo|groups",
     "+xinfo|stream",
     "+xlen",
+    "+xrange",  # a new partition owner replays what the group already handled
 )
+# The lease and membership scripts (core.redis.leases) and the commands they run.
+_LEASES = (
+    "+eval",
+    "+get",
+    "+set",
+    "+pexpire",
+    "+del",
+    "+time",
+    "+zadd",
+    "+zrem",
+    "+zremrangebyscore",
+    "+zrange",
+)
+_TOPOLOGY = ("+get", "+set")
 # What the operator's tools read.
 _INSPECT = (
     "+scan",
@@ -149,12 +168,14 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     rules = [
         *_connect(version),
         _selector(f"~{keys.status(service, '*')}", *_STATUS),
-        _selector(f"%W~{keys.stream(out)}", f"&{keys.channel(out)}", "+publish", "+xadd"),
+        _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
+        _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
     source = service.consumes
     if source is not None:
-        rules.append(_selector(f"~{keys.stream(source)}", *_CONSUME))
+        rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))
+        rules.append(_selector(f"~{keys.lease_pattern(service)}", f"~{keys.members(service)}", *_LEASES))
     return rules
 
 
@@ -165,7 +186,7 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
         _selector(f"%R~{keys.all_keys_pattern()}", *channels, *_INSPECT),
         # Replay (core.redis.dlq_replay): publish the fixed message like a producer does,
         # then delete the letter or mark it in the dlq_replayed hash.
-        _selector(*(f"%W~{keys.stream(t)}" for t in Topic), *channels, "+publish", "+xadd"),
+        _selector(*(f"%W~{s}" for t in Topic for s in keys.streams(t)), *channels, "+publish", "+xadd"),
         _selector(
             *(f"~{keys.dlq(t)}" for t in Topic),
             *(f"~{keys.dlq_replayed(t)}" for t in Topic),

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import redis
-
 from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter
+from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
 from core.topics import KeySpace, Topic
 
@@ -93,13 +92,13 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def replay_marks(client: redis.Redis, keys: KeySpace, topic: Topic) -> dict[str, str]:
+def replay_marks(client: SyncClient, keys: KeySpace, topic: Topic) -> dict[str, str]:
     """Dead letters of ``topic`` replayed but kept: dead-letter id -> new stream id."""
     marks: Any = client.hgetall(keys.dlq_replayed(topic))
     return {_text(k): _text(v) for k, v in marks.items()}
 
 
-def iter_letters(client: redis.Redis, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
+def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
     """Every dead letter of ``topic``, oldest first, read a page at a time."""
     start = "-"
     while True:
@@ -111,7 +110,7 @@ def iter_letters(client: redis.Redis, keys: KeySpace, topic: Topic) -> Iterator[
         start = "(" + _text(entries[-1][0])
 
 
-def find_letter(client: redis.Redis, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
+def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
     """The dead letter ``entry_id`` of ``topic``, or None."""
     entries: Any = client.xrange(keys.dlq(topic), min=entry_id, max=entry_id, count=1)
     return DeadLetter.from_entry(*entries[0]) if entries else None
@@ -137,7 +136,7 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
 
 
 def _replay_one(
-    client: redis.Redis,
+    client: SyncClient,
     keys: KeySpace,
     topic: Topic,
     codec: Codec,
@@ -164,7 +163,7 @@ def _replay_one(
 
 
 def replay_letters(
-    client: redis.Redis,
+    client: SyncClient,
     keys: KeySpace,
     topic: Topic,
     codec: Codec,
