@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from dataclasses import replace
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,9 +16,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.cli.options import DEFAULT_REDIS_URL, open_sync, unreachable
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    RedisModeOption,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_sync_target,
+)
 from core.cli.output import console, exit_with, print_json
 from core.errors import CdbError, ConfigError
+from core.redis.modes import RedisTarget
 
 if TYPE_CHECKING:
     from services.matrix import MatrixConfig, MatrixReport, Mix
@@ -66,6 +75,9 @@ def matrix(
         typer.Option(help="module:function giving the codecs of the mixes under test (baseline: shipped)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="JSON logs on stderr at this level.")] = "ERROR",
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
 ) -> None:
     """Run every mix of legacy/Pydantic services and compare it with the all-legacy baseline."""
     from core.logging import configure_logging
@@ -82,7 +94,9 @@ def matrix(
             concurrency=concurrency,
             codec_factory=codec_factory,
         )
-        _check_redis(redis_url)
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        _check_redis(target)
+        config = replace(config, redis_target=target)
         report = asyncio.run(_run(config, quiet=as_json))
     except CdbError as exc:
         exit_with(exc)
@@ -154,16 +168,8 @@ def _load_factory(spec: str) -> CodecFactory:
     return factory
 
 
-def _check_redis(url: str) -> None:
-    import redis
-
-    client = open_sync(url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise unreachable(url, exc) from None
-    finally:
-        client.close()
+def _check_redis(target: RedisTarget) -> None:
+    open_sync_target(target).close()  # ConfigError (mode) or TransportError (unreachable)
 
 
 async def _run(config: MatrixConfig, *, quiet: bool) -> MatrixReport:

@@ -26,7 +26,7 @@ from core.codec import Decoded
 from core.topics import ServiceName, Topic
 from services.local_redis import LocalRedisServer
 from services.matrix.malformed import BURST_TOPICS, malformed_entries
-from services.pipeline import PipelineResult, group_backlog
+from services.pipeline import PipelineResult, service_backlog
 from services.pipeline_control import CONSUMERS, PipelineHook, PipelineRun
 from services.runtime import ConsumingService
 
@@ -97,9 +97,7 @@ async def _wait_idle(run: PipelineRun, services: Sequence[ServiceName], timeout_
     while time.monotonic() < deadline:
         backlog = 0
         for service in services:
-            topic = service.consumes
-            assert topic is not None
-            backlog += await group_backlog(run.redis, run.keys.stream(topic), run.keys.group(service))
+            backlog += await service_backlog(run.redis, run.keys, service)
         if backlog == 0:
             return
         await asyncio.sleep(0.02)

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from core.codec import build_codec
 from core.errors import ContractError
-from core.redis import DeadLetter, DeadLetters, connect_async
+from core.redis import DeadLetter, DeadLetters
+from core.redis.connection import open_target
+from core.redis.modes import AsyncClient, RedisTarget
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from services.execution.store import PostgresStore, ResultStore, SqliteStore
 from services.local_redis import LocalRedisServer
 from services.matrix.faults import Fault, FaultHook, make_hooks
 from services.matrix.mixes import Mix
-from services.pipeline import PipelineResult, run_pipeline
+from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.pipeline_control import CodecFactory
 from services.ws.trades import Trade
 
@@ -46,6 +46,13 @@ class Workspace:
     schema: str
     sqlite_dir: FsPath | None = None
     server: LocalRedisServer | None = None
+    target: RedisTarget | None = None
+    """How to reach ``redis_url`` (mode, Sentinels); ``None``: detect the mode from the URL."""
+
+    async def connect(self) -> AsyncClient:
+        """A client of the run's Redis, in its mode (a cluster, a Sentinel-watched primary)."""
+        target = self.target or RedisTarget(self.redis_url)
+        return await open_target(RedisTarget(self.redis_url, target.mode, target.sentinels, target.master))
 
     @property
     def sqlite_file(self) -> FsPath | None:
@@ -64,11 +71,16 @@ class Workspace:
         if self.server is not None:
             self.server.close()  # its data goes with it
         else:
-            client = connect_async(self.redis_url)
+            client = await self.connect()
             try:
                 found = [k async for k in client.scan_iter(match=self.keys.all_keys_pattern(), count=1000)]
-                if found:
-                    await client.unlink(*found)
+                # One UNLINK per key in a non-transactional pipeline: on a cluster the keys live
+                # in different slots, and a multi-key UNLINK across slots is refused.
+                for start in range(0, len(found), 1000):
+                    pipe = client.pipeline(transaction=False)
+                    for key in found[start : start + 1000]:
+                        pipe.unlink(key)
+                    await pipe.execute()
             finally:
                 await client.aclose()
         if self.database_url:
@@ -147,8 +159,12 @@ async def run_mix(
     keep: bool = False,
     tag: str = "",
     timeout_s: float = 60.0,
+    redis_target: RedisTarget | None = None,
 ) -> MixRun:
     """Run ``mix`` on ``trades`` in its own key space and schema and collect what it did.
+
+    ``redis_target`` says how to reach ``redis_url`` (REDIS_MODE, Sentinels); by default
+    the mode is detected.
 
     With ``keep`` the keys, schema and files stay (``MixRun.workspace.clean()`` removes
     them); otherwise they are removed before returning. ``redis-restart`` runs the mix
@@ -158,12 +174,13 @@ async def run_mix(
     label = f"{tag}{mix.code.lower()}_{run_id}"
     server = await asyncio.to_thread(LocalRedisServer().start) if Fault.REDIS_RESTART in faults else None
     space = Workspace(
-        keys=KeySpace(f"cdb-matrix:{label}:"),
+        keys=KeySpace(f"cdb-matrix:{label}:", ServiceSettings.load(environ=environ).topic_partitions),
         redis_url=server.url if server else redis_url,
         database_url=database_url,
         schema=f"matrix_{label}",
         sqlite_dir=None if database_url else FsPath(tempfile.mkdtemp(prefix="cdb-matrix-")),
         server=server,
+        target=None if server else redis_target,
     )
     try:
         settings = mix_settings(
@@ -202,7 +219,7 @@ async def _execute(
     environ: Mapping[str, str] | None,
     timeout_s: float,
 ) -> MixRun:
-    client = connect_async(space.redis_url)
+    client = await space.connect()
     store = space.store()
     try:
         result = await run_pipeline(
@@ -226,13 +243,13 @@ async def _execute(
 
 
 async def _published(
-    client: aioredis.Redis, keys: KeySpace
+    client: AsyncClient, keys: KeySpace
 ) -> tuple[dict[Topic, list[dict[str, Any]]], dict[Topic, int]]:
     reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
     published: dict[Topic, list[dict[str, Any]]] = {}
     undecodable: dict[Topic, int] = {}
     for topic in Topic:
-        entries: Any = await client.xrange(keys.stream(topic))
+        entries = await read_stream(client, keys, topic)
         published[topic], undecodable[topic] = [], 0
         for _, fields in entries:
             try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
+from core.redis.modes import RedisTarget
 from services.matrix.expectations import Expectation, Outcome, expected_outcome
 from services.matrix.faults import Fault
 from services.matrix.isolated import MixRun, run_mix
@@ -55,6 +56,8 @@ class MatrixConfig:
     environ: Mapping[str, str] | None = None
     codec_factory: CodecFactory | None = None
     timeout_s: float = 60.0
+    redis_target: RedisTarget | None = None
+    """How to reach ``redis_url`` (REDIS_MODE, Sentinels); ``None``: the mode is detected."""
 
 
 @dataclass
@@ -124,6 +127,7 @@ async def run_matrix(
         keep=config.keep,
         tag="base_",
         timeout_s=config.timeout_s,
+        redis_target=config.redis_target,
     )
     baseline = MatrixRow(
         Case(ALL_LEGACY, None, expected_outcome(ALL_LEGACY)),
@@ -162,6 +166,7 @@ async def _run_case(case: Case, baseline: MixRun, trades: Sequence[Trade], confi
             environ=config.environ,
             keep=config.keep,
             timeout_s=config.timeout_s,
+            redis_target=config.redis_target,
         )
     except Exception as exc:  # a mix that crashes the pipeline is a finding, shown in its row
         message = f"CRASHED: {type(exc).__name__}: {exc}"
