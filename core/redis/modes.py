@@ -39,6 +39,7 @@ __all__ = [
     "detect_mode",
     "detect_mode_sync",
     "is_cluster",
+    "mode_of_hello",
 ]
 
 AsyncClient = aioredis.Redis | AsyncRedisCluster
@@ -131,7 +132,7 @@ class RedisTarget:
         return kwargs
 
 
-def _mode_of(hello: Any) -> RedisMode:
+def mode_of_hello(hello: Any) -> RedisMode:
     """The ``mode`` of a ``HELLO`` reply (a flat RESP2 list, or a dict if a client parsed it)."""
     if isinstance(hello, list | tuple):
         hello = dict(zip(hello[::2], hello[1::2], strict=False))
@@ -148,7 +149,7 @@ async def detect_mode(url: str, **options: Any) -> RedisMode:
     """The mode of the server at ``url`` (``HELLO 2`` field ``mode``)."""
     client = aioredis.Redis.from_url(url, **options)
     try:
-        return _mode_of(await client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
+        return mode_of_hello(await client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
     finally:
         await client.aclose()
 
@@ -157,7 +158,7 @@ def detect_mode_sync(url: str, **options: Any) -> RedisMode:
     """:func:`detect_mode` through a blocking client."""
     client = redis.Redis.from_url(url, **options)
     try:
-        return _mode_of(client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
+        return mode_of_hello(client.execute_command("HELLO", "2"))  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
