@@ -68,7 +68,7 @@ async def clean(client: AsyncClient, keys: KeySpace) -> None:
     found = [k async for k in client.scan_iter(match=keys.all_keys_pattern(), count=1000)]
     pipe = client.pipeline(transaction=False)
     for key in found:
-        pipe.unlink(key)
+        pipe.execute_command("UNLINK", key)
     await pipe.execute()
 
 

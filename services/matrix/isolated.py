@@ -79,7 +79,7 @@ class Workspace:
                 for start in range(0, len(found), 1000):
                     pipe = client.pipeline(transaction=False)
                     for key in found[start : start + 1000]:
-                        pipe.unlink(key)
+                        pipe.execute_command("UNLINK", key)
                     await pipe.execute()
             finally:
                 await client.aclose()
