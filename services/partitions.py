@@ -171,14 +171,14 @@ class PartitionedConsumer:
                 if await self.leases.renew(partition):
                     worker.valid_until = sent + self.ttl_s
                 else:
-                    _log.warning("partition.lost", service=self.ctx.service.value, partition=partition)
+                    _log.warning("partition.lost", instance=self.leases.instance, partition=partition)
                     await self._stop_worker(partition)
             for partition in sorted(want - self.workers.keys()):
                 if await self.leases.acquire(partition):
                     self._start_worker(partition, sent + self.ttl_s)
         except _TROUBLE as exc:
             # Workers keep going until their lease deadline passes; the next tick retries.
-            _log.warning("partition.tick_failed", service=self.ctx.service.value, error=str(exc))
+            _log.warning("partition.tick_failed", instance=self.leases.instance, error=str(exc))
         self._publish_owned()
 
     def _reap(self) -> None:
@@ -189,7 +189,10 @@ class PartitionedConsumer:
                 # lease (if still ours) is taken again below and the partition rebuilt.
                 error = None if task.cancelled() else task.exception()
                 _log.warning(
-                    "partition.worker_ended", partition=partition, error=repr(error) if error else None
+                    "partition.worker_ended",
+                    instance=self.leases.instance,
+                    partition=partition,
+                    error=repr(error) if error else None,
                 )
                 del self.workers[partition]
 
@@ -199,7 +202,7 @@ class PartitionedConsumer:
             self._work(worker), name=f"cdb-{self.ctx.service.value}-p{partition}"
         )
         self.workers[partition] = worker
-        _log.info("partition.acquired", service=self.ctx.service.value, partition=partition)
+        _log.info("partition.acquired", instance=self.leases.instance, partition=partition)
 
     async def _stop_worker(self, partition: int) -> None:
         worker = self.workers.pop(partition, None)
@@ -213,7 +216,7 @@ class PartitionedConsumer:
         await self._stop_worker(partition)  # the current batch is acked first
         with contextlib.suppress(*_TROUBLE):
             await self.leases.release(partition)
-        _log.info("partition.released", service=self.ctx.service.value, partition=partition)
+        _log.info("partition.released", instance=self.leases.instance, partition=partition)
         self._publish_owned()
 
     def _publish_owned(self) -> None:
@@ -271,11 +274,28 @@ class PartitionedConsumer:
                 await consumer.ensure_group()
                 if replay is not None:
                     replayed = await replay_history(consumer, replay)
-                    _log.info("partition.rebuilt", partition=worker.partition, entries=replayed)
-                await consumer.take_over(svc.handle)
+                    _log.info(
+                        "partition.rebuilt",
+                        instance=consumer.instance,
+                        partition=worker.partition,
+                        entries=replayed,
+                    )
+                claimed = await consumer.take_over(svc.handle)
+                if claimed:
+                    _log.info(
+                        "partition.took_over",
+                        instance=consumer.instance,
+                        partition=worker.partition,
+                        pending=claimed,
+                    )
                 return
             except _TROUBLE as exc:
-                _log.warning("partition.prepare_failed", partition=worker.partition, error=str(exc))
+                _log.warning(
+                    "partition.prepare_failed",
+                    instance=consumer.instance,
+                    partition=worker.partition,
+                    error=str(exc),
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(worker.stop.wait(), timeout=pause)
                 pause = min(pause * 2, 2.0)
