@@ -22,6 +22,7 @@ from core.topics import KeySpace, Path, RedisMode, ServiceName, Topic
 from services.partitions import replay_history
 from services.runtime import ServiceContext, run_consuming_service
 from services.signal.service import SignalService
+from tests.ops_helpers import cdb
 
 pytestmark = pytest.mark.integration
 
@@ -270,3 +271,20 @@ async def test_consumer__an_acknowledged_entry_delivered_again__raises_group_rew
     await redis_async.xgroup_setid(keys.stream(Topic.MARKET_DATA), keys.group(ServiceName.SIGNAL), "0")
     with pytest.raises(GroupRewoundError, match="came back"):
         await consumer.poll_once(ignore)
+
+
+def test_cdb_service__redis_mode_cluster_on_a_standalone_server__exits_naming_redis_mode(
+    redis_url: str, keys: KeySpace
+) -> None:
+    result = cdb("service", "signal", REDIS_URL=redis_url, KEY_PREFIX=keys.prefix, REDIS_MODE="cluster")
+    assert result.exit_code == 2
+    assert "REDIS_MODE='cluster' is not accepted" in result.output
+
+
+def test_cdb_service__a_partition_count_other_than_the_running_pipelines__exits_naming_it(
+    redis_sync: redis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    redis_sync.set(keys.topology(), '{"partitions": 4}')
+    result = cdb("service", "risk", REDIS_URL=redis_url, KEY_PREFIX=keys.prefix, TOPIC_PARTITIONS="2")
+    assert result.exit_code == 2
+    assert "TOPIC_PARTITIONS=2 is not accepted; use one of: 4" in " ".join(result.output.split())
