@@ -38,12 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     p.add_argument("--out", type=Path, default=ROOT, help="directory for BENCHMARKS.md/.json/.png")
     p.add_argument("--keep-logs", type=Path, default=None, help="copy the services' logs here")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait, before each round, for other work on the machine to stop (0: never)",
+    )
     return p
 
 
 def _quick(args: argparse.Namespace) -> None:
     args.rounds, args.n, args.codec_n = 2, 400, 100
-    args.seconds, args.rate = 2.0, 1_000.0
+    args.seconds, args.rate, args.quiet_wait = 2.0, 1_000.0, 0.0
     if args.settings == _parser().get_default("settings"):
         args.settings = "all-pydantic"
 
@@ -53,7 +59,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.chart import draw_throughput
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
-    from bench.machine import describe_machine, load_average
+    from bench.machine import QuietGate, describe_machine, load_average
     from bench.report import Run, to_json, to_markdown
     from bench.targets import evaluate
     from bench.throughput import measure_throughput
@@ -63,18 +69,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     only = {s.strip() for s in args.only.split(",")}
     command = "python -m bench" + (" --quick" if args.quick else "")
     result = Run(command=command, machine=describe_machine(REDIS_URL, PG_URL), rounds=args.rounds, n=args.n)
+    gate = result.gate = QuietGate(args.quiet_wait)
     if "codec" in only:
         _say("codec cost")
-        result.costs = measure_codecs(args.codec_n, args.rounds)
+        result.costs = measure_codecs(args.codec_n, args.rounds, gate)
     if "throughput" in only:
         _say("publish / consume throughput")
-        result.rates = await measure_throughput(REDIS_URL, args.n, args.rounds)
+        result.rates = await measure_throughput(REDIS_URL, args.n, args.rounds, gate)
     if "e2e" in only:
         wanted = [s.strip() for s in args.settings.split(",")]
         chosen = [s for s in SETTINGS if s.name in wanted]
         _say(f"end to end: {', '.join(s.name for s in chosen)}")
         result.e2e = await run_e2e(
-            REDIS_URL, PG_URL, chosen, seconds=args.seconds, rate=args.rate, keep_logs=args.keep_logs
+            REDIS_URL,
+            PG_URL,
+            chosen,
+            seconds=args.seconds,
+            rate=args.rate,
+            keep_logs=args.keep_logs,
+            gate=gate,
         )
     result.load_end = load_average()
     result.targets = evaluate(result.costs, result.rates, result.e2e)

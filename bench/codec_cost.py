@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from bench.machine import QuietGate
 from bench.messages import built, values
 from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
@@ -104,8 +105,9 @@ def _round(costs: Costs, codecs: dict[str, Codec], topic: Topic, n: int) -> None
     add("msgspec", "encode", lambda: [floor.encode(s) for s in structs])
 
 
-def measure_codecs(n: int, rounds: int) -> Costs:
-    """Microseconds per message for every (case, topic, operation), ``rounds`` samples each."""
+def measure_codecs(n: int, rounds: int, gate: QuietGate | None = None) -> Costs:
+    """Microseconds per message for every (case, topic, operation), ``rounds`` samples each
+    (each round of a topic starts once ``gate`` finds the machine quiet)."""
     codecs = _codecs()
     for topic in Topic:  # warm-up: first calls build caches (schemas, templates)
         for codec in codecs.values():
@@ -114,5 +116,7 @@ def measure_codecs(n: int, rounds: int) -> Costs:
     costs: Costs = {}
     for _ in range(rounds):
         for topic in Topic:
+            if gate is not None:
+                gate.wait()
             _round(costs, codecs, topic, n)
     return costs

@@ -35,6 +35,7 @@ import psycopg
 import redis.asyncio as aioredis
 
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.machine import QuietGate
 from bench.stats import Figure, percentile
 from core.redis import connect_async
 from core.settings import ServiceSettings
@@ -307,12 +308,18 @@ async def run_e2e(
     seconds: float,
     rate: float,
     keep_logs: FsPath | None = None,
+    gate: QuietGate | None = None,
 ) -> list[E2eResult]:
     """Run every setting in turn (capacity, then latency at ``rate``); service logs go to a
     temporary directory (copied to ``keep_logs`` if given)."""
     work = FsPath(tempfile.mkdtemp(prefix="cdb-bench-"))
     try:
-        return [await _one(s, url, admin_url, seconds=seconds, rate=rate, work=work) for s in settings]
+        results = []
+        for setting in settings:
+            if gate is not None:
+                gate.wait()
+            results.append(await _one(setting, url, admin_url, seconds=seconds, rate=rate, work=work))
+        return results
     finally:
         if keep_logs is not None:
             shutil.copytree(work, keep_logs, dirs_exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.codec_cost import CASES, Costs
 from bench.e2e import E2eResult
+from bench.machine import QuietGate
 from bench.notes import GAPS, METHOD, OPTIMIZED
 from bench.stats import Figure
 from bench.targets import Target, paired, per_message_us
@@ -31,6 +32,7 @@ class Run:
     targets: list[Target] = field(default_factory=list)
     chart: str | None = None
     load_end: tuple[float, float, float] | None = None
+    gate: QuietGate | None = None
 
 
 def _f(x: float, digits: int = 1) -> str:
@@ -162,6 +164,17 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
     return lines
 
 
+def _quiet(gate: QuietGate | None) -> str:
+    if gate is None or not gate.busy:
+        return ""
+    calm = sum(b <= gate.threshold for b in gate.busy)
+    return (
+        f" Each round started once the rest of the machine used under {gate.threshold:.0%} of the CPU "
+        f"(waiting up to {gate.max_wait_s:.0f} s): {calm} of {len(gate.busy)} rounds started quiet, "
+        f"the busiest at {max(gate.busy):.0%}; {gate.waited_s:.0f} s spent waiting."
+    )
+
+
 def to_markdown(run: Run, seconds: float) -> str:
     """The whole BENCHMARKS.md."""
     m = run.machine
@@ -175,7 +188,7 @@ def to_markdown(run: Run, seconds: float) -> str:
         f"(PING {m['redis_ping_us']} us), "
         f"PostgreSQL {m['postgresql']}; {pkgs}. Load average (1/5/15 min) at start "
         f"{'/'.join(f'{x:.2f}' for x in m['load_average_start'])}, at end "
-        f"{'/'.join(f'{x:.2f}' for x in load_end)}.",
+        f"{'/'.join(f'{x:.2f}' for x in load_end)}.{_quiet(run.gate)}",
         "",
         METHOD,
         "",
@@ -230,6 +243,7 @@ def to_json(run: Run, seconds: float) -> dict[str, Any]:
         "rounds": run.rounds,
         "n": run.n,
         "load_average_end": run.load_end,
+        "quiet_gate": run.gate.to_json() if run.gate else None,
         "targets": [t.to_json() for t in run.targets],
     }
     if run.costs:

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from bench import peers
+from bench.machine import QuietGate
 from bench.messages import built
 from bench.stats import Figure
 from bench.transport import (
@@ -143,8 +144,11 @@ async def _fill(client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace) ->
     )
 
 
-async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]:
-    """Messages per second of every row (``rounds`` samples each)."""
+async def measure_throughput(
+    url: str, n: int, rounds: int, gate: QuietGate | None = None
+) -> dict[str, Figure]:
+    """Messages per second of every row (``rounds`` samples each; each row starts once
+    ``gate`` finds the machine quiet)."""
     sync, client = connect_sync(url), connect_async(url)
     codec = build_codec(Path.PYDANTIC, Profile.STRICT)
     small, full = built(codec, TOPIC, max(200, n // 10)), built(codec, TOPIC, n)
@@ -158,6 +162,8 @@ async def measure_throughput(url: str, n: int, rounds: int) -> dict[str, Figure]
 
     async def run(key: str, fn: Callable[[KeySpace], Awaitable[float] | float]) -> None:
         keys = KeySpace(f"cdbbench:{uuid.uuid4().hex[:8]}:")
+        if gate is not None:
+            gate.wait()
         try:
             result = fn(keys)
             rate = await result if not isinstance(result, float) else result
