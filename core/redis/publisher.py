@@ -29,23 +29,21 @@ message of the call not confirmed; the caller re-sends them (docs/scaling.md).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
-from core.codec import Codec, Message, build_codec
+from core.codec import Codec, Message
 from core.errors import NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
-from core.redis.modes import AsyncClient, SyncClient
-from core.redis.retry import RetryPolicy, call_async, call_sync
-from core.redis.sync_publish import send_sync
+from core.redis.modes import AsyncClient
+from core.redis.retry import RetryPolicy, call_async
+from core.redis.sync_publish import publish_message, stream_ids, symbol_partition, wall_ms
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, pack_command, send_pipelined
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import KeySpace, ServiceName, Topic
 
 __all__ = ["DEFAULT_CHUNK", "Publisher", "publish_message"]
 
@@ -55,81 +53,6 @@ DEFAULT_CHUNK = 1_000
 _log = get_logger("core.redis.publisher")
 Encoded = tuple[bytes, dict[str, str], int]
 """A message as the wire carries it: the Pub/Sub body, the stream field map, its partition."""
-_CODECS: dict[Path, Codec] = {}
-
-
-def _codec_of(message: Message) -> Codec:
-    """The codec for a message when none is given: Pydantic for a contract, else legacy."""
-    path = Path.PYDANTIC if isinstance(message, BaseModel) else Path.LEGACY
-    if path not in _CODECS:
-        # Encoding does not depend on the profile; strict is the plain contract.
-        _CODECS[path] = build_codec(path, Profile.STRICT)
-    return _CODECS[path]
-
-
-def _wall_ms() -> int:
-    # Stream ids are the server's wall-clock ms, so MINID trimming uses the wall clock
-    # too, not the injectable (possibly frozen) clock.
-    return time.time_ns() // 1_000_000
-
-
-def _symbol_partition(keys: KeySpace, message: Message) -> int:
-    if keys.partitions == 1:
-        return 0
-    return keys.partition(str(getattr(message, "symbol", "")))
-
-
-def publish_message(
-    redis: SyncClient,
-    topic: Topic,
-    message: Message,
-    *,
-    codec: Codec | None = None,
-    keys: KeySpace = KeySpace(),  # noqa: B008 -- KeySpace is frozen; one shared default is safe
-    maxlen: int | None = DEFAULT_STREAM_MAXLEN,
-    retention_ms: int | None = None,
-    retry: RetryPolicy | None = None,
-    wait_replicas: int = 0,
-    wait_timeout_ms: int = 1_000,
-) -> str:
-    """Publish ``message`` to ``topic`` (channel + stream) in one round trip; returns the stream id.
-
-    Blocking form (the seed's name). One non-transactional pipeline, not MULTI/EXEC
-    (see the module docstring); on a cluster the ``PUBLISH`` is a round trip of its own
-    (redis-py's cluster pipeline refuses it). The stream is trimmed with ``MAXLEN ~ maxlen``,
-    or ``MINID ~ now - retention_ms`` when that is given. Raises
-    :class:`~core.errors.ContractError` if the message cannot be encoded,
-    :class:`~core.errors.NotReplicatedError` if ``wait_replicas`` replicas did not
-    acknowledge it in ``wait_timeout_ms``, and :class:`~core.errors.TransportError` if
-    Redis stays unreachable or refuses it.
-    """
-    codec = codec or _codec_of(message)
-    body = codec.encode(topic, message)
-    fields = codec.to_fields(topic, message)
-    trim = StreamTrim(maxlen, retention_ms)
-    channel, stream = keys.channel(topic), keys.stream(topic, _symbol_partition(keys, message))
-
-    def send() -> list[Any]:
-        wait = (wait_replicas, wait_timeout_ms) if wait_replicas > 0 else None
-        return send_sync(redis, channel, body, stream, fields, trim=trim.xadd_kwargs(_wall_ms()), wait=wait)
-
-    replies = call_sync(retry or RetryPolicy(), f"publish {topic.value}", send)
-    if wait_replicas > 0:
-        acked = replies.pop()
-        if isinstance(acked, ResponseError):
-            raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
-        if int(acked) < wait_replicas:
-            raise NotReplicatedError(topic.value, [0], wait_replicas, int(acked))
-    return _stream_ids(topic, replies)[0]
-
-
-def _stream_ids(topic: Topic, replies: Sequence[Any]) -> list[str]:
-    """The XADD ids from the (PUBLISH, XADD) reply pairs; TransportError on a refused command."""
-    errors = [r for r in replies if isinstance(r, ResponseError)]
-    if errors:
-        raise TransportError(f"Redis refused a publish to {topic.value}: {errors[0]}")
-    xadds = replies[1::2]
-    return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in xadds]
 
 
 class Publisher:
@@ -258,7 +181,7 @@ class Publisher:
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
         body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
-        return body, fields, _symbol_partition(self.keys, message)
+        return body, fields, symbol_partition(self.keys, message)
 
     async def _send(self, topic: Topic, encoded: Sequence[Encoded]) -> list[str]:
         if not encoded:
@@ -294,10 +217,10 @@ class Publisher:
 
         def confirmed(replies: list[Any]) -> None:
             if not wait:
-                ids.extend(_stream_ids(topic, replies))
+                ids.extend(stream_ids(topic, replies))
                 return
             acked = replies.pop()
-            written = _stream_ids(topic, replies)
+            written = stream_ids(topic, replies)
             if isinstance(acked, ResponseError):
                 raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
             if int(acked) < wait:
@@ -306,7 +229,7 @@ class Publisher:
 
         async def send_unconfirmed() -> None:
             rest = encoded[len(ids) :]
-            now = _wall_ms()
+            now = wall_ms()
             tail = [self._wait] if wait else []
             chunks = (
                 (packer.pack(rest[i : i + size], now) + tail, 2 * len(rest[i : i + size]) + len(tail))
