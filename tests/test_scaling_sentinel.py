@@ -17,10 +17,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.redis.connection import open_target
 from core.redis.modes import RedisTarget
 from core.topics import RedisMode, ServiceName, Topic
 from services.local_topologies import LocalSentinelSetup
 from services.pipeline import PipelineHook, PipelineRun, read_stream
+from tests.ops_helpers import cdb_json
 from tests.scaling_helpers import TRADES, assert_same_trades, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,3 +89,32 @@ async def test_sentinel__primary_killed_mid_run__pipeline_resumes_and_every_ackn
     }
     # ...and was processed: the groups drained, and the fills are the single server's.
     assert_same_trades(result, baseline)
+
+
+async def test_sentinel__cdb_status_and_dlq_reach_the_primary_through_the_sentinel(
+    sentinel: LocalSentinelSetup,
+) -> None:
+    prefix = "cdbtest:sentinel:"
+    client = await open_target(RedisTarget(sentinel.sentinel_url, RedisMode.SENTINEL))
+    try:
+        await client.set(f"{prefix}cdb:topology", '{"partitions": 2}')
+    finally:
+        await client.aclose()
+    status = await asyncio.to_thread(
+        cdb_json, "status", "--redis-url", sentinel.sentinel_url, "--prefix", prefix
+    )
+    assert (status["partitions"], status["instances"]) == (2, [])
+    letters = await asyncio.to_thread(
+        cdb_json,
+        "dlq",
+        "list",
+        "--redis-mode",
+        "sentinel",
+        "--redis-sentinels",
+        sentinel.sentinels,
+        "--redis-sentinel-master",
+        sentinel.master_name,
+        "--prefix",
+        prefix,
+    )
+    assert letters["market_data"]["total"] == 0
