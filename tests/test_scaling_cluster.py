@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from core.codec import build_codec
 from core.codec.fields import field_map_bytes
 from core.errors import ConfigError
+from core.logging import configure_logging
 from core.redis import DeadLetters, Publisher
 from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
@@ -207,6 +208,13 @@ async def test_cluster__cdb_dlq_lists_and_replays_into_the_symbols_partition(
 
 
 def test_cluster__cdb_matrix_runs_a_partitioned_mix_against_the_cluster(cluster: LocalRedisCluster) -> None:
+    try:
+        _matrix_on(cluster)
+    finally:
+        configure_logging()  # cdb matrix logged to CliRunner's stream, which is closed now
+
+
+def _matrix_on(cluster: LocalRedisCluster) -> None:
     result = cdb(
         "matrix",
         "--mix",
