@@ -4,6 +4,7 @@ leases and members, the topology check, mode checks, takeover, rebuild and rewin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 
 from core.codec import Decoded, build_codec
 from core.errors import ConfigError, GroupRewoundError, NotReplicatedError
+from core.logging import configure_logging
 from core.redis import Publisher, StreamConsumer, publish_message
 from core.redis.connection import open_target
 from core.redis.leases import PartitionLeases
@@ -28,6 +30,14 @@ pytestmark = pytest.mark.integration
 
 CODEC = build_codec(Path.PYDANTIC)
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cdb service` points the JSON logs at CliRunner's stderr, closed after the call: point
+    them back at the real stderr so later tests do not log into a closed file."""
+    yield
+    configure_logging()
 
 
 def _trade(i: int, symbol: str | None = None) -> Any:
