@@ -88,6 +88,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rate=args.rate,
             keep_logs=args.keep_logs,
             gate=gate,
+            attempts=1 if args.quick else 3,
         )
     result.load_end = load_average()
     result.targets = evaluate(result.costs, result.rates, result.e2e)

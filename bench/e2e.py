@@ -35,7 +35,7 @@ import psycopg
 import redis.asyncio as aioredis
 
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
-from bench.machine import QuietGate
+from bench.machine import ForeignCpu, QuietGate
 from bench.stats import Figure, percentile
 from core.redis import connect_async
 from core.settings import ServiceSettings
@@ -50,6 +50,7 @@ WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
 TICK_S = 0.002
 BURST = 1_000
 STREAM_MAXLEN = 300_000
+CONTENDED = 0.15  # foreign share of the CPU above which a setting is run again
 CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
 CHECKOUT = FsPath(__file__).resolve().parents[1]
 # ``cdb service NAME``, run from this checkout's code (PYTHONPATH) whatever the venv has installed.
@@ -101,6 +102,13 @@ class E2eResult:
     max_ahead_ms: int = 0
     rss_mb: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    foreign_cpu: dict[str, float] = field(default_factory=dict)
+    attempts: int = 1
+
+    @property
+    def contended(self) -> float:
+        """The larger share of the CPU other processes used during either phase."""
+        return max(self.foreign_cpu.values(), default=0.0)
 
     def latency(self, which: str = "results") -> dict[str, float]:
         """p50/p95/p99/max in ms."""
@@ -246,11 +254,17 @@ async def _one(
             feed = Feed(
                 WsService(ServiceContext.create(ServiceName.WS, ws_settings, client), batch_size=5_000)
             )
+            server_pid = int((await client.info("server"))["process_id"])
+            ours = [os.getpid(), server_pid, *(p.pid for p in procs.values())]
+            foreign = ForeignCpu(ours)
             await _capacity(feed, progress[0], seconds, result)
+            result.foreign_cpu["capacity"] = foreign.share()
             result.capacity_backlog = {p.service.value: await backlog(p) for p in progress}
             await wait_idle(progress, feed.sent, timeout_s=120)
             feed.max_ahead_ms = 0
+            foreign = ForeignCpu(ours)
             first_ms, last_ms = await _latency_phase(feed, progress[0], rate, seconds, result)
+            result.foreign_cpu["latency"] = foreign.share()
             result.drained = await wait_idle(progress, feed.sent, timeout_s=120)
             result.max_ahead_ms = feed.max_ahead_ms
             result.latency_results = await read_latencies(
@@ -309,16 +323,30 @@ async def run_e2e(
     rate: float,
     keep_logs: FsPath | None = None,
     gate: QuietGate | None = None,
+    attempts: int = 3,
 ) -> list[E2eResult]:
     """Run every setting in turn (capacity, then latency at ``rate``); service logs go to a
-    temporary directory (copied to ``keep_logs`` if given)."""
+    temporary directory (copied to ``keep_logs`` if given).
+
+    A setting during which other processes took more than ``CONTENDED`` of the CPU is run
+    again (up to ``attempts`` times in all); the least contended attempt is reported.
+    """
     work = FsPath(tempfile.mkdtemp(prefix="cdb-bench-"))
     try:
         results = []
         for setting in settings:
-            if gate is not None:
-                gate.wait()
-            results.append(await _one(setting, url, admin_url, seconds=seconds, rate=rate, work=work))
+            best: E2eResult | None = None
+            for attempt in range(1, attempts + 1):
+                if gate is not None:
+                    gate.wait()
+                result = await _one(setting, url, admin_url, seconds=seconds, rate=rate, work=work)
+                result.attempts = attempt
+                if best is None or result.contended < best.contended:
+                    best = result
+                if best.contended <= CONTENDED:
+                    break
+            assert best is not None
+            results.append(best)
         return results
     finally:
         if keep_logs is not None:

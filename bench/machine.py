@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import redis
 
-__all__ = ["QuietGate", "describe_machine", "load_average"]
+__all__ = ["ForeignCpu", "QuietGate", "describe_machine", "load_average"]
 
 PACKAGES = ("pydantic", "pydantic-core", "redis", "hiredis", "faststream", "msgspec", "psycopg", "matplotlib")
 
@@ -143,3 +143,35 @@ class QuietGate:
             "busy_at_round_start": [round(b, 3) for b in self.busy],
             "waited_s": round(self.waited_s, 1),
         }
+
+
+def _process_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
+
+
+class ForeignCpu:
+    """The share of the machine's CPU used by processes other than ``pids`` over a window
+    (other engineers' test suites on the shared cores), from /proc jiffies."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._start = self._snapshot()
+
+    def _snapshot(self) -> tuple[int, int, int]:
+        total, idle = _cpu_times()
+        return total, idle, sum(_process_ticks(p) for p in self.pids)
+
+    def share(self) -> float:
+        """Foreign busy share of all CPU time since construction (0..1)."""
+        total1, idle1, ours1 = self._start
+        total2, idle2, ours2 = self._snapshot()
+        span = total2 - total1
+        if span <= 0:
+            return 0.0
+        busy = span - (idle2 - idle1)
+        return max(0.0, (busy - (ours2 - ours1)) / span)

@@ -144,7 +144,9 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
             f"- {r.setting.name}: {c.get('market_data_sent', 0):,} trades published, {c.get('signals', 0):,} "
             f"signals, {c.get('orders', 0):,} orders, {c.get('order_results', 0):,} results, {dlq} dead "
             f"letters; timestamps ran at most {r.max_ahead_ms} ms ahead of the clock; downstream backlog "
-            f"after the capacity phase: {r.capacity_backlog}."
+            f"after the capacity phase: {r.capacity_backlog}; other processes used "
+            f"{r.foreign_cpu.get('capacity', 0):.0%} / {r.foreign_cpu.get('latency', 0):.0%} of the CPU "
+            f"during the capacity / latency phase (attempt {r.attempts})."
         )
     lines += [
         "",
@@ -275,6 +277,8 @@ def to_json(run: Run, seconds: float) -> dict[str, Any]:
                 "timestamps_ahead_ms_max": r.max_ahead_ms,
                 "peak_rss_mb": r.rss_mb,
                 "counts": r.counts,
+                "foreign_cpu_share": r.foreign_cpu,
+                "attempts": r.attempts,
             }
             for r in run.e2e
         ]
