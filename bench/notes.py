@@ -102,12 +102,15 @@ are the figures of record; the microsecond splits below come from those profilin
   project adds over a bare redis-py loop doing the same decoding is the delivery machinery
   (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks): the "vs bare
   loop" rows; that code is the transport's (`core/redis`), not the codec's.
-- **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~11-12 us per message:
+- **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~9-12 us per message:
   encode ~2.8 us (body 0.8 + stream entry 2.0), packing ~3 us, reading the two replies ~2.5 us,
-  the rest waiting on Redis. FastStream's row writes one command per message (XADD) to our two
-  (PUBLISH + XADD); doing the same work (the context row) it runs at half its stream-only rate.
-  The verdict uses the stream-only row, as the issue states it, so it sits close to 3x and
-  moves with the machine's load.
+  the rest waiting on Redis. Its spread is Python's cyclic garbage collector: the 20,000 encoded
+  messages of a call are container objects, and the collector's passes over them land in some
+  rounds and not others (with `gc` disabled the same loop is a steady ~111,000 msg/s, 3.3x);
+  tuning the collector is a process-wide choice for the services, not the codec's. FastStream's
+  row writes one command per message (XADD) to our two (PUBLISH + XADD); doing the same work
+  (the context row) it runs at half its stream-only rate. The verdict uses the stream-only row,
+  as the issue states it, so it sits near 3x: met in some runs, missed in others.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service
   processes, Redis and PostgreSQL on it. With a legacy ws (all-legacy, mixed) the ws process is
   the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us per

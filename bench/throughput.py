@@ -2,11 +2,13 @@
 
 Every row moves market_data messages built by the Pydantic codec (FastStream rows: the same
 ``MarketDataV1`` models, serialised by FastStream). Per-message (one round trip each) rows
-publish ``n/10`` messages, the rest ``n``. Each round uses a fresh key prefix and deletes it.
+publish ``n/10`` messages, the rest ``n``. Every row uses a fresh key prefix and deletes it;
+the rows run in a different (seeded) order each round, so none always follows the same one.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -179,28 +181,29 @@ async def measure_throughput(
         return await peers.bare_consume(client, consumer, n, keys)
 
     try:
+        jobs: dict[str, Callable[[KeySpace], Awaitable[float] | float]] = {
+            "naive": lambda k: bench_naive(sync, codec, small, k),
+            "publish_message": lambda k: bench_publish_message(sync, codec, small, k),
+            "publish": lambda k: bench_publish(client, codec, small, k),
+            "publish_many": lambda k: bench_publish_many(client, codec, full, k),
+            "redis_py_pipeline": lambda k: peers.bare_publish_pipeline(client, codec, full, k),
+            "faststream_one": lambda k: peers.faststream_publish_one_by_one(url, small, k.stream(TOPIC)),
+            "faststream_pipeline": lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC)),
+            "faststream_pipeline_both": lambda k: peers.faststream_publish_pipelined(
+                url, full, k.stream(TOPIC), k.channel(TOPIC)
+            ),
+            "faststream_batch": lambda k: peers.faststream_consume(url, full, k.stream(TOPIC)),
+        }
+        for key, consumer in consumers.items():
+            jobs[key] = lambda k, c=consumer: consume(k, c)  # type: ignore[misc]
+        for path in ("legacy", "lenient", "strict"):
+            jobs[f"bare_{path}"] = lambda k, c=consumers[f"consume_{path}"]: bare(k, c)  # type: ignore[misc]
+        order = list(jobs)
+        shuffle = random.Random(11).shuffle
         for _ in range(rounds):
-            await run("naive", lambda k: bench_naive(sync, codec, small, k))
-            await run("publish_message", lambda k: bench_publish_message(sync, codec, small, k))
-            await run("publish", lambda k: bench_publish(client, codec, small, k))
-            await run("publish_many", lambda k: bench_publish_many(client, codec, full, k))
-            await run("redis_py_pipeline", lambda k: peers.bare_publish_pipeline(client, codec, full, k))
-            await run(
-                "faststream_one", lambda k: peers.faststream_publish_one_by_one(url, small, k.stream(TOPIC))
-            )
-            await run(
-                "faststream_pipeline",
-                lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC)),
-            )
-            await run(
-                "faststream_pipeline_both",
-                lambda k: peers.faststream_publish_pipelined(url, full, k.stream(TOPIC), k.channel(TOPIC)),
-            )
-            for key, consumer in consumers.items():
-                await run(key, lambda k, c=consumer: consume(k, c))  # type: ignore[misc]
-            for key in ("legacy", "lenient", "strict"):
-                await run(f"bare_{key}", lambda k, c=consumers[f"consume_{key}"]: bare(k, c))  # type: ignore[misc]
-            await run("faststream_batch", lambda k: peers.faststream_consume(url, full, k.stream(TOPIC)))
+            shuffle(order)  # a new order each round: no row always follows the same neighbour
+            for key in order:
+                await run(key, jobs[key])
     finally:
         sync.close()
         await client.aclose()
