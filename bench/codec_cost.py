@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bench.machine import QuietGate
+from bench.machine import QuietGate, fixtures_frozen
 from bench.messages import built, values
 from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
@@ -89,7 +89,8 @@ def _round(costs: Costs, codecs: dict[str, Codec], topic: Topic, n: int) -> None
     bodies = [producer.encode(topic, m) for m in messages]
 
     def add(case: str, operation: str, run: Callable[[], object]) -> None:
-        costs.setdefault((case, topic.value, operation), Figure()).add(_per_message_us(run, n))
+        with fixtures_frozen():
+            costs.setdefault((case, topic.value, operation), Figure()).add(_per_message_us(run, n))
 
     for case, codec in codecs.items():
         own = built(codec, topic, n)

@@ -21,20 +21,25 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
-
-import psycopg
-import redis.asyncio as aioredis
 
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.e2e_procs import (
+    CONSUMERS,
+    STREAM_MAXLEN,
+    Database,
+    clean,
+    rss_mb,
+    service_command,
+    service_env,
+    stop,
+    wait_groups,
+)
 from bench.machine import ForeignCpu, QuietGate
 from bench.stats import Figure, percentile
 from core.redis import connect_async
@@ -49,12 +54,7 @@ LAG_CAP = 20_000
 WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
 TICK_S = 0.002
 BURST = 1_000
-STREAM_MAXLEN = 300_000
 CONTENDED = 0.15  # foreign share of the CPU above which a setting is run again
-CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
-CHECKOUT = FsPath(__file__).resolve().parents[1]
-# ``cdb service NAME``, run from this checkout's code (PYTHONPATH) whatever the venv has installed.
-_CDB = [sys.executable, "-c", "from core.cli.main import main; main()"]
 
 
 @dataclass(frozen=True)
@@ -119,54 +119,6 @@ class E2eResult:
         }
 
 
-def _env(setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    return env | {
-        "PYTHONPATH": str(CHECKOUT),
-        "REDIS_URL": url,
-        "KEY_PREFIX": keys.prefix,
-        "USE_PYDANTIC_CONTRACTS": "true" if setting.paths[service] is Path.PYDANTIC else "false",
-        "CONTRACT_PROFILE": "lenient",
-        "INSTANCE": f"bench-{service.value}",
-        "STREAM_MAXLEN": str(STREAM_MAXLEN),
-        "DATABASE_URL": db_url,
-    }
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in FsPath(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-class _Database:
-    """A PostgreSQL database of the benchmark's own, dropped afterwards."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"cdb_bench_{uuid.uuid4().hex[:10]}"
-        self.url = f"{admin_url.rsplit('/', 1)[0]}/{self.name}"
-
-    def __enter__(self) -> _Database:
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{self.name}"')
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-async def _clean(client: aioredis.Redis, keys: KeySpace) -> None:
-    found = [k async for k in client.scan_iter(match=keys.all_keys_pattern(), count=1_000)]
-    for i in range(0, len(found), 500):
-        await client.unlink(*found[i : i + 500])
-
-
 def _warmup(seconds: float) -> float:
     return min(WARMUP_S, seconds / 5)
 
@@ -229,18 +181,18 @@ async def _one(
     client = connect_async(url)
     procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
     try:
-        with _Database(admin_url) as db:
+        with Database(admin_url) as db:
             for service in CONSUMERS:
                 log = (work / f"{setting.name}-{service.value}.log").open("wb")
                 procs[service] = subprocess.Popen(
-                    [*_CDB, "service", service.value],
-                    env=_env(setting, service, url, keys, db.url),
+                    service_command(service),
+                    env=service_env(setting, service, url, keys, db.url),
                     cwd=work,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
                 )
             progress = [GroupProgress(client, keys, s) for s in CONSUMERS]
-            await _wait_groups(client, keys, procs)
+            await wait_groups(client, keys, procs)
             ws_settings = ServiceSettings.load(
                 ServiceName.WS,
                 environ={},
@@ -271,47 +223,16 @@ async def _one(
                 client, keys, Topic.ORDER_RESULTS, first_ms, last_ms
             )
             result.latency_signals = await read_latencies(client, keys, Topic.SIGNALS, first_ms, last_ms)
-            result.rss_mb = {s.value: _rss_mb(p.pid) for s, p in procs.items()}
+            result.rss_mb = {s.value: rss_mb(p.pid) for s, p in procs.items()}
             result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}
             result.counts |= {f"{t.value}_dlq": int(await client.xlen(keys.dlq(t))) for t in Topic}
             result.counts["market_data_sent"] = feed.sent
-            _stop(procs)
+            stop(procs)
     finally:
-        _stop(procs)
-        await _clean(client, keys)
+        stop(procs)
+        await clean(client, keys)
         await client.aclose()
     return result
-
-
-async def _wait_groups(client: aioredis.Redis, keys: KeySpace, procs: dict[ServiceName, Any]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for service, proc in procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{service.value} exited with {proc.returncode} at start")
-        ready = 0
-        for service in CONSUMERS:
-            topic = service.consumes
-            assert topic is not None
-            with contextlib.suppress(aioredis.ResponseError):
-                groups: list[dict[str, Any]] = await client.xinfo_groups(keys.stream(topic))
-                ready += any(g["name"] in (keys.group(service), keys.group(service).encode()) for g in groups)
-        if ready == len(CONSUMERS):
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the services did not create their consumer groups within 60 s")
-
-
-def _stop(procs: dict[ServiceName, subprocess.Popen[bytes]]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def run_e2e(

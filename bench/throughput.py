@@ -17,7 +17,7 @@ import redis
 import redis.asyncio as aioredis
 
 from bench import peers
-from bench.machine import QuietGate
+from bench.machine import QuietGate, fixtures_frozen
 from bench.messages import built
 from bench.stats import Figure
 from bench.transport import (
@@ -200,10 +200,11 @@ async def measure_throughput(
             jobs[f"bare_{path}"] = lambda k, c=consumers[f"consume_{path}"]: bare(k, c)  # type: ignore[misc]
         order = list(jobs)
         shuffle = random.Random(11).shuffle
-        for _ in range(rounds):
-            shuffle(order)  # a new order each round: no row always follows the same neighbour
-            for key in order:
-                await run(key, jobs[key])
+        with fixtures_frozen():
+            for _ in range(rounds):
+                shuffle(order)  # a new order each round: no row always follows the same neighbour
+                for key in order:
+                    await run(key, jobs[key])
     finally:
         sync.close()
         await client.aclose()
