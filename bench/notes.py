@@ -6,13 +6,19 @@ __all__ = ["GAPS", "METHOD", "OPTIMIZED"]
 
 METHOD = """\
 Method. Every figure is the median of several samples with its spread: codec and throughput
-rows over rounds (range = min-max), end-to-end capacity over 1-second samples. The machine has
-2 cores shared with the Redis server, PostgreSQL and, at times, other engineers' test suites:
-the load averages above say how busy it was; figures move by 10-30 % between runs (the spread
-columns show it), ratios measured within one run move less. Peers are pinned in the `bench`
-extra of `pyproject.toml` and run with their logging off; their configuration is stated beside
-each row. `--quick` runs the same code with tiny sizes to prove it works (its figures mean
-nothing). Rerun: `.venv/bin/python -m bench` (about 6 minutes) or `cdb bench`."""
+rows over rounds (range = min-max), end-to-end capacity over 1-second samples. Target ratios
+are medians of round-by-round ratios (both rows measured in the same round), so a load swing
+moves both sides. The machine has 2 cores shared with Redis, PostgreSQL and other engineers'
+test suites, so: each round starts only once the rest of the machine is idle (see above); the
+throughput rows run in a new (seeded) order each round; an end-to-end setting during which
+other processes took more than 15 % of the CPU is run again (up to 3 attempts); the
+benchmark's own pre-built input messages are kept out of the garbage collector's passes
+(`gc.freeze`, every row alike). Figures still move by 5-15 % between runs; a ratio within a
+few per cent of its target can land on either side. Peers are pinned in the `bench` extra of
+`pyproject.toml` and run with their logging off; their configuration is stated beside each
+row. `--quick` runs the same code with tiny sizes to prove it works (its figures mean
+nothing). Rerun: `.venv/bin/python -m bench` (7-15 minutes, depending on how long it waits for
+quiet) or `cdb bench`."""
 
 _CHANGES = [
     (
@@ -102,15 +108,15 @@ are the figures of record; the microsecond splits below come from those profilin
   project adds over a bare redis-py loop doing the same decoding is the delivery machinery
   (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks): the "vs bare
   loop" rows; that code is the transport's (`core/redis`), not the codec's.
-- **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~9-12 us per message:
-  encode ~2.8 us (body 0.8 + stream entry 2.0), packing ~3 us, reading the two replies ~2.5 us,
-  the rest waiting on Redis. Its spread is Python's cyclic garbage collector: the 20,000 encoded
-  messages of a call are container objects, and the collector's passes over them land in some
-  rounds and not others (with `gc` disabled the same loop is a steady ~111,000 msg/s, 3.3x);
-  tuning the collector is a process-wide choice for the services, not the codec's. FastStream's
-  row writes one command per message (XADD) to our two (PUBLISH + XADD); doing the same work
-  (the context row) it runs at half its stream-only rate. The verdict uses the stream-only row,
-  as the issue states it, so it sits near 3x: met in some runs, missed in others.
+- **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~10-11 us per message:
+  encode ~2.8 us (body 0.8 + stream entry 2.0; both at their floor in Python: a dispatch table
+  or one C encoder call per map measured slower), packing ~3 us and reading the two replies
+  ~2.5 us (`core/redis/wire.py`), the rest waiting on Redis. FastStream's row writes one
+  command per message (XADD) to our two (PUBLISH + XADD); doing the same work (the context
+  row) FastStream runs at half its stream-only rate and publish_many is ~6x. The verdict uses
+  the stream-only row, as the issue states it, and sits at the 3x line. Before the benchmark
+  froze its fixtures, the collector's passes over the 20,000 pre-built messages made
+  publish_many swing between ~78,000 and ~111,000 msg/s from round to round.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service
   processes, Redis and PostgreSQL on it. With a legacy ws (all-legacy, mixed) the ws process is
   the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us per
