@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
     from bench.machine import QuietGate, describe_machine, load_average
-    from bench.report import Run, to_json, to_markdown
+    from bench.report import Run, merge_document, to_json, to_markdown
     from bench.targets import evaluate
     from bench.throughput import measure_throughput
     from core.logging import configure_logging
@@ -97,7 +97,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         draw_throughput(result.rates, args.out / "BENCHMARKS.png")
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
-    (args.out / "BENCHMARKS.md").write_text(to_markdown(result, args.seconds), encoding="utf-8")
+    target = args.out / "BENCHMARKS.md"
+    existing = target.read_text(encoding="utf-8") if target.exists() else None
+    target.write_text(merge_document(to_markdown(result, args.seconds), existing), encoding="utf-8")
     (args.out / "BENCHMARKS.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return document
 

@@ -15,7 +15,7 @@ from bench.targets import Target, paired, per_message_us
 from bench.throughput import CONSUME, PUBLISH
 from core.topics import Topic
 
-__all__ = ["Run", "to_json", "to_markdown"]
+__all__ = ["FOLDED", "Run", "merge_document", "to_json", "to_markdown"]
 
 
 @dataclass
@@ -33,6 +33,30 @@ class Run:
     chart: str | None = None
     load_end: tuple[float, float, float] | None = None
     gate: QuietGate | None = None
+
+
+FOLDED = ("## Transport (issue 3)",)
+"""Sections of older scripts whose rows this run measures itself (dropped when it writes)."""
+
+
+def merge_document(ours: str, existing: str | None) -> str:
+    """``ours`` followed by every ``## `` section of ``existing`` that ``ours`` does not have
+    (other scripts' sections, e.g. "## Scaling (issue 10)"), kept as they are."""
+    if not existing:
+        return ours
+    mine = {line.strip() for line in ours.splitlines() if line.startswith("## ")}
+    kept: list[str] = []
+    keeping = False
+    for line in existing.splitlines():
+        if line.startswith("## "):
+            keeping = line.strip() not in mine and line.strip() not in FOLDED
+        elif line.startswith("# "):
+            keeping = False
+        if keeping:
+            kept.append(line)
+    if not kept:
+        return ours
+    return ours.rstrip("\n") + "\n\n" + "\n".join(kept).rstrip("\n") + "\n"
 
 
 def _f(x: float, digits: int = 1) -> str:

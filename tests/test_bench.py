@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.report import merge_document
 from core.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,3 +43,17 @@ def test_cdb_bench__passes_its_options_to_the_benchmark() -> None:
     result = CliRunner().invoke(app, ["bench", "--help"])
     assert result.exit_code == 0
     assert "--quick" in result.output
+
+
+def test_merge_document__keeps_other_scripts_sections_and_drops_the_folded_transport_one() -> None:
+    existing = (
+        "# Benchmarks\n\nold intro\n\n## Transport (issue 3)\n\nold transport rows\n\n"
+        "## Targets\n\nold targets\n\n## Scaling (issue 10)\n\nscaling table\n"
+    )
+    ours = "# Benchmarks\n\nnew intro\n\n## Targets\n\nnew targets\n"
+
+    merged = merge_document(ours, existing)
+
+    assert merged.startswith(ours.rstrip("\n"))
+    assert merged.endswith("## Scaling (issue 10)\n\nscaling table\n")
+    assert "old" not in merged
