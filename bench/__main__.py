@@ -68,7 +68,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging("WARNING")
     only = {s.strip() for s in args.only.split(",")}
     command = "python -m bench" + (" --quick" if args.quick else "")
-    result = Run(command=command, machine=describe_machine(REDIS_URL, PG_URL), rounds=args.rounds, n=args.n)
+    machine = describe_machine(REDIS_URL, PG_URL)
+    result = Run(command=command, machine=machine, rounds=args.rounds, n=args.n, codec_n=args.codec_n)
     gate = result.gate = QuietGate(args.quiet_wait)
     if "codec" in only:
         _say("codec cost")

@@ -26,6 +26,7 @@ class Run:
     machine: dict[str, Any]
     rounds: int
     n: int
+    codec_n: int = 0
     costs: Costs | None = None
     rates: dict[str, Figure] | None = None
     e2e: list[E2eResult] | None = None
@@ -227,7 +228,7 @@ def to_markdown(run: Run, seconds: float) -> str:
         f"| {t.name} | {t.wanted} | {t.measured} | {'met' if t.met else '**missed**'} |" for t in run.targets
     ]
     if run.costs:
-        lines += ["", *_codec_table(run.costs, run.rounds, run.n)]
+        lines += ["", *_codec_table(run.costs, run.rounds, run.codec_n)]
     if run.rates:
         note = (
             f"Median of {run.rounds} rounds (range = min-max); {run.n:,} messages per round "
@@ -268,6 +269,7 @@ def to_json(run: Run, seconds: float) -> dict[str, Any]:
         "machine": run.machine,
         "rounds": run.rounds,
         "n": run.n,
+        "codec_n": run.codec_n,
         "load_average_end": run.load_end,
         "quiet_gate": run.gate.to_json() if run.gate else None,
         "targets": [t.to_json() for t in run.targets],
