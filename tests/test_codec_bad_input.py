@@ -22,56 +22,13 @@ from core.codec import Codec, build_codec
 from core.codec.fields import field_map_bytes
 from core.errors import ContractError
 from core.topics import Path, Profile, Topic
+from tests.samples import SAMPLE_TS, VALID_MESSAGES
 from tests.strategies import contract_values, json_values
 
-TS = 1_767_225_600_000
+TS = SAMPLE_TS
 MAX_BYTES = 65_536
 
-BASE: dict[Topic, dict[str, Any]] = {
-    Topic.MARKET_DATA: {
-        "api_version": "v1.0",
-        "symbol": "BTC/USDT",
-        "price": 87_250.5,
-        "volume": 0.0125,
-        "side": "BUY",
-        "venue": "mexc",
-        "timestamp": TS,
-    },
-    Topic.SIGNALS: {
-        "api_version": "v1.0",
-        "signal_id": "sig-1",
-        "symbol": "BTC/USDT",
-        "side": "BUY",
-        "price": 87_250.5,
-        "strength": 0.42,
-        "reason": "momentum",
-        "timestamp": TS,
-    },
-    Topic.ORDERS: {
-        "api_version": "v1.0",
-        "order_id": "ord-1",
-        "signal_id": "sig-1",
-        "symbol": "BTC/USDT",
-        "side": "SELL",
-        "order_type": "LIMIT",
-        "quantity": 0.01,
-        "price": 87_000.0,
-        "timestamp": TS,
-    },
-    Topic.ORDER_RESULTS: {
-        "api_version": "v1.0",
-        "order_id": "ord-1",
-        "symbol": "BTC/USDT",
-        "side": "SELL",
-        "status": "FILLED",
-        "filled_quantity": 0.01,
-        "average_price": 87_001.5,
-        "fee": 0.87,
-        "reason": None,
-        "simulated": True,
-        "timestamp": TS,
-    },
-}
+BASE = VALID_MESSAGES
 """A valid message of every topic that each bad case breaks in one way."""
 
 PRICE = {

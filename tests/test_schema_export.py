@@ -22,55 +22,12 @@ from core.codec.registry import profile_models
 from core.errors import ContractError
 from core.schema import contract_schema, default_contracts_dir, exported_files, exported_models, stale_exports
 from core.topics import Path, Profile, Topic
+from tests.samples import SAMPLE_TS, VALID_MESSAGES, valid_message
 from tests.strategies import contract_values, legacy_values
 
-TS = 1_767_225_600_000
+TS = SAMPLE_TS
 
-VALID: dict[Topic, dict[str, Any]] = {
-    Topic.MARKET_DATA: {
-        "api_version": "v1.0",
-        "symbol": "BTC/USDT",
-        "price": 87_250.5,
-        "volume": 0.0125,
-        "side": "BUY",
-        "venue": "mexc",
-        "timestamp": TS,
-    },
-    Topic.SIGNALS: {
-        "api_version": "v1.0",
-        "signal_id": "sig-1",
-        "symbol": "BTC/USDT",
-        "side": "BUY",
-        "price": 87_250.5,
-        "strength": 0.42,
-        "reason": "momentum",
-        "timestamp": TS,
-    },
-    Topic.ORDERS: {
-        "api_version": "v1.0",
-        "order_id": "ord-1",
-        "signal_id": "sig-1",
-        "symbol": "BTC/USDT",
-        "side": "SELL",
-        "order_type": "LIMIT",
-        "quantity": 0.01,
-        "price": 87_000.0,
-        "timestamp": TS,
-    },
-    Topic.ORDER_RESULTS: {
-        "api_version": "v1.0",
-        "order_id": "ord-1",
-        "symbol": "BTC/USDT",
-        "side": "SELL",
-        "status": "FILLED",
-        "filled_quantity": 0.01,
-        "average_price": 87_000.0,
-        "fee": 0.87,
-        "reason": None,
-        "simulated": True,
-        "timestamp": TS,
-    },
-}
+VALID = {**VALID_MESSAGES, Topic.ORDER_RESULTS: valid_message(Topic.ORDER_RESULTS, average_price=87_000.0)}
 
 STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
 LEGACY = build_codec(Path.LEGACY)
