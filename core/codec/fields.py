@@ -3,7 +3,7 @@
 Rule: one stream field per message field, its value the JSON encoding of the
 field's value. That makes every value a contract can hold survive the trip
 (``null``, ``true``/``false``, unicode, integers of any size, nested values),
-which a plain ``xadd(stream, model.model_dump())`` does not: redis-py refuses
+which XADD of a bare ``model.model_dump()`` dict (the seed's sketch) does not: redis-py refuses
 ``None`` and ``bool`` and would turn numbers into untyped strings. ``redis-cli
 XRANGE`` shows it readably: ``symbol "BTC/USDT" price 50000.5 reason null``.
 """
