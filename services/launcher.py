@@ -27,11 +27,10 @@ from services.risk.service import RiskService
 from services.runtime import ConsumingService, ServiceContext, run_consuming_service
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
+from services.ws.replay import BUNDLED_TRADES
 from services.ws.service import WsService
 
 __all__ = ["WsSourceSettings", "run_service"]
-
-DATA_DIR = FsPath(__file__).resolve().parents[1] / "data"
 
 
 class WsSourceSettings(BaseSettings):
@@ -40,7 +39,7 @@ class WsSourceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WS_", frozen=True, extra="ignore")
 
     source: Literal["replay", "mexc"] = Field(default="replay", description="replay or mexc")
-    replay_file: FsPath = Field(default=DATA_DIR / "trades.csv", description="a trades CSV file")
+    replay_file: FsPath = Field(default=BUNDLED_TRADES, description="a trades CSV file")
     replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
     mexc_url: str = Field(default="wss://wbs-api.mexc.com/ws", description="MEXC spot v3 WebSocket URL")
     symbols: str = Field(default="BTC/USDT,ETH/USDT", description="comma-separated pairs, e.g. BTC/USDT")

@@ -28,7 +28,7 @@ from services.risk.service import RiskService
 from services.runtime import ConsumingService, ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
-from services.ws.service import WsService
+from services.ws.service import Progress, WsService
 from services.ws.trades import Trade
 
 __all__ = [
@@ -43,9 +43,6 @@ __all__ = [
     "service_backlog",
     "wait_quiescent",
 ]
-
-Progress = Callable[[str, int, int], None]
-"""Called with (phase, done, total) while the pipeline runs."""
 
 
 @dataclass

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from core.settings import ServiceSettings, read_env_file
-from core.topics import Path as CodecPath
 from core.topics import ServiceName
 from services.execution.paper import VenueParams
 from services.launcher import WsSourceSettings
@@ -36,7 +35,6 @@ def test_env_files__resolve_to_the_legacy_path_until_an_operator_flips_them(serv
     settings = ServiceSettings.load(service, environ={}, env_file=env_file)
     assert settings.use_pydantic_contracts is False
     assert {"USE_PYDANTIC_CONTRACTS", "CONTRACT_PROFILE", "CONTRACT_SHADOW"} <= set(read_env_file(env_file))
-    assert CodecPath.LEGACY.value in ("legacy",)
 
 
 def _example_names() -> set[str]:

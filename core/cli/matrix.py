@@ -27,12 +27,12 @@ from core.cli.options import (
 from core.cli.output import console, exit_with, print_json
 from core.errors import CdbError, ConfigError
 from core.redis.modes import RedisTarget
+from services.ws.replay import BUNDLED_TRADES
 
 if TYPE_CHECKING:
     from services.matrix import MatrixConfig, MatrixReport, Mix
     from services.pipeline_control import CodecFactory
 
-DATA_DIR = FsPath(__file__).resolve().parents[2] / "data"
 FAULTS = ("consumer-restart", "redis-restart", "malformed")
 
 
@@ -49,7 +49,7 @@ def matrix(
     only_strict: Annotated[
         bool, typer.Option("--only-strict", help="Only the strict-profile mixes.")
     ] = False,
-    data: Annotated[FsPath, typer.Option(help="Trades to replay (CSV).")] = DATA_DIR / "trades.csv",
+    data: Annotated[FsPath, typer.Option(help="Trades to replay (CSV).")] = BUNDLED_TRADES,
     redis_url: Annotated[
         str, typer.Option("--redis-url", envvar="REDIS_URL", help="A real Redis (isolated by key prefix).")
     ] = DEFAULT_REDIS_URL,

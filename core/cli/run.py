@@ -14,13 +14,11 @@ from core.cli.output import console, exit_with, print_json, table
 from core.errors import CdbError
 from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
-
-DATA_DIR = FsPath(__file__).resolve().parents[2] / "data"
-DEFAULT_DATA = DATA_DIR / "trades.csv"
+from services.ws.replay import BUNDLED_TRADES
 
 
 def run(
-    data: Annotated[FsPath, typer.Option(help="Trades to replay (CSV).")] = DEFAULT_DATA,
+    data: Annotated[FsPath, typer.Option(help="Trades to replay (CSV).")] = BUNDLED_TRADES,
     redis_url: Annotated[
         str | None, typer.Option(envvar="REDIS_URL", help="Redis to run on; empty: embedded fakeredis.")
     ] = None,

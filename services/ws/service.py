@@ -21,6 +21,7 @@ from services.ws.trades import Trade
 __all__ = ["WsService"]
 
 Progress = Callable[[str, int, int], None]
+"""Called with (phase, done, total) while trades are published (the pipeline's progress too)."""
 
 
 class WsService:
