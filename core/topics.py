@@ -146,6 +146,26 @@ class KeySpace:
         """A key pattern (ACL, SCAN) matching every partition stream of ``topic``, whatever the count."""
         return f"{self.prefix}{topic.value}_stream*"
 
+    def published_marker(self, topic: Topic, message_id: str, partition: int = 0) -> str:
+        """The key recording that message ``message_id`` of ``topic`` reached partition
+        ``partition``'s stream (its value: the stream id). It hashes to the stream's cluster
+        slot (the stream's own hash tag, or the stream's name as one), so a single script may
+        check it and append to the stream atomically on a cluster too."""
+        return f"{self._slot_tag(self.stream(topic, partition))}:published:{message_id}"
+
+    def published_pattern(self, topic: Topic, partition: int = 0) -> str:
+        """A key pattern (ACL, SCAN) matching every :meth:`published_marker` of one partition stream."""
+        return f"{self._slot_tag(self.stream(topic, partition))}:published:*"
+
+    def _slot_tag(self, key: str) -> str:
+        # Redis hashes only the part between the first "{" and the next "}" when both exist.
+        # A key without braces is wrapped whole, after the prefix (so the prefix still leads
+        # and scopes the name): "<prefix>{<key>}:..." shares the slot of "<key>". A key with
+        # braces keeps its own tag (prefix "{cdb}:" puts the whole pipeline in one slot).
+        if "{" not in key and "}" not in key:
+            return f"{self.prefix}{{{key}}}"
+        return key
+
     def dlq(self, topic: Topic) -> str:
         """The dead-letter stream for messages of ``topic`` that could not be handled."""
         return f"{self.prefix}{topic.value}_dlq"

@@ -314,6 +314,25 @@ async def test_acl_live__publisher_on_a_foreign_topic__is_a_transport_error(
     assert redis_sync.xlen(keys.stream(Topic.SIGNALS)) == 0
 
 
+async def test_acl_live__execution_publishes_a_result_once_and_no_other_user_may(
+    login: Callable[[str], aioredis.Redis], keys: KeySpace, redis_sync: redis.Redis
+) -> None:
+    from services.execution.once import OncePublisher
+
+    def once(role: str) -> OncePublisher:
+        return OncePublisher(
+            Publisher(login(role), CODEC, keys=keys, service=ServiceName.EXECUTION), Topic.ORDER_RESULTS
+        )
+
+    result = _message(Topic.ORDER_RESULTS)
+    first = await once(ServiceName.EXECUTION).publish("ord-1", result)
+    again = await once(ServiceName.EXECUTION).publish("ord-1", result)
+    with pytest.raises(TransportError, match="(?i)no permissions"):
+        await once(ServiceName.RISK).publish("ord-2", result)
+    assert (first.new, again.new, again.stream_id) == (True, False, first.stream_id)
+    assert redis_sync.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1
+
+
 def test_acl_live__urls_carry_credentials_that_redaction_hides(users: AclUsers) -> None:
     for role, url in users.urls.items():
         password = urlsplit(url).password

@@ -17,7 +17,9 @@ What each user may do (and nothing else):
   writes (ws: ``market_data_dlq`` for bad exchange frames); GET/SET NX the
   pipeline's partition count (``KeySpace.topology()``); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
-  partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set).
+  partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set);
+  execution also runs its publish-once script (EVAL on its output stream and its
+  ``{<stream>}:published:*`` markers, GET/SET on those markers).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
 - ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
   key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the topic channels, and
@@ -110,6 +112,8 @@ _LEASES = (
     "+zrange",
 )
 _TOPOLOGY = ("+get", "+set")
+# Services that publish each message at most once per id (execution's order results).
+_ONCE_PUBLISHERS = frozenset({ServiceName.EXECUTION})
 # What the operator's tools read.
 _INSPECT = (
     "+scan",
@@ -172,6 +176,13 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
+    if service in _ONCE_PUBLISHERS:
+        # services.execution.once: one script checks a per-message marker beside the stream,
+        # appends and publishes. EVAL needs both its keys in one selector; the script's own
+        # XADD/PUBLISH pass the selector above, its GET/SET on the markers the second one.
+        markers = [f"~{keys.published_pattern(out, p)}" for p in range(keys.partitions)]
+        rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), *markers, "+eval"))
+        rules.append(_selector(*markers, "+get", "+set"))
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.codec import Decoded
 from core.topics import Topic
+from services.execution.once import OncePublisher
 from services.execution.paper import PaperVenue, VenueParams
 from services.execution.store import ResultStore
 from services.runtime import ServiceContext
@@ -18,16 +19,19 @@ class ExecutionService:
         self.ctx = ctx
         self.store = store
         self.venue = PaperVenue(params)
+        self.results = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
 
     async def start(self) -> None:
         """Run the database migrations."""
         await self.store.migrate()
 
     async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Fill, store, publish, mark published; on redelivery finish what is missing.
+        """Fill, store, publish once, mark published; on redelivery finish what is missing.
 
-        Publishes at once, not deferred: the result is marked published with its stream id,
-        which only a confirmed publish gives (and orders are a few per cent of market data).
+        Exactly one result per order reaches the stream whichever step fails: the store keeps
+        the first fill, the publish is idempotent per order id in Redis, and the mark records
+        the stream id. Publishes at once, not deferred: the mark needs the confirmed stream id
+        (and orders are a few per cent of market data).
         """
         order = decoded.message
         stored = await self.store.get(order.order_id)
@@ -38,8 +42,12 @@ class ExecutionService:
         if stored is None:
             await self.store.insert(values, self.ctx.codec.path.value)
         result = self.ctx.codec.build(Topic.ORDER_RESULTS, values)
-        stream_id = await self.ctx.publisher.publish(Topic.ORDER_RESULTS, result)
-        await self.store.mark_published(order.order_id, stream_id)
+        # Idempotent in Redis (services.execution.once): after a failed mark, the redelivery
+        # gets the first stream id back instead of publishing the result a second time.
+        published = await self.results.publish(order.order_id, result)
+        if not published.new:
+            self.ctx.count("results_already_published")
+        await self.store.mark_published(order.order_id, published.stream_id)
         self.ctx.count("fills" if values["status"] in ("FILLED", "PARTIALLY_FILLED") else "rejected_orders")
 
     async def close(self) -> None:

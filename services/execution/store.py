@@ -1,10 +1,24 @@
 """Where execution keeps its order results: PostgreSQL (psycopg 3) or a local SQLite file.
 
-The insert is idempotent on ``order_id`` and the table is created by a versioned
-migration that runs at start. ``published_stream_id`` records that the result
-reached the ``order_results`` stream, so a redelivered order neither fills twice
-nor publishes twice, and a crash between insert and publish is repaired on
-redelivery (the stored result is published then).
+What the store promises (and what it does not):
+
+* **One row per order.** :meth:`ResultStore.insert` is idempotent on ``order_id``: the
+  first fill is kept, a second insert of the same order changes nothing. The result is
+  stored *before* it is published, so a redelivered order is never filled twice.
+* **A published state.** ``published_stream_id`` is empty until :meth:`mark_published`
+  records the stream id the result got. A crash or a database failure between insert
+  and mark leaves the row unpublished; the redelivered order then finishes the job.
+* **Not, by itself, one publish per order.** The store cannot know whether a publish it
+  has not yet recorded reached Redis. That half is
+  :class:`services.execution.once.OncePublisher`'s: the publish is idempotent per order
+  id in Redis, so the redelivery gets the first stream id back instead of publishing
+  again. Together: exactly one row and exactly one ``order_results`` entry per order,
+  whichever of store, publish and mark fails (tests/test_execution_once.py).
+* Every call may raise the driver's connection error (``psycopg.OperationalError``)
+  while the database is down; the service's consumer leaves the order pending and
+  retries it. A broken connection is replaced on the next call.
+
+The table is created by a versioned migration that runs at start.
 """
 
 from __future__ import annotations
