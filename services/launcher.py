@@ -27,6 +27,7 @@ from services.risk.service import RiskService
 from services.runtime import ConsumingService, ServiceContext, run_consuming_service
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
+from services.ws.outbox import Outbox, Overflow, first_done
 from services.ws.replay import BUNDLED_TRADES
 from services.ws.service import WsService
 
@@ -43,6 +44,12 @@ class WsSourceSettings(BaseSettings):
     replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
     mexc_url: str = Field(default="wss://wbs-api.mexc.com/ws", description="MEXC spot v3 WebSocket URL")
     symbols: str = Field(default="BTC/USDT,ETH/USDT", description="comma-separated pairs, e.g. BTC/USDT")
+    buffer_size: int = Field(
+        default=10_000,
+        gt=0,
+        le=10_000_000,
+        description="trades held while Redis is down; then replay waits, live sheds the oldest (1..10000000)",
+    )
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
@@ -89,27 +96,30 @@ def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
 
 async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
     source = load_config(WsSourceSettings)
-    # Paced replay and the live feed publish each trade at once; full-speed replay batches.
-    live = source.source == "mexc" or source.replay_pace > 0
-    ws = WsService(ctx, batch_size=1 if live else 500)
+    ws = WsService(ctx)
+    # A replay can wait for Redis (backpressure); a live feed cannot, so it sheds (counted).
+    overflow = Overflow.WAIT if source.source == "replay" else Overflow.SHED_OLDEST
+    outbox = Outbox(ws, capacity=source.buffer_size, overflow=overflow)
     await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
     status_task = asyncio.create_task(reporter.run(stop))
+    sender = asyncio.create_task(outbox.run(stop))
     try:
         if source.source == "replay":
             from services.ws.replay import load_trades, replay
 
-            await replay(load_trades(source.replay_file), ws.on_trade, pace=source.replay_pace)
-            await ws.flush()
+            await replay(load_trades(source.replay_file), outbox.put, pace=source.replay_pace, stop=stop)
+            await first_done(outbox.drain(), stop.wait())
             await stop.wait()  # stay visible in status after the replay ends
         else:
             from services.ws.mexc_v3_client import MexcV3Client
 
             symbols = [s.strip() for s in source.symbols.split(",") if s.strip()]
-            client = MexcV3Client(source.mexc_url, symbols, ws.on_trade, on_bad_frame=ws.on_bad_frame)
+            client = MexcV3Client(source.mexc_url, symbols, outbox.put, on_bad_frame=ws.on_bad_frame)
             await client.run(stop)
     finally:
         stop.set()
+        await sender  # publishes what is queued, or counts it as shed when Redis is gone
         await status_task
         with contextlib.suppress(Exception):
             await reporter.withdraw(ctx.live_state())

@@ -327,7 +327,7 @@ async def test_acl_live__execution_publishes_a_result_once_and_no_other_user_may
     result = _message(Topic.ORDER_RESULTS)
     first = await once(ServiceName.EXECUTION).publish("ord-1", result)
     again = await once(ServiceName.EXECUTION).publish("ord-1", result)
-    with pytest.raises(TransportError, match="(?i)no permissions"):
+    with pytest.raises(TransportError, match=r"(?i)no permissions"):
         await once(ServiceName.RISK).publish("ord-2", result)
     assert (first.new, again.new, again.stream_id) == (True, False, first.stream_id)
     assert redis_sync.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1

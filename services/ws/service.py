@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
-from core.errors import ContractError, NotReplicatedError
+from core.errors import ContractError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.topics import Topic
 from services.runtime import ServiceContext
@@ -33,12 +33,21 @@ class WsService:
         self._pending: list[object] = []
         self._log = get_logger(service=ctx.service.value)
 
-    async def on_trade(self, trade: Trade) -> None:
-        """Queue one trade; publishes when a batch is full (the live client's callback)."""
+    async def build(self, trade: Trade) -> object | None:
+        """The ``market_data`` message of ``trade``; ``None`` when the codec refuses it (then
+        it was dead-lettered, or counted as lost if Redis is down too)."""
         try:
-            message = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values())
+            message: object = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values())
         except ContractError as exc:
             await self._park(exc)
+            return None
+        return message
+
+    async def on_trade(self, trade: Trade) -> None:
+        """Queue one trade; publishes when a batch is full (a direct, unbuffered feed: the
+        service process puts :class:`~services.ws.outbox.Outbox` in between)."""
+        message = await self.build(trade)
+        if message is None:
             return
         self._pending.append(message)
         if len(self._pending) >= self.batch_size:
@@ -48,8 +57,12 @@ class WsService:
         """Publish what is queued; with REDIS_WAIT_REPLICAS, until the replicas acknowledged it."""
         if self._pending:
             batch, self._pending = self._pending, []
-            await self._publish_acknowledged(batch)
-            self.ctx.count("trades_published", len(batch))
+            await self.publish_batch(batch)
+
+    async def publish_batch(self, batch: list[object]) -> None:
+        """Publish built messages now (``TransportError`` if Redis stays unreachable)."""
+        await self._publish_acknowledged(batch)
+        self.ctx.count("trades_published", len(batch))
 
     async def _publish_acknowledged(self, batch: list[object]) -> None:
         # A trade comes from the exchange once: if the replicas did not confirm it, a primary
@@ -97,6 +110,15 @@ class WsService:
     async def _park(self, error: ContractError) -> None:
         self.ctx.count("bad_frames")
         self._log.warning("ws.dead_letter", reason=error.reason, errors=error.loggable_errors())
+        try:
+            await self._write_letter(error)
+        except TransportError as exc:
+            # Redis is down: a bad frame must not stop the live feed. It is logged above
+            # (reason, errors) and counted here, since its dead letter cannot be written.
+            self.ctx.count("dead_letters_lost_redis_down")
+            self._log.error("ws.dead_letter_lost", reason=error.reason, error=str(exc))
+
+    async def _write_letter(self, error: ContractError) -> None:
         await self.ctx.dead_letters.park(
             Topic.MARKET_DATA,
             error.raw or json.dumps({"error": str(error)}).encode(),
