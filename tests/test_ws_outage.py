@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.redis import connect_async
+from core.redis import RetryPolicy, connect_async
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from services.launcher import run_service
 from services.runtime import ServiceContext
-from services.ws.outbox import SHED_BUFFER_FULL, Outbox, Overflow
+from services.ws.outbox import SHED_BUFFER_FULL, SHED_SHUTDOWN, Outbox, Overflow
 from services.ws.replay import COLUMNS
 from services.ws.service import WsService
 from services.ws.trades import Side, Trade
@@ -166,3 +166,29 @@ async def test_outbox__live_source_small_buffer_through_30s_outage__shed_count_e
     assert missing == sent[first : first + len(missing)]
     assert set(missing) <= {t.trade_id for t in during}
     assert during[-1].trade_id in arrived
+
+
+async def test_outbox__stopped_while_redis_is_down__counts_what_it_held_as_shed(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    client = connect_async(throwaway_redis.url)
+    settings = ServiceSettings.load(ServiceName.WS, environ={}, overrides={"key_prefix": KEYS.prefix})
+    ctx = ServiceContext.create(ServiceName.WS, settings, client)
+    ctx.publisher.retry = RetryPolicy(attempts=2, initial_s=0.01, max_s=0.02, jitter_s=0.0, deadline_s=1.0)
+    outbox = Outbox(WsService(ctx), capacity=100, overflow=Overflow.WAIT)
+    stop = asyncio.Event()
+    sender = asyncio.create_task(outbox.run(stop))
+    throwaway_redis.kill()
+    try:
+        for trade in _trades(30):
+            await outbox.put(trade)
+        await poll_until(lambda: asyncio.sleep(0.02), lambda: ctx.extra_counts.get("ws_redis_down") == 1)
+        stop.set()
+        await asyncio.wait_for(sender, timeout=30)
+    finally:
+        stop.set()
+        await client.aclose()
+
+    assert outbox.shed == {SHED_BUFFER_FULL: 0, SHED_SHUTDOWN: 30}
+    assert ctx.extra_counts["shed_shutdown"] == 30
+    assert outbox.buffered == 0
