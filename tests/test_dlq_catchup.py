@@ -15,9 +15,11 @@ import redis.asyncio as aioredis
 from core.codec import build_codec, encode_field_map
 from core.domain.contracts import API_VERSION
 from core.redis import StreamConsumer
+from core.redis.acl import OPERATOR
 from core.redis.topology import ensure_topology
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb_json, reporting, service_settings
+from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import Collector, poll_until
 
 pytestmark = pytest.mark.integration
@@ -180,3 +182,15 @@ async def test_dlq_replay__only_newer_replays_the_trades_the_strategy_would_coun
     assert {k.decode() for k in marks} == {
         o["entry_id"] for o in newer["outcomes"] if o["status"] == "replayed"
     }
+
+
+async def test_dlq_catch_up__the_operator_acl_user_may_run_it(
+    redis_async: aioredis.Redis, redis_sync: Any, redis_url: str, keys: KeySpace
+) -> None:
+    await _incident(redis_async, keys, [("BTC/USDT", 1_767_225_600_001, True)])
+    with temporary_acl_users(redis_sync, keys, redis_url) as users:
+        done = await _cdb("dlq", "catch-up", "--topic", "market_data", *_opts(users.urls[OPERATOR], keys))
+    assert done["applied"] is True
+    assert done["letters"] == 1
+    group = (await redis_async.xinfo_groups(keys.stream(Topic.MARKET_DATA)))[0]
+    assert group["last-delivered-id"].decode() == done["partitions"][0]["rewind_to"]
