@@ -17,10 +17,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.codec import build_codec
-from core.errors import ContractError
+from core.codec import decode_field_map
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import KeySpace, ServiceName, Topic
 from services.pipeline import read_stream, service_backlog
 from services.pipeline_control import PipelineHook, PipelineRun
 from services.runtime import ServiceContext
@@ -127,7 +126,6 @@ class Incident(PipelineHook):
 async def business(redis: aioredis.Redis, keys: KeySpace) -> dict[str, list[dict[str, Any]]]:
     """Signals, orders and order results of a run by content: one per id (a redelivered
     duplicate must be identical to count once), sorted by id, without clock-made fields."""
-    reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
     out: dict[str, list[dict[str, Any]]] = {}
     for topic, fields, key in (
         (Topic.SIGNALS, _SIGNAL_FIELDS, "signal_id"),
@@ -136,11 +134,12 @@ async def business(redis: aioredis.Redis, keys: KeySpace) -> dict[str, list[dict
     ):
         seen: dict[str, dict[str, Any]] = {}
         for _, entry in await read_stream(redis, keys, topic):
+            # The field map itself (JSON values), not a codec: legacy-shaped entries count as well.
             try:
-                values = reader.as_dict(topic, reader.from_fields(topic, entry).message)
-            except ContractError:
+                values = decode_field_map(entry)
+            except ValueError:
                 continue
-            item = {f: values[f] for f in fields}
+            item = {f: values.get(f) for f in fields}
             earlier = seen.setdefault(item[key], item)
             assert earlier == item, f"two different {topic.value} with {key} {item[key]}"
         out[topic.value] = [seen[k] for k in sorted(seen)]
