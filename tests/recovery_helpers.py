@@ -24,7 +24,7 @@ from services.pipeline import read_stream, service_backlog
 from services.pipeline_control import PipelineHook, PipelineRun
 from services.runtime import ServiceContext
 
-__all__ = ["Incident", "business", "env_settings", "write_env"]
+__all__ = ["Incident", "Inject", "business", "env_settings", "write_env"]
 
 _SIGNAL_FIELDS = ("signal_id", "symbol", "side", "price", "strength", "reason")
 _ORDER_FIELDS = ("order_id", "signal_id", "symbol", "side", "order_type", "quantity", "price")
@@ -144,3 +144,19 @@ async def business(redis: aioredis.Redis, keys: KeySpace) -> dict[str, list[dict
             assert earlier == item, f"two different {topic.value} with {key} {item[key]}"
         out[topic.value] = [seen[k] for k in sorted(seen)]
     return out
+
+
+class Inject(PipelineHook):
+    """XADD ``entries`` (field maps) into the market-data stream once ``at`` trades are published:
+    the same stream position in every run."""
+
+    def __init__(self, at: int, entries: list[dict[str, str] | dict[bytes, bytes]]) -> None:
+        self.at, self.entries = at, entries
+        self.ids: list[str] = []
+
+    async def after_batch(self, run: PipelineRun, published: int, total: int) -> None:
+        if published != self.at:
+            return
+        for fields in self.entries:
+            raw = await run.redis.xadd(run.keys.stream(Topic.MARKET_DATA), fields)  # type: ignore[arg-type]
+            self.ids.append(raw.decode() if isinstance(raw, bytes) else str(raw))

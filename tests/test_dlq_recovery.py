@@ -32,11 +32,12 @@ import redis.asyncio as aioredis
 
 from core.topics import KeySpace, ServiceName, Topic
 from services.execution.store import PostgresStore
+from services.matrix.inputs import Kind, injected_entries
 from services.pipeline import run_pipeline
-from services.pipeline_control import PipelineRun
+from services.pipeline_control import PipelineHook, PipelineRun
 from services.ws.replay import BUNDLED_TRADES, load_trades
 from tests.ops_helpers import CDB, CLEAN_ENV, cdb
-from tests.recovery_helpers import Incident, business, env_settings, stop, write_env
+from tests.recovery_helpers import Incident, Inject, business, env_settings, stop, write_env
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def _before_incident(env_dir: FsPath) -> None:
 
 
 async def _run(
-    redis_url: str, pg_url: str, env_dir: FsPath, spaces: list[KeySpace], hook: Incident | None
+    redis_url: str, pg_url: str, env_dir: FsPath, spaces: list[KeySpace], *hooks: PipelineHook
 ) -> tuple[dict[str, list[dict[str, Any]]], KeySpace]:
     keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:")
     spaces.append(keys)
@@ -78,7 +79,7 @@ async def _run(
             store,
             environ={},
             ws_batch=BATCH,
-            hooks=[hook] if hook else [],
+            hooks=list(hooks),
             timeout_s=120,
         )
         assert result.quiescent
@@ -116,7 +117,7 @@ async def test_runbook_recovery_after_forced_strict__trades_equal_the_baseline(
 ) -> None:
     env_dir = tmp_path / "env"
     _before_incident(env_dir)
-    baseline, _ = await _run(redis_url, pg_database, env_dir, space, None)
+    baseline, _ = await _run(redis_url, pg_database, env_dir, space)
     seen: dict[str, Any] = {}
 
     async def at_stop(incident: Incident, run: PipelineRun) -> None:
@@ -180,7 +181,7 @@ async def test_old_runbook_replay__is_refused_and_when_forced_loses_the_stale_tr
 ) -> None:
     env_dir = tmp_path / "env"
     _before_incident(env_dir)
-    baseline, _ = await _run(redis_url, pg_database, env_dir, space, None)
+    baseline, _ = await _run(redis_url, pg_database, env_dir, space)
     seen: dict[str, Any] = {}
 
     async def at_stop(incident: Incident, run: PipelineRun) -> None:
@@ -209,6 +210,51 @@ async def test_old_runbook_replay__is_refused_and_when_forced_loses_the_stale_tr
         f"({refused['ignored']} of {incident.facts['dead_letters']} replayed trades stale): "
         f"{len(after['signals'])} signals, {_fills(after)} fills"
     )
+
+
+async def test_catch_up__entries_handled_after_the_first_letter_are_handled_again_harmlessly(
+    redis_url: str, pg_database: str, tmp_path: FsPath, space: list[KeySpace]
+) -> None:
+    """ws on Pydantic: strict signal reads its trades but dead-letters a legacy feeder's ones
+    (another symbol) and malformed entries mixed in. Catch-up re-reads everything after the
+    first letter: the trades it had handled fire the same signals again (same ids, same content),
+    risk and execution recognise them, and the trades equal the baseline's."""
+    env_dir = tmp_path / "env"
+    for service in ServiceName:
+        write_env(env_dir, service, pydantic=service in (ServiceName.WS, ServiceName.SIGNAL))
+    market = [f for t, f in injected_entries(Kind.MALFORMED, 65_536) if t is Topic.MARKET_DATA]
+    entries = [f for _, f in injected_entries(Kind.LEGACY_MARKET_DATA, 65_536)] + market
+    baseline, _ = await _run(redis_url, pg_database, env_dir, space, Inject(1000, entries))
+    seen: dict[str, Any] = {}
+
+    async def at_stop(incident: Incident, run: PipelineRun) -> None:
+        await stop(run, ServiceName.SIGNAL)
+        incident.roll_back_env()
+
+    async def at_recover(incident: Incident, run: PipelineRun) -> None:
+        catch_up = ["dlq", "catch-up", "--topic", "market_data", *_opts(redis_url, run.keys)]
+        seen["done"] = await _cdb_json(*catch_up)
+        incident.restart_from_env(run)
+
+    incident = Incident(
+        env_dir, redis_url, at_stop, at_recover, strict_at=STRICT_AT, stop_at=STOP_AT, recover_at=RECOVER_AT
+    )
+    after, keys = await _run(redis_url, pg_database, env_dir, space, incident, Inject(1000, entries))
+
+    done = seen["done"]
+    (part,) = done["partitions"]
+    assert len(part["letters"]) == 24  # the legacy feeder's trades, now read
+    assert len(part["still_invalid"]) == len(market)  # malformed: read again, parked again
+    assert part["handled_again"] == STOP_AT - 1000  # Pydantic trades strict signal had handled
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        signals = await client.xlen(keys.stream(Topic.SIGNALS))
+        letters = await client.xlen(keys.dlq(Topic.MARKET_DATA))
+    finally:
+        await client.aclose()
+    assert signals > len(after["signals"])  # signals fired again: duplicates on the stream
+    assert letters == 24 + 2 * len(market)
+    assert after == baseline  # business() also checks every duplicate is identical
 
 
 def test_dlq_catch_up__order_results_has_no_consumer() -> None:

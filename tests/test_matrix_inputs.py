@@ -33,7 +33,7 @@ from services.matrix.inputs import (
     INJECTED_ORDER_PREFIX,
     LEGACY_ORDERS,
     Kind,
-    _entries,
+    injected_entries,
     refused_by_reader,
 )
 from services.ws.replay import BUNDLED_TRADES_SMALL
@@ -86,26 +86,28 @@ def _decodes(codec: Codec, topic: Topic, fields: Any) -> bool:
 @pytest.mark.parametrize("codec", list(CODECS))
 @pytest.mark.parametrize("kind", list(LEGACY_KINDS))
 def test_injected_legacy_shaped__read_by_legacy_and_lenient_refused_by_strict(kind: Kind, codec: str) -> None:
-    entries = _entries(kind, 65_536)
+    entries = injected_entries(kind, 65_536)
     assert entries
     assert all(_decodes(CODECS[codec], t, f) is (codec != "pydantic-strict") for t, f in entries)
 
 
 @pytest.mark.parametrize("codec", ["legacy", "pydantic-strict"])
 def test_injected_market_data_without_timestamp__refused_by_legacy_and_strict(codec: str) -> None:
-    entries = _entries(Kind.NO_TIMESTAMP, 65_536)
+    entries = injected_entries(Kind.NO_TIMESTAMP, 65_536)
     assert len(entries) == 2  # missing and null
     assert not any(_decodes(CODECS[codec], t, f) for t, f in entries)
 
 
 @pytest.mark.skipif(not RULE_IN_PLACE, reason=NEEDS_RULE)
 def test_injected_market_data_without_timestamp__refused_by_lenient() -> None:
-    assert not any(_decodes(CODECS["pydantic-lenient"], t, f) for t, f in _entries(Kind.NO_TIMESTAMP, 65_536))
+    assert not any(
+        _decodes(CODECS["pydantic-lenient"], t, f) for t, f in injected_entries(Kind.NO_TIMESTAMP, 65_536)
+    )
 
 
 @pytest.mark.parametrize("codec", list(CODECS))
 def test_injected_malformed__refused_by_every_codec(codec: str) -> None:
-    entries = _entries(Kind.MALFORMED, 65_536)
+    entries = injected_entries(Kind.MALFORMED, 65_536)
     assert {t for t, _ in entries} == {Topic.MARKET_DATA, Topic.SIGNALS, Topic.ORDERS}
     assert not any(_decodes(CODECS[codec], t, f) for t, f in entries)
 

@@ -43,6 +43,7 @@ __all__ = [
     "InputSet",
     "Kind",
     "MixedInputs",
+    "injected_entries",
     "inputs_expectation",
     "refused_by_reader",
 ]
@@ -133,7 +134,10 @@ def _no_timestamp(null: bool) -> dict[str, Any]:
     return values
 
 
-def _entries(kind: Kind, max_bytes: int) -> list[tuple[Topic, dict[str, str] | dict[bytes, bytes]]]:
+def injected_entries(
+    kind: Kind, max_bytes: int = 65_536
+) -> list[tuple[Topic, dict[str, str] | dict[bytes, bytes]]]:
+    """The field maps of ``kind`` with their topics, ready for ``XADD`` (the same every time)."""
     if kind is Kind.LEGACY_MARKET_DATA:
         return [
             (Topic.MARKET_DATA, encode_field_map(_legacy_market_data(i))) for i in range(LEGACY_MARKET_DATA)
@@ -151,7 +155,7 @@ def refused_by_reader(kind: Kind, max_bytes: int = 65_536) -> int:
     """How many of ``kind``'s entries the Pydantic lenient reader refuses."""
     reader = build_codec(Path.PYDANTIC, Profile.LENIENT, max_bytes=max_bytes)
     refused = 0
-    for topic, fields in _entries(kind, max_bytes):
+    for topic, fields in injected_entries(kind, max_bytes):
         try:
             reader.from_fields(topic, fields)
         except ContractError:
@@ -187,7 +191,7 @@ class MixedInputs(PipelineHook):
                 await self._inject(run, kind)
 
     async def _inject(self, run: PipelineRun, kind: Kind) -> None:
-        entries = _entries(kind, self.max_bytes)
+        entries = injected_entries(kind, self.max_bytes)
         pipe = run.redis.pipeline(transaction=False)
         for topic, fields in entries:
             partition = run.keys.partition(_symbol(fields))
