@@ -18,7 +18,7 @@ from core.redis import StreamConsumer
 from core.redis.acl import OPERATOR
 from core.redis.topology import ensure_topology
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
-from tests.ops_helpers import cdb_json, reporting, service_settings
+from tests.ops_helpers import cdb, cdb_json, reporting, service_settings
 from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import Collector, poll_until
 
@@ -194,3 +194,21 @@ async def test_dlq_catch_up__the_operator_acl_user_may_run_it(
     assert done["letters"] == 1
     group = (await redis_async.xinfo_groups(keys.stream(Topic.MARKET_DATA)))[0]
     assert group["last-delivered-id"].decode() == done["partitions"][0]["rewind_to"]
+
+
+async def test_dlq_replay_and_catch_up__tables_say_what_would_be_ignored_and_what_was_rewound(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    base = 1_767_225_600_000
+    await _incident(redis_async, keys, [("BTC/USDT", base + 1, True), ("BTC/USDT", base + 2, False)])
+    opts = _opts(redis_url, keys)
+    replay = await asyncio.to_thread(cdb, "dlq", "replay", "--topic", "market_data", "--all", *opts)
+    assert replay.exit_code == 1
+    assert (
+        "stale: BTC/USDT trade at 1767225600001 is not newer than the trade at 1767225600002" in replay.output
+    )
+    assert "1 of the replayable letters would be ignored by signal" in replay.output
+    assert "refused: nothing written" in replay.output
+    caught = await asyncio.to_thread(cdb, "dlq", "catch-up", "--topic", "market_data", *opts)
+    assert caught.exit_code == 0, caught.output
+    assert "1 dead letters will count when signal starts again" in caught.output
