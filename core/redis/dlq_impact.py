@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from core.codec import Decoded
 from core.redis.dead_letters import DeadLetter
 from core.redis.modes import SyncClient
@@ -65,7 +67,7 @@ def group_position(client: SyncClient, stream: str, group: str) -> str | None:
     """The last-delivered id of ``group`` on ``stream``; ``None`` when there is no such group."""
     try:
         groups: Any = client.xinfo_groups(stream)
-    except Exception:  # no stream yet (ResponseError): no position
+    except ResponseError:  # no such stream yet: no position
         return None
     for info in groups:
         if _text(info["name"]) == group:
