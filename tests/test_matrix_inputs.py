@@ -5,6 +5,7 @@ strict ones dead-letter exactly the legacy-shaped messages of their topic."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from inspect import signature
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from core.codec import Codec, build_codec
 from core.errors import ContractError
+from core.logging import configure_logging
 from core.topics import Path, Profile, ServiceName, Topic
 from services.matrix import (
     InputSet,
@@ -49,6 +51,16 @@ variants = st.sampled_from(list(Variant))
 mixes = st.builds(Mix, variants, variants, variants, variants)
 LEGACY_KINDS = {Kind.LEGACY_MARKET_DATA: "signal", Kind.LEGACY_SIGNAL: "risk", Kind.LEGACY_ORDER: "execution"}
 RULE_IN_PLACE = refused_by_reader(Kind.NO_TIMESTAMP) == 2
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cdb matrix` points the JSON logs at CliRunner's stderr, closed after the call: point
+    them back at the real stderr so later tests do not log into a closed file."""
+    yield
+    configure_logging()
+
+
 NEEDS_RULE = "needs issue 14's lenient rule (timestamp-less market data refused; contracts helper)"
 
 
