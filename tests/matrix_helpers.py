@@ -1,10 +1,13 @@
-"""A deliberately broken legacy class for the matrix tests: proof that the matrix can fail.
+"""Deliberately broken codecs for the matrix tests: proof that the matrix can fail.
 
 ``RenamedPriceOrder`` is the legacy ``Order`` after a careless refactor that reads
 the price from a renamed key (``limit_price``) with ``.get``: no error anywhere,
 every order just loses its reference price, and the paper venue rejects it. Only
 the comparison with the baseline can catch that. It reaches a run through the
 pipeline's ``codec_factory`` injection point, never through production code.
+
+``ClockFilledMarketData`` is the seed's lenient default (a trade without a time gets the
+reader's clock): with the ``mixed`` input set it silences a symbol, and the matrix says so.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from core.codec import Codec, Decoded, FieldMap, Message, RawFieldMap, codec_for
 from core.domain.legacy import Order
 from core.settings import ServiceSettings
 from core.topics import Path, Profile, ServiceName, Topic
+from core.utils.clock import now_ms
 
 
 class RenamedPriceOrder(Order):
@@ -78,4 +82,27 @@ def broken_legacy_execution(service: ServiceName, settings: ServiceSettings) -> 
     codec = codec_for(settings)
     if service is ServiceName.EXECUTION and codec.path is Path.LEGACY:
         return RenamedPriceCodec(codec)
+    return codec
+
+
+class ClockFilledMarketData(RenamedPriceCodec):
+    """The shipped codec, except that market data without a timestamp (missing or null) gets the
+    reader's clock, as the seed's lenient default ``int(time.time())`` did (in ms here)."""
+
+    def _swap(self, topic: Topic, decoded: Decoded) -> Decoded:
+        return decoded
+
+    def from_fields(self, topic: Topic, fields: RawFieldMap, **options: Any) -> Decoded:
+        if topic is Topic.MARKET_DATA:
+            values = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+            if values.get("timestamp") in (None, b"null", "null"):
+                fields = {**values, "timestamp": str(now_ms())}
+        return self._inner.from_fields(topic, fields, **options)
+
+
+def clock_filled_market_data(service: ServiceName, settings: ServiceSettings) -> Codec:
+    """Codec factory: every Pydantic lenient consumer fills a trade's missing time with its clock."""
+    codec = codec_for(settings)
+    if codec.path is Path.PYDANTIC and codec.profile is Profile.LENIENT:
+        return ClockFilledMarketData(codec)
     return codec

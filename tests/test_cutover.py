@@ -310,7 +310,7 @@ async def test_cutover_check__as_the_operator_acl_user_counts_replayed_dead_lett
         replayed = await asyncio.to_thread(cdb_json, "dlq", "replay", "--topic", "orders", "--all", *operator)
         report = await asyncio.to_thread(cdb_json, "cutover", "check", *operator, expect=0)
     assert _findings(blocked)["dead_letters"]["ok"] is False
-    assert [o["status"] for o in replayed] == ["replayed"]
+    assert [o["status"] for o in replayed["outcomes"]] == ["replayed"]
     assert _findings(report)["dead_letters"]["data"]["orders"] == {
         "entries": 1,
         "unreviewed": 0,

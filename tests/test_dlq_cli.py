@@ -65,12 +65,20 @@ async def _run(*args: str, expect: int = 0) -> Any:
     return await asyncio.to_thread(cdb_json, *args, expect=expect)
 
 
+async def _replay(*args: str, expect: int = 0) -> list[dict[str, Any]]:
+    """``cdb dlq replay ARGS --json``: the outcome of each selected letter."""
+    report = await _run("dlq", "replay", *args, expect=expect)
+    assert report["refused"] is False
+    outcomes: list[dict[str, Any]] = report["outcomes"]
+    return outcomes
+
+
 async def test_dlq_replay__moves_fixed_messages_back_and_leaves_the_still_bad_ones(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:
     parked = await _park(redis_async, keys)
     before = await redis_async.xlen(keys.stream(Topic.SIGNALS))
-    outcomes = await _run("dlq", "replay", "--topic", "signals", "--all", *_opts(redis_url, keys), expect=1)
+    outcomes = await _replay("--topic", "signals", "--all", *_opts(redis_url, keys), expect=1)
     status = {o["entry_id"]: o["status"] for o in outcomes}
     assert status == {
         **dict.fromkeys(parked["legacy"], "replayed"),
@@ -101,8 +109,8 @@ async def test_dlq_replay__delete_replayed_removes_only_the_replayed_letters(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:
     parked = await _park(redis_async, keys)
-    args = ("dlq", "replay", "--topic", "signals", "--all", "--delete-replayed", *_opts(redis_url, keys))
-    outcomes = await _run(*args, expect=1)
+    args = ("--topic", "signals", "--all", "--delete-replayed", *_opts(redis_url, keys))
+    outcomes = await _replay(*args, expect=1)
     assert sum(o["deleted"] for o in outcomes) == 3
     left = [i.decode() for i, _ in await redis_async.xrange(keys.dlq(Topic.SIGNALS))]
     assert left == parked["bad"]
@@ -114,8 +122,8 @@ async def test_dlq_replay__selected_ids_only_and_a_second_replay_skips_them(
 ) -> None:
     parked = await _park(redis_async, keys)
     first = parked["legacy"][0]
-    once = await _run("dlq", "replay", "--topic", "signals", first, *_opts(redis_url, keys))
-    twice = await _run("dlq", "replay", "--topic", "signals", first, *_opts(redis_url, keys))
+    once = await _replay("--topic", "signals", first, *_opts(redis_url, keys))
+    twice = await _replay("--topic", "signals", first, *_opts(redis_url, keys))
     assert [(o["entry_id"], o["status"]) for o in once] == [(first, "replayed")]
     assert [(o["status"], o["stream_id"]) for o in twice] == [("already_replayed", once[0]["stream_id"])]
     assert await redis_async.xlen(keys.stream(Topic.SIGNALS)) == 6
@@ -125,10 +133,8 @@ async def test_dlq_replay__dry_run_and_strict_write_nothing(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:
     parked = await _park(redis_async, keys, legacy=1, bad=0)
-    dry = await _run("dlq", "replay", "--topic", "signals", "--all", "--dry-run", *_opts(redis_url, keys))
-    strict = await _run(
-        "dlq",
-        "replay",
+    dry = await _replay("--topic", "signals", "--all", "--dry-run", *_opts(redis_url, keys))
+    strict = await _replay(
         "--topic",
         "signals",
         "--all",
@@ -144,7 +150,7 @@ async def test_dlq_replay__dry_run_and_strict_write_nothing(
 
 
 async def test_dlq_replay__unknown_id_is_reported_and_exits_1(redis_url: str, keys: KeySpace) -> None:
-    outcomes = await _run("dlq", "replay", "--topic", "orders", "1-1", *_opts(redis_url, keys), expect=1)
+    outcomes = await _replay("--topic", "orders", "1-1", *_opts(redis_url, keys), expect=1)
     assert outcomes == [
         {
             "entry_id": "1-1",
@@ -153,6 +159,7 @@ async def test_dlq_replay__unknown_id_is_reported_and_exits_1(redis_url: str, ke
             "deleted": False,
             "defaulted": [],
             "errors": [],
+            "ignored": None,
         }
     ]
 
@@ -167,7 +174,7 @@ async def test_dlq_list__shows_each_letter_with_its_errors_and_replay_mark(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:
     parked = await _park(redis_async, keys, legacy=1, bad=1)
-    await _run("dlq", "replay", "--topic", "signals", parked["legacy"][0], *_opts(redis_url, keys))
+    await _replay("--topic", "signals", parked["legacy"][0], *_opts(redis_url, keys))
     listing = await _run("dlq", "list", *_opts(redis_url, keys))
     assert {t: d["total"] for t, d in listing.items()} == {t.value: 0 for t in Topic} | {"signals": 2}
     letters = {x["id"]: x for x in listing["signals"]["letters"]}

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from core.cli.dlq_catchup import catch_up_command, pipeline_redis
 from core.cli.options import (
     DEFAULT_REDIS_URL,
     AsJson,
@@ -24,17 +25,20 @@ from core.cli.options import (
     RedisUrl,
     SentinelMaster,
     Sentinels,
-    cli_target,
-    open_sync_target,
 )
 from core.cli.output import console, exit_with, print_json, table
 from core.codec import build_codec
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter
-from core.redis.dlq_replay import ReplayStatus, find_letter, replay_letters, replay_marks
-from core.redis.modes import SyncClient
-from core.redis.topology import read_partitions_sync
-from core.topics import KeySpace, Path, Profile, Topic
+from core.redis.dlq_replay import (
+    IgnoredPolicy,
+    ReplayReport,
+    ReplayStatus,
+    find_letter,
+    replay_letters,
+    replay_marks,
+)
+from core.topics import Path, Profile, Topic
 
 __all__ = ["app"]
 
@@ -74,16 +78,6 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
     }
 
 
-def _client(url: str, mode: str, sentinels: str, master: str, prefix: str) -> tuple[SyncClient, KeySpace]:
-    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it."""
-    try:
-        client = open_sync_target(cli_target(url, mode, sentinels, master))
-    except CdbError as exc:
-        exit_with(exc)
-    keys = KeySpace(prefix)
-    return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
-
-
 @app.command("list")
 def list_letters(
     topic: TopicOption = None,
@@ -96,7 +90,7 @@ def list_letters(
     sentinel_master: SentinelMaster = "",
 ) -> None:
     """The newest dead letters of each topic with their errors, and how many each topic holds."""
-    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     out: dict[str, Any] = {}
     rows = []
     for t in [topic] if topic else list(Topic):
@@ -145,7 +139,7 @@ def show(
     sentinel_master: SentinelMaster = "",
 ) -> None:
     """One dead letter in full: metadata, every structured error, and the raw bytes."""
-    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
         if letter is None:
@@ -191,6 +185,16 @@ def replay(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Re-validate only; write nothing.")] = False,
     again: Annotated[bool, typer.Option("--again", help="Also replay letters marked as replayed.")] = False,
+    only_newer: Annotated[
+        bool,
+        typer.Option(
+            "--only-newer", help="Replay only letters the consumer would not ignore as stale/duplicate."
+        ),
+    ] = False,
+    include_stale: Annotated[
+        bool,
+        typer.Option("--include-stale", help="Replay letters the consumer will ignore too (it counts them)."),
+    ] = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
@@ -198,12 +202,26 @@ def replay(
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
 ) -> None:
-    """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays."""
+    """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays.
+
+    Before writing it says how many replayed messages the consuming service would ignore
+    (stale trades, duplicate ids) and why; while any would, it writes nothing unless told
+    --only-newer or --include-stale (or use ``cdb dlq catch-up`` to make them count).
+    """
     if bool(ids) == replay_all:
         exit_with(CdbError("give dead-letter ids or --all (not both)"))
-    client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    if only_newer and include_stale:
+        exit_with(CdbError("--only-newer and --include-stale exclude each other"))
+    policy = (
+        IgnoredPolicy.ONLY_NEWER
+        if only_newer
+        else IgnoredPolicy.INCLUDE
+        if include_stale
+        else IgnoredPolicy.REFUSE
+    )
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     codec = build_codec(path, profile, max_bytes=max_bytes)
-    outcomes = replay_letters(
+    report = replay_letters(
         client,
         keys,
         topic,
@@ -212,25 +230,61 @@ def replay(
         delete_replayed=delete_replayed,
         dry_run=dry_run,
         again=again,
+        policy=policy,
     )
+    outcomes = report.outcomes
     stays = [o for o in outcomes if o.status in (ReplayStatus.STILL_INVALID, ReplayStatus.NOT_FOUND)]
     if as_json:
-        print_json([o.to_dict() for o in outcomes])
+        print_json(
+            {
+                "refused": report.refused,
+                "ignored": report.ignored,
+                "behind_group": report.impact.behind_group if report.impact else 0,
+                "outcomes": [o.to_dict() for o in outcomes],
+            }
+        )
     else:
-        rows = []
-        for o in outcomes:
-            detail = o.stream_id or ""
-            if o.errors:
-                err = o.errors[0]
-                detail = f"{'.'.join(str(p) for p in err.get('loc', ())) or '<message>'}: {err.get('msg')}"
-            elif o.defaulted:
-                detail += f" (filled: {', '.join(o.defaulted)})"
-            kept = "deleted" if o.deleted else "kept, marked" if o.status is ReplayStatus.REPLAYED else "kept"
-            rows.append([o.entry_id, o.status.value, kept, detail])
-        where = f"{path.value}/{profile.value}" if path is Path.PYDANTIC else path.value
-        title = f"Replay of {topic.value} dead letters with {where}" + (" (dry run)" if dry_run else "")
-        columns = ["dead letter", "outcome", "in the DLQ", "new stream id / error"]
-        console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
-        if not delete_replayed and not dry_run and any(o.status is ReplayStatus.REPLAYED for o in outcomes):
-            console.print("replayed letters are kept and marked; --delete-replayed removes them")
-    raise SystemExit(1 if stays else 0)
+        _print_replay(report, topic, path, profile, dry_run=dry_run, delete_replayed=delete_replayed)
+    raise SystemExit(1 if stays or report.refused else 0)
+
+
+def _print_replay(
+    report: ReplayReport, topic: Topic, path: Path, profile: Profile, *, dry_run: bool, delete_replayed: bool
+) -> None:
+    rows = []
+    for o in report.outcomes:
+        detail = o.stream_id or ""
+        if o.errors:
+            err = o.errors[0]
+            detail = f"{'.'.join(str(p) for p in err.get('loc', ())) or '<message>'}: {err.get('msg')}"
+        elif o.ignored:
+            detail += f" {o.ignored}"
+        elif o.defaulted:
+            detail += f" (filled: {', '.join(o.defaulted)})"
+        kept = "deleted" if o.deleted else "kept, marked" if o.status is ReplayStatus.REPLAYED else "kept"
+        rows.append([o.entry_id, o.status.value, kept, detail.strip()])
+    where = f"{path.value}/{profile.value}" if path is Path.PYDANTIC else path.value
+    title = f"Replay of {topic.value} dead letters with {where}" + (" (dry run)" if dry_run else "")
+    columns = ["dead letter", "outcome", "in the DLQ", "new stream id / why"]
+    console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
+    impact = report.impact
+    if impact is not None and impact.consumer is not None:
+        n = len([o for o in report.outcomes if o.ignored is not None])
+        console.print(
+            f"{n} of the replayable letters would be ignored by {impact.consumer.value} "
+            f"(stale or duplicate: see each row); {impact.behind_group} lie behind its group's position",
+            highlight=False,
+        )
+    if report.refused:
+        console.print(
+            "[bold red]refused: nothing written.[/] Choose: cdb dlq catch-up (stop the consumer; it "
+            "re-reads them in their original order), --only-newer (replay the others), or "
+            "--include-stale (replay all; the ignored ones will not count)",
+            highlight=False,
+        )
+    replayed = any(o.status is ReplayStatus.REPLAYED for o in report.outcomes)
+    if not delete_replayed and not dry_run and replayed:
+        console.print("replayed letters are kept and marked; --delete-replayed removes them")
+
+
+app.command("catch-up")(catch_up_command)

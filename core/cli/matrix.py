@@ -61,6 +61,14 @@ def matrix(
         list[str] | None,
         typer.Option("--fault", help=f"Also run every matching mix under this fault (repeatable): {FAULTS}."),
     ] = None,
+    inputs: Annotated[
+        str,
+        typer.Option(
+            "--inputs",
+            help="clean: the recorded trades; mixed: plus legacy-shaped, timestamp-less and malformed "
+            "messages, in the baseline too (docs/matrix.md).",
+        ),
+    ] = "clean",
     keep: Annotated[bool, typer.Option(help="Keep each mix's keys and schema for inspection.")] = False,
     concurrency: Annotated[int, typer.Option(min=1, help="Mixes running at the same time.")] = 4,
     json_out: Annotated[FsPath | None, typer.Option(help="Also write the report as JSON here.")] = None,
@@ -93,6 +101,7 @@ def matrix(
             keep=keep,
             concurrency=concurrency,
             codec_factory=codec_factory,
+            inputs=inputs,
         )
         target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
         _check_redis(target)
@@ -137,8 +146,12 @@ def _config(
     keep: bool,
     concurrency: int,
     codec_factory: str | None,
+    inputs: str = "clean",
 ) -> MatrixConfig:
-    from services.matrix import Fault, MatrixConfig
+    from services.matrix import Fault, InputSet, MatrixConfig
+
+    if inputs not in InputSet.__members__.values():
+        raise ConfigError("--inputs", inputs, [i.value for i in InputSet])
 
     faults = []
     for name in fault or []:
@@ -156,6 +169,7 @@ def _config(
         keep=keep,
         concurrency=concurrency,
         codec_factory=_load_factory(codec_factory) if codec_factory else None,
+        inputs=InputSet(inputs),
     )
 
 
@@ -203,7 +217,7 @@ def _print(report: MatrixReport) -> None:
     from services.matrix.report import COLUMNS, cells
 
     data = report_dict(report)
-    table = Table(title=f"cdb matrix: {data['trades']} trades from {data['data']}")
+    table = Table(title=f"cdb matrix: {data['trades']} trades from {data['data']}, inputs {data['inputs']}")
     for column in COLUMNS:
         wraps = column in ("outcome", "dead letters")  # the others are short: keep them on one line
         heading = column.replace(" ", "\n", 1) if "/" in column else column

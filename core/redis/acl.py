@@ -135,6 +135,7 @@ _INSPECT = (
 )
 # Replay bookkeeping: delete a replayed letter, or mark it (dead-letter id -> new stream id).
 _REPLAY_MARKS = ("+xdel", "+hgetall", "+hset", "+hdel")
+_CATCH_UP = ("+xgroup|setid", "+xack")
 _GLOB = frozenset("*?[]\\")
 
 
@@ -203,6 +204,8 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
             *(f"~{keys.dlq_replayed(t)}" for t in Topic),
             *_REPLAY_MARKS,
         ),
+        # Catch-up (core.redis.dlq_catchup): move a stopped consumer's group back, ack what it re-reads.
+        _selector(*(f"~{s}" for t in Topic for s in keys.streams(t)), *_CATCH_UP),
     ]
 
 

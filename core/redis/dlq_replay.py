@@ -7,6 +7,15 @@ body on the channel, its field map in ``<topic>_stream``; never the raw bytes),
 so the consumer group reads it like any new entry. What still fails stays in the
 dead-letter stream with its new errors.
 
+A replayed copy lands **behind** every entry already in the stream, so the consuming
+service may ignore it on purpose: a trade older than a newer one of its symbol is
+stale to the strategy, a signal or order whose id is already on the stream is a
+duplicate. Before writing, :func:`replay_letters` works that out
+(:mod:`core.redis.dlq_impact`) and, by default, refuses to write anything while any
+letter would be ignored; the caller chooses :attr:`IgnoredPolicy.ONLY_NEWER` or
+:attr:`IgnoredPolicy.INCLUDE`, or makes them count in their original order with
+``cdb dlq catch-up`` (:mod:`core.redis.dlq_catchup`).
+
 A replayed letter is deleted from the dead-letter stream only when asked
 (``delete_replayed``); otherwise it is marked in ``KeySpace.dlq_replayed(topic)``
 (dead-letter id -> new stream id), shown as replayed by ``cdb dlq list``, skipped
@@ -33,12 +42,15 @@ from typing import Any
 from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter
+from core.redis.dlq_impact import ReplayImpact, assess_replay
 from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
 from core.topics import KeySpace, Topic
 
 __all__ = [
+    "IgnoredPolicy",
     "ReplayOutcome",
+    "ReplayReport",
     "ReplayStatus",
     "find_letter",
     "iter_letters",
@@ -63,6 +75,21 @@ class ReplayStatus(StrEnum):
     """Marked as replayed earlier; skipped (``again`` replays it anyway)."""
     NOT_FOUND = "not_found"
     """No such entry in the dead-letter stream."""
+    WITHHELD = "withheld"
+    """Not written: the consuming service would ignore its replayed copy (stale, duplicate)."""
+    HELD = "held"
+    """Not written: it would count, but the replay was refused because others would be ignored."""
+
+
+class IgnoredPolicy(StrEnum):
+    """What to do with letters whose replayed copy the consuming service would ignore."""
+
+    REFUSE = "refuse"
+    """Write nothing at all and say why (the default: no silent loss)."""
+    ONLY_NEWER = "only_newer"
+    """Replay only the letters that would count; leave the others in the dead-letter stream."""
+    INCLUDE = "include"
+    """Replay them anyway (the consumer counts them as ignored)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,8 @@ class ReplayOutcome:
     deleted: bool = False
     defaulted: tuple[str, ...] = ()
     errors: list[ErrorDetail] = field(default_factory=list)
+    ignored: str | None = None
+    """Why the consuming service would ignore the replayed copy (stale, duplicate), if it would."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``--json``."""
@@ -85,6 +114,7 @@ class ReplayOutcome:
             "deleted": self.deleted,
             "defaulted": list(self.defaulted),
             "errors": self.errors,
+            "ignored": self.ignored,
         }
 
 
@@ -135,31 +165,38 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
     return codec.from_fields(topic, rendered)
 
 
-def _replay_one(
+def _write(
     client: SyncClient,
     keys: KeySpace,
     topic: Topic,
     codec: Codec,
-    letter: DeadLetter,
+    item: tuple[DeadLetter, Decoded],
     *,
     delete: bool,
-    dry_run: bool,
-) -> ReplayOutcome:
-    try:
-        decoded = redecode(codec, topic, letter)
-    except ContractError as exc:
-        return ReplayOutcome(letter.entry_id, ReplayStatus.STILL_INVALID, errors=exc.loggable_errors())
-    if dry_run:
-        return ReplayOutcome(letter.entry_id, ReplayStatus.WOULD_REPLAY, defaulted=decoded.defaulted)
+) -> str:
+    letter, decoded = item
     stream_id = publish_message(client, topic, decoded.message, codec=codec, keys=keys)
     if delete:
         client.xdel(keys.dlq(topic), letter.entry_id)
         client.hdel(keys.dlq_replayed(topic), letter.entry_id)
     else:
         client.hset(keys.dlq_replayed(topic), letter.entry_id, stream_id)
-    return ReplayOutcome(
-        letter.entry_id, ReplayStatus.REPLAYED, stream_id, deleted=delete, defaulted=decoded.defaulted
-    )
+    return stream_id
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """Every selected letter's outcome, what the consumer would do with them, and whether the
+    replay was refused (nothing written) because some would be ignored."""
+
+    outcomes: list[ReplayOutcome]
+    impact: ReplayImpact | None
+    refused: bool = False
+
+    @property
+    def ignored(self) -> int:
+        """Selected letters whose replayed copy the consumer would ignore (stale, duplicate)."""
+        return len(self.impact.ignored) if self.impact else 0
 
 
 def replay_letters(
@@ -172,22 +209,65 @@ def replay_letters(
     delete_replayed: bool = False,
     dry_run: bool = False,
     again: bool = False,
-) -> list[ReplayOutcome]:
-    """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``."""
+    policy: IgnoredPolicy = IgnoredPolicy.REFUSE,
+) -> ReplayReport:
+    """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``.
+
+    Before writing, it works out which replayed copies the consuming service would ignore
+    (:func:`core.redis.dlq_impact.assess_replay`). With ``policy`` ``REFUSE`` (the default)
+    and any such letter, nothing is written (``refused``); ``ONLY_NEWER`` replays the others
+    and leaves those in the dead-letter stream; ``INCLUDE`` replays them anyway.
+    """
     marks = replay_marks(client, keys, topic)
     letters: list[DeadLetter | str]
     if ids is None:
         letters = list(iter_letters(client, keys, topic))
     else:
         letters = [find_letter(client, keys, topic, i) or i for i in ids]
-    out = []
+    slots: list[ReplayOutcome | tuple[DeadLetter, Decoded]] = []
     for letter in letters:
         if isinstance(letter, str):
-            out.append(ReplayOutcome(letter, ReplayStatus.NOT_FOUND))
+            slots.append(ReplayOutcome(letter, ReplayStatus.NOT_FOUND))
         elif letter.entry_id in marks and not again:
-            out.append(ReplayOutcome(letter.entry_id, ReplayStatus.ALREADY_REPLAYED, marks[letter.entry_id]))
-        else:
-            out.append(
-                _replay_one(client, keys, topic, codec, letter, delete=delete_replayed, dry_run=dry_run)
+            slots.append(
+                ReplayOutcome(letter.entry_id, ReplayStatus.ALREADY_REPLAYED, marks[letter.entry_id])
             )
-    return out
+        else:
+            try:
+                slots.append((letter, redecode(codec, topic, letter)))
+            except ContractError as exc:
+                slots.append(
+                    ReplayOutcome(letter.entry_id, ReplayStatus.STILL_INVALID, errors=exc.loggable_errors())
+                )
+    decodable = [s for s in slots if isinstance(s, tuple)]
+    impact = assess_replay(client, keys, topic, decodable) if decodable else None
+    refused = bool(impact and impact.ignored) and policy is IgnoredPolicy.REFUSE and not dry_run
+    out: list[ReplayOutcome] = []
+    for slot in slots:
+        if isinstance(slot, ReplayOutcome):
+            out.append(slot)
+            continue
+        letter, decoded = slot
+        reason = impact.reason(letter.entry_id) if impact else None
+        if dry_run or refused or (reason and policy is IgnoredPolicy.ONLY_NEWER):
+            status = (
+                ReplayStatus.WOULD_REPLAY
+                if dry_run
+                else ReplayStatus.WITHHELD
+                if reason
+                else ReplayStatus.HELD
+            )
+            out.append(ReplayOutcome(letter.entry_id, status, defaulted=decoded.defaulted, ignored=reason))
+        else:
+            stream_id = _write(client, keys, topic, codec, slot, delete=delete_replayed)
+            out.append(
+                ReplayOutcome(
+                    letter.entry_id,
+                    ReplayStatus.REPLAYED,
+                    stream_id,
+                    deleted=delete_replayed,
+                    defaulted=decoded.defaulted,
+                    ignored=reason,
+                )
+            )
+    return ReplayReport(out, impact, refused)

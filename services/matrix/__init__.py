@@ -3,6 +3,7 @@ with the all-legacy baseline, also under faults. See docs/matrix.md."""
 
 from services.matrix.expectations import LEGACY_OMITS, Expectation, Outcome, expected_outcome
 from services.matrix.faults import Fault, FaultReport
+from services.matrix.inputs import InputExpectation, InputSet, MixedInputs, inputs_expectation
 from services.matrix.isolated import MixRun, Workspace, mix_settings, run_mix
 from services.matrix.mixes import ALL_LEGACY, STRICT_MIXES, Mix, Variant, lenient_mixes, strict_mixes
 from services.matrix.report import report_dict, to_json, to_markdown
@@ -18,17 +19,21 @@ __all__ = [
     "Expectation",
     "Fault",
     "FaultReport",
+    "InputExpectation",
+    "InputSet",
     "MatrixConfig",
     "MatrixReport",
     "MatrixRow",
     "Mix",
     "MixRun",
+    "MixedInputs",
     "Outcome",
     "Variant",
     "Verdict",
     "Workspace",
     "business_results",
     "expected_outcome",
+    "inputs_expectation",
     "judge",
     "lenient_mixes",
     "mix_settings",

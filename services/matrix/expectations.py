@@ -10,14 +10,22 @@ So for a mix, walk the pipeline: the first strict consumer whose producer is
 legacy dead-letters everything that producer publishes, and nothing reaches the
 services after it. Without such a pair the mix must trade exactly as the
 all-legacy baseline.
+
+With the ``mixed`` input set (:mod:`services.matrix.inputs`) the baseline and every mix
+also get legacy-shaped, timestamp-less and malformed messages; the expectation then
+also says which of them the mix must dead-letter (:class:`InputExpectation`): a mix
+without a strict consumer still equals the baseline exactly, dead letters included; a
+strict consumer also dead-letters the injected legacy-shaped messages of its topic, and
+a strict execution therefore lacks their order results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from core.topics import ServiceName, Topic
+from services.matrix.inputs import InputExpectation, InputSet, inputs_expectation
 from services.matrix.mixes import Mix, Variant
 
 __all__ = ["LEGACY_OMITS", "Expectation", "Outcome", "expected_outcome"]
@@ -57,6 +65,8 @@ class Expectation:
     """The topic whose dead-letter stream fills (``DEAD_LETTERS`` only)."""
     missing: tuple[str, ...] = ()
     """The fields every dead letter must name as missing (``DEAD_LETTERS`` only)."""
+    inputs: InputExpectation | None = None
+    """What the mix must do with the injected messages (``mixed`` input set only)."""
 
     @property
     def starved(self) -> tuple[Topic, ...]:
@@ -67,8 +77,16 @@ class Expectation:
         return tuple(topics[topics.index(self.topic) + 1 :])
 
 
-def expected_outcome(mix: Mix) -> Expectation:
-    """The outcome ``mix`` must have, with a human-readable reason."""
+def expected_outcome(mix: Mix, inputs: InputSet = InputSet.CLEAN) -> Expectation:
+    """The outcome ``mix`` must have on ``inputs``, with a human-readable reason."""
+    expectation = _pipeline_outcome(mix)
+    if inputs is InputSet.CLEAN:
+        return expectation
+    extra = inputs_expectation(mix)
+    return replace(expectation, reason=f"{expectation.reason}; {extra.reason}", inputs=extra)
+
+
+def _pipeline_outcome(mix: Mix) -> Expectation:
     for consumer in ServiceName:
         topic = consumer.consumes
         if topic is None or mix.variant(consumer) is not Variant.STRICT:

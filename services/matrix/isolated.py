@@ -26,6 +26,7 @@ from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from services.execution.store import PostgresStore, ResultStore, SqliteStore
 from services.local_redis import LocalRedisServer
 from services.matrix.faults import Fault, FaultHook, make_hooks
+from services.matrix.inputs import InputSet, MixedInputs
 from services.matrix.mixes import Mix
 from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.pipeline_control import CodecFactory
@@ -107,6 +108,8 @@ class MixRun:
     """Every dead letter per topic, oldest first, with its structured errors."""
     faults: list[FaultHook] = field(default_factory=list)
     workspace: Workspace | None = None
+    inputs: MixedInputs | None = None
+    """The injected messages (``mixed`` input set), or ``None`` for the recorded trades alone."""
 
     @property
     def stored(self) -> list[dict[str, Any]]:
@@ -160,8 +163,10 @@ async def run_mix(
     tag: str = "",
     timeout_s: float = 60.0,
     redis_target: RedisTarget | None = None,
+    inputs: InputSet = InputSet.CLEAN,
 ) -> MixRun:
-    """Run ``mix`` on ``trades`` in its own key space and schema and collect what it did.
+    """Run ``mix`` on ``trades`` (plus the ``inputs`` set's messages) in its own key space and
+    schema and collect what it did.
 
     ``redis_target`` says how to reach ``redis_url`` (REDIS_MODE, Sentinels); by default
     the mode is detected.
@@ -188,12 +193,14 @@ async def run_mix(
         )
         max_bytes = settings[ServiceName.SIGNAL].max_message_bytes
         hooks = make_hooks(faults, server=server, max_bytes=max_bytes)
+        mixed = MixedInputs(max_bytes=max_bytes) if inputs is InputSet.MIXED else None
         outcome = await _execute(
             mix,
             space,
             settings,
             trades,
             hooks=hooks,
+            inputs=mixed,
             codec_factory=codec_factory,
             environ=environ,
             timeout_s=timeout_s,
@@ -215,6 +222,7 @@ async def _execute(
     trades: Sequence[Trade],
     *,
     hooks: Sequence[FaultHook],
+    inputs: MixedInputs | None,
     codec_factory: CodecFactory | None,
     environ: Mapping[str, str] | None,
     timeout_s: float,
@@ -228,9 +236,11 @@ async def _execute(
             trades,
             store,
             environ=environ,
-            hooks=hooks,
+            hooks=[*hooks, *([inputs] if inputs else [])],
             codec_factory=codec_factory,
-            ws_batch=25 if hooks else 500,  # small batches give a fault a mid-run moment
+            ws_batch=25
+            if hooks or inputs
+            else 500,  # small batches give a fault or an input a mid-run moment
             timeout_s=timeout_s,
         )
         published, undecodable = await _published(client, space.keys)
@@ -239,7 +249,7 @@ async def _execute(
     finally:
         await store.close()
         await client.aclose()
-    return MixRun(mix, result, published, undecodable, dlq, faults=list(hooks))
+    return MixRun(mix, result, published, undecodable, dlq, faults=list(hooks), inputs=inputs)
 
 
 async def _published(

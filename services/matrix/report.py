@@ -65,6 +65,7 @@ def report_dict(report: MatrixReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "data": report.data,
+        "inputs": report.inputs,
         "trades": report.trades,
         "rows_total": len(report.rows),
         "rows_failed": len(report.failures),
@@ -109,7 +110,7 @@ def to_markdown(report: MatrixReport) -> str:
         "# cdb matrix",
         "",
         f"**{verdict}**: {passed} of {data['rows_total']} rows as expected; "
-        f"{data['trades']} trades from `{data['data']}` in {data['seconds']:.1f}s.",
+        f"{data['trades']} trades from `{data['data']}` (inputs {data['inputs']}) in {data['seconds']:.1f}s.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

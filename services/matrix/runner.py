@@ -18,6 +18,7 @@ from pathlib import Path as FsPath
 from core.redis.modes import RedisTarget
 from services.matrix.expectations import Expectation, Outcome, expected_outcome
 from services.matrix.faults import Fault
+from services.matrix.inputs import InputSet
 from services.matrix.isolated import MixRun, run_mix
 from services.matrix.mixes import ALL_LEGACY, Mix
 from services.matrix.verdict import Verdict, judge, judge_baseline
@@ -58,6 +59,8 @@ class MatrixConfig:
     timeout_s: float = 60.0
     redis_target: RedisTarget | None = None
     """How to reach ``redis_url`` (REDIS_MODE, Sentinels); ``None``: the mode is detected."""
+    inputs: InputSet = InputSet.CLEAN
+    """The input set of every run, the baseline's too (:mod:`services.matrix.inputs`)."""
 
 
 @dataclass
@@ -80,6 +83,8 @@ class MatrixReport:
     trades: int
     seconds: float
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    inputs: str = InputSet.CLEAN.value
+    """The input set every run had (:class:`~services.matrix.inputs.InputSet`)."""
 
     @property
     def ok(self) -> bool:
@@ -92,13 +97,13 @@ class MatrixReport:
         return [r for r in self.rows if not r.verdict.ok]
 
 
-def plan(mixes: Sequence[Mix], faults: Sequence[Fault] = ()) -> list[Case]:
+def plan(mixes: Sequence[Mix], faults: Sequence[Fault] = (), inputs: InputSet = InputSet.CLEAN) -> list[Case]:
     """Every mix without a fault, then each fault on every mix that must match."""
     unique = list(dict.fromkeys(mixes))
-    cases = [Case(mix, None, expected_outcome(mix)) for mix in unique]
+    cases = [Case(mix, None, expected_outcome(mix, inputs)) for mix in unique]
     for fault in dict.fromkeys(faults):
         cases += [
-            Case(mix, fault, expected_outcome(mix))
+            Case(mix, fault, expected_outcome(mix, inputs))
             for mix in unique
             if expected_outcome(mix).outcome is Outcome.MATCH
         ]
@@ -114,7 +119,7 @@ async def run_matrix(
     """Run the baseline, then every case of :func:`plan` (``concurrency`` at a time)."""
     started = time.monotonic()
     trades = load_trades(config.data)
-    cases = plan(config.mixes, config.faults)
+    cases = plan(config.mixes, config.faults, config.inputs)
     if on_start:
         on_start(len(cases) + 1)
     t0 = time.monotonic()
@@ -128,11 +133,13 @@ async def run_matrix(
         tag="base_",
         timeout_s=config.timeout_s,
         redis_target=config.redis_target,
+        inputs=config.inputs,
     )
+    base_expectation = expected_outcome(ALL_LEGACY, config.inputs)
     baseline = MatrixRow(
-        Case(ALL_LEGACY, None, expected_outcome(ALL_LEGACY)),
+        Case(ALL_LEGACY, None, base_expectation),
         baseline_run,
-        judge_baseline(baseline_run),
+        judge_baseline(baseline_run, base_expectation),
         time.monotonic() - t0,
     )
     if on_row:
@@ -150,7 +157,9 @@ async def run_matrix(
 
         rows = list(await asyncio.gather(*(one(c) for c in cases)))
         _stop_kept_servers(rows)
-    return MatrixReport(baseline, rows, str(config.data), len(trades), time.monotonic() - started)
+    return MatrixReport(
+        baseline, rows, str(config.data), len(trades), time.monotonic() - started, inputs=config.inputs.value
+    )
 
 
 async def _run_case(case: Case, baseline: MixRun, trades: Sequence[Trade], config: MatrixConfig) -> MatrixRow:
@@ -167,6 +176,7 @@ async def _run_case(case: Case, baseline: MixRun, trades: Sequence[Trade], confi
             keep=config.keep,
             timeout_s=config.timeout_s,
             redis_target=config.redis_target,
+            inputs=config.inputs,
         )
     except Exception as exc:  # a mix that crashes the pipeline is a finding, shown in its row
         message = f"CRASHED: {type(exc).__name__}: {exc}"

@@ -16,6 +16,14 @@ from typing import Any
 from core.topics import Topic
 from services.matrix.expectations import Expectation, Outcome
 from services.matrix.faults import FaultHook, MalformedBurst
+from services.matrix.input_verdict import (
+    baseline_input_problems,
+    drop_injected,
+    input_ids,
+    input_problems,
+    undecodable_inputs,
+)
+from services.matrix.inputs import Kind
 from services.matrix.isolated import MixRun
 
 __all__ = ["COMPARED", "Verdict", "business_differences", "business_results", "judge", "judge_baseline"]
@@ -86,26 +94,32 @@ def _injected(faults: Sequence[FaultHook]) -> dict[Topic, list[str]]:
 
 def _malformed_problems(run: MixRun, injected: Mapping[Topic, list[str]]) -> list[str]:
     problems = []
-    for topic, ids in injected.items():
+    extra = undecodable_inputs(run)
+    for topic in Topic:
+        ids = injected.get(topic, [])
         parked = {letter.stream_id for letter in run.dead_letters[topic]}
         lost = [i for i in ids if i not in parked]
         if lost:
             problems.append(f"{len(lost)} of {len(ids)} malformed {topic.value} entries not dead-lettered")
-        if run.undecodable[topic] != len(ids):
-            problems.append(
-                f"{topic.value}: {run.undecodable[topic]} undecodable entries, injected {len(ids)}"
-            )
+        want = len(ids) + extra[topic]
+        if run.undecodable[topic] != want:
+            problems.append(f"{topic.value}: {run.undecodable[topic]} undecodable entries, injected {want}")
     return problems
 
 
-def judge_baseline(baseline: MixRun) -> Verdict:
-    """The baseline must drain and trade on every topic, or no comparison can show anything."""
+def judge_baseline(baseline: MixRun, expectation: Expectation | None = None) -> Verdict:
+    """The baseline must drain and trade on every topic, or no comparison can show anything;
+    it dead-letters nothing but what the input set must have dead-lettered."""
     result = baseline.result
     problems = [] if result.quiescent else ["the pipeline did not drain before the timeout"]
     empty = [t.value for t in Topic if not result.stream_lengths[t.value]]
     if empty:
         problems.append(f"the data produced no {', '.join(empty)}: nothing to compare")
-    if any(result.dead_letters.values()):
+    inputs = expectation.inputs if expectation else None
+    if inputs is not None:
+        problems += baseline_input_problems(baseline, inputs)
+        problems += _malformed_problems(baseline, {})
+    elif any(result.dead_letters.values()):
         problems.append(f"dead letters in the baseline: {result.dead_letters}")
     if problems:
         return Verdict(False, "BASELINE UNUSABLE: " + "; ".join(problems), problems)
@@ -121,8 +135,21 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
     injected = _injected(run.faults)
     problems += _malformed_problems(run, injected)
     expected_dlq = Counter({t: len(ids) for t, ids in injected.items()})
+    inputs = expectation.inputs
+    if inputs is not None and run.inputs is not None:
+        problems += input_problems(run, baseline, inputs)
+        for topic, n in inputs.dead_letters(run.inputs).items():
+            if topic is not expectation.topic:  # the refused topic's whole length is counted below
+                expected_dlq[topic] += n
+    elif inputs is not None:
+        problems.append("the mixed input set was not injected")
     if expectation.outcome is Outcome.MATCH:
-        problems += business_differences(run, baseline, compare_lengths=not run.faults)
+        problems += business_differences(
+            run,
+            baseline,
+            compare_lengths=not run.faults and inputs is None,
+            drop_injected=inputs is not None and not inputs.accepts(Kind.LEGACY_ORDER),
+        )
     else:
         assert expectation.topic is not None
         expected_dlq[expectation.topic] += baseline.result.stream_lengths[expectation.topic.value]
@@ -136,20 +163,34 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
     return Verdict(True, _success(run, expectation, injected), [])
 
 
-def business_differences(run: MixRun, baseline: MixRun, *, compare_lengths: bool = False) -> list[str]:
+def business_differences(
+    run: MixRun, baseline: MixRun, *, compare_lengths: bool = False, drop_injected: bool = False
+) -> list[str]:
     """How ``run`` trades differently from ``baseline``: order results on :data:`COMPARED`, stored
-    rows, and (``compare_lengths``) messages per topic; empty when they trade identically."""
+    rows, and (``compare_lengths``) messages per topic; empty when they trade identically.
+    ``drop_injected``: the baseline's results of injected legacy-shaped orders are not expected
+    (a strict execution dead-letters them)."""
     got, conflicts = business_results(run.order_results)
     want, _ = business_results(baseline.order_results)
+    stored = baseline.stored
+    if drop_injected:
+        want, stored = (
+            [dict(r) for r in _without_injected(want)],
+            [dict(r) for r in _without_injected(stored)],
+        )
     problems = [f"order results: duplicates of {c} disagree" for c in conflicts[:_SHOWN]]
     problems += _diff("order results", got, want)
-    problems += _diff("stored rows", run.stored, baseline.stored)
+    problems += _diff("stored rows", run.stored, stored)
     if compare_lengths:
         for topic in Topic:
             n, m = run.result.stream_lengths[topic.value], baseline.result.stream_lengths[topic.value]
             if n != m:
                 problems.append(f"{n} {topic.value} messages, baseline {m}")
     return problems
+
+
+def _without_injected(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return drop_injected(rows)
 
 
 def _dead_letter_problems(
@@ -161,7 +202,8 @@ def _dead_letter_problems(
     want = baseline.result.stream_lengths[exp.topic.value]
     if published != want:
         problems.append(f"{exp.producer} published {published} {exp.topic.value}, baseline {want}")
-    skip = set(injected)
+    mixed_in = input_ids(run)
+    skip = set(injected) | set(mixed_in[exp.topic])
     for letter in (x for x in run.dead_letters[exp.topic] if x.stream_id not in skip):
         named = {str(e["loc"][0]) for e in letter.errors if e.get("type") == "missing" and e.get("loc")}
         if letter.service != str(exp.consumer) or not set(exp.missing) <= named:
@@ -170,11 +212,16 @@ def _dead_letter_problems(
                 f"(expected {exp.consumer} naming missing {', '.join(exp.missing)})"
             )
             break
+    # Injected entries, and the results of injected orders an accepting execution filled, are not
+    # what the refusing consumer starves (input_problems judges them).
+    derived = {Topic.ORDER_RESULTS: len(run.order_results) - len(drop_injected(run.order_results))}
     for topic in exp.starved:
-        if lengths[topic.value]:
-            problems.append(f"{lengths[topic.value]} {topic.value} published after the refusing consumer")
-    if run.stored:
-        problems.append(f"{len(run.stored)} rows stored though no order should reach execution")
+        published = lengths[topic.value] - len(mixed_in[topic]) - derived.get(topic, 0)
+        if published:
+            problems.append(f"{published} {topic.value} published after the refusing consumer")
+    pipeline_rows = drop_injected(run.stored)  # injected orders' results: judged by input_problems
+    if pipeline_rows:
+        problems.append(f"{len(pipeline_rows)} rows stored though no order should reach execution")
     return problems
 
 

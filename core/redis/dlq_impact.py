@@ -1,0 +1,206 @@
+"""What the consuming service will do with replayed dead letters, worked out before anything is written.
+
+A replayed message is appended at the **end** of its topic stream, behind every entry
+already there. Business logic that recognises old or repeated input then ignores it
+on purpose (counted, but it does not count as a trade):
+
+- ``market_data`` (signal's momentum strategy): a trade that is *not newer* than the
+  newest trade of its symbol the strategy handles before it is ignored as **stale**.
+  Before it, here, means every entry of the symbol in the stream that the strategy
+  reads or will read (its own partition's entries, already handled or still waiting),
+  except the originals of dead letters (never handled), plus the letters replayed
+  before it in the same run. "Not newer" (``<=``) is the strictest form the strategy
+  has had; a strategy that lets same-millisecond trades through ignores fewer, never more.
+- ``signals`` (risk) and ``orders`` (execution): a message whose ``signal_id`` /
+  ``order_id`` is already on the stream is a **duplicate**: risk repeats its earlier
+  decision, execution its stored result; nothing new happens.
+- ``order_results``: no consumer in the pipeline; nothing is ignored.
+
+For context it also counts the letters **behind the group**: their original entry id
+is at or before the consumer group's last-delivered id in their partition (the group
+has moved past where they were). ``cdb dlq catch-up`` makes such letters count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from core.codec import Decoded
+from core.redis.dead_letters import DeadLetter
+from core.redis.modes import SyncClient
+from core.topics import KeySpace, ServiceName, Topic
+
+__all__ = ["ReplayImpact", "assess_replay", "entry_key", "group_position", "iter_stream"]
+
+_PAGE = 1_000
+_ID_FIELD = {Topic.SIGNALS: "signal_id", Topic.ORDERS: "order_id"}
+_CONSUMER = {s.consumes: s for s in ServiceName if s.consumes is not None}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def entry_key(entry_id: str | bytes) -> tuple[int, int]:
+    """An entry id as a sortable ``(ms, seq)`` pair."""
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def iter_stream(client: SyncClient, stream: str, start: str = "-") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every entry of ``stream`` from ``start`` on, a page at a time: (id, field map as sent)."""
+    while True:
+        entries: Any = client.xrange(stream, min=start, max="+", count=_PAGE)
+        for raw_id, fields in entries:
+            yield _text(raw_id), fields
+        if len(entries) < _PAGE:
+            return
+        start = "(" + _text(entries[-1][0])
+
+
+def group_position(client: SyncClient, stream: str, group: str) -> str | None:
+    """The last-delivered id of ``group`` on ``stream``; ``None`` when there is no such group."""
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError:  # no such stream yet: no position
+        return None
+    for info in groups:
+        if _text(info["name"]) == group:
+            return _text(info["last-delivered-id"])
+    return None
+
+
+def _field(fields: Mapping[Any, Any], name: str) -> Any:
+    raw = fields.get(name.encode(), fields.get(name))
+    if raw is None:
+        return None
+    try:
+        return json.loads(_text(raw))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReplayImpact:
+    """Per selected letter (dead-letter id): why the consumer would ignore its replay, if it would."""
+
+    topic: Topic
+    consumer: ServiceName | None
+    ignored: dict[str, str]
+    """Dead-letter id -> the reason its replayed copy would be ignored (stale, duplicate)."""
+    behind_group: int
+    """Selected letters whose original entry the consumer group has already moved past."""
+
+    def reason(self, letter_id: str) -> str | None:
+        """Why the replay of ``letter_id`` would be ignored, or ``None`` if it would count."""
+        return self.ignored.get(letter_id)
+
+
+def assess_replay(
+    client: SyncClient,
+    keys: KeySpace,
+    topic: Topic,
+    selected: Sequence[tuple[DeadLetter, Decoded]],
+) -> ReplayImpact:
+    """Which of ``selected`` (letters that re-decode, in replay order) the consumer would ignore."""
+    consumer = _CONSUMER.get(topic)
+    parked = {x.stream_id for x in _all_letters(client, keys, topic) if x.stream_id}
+    behind = _behind_group(client, keys, topic, consumer, [x for x, _ in selected])
+    if topic is Topic.MARKET_DATA:
+        ignored = _stale_trades(client, keys, selected, parked)
+    elif topic in _ID_FIELD:
+        ignored = _duplicates(client, keys, topic, selected, parked)
+    else:
+        ignored = {}
+    return ReplayImpact(topic, consumer, ignored, behind)
+
+
+def _all_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
+    for raw_id, fields in iter_stream(client, keys.dlq(topic)):
+        yield DeadLetter.from_entry(raw_id, fields)
+
+
+def _behind_group(
+    client: SyncClient,
+    keys: KeySpace,
+    topic: Topic,
+    consumer: ServiceName | None,
+    letters: Sequence[DeadLetter],
+) -> int:
+    if consumer is None:
+        return 0
+    positions = [group_position(client, s, keys.group(consumer)) for s in keys.streams(topic)]
+    known = [entry_key(p) for p in positions if p is not None]
+    if not known:
+        return 0
+    # The partition of a letter is not needed for this context figure: the lowest position
+    # of any partition is a bound every partition has passed.
+    floor = min(known)
+    return sum(1 for x in letters if x.stream_id and entry_key(x.stream_id) <= floor)
+
+
+def _stale_trades(
+    client: SyncClient,
+    keys: KeySpace,
+    selected: Sequence[tuple[DeadLetter, Decoded]],
+    parked: set[str],
+) -> dict[str, str]:
+    symbols = {str(getattr(d.message, "symbol", "")) for _, d in selected}
+    newest: dict[str, tuple[int, str]] = {}
+    for stream in keys.streams(Topic.MARKET_DATA):
+        for entry_id, fields in iter_stream(client, stream):
+            if entry_id in parked:
+                continue
+            symbol, ts = _field(fields, "symbol"), _field(fields, "timestamp")
+            usable = symbol in symbols and isinstance(ts, int) and not isinstance(ts, bool)
+            if usable and (symbol not in newest or ts > newest[symbol][0]):
+                newest[symbol] = (ts, entry_id)
+    ignored: dict[str, str] = {}
+    for letter, decoded in selected:
+        symbol = str(getattr(decoded.message, "symbol", ""))
+        ts = int(getattr(decoded.message, "timestamp", 0))
+        seen = newest.get(symbol)
+        if seen is not None and ts <= seen[0]:
+            where = f"entry {seen[1]}" if seen[1] else "a letter replayed before it"
+            ignored[letter.entry_id] = (
+                f"stale: {symbol} trade at {ts} is not newer than the trade at {seen[0]} ({where}) "
+                "that signal handles before it"
+            )
+        else:
+            newest[symbol] = (ts, "")
+    return ignored
+
+
+def _duplicates(
+    client: SyncClient,
+    keys: KeySpace,
+    topic: Topic,
+    selected: Sequence[tuple[DeadLetter, Decoded]],
+    parked: set[str],
+) -> dict[str, str]:
+    name = _ID_FIELD[topic]
+    wanted = {str(getattr(d.message, name, "")) for _, d in selected}
+    on_stream: dict[str, str] = {}
+    for stream in keys.streams(topic):
+        for entry_id, fields in iter_stream(client, stream):
+            value = _field(fields, name)
+            if entry_id not in parked and value in wanted:
+                on_stream.setdefault(str(value), entry_id)
+    ignored: dict[str, str] = {}
+    consumer = _CONSUMER[topic].value
+    for letter, decoded in selected:
+        value = str(getattr(decoded.message, name, ""))
+        if value in on_stream:
+            where = on_stream[value] or "a letter replayed before it"
+            ignored[letter.entry_id] = (
+                f"duplicate: {name} {value} is already on the stream ({where}); {consumer} repeats "
+                "what it did then"
+            )
+        else:
+            on_stream[value] = ""
+    return ignored
