@@ -1,4 +1,5 @@
-"""``cdb acl``: the least-privilege Redis ACL file of the pipeline (template or rendered)."""
+"""``cdb acl``: the least-privilege Redis ACL file of the pipeline (template or rendered), and
+``cdb acl audit``: what the ACL cannot prevent (a producer trimming unread entries), made visible."""
 
 from __future__ import annotations
 
@@ -6,11 +7,26 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 
-from core.cli.output import console, err_console, exit_with
-from core.errors import ConfigError
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_sync_target,
+    unreachable,
+)
+from core.cli.output import console, err_console, exit_with, print_json, table
+from core.errors import CdbError, ConfigError
 from core.redis.acl import DEFAULT_REDIS_VERSION, DEFAULT_USER_PREFIX, ROLES, acl_file, passwords_from_env
+from core.redis.topology import read_partitions_sync
+from core.redis.trim_audit import trimmed_before_delivery
 from core.settings import ServiceSettings
 from core.topics import KeySpace
 
@@ -88,3 +104,48 @@ def export(
         target.chmod(0o600)  # password hashes allow offline guessing: owner only
     kind = "rendered, passwords as SHA-256" if render else "template, every user off"
     err_console.print(f"wrote {target} ({len(ROLES)} users, {kind})")
+
+
+@app.command("audit")
+def audit(
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Entries trimmed from a topic stream before a consumer group read them; exit 1 if any.
+
+    ACLs cannot stop a stream's producer from trimming it (docs/security.md, "Limits"),
+    and a STREAM_MAXLEN below a consumer's backlog does the same: either way it shows here.
+    Needs read rights only (cdb-operator).
+    """
+    try:
+        client = open_sync_target(cli_target(redis_url, redis_mode, sentinels, sentinel_master))
+        keys = KeySpace(prefix)
+        keys = keys.with_partitions(read_partitions_sync(client, keys) or 1)
+        losses = trimmed_before_delivery(client, keys)
+    except redis.RedisError as exc:
+        exit_with(unreachable(redis_url, exc))
+    except CdbError as exc:
+        exit_with(exc)
+    if as_json:
+        print_json([_row(loss) for loss in losses])
+    elif losses:
+        rows = [[x.topic, x.stream, x.group, x.lost, x.last_delivered_id] for x in losses]
+        console.print(
+            table(
+                "Entries trimmed before their consumers read them",
+                ["topic", "stream", "group", "lost", "group last read"],
+                rows,
+            )
+        )
+    else:
+        console.print("no topic stream lost unread entries to trimming")
+    if losses:
+        raise typer.Exit(1)
+
+
+def _row(loss: object) -> dict[str, object]:
+    return {name: getattr(loss, name) for name in ("topic", "stream", "group", "lost", "last_delivered_id")}

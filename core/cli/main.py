@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, bench, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
+from core.cli import (
+    acl,
+    bench,
+    cutover,
+    demo,
+    dlq,
+    flags,
+    health,
+    matrix,
+    run,
+    schema,
+    service,
+    status,
+    topology,
+)
 
 app = typer.Typer(
     name="cdb",
@@ -23,6 +37,7 @@ app.command("status")(status.status)
 app.command("health")(health.health)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(topology.app, name="topology")
 app.command("matrix")(matrix.matrix)
 app.command(
     "bench",
