@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from core.cli import (
@@ -19,6 +21,7 @@ from core.cli import (
     status,
     topology,
 )
+from core.logging import scrubbed_excepthook
 
 app = typer.Typer(
     name="cdb",
@@ -46,5 +49,6 @@ app.command(
 
 
 def main() -> None:
-    """Run the ``cdb`` command line."""
+    """Run the ``cdb`` command line; an unexpected traceback is printed with secrets scrubbed."""
+    sys.excepthook = scrubbed_excepthook
     app()
