@@ -249,8 +249,9 @@ def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapp
 
 
 _URL_FIELDS = {
-    "redis_url": "redis://[user:password@]host[:port][/db] (or rediss://, unix://)",
-    "database_url": "postgresql://[user[:password]@]host[:port]/database",
+    # No square brackets: the text is printed through rich, which reads them as markup.
+    "redis_url": "redis://user:password@host:port/db (user, password, port, db optional; or rediss://, unix://)",
+    "database_url": "postgresql://user:password@host:port/database (user, password, port optional)",
 }
 
 
