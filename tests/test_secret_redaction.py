@@ -127,12 +127,13 @@ def _cdb(args: list[str], env: dict[str, str], cwd: FsPath) -> subprocess.Comple
 
 SERVICE, RUN = ["service", "execution"], ["run"]
 CASES = (
-    [
-        (cmd, "DATABASE_URL", name, shape)
-        for cmd in (SERVICE, RUN)
-        for name, shape in MALFORMED_DATABASE.items()
-    ]
+    [(SERVICE, "DATABASE_URL", name, shape) for name, shape in MALFORMED_DATABASE.items()]
     + [(SERVICE, "REDIS_URL", name, shape) for name, shape in MALFORMED_REDIS.items()]
+    # cdb run resolves the same settings: the repro and two other shapes are enough.
+    + [
+        (RUN, "DATABASE_URL", n, MALFORMED_DATABASE[n])
+        for n in ("mistyped scheme", "no scheme", "the @ forgotten")
+    ]
     + [(RUN, "REDIS_URL", "mistyped scheme", MALFORMED_REDIS["mistyped scheme"])]
 )
 
