@@ -8,6 +8,7 @@ user then reads the result. ``ACL LOG`` staying empty shows no service was refus
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -20,7 +21,9 @@ from typing import IO
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from core.cli.main import app
 from core.redis.acl import OPERATOR, ROLES, acl_file
 from core.redis.trim_audit import trimmed_before_delivery
 from core.topics import KeySpace, ServiceName, Topic
@@ -109,6 +112,16 @@ def test_acl_pipeline__four_services_as_their_own_users_run_the_bundled_trades_e
         operator = redis.Redis.from_url(_url(port, passwords, OPERATOR))
         losses = trimmed_before_delivery(operator, KEYS)
         operator.close()
+        as_operator = ["--redis-url", _url(port, passwords, OPERATOR)]
+        tools = {
+            " ".join(args): CliRunner().invoke(app, [*args, *as_operator])
+            for args in (
+                ["status", "--json"],
+                ["dlq", "list", "--json"],
+                ["topology", "show"],
+                ["acl", "audit"],
+            )
+        }
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -126,6 +139,10 @@ def test_acl_pipeline__four_services_as_their_own_users_run_the_bundled_trades_e
     assert refused == [], refused
     assert statuses == list(ServiceName)
     assert losses == []
+    assert {name: done.exit_code for name, done in tools.items()} == dict.fromkeys(tools, 0), {
+        name: done.output[-500:] for name, done in tools.items()
+    }
+    assert len(json.loads(tools["status --json"].stdout)) >= 4
 
 
 def admin_topology_recorded(port: int, passwords: dict[str, str]) -> bool:

@@ -21,7 +21,7 @@ What each user may do (and nothing else):
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
 - ``operator`` (``cdb status``, ``cdb dlq list/show``, ``cdb cutover``, ``cdb topology``):
-  read every key of the key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the
+  read every key of the key space (SCAN, GET, HGETALL, XRANGE, XINFO, ...), SUBSCRIBE to the
   topic channels, and administer the partition count (SET/DEL ``KeySpace.topology()``).
   It cannot write a pipeline stream or channel, so it cannot forge a message.
 - ``replay`` (``cdb dlq replay`` only; a break-glass credential kept apart from the
@@ -149,6 +149,7 @@ _INSPECT = (
     "+xinfo|consumers",
     "+subscribe",
     "+unsubscribe",
+    "+hgetall",  # the dlq_replayed marks (cdb dlq list, cutover's dead-letter review)
 )
 # Replay bookkeeping: delete a replayed letter, or mark it (dead-letter id -> new stream id).
 _REPLAY_MARKS = ("+xdel", "+hgetall", "+hset", "+hdel")
