@@ -18,7 +18,9 @@ from pathlib import Path as FsPath
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from core.cli.main import app
 from core.errors import ConfigError
 from core.logging import scrub_secrets, scrubbed_excepthook
 from core.settings import ServiceSettings, redact_url
@@ -156,3 +158,21 @@ def test_cdb_subprocess__malformed_url__never_prints_the_password(
     assert SECRET not in done.stdout + done.stderr
     assert variable in done.stderr
     assert "Traceback" not in done.stderr
+
+
+OPERATOR_TOOLS = [["status"], ["dlq", "list"], ["health", "signal"], ["topology", "show"], ["acl", "audit"]]
+
+
+@pytest.mark.parametrize("tool", OPERATOR_TOOLS, ids=" ".join)
+@pytest.mark.parametrize("shape", list(MALFORMED_REDIS.values()), ids=list(MALFORMED_REDIS))
+def test_cdb_operator_tools__malformed_redis_url__refused_without_the_password(
+    tool: list[str], shape: str
+) -> None:
+    done = CliRunner().invoke(app, tool, env={"REDIS_URL": shape.format(p=SECRET)})
+    assert done.exit_code == (1 if tool[0] == "health" else 2), (
+        done.output,
+        done.exception,
+    )  # health: docker's 1
+    assert isinstance(done.exception, SystemExit)
+    assert SECRET not in done.output
+    assert "REDIS_URL" in done.output
