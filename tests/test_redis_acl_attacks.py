@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 from core.cli.main import app
 from core.errors import ConfigError
 from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file
+from core.redis.acl_audit import trimmed_before_delivery
 from core.redis.topology import ensure_topology
-from core.redis.trim_audit import trimmed_before_delivery
 from core.topics import KeySpace, ServiceName, Topic
 from tests.support.redis_version import local_redis_version
 from tests.support.servers import ThrowawayRedis
@@ -135,7 +135,9 @@ def test_acl_attack__the_producers_own_trim_is_reported_by_cdb_acl_audit(
     # 88 unread orders and the attacker's own entry were trimmed before execution read them.
     assert (loss.stream, loss.group, loss.lost) == (ORDERS, KEYS.group(ServiceName.EXECUTION), 89)
     assert done.exit_code == 1, done.output
-    assert json.loads(done.stdout)[0]["lost"] == 89
+    report = json.loads(done.stdout)
+    assert report["trimmed_before_delivery"][0]["lost"] == 89
+    assert report["default_user_on"] is False
 
 
 def test_acl_attack__cdb_acl_audit__an_honest_backlog_is_no_loss(
@@ -146,6 +148,15 @@ def test_acl_attack__cdb_acl_audit__an_honest_backlog_is_no_loss(
     done = CliRunner().invoke(app, ["acl", "audit", "--redis-url", acl_server.url(OPERATOR)])
     assert done.exit_code == 0, done.output
     assert "no topic stream lost unread entries" in done.stdout
+    assert "default user: off" in done.stdout
+
+
+def test_cdb_acl_audit__a_server_without_the_acl_file__reports_the_default_user_on(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    done = CliRunner().invoke(app, ["acl", "audit", "--json", "--redis-url", throwaway_redis.url])
+    assert done.exit_code == 1, done.output
+    assert json.loads(done.stdout) == {"default_user_on": True, "trimmed_before_delivery": []}
 
 
 def test_redis_function__runs_with_its_callers_rights__so_it_cannot_guard_trimming(

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from core.cli.main import app
 from core.redis.acl import OPERATOR, ROLES, acl_file
-from core.redis.trim_audit import trimmed_before_delivery
+from core.redis.acl_audit import trimmed_before_delivery
 from core.topics import KeySpace, ServiceName, Topic
 from services.ws.replay import BUNDLED_TRADES, load_trades
 from tests.support.redis_version import local_redis_version

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import redis
 import typer
@@ -25,8 +26,8 @@ from core.cli.options import (
 from core.cli.output import console, err_console, exit_with, print_json, table
 from core.errors import CdbError, ConfigError
 from core.redis.acl import DEFAULT_REDIS_VERSION, DEFAULT_USER_PREFIX, ROLES, acl_file, passwords_from_env
+from core.redis.acl_audit import default_user_answers, trimmed_before_delivery
 from core.redis.topology import read_partitions_sync
-from core.redis.trim_audit import trimmed_before_delivery
 from core.settings import ServiceSettings
 from core.topics import KeySpace
 
@@ -115,24 +116,32 @@ def audit(
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
 ) -> None:
-    """Entries trimmed from a topic stream before a consumer group read them; exit 1 if any.
+    """Entries trimmed from a topic stream before a consumer group read them, and whether the
+    default user is on (it accepts connections without a login); exit 1 if either.
 
     ACLs cannot stop a stream's producer from trimming it (docs/security.md, "Limits"),
     and a STREAM_MAXLEN below a consumer's backlog does the same: either way it shows here.
     Needs read rights only (cdb-operator).
     """
     try:
-        client = open_sync_target(cli_target(redis_url, redis_mode, sentinels, sentinel_master))
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        client = open_sync_target(target)
         keys = KeySpace(prefix)
         keys = keys.with_partitions(read_partitions_sync(client, keys) or 1)
         losses = trimmed_before_delivery(client, keys)
-    except redis.RedisError as exc:
+        default_on = _default_user_on(target.url, sentinel=bool(target.sentinels) or redis_mode == "sentinel")
+    except (redis.RedisError, OSError) as exc:
         exit_with(unreachable(redis_url, exc))
     except CdbError as exc:
         exit_with(exc)
     if as_json:
-        print_json([_row(loss) for loss in losses])
-    elif losses:
+        print_json({"default_user_on": default_on, "trimmed_before_delivery": [_row(x) for x in losses]})
+        raise typer.Exit(1 if losses or default_on else 0)
+    if default_on:
+        console.print("[bold red]the default user is on:[/] connections without a login are accepted")
+    elif default_on is False:
+        console.print("default user: off (a connection must log in)")
+    if losses:
         rows = [[x.topic, x.stream, x.group, x.lost, x.last_delivered_id] for x in losses]
         console.print(
             table(
@@ -143,8 +152,17 @@ def audit(
         )
     else:
         console.print("no topic stream lost unread entries to trimming")
-    if losses:
+    if losses or default_on:
         raise typer.Exit(1)
+
+
+def _default_user_on(url: str, *, sentinel: bool) -> bool | None:
+    """Whether the server at ``url`` answers without a login; None when not checked
+    (a Sentinel address, a unix socket or TLS: a plain TCP PING would not tell)."""
+    parts = urlsplit(url or DEFAULT_REDIS_URL)
+    if sentinel or parts.scheme != "redis" or not parts.hostname:
+        return None
+    return default_user_answers(parts.hostname, parts.port or 6379)
 
 
 def _row(loss: object) -> dict[str, object]:

@@ -35,7 +35,7 @@ What ACLs cannot hold (docs/security.md, "Limits"): a user allowed to XADD a str
 may also trim it (``XADD ... MAXLEN 0``): ACL rules cannot restrict arguments, and
 Redis runs scripts and Functions with the caller's permissions, so a server-side
 function cannot hold a right its caller lacks. Each topic's stream is therefore
-writable (and trimmable) by its producer and by ``replay`` only; :mod:`core.redis.trim_audit`
+writable (and trimmable) by its producer and by ``replay`` only; :mod:`core.redis.acl_audit`
 makes entries trimmed before their consumers read them visible.
 
 Passwords never appear in the rules: :func:`acl_file` and :func:`apply_acl` add

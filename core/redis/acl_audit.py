@@ -1,4 +1,6 @@
-"""Entries trimmed from a topic stream before a consumer group read them: loss made visible.
+"""What ``cdb acl audit`` checks on a running server: entries trimmed from a topic stream
+before a consumer group read them (loss made visible), and whether the ``default`` user
+still accepts connections that did not log in.
 
 ACLs cannot stop a stream's producer from trimming it (``XADD ... MAXLEN 0``): Redis ACL
 rules do not look at arguments, and scripts and Functions run with the caller's
@@ -14,6 +16,7 @@ trimmed. Needs Redis 7.0 (those ``XINFO`` fields) and only read rights (``cdb-op
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +26,7 @@ from redis.exceptions import ResponseError
 from core.redis.modes import SyncClient
 from core.topics import KeySpace, Topic
 
-__all__ = ["TrimLoss", "trimmed_before_delivery"]
+__all__ = ["TrimLoss", "default_user_answers", "trimmed_before_delivery"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +86,12 @@ def trimmed_before_delivery(client: SyncClient, keys: KeySpace) -> list[TrimLoss
                         )
                     )
     return out
+
+
+def default_user_answers(host: str, port: int, *, timeout_s: float = 5.0) -> bool:
+    """True when a connection that has not logged in gets anything but ``NOAUTH`` for
+    ``PING``: the ``default`` user is on (the deployable ACL file turns it off)."""
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        reply = sock.recv(256)
+    return not reply.startswith(b"-NOAUTH")
