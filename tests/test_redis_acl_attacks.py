@@ -325,3 +325,31 @@ def test_compose_redis_healthcheck__passes_on_a_server_whose_default_user_is_off
     )
     assert ok.returncode == 0
     assert stopped.returncode != 0
+
+
+def test_cdb_acl_apply__creates_the_users_and_turns_the_default_user_off_on_a_live_server(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    port = throwaway_redis.port
+    admin_password = secrets.token_hex(16)
+    bootstrap = redis.Redis(port=port)  # still the default user: on, every right
+    bootstrap.execute_command("ACL", "SETUSER", ADMIN, "on", f">{admin_password}", "~*", "&*", "+@all")
+    bootstrap.close()
+    passwords = {role: secrets.token_hex(16) for role in ROLES}
+    env = {f"CDB_ACL_{role.upper()}_PASSWORD": pw for role, pw in passwords.items()}
+    as_default = CliRunner().invoke(
+        app, ["acl", "apply", "--disable-default", "--redis-url", throwaway_redis.url], env=env
+    )
+    admin_url = f"redis://{ADMIN}:{admin_password}@127.0.0.1:{port}/0"
+    done = CliRunner().invoke(app, ["acl", "apply", "--disable-default", "--redis-url", admin_url], env=env)
+    operator = redis.Redis(port=port, username="cdb-operator", password=passwords[OPERATOR])
+    try:
+        assert operator.ping()
+        with pytest.raises(NoPermissionError):
+            operator.xadd(KEYS.stream(Topic.ORDERS), {"order_id": '"forged"'})
+    finally:
+        operator.close()
+    assert as_default.exit_code == 2
+    assert "lock itself out" in as_default.output
+    assert done.exit_code == 0, done.output
+    assert _raw(port, b"PING\r\n").startswith(b"-NOAUTH")

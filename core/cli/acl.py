@@ -25,7 +25,15 @@ from core.cli.options import (
 )
 from core.cli.output import console, err_console, exit_with, print_json, table
 from core.errors import CdbError, ConfigError
-from core.redis.acl import DEFAULT_REDIS_VERSION, DEFAULT_USER_PREFIX, ROLES, acl_file, passwords_from_env
+from core.redis.acl import (
+    DEFAULT_REDIS_VERSION,
+    DEFAULT_USER_PREFIX,
+    ROLES,
+    acl_file,
+    apply_acl,
+    disable_default_user,
+    passwords_from_env,
+)
 from core.redis.acl_audit import default_user_answers, trimmed_before_delivery
 from core.redis.topology import read_partitions_sync
 from core.settings import ServiceSettings
@@ -167,3 +175,42 @@ def _default_user_on(url: str, *, sentinel: bool) -> bool | None:
 
 def _row(loss: object) -> dict[str, object]:
     return {name: getattr(loss, name) for name in ("topic", "stream", "group", "lost", "last_delivered_id")}
+
+
+@app.command("apply")
+def apply(
+    redis_url: Annotated[
+        str, typer.Option("--redis-url", envvar="REDIS_URL", help="An ACL admin's URL (not a cdb-* user).")
+    ] = DEFAULT_REDIS_URL,
+    key_prefix: Annotated[
+        str | None, typer.Option("--key-prefix", help="Key prefix (default: the KEY_PREFIX setting).")
+    ] = None,
+    user_prefix: Annotated[str, typer.Option("--user-prefix", help="Prefix of the ACL user names.")] = (
+        DEFAULT_USER_PREFIX
+    ),
+    partitions: Annotated[
+        int | None,
+        typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
+    ] = None,
+    disable_default: Annotated[
+        bool, typer.Option("--disable-default", help="Also turn the default user off (as the ACL file does).")
+    ] = False,
+) -> None:
+    """Create or replace the cdb-* users on a running server (no restart), passwords from
+    CDB_ACL_<ROLE>_PASSWORD[_FILE]; e.g. to rotate a password. A server started with the
+    ACL file is changed by re-rendering the file and restarting it instead."""
+    try:
+        settings = ServiceSettings.load()
+        prefix = key_prefix if key_prefix is not None else settings.key_prefix
+        keys = KeySpace(prefix, partitions or settings.topic_partitions)
+        passwords = passwords_from_env(os.environ)
+        client = open_sync_target(cli_target(redis_url))
+        users = apply_acl(client, keys, passwords, user_prefix=user_prefix)
+        if disable_default:
+            disable_default_user(client)
+    except redis.RedisError as exc:
+        exit_with(unreachable(redis_url, exc))
+    except CdbError as exc:
+        exit_with(exc)
+    off = "; default user off" if disable_default else ""
+    err_console.print(f"applied {len(users)} users ({', '.join(users)}){off}")

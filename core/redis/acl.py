@@ -69,6 +69,7 @@ __all__ = [
     "acl_user",
     "apply_acl",
     "delete_acl_users",
+    "disable_default_user",
     "password_hash",
     "passwords_from_env",
     "server_version",
@@ -351,6 +352,22 @@ def apply_acl(
         client.execute_command("ACL", "SETUSER", user, *rules[user], *_enable(role, passwords))
         created.append(user)
     return created
+
+
+def disable_default_user(client: Any) -> None:
+    """Turn the ``default`` user off on a live server (:data:`DEFAULT_USER_RULES`).
+
+    Refused when ``client`` is itself logged in as ``default``: the admin would lose the
+    only account that can undo it (log in as an admin user of your own first)."""
+    me = client.execute_command("ACL", "WHOAMI")
+    if (me.decode() if isinstance(me, bytes) else str(me)) == "default":
+        raise ConfigError(
+            "REDIS_URL",
+            "<the default user>",
+            ["an admin user other than default"],
+            "it would lock itself out",
+        )
+    client.execute_command("ACL", "SETUSER", "default", *DEFAULT_USER_RULES)
 
 
 def delete_acl_users(client: Any, users: Sequence[str]) -> int:
