@@ -18,13 +18,13 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
 from core.topics import Profile, RedisMode, ServiceName
+from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
 
 __all__ = ["BOOL_WORDS", "ServiceSettings", "read_env_file", "redact_url"]
 
@@ -117,6 +117,19 @@ class ServiceSettings(BaseSettings):
     def _profile_any_case(cls, value: Any) -> Any:
         """``STRICT`` and ``Lenient`` mean what they say, like the boolean flags' any-case words."""
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url", "database_url")
+    @classmethod
+    def _well_formed_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A URL the driver can use (known scheme, a host, a valid port): a malformed one is
+        refused here, before a driver could quote it, password and all, in its error."""
+        if value is None:
+            return None
+        schemes = REDIS_SCHEMES if info.field_name == "redis_url" else DATABASE_SCHEMES
+        problem = url_problem(value, schemes)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("redis_sentinels")
     @classmethod
@@ -226,7 +239,20 @@ def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapp
         where, _, key = origin[5:].rpartition(": ")
         variable = f"{key} (in {where})"
     accepted, hint = _accepted(name) if name in ServiceSettings.model_fields else (["?"], "")
-    return ConfigError(variable, values.get(name), accepted, hint)
+    value = values.get(name)
+    if name in _URL_FIELDS:
+        # The value may hold a password: shown redacted, with what is wrong (never the URL).
+        value = redact_url(str(value)) if value is not None else None
+        accepted = [_URL_FIELDS[name]]
+        hint = str(first.get("msg", "")).removeprefix("Value error, ")
+    return ConfigError(variable, value, accepted, hint)
+
+
+_URL_FIELDS = {
+    # No square brackets: the text is printed through rich, which reads them as markup.
+    "redis_url": "redis://user:password@host:port/db (user, password, port, db optional; or rediss://, unix://)",
+    "database_url": "postgresql://user:password@host:port/database (user, password, port optional)",
+}
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -264,16 +290,3 @@ def _env_value(raw: str) -> str:
         if char == "#" and i > 0 and value[i - 1] in " \t":
             return value[:i].rstrip()
     return value
-
-
-def redact_url(url: str | None) -> str:
-    """``url`` with any password replaced by ``***``, safe for logs and status."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))

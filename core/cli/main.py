@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from core.cli import acl, bench, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
+from core.cli import (
+    acl,
+    bench,
+    cutover,
+    demo,
+    dlq,
+    flags,
+    health,
+    matrix,
+    run,
+    schema,
+    service,
+    status,
+    topology,
+)
+from core.logging import scrubbed_excepthook
 
 app = typer.Typer(
     name="cdb",
@@ -23,6 +40,7 @@ app.command("status")(status.status)
 app.command("health")(health.health)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(topology.app, name="topology")
 app.command("matrix")(matrix.matrix)
 app.command(
     "bench",
@@ -31,5 +49,6 @@ app.command(
 
 
 def main() -> None:
-    """Run the ``cdb`` command line."""
+    """Run the ``cdb`` command line; an unexpected traceback is printed with secrets scrubbed."""
+    sys.excepthook = scrubbed_excepthook
     app()
