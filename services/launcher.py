@@ -8,7 +8,7 @@ import signal
 from pathlib import Path as FsPath
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -43,6 +43,14 @@ class WsSourceSettings(BaseSettings):
     replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
     mexc_url: str = Field(default="wss://wbs-api.mexc.com/ws", description="MEXC spot v3 WebSocket URL")
     symbols: str = Field(default="BTC/USDT,ETH/USDT", description="comma-separated pairs, e.g. BTC/USDT")
+
+    @field_validator("replay_file")
+    @classmethod
+    def _readable_when_replaying(cls, value: FsPath, info: ValidationInfo) -> FsPath:
+        """A replay source needs its file at start (one clear error, not a traceback later)."""
+        if info.data.get("source") == "replay" and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.output import console, err_console, exit_with
+from core.cli.output import console, err_console, exit_with, shown
 from core.errors import ConfigError
 from core.redis.acl import DEFAULT_REDIS_VERSION, DEFAULT_USER_PREFIX, ROLES, acl_file, passwords_from_env
 from core.settings import ServiceSettings
@@ -75,9 +75,9 @@ def export(
     if check_only:
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current != text:
-            err_console.print(f"[bold red]{target} is out of date:[/] run `cdb acl export`")
+            err_console.print(f"[bold red]{shown(target)} is out of date:[/] run `cdb acl export`")
             raise typer.Exit(1)
-        console.print(f"{target}: up to date")
+        console.print(f"{shown(target)}: up to date")
         return
     if str(target) == "-":
         typer.echo(text, nl=False)
@@ -87,4 +87,4 @@ def export(
     if render:
         target.chmod(0o600)  # password hashes allow offline guessing: owner only
     kind = "rendered, passwords as SHA-256" if render else "template, every user off"
-    err_console.print(f"wrote {target} ({len(ROLES)} users, {kind})")
+    err_console.print(f"wrote {shown(target)} ({len(ROLES)} users, {kind})")

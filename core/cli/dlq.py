@@ -27,10 +27,10 @@ from core.cli.options import (
     cli_target,
     open_sync_target,
 )
-from core.cli.output import console, exit_with, print_json, table
+from core.cli.output import console, exit_with, print_json, shown, table
 from core.codec import build_codec
 from core.errors import CdbError
-from core.redis.dead_letters import DeadLetter
+from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_replay import ReplayStatus, find_letter, replay_letters, replay_marks
 from core.redis.modes import SyncClient
 from core.redis.topology import read_partitions_sync
@@ -145,6 +145,10 @@ def show(
     sentinel_master: SentinelMaster = "",
 ) -> None:
     """One dead letter in full: metadata, every structured error, and the raw bytes."""
+    if not is_entry_id(entry_id):
+        exit_with(
+            CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
+        )
     client, keys = _client(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
@@ -167,7 +171,7 @@ def show(
         ):
             console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
         console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
-        console.print(f"[bold]replayed to[/]: {data['replayed_to'] or '-'}", highlight=False)
+        console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
         console.print("[bold]errors[/]:")
         console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
         console.print("[bold]raw[/]:")

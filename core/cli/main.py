@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from core.cli import acl, bench, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
+from core.cli.output import exit_with, unexpected
+from core.errors import CdbError
 
 app = typer.Typer(
     name="cdb",
@@ -31,5 +35,15 @@ app.command(
 
 
 def main() -> None:
-    """Run the ``cdb`` command line."""
-    app()
+    """Run the ``cdb`` command line: an error is one line on stderr and a non-zero exit, never
+    a traceback (``CDB_TRACEBACK=1`` re-raises an unexpected one, for a bug report)."""
+    try:
+        app()
+    except CdbError as exc:
+        exit_with(exc)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("CDB_TRACEBACK", "").lower() in ("1", "true", "yes"):
+            raise
+        exit_with(unexpected(exc), code=1)

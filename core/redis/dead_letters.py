@@ -16,6 +16,7 @@ ws (exchange frames it cannot decode). Readers: ``cdb dlq`` through
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,6 +34,7 @@ __all__ = [
     "DeadLetterCause",
     "DeadLetters",
     "count_dead_letters",
+    "is_entry_id",
     "letter_fields",
     "read_dead_letters",
 ]
@@ -43,6 +45,16 @@ DEFAULT_DLQ_MAXLEN = 100_000
 _MAX_EXCEPTION_TEXT = 1_000
 
 LetterFields = dict[str, bytes | str]
+
+_ENTRY_ID = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a stream entry id (``1767225600000-0``, or the ms part alone), the
+    form XRANGE accepts; anything else makes Redis answer with an error."""
+    if _ENTRY_ID.fullmatch(text) is None:
+        return False
+    return all(int(part) < 2**64 for part in text.split("-"))
 
 
 class DeadLetterCause(StrEnum):

@@ -32,7 +32,7 @@ from typing import Any
 
 from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
-from core.redis.dead_letters import DeadLetter
+from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
 from core.topics import KeySpace, Topic
@@ -111,7 +111,9 @@ def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[D
 
 
 def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
-    """The dead letter ``entry_id`` of ``topic``, or None."""
+    """The dead letter ``entry_id`` of ``topic``, or None (also for text that is no stream id)."""
+    if not is_entry_id(entry_id):
+        return None
     entries: Any = client.xrange(keys.dlq(topic), min=entry_id, max=entry_id, count=1)
     return DeadLetter.from_entry(*entries[0]) if entries else None
 
