@@ -62,7 +62,7 @@ class ServiceContext:
         codec = codec_for(settings, on_shadow=metrics.count_shadow)  # shadow counts reach live status
         keys = KeySpace(settings.key_prefix, settings.topic_partitions)
         publisher = Publisher.from_settings(redis, settings, codec=codec, service=service, metrics=metrics)
-        dead_letters = DeadLetters(redis, keys)
+        dead_letters = DeadLetters(redis, keys, max_payload_bytes=settings.dlq_payload_limit)
         ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
         get_logger(service=service.value).info(
             "service.start",

@@ -71,6 +71,9 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
         "deliveries": letter.deliveries,
         "replayed_to": replayed_to,
         "raw": letter.raw.decode("utf-8", errors="replace"),
+        "truncated": letter.truncated,
+        "raw_size": letter.raw_size,
+        "raw_sha256": letter.raw_sha256,
     }
 
 
@@ -174,7 +177,13 @@ def show(
         console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
         console.print("[bold]errors[/]:")
         console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
-        console.print("[bold]raw[/]:")
+        if letter.truncated:
+            note = f"first {len(letter.raw):,} of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
+            console.print(
+                f"[bold]raw[/] [bold yellow](TRUNCATED: {note}; not replayable)[/]:", highlight=False
+            )
+        else:
+            console.print("[bold]raw[/]:")
         console.print(escape(data["raw"]), highlight=False)
         return
     exit_with(CdbError(f"no dead letter {entry_id} under key prefix {prefix!r}"), code=1)

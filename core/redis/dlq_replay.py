@@ -119,7 +119,23 @@ def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str)
 
 
 def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
-    """Decode a dead letter's raw bytes with ``codec``; :class:`ContractError` if it still fails."""
+    """Decode a dead letter's raw bytes with ``codec``; :class:`ContractError` if it still fails,
+    or if the letter keeps only the first bytes of its payload (``payload_truncated``)."""
+    if letter.truncated:
+        raise ContractError(
+            topic=topic.value,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            raw=letter.raw,
+            errors=[
+                {
+                    "type": "payload_truncated",
+                    "loc": (),
+                    "msg": f"the dead letter keeps only the first {len(letter.raw)} of {letter.raw_size} "
+                    f"bytes (sha256 {letter.raw_sha256}): not replayable; resend the original",
+                }
+            ],
+        )
     if not letter.stream_id:
         return codec.decode(topic, letter.raw)
     try:
