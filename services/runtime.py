@@ -17,6 +17,7 @@ from core.codec import Codec, Decoded, codec_for
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis import DeadLetters, Publisher
+from core.redis.group_cleanup import GroupJanitor
 from core.redis.modes import AsyncClient
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
@@ -95,6 +96,16 @@ class ServiceContext:
         )
 
 
+def _janitor(ctx: ServiceContext) -> GroupJanitor:
+    topic = ctx.service.consumes
+    assert topic is not None
+    streams = [ctx.keys.stream(topic, p) for p in range(ctx.keys.partitions)]
+    group = ctx.keys.group(ctx.service)
+    return GroupJanitor(
+        ctx.redis, streams, group, ctx.settings.instance, idle_ms=ctx.settings.dead_consumer_idle_ms
+    )
+
+
 class ConsumingService(Protocol):
     """A service that reads one topic's stream (signal, risk, execution)."""
 
@@ -146,10 +157,15 @@ async def run_consuming_service(
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
     status_task = asyncio.create_task(reporter.run(stop))
+    janitor = _janitor(ctx)  # dead consumers leave the groups (core.redis.group_cleanup)
+    janitor_task = asyncio.create_task(janitor.run(stop))
     try:
         await runner.run(stop)
+        await janitor.leave()  # a clean stop: every batch acked, so its own consumer can go
     finally:
         stop.set()
+        with contextlib.suppress(Exception):
+            await janitor_task
         with contextlib.suppress(Exception):
             await status_task
             # A clean stop leaves no stale entry behind: after a recreate, status shows the new

@@ -13,10 +13,10 @@ What each user may do (and nothing else):
 
 - a service: PING; SET/GET/EXPIRE/DEL its own live-status keys; PUBLISH + XADD
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
-  XPENDING/XINFO/XLEN/XRANGE on its input stream; XADD to the dead-letter stream it
-  writes (ws: ``market_data_dlq`` for bad exchange frames); GET/SET NX the
-  pipeline's partition count (``KeySpace.topology()``); a consuming service also
-  runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
+  XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
+  stream; XADD to the dead-letter stream it writes (ws: ``market_data_dlq`` for bad
+  exchange frames); GET/SET NX the pipeline's partition count (``KeySpace.topology()``);
+  a consuming service also runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
 - ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
@@ -95,6 +95,8 @@ _CONSUME = (
     "+xinfo|stream",
     "+xlen",
     "+xrange",  # a new partition owner replays what the group already handled
+    "+xinfo|consumers",  # core.redis.group_cleanup: find dead consumers...
+    "+xgroup|delconsumer",  # ...and remove them (only with nothing pending)
 )
 # The lease and membership scripts (core.redis.leases) and the commands they run.
 _LEASES = (
