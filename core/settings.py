@@ -114,7 +114,7 @@ class ServiceSettings(BaseSettings):
         default=500, ge=1, le=10_000, description="Stream entries read per XREADGROUP."
     )
     consumer_block_ms: int = Field(
-        default=200, ge=1, le=5_000, description="How long one XREADGROUP waits for new entries, in ms."
+        default=200, ge=1, le=4_000, description="How long one XREADGROUP waits for new entries, in ms."
     )
     reclaim_idle_ms: int = Field(
         default=30_000,
@@ -287,8 +287,8 @@ _WHY: dict[str, str] = {
     "instance": "it is part of key names and SCAN patterns: no blanks, no glob characters",
     "stream_maxlen": "a shorter stream trims entries consumers have not read yet",
     "consumer_batch": "one read holds the whole batch in memory",
-    "consumer_block_ms": "a longer blocking read delays a clean stop past docker's 10 s grace "
-    "and the check of a partition lease",
+    "consumer_block_ms": "a blocking read must end well before a 5 s socket timeout takes it for a "
+    "dead Redis (a false 'Redis down'), and before a clean stop or a lease check is due",
     "reclaim_idle_ms": "a shorter idle time takes entries from a live consumer still handling them",
     "max_deliveries": "past 100 a poison entry keeps a partition busy for minutes",
     "dead_consumer_idle_ms": "0 (never), or at least a minute, so a live consumer is never removed",

@@ -22,7 +22,7 @@ def _refusal(**environ: str) -> ConfigError:
 @pytest.mark.parametrize(
     ("variable", "value", "accepted"),
     [
-        ("CONSUMER_BLOCK_MS", "60000", "<= 5,000"),
+        ("CONSUMER_BLOCK_MS", "60000", "<= 4,000"),
         ("CONSUMER_BLOCK_MS", "0", ">= 1"),
         ("CONSUMER_BATCH", "1000000", "<= 10,000"),
         ("RECLAIM_IDLE_MS", "100", ">= 1,000"),
