@@ -33,6 +33,7 @@ __all__ = [
     "MAX_BYTES_LIMIT",
     "REDIS_SCHEMES",
     "ServiceSettings",
+    "check_redis_url",
     "read_env_file",
     "redact_url",
 ]
@@ -375,6 +376,17 @@ def _check_relations(settings: ServiceSettings, origins: Mapping[str, str]) -> N
             ["0", "an integer >= 60,000"],
             _WHY["dead_consumer_idle_ms"],
         )
+
+
+def check_redis_url(url: str, variable: str = "REDIS_URL") -> str:
+    """``url`` if redis-py can open it (see :data:`REDIS_SCHEMES`), else a :class:`ConfigError`
+    naming ``variable`` that shows the URL without its password; empty passes (unset)."""
+    try:
+        _checked_url(url or None, REDIS_SCHEMES, needs_host=("redis", "rediss"))
+    except ValueError as exc:
+        accepted, hint = _accepted("redis_url")
+        raise ConfigError(variable, _redacted_text(url), accepted, f"{exc}; {hint}") from None
+    return url
 
 
 def _checked_url(value: str | None, schemes: tuple[str, ...], *, needs_host: tuple[str, ...]) -> str | None:

@@ -90,6 +90,13 @@ def test_cdb__unparseable_url__one_line_naming_the_variable_without_password(
     assert "scheme" in line
 
 
+@pytest.mark.parametrize("args", [("status",), ("dlq", "list"), ("cutover", "check")])
+def test_cdb_operator_commands__unparseable_redis_url__one_line_naming_it(args: tuple[str, ...]) -> None:
+    line = _one_line_error(_cdb(*args, REDIS_URL=f"redis//cdb:{SECRET}@127.0.0.1:6379/0"))
+    assert line.startswith("error: REDIS_URL (--redis-url)=")
+    assert "scheme" in line
+
+
 @pytest.mark.parametrize(
     "args",
     [("run",), ("service", "signal"), ("status",), ("dlq", "list"), ("dlq", "show", "1-0")],
