@@ -99,11 +99,8 @@ class ServiceContext:
 def _janitor(ctx: ServiceContext) -> GroupJanitor:
     topic = ctx.service.consumes
     assert topic is not None
-    streams = [ctx.keys.stream(topic, p) for p in range(ctx.keys.partitions)]
-    group = ctx.keys.group(ctx.service)
-    return GroupJanitor(
-        ctx.redis, streams, group, ctx.settings.instance, idle_ms=ctx.settings.dead_consumer_idle_ms
-    )
+    group, idle_ms = ctx.keys.group(ctx.service), ctx.settings.dead_consumer_idle_ms
+    return GroupJanitor(ctx.redis, ctx.keys.streams(topic), group, ctx.settings.instance, idle_ms=idle_ms)
 
 
 class ConsumingService(Protocol):
