@@ -134,6 +134,10 @@ async def test_cdb_dlq_show__truncated_letter__says_so_with_sizes_and_sha256(
         f"TRUNCATED: first 2,000 of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
         in shown.stdout
     )
+    listed = await asyncio.to_thread(cdb_json, "dlq", "list", "--topic", "market_data", *opts)
+    assert [x["truncated"] for x in listed["market_data"]["letters"]] == [True]
+    table = await asyncio.to_thread(cdb, "dlq", "list", "--topic", "market_data", *opts)
+    assert "truncated)" in table.stdout  # "(raw truncated)" after the reason; the cell may wrap
 
 
 @pytest.mark.integration

@@ -56,6 +56,10 @@ def _first_error(letter: DeadLetter) -> str:
     return f"{loc}: {err.get('msg', err.get('type', '?'))}{more}"
 
 
+def _reason(letter: DeadLetter) -> str:
+    return f"{letter.reason} (raw truncated)" if letter.truncated else letter.reason
+
+
 def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> dict[str, Any]:
     return {
         "topic": topic.value,
@@ -116,7 +120,7 @@ def list_letters(
             path = x.path + (f"/{x.profile}" if x.profile else "")
             when = _when(x.time_ms)
             rows.append(
-                [t.value, x.entry_id, when, x.service, path, x.cause, x.reason, _first_error(x), mark or ""]
+                [t.value, x.entry_id, when, x.service, path, x.cause, _reason(x), _first_error(x), mark or ""]
             )
     if as_json:
         print_json(out)
