@@ -17,6 +17,7 @@ from core.codec import Codec, Decoded, codec_for
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis import DeadLetters, Publisher
+from core.redis.group_cleanup import GroupJanitor
 from core.redis.modes import AsyncClient
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
@@ -62,7 +63,7 @@ class ServiceContext:
         codec = codec_for(settings, on_shadow=metrics.count_shadow)  # shadow counts reach live status
         keys = KeySpace(settings.key_prefix, settings.topic_partitions)
         publisher = Publisher.from_settings(redis, settings, codec=codec, service=service, metrics=metrics)
-        dead_letters = DeadLetters(redis, keys)
+        dead_letters = DeadLetters(redis, keys, max_payload_bytes=settings.dlq_payload_limit)
         ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
         get_logger(service=service.value).info(
             "service.start",
@@ -93,6 +94,13 @@ class ServiceContext:
             owned=list(self.owned),
             counts=counts,
         )
+
+
+def _janitor(ctx: ServiceContext) -> GroupJanitor:
+    topic = ctx.service.consumes
+    assert topic is not None
+    group, idle_ms = ctx.keys.group(ctx.service), ctx.settings.dead_consumer_idle_ms
+    return GroupJanitor(ctx.redis, ctx.keys.streams(topic), group, ctx.settings.instance, idle_ms=idle_ms)
 
 
 class ConsumingService(Protocol):
@@ -146,10 +154,15 @@ async def run_consuming_service(
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
     status_task = asyncio.create_task(reporter.run(stop))
+    janitor = _janitor(ctx)  # dead consumers leave the groups (core.redis.group_cleanup)
+    janitor_task = asyncio.create_task(janitor.run(stop))
     try:
         await runner.run(stop)
+        await janitor.leave()  # a clean stop: every batch acked, so its own consumer can go
     finally:
         stop.set()
+        with contextlib.suppress(Exception):
+            await janitor_task
         with contextlib.suppress(Exception):
             await status_task
             # A clean stop leaves no stale entry behind: after a recreate, status shows the new

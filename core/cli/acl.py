@@ -23,7 +23,7 @@ from core.cli.options import (
     open_sync_target,
     unreachable,
 )
-from core.cli.output import console, err_console, exit_with, print_json, table
+from core.cli.output import console, err_console, exit_with, print_json, shown, table
 from core.errors import CdbError, ConfigError
 from core.redis.acl import (
     DEFAULT_REDIS_VERSION,
@@ -100,9 +100,9 @@ def export(
     if check_only:
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current != text:
-            err_console.print(f"[bold red]{target} is out of date:[/] run `cdb acl export`")
+            err_console.print(f"[bold red]{shown(target)} is out of date:[/] run `cdb acl export`")
             raise typer.Exit(1)
-        console.print(f"{target}: up to date")
+        console.print(f"{shown(target)}: up to date")
         return
     if str(target) == "-":
         typer.echo(text, nl=False)
@@ -112,7 +112,7 @@ def export(
     if render:
         target.chmod(0o600)  # password hashes allow offline guessing: owner only
     kind = "rendered, passwords as SHA-256" if render else "template, every user off"
-    err_console.print(f"wrote {target} ({len(ROLES)} users, {kind})")
+    err_console.print(f"wrote {shown(target)} ({len(ROLES)} users, {kind})")
 
 
 @app.command("audit")

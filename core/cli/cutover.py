@@ -29,7 +29,7 @@ from core.cli.options import (
     open_async_target,
     unreachable,
 )
-from core.cli.output import console, exit_with, print_json
+from core.cli.output import console, exit_with, print_json, shown
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.topics import KeySpace
@@ -106,9 +106,8 @@ def _print_report(report: CutoverReport) -> None:
         for line in finding.details:
             console.print(f"    {escape(line)}", highlight=False)
     colour = "green" if report.verdict is Verdict.GO else "red"
-    console.print(
-        f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {report.prefix!r})"
-    )
+    prefix = shown(repr(report.prefix))
+    console.print(f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {prefix})")
 
 
 def _print_changes(changes: list[FileChange], label: str) -> None:
@@ -122,7 +121,7 @@ def _print_changes(changes: list[FileChange], label: str) -> None:
 def _print_recreate(verb: str) -> None:
     console.print(f"\nNow recreate each container, one at a time, to {verb}:")
     for command in recreate_commands(RECREATE_ORDER):
-        console.print(f"  {command}")
+        console.print(f"  {shown(command)}")
         console.print("    then: cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)")
     console.print(_ORDER_WHY)
 
@@ -207,11 +206,11 @@ def apply(
     backup, line = apply_changes(
         env_dir, changes, verdict=verdict, forced=force and not go, reason=reason, evidence=evidence
     )
-    console.print(f"\nwritten; originals in {backup}/ ; log: {escape(line)}", highlight=False)
+    console.print(f"\nwritten; originals in {shown(backup)}/ ; log: {escape(line)}", highlight=False)
     if force and not go:
         console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
     _print_recreate("switch it to strict")
-    console.print(f"Undo: cdb cutover rollback --env-dir {env_dir}")
+    console.print(f"Undo: cdb cutover rollback --env-dir {shown(env_dir)}")
 
 
 @app.command("rollback")
@@ -232,9 +231,9 @@ def rollback_cmd(
     except CdbError as exc:
         exit_with(exc)
     if plan:
-        console.print(f"[bold]plan[/]: restore from {source}/ (nothing written):")
+        console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
         _print_changes(changes, "restored")
         return
     line = rollback(env_dir, source, changes)
-    console.print(f"restored from {source}/ ; log: {escape(line)}", highlight=False)
+    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
     _print_recreate("switch it back")

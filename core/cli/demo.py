@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core.cli.output import console, print_json, table
+from core.cli.output import console, print_json, shown, table
 from core.codec import build_codec
 from core.domain.contracts import OrderStatus, OrderType, Side
 from core.errors import ContractError
@@ -111,7 +111,8 @@ def demo(
     body_rows = [
         [r["topic"], r["producer"], r["consumer"], r["bytes"], r["outcome"], r["defaulted"]] for r in rows
     ]
-    console.print(table("Every topic, every producer path, every consumer path", columns, body_rows))
+    cells = [[shown(c) for c in r] for r in body_rows]
+    console.print(table("Every topic, every producer path, every consumer path", columns, cells))
 
 
 def _locs(exc: ContractError) -> str:

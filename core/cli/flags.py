@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.output import console, exit_with, print_json, table
+from core.cli.output import console, exit_with, print_json, shown, table
 from core.errors import ConfigError
 from core.settings import ServiceSettings, redact_url
 from core.topics import ServiceName
@@ -69,4 +69,4 @@ def flags(
         ]
         for r in rows
     ]
-    console.print(table("Resolved flags per service", columns, body))
+    console.print(table("Resolved flags per service", columns, [[shown(c) for c in r] for r in body]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -21,6 +22,8 @@ from core.cli import (
     status,
     topology,
 )
+from core.cli.output import exit_with, unexpected
+from core.errors import CdbError
 from core.logging import scrubbed_excepthook
 
 app = typer.Typer(
@@ -49,6 +52,17 @@ app.command(
 
 
 def main() -> None:
-    """Run the ``cdb`` command line; an unexpected traceback is printed with secrets scrubbed."""
+    """Run the ``cdb`` command line: an error is one line on stderr and a non-zero exit, never
+    a traceback (``CDB_TRACEBACK=1`` re-raises an unexpected one, for a bug report, printed with
+    secrets scrubbed)."""
     sys.excepthook = scrubbed_excepthook
-    app()
+    try:
+        app()
+    except CdbError as exc:
+        exit_with(exc)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("CDB_TRACEBACK", "").lower() in ("1", "true", "yes"):
+            raise
+        exit_with(unexpected(exc), code=1)

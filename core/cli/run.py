@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.cli.output import console, exit_with, print_json, table
-from core.errors import CdbError
+from core.cli.output import console, exit_with, print_json, shown, table
+from core.errors import CdbError, ConfigError
 from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
 from services.ws.replay import BUNDLED_TRADES
@@ -49,6 +49,8 @@ def run(
     from core.logging import configure_logging
 
     configure_logging(log_level)
+    if not data.is_file():
+        exit_with(ConfigError("--data", str(data), ["a trades CSV file"], "no such file"))
     run_id = uuid.uuid4().hex[:8]
     key_prefix = prefix if prefix is not None else f"cdb-run-{run_id}:"
     try:
@@ -153,9 +155,8 @@ def _print_summary(
     result: Any, settings: dict[ServiceName, ServiceSettings], redis_url: str | None, prefix: str
 ) -> None:
     where = redact_url(redis_url) if redis_url else "embedded fakeredis"
-    console.print(
-        f"[bold]cdb run[/] on {where}, key prefix {prefix!r}: {result.trades} trades in {result.seconds:.2f}s"
-    )
+    head = f"on {where}, key prefix {prefix!r}: {result.trades} trades in {result.seconds:.2f}s"
+    console.print(f"[bold]cdb run[/] {shown(head)}")
     topics = [[t.value, result.stream_lengths[t.value], result.dead_letters[t.value]] for t in Topic]
     console.print(table("Messages per topic", ["topic", "stream entries", "dead letters"], topics))
     rows = []
@@ -178,7 +179,7 @@ def _print_summary(
                 c.get("rejections", c.get("rejected_orders", 0)),
                 c.get("validation_errors", 0),
                 c.get("dead_letters", 0),
-                _defaults(c),
+                shown(_defaults(c)),
             ]
         )
     console.print(

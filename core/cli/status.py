@@ -193,7 +193,7 @@ def status(
         print_json({"prefix": prefix, "checked_ms": at, "partitions": partitions, "instances": rows})
         return
     if not rows:
-        console.print(f"no live service instance under key prefix {prefix!r}")
+        console.print(f"no live service instance under key prefix {prefix!r}", markup=False)
         return
     title = f"Live instances (key prefix {prefix!r}, {partitions or 1} partition(s))"
     console.print(table(title, _COLUMNS, [_cells(r) for r in rows]))

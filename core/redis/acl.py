@@ -13,7 +13,8 @@ What each user may do (and nothing else):
 
 - a service: PING; SET/GET/EXPIRE/DEL its own live-status keys; PUBLISH + XADD
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
-  XPENDING/XINFO/XLEN/XRANGE on its input stream; XADD to the dead-letter stream it
+  XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
+  stream; XADD to the dead-letter stream it
   writes (ws: ``market_data_dlq`` for bad exchange frames); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
   can never overwrite; no SET, no DEL); a consuming service also
@@ -116,6 +117,8 @@ _CONSUME = (
     "+xinfo|stream",
     "+xlen",
     "+xrange",  # a new partition owner replays what the group already handled
+    "+xinfo|consumers",  # core.redis.group_cleanup: find dead consumers...
+    "+xgroup|delconsumer",  # ...and remove them (only with nothing pending)
 )
 # The lease and membership scripts (core.redis.leases) and the commands they run.
 _LEASES = (

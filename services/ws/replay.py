@@ -43,11 +43,21 @@ _YIELD_EVERY = 256  # at full speed, let other tasks run now and then
 def load_trades(path: str | Path, *, venue: str = "mexc") -> list[Trade]:
     """Every trade in ``path``, in file order.
 
-    Raises :class:`SourceError` naming the file and line for a missing or wrong
-    header, a line with the wrong number of fields, or a value that is not a valid
-    trade (``data/x.csv:17: price_invalid: ...``).
+    Raises :class:`SourceError` naming the file (and line) for a file that cannot be
+    read (``file_unreadable``), a missing or wrong header, a line with the wrong number
+    of fields, or a value that is not a valid trade (``data/x.csv:17: price_invalid: ...``).
     """
     path = Path(path)
+    try:
+        return _read_trades(path, venue)
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SourceError(
+            "file_unreadable", f"cannot read the trades file: {detail}", where=str(path)
+        ) from None
+
+
+def _read_trades(path: Path, venue: str) -> list[Trade]:
     trades: list[Trade] = []
     header_seen = False
     with path.open(encoding="utf-8", newline="") as handle:
