@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.cli.output import console, exit_with, print_json, table
 from core.errors import CdbError
+from core.metrics_http import MetricsTarget, metrics_target, serve_metrics
 from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
 from services.ws.replay import BUNDLED_TRADES
@@ -60,7 +61,8 @@ def run(
             redis_url=redis_url,
             database_url=database_url,
         )
-        result = asyncio.run(_run(data, settings, run_id, quiet=as_json))
+        target = metrics_target()  # METRICS_PORT: one /metrics for the four in-process services
+        result = asyncio.run(_run(data, settings, run_id, target, quiet=as_json))
     except CdbError as exc:
         exit_with(exc)
     if as_json:
@@ -97,7 +99,12 @@ def _settings(
 
 
 async def _run(
-    data: FsPath, settings: dict[ServiceName, ServiceSettings], run_id: str, *, quiet: bool
+    data: FsPath,
+    settings: dict[ServiceName, ServiceSettings],
+    run_id: str,
+    target: MetricsTarget,
+    *,
+    quiet: bool,
 ) -> Any:
     from services.execution.store import open_store
     from services.pipeline import run_pipeline
@@ -129,11 +136,32 @@ async def _run(
             else:
                 bar.update(task, description="draining signal -> risk -> execution")
 
+        endpoint = serve_metrics(target)
+        hooks: list[Any] = [_ServeMetrics(endpoint)] if endpoint is not None else []
         try:
-            return await run_pipeline(redis, settings, trades, store, progress=progress)
+            return await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
         finally:
+            if endpoint is not None:
+                endpoint.close()
             await store.close()
             await redis.aclose()
+
+
+class _ServeMetrics:
+    """Adds each in-process service's registry to the run's /metrics endpoint as it starts."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+
+    async def on_start(self, run: Any) -> None:
+        for ctx in run.ctxs.values():
+            self.endpoint.collector.add(ctx.metrics.registry)
+
+    async def after_batch(self, run: Any, published: int, total: int) -> None:
+        """Nothing to do after a batch."""
+
+    async def before_drain(self, run: Any) -> None:
+        """Nothing to do before the drain."""
 
 
 def _summary(result: Any, settings: dict[ServiceName, ServiceSettings]) -> dict[str, Any]:
