@@ -34,6 +34,7 @@ from core.topics import Topic
 __all__ = [
     "KNOWN_EVENTS",
     "KNOWN_SOURCE_REASONS",
+    "OTHER_EVENT",
     "Direction",
     "OperatorMetrics",
     "Shape",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 _OTHER = "other"
+OTHER_EVENT = _OTHER
+"""The label value of a business event (or source reason) outside the closed set."""
 
 
 class Shape(StrEnum):

@@ -120,4 +120,3 @@ def service_procs(
         yield procs
     finally:
         procs.close()
-
