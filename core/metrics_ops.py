@@ -13,7 +13,11 @@ What an operator watches during the migration besides the decode counters of
 - ``cdb_instance_info`` / ``cdb_desired_path_info``: the path, profile, shadow mode and
   partitions the instance runs with, and the path its env file asks for (an alert fires when
   they differ: a flag was edited but the container not recreated);
-- ``cdb_instance_start_time_seconds`` and ``cdb_build_info``.
+- ``cdb_instance_start_time_seconds``, ``cdb_heartbeat_timestamp_seconds`` (old: the
+  instance hangs) and ``cdb_build_info``.
+
+The instance's own name is the label ``instance_name``: Prometheus sets ``instance`` to the
+scraped address, which the alert rules join on.
 
 Every label value comes from a closed set (or is the instance's own name, one per process).
 """
@@ -181,21 +185,29 @@ class OperatorMetrics:
         self.instance = Info(
             "instance",
             "What this instance runs with: path, profile, shadow mode, partitions.",
-            ["service", "instance"],
+            ["service", "instance_name"],
             namespace=ns,
             registry=reg,
         )
         self.desired = Info(
             "desired_path",
             "The path and profile this instance's env file (FLAGS_FILE) asks for now.",
-            ["service", "instance"],
+            ["service", "instance_name"],
             namespace=ns,
             registry=reg,
         )
         self.started = Gauge(
             "instance_start_time_seconds", "When this instance started (Unix time).",
-            ["service", "instance"], namespace=ns, registry=reg,
+            ["service", "instance_name"], namespace=ns, registry=reg,
         )  # fmt: skip
+        self.heartbeat = Gauge(
+            "heartbeat_timestamp_seconds",
+            "When the instance's event loop last beat (every 2 s): a hung instance stops beating "
+            "while its metrics thread still answers.",
+            ["service"],
+            namespace=ns,
+            registry=reg,
+        )
         self.build = Info("build", "The cdb-contracts build this process runs.", namespace=ns, registry=reg)
         self._sources = _SourceCollector(service, ns)
         reg.register(self._sources)
@@ -256,6 +268,10 @@ class OperatorMetrics:
         )
         self.started.labels(self.service, instance).set(started_ms / 1000.0)
         self.build.info({"version": version, "python": platform.python_version()})
+
+    def beat(self, at_s: float) -> None:
+        """Record a heartbeat of the event loop at Unix time ``at_s``."""
+        self.heartbeat.labels(self.service).set(at_s)
 
     def set_desired(self, path: str, profile: str | None) -> None:
         """Record the path its env file asks for now (``unknown`` when the file cannot be read)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
@@ -55,16 +56,25 @@ async def observed(
 ) -> AsyncIterator[None]:
     """Serve ``ctx``'s metrics on ``target`` and watch ``env_file`` while the block runs."""
     endpoint = serve_metrics(target, ctx.metrics.registry)
-    watcher = asyncio.create_task(_watch(ctx, env_file)) if env_file is not None else None
+    tasks = [asyncio.create_task(_beat(ctx))]
+    if env_file is not None:
+        tasks.append(asyncio.create_task(_watch(ctx, env_file)))
     try:
         yield
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+                await task
         if endpoint is not None:
             endpoint.close()
+
+
+async def _beat(ctx: ServiceContext) -> None:
+    # On the event loop, unlike the metrics server's thread: a hung loop stops the beat.
+    while True:
+        ctx.metrics.ops.beat(time.time())
+        await asyncio.sleep(_RECHECK_S)
 
 
 async def _watch(ctx: ServiceContext, env_file: FsPath) -> None:

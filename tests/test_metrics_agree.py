@@ -62,7 +62,7 @@ def _as_status(m: dict[str, Any]) -> dict[str, Any]:
     events = _by(m, "cdb_events_total", "event")
     [(desired, _)] = m["cdb_desired_path_info"]
     return {
-        "instance": info["instance"],
+        "instance": info["instance_name"],
         "path": info["path"],
         "profile": None if info["profile"] == "none" else info["profile"],
         "shadow": info["shadow"] == "true",
