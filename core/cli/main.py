@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import acl, bench, cutover, demo, dlq, flags, health, matrix, run, schema, service, status
+from core.cli import (
+    acl,
+    bench,
+    cutover,
+    dashboard,
+    demo,
+    dlq,
+    flags,
+    health,
+    matrix,
+    run,
+    schema,
+    service,
+    status,
+)
 
 app = typer.Typer(
     name="cdb",
@@ -21,6 +35,7 @@ app.add_typer(schema.app, name="schema")
 app.add_typer(acl.app, name="acl")
 app.command("status")(status.status)
 app.command("health")(health.health)
+app.command("dashboard")(dashboard.dashboard)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
 app.command("matrix")(matrix.matrix)
