@@ -11,7 +11,6 @@ application serves it (``cdb dashboard``).
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,9 +62,10 @@ def _shape_totals(states: list[LiveState]) -> dict[tuple[str, str, str, str], in
         shapes = s.counts.get("wire_shape") or {}
         who = f"{s.service}/{s.instance}/{s.started_ms}"
         for key, n in shapes.items():
-            direction, _, rest = str(key).partition(".")
-            topic, _, shape = rest.rpartition(".")
-            out[(who, topic, direction, shape)] = int(n)
+            parts = str(key).split(".", 2)  # "<direction>.<topic>.<shape>"; the shape "v1.0" has a dot
+            if len(parts) == 3:
+                direction, topic, shape = parts
+                out[(who, topic, direction, shape)] = int(n)
     return out
 
 
@@ -80,6 +80,8 @@ class History:
     """A bounded history of snapshots (``keep`` points) and the flips seen since it began."""
 
     keep: int = 600
+    window_ms: int = 6000
+    """Each rate is taken over at least this long (live states are reported every 2 s)."""
     points: deque[_Point] = field(default_factory=deque)
     starts: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
 
@@ -127,7 +129,15 @@ class History:
         """
         out: dict[str, list[dict[str, float]]] = {t.value: [] for t in Topic}
         pts = list(self.points)
-        for prev, cur in itertools.pairwise(pts):
+        j = 0
+        for cur in pts[1:]:
+            # Compare with the newest point at least ``window_ms`` older: instances report
+            # every 2 s, so a shorter window would show their reports, not the traffic.
+            while j + 1 < len(pts) and pts[j + 1].t_ms <= cur.t_ms - self.window_ms:
+                j += 1
+            prev = pts[j]
+            if prev is cur:
+                continue
             dt = max((cur.t_ms - prev.t_ms) / 1000.0, 1e-3)
             delta: dict[tuple[str, str, str], int] = {}
             for (who, topic, direction, shape), n in cur.shapes.items():

@@ -69,14 +69,16 @@ class ServiceProcs:
         port = self.ports.setdefault(service, free_port())
         full = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
         full.update(
-            REDIS_URL=self.redis_url,
-            KEY_PREFIX=self.keys.prefix,
-            INSTANCE=f"{service.value}-1",
-            METRICS_PORT=str(port),
-            CONSUMER_BLOCK_MS="50",
-            WS_REPLAY_PACE="0",
-            **self.extra_env,
-            **env,
+            {
+                "REDIS_URL": self.redis_url,
+                "KEY_PREFIX": self.keys.prefix,
+                "INSTANCE": f"{service.value}-1",
+                "METRICS_PORT": str(port),
+                "CONSUMER_BLOCK_MS": "50",
+                "WS_REPLAY_PACE": "0",
+                **self.extra_env,
+                **env,
+            }
         )
         log = (self.workdir / f"{service.value}.log").open("ab")
         self.procs[service] = subprocess.Popen(

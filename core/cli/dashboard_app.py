@@ -31,7 +31,7 @@ from core.dashboard_state import History, Snapshot, read_snapshot
 from core.logging import get_logger
 from core.redis.dead_letters import DeadLetters
 from core.redis.modes import AsyncClient, RedisTarget
-from core.topics import KeySpace, Topic
+from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
 from migration.cutover import CheckOptions, check_cutover
 
@@ -104,7 +104,8 @@ class Sampler:
             for name, n in row["shadow_by_field"].items():
                 by = shadow.setdefault(row["service"], {})
                 by[name] = by.get(name, 0) + n
-            lag[row["service"]] = lag.get(row["service"], 0) + int(row["lag"])
+            if ServiceName(row["service"]).consumes is not None:  # ws reads no stream: no group
+                lag[row["service"]] = lag.get(row["service"], 0) + int(row["lag"])
         series = self.history.topic_series()
         return {
             "prefix": self.keys.prefix,
