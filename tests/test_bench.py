@@ -57,3 +57,25 @@ def test_merge_document__keeps_other_scripts_sections_and_drops_the_folded_trans
     assert merged.startswith(ours.rstrip("\n"))
     assert merged.endswith("## Scaling (issue 10)\n\nscaling table\n")
     assert "old" not in merged
+
+
+def test_bench_quick__writes_under_var_unless_told_and_never_over_the_committed_report() -> None:
+    from bench.__main__ import QUICK_OUT, ROOT, parse_args
+
+    assert parse_args(["--quick"]).out == QUICK_OUT
+    assert QUICK_OUT.relative_to(ROOT).parts[0] == "var"  # git-ignored
+    assert parse_args([]).out == ROOT
+    assert parse_args(["--quick", "--out", "elsewhere"]).out == Path("elsewhere")
+
+
+def test_cdb_bench__without_the_bench_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "msgspec" else real(name, *a)
+    )
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "msgspec missing" in result.output
+    assert "pip install -e '.[bench]'" in result.output

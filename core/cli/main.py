@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from core.cli import (
@@ -27,6 +29,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"cdb-contracts {version('cdb-contracts')}")
+        except PackageNotFoundError:
+            typer.echo("cdb-contracts 0+unknown (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """cdb-contracts: migrate the ws -> signal -> risk -> execution pipeline to Pydantic contracts."""
+
+
 app.command("run")(run.run)
 app.command("service")(service.service)
 app.command("flags")(flags.flags)
