@@ -79,3 +79,20 @@ def test_cdb_bench__without_the_bench_extra_names_what_to_install(monkeypatch: p
     assert result.exit_code == 2
     assert "msgspec missing" in result.output
     assert "pip install -e '.[bench]'" in result.output
+
+
+def test_benchmarks_md__opens_with_the_summary_of_its_own_json_and_no_internal_words() -> None:
+    from bench.summary import summary_from_json
+    from tests.ops_helpers import ROOT
+
+    document = json.loads((ROOT / "BENCHMARKS.json").read_text(encoding="utf-8"))
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    summary = "\n".join(summary_from_json(document))
+    assert text.startswith("# Benchmarks\n\n" + summary + "\n")
+    met = sum(1 for t in document["targets"] if t["met"])
+    assert f"Verdicts: {met} of {len(document['targets'])} targets met." in summary
+    for missed in (t for t in document["targets"] if not t["met"]):
+        assert missed["name"] in summary
+    lowered = text.lower()
+    assert "issue" not in lowered
+    assert "seed's" not in lowered
