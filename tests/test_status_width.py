@@ -123,3 +123,12 @@ async def test_cdb_status__watch_redraws_with_fresh_data(
     assert result.exit_code == 0, result.output
     assert result.stdout.count("refreshed ") >= 1
     assert "risk-1" in result.stdout
+
+
+def test_cdb_status__watch_rides_out_an_unreachable_redis() -> None:
+    args = ("status", "--watch", "--interval", "0.1", "--times", "2", "--redis-url", "redis://127.0.0.1:1/0")
+    result = cdb(*args, COLUMNS="80")
+    assert result.exit_code == 0, result.output
+    assert "does not answer" in result.stdout
+    assert "refreshed " in result.stdout
+    assert "Traceback" not in result.output

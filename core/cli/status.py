@@ -169,10 +169,13 @@ def _watch(target: RedisTarget, prefix: str, *, wide: bool, interval: float, tim
     console = status_console()
 
     def frame() -> RenderableType:
-        states, partitions = asyncio.run(load_pipeline(target, prefix))
+        stamp = Text(f"refreshed {time.strftime('%H:%M:%S')} every {interval:g}s; Ctrl-C to stop")
+        try:
+            states, partitions = asyncio.run(load_pipeline(target, prefix))
+        except CdbError as exc:  # Redis away for a moment: say so and try again next tick
+            return Group(Text.from_markup(f"[bold red]error:[/] {escape(str(exc))}"), stamp)
         at = now_ms()
-        view = _view(prefix, partitions, [instance_row(s, at) for s in states], wide=wide)
-        return Group(view, Text(f"refreshed {time.strftime('%H:%M:%S')} every {interval:g}s; Ctrl-C to stop"))
+        return Group(_view(prefix, partitions, [instance_row(s, at) for s in states], wide=wide), stamp)
 
     done = 0
     with Live(frame(), console=console, auto_refresh=False, transient=False) as live:
