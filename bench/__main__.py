@@ -64,7 +64,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
-    from bench.chart import draw_throughput
+    from bench.chart import draw_chart
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
     from bench.machine import QuietGate, describe_machine, load_average
@@ -103,9 +103,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result.targets = evaluate(result.costs, result.rates, result.e2e)
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates:
-        draw_throughput(result.rates, args.out / "BENCHMARKS.png")
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
+    if result.rates:
+        draw_chart(document, args.out / "BENCHMARKS.png")
     target = args.out / "BENCHMARKS.md"
     existing = target.read_text(encoding="utf-8") if target.exists() else None
     target.write_text(merge_document(to_markdown(result, args.seconds), existing), encoding="utf-8")

@@ -258,7 +258,10 @@ def to_markdown(run: Run, seconds: float) -> str:
             ),
         ]
         if run.chart:
-            lines += ["", f"![publish and consume throughput]({run.chart})"]
+            lines += [
+                "",
+                f"![publish, consume and end-to-end throughput, with the targets marked]({run.chart})",
+            ]
     if run.e2e:
         lines += ["", *_e2e_tables(run.e2e, seconds)]
     lines += ["", OPTIMIZED, "", GAPS]

@@ -96,3 +96,13 @@ def test_benchmarks_md__opens_with_the_summary_of_its_own_json_and_no_internal_w
     lowered = text.lower()
     assert "issue" not in lowered
     assert "seed's" not in lowered
+
+
+def test_bench_chart__redraws_the_committed_run_from_its_json(tmp_path: Path) -> None:
+    from bench.chart import main as chart_main
+    from tests.ops_helpers import ROOT
+
+    out = tmp_path / "chart.png"
+    assert chart_main([str(ROOT / "BENCHMARKS.json"), str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert out.stat().st_size > 20_000  # three panels, not an empty canvas
