@@ -159,7 +159,7 @@ async def _run(
                 bar.update(task, description="draining signal -> risk -> execution")
 
         endpoint = serve_metrics(target)
-        hooks: list[Any] = [_ServeMetrics(endpoint)] if endpoint is not None else []
+        hooks: list[Any] = [ServeMetricsHook(endpoint)] if endpoint is not None else []
         try:
             result = await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
             await _clean_or_note(redis, store, left, keep=keep)
@@ -188,7 +188,7 @@ async def _clean_or_note(redis: Any, store: Any, left: Leftovers, *, keep: bool)
         left.removed.append(f"PostgreSQL schema {left.schema}")
 
 
-class _ServeMetrics:
+class ServeMetricsHook:
     """Adds each in-process service's registry to the run's /metrics endpoint as it starts."""
 
     def __init__(self, endpoint: Any) -> None:
