@@ -132,3 +132,16 @@ def test_cdb_status__watch_rides_out_an_unreachable_redis() -> None:
     assert "does not answer" in result.stdout
     assert "refreshed " in result.stdout
     assert "Traceback" not in result.output
+
+
+async def test_cdb_status__shows_the_live_source_counters_under_the_table(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    stats = {"reconnects": 3, "refused_symbols": 1, "bad_frames_by_reason": {"protobuf_invalid": 2}}
+    await _report_all(redis_async, keys, sources={"mexc": stats})
+    result = await asyncio.to_thread(
+        cdb, "status", "--redis-url", redis_url, "--prefix", keys.prefix, COLUMNS="80"
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # the line may wrap at 80 columns
+    assert "risk-1 source mexc: reconnects 3, refused symbols 1, bad frames 2 (protobuf_invalid=2)" in text

@@ -158,11 +158,24 @@ def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wi
     if stale:
         note = f"[bold red]{stale} stale[/]: stopped or hung; the key expires by itself"
         parts.append(Text.from_markup(note))
+    for row in rows:
+        for source, stats in sorted(row["sources"].items()):
+            parts.append(Text(_source_line(row["instance"], source, stats)))
     pending = [r for r in rows if r["desired_path"] and r["desired_path"] != r["path"]]
     if pending:
         names = ", ".join(escape(r["instance"]) for r in pending)
         parts.append(Text.from_markup(f"[bold yellow]env file asks for another path[/]: recreate {names}"))
     return Group(*parts)
+
+
+def _source_line(instance: str, source: str, stats: Mapping[str, Any]) -> str:
+    frames = stats.get("bad_frames_by_reason") or {}
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(frames.items()))
+    return (
+        f"{instance} source {source}: reconnects {stats.get('reconnects', 0)}, refused symbols "
+        f"{stats.get('refused_symbols', 0)}, bad frames {sum(frames.values())}"
+        + (f" ({detail})" if detail else "")
+    )
 
 
 def _watch(target: RedisTarget, prefix: str, *, wide: bool, interval: float, times: int) -> None:
