@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic_core.core_schema import ErrorType
 
 from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.metrics_ops import OperatorMetrics
 from core.topics import ServiceName, Topic
 
 __all__ = [
@@ -171,6 +172,8 @@ class ServiceMetrics:
             namespace=ns,
             registry=reg,
         )
+        # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
+        self.ops = OperatorMetrics(self.service, reg, ns)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
@@ -181,6 +184,7 @@ class ServiceMetrics:
         """Add ``n`` published messages."""
         if n:
             self.published.labels(self.service, _label(topic), _label(path)).inc(n)
+            self.ops.count_published(topic, _label(path), n)
 
     def count_validation_errors(self, topic: Topic, path: str, reasons: Mapping[str, int]) -> None:
         """Add decode failures, ``reasons`` mapping a reason (bounded here) to a count."""
@@ -223,7 +227,7 @@ class ServiceMetrics:
         ``transport_retries``, ``lag``, ``pending``, ``shadow_compared``,
         ``shadow_mismatches`` (ints), and the breakdowns ``validation_reasons`` and
         ``defaults_by_field`` (reason/field -> int) and ``shadow_by_field``
-        (``"<topic>.<field>"`` -> int).
+        (``"<topic>.<field>"`` -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in _samples(self.messages):
@@ -247,6 +251,7 @@ class ServiceMetrics:
                 for labels, value in _samples(self.shadow_mismatches)
             },
         )
+        out.update(self.ops.snapshot())
         return out
 
 

@@ -8,6 +8,7 @@ cd "$ROOT"
 # shellcheck source=scripts/bootstrap.sh
 source "$ROOT/scripts/bootstrap.sh"
 bash "$ROOT/scripts/ensure-servers.sh"
+bash "$ROOT/scripts/ensure-tools.sh"   # promtool, chromium + chromedriver (Debian packages)
 echo "==> ruff" >&2
 ruff check .
 ruff format --check .

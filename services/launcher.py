@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path as FsPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
+from core.metrics_http import metrics_target
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter
@@ -21,6 +22,7 @@ from services.config import load_config
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
 from services.execution.store import open_store
+from services.observability import flags_file, observed
 from services.redis_connect import connect
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
@@ -67,33 +69,42 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def run_service(service: ServiceName, stop: asyncio.Event | None = None) -> None:
-    """Run ``service`` from the environment until SIGTERM/SIGINT (or ``stop``)."""
+async def run_service(
+    service: ServiceName, stop: asyncio.Event | None = None, *, env_file: FsPath | None = None
+) -> None:
+    """Run ``service`` from the environment (and ``env_file``, which the environment overrides)
+    until SIGTERM/SIGINT (or ``stop``); serves /metrics on METRICS_PORT when it is set."""
     configure_logging()
-    settings = ServiceSettings.load(service)
+    settings = ServiceSettings.load(service, env_file=env_file)
     if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
+    target = metrics_target()  # a bad METRICS_PORT stops the service before it connects
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
     redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:
-        if service is ServiceName.WS:
-            await _run_ws(ctx, stop)
-        elif service is ServiceName.EXECUTION:
-            store = open_store(settings.database_url, sqlite_path=FsPath("var") / "execution.sqlite3")
-            try:
-                await run_consuming_service(ExecutionService(ctx, store, load_config(VenueParams)), ctx, stop)
-            finally:
-                await store.close()
-        else:
-            # Signal and risk keep per-symbol state: one business object per partition.
-            await run_consuming_service(
-                _consumer(service, ctx), ctx, stop, factory=lambda own: _consumer(service, own)
-            )
+        async with observed(ctx, target, flags_file(env_file)):
+            await _run(service, ctx, stop)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
+
+
+async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event) -> None:
+    if service is ServiceName.WS:
+        await _run_ws(ctx, stop)
+    elif service is ServiceName.EXECUTION:
+        store = open_store(ctx.settings.database_url, sqlite_path=FsPath("var") / "execution.sqlite3")
+        try:
+            await run_consuming_service(ExecutionService(ctx, store, load_config(VenueParams)), ctx, stop)
+        finally:
+            await store.close()
+    else:
+        # Signal and risk keep per-symbol state: one business object per partition.
+        await run_consuming_service(
+            _consumer(service, ctx), ctx, stop, factory=lambda own: _consumer(service, own)
+        )
 
 
 def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
@@ -124,6 +135,7 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
 
             symbols = [s.strip() for s in source.symbols.split(",") if s.strip()]
             client = MexcV3Client(source.mexc_url, symbols, outbox.put, on_bad_frame=ws.on_bad_frame)
+            ctx.metrics.ops.watch_source("mexc", lambda: _mexc_stats(client))
             await client.run(stop)
     finally:
         stop.set()
@@ -131,3 +143,13 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
         await status_task
         with contextlib.suppress(Exception):
             await reporter.withdraw(ctx.live_state())
+
+
+def _mexc_stats(client: Any) -> dict[str, Any]:
+    # The live client's own statistics, read at each scrape and status report.
+    stats = client.stats
+    return {
+        "reconnects": stats.reconnects,
+        "refused_symbols": len(client.refused),
+        "bad_frames_by_reason": dict(stats.bad_frames_by_reason),
+    }

@@ -65,6 +65,15 @@ class ServiceContext:
         publisher = Publisher.from_settings(redis, settings, codec=codec, service=service, metrics=metrics)
         dead_letters = DeadLetters(redis, keys, max_payload_bytes=settings.dlq_payload_limit)
         ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
+        metrics.ops.describe_instance(
+            settings.instance,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            shadow=settings.contract_shadow,
+            partitions=keys.partitions,
+            started_ms=ctx.started_ms,
+            version=package_version(),
+        )
         get_logger(service=service.value).info(
             "service.start",
             instance=settings.instance,
@@ -77,6 +86,7 @@ class ServiceContext:
     def count(self, name: str, by: int = 1) -> None:
         """Add to a business counter shown in live status (signals, rejections, ...)."""
         self.extra_counts[name] = self.extra_counts.get(name, 0) + by
+        self.metrics.ops.count_event(name, by)  # the same count on /metrics (cdb_events_total)
 
     def live_state(self) -> LiveState:
         """The document this instance reports to Redis."""

@@ -17,6 +17,7 @@ import redis
 import typer
 from rich.markup import escape
 
+from core.cli.cutover_progress import window_progress
 from core.cli.options import (
     DEFAULT_REDIS_URL,
     AsJson,
@@ -29,7 +30,7 @@ from core.cli.options import (
     open_async_target,
     unreachable,
 )
-from core.cli.output import console, exit_with, print_json, shown
+from core.cli.output import console, err_console, exit_with, print_json, shown
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.topics import KeySpace
@@ -86,10 +87,16 @@ _ORDER_WHY = (
 )
 
 
-def _check(target: RedisTarget, prefix: str, options: CheckOptions) -> CutoverReport:
+def _check(
+    target: RedisTarget, prefix: str, options: CheckOptions, *, progress: bool = False
+) -> CutoverReport:
     async def run() -> CutoverReport:
         client = await open_async_target(target)
         try:
+            if progress and options.window_s > 0:
+                # A window of minutes must not look like a hang: show time left and what is seen.
+                sleep = window_progress(client, KeySpace(prefix), err_console)
+                return await check_cutover(client, KeySpace(prefix), options, sleep=sleep)
             return await check_cutover(client, KeySpace(prefix), options)
         except (redis.RedisError, OSError) as exc:
             raise unreachable(target.url, exc) from exc
@@ -143,7 +150,8 @@ def check(
     """GO/NO-GO for CONTRACT_PROFILE=strict, with the evidence; exit 0 only on GO."""
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     try:
-        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        report = _check(target, prefix, options, progress=not as_json)
     except CdbError as exc:
         exit_with(exc)
     if as_json:

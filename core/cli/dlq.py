@@ -1,4 +1,4 @@
-"""``cdb dlq list / show / replay``: inspect dead letters, and put fixed ones back.
+"""``cdb dlq list / show / replay / review``: inspect dead letters, put fixed ones back, record a review.
 
 ``replay`` re-validates each selected letter with the codec the consuming service
 uses now (``--path``/``--profile``, default pydantic/lenient), publishes what
@@ -305,3 +305,44 @@ def _print_replay(
 
 
 app.command("catch-up")(catch_up_command)
+
+
+@app.command("review")
+def review(
+    topic: TopicOption = None,
+    through: Annotated[
+        str | None,
+        typer.Option("--through", help="Last reviewed dead-letter id (default: the newest of each topic)."),
+    ] = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Record once that the dead letters up to now (or --through ID) were reviewed.
+
+    ``cdb cutover check`` then counts only newer letters as unreviewed, without
+    --dlq-reviewed-before on every run. Recorded in ``<topic>_dlq_replayed`` (field
+    ``reviewed-through``), which the operator's ACL user may write.
+    """
+    from migration.dlq_review import REVIEWED_FIELD
+
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    recorded: dict[str, str | None] = {}
+    for t in [topic] if topic else list(Topic):
+        point = through
+        if point is None:
+            newest: Any = client.xrevrange(keys.dlq(t), count=1)
+            point = newest[0][0].decode() if newest else None
+        if point is not None:
+            client.hset(keys.dlq_replayed(t), REVIEWED_FIELD, point)
+        recorded[t.value] = point
+    if as_json:
+        print_json(recorded)
+        return
+    for name, point in recorded.items():
+        console.print(
+            f"{name}_dlq: reviewed through {point}" if point else f"{name}_dlq: empty, nothing to record"
+        )

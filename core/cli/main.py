@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -11,6 +12,7 @@ from core.cli import (
     acl,
     bench,
     cutover,
+    dashboard,
     demo,
     dlq,
     flags,
@@ -33,6 +35,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"cdb-contracts {version('cdb-contracts')}")
+        except PackageNotFoundError:
+            typer.echo("cdb-contracts 0+unknown (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """cdb-contracts: migrate the ws -> signal -> risk -> execution pipeline to Pydantic contracts."""
+
+
 app.command("run")(run.run)
 app.command("service")(service.service)
 app.command("flags")(flags.flags)
@@ -41,6 +66,7 @@ app.add_typer(schema.app, name="schema")
 app.add_typer(acl.app, name="acl")
 app.command("status")(status.status)
 app.command("health")(health.health)
+app.command("dashboard")(dashboard.dashboard)
 app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(topology.app, name="topology")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path as FsPath
 from typing import Annotated
 
 import typer
@@ -12,11 +13,24 @@ from core.errors import CdbError
 from core.topics import ServiceName
 
 
-def service(name: Annotated[ServiceName, typer.Argument(help="ws, signal, risk or execution")]) -> None:
-    """Run one service until SIGTERM; its flags come from its environment / env file."""
+def service(
+    name: Annotated[ServiceName, typer.Argument(help="ws, signal, risk or execution")],
+    env_file: Annotated[
+        FsPath | None,
+        typer.Option(
+            "--env-file",
+            help="Read settings from this env file (the environment overrides it); "
+            "it is also watched: /metrics and cdb status show when it asks for another path.",
+        ),
+    ] = None,
+) -> None:
+    """Run one service until SIGTERM; its flags come from its environment / env file.
+
+    /metrics is served on METRICS_PORT (METRICS_ADDR, default 127.0.0.1) when set.
+    """
     from services.launcher import run_service
 
     try:
-        asyncio.run(run_service(name))
+        asyncio.run(run_service(name, env_file=env_file))
     except CdbError as exc:
         exit_with(exc)

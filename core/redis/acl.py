@@ -228,6 +228,9 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
         *_connect(version),
         _read_everything(keys),
         _selector(f"~{keys.topology()}", *_TOPOLOGY_ADMIN),
+        # `cdb dlq review` records, once, the dead letters a person has reviewed (a field of
+        # the <topic>_dlq_replayed hash); HSET there changes no message and no stream.
+        _selector(*(f"~{keys.dlq_replayed(t)}" for t in Topic), "+hset"),
     ]
 
 

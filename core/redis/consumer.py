@@ -252,6 +252,7 @@ class StreamConsumer:
         if self.detect_rewind:
             self._check_rewind(entries)
         ledger = BatchLedger(self._me)
+        self.metrics.ops.count_received(topic, entries)  # wire shape: legacy vs v1.0, per batch
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
             if not fields:
