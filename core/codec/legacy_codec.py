@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from core.codec.base import Decoded, FieldMap, Message, RawFieldMap
+from core.codec.base import Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.codec.errors import CodecErrors
 from core.codec.fields import (
     FieldDecodeError,
@@ -64,8 +64,8 @@ class LegacyCodec:
         """The legacy path has no profile."""
         return None
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
-        """``json.loads`` + ``from_dict``, behind the contract's boundary checks."""
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
+        """``json.loads`` + ``from_dict``, behind the contract's boundary checks (fills nothing)."""
         self._errors.check_size(topic, raw)
         try:
             # Decode as UTF-8 first: json.loads(bytes) would also guess UTF-16/32 and skip a
@@ -76,7 +76,7 @@ class LegacyCodec:
             raise self._errors.error(topic, raw, [{"type": "json_invalid", "loc": (), "msg": msg}]) from None
         return self._from_obj(topic, obj, raw)
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream field map, then as :meth:`decode`."""
         size, document = scan_fields(fields, self._errors.max_bytes)
         if size > self._errors.max_bytes:

@@ -1,0 +1,131 @@
+"""A trade without business time never silences a symbol, on any path (issue 14, Build 1).
+
+A market_data entry without ``timestamp`` (or with ``"timestamp": null``) placed
+before the bundled replay is dead-lettered and counted on every path and profile,
+and every later real trade of its symbol still counts: the BTC signals equal a run
+without it. (Filling it from the reader's clock made every later BTC trade look
+stale on the lenient path: 0 BTC signals instead of 42.)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.codec import build_codec
+from core.settings import ServiceSettings
+from core.topics import KeySpace, Profile, ServiceName, Topic
+from core.topics import Path as CodecPath
+from services.execution.store import PostgresStore
+from services.pipeline import PipelineResult, read_stream, run_pipeline
+from services.pipeline_control import PipelineHook, PipelineRun
+from services.ws.replay import BUNDLED_TRADES, load_trades
+
+pytestmark = pytest.mark.integration
+
+SYMBOL = "BTC/USDT"
+# (use_pydantic_contracts, contract_profile) of every service
+PATHS = {
+    "legacy": (False, Profile.LENIENT),
+    "pydantic-lenient": (True, Profile.LENIENT),
+    "pydantic-strict": (True, Profile.STRICT),
+}
+POISONS: dict[str, dict[bytes, bytes]] = {
+    "missing": {},
+    "null": {b"timestamp": b"null"},
+}
+
+
+class _TimelessTrade(PipelineHook):
+    """Puts one BTC/USDT trade without business time on market_data before the replay."""
+
+    def __init__(self, extra: dict[bytes, bytes]) -> None:
+        self.extra = extra
+
+    async def on_start(self, run: PipelineRun) -> None:
+        fields: dict[bytes, bytes] = {
+            b"api_version": b'"v1.0"',
+            b"symbol": json.dumps(SYMBOL).encode(),
+            b"price": b"50000.0",
+            b"volume": b"0.5",
+            b"side": b'"BUY"',
+            b"venue": b'"mexc"',
+            **self.extra,
+        }
+        stream = run.keys.stream(Topic.MARKET_DATA, run.keys.partition(SYMBOL))
+        await run.redis.xadd(stream, fields)  # type: ignore[arg-type]
+
+
+def _settings(keys: KeySpace, redis_url: str, path: str) -> dict[ServiceName, ServiceSettings]:
+    pydantic, profile = PATHS[path]
+    return {
+        s: ServiceSettings.load(
+            s,
+            environ={},
+            overrides={
+                "key_prefix": keys.prefix,
+                "redis_url": redis_url,
+                "use_pydantic_contracts": pydantic,
+                "contract_profile": profile,
+                "instance": f"ts-{s.value}",
+                "consumer_block_ms": 20,
+            },
+        )
+        for s in ServiceName
+    }
+
+
+async def _run(
+    redis_url: str, pg_url: str, path: str, poison: dict[bytes, bytes] | None
+) -> tuple[PipelineResult, list[dict[str, Any]]]:
+    keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:")
+    client = aioredis.Redis.from_url(redis_url)
+    store = PostgresStore(pg_url, schema=f"ts_{uuid.uuid4().hex[:8]}")
+    hooks = [_TimelessTrade(poison)] if poison is not None else []
+    try:
+        result = await run_pipeline(
+            client, _settings(keys, redis_url, path), load_trades(BUNDLED_TRADES), store, environ={}, hooks=hooks
+        )
+        reader = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+        signals = []
+        for entry_id, fields in await read_stream(client, keys, Topic.SIGNALS):
+            message = reader.from_fields(Topic.SIGNALS, fields, entry_id=entry_id).message
+            values = reader.as_dict(Topic.SIGNALS, message)
+            signals.append({k: values[k] for k in ("signal_id", "symbol", "side", "price", "strength")})
+        return result, signals
+    finally:
+        await store.drop_schema()
+        await store.close()
+        found = [k async for k in client.scan_iter(match=keys.all_keys_pattern())]
+        if found:
+            await client.unlink(*found)
+        await client.aclose()
+
+
+def _btc(signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in signals if s["symbol"] == SYMBOL]
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+async def test_timeless_market_data__is_dead_lettered_and_changes_no_signal(
+    redis_url: str, pg_database: str, path: str
+) -> None:
+    baseline, base_signals = await _run(redis_url, pg_database, path, None)
+    assert baseline.quiescent
+    assert len(_btc(base_signals)) > 0, "the bundled data must give BTC signals to compare"
+    assert baseline.dead_letters[Topic.MARKET_DATA.value] == 0
+    for name, poison in POISONS.items():
+        result, signals = await _run(redis_url, pg_database, path, poison)
+        assert result.quiescent, name
+        assert _btc(signals) == _btc(base_signals), name
+        assert signals == base_signals, name
+        assert result.order_results == baseline.order_results, name
+        assert result.dead_letters[Topic.MARKET_DATA.value] == 1, name
+        assert result.services[ServiceName.SIGNAL.value].counts.get("invalid", 0) == 1, (
+            name,
+            result.services[ServiceName.SIGNAL.value].counts,
+        )
