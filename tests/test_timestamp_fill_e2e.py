@@ -125,7 +125,6 @@ async def test_timeless_market_data__is_dead_lettered_and_changes_no_signal(
         assert signals == base_signals, name
         assert result.order_results == baseline.order_results, name
         assert result.dead_letters[Topic.MARKET_DATA.value] == 1, name
-        assert result.services[ServiceName.SIGNAL.value].counts.get("invalid", 0) == 1, (
-            name,
-            result.services[ServiceName.SIGNAL.value].counts,
-        )
+        counts = result.services[ServiceName.SIGNAL.value].counts
+        assert counts["messages_invalid"] == counts["validation_errors"] == 1, (name, counts)
+        assert "timestamp" not in counts["defaults_by_field"], (name, counts)
