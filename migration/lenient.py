@@ -110,7 +110,9 @@ class LenientReader:
 
     __slots__ = ("_contract", "_lenient", "_names", "_title")
 
-    def __init__(self, contract: type[BaseModel], rule: MissingTimestamp = MissingTimestamp.ENTRY_TIME) -> None:
+    def __init__(
+        self, contract: type[BaseModel], rule: MissingTimestamp = MissingTimestamp.ENTRY_TIME
+    ) -> None:
         self._contract = contract
         self._lenient = lenient_variant(contract, fill_timestamp=rule is MissingTimestamp.ENTRY_TIME)
         self._names = tuple(contract.model_fields)

@@ -57,7 +57,9 @@ class RenamedPriceCodec:
     def decode(self, topic: Topic, raw: bytes, *, entry_id: bytes | str | None = None) -> Decoded:
         return self._swap(topic, self._inner.decode(topic, raw, entry_id=entry_id))
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: bytes | str | None = None) -> Decoded:
+    def from_fields(
+        self, topic: Topic, fields: RawFieldMap, *, entry_id: bytes | str | None = None
+    ) -> Decoded:
         return self._swap(topic, self._inner.from_fields(topic, fields, entry_id=entry_id))
 
     def encode(self, topic: Topic, message: Message) -> bytes:

@@ -214,7 +214,9 @@ def test_lenient_profile__missing_timestamp_without_an_entry_id_is_refused_not_g
     for decode in (lambda: LENIENT.decode(topic, raw), lambda: LENIENT.from_fields(topic, _as_fields(raw))):
         with pytest.raises(ContractError) as info:
             decode()
-        assert [(e["type"], e["loc"]) for e in info.value.errors] == [("timestamp_unfillable", ("timestamp",))]
+        assert [(e["type"], e["loc"]) for e in info.value.errors] == [
+            ("timestamp_unfillable", ("timestamp",))
+        ]
         assert "never from the reader's clock" in info.value.errors[0]["msg"]
 
 
@@ -436,3 +438,91 @@ def test_import_rule__only_the_codec_registry_imports_legacy_and_lenient_modules
 def test_import_rule__registry_is_where_both_are_imported() -> None:
     imported = _imported_modules(ast.parse((ROOT / "core/codec/registry.py").read_text(encoding="utf-8")))
     assert {"core.codec.legacy_codec", "migration.lenient"} <= imported
+
+
+# --- contracts built in code, and timestamps in the wrong unit (issue 14, Build 9) --------------
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract_built_in_code__defaults_api_version_to_v1_0(topic: Topic) -> None:
+    values = _full(topic)
+    del values["api_version"]
+    message = CONTRACT_CLASSES[topic](**values)
+    assert message.api_version == "v1.0"
+    assert message == CONTRACT_CLASSES[topic].model_validate(_full(topic))
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_strict_profile__wire_message_without_api_version_is_refused_in_both_forms(topic: Topic) -> None:
+    raw = _without(_full(topic), "api_version")
+    for decode in (
+        lambda: STRICT.decode(topic, raw),
+        lambda: STRICT.from_fields(topic, _as_fields(raw)),
+        lambda: STRICT.from_fields(topic, {k.encode(): v.encode() for k, v in _as_fields(raw).items()}),
+    ):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert [(e["type"], e["loc"]) for e in info.value.errors] == [("missing", ("api_version",))]
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_strict_profile__missing_api_version_is_reported_next_to_other_errors(topic: Topic) -> None:
+    values = {k: v for k, v in _full(topic).items() if k != "api_version"}
+    values["symbol"] = "not a symbol"
+    raw = json.dumps(values).encode()
+    for decode in (lambda: STRICT.decode(topic, raw), lambda: STRICT.from_fields(topic, _as_fields(raw))):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert _locs(info.value) == {"api_version", "symbol"}
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_exported_strict_schema__still_requires_api_version(topic: Topic) -> None:
+    from core.schema import contract_schema
+
+    schema = contract_schema(CONTRACT_CLASSES[topic])
+    assert "api_version" in schema["required"]
+    assert "default" not in schema["properties"]["api_version"]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [
+        (1_767_225_600, "epoch seconds"),
+        (1_767_225_600.5, "epoch seconds"),
+        (1_767_225_600_000_000, "microseconds"),
+    ],
+)
+@pytest.mark.parametrize("codec", [LEGACY, LENIENT, STRICT], ids=["legacy", "lenient", "strict"])
+def test_every_path__timestamp_in_the_wrong_unit_says_so_and_names_the_ms_helper(
+    codec: Any, value: float, unit: str
+) -> None:
+    raw = json.dumps({**_full(Topic.MARKET_DATA), "timestamp": value}).encode()
+    for decode in (
+        lambda: codec.decode(Topic.MARKET_DATA, raw),
+        lambda: codec.from_fields(Topic.MARKET_DATA, _as_fields(raw)),
+    ):
+        with pytest.raises(ContractError) as info:
+            decode()
+        [error] = info.value.errors
+        assert error["loc"] == ("timestamp",)
+        assert unit in error["msg"]
+        assert "core.utils.clock.now_ms()" in error["msg"]
+
+
+def test_contract_built_in_code__seconds_timestamp_error_says_seconds() -> None:
+    values = {**_full(Topic.ORDERS), "timestamp": 1_767_225_600}
+    with pytest.raises(ValidationError, match="looks like epoch seconds.*core.utils.clock.now_ms"):
+        OrderV1(**values)
+    with pytest.raises(ValidationError, match="looks like epoch seconds"):
+        OrderV1.model_validate(values)
+    with pytest.raises(ValidationError, match="looks like epoch seconds"):
+        OrderV1.model_validate_json(json.dumps(values))
+
+
+def test_contract__a_ms_timestamp_error_keeps_pydantics_message() -> None:
+    with pytest.raises(ValidationError) as info:
+        SignalV1.model_validate({**_full(Topic.SIGNALS), "timestamp": MAX_TIMESTAMP_MS + 1})
+    [error] = info.value.errors()
+    assert error["type"] == "less_than_equal"
+    assert "seconds" not in error["msg"]

@@ -99,7 +99,9 @@ async def test_shadow__mismatches_reach_live_status_through_the_service_context(
         ServiceName.SIGNAL, keys, "sig-shadow", use_pydantic_contracts=True, contract_shadow=True
     )
     for i in range(3):
-        await redis_async.xadd(keys.stream(Topic.MARKET_DATA), _fields(Topic.MARKET_DATA, i, api_version=None))
+        await redis_async.xadd(
+            keys.stream(Topic.MARKET_DATA), _fields(Topic.MARKET_DATA, i, api_version=None)
+        )
     async with live_service(redis_async, settings_) as ctx:
         assert isinstance(ctx.codec, ShadowCodec)
         async with asyncio.timeout(10):

@@ -88,7 +88,12 @@ async def _run(
     hooks = [_TimelessTrade(poison)] if poison is not None else []
     try:
         result = await run_pipeline(
-            client, _settings(keys, redis_url, path), load_trades(BUNDLED_TRADES), store, environ={}, hooks=hooks
+            client,
+            _settings(keys, redis_url, path),
+            load_trades(BUNDLED_TRADES),
+            store,
+            environ={},
+            hooks=hooks,
         )
         reader = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
         signals = []

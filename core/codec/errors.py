@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from core.codec.base import RawFieldMap
 from core.codec.fields import FieldDecodeError, field_map_bytes, field_map_size
+from core.domain.time_units import explain_details
 from core.errors import ContractError, ErrorDetail
 from core.topics import Path, Profile, Topic
 
@@ -25,13 +26,14 @@ class CodecErrors:
         self.max_bytes = max_bytes
 
     def error(self, topic: Topic, raw: bytes, errors: Sequence[ErrorDetail]) -> ContractError:
-        """A contract error for ``topic`` with the given structured errors."""
+        """A contract error for ``topic`` with the given structured errors (a timestamp refused
+        because it is in seconds says so, on every path)."""
         return ContractError(
             topic=topic.value,
             path=self.path.value,
             profile=self.profile.value if self.profile else None,
             raw=raw,
-            errors=errors,
+            errors=explain_details(list(errors)),
         )
 
     def from_validation(self, topic: Topic, raw: bytes, exc: ValidationError) -> ContractError:

@@ -1,6 +1,9 @@
 """The v1.0 message contracts of the pipeline: strict, frozen, documented.
 
-These are the **strict** models: ``api_version`` and ``timestamp`` are required.
+These are the **strict** models: a wire message must carry ``api_version`` and
+``timestamp`` (the strict reader refuses one without them, and the exported schema lists
+both as required). Code that builds a contract may leave ``api_version`` out: it can only be
+``"v1.0"``, so it defaults to that.
 The lenient variants used during the migration live in :mod:`migration.lenient`
 and decode into these same classes.
 
@@ -12,9 +15,11 @@ Consumers are tolerant readers: unknown fields are ignored.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+
+from core.domain.time_units import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, explain_validation_error
 
 __all__ = [
     "API_VERSION",
@@ -30,12 +35,7 @@ __all__ = [
     "SignalV1",
 ]
 
-API_VERSION = "v1.0"
-
-# 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z in ms: a seconds value (about 1.7e9)
-# or a microseconds value (about 1.7e15) falls outside and is refused.
-MIN_TIMESTAMP_MS = 946_684_800_000
-MAX_TIMESTAMP_MS = 4_102_444_800_000
+API_VERSION: Literal["v1.0"] = "v1.0"
 
 
 class Side(StrEnum):
@@ -107,15 +107,61 @@ Quantity = Annotated[
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 
-_CONFIG = ConfigDict(frozen=True, extra="ignore", use_enum_values=False, validate_default=True)
+
+def _api_version_required_on_the_wire(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # Code may leave api_version out (it defaults to v1.0), but a wire message must carry it:
+    # the strict reader refuses one without it, so the exported schema says "required".
+    # A lenient variant (default None) keeps it optional.
+    if model.model_fields["api_version"].default != API_VERSION:
+        return
+    schema["properties"]["api_version"].pop("default", None)
+    required = schema.setdefault("required", [])
+    if "api_version" not in required:
+        required.insert(0, "api_version")
 
 
-class MarketDataV1(BaseModel):
+_CONFIG = ConfigDict(
+    frozen=True,
+    extra="ignore",
+    use_enum_values=False,
+    validate_default=True,
+    json_schema_extra=_api_version_required_on_the_wire,
+)
+
+
+class _ContractModel(BaseModel):
+    """What every v1.0 contract shares: a refused timestamp in seconds says so (and names
+    ``core.utils.clock.now_ms``/``to_ms``) when the model is built in code or validated."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """:meth:`BaseModel.model_validate`, with timestamp unit hints in its errors."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """:meth:`BaseModel.model_validate_json`, with timestamp unit hints in its errors."""
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+
+class MarketDataV1(_ContractModel):
     """One trade seen at a venue (published by ws on ``market_data``)."""
 
     model_config = _CONFIG
 
-    api_version: ApiVersion
+    api_version: ApiVersion = API_VERSION
     symbol: Symbol
     price: Annotated[Price, Field(description="Trade price, quote currency per base unit; > 0.")]
     volume: Annotated[Quantity, Field(description="Traded size in base currency; >= 0.")]
@@ -131,12 +177,12 @@ class MarketDataV1(BaseModel):
     ] = None
 
 
-class SignalV1(BaseModel):
+class SignalV1(_ContractModel):
     """A trading intent derived from market data (published by signal on ``signals``)."""
 
     model_config = _CONFIG
 
-    api_version: ApiVersion
+    api_version: ApiVersion = API_VERSION
     signal_id: Annotated[Identifier, Field(description="Deterministic id of this signal.")]
     symbol: Symbol
     side: Annotated[Side, Field(description="Direction the signal recommends.")]
@@ -153,12 +199,12 @@ class SignalV1(BaseModel):
     timestamp: Annotated[TimestampMs, Field(description="When the signal fired, epoch ms (UTC).")]
 
 
-class OrderV1(BaseModel):
+class OrderV1(_ContractModel):
     """An order approved by risk (published by risk on ``orders``)."""
 
     model_config = _CONFIG
 
-    api_version: ApiVersion
+    api_version: ApiVersion = API_VERSION
     order_id: Annotated[Identifier, Field(description="Deterministic id, unique per order.")]
     signal_id: Annotated[Identifier, Field(description="The signal this order executes.")]
     symbol: Symbol
@@ -190,12 +236,12 @@ class OrderV1(BaseModel):
         return self
 
 
-class OrderResultV1(BaseModel):
+class OrderResultV1(_ContractModel):
     """What happened to an order (published by execution on ``order_results``)."""
 
     model_config = _CONFIG
 
-    api_version: ApiVersion
+    api_version: ApiVersion = API_VERSION
     order_id: Annotated[Identifier, Field(description="The order this result belongs to.")]
     symbol: Symbol
     side: Annotated[Side, Field(description="BUY or SELL, as ordered.")]
