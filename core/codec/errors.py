@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from core.codec.base import RawFieldMap
 from core.codec.fields import FieldDecodeError, field_map_bytes, field_map_size
+from core.codec.limits import nesting_error, surrogate_error
 from core.domain.time_units import explain_details
 from core.errors import ContractError, ErrorDetail
 from core.topics import Path, Profile, Topic
@@ -44,10 +45,14 @@ class CodecErrors:
         """A contract error for stream fields that are not JSON values."""
         return self.error(topic, field_map_bytes(fields), exc.errors)
 
-    def check_size(self, topic: Topic, raw: bytes) -> None:
-        """Refuse a payload over the limit before anything parses it."""
+    def check_body(self, topic: Topic, raw: bytes) -> None:
+        """Refuse, before anything parses it, a JSON body over the size limit, nested deeper than
+        :data:`~core.codec.limits.MAX_NESTING_DEPTH` or holding a lone surrogate (same on every path)."""
         if len(raw) > self.max_bytes:
             raise self.error(topic, raw, [_too_large(len(raw), self.max_bytes)])
+        problem = nesting_error(raw) or surrogate_error(raw)
+        if problem is not None:
+            raise self.error(topic, raw, [problem])
 
     def check_fields_size(self, topic: Topic, fields: RawFieldMap) -> None:
         """Refuse a stream entry over the limit before anything parses it."""

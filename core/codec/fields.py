@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any, cast
 
 from core.codec.base import FieldMap, RawFieldMap
+from core.codec.limits import nesting_error, surrogate_error
 from core.errors import ErrorDetail
 
 __all__ = [
@@ -111,6 +112,10 @@ def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
                 {"type": "json_invalid", "loc": (repr(raw_name),), "msg": "field name is not UTF-8"}
             )
             continue
+        problem = nesting_error(raw_value, (name,), levels_above=1) or surrogate_error(raw_value, (name,))
+        if problem is not None:
+            errors.append({**problem, "input": raw_value})
+            continue
         try:
             # _text: strict UTF-8, as on the Pub/Sub path (json.loads(bytes) would guess UTF-16).
             out[name] = json.loads(_text(raw_value))
@@ -155,6 +160,9 @@ def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]
         if len(_TEMPLATES) < _MAX_TEMPLATES:
             _TEMPLATES[names] = template
     if template is None or _SCALARS.fullmatch(joined) is None:
+        return size, None
+    if b"\\u" in joined and surrogate_error(joined) is not None:
+        # A lone surrogate: field-by-field decoding refuses it and names the field.
         return size, None
     return size, template % values
 

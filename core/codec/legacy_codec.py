@@ -66,7 +66,7 @@ class LegacyCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """``json.loads`` + ``from_dict``, behind the contract's boundary checks (fills nothing)."""
-        self._errors.check_size(topic, raw)
+        self._errors.check_body(topic, raw)
         try:
             # Decode as UTF-8 first: json.loads(bytes) would also guess UTF-16/32 and skip a
             # BOM, accepting bodies the Pydantic path refuses (the wire is UTF-8 only).

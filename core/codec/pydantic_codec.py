@@ -139,7 +139,7 @@ class PydanticCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Validate a Pub/Sub JSON body into the topic's contract."""
-        self._errors.check_size(topic, raw)
+        self._errors.check_body(topic, raw)
         try:
             return self._readers[topic].from_json(raw, entry_id)
         except ValidationError as exc:
