@@ -14,6 +14,7 @@ Consumers are tolerant readers: unknown fields are ignored.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -23,6 +24,7 @@ from core.domain.time_units import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, explain_v
 
 __all__ = [
     "API_VERSION",
+    "FINITE_MAX",
     "MAX_TIMESTAMP_MS",
     "MIN_TIMESTAMP_MS",
     "Contract",
@@ -36,6 +38,11 @@ __all__ = [
 ]
 
 API_VERSION: Literal["v1.0"] = "v1.0"
+
+FINITE_MAX = sys.float_info.max
+"""The largest finite float: every float field's schema states it as ``maximum``, so a JSON number
+past the float range (``1e309``, read as infinity) is refused by the schema as by the codec
+(which refuses non-finite numbers, ``allow_inf_nan=False``). NaN and Infinity are not JSON."""
 
 
 class Side(StrEnum):
@@ -92,7 +99,7 @@ Price = Annotated[
         gt=0,
         allow_inf_nan=False,
         description="Price in quote currency per unit of base currency; finite and > 0.",
-        json_schema_extra={"unit": "quote currency"},
+        json_schema_extra={"unit": "quote currency", "maximum": FINITE_MAX},
     ),
 ]
 Quantity = Annotated[
@@ -102,7 +109,7 @@ Quantity = Annotated[
         ge=0,
         allow_inf_nan=False,
         description="Size in units of base currency; finite and >= 0.",
-        json_schema_extra={"unit": "base currency"},
+        json_schema_extra={"unit": "base currency", "maximum": FINITE_MAX},
     ),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
@@ -217,7 +224,7 @@ class OrderV1(_ContractModel):
             gt=0,
             allow_inf_nan=False,
             description="Order size in base currency; > 0.",
-            json_schema_extra={"unit": "base currency"},
+            json_schema_extra={"unit": "base currency", "maximum": FINITE_MAX},
         ),
     ]
     price: Annotated[
@@ -246,10 +253,16 @@ class OrderResultV1(_ContractModel):
     symbol: Symbol
     side: Annotated[Side, Field(description="BUY or SELL, as ordered.")]
     status: Annotated[OrderStatus, Field(description="FILLED, PARTIALLY_FILLED, REJECTED or CANCELLED.")]
-    filled_quantity: Annotated[Quantity, Field(description="Filled size in base currency; >= 0.")]
+    filled_quantity: Annotated[
+        Quantity,
+        Field(description="Filled size in base currency; > 0 when FILLED/PARTIALLY_FILLED, 0 otherwise."),
+    ]
     average_price: Annotated[
         Price | None,
-        Field(description="Volume-weighted fill price, quote per base unit; null if nothing filled."),
+        Field(
+            description="Volume-weighted fill price, quote per base unit; null exactly when "
+            "REJECTED/CANCELLED."
+        ),
     ] = None
     fee: Annotated[
         float,
@@ -258,7 +271,7 @@ class OrderResultV1(_ContractModel):
             ge=0,
             allow_inf_nan=False,
             description="Fee charged, in quote currency; >= 0.",
-            json_schema_extra={"unit": "quote currency"},
+            json_schema_extra={"unit": "quote currency", "maximum": FINITE_MAX},
         ),
     ]
     reason: Annotated[
@@ -277,6 +290,11 @@ class OrderResultV1(_ContractModel):
         filled = self.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
         if filled and (self.average_price is None or self.filled_quantity <= 0):
             raise ValueError(f"a {self.status.value} result needs filled_quantity > 0 and average_price")
+        if not filled and (self.filled_quantity != 0 or self.average_price is not None):
+            raise ValueError(
+                f"a {self.status.value} result carries no fill: "
+                "filled_quantity must be 0 and average_price null"
+            )
         return self
 
 
