@@ -17,6 +17,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.codec import build_codec
+from core.errors import ContractError
+from core.redis.dead_letters import DeadLetter
+from core.redis.dlq_replay import redecode
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Profile, ServiceName, Topic
 from core.topics import Path as CodecPath
@@ -133,3 +136,54 @@ async def test_timeless_market_data__is_dead_lettered_and_changes_no_signal(
         counts = result.services[ServiceName.SIGNAL.value].counts
         assert counts["messages_invalid"] == counts["validation_errors"] == 1, (name, counts)
         assert "timestamp" not in counts["defaults_by_field"], (name, counts)
+
+
+# --- a dead letter re-decoded later keeps its original entry's time ----------------------------
+
+
+def _letter(raw: bytes, stream_id: str) -> DeadLetter:
+    return DeadLetter(
+        entry_id="1767225700000-0",
+        topic=Topic.SIGNALS.value,
+        service="risk",
+        path="pydantic",
+        profile="strict",
+        stream_id=stream_id,
+        cause="invalid",
+        reason="missing",
+        errors=[],
+        raw=raw,
+        time_ms=1_767_225_700_000,
+        deliveries=1,
+    )
+
+
+def test_dlq_redecode__lenient_fill_takes_the_original_entry_time_not_the_replay_time() -> None:
+    values = {
+        "signal_id": "s",
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "price": 1.5,
+        "strength": 0.5,
+        "reason": "",
+    }
+    fields = {k: json.dumps(v) for k, v in values.items()}
+    letter = _letter(json.dumps(fields).encode(), stream_id="1767225600321-4")
+    decoded = redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.SIGNALS, letter)
+    assert decoded.message.timestamp == 1_767_225_600_321
+    assert decoded.defaulted == ("api_version", "timestamp")
+
+
+def test_dlq_redecode__without_an_original_entry_id_a_missing_timestamp_is_refused() -> None:
+    values = {
+        "signal_id": "s",
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "price": 1.5,
+        "strength": 0.5,
+        "reason": "",
+    }
+    letter = _letter(json.dumps(values).encode(), stream_id="")  # a Pub/Sub body: no entry
+    with pytest.raises(ContractError) as info:
+        redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.SIGNALS, letter)
+    assert info.value.reason == "timestamp_unfillable"
