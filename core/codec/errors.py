@@ -38,21 +38,37 @@ class CodecErrors:
         )
 
     def from_validation(self, topic: Topic, raw: bytes, exc: ValidationError) -> ContractError:
-        """A contract error carrying pydantic's structured errors."""
-        return self.error(topic, raw, [dict(e) for e in exc.errors(include_url=False)])
+        """A contract error carrying pydantic's structured errors (a JSON refusal caused by a lone
+        surrogate is reported as on every other path)."""
+        errors = [dict(e) for e in exc.errors(include_url=False)]
+        if errors and errors[0]["type"] == "json_invalid":
+            problem = surrogate_error(raw)
+            if problem is not None:
+                errors = [problem]
+        return self.error(topic, raw, errors)
 
     def from_fields_failure(self, topic: Topic, fields: RawFieldMap, exc: FieldDecodeError) -> ContractError:
         """A contract error for stream fields that are not JSON values."""
         return self.error(topic, field_map_bytes(fields), exc.errors)
 
-    def check_body(self, topic: Topic, raw: bytes) -> None:
+    def check_body(self, topic: Topic, raw: bytes, *, text: bool = True) -> None:
         """Refuse, before anything parses it, a JSON body over the size limit, nested deeper than
-        :data:`~core.codec.limits.MAX_NESTING_DEPTH` or holding a lone surrogate (same on every path)."""
+        :data:`~core.codec.limits.MAX_NESTING_DEPTH` or (``text``) holding a lone surrogate.
+
+        ``text=False`` for a parser that refuses lone surrogates itself (Pydantic's): then
+        :meth:`from_validation` reports its refusal in the same words.
+        """
         if len(raw) > self.max_bytes:
             raise self.error(topic, raw, [_too_large(len(raw), self.max_bytes)])
-        problem = nesting_error(raw) or surrogate_error(raw)
-        if problem is not None:
-            raise self.error(topic, raw, [problem])
+        # The common body is one flat object without escapes: a few find() scans, nothing else.
+        if raw.find(b"[") >= 0 or raw.find(b"{", 1) >= 0:
+            problem = nesting_error(raw)
+            if problem is not None:
+                raise self.error(topic, raw, [problem])
+        if text and raw.find(b"\\") >= 0:
+            problem = surrogate_error(raw)
+            if problem is not None:
+                raise self.error(topic, raw, [problem])
 
     def check_fields_size(self, topic: Topic, fields: RawFieldMap) -> None:
         """Refuse a stream entry over the limit before anything parses it."""

@@ -142,7 +142,9 @@ def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]
     ``true``/``false``/``null``). Then ``{"name":value,...}`` parses to what
     :func:`decode_field_map` returns, so one parse replaces one per field, and a value such
     as ``1,"side":"SELL"`` cannot smuggle a field in. For anything else (nested values,
-    text maps, odd names) the caller decodes field by field.
+    text maps, odd names) the caller decodes field by field. The document may hold a lone
+    surrogate escape: Pydantic's parser refuses it (the codec then decodes field by field,
+    which names the field); the legacy codec checks before its ``json.loads``.
     """
     try:
         raw = cast(Mapping[bytes, bytes], fields)
@@ -160,9 +162,6 @@ def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]
         if len(_TEMPLATES) < _MAX_TEMPLATES:
             _TEMPLATES[names] = template
     if template is None or _SCALARS.fullmatch(joined) is None:
-        return size, None
-    if b"\\u" in joined and surrogate_error(joined) is not None:
-        # A lone surrogate: field-by-field decoding refuses it and names the field.
         return size, None
     return size, template % values
 

@@ -22,6 +22,7 @@ from core.codec.fields import (
     scan_fields,
 )
 from core.codec.legacy_guard import LegacyGuard
+from core.codec.limits import surrogate_error
 from core.codec.pydantic_codec import CONTRACTS
 from core.domain.legacy import LegacyMessage, MarketData, Order, OrderResult, Signal
 from core.errors import ContractError
@@ -82,6 +83,8 @@ class LegacyCodec:
         if size > self._errors.max_bytes:
             self._errors.check_fields_size(topic, fields)  # raises payload_too_large, nothing parsed
         obj: Any = None
+        if document is not None and document.find(b"\\") >= 0 and surrogate_error(document) is not None:
+            document = None  # json.loads would accept it: field-by-field decoding refuses and names the field
         if document is not None:
             try:
                 # The same parser on the same values: one call instead of one per field.

@@ -133,12 +133,16 @@ class CrossFieldRule:
 
     def check(self, obj: dict[str, Any]) -> ErrorDetail | None:
         """A ``value_error`` (as the model validator's) if ``obj`` breaks this rule, else ``None``."""
-        for name, values in self.when:
-            if name not in obj or not _hashable_in(obj[name], values):
+        for name, values in self.when:  # plain loops: this runs for every legacy message
+            if not _hashable_in(obj.get(name), values):
                 return None
-        broken = any(name not in obj for name in self.required) or any(
-            name in obj and not _matches(obj[name], schema) for name, schema in self.then
-        )
+        broken = False
+        for name in self.required:
+            if name not in obj:
+                broken = True
+        for name, schema in self.then:
+            if name in obj and not _matches(obj[name], schema):
+                broken = True
         if not broken:
             return None
         return {"type": "value_error", "loc": (), "msg": f"Value error, {self.description}", "input": obj}

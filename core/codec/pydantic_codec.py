@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import InitErrorDetails
 
 from core.codec.base import Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.codec.errors import CodecErrors
@@ -56,11 +54,7 @@ class ContractReader(Protocol):
 
 
 class StrictReader:
-    """The strict profile: the contract as it is, nothing filled in.
-
-    The contract classes default ``api_version`` (so code need not spell it out); on the
-    wire it is required, so a message that does not carry it is refused here.
-    """
+    """The strict profile: the contract as it is, nothing filled in."""
 
     __slots__ = ("_model",)
 
@@ -69,54 +63,11 @@ class StrictReader:
 
     def from_json(self, raw: bytes, entry_id: EntryId | None = None) -> Decoded:
         """Validate a JSON document against the strict contract (nothing is filled)."""
-        try:
-            message = self._model.__pydantic_validator__.validate_json(raw)
-        except ValidationError as exc:
-            raise self._also_missing_version(exc, lambda: _json_object(raw)) from None
-        if _VERSION not in message.__pydantic_fields_set__:
-            raise self._missing_version(raw)
-        return Decoded(message)
+        return Decoded(self._model.__pydantic_validator__.validate_json(raw))
 
     def from_obj(self, obj: dict[str, Any], entry_id: EntryId | None = None) -> Decoded:
         """Validate decoded values against the strict contract (nothing is filled)."""
-        if _VERSION not in obj:
-            try:
-                self._model.__pydantic_validator__.validate_python(obj)
-            except ValidationError as exc:
-                raise self._also_missing_version(exc, lambda: obj) from None
-            raise self._missing_version(obj)
         return Decoded(self._model.__pydantic_validator__.validate_python(obj))
-
-    def _missing_version(self, given: object) -> ValidationError:
-        return ValidationError.from_exception_data(self._model.__name__, [_missing_version_detail(given)])
-
-    def _also_missing_version(self, exc: ValidationError, given: Callable[[], object]) -> ValidationError:
-        # Error path only: report the missing api_version next to the other errors, as a
-        # contract without its default would.
-        obj = given()
-        if not isinstance(obj, dict) or _VERSION in obj:
-            return exc
-        details: list[InitErrorDetails] = [_missing_version_detail(obj)]
-        for err in exc.errors(include_url=False):
-            detail: InitErrorDetails = {"type": err["type"], "loc": err["loc"], "input": err["input"]}
-            if "ctx" in err:
-                detail["ctx"] = err["ctx"]
-            details.append(detail)
-        return ValidationError.from_exception_data(exc.title, details)
-
-
-_VERSION = "api_version"
-
-
-def _missing_version_detail(given: object) -> InitErrorDetails:
-    return {"type": "missing", "loc": (_VERSION,), "input": given}
-
-
-def _json_object(raw: bytes) -> object:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
 
 
 class PydanticCodec:
@@ -139,7 +90,7 @@ class PydanticCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Validate a Pub/Sub JSON body into the topic's contract."""
-        self._errors.check_body(topic, raw)
+        self._errors.check_body(topic, raw, text=False)  # Pydantic's parser refuses lone surrogates
         try:
             return self._readers[topic].from_json(raw, entry_id)
         except ValidationError as exc:

@@ -1,9 +1,8 @@
 """The v1.0 message contracts of the pipeline: strict, frozen, documented.
 
-These are the **strict** models: a wire message must carry ``api_version`` and
-``timestamp`` (the strict reader refuses one without them, and the exported schema lists
-both as required). Code that builds a contract may leave ``api_version`` out: it can only be
-``"v1.0"``, so it defaults to that.
+These are the **strict** models: ``api_version`` and ``timestamp`` are required on the
+wire (validation, the strict reader and the exported schema all say so). Code that builds
+a contract with its constructor may leave ``api_version`` out: it can only be ``"v1.0"``.
 The lenient variants used during the migration live in :mod:`migration.lenient`
 and decode into these same classes.
 
@@ -115,36 +114,28 @@ Quantity = Annotated[
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-def _api_version_required_on_the_wire(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    # Code may leave api_version out (it defaults to v1.0), but a wire message must carry it:
-    # the strict reader refuses one without it, so the exported schema says "required".
-    # A lenient variant (default None) keeps it optional.
-    if model.model_fields["api_version"].default != API_VERSION:
-        return
-    schema["properties"]["api_version"].pop("default", None)
-    required = schema.setdefault("required", [])
-    if "api_version" not in required:
-        required.insert(0, "api_version")
-
-
-_CONFIG = ConfigDict(
-    frozen=True,
-    extra="ignore",
-    use_enum_values=False,
-    validate_default=True,
-    json_schema_extra=_api_version_required_on_the_wire,
-)
+_CONFIG = ConfigDict(frozen=True, extra="ignore", use_enum_values=False, validate_default=True)
 
 
 class _ContractModel(BaseModel):
-    """What every v1.0 contract shares: a refused timestamp in seconds says so (and names
-    ``core.utils.clock.now_ms``/``to_ms``) when the model is built in code or validated."""
+    """What every v1.0 contract shares when built in code: ``api_version`` may be left out (it
+    can only be ``"v1.0"``), and a refused timestamp in seconds says so (naming
+    ``core.utils.clock.now_ms``/``to_ms``), also from ``model_validate``/``model_validate_json``.
+
+    Only the constructor fills ``api_version``: validation (a wire message) still requires it.
+    """
 
     def __init__(self, /, **data: Any) -> None:
+        data.setdefault("api_version", API_VERSION)
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise explain_validation_error(exc) from None
+
+    # Pydantic calls a model's own __init__ from every validation (validate_json included) unless it
+    # is marked as the base one. Marked (as pydantic's RootModel marks its own), validation never
+    # calls it: a wire message without api_version stays refused, and decoding pays nothing.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
@@ -168,7 +159,7 @@ class MarketDataV1(_ContractModel):
 
     model_config = _CONFIG
 
-    api_version: ApiVersion = API_VERSION
+    api_version: ApiVersion
     symbol: Symbol
     price: Annotated[Price, Field(description="Trade price, quote currency per base unit; > 0.")]
     volume: Annotated[Quantity, Field(description="Traded size in base currency; >= 0.")]
@@ -189,7 +180,7 @@ class SignalV1(_ContractModel):
 
     model_config = _CONFIG
 
-    api_version: ApiVersion = API_VERSION
+    api_version: ApiVersion
     signal_id: Annotated[Identifier, Field(description="Deterministic id of this signal.")]
     symbol: Symbol
     side: Annotated[Side, Field(description="Direction the signal recommends.")]
@@ -211,7 +202,7 @@ class OrderV1(_ContractModel):
 
     model_config = _CONFIG
 
-    api_version: ApiVersion = API_VERSION
+    api_version: ApiVersion
     order_id: Annotated[Identifier, Field(description="Deterministic id, unique per order.")]
     signal_id: Annotated[Identifier, Field(description="The signal this order executes.")]
     symbol: Symbol
@@ -248,7 +239,7 @@ class OrderResultV1(_ContractModel):
 
     model_config = _CONFIG
 
-    api_version: ApiVersion = API_VERSION
+    api_version: ApiVersion
     order_id: Annotated[Identifier, Field(description="The order this result belongs to.")]
     symbol: Symbol
     side: Annotated[Side, Field(description="BUY or SELL, as ordered.")]
