@@ -187,3 +187,13 @@ def test_dlq_redecode__without_an_original_entry_id_a_missing_timestamp_is_refus
     with pytest.raises(ContractError) as info:
         redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.SIGNALS, letter)
     assert info.value.reason == "timestamp_unfillable"
+
+
+def test_dlq_redecode__timestamp_less_trade_stays_refused_by_the_lenient_profile() -> None:
+    """``cdb dlq replay --topic market_data`` (default pydantic/lenient) no longer "fixes" it."""
+    values = {"symbol": "BTC/USDT", "price": 1.5, "volume": 0.5, "side": "BUY", "venue": "mexc"}
+    fields = {k: json.dumps(v) for k, v in values.items()}
+    letter = _letter(json.dumps(fields).encode(), stream_id="1767225600321-4")
+    with pytest.raises(ContractError) as info:
+        redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.MARKET_DATA, letter)
+    assert [e["loc"] for e in info.value.errors] == [("timestamp",)]
