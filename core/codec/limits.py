@@ -49,7 +49,7 @@ def surrogate_error(raw: bytes | str, loc: tuple[str, ...] = ()) -> ErrorDetail 
             return {
                 "type": "string_unicode",
                 "loc": loc,
-                "msg": f"string holds a lone surrogate escape {escape!r}: not Unicode text, refused "
+                "msg": f"string holds a lone surrogate escape '{escape}': not Unicode text, refused "
                 "(UTF-8 cannot encode it, so the message could not be forwarded)",
             }
     return None
