@@ -122,6 +122,8 @@ class CrossFieldRule:
         when = []
         for name, cond in rule["if"]["properties"].items():
             values = cond["enum"] if "enum" in cond else [cond["const"]]
+            if not all(isinstance(v, str) for v in values):
+                raise ValueError(f"cross-field rule on {name!r}: only string (enum) conditions are supported")
             when.append((name, frozenset(values)))
         then = rule["then"]
         return cls(
@@ -133,8 +135,9 @@ class CrossFieldRule:
 
     def check(self, obj: dict[str, Any]) -> ErrorDetail | None:
         """A ``value_error`` (as the model validator's) if ``obj`` breaks this rule, else ``None``."""
-        for name, values in self.when:  # plain loops: this runs for every legacy message
-            if not _hashable_in(obj.get(name), values):
+        for name, values in self.when:  # plain loops, no calls: this runs for every legacy message
+            value = obj.get(name)
+            if type(value) is not str or value not in values:  # conditions are enum strings
                 return None
         broken = False
         for name in self.required:
@@ -146,13 +149,6 @@ class CrossFieldRule:
         if not broken:
             return None
         return {"type": "value_error", "loc": (), "msg": f"Value error, {self.description}", "input": obj}
-
-
-def _hashable_in(value: Any, values: frozenset[Any]) -> bool:
-    try:
-        return value in values and not isinstance(value, bool)
-    except TypeError:  # a list or an object: never a condition value
-        return False
 
 
 def _matches(value: Any, schema: dict[str, Any]) -> bool:
