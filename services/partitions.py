@@ -67,7 +67,7 @@ async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded], ob
             if raw_id in pending or not fields:
                 continue
             try:
-                decoded = consumer.codec.from_fields(consumer.topic, fields)
+                decoded = consumer.codec.from_fields(consumer.topic, fields, entry_id=raw_id)
             except (ContractError, ValueError):
                 continue
             apply(decoded)

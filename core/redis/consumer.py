@@ -262,7 +262,7 @@ class StreamConsumer:
                 ledger.gave_up(raw_id, fields, count)
                 continue
             try:
-                decoded = decode(topic, fields)
+                decoded = decode(topic, fields, entry_id=raw_id)  # its server time, for a lenient fill
             except ContractError as err:
                 ledger.invalid(raw_id, err, count)
                 continue

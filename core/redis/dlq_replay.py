@@ -180,7 +180,8 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
             raw=letter.raw,
             errors=[{"type": "json_invalid", "loc": (), "msg": "dead letter is not a stream field map"}],
         )
-    return codec.from_fields(topic, rendered)
+    # The original entry's id: its server time is what a lenient fill may take (never "now").
+    return codec.from_fields(topic, rendered, entry_id=letter.stream_id)
 
 
 def _write(
