@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.errors import ConfigError
+from core.metrics import IgnoreReason
 from services.config import load_config
 from services.execution.paper import PaperVenue, VenueParams
 from services.risk.limits import RiskEngine, RiskLimits
@@ -18,6 +19,7 @@ class _Trade:
     symbol: str
     price: float
     timestamp: int
+    trade_id: str | None = None
 
 
 @dataclass
@@ -67,14 +69,48 @@ def test_strategy__flat_prices_fire_nothing() -> None:
     assert _feed(strategy, [100.0] * 50) == []
 
 
-def test_strategy__redelivered_or_older_trade_is_ignored() -> None:
+def test_strategy__the_same_content_again_in_the_same_millisecond_is_a_duplicate_and_older_is_stale() -> None:
     strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
     assert strategy.on_trade(_Trade("X", 100.0, 1_767_225_600_010)) is None
     fired = strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011))
     assert fired is not None
-    assert strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011)) is None
+    assert strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011)) is None  # no trade id: same content
     assert strategy.on_trade(_Trade("X", 90.0, 1_767_225_600_005)) is None
-    assert strategy.ignored == 2
+    assert strategy.ignored == {IgnoreReason.DUPLICATE: 1, IgnoreReason.STALE: 1}
+
+
+def test_strategy__trades_sharing_a_millisecond_all_count_and_fire_distinct_signal_ids() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    ms = 1_767_225_600_010
+    prices = [100.0, 101.0, 102.0, 103.0]  # four trades of one symbol in one millisecond
+    outcomes = [strategy.decide(_Trade("X", p, ms, trade_id=f"t{i}"), f"1-{i}") for i, p in enumerate(prices)]
+    assert [o.ignored for o in outcomes] == [None] * len(prices)
+    ids = [o.signal["signal_id"] for o in outcomes if o.signal is not None]
+    assert len(ids) == len(prices) - 1  # every trade after the first completes a rising window
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == f"sig-X-{ms}#1"
+
+
+def test_strategy__a_redelivered_entry_is_a_duplicate_and_gets_its_first_signal_again() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "5-0")
+    first = strategy.decide(_Trade("X", 101.0, 1_767_225_600_010, trade_id="b"), "5-1")
+    again = strategy.decide(_Trade("X", 101.0, 1_767_225_600_010, trade_id="b"), "5-1")
+    later = strategy.decide(_Trade("X", 101.0, 1_767_225_600_011, trade_id="c"), "6-0")
+    assert first.signal is not None
+    assert (again.ignored, again.repeated, again.signal) == (IgnoreReason.DUPLICATE, True, first.signal)
+    assert later.ignored is None  # the redelivery did not enter the window twice
+    assert strategy.ignored == {IgnoreReason.DUPLICATE: 1}
+
+
+def test_strategy__the_same_trade_id_on_another_entry_is_a_duplicate_whatever_its_time() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "5-0")
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_011, trade_id="b"), "5-1")
+    resent = strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "9-0")  # producer retry
+    older = strategy.decide(_Trade("X", 100.0, 1_767_225_600_009, trade_id="z"), "9-1")
+    assert (resent.ignored, resent.repeated) == (IgnoreReason.DUPLICATE, False)
+    assert older.ignored is IgnoreReason.STALE
 
 
 def test_strategy__symbols_have_separate_windows() -> None:

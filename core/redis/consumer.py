@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from core.codec import Codec, Decoded
 from core.errors import ContractError, GroupRewoundError, TransportError
@@ -41,10 +42,31 @@ from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 
-__all__ = ["Handler", "StreamConsumer"]
+__all__ = ["DeferredOutputs", "Handler", "StreamConsumer"]
 
 Handler = Callable[[Decoded, str], Awaitable[None]]
-"""Handles one decoded message; gets the stream entry id. Raising leaves the entry pending."""
+"""Handles one decoded message; gets the stream entry id. Raising leaves the entry pending,
+except a :class:`~core.errors.ContractError` (its output cannot be built or encoded, which a
+retry would not change): that entry is dead-lettered at once."""
+
+
+class DeferredOutputs(Protocol):
+    """Where handlers queue their outputs (:class:`~core.redis.Publisher`), told which input
+    each one comes from, so that a failure stays with the message that caused it."""
+
+    def begin(self, source: str | None) -> None:
+        """Outputs queued from now on come from stream entry ``source``."""
+        ...
+
+    def discard(self, source: str) -> int:
+        """Drop what ``source`` queued (its handler failed)."""
+        ...
+
+    async def flush_outputs(self) -> dict[str, BaseException]:
+        """Send everything queued; ``{source: error}`` for inputs whose outputs could not be sent
+        (the rest were); raises TransportError when nothing can be confirmed."""
+        ...
+
 
 _log = get_logger("core.redis.consumer")
 _BACKLOG_EVERY_S = 1.0
@@ -60,6 +82,9 @@ class StreamConsumer:
     ``before_ack``: awaited after each batch's handlers and before its XACK, e.g.
     ``Publisher.flush`` so outputs a handler deferred are confirmed before the inputs
     that caused them are acknowledged; if it raises, nothing of the batch is acked.
+    ``outputs``: the same, per message (a service's publisher): told which entry each
+    output comes from, it drops the outputs of an entry whose handler failed and flushes
+    before the ack; an output that cannot be sent dead-letters its own input only.
     ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
     ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
     ``detect_rewind``: raise :class:`GroupRewoundError` from :meth:`poll_once` / :meth:`run`
@@ -84,6 +109,7 @@ class StreamConsumer:
         retry: RetryPolicy | None = None,
         group_start: str = "0",
         before_ack: Callable[[], Awaitable[object]] | None = None,
+        outputs: DeferredOutputs | None = None,
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
         detect_rewind: bool = False,
@@ -117,6 +143,7 @@ class StreamConsumer:
             on_retry=self._on_retry,
         )
         self.before_ack = before_ack
+        self.outputs = outputs
         self._me = ConsumerIdentity(
             topic=topic,
             service=service,
@@ -248,10 +275,11 @@ class StreamConsumer:
     async def _process(
         self, entries: Sequence[Entry], handler: Handler, deliveries: Mapping[bytes, int] | None
     ) -> int:
-        decode, topic, most = self.codec.from_fields, self.topic, self.max_deliveries
+        decode, topic, most, outputs = self.codec.from_fields, self.topic, self.max_deliveries, self.outputs
         if self.detect_rewind:
             self._check_rewind(entries)
         ledger = BatchLedger(self._me)
+        handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]] = {}
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
             if not fields:
@@ -268,21 +296,43 @@ class StreamConsumer:
             except Exception as exc:  # a codec bug must not stop the service either
                 ledger.decoder_crash(raw_id, fields, exc, count)
                 continue
+            entry_id = raw_id.decode("ascii")
+            if outputs is not None:
+                outputs.begin(entry_id)
             try:
-                await handler(decoded, raw_id.decode("ascii"))
+                await handler(decoded, entry_id)
+            except ContractError as err:
+                # Its output cannot be built or encoded: deterministic, so no retry; the outputs
+                # it queued go too, and the other entries of the batch are not concerned.
+                if outputs is not None:
+                    outputs.discard(entry_id)
+                ledger.output_invalid(raw_id, fields, err, count)
+                continue
             except Exception as exc:
+                if outputs is not None:
+                    outputs.discard(entry_id)
                 ledger.handler_failed(raw_id, fields, exc, count)
                 continue
             ledger.ok(raw_id, decoded.defaulted)
-        await self._settle(ledger)
+            handled[entry_id] = (raw_id, fields, count)
+        if outputs is not None:
+            outputs.begin(None)
+        await self._settle(ledger, handled)
         ledger.count_into(self.metrics)
         return len(entries)
 
-    async def _settle(self, ledger: BatchLedger) -> None:
+    async def _settle(
+        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
+    ) -> None:
         # Outputs first (before_ack), then dead letters, then the ack: if any step fails
         # nothing is acked and the entries come back (a duplicate at worst, never a loss).
         if self.before_ack is not None:
             await self.before_ack()
+        if self.outputs is not None:
+            for source, error in (await self.outputs.flush_outputs()).items():
+                if source in handled:
+                    raw_id, fields, count = handled[source]
+                    ledger.output_failed(raw_id, fields, error, count)
         if ledger.letters:
             await self.dead_letters.park_many(self.topic, ledger.letters)
         if ledger.done:
