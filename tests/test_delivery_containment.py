@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.codec import Decoded
-from core.redis import publisher as publisher_module
+from core.redis import outbox
 from core.topics import KeySpace, ServiceName
 from services.risk.service import RiskService
 from services.signal.service import SignalService
@@ -156,7 +156,7 @@ async def test_risk__an_output_that_fails_only_when_packed_dead_letters_only_its
     def unchecked(*_: Any) -> None:
         return None
 
-    monkeypatch.setattr(publisher_module, "utf8_checked", unchecked)
+    monkeypatch.setattr(outbox, "utf8_checked", unchecked)
     good = range(1, 10)
     entries = [_signal(i) for i in good]
     entries.insert(4, _signal(0, symbol=SURROGATE))

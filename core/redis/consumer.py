@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
 
 from core.codec import Codec, Decoded
 from core.errors import ContractError, GroupRewoundError, TransportError
@@ -38,34 +37,17 @@ from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
 from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.modes import AsyncClient, decodes_responses
+from core.redis.outbox import DeferredOutputs
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 
-__all__ = ["DeferredOutputs", "Handler", "StreamConsumer"]
+__all__ = ["Handler", "StreamConsumer"]
 
 Handler = Callable[[Decoded, str], Awaitable[None]]
 """Handles one decoded message; gets the stream entry id. Raising leaves the entry pending,
 except a :class:`~core.errors.ContractError` (its output cannot be built or encoded, which a
 retry would not change): that entry is dead-lettered at once."""
-
-
-class DeferredOutputs(Protocol):
-    """Where handlers queue their outputs (:class:`~core.redis.Publisher`), told which input
-    each one comes from, so that a failure stays with the message that caused it."""
-
-    def begin(self, source: str | None) -> None:
-        """Outputs queued from now on come from stream entry ``source``."""
-        ...
-
-    def discard(self, source: str) -> int:
-        """Drop what ``source`` queued (its handler failed)."""
-        ...
-
-    async def flush_outputs(self) -> dict[str, BaseException]:
-        """Send everything queued; ``{source: error}`` for inputs whose outputs could not be sent
-        (the rest were); raises TransportError when nothing can be confirmed."""
-        ...
 
 
 _log = get_logger("core.redis.consumer")

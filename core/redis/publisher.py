@@ -35,17 +35,19 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from core.codec import Codec, Message
-from core.errors import CdbError, ContractError, NotReplicatedError, TransportError
+from core.errors import CdbError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
+from core.redis import outbox
 from core.redis.modes import AsyncClient
+from core.redis.outbox import Deferred, Outbox
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.sync_publish import publish_message, stream_ids, symbol_partition, wall_ms
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, pack_command, send_pipelined
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 
-__all__ = ["DEFAULT_CHUNK", "Publisher", "publish_message", "utf8_checked"]
+__all__ = ["DEFAULT_CHUNK", "Publisher", "publish_message"]
 
 DEFAULT_CHUNK = 1_000
 """Messages per round trip in :meth:`Publisher.publish_many` (bounds the write buffer)."""
@@ -53,8 +55,6 @@ DEFAULT_CHUNK = 1_000
 _log = get_logger("core.redis.publisher")
 Encoded = tuple[bytes, dict[str, str], int]
 """A message as the wire carries it: the Pub/Sub body, the stream field map, its partition."""
-Deferred = tuple[bytes, dict[str, str], int, str | None]
-"""An :data:`Encoded` message waiting for :meth:`Publisher.flush`, with the input that caused it."""
 
 
 class Publisher:
@@ -96,8 +96,7 @@ class Publisher:
         self.wait_timeout_ms = wait_timeout_ms
         self._wait = pack_command(["WAIT", str(self.wait_replicas), str(wait_timeout_ms)])
         self._packers: dict[tuple[Topic, int], PublishPacker] = {}
-        self._deferred: dict[Topic, list[Deferred]] = {}
-        self._source: str | None = None
+        self._outbox = Outbox()
 
     @classmethod
     def from_settings(
@@ -163,28 +162,22 @@ class Publisher:
         """Queue ``message`` for the next :meth:`flush`; encoded now, down to the wire's UTF-8,
         so a message that cannot be written raises :class:`~core.errors.ContractError` here, in
         the handler that made it (and only its input is dead-lettered), never in the flush."""
-        body, fields, partition = self._encode(topic, message)
-        self._deferred.setdefault(topic, []).append((body, fields, partition, self._source))
+        self._outbox.add(topic, *self._encode(topic, message))
 
     def begin(self, source: str | None) -> None:
         """Outputs deferred from now on were caused by input ``source`` (a stream entry id; the
         consumer calls this before each handler), so :meth:`discard` can take them back."""
-        self._source = source
+        self._outbox.begin(source)
 
     def discard(self, source: str) -> int:
         """Drop the outputs ``source`` deferred (its handler failed: a retry makes them again, a
         dead letter must not leave half of them behind); returns how many."""
-        dropped = 0
-        for topic, queue in self._deferred.items():
-            kept = [item for item in queue if item[3] != source]
-            dropped += len(queue) - len(kept)
-            self._deferred[topic] = kept
-        return dropped
+        return self._outbox.discard(source)
 
     @property
     def deferred(self) -> int:
         """How many messages wait for :meth:`flush`."""
-        return sum(len(q) for q in self._deferred.values())
+        return len(self._outbox)
 
     async def flush(self) -> int:
         """Publish every deferred message (per topic, in order); returns how many.
@@ -207,8 +200,7 @@ class Publisher:
         return (await self._flush())[1]
 
     async def _flush(self) -> tuple[int, dict[str, BaseException]]:
-        queued, self._deferred = self._deferred, {}
-        self._source = None
+        queued = self._outbox.take()
         sent = 0
         failed: dict[str, BaseException] = {}
         for topic, items in queued.items():
@@ -217,31 +209,33 @@ class Publisher:
             except CdbError:
                 raise  # the transport's (or a re-raised contract) error: the whole batch waits
             except Exception as exc:
-                # A bug-class failure while packing (defer already checked every value): find the
-                # outputs that cannot be packed alone, send the others again (a duplicate at
-                # worst, at-least-once) and hand the culprits' inputs back to the consumer.
-                bad = self._unpackable(topic, items)
-                if not bad:
-                    raise
-                _log.error("publish.output_failed", topic=topic.value, outputs=len(bad), error=repr(exc))
-                for i, error in bad.items():
-                    failed.setdefault(items[i][3] or "", error)
-                good = [item for i, item in enumerate(items) if i not in bad]
-                sent += len(await self._send(topic, good))
+                good, failures = await self._contain(topic, items, exc)
+                sent += good
+                failed.update(failures)
         return sent, failed
 
-    def _unpackable(self, topic: Topic, items: Sequence[Deferred]) -> dict[int, BaseException]:
-        bad: dict[int, BaseException] = {}
-        for i, item in enumerate(items):
-            try:
-                self._packer(topic, item[2]).pack([item], 0)
-            except Exception as exc:
-                bad[i] = exc
-        return bad
+    async def _contain(
+        self, topic: Topic, items: Sequence[Deferred], exc: Exception
+    ) -> tuple[int, dict[str, BaseException]]:
+        # A bug-class failure while packing (defer already checked every value): find the outputs
+        # that cannot be packed alone, send the others again (a duplicate at worst: at least
+        # once) and hand the culprits' inputs back to the consumer, which dead-letters them.
+        def pack(item: Deferred) -> object:
+            return self._packer(topic, item[2]).pack([item], 0)
+
+        bad = outbox.unpackable(items, pack)
+        if not bad:
+            raise exc
+        _log.error("publish.output_failed", topic=topic.value, outputs=len(bad), error=repr(exc))
+        failed: dict[str, BaseException] = {}
+        for i, error in bad.items():
+            failed.setdefault(items[i][3] or "", error)
+        sent = await self._send(topic, [item for i, item in enumerate(items) if i not in bad])
+        return len(sent), failed
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
         body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
-        utf8_checked(self.codec, topic, body, fields)
+        outbox.utf8_checked(self.codec, topic, body, fields)
         return body, fields, symbol_partition(self.keys, message)
 
     async def _send(self, topic: Topic, encoded: Sequence[Encoded | Deferred]) -> list[str]:
@@ -326,34 +320,6 @@ class Publisher:
         _log.warning(
             "publish.retry", service=self.service.value, attempt=attempt, error=f"{type(exc).__name__}: {exc}"
         )
-
-
-def utf8_checked(codec: Codec, topic: Topic, body: bytes, fields: dict[str, str]) -> None:
-    """Refuse (:class:`~core.errors.ContractError`, reason ``serialization``) a stream field map
-    the wire cannot write: a value holding a lone surrogate (``"\\ud800"`` decoded by a lenient
-    reader) has no UTF-8 form, and finding out while packing a batch would fail the batch."""
-    try:
-        "".join(fields.values()).encode("utf-8")
-        return
-    except UnicodeEncodeError:
-        pass
-    for name, value in fields.items():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ContractError(
-                topic=topic.value,
-                path=codec.path.value,
-                profile=codec.profile.value if codec.profile else None,
-                raw=body,
-                errors=[
-                    {
-                        "type": "serialization",
-                        "loc": (name,),
-                        "msg": f"cannot be written as UTF-8 ({exc.reason} at position {exc.start})",
-                    }
-                ],
-            ) from None
 
 
 class _ShortError(Exception):
