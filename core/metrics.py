@@ -98,6 +98,10 @@ class IgnoreReason(StrEnum):
     trade again (same exchange trade id, or same content in the same millisecond when there is
     no trade id), a signal already decided, an order already filled and published. State is not
     applied twice; an output the first delivery made may be sent again (at least once)."""
+    TIME_FILLED = "time_filled"
+    """A trade whose time the lenient profile filled in (the producer sent none): that time is
+    not business time, so the trade cannot be placed among its symbol's trades; not applied
+    (it must not change what happens to any other trade)."""
     GONE = "gone"
     """The entry was trimmed or deleted from its stream while pending: nothing left to handle."""
 
@@ -156,7 +160,7 @@ class ServiceMetrics:
         )
         self.ignored = Counter(
             "messages_ignored",
-            "Valid messages a service dropped on purpose, by reason (stale, duplicate, gone).",
+            "Valid messages a service dropped on purpose, by reason (stale, duplicate, time_filled, gone).",
             ["service", "topic", "reason"],
             namespace=ns,
             registry=reg,

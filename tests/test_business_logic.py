@@ -199,3 +199,14 @@ def test_service_config__bad_value_names_the_variable() -> None:
         load_config(RiskLimits, {"RISK_MAX_ORDER_NOTIONAL": "-5"})
     assert caught.value.variable == "RISK_MAX_ORDER_NOTIONAL"
     assert load_config(RiskLimits, {"RISK_KILL_SWITCH": "yes"}).kill_switch is True
+
+
+def test_strategy__a_trade_with_a_filled_in_time_is_refused_and_moves_no_clock() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    filled = strategy.decide(_Trade("X", 500.0, 4_000_000_000_000), "1-0", time_filled=True)  # "now"
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010), "2-0")
+    fired = strategy.decide(_Trade("X", 101.0, 1_767_225_600_011), "3-0")
+    assert filled.ignored is IgnoreReason.TIME_FILLED
+    assert fired.ignored is None  # the real trades after it are neither stale nor compared to it
+    assert fired.signal is not None
+    assert fired.signal["side"] == "BUY"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -20,12 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from core.cli.main import app
+from core.codec import build_codec
 from core.metrics import IgnoreReason
 from core.topics import KeySpace, ServiceName, Topic
+from core.topics import Path as CodecPath
 from services.risk.service import RiskService
 from services.runtime import ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
+from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 from tests.delivery_helpers import PATHS, drain, service_settings, value_fields
 
 pytestmark = pytest.mark.integration
@@ -124,7 +128,7 @@ async def test_signal__stale_and_duplicate_trades_are_counted_alike_in_metrics_s
         inspect=look,
     )
 
-    want = {"stale": 1, "duplicate": 1 + len(entries), "gone": 0}
+    want = {"stale": 1, "duplicate": 1 + len(entries), "time_filled": 0, "gone": 0}
     snapshot = run.ctx.metrics.snapshot()
     assert snapshot["ignored_by_reason"] == want
     assert snapshot["ignored"] == sum(want.values())
@@ -155,3 +159,41 @@ async def test_risk__a_signal_published_twice_moves_the_position_once_and_is_cou
     assert services[0].engine.positions == {"S1/USDT": 5.0, "S2/USDT": 5.0}
     assert run.live is not None
     assert run.live.counts["ignored_by_reason"]["duplicate"] == 1
+
+
+def _bundled_entries() -> list[dict[str, str]]:
+    codec = build_codec(CodecPath.LEGACY)
+    return [
+        codec.to_fields(Topic.MARKET_DATA, codec.build(Topic.MARKET_DATA, t.as_values()))
+        for t in load_trades(BUNDLED_TRADES_SMALL)
+    ]
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_signal__a_trade_without_time_before_the_replay_changes_no_signal_and_is_accounted_for(
+    redis_async: aioredis.Redis, redis_url: str, path: str
+) -> None:
+    timeless = {k: v for k, v in _trade(94_000.0, 0, "no-time").items() if k != "timestamp"}
+    timeless["symbol"] = json.dumps("BTC/USDT")
+    runs = []
+    for entries in (_bundled_entries(), [timeless, *_bundled_entries()]):
+        keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:")
+        try:
+            settings = service_settings(ServiceName.SIGNAL, keys, redis_url, path)
+            runs.append(await drain(redis_async, settings, SignalService, entries))
+        finally:
+            found = [k async for k in redis_async.scan_iter(match=keys.all_keys_pattern())]
+            if found:
+                await redis_async.unlink(*found)
+    plain, with_timeless = runs
+
+    def signal_ids(run: Any) -> list[str]:
+        return [json.loads(f[b"signal_id"]) for f in run.outputs]
+
+    assert any(i.startswith("sig-BTC/USDT-") for i in signal_ids(plain)), "the data must fire BTC signals"
+    assert signal_ids(with_timeless) == signal_ids(plain)
+    accounted = (
+        len(with_timeless.letters)
+        + with_timeless.ctx.metrics.snapshot()["ignored_by_reason"][IgnoreReason.TIME_FILLED.value]
+    )
+    assert accounted == 1  # dead-lettered (legacy: no timestamp), or counted as ignored (lenient fill)

@@ -48,7 +48,8 @@ def test_ignored_log__counts_every_message_and_logs_at_most_once_per_interval_wi
     now[0] += 10.0
     log.note(Topic.MARKET_DATA, IgnoreReason.STALE)
 
-    assert metrics.snapshot()["ignored_by_reason"] == {"stale": 6, "duplicate": 1, "gone": 0}
+    want = {"stale": 6, "duplicate": 1, "time_filled": 0, "gone": 0}
+    assert metrics.snapshot()["ignored_by_reason"] == want
     lines = [(line["reason"], line["count"]) for line in _ignored_logs(log_lines)]
     assert lines == [("stale", 1), ("duplicate", 1), ("stale", 5)]  # 4 held back + the new one
 

@@ -24,12 +24,12 @@ class SignalService:
         """Queue a signal when this trade fires one; it is published with the batch, before the
         batch is acknowledged (``run_consuming_service`` flushes the publisher).
 
-        A trade the strategy ignores (stale, duplicate) is counted and logged by reason; a
-        redelivered entry sends the signal it fired the first time again (its first flush may
-        have failed), without applying the trade twice.
+        A trade the strategy ignores (stale, duplicate, time filled in by the lenient profile)
+        is counted and logged by reason; a redelivered entry sends the signal it fired the
+        first time again (its first flush may have failed), without applying the trade twice.
         """
         trade = decoded.message
-        outcome = self.strategy.decide(trade, entry_id)
+        outcome = self.strategy.decide(trade, entry_id, time_filled="timestamp" in decoded.defaulted)
         if outcome.ignored is not None:
             self.ctx.ignore(Topic.MARKET_DATA, outcome.ignored, symbol=trade.symbol, stream_id=entry_id)
         if outcome.signal is None:
@@ -43,7 +43,7 @@ class SignalService:
         """Apply a trade this partition's previous owner already handled: state only, nothing
         published or counted (services.partitions rebuilds a moved partition this way; the
         same dedupe as :meth:`handle`, so the rebuilt state is the one the owner had)."""
-        self.strategy.decide(decoded.message, entry_id)
+        self.strategy.decide(decoded.message, entry_id, time_filled="timestamp" in decoded.defaulted)
 
     async def close(self) -> None:
         """Nothing to release."""

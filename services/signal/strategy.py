@@ -114,13 +114,18 @@ class MomentumStrategy:
         outcome = self.decide(trade, entry_id)
         return None if outcome.repeated else outcome.signal
 
-    def decide(self, trade: TradeView, entry_id: str | None = None) -> TradeOutcome:
+    def decide(
+        self, trade: TradeView, entry_id: str | None = None, *, time_filled: bool = False
+    ) -> TradeOutcome:
         """Apply ``trade`` (delivered as stream entry ``entry_id``) unless it was seen already.
 
         - ``entry_id`` already applied for this symbol (a symbol lives in one partition, so
           (symbol, entry id) names one delivery): ``duplicate``, with the signal it fired then;
         - the same trade again (same trade id, or same content in the same millisecond when
           there is no trade id; e.g. a producer's retry wrote it twice): ``duplicate``;
+        - ``time_filled`` (the producer sent no time; the lenient profile filled one in): not
+          business time, so it could neither be judged stale nor move the symbol's clock without
+          changing what happens to the trades after it: refused as ``time_filled``;
         - strictly older than the symbol's last trade (out of order): refused as ``stale``;
         - otherwise applied, same millisecond as the last trade included.
         """
@@ -132,7 +137,9 @@ class MomentumStrategy:
             self.ignored[IgnoreReason.DUPLICATE] += 1
             return TradeOutcome(self._entries[delivery], IgnoreReason.DUPLICATE, repeated=True)
         key = trade_key(trade)
-        if key in state.recent:
+        if time_filled:
+            outcome = TradeOutcome(None, IgnoreReason.TIME_FILLED)
+        elif key in state.recent:
             outcome = TradeOutcome(None, IgnoreReason.DUPLICATE)
         elif trade.timestamp < state.last_timestamp:
             outcome = TradeOutcome(None, IgnoreReason.STALE)
