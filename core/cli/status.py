@@ -78,7 +78,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
     lettered; retries are not finished); ``lag`` is undelivered plus pending entries
     of its input stream; the ``*_by_field`` maps name what the counts are made of;
     ``ignored`` counts valid messages dropped on purpose, ``ignored_by_reason`` by
-    ``stale`` / ``duplicate`` / ``gone`` (non-zero reasons only).
+    :class:`~core.metrics.IgnoreReason` (non-zero reasons only).
     """
     c = state.counts
     handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
