@@ -18,10 +18,12 @@ from core.metrics import IgnoreReason
 
 __all__ = ["MomentumStrategy", "SignalParams", "TradeOutcome", "TradeView", "signal_id", "trade_key"]
 
-_REMEMBERED_ENTRIES = 100_000
-"""Deliveries remembered for dedupe (a redelivery comes within max_deliveries reclaims)."""
-_REMEMBERED_TRADES = 1_024
-"""Trade keys remembered per symbol (a producer's duplicate follows within one batch)."""
+_REMEMBERED_ENTRIES = 20_000
+"""Deliveries remembered for dedupe. An entry comes back to the object that applied it only when
+its batch could not be acknowledged, and the consumer then re-reads its own pending entries
+before anything new: a few batches suffice. (Another instance starts from a rebuilt state.)"""
+_REMEMBERED_TRADES = 256
+"""Trade keys remembered per symbol: a producer's duplicate follows within its publish chunk."""
 
 
 class SignalParams(BaseSettings):
