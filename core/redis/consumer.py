@@ -296,7 +296,8 @@ class StreamConsumer:
                 ledger.handler_failed(raw_id, fields, exc, count)
                 continue
             ledger.ok(raw_id, decoded.defaulted)
-            handled[entry_id] = (raw_id, fields, count)
+            if outputs is not None:
+                handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
         await self._settle(ledger, handled)
