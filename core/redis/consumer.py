@@ -278,31 +278,44 @@ class StreamConsumer:
             except Exception as exc:  # a codec bug must not stop the service either
                 ledger.decoder_crash(raw_id, fields, exc, count)
                 continue
-            entry_id = raw_id.decode("ascii")
-            if outputs is not None:
-                outputs.begin(entry_id)
-            try:
-                await handler(decoded, entry_id)
-            except ContractError as err:
-                # Its output cannot be built or encoded: deterministic, so no retry; the outputs
-                # it queued go too, and the other entries of the batch are not concerned.
-                if outputs is not None:
-                    outputs.discard(entry_id)
-                ledger.output_invalid(raw_id, fields, err, count)
-                continue
-            except Exception as exc:
-                if outputs is not None:
-                    outputs.discard(entry_id)
-                ledger.handler_failed(raw_id, fields, exc, count)
-                continue
-            ledger.ok(raw_id, decoded.defaulted)
-            if outputs is not None:
-                handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
+            entry_id, entry = raw_id.decode("ascii"), (raw_id, fields, count)
+            if await self._handle(handler, decoded, entry_id, entry, ledger) and outputs is not None:
+                handled[entry_id] = entry  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
         await self._settle(ledger, handled)
         ledger.count_into(self.metrics)
         return len(entries)
+
+    async def _handle(
+        self,
+        handler: Handler,
+        decoded: Decoded,
+        entry_id: str,
+        entry: tuple[bytes, Mapping[bytes, bytes], int],
+        ledger: BatchLedger,
+    ) -> bool:
+        """Run the handler on one entry; True when it finished. A failure stays with the entry:
+        the outputs it deferred are taken back, and the ledger decides retry or dead letter."""
+        raw_id, fields, count = entry
+        outputs = self.outputs
+        if outputs is not None:
+            outputs.begin(entry_id)
+        try:
+            await handler(decoded, entry_id)
+        except ContractError as err:
+            # Its output cannot be built or encoded: deterministic, so no retry.
+            if outputs is not None:
+                outputs.discard(entry_id)
+            ledger.output_invalid(raw_id, fields, err, count)
+            return False
+        except Exception as exc:
+            if outputs is not None:
+                outputs.discard(entry_id)
+            ledger.handler_failed(raw_id, fields, exc, count)
+            return False
+        ledger.ok(raw_id, decoded.defaulted)
+        return True
 
     async def _settle(
         self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
