@@ -14,7 +14,11 @@ oversized one, refused by the codec before parsing) is written to the
 dead-letter stream with its errors and acknowledged; an entry whose handler
 raises stays pending and is retried on reclaim until it has been delivered
 ``max_deliveries`` times, then it is dead-lettered with the exception and
-acknowledged. Connection errors are retried with backoff; the group position
+acknowledged. A handler raising :class:`~core.errors.ContractError` (its output cannot
+be built or encoded, which no retry changes) dead-letters its entry at once. With
+``outputs`` (the service's publisher), whatever fails stays with the entry that caused
+it: its deferred outputs are taken back, and an output that cannot be sent dead-letters
+its own input while the rest of the batch goes out (:mod:`core.redis.outbox`). Connection errors are retried with backoff; the group position
 lives in Redis, so a consumer resumes exactly where the group was.
 
 Contrast with Pub/Sub (:mod:`core.redis.observer`): lower latency, no group, no
