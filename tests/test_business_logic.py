@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import fakeredis
 import pytest
 
+from core.codec import Decoded
 from core.errors import ConfigError
 from core.metrics import IgnoreReason
+from core.settings import ServiceSettings
+from core.topics import ServiceName
 from services.config import load_config
 from services.execution.paper import PaperVenue, VenueParams
 from services.risk.limits import RiskEngine, RiskLimits
+from services.runtime import ServiceContext
+from services.signal.service import SignalService
 from services.signal.strategy import MomentumStrategy, SignalParams
 
 
@@ -210,3 +216,26 @@ def test_strategy__a_trade_with_a_filled_in_time_is_refused_and_moves_no_clock()
     assert fired.ignored is None  # the real trades after it are neither stale nor compared to it
     assert fired.signal is not None
     assert fired.signal["side"] == "BUY"
+
+
+async def test_signal_replay__rebuilds_the_state_silently_and_dedupes_like_the_owner_did() -> None:
+    params = SignalParams(window=3, threshold_bps=10, cooldown=1)
+    ms = 1_767_225_600_000
+    history = [(f"7-{i}", _Trade("X", 100.0 + i, ms + i // 2, trade_id=f"t{i}")) for i in range(9)]
+    redis = fakeredis.FakeAsyncRedis()
+    settings = ServiceSettings.load(ServiceName.SIGNAL, environ={})
+    owner = SignalService(ServiceContext.create(ServiceName.SIGNAL, settings, redis), params)
+    heir = SignalService(ServiceContext.create(ServiceName.SIGNAL, settings, redis), params)
+    for entry_id, trade in history:
+        await owner.handle(Decoded(trade), entry_id)
+        heir.replay(Decoded(trade), entry_id)
+
+    assert owner.ctx.publisher.deferred > 0  # the owner fired signals ...
+    assert heir.ctx.publisher.deferred == 0  # ... the heir only rebuilt its state
+    assert heir.ctx.metrics.snapshot()["ignored"] == 0
+    following = [(f"8-{i}", _Trade("X", 110.0 + i, ms + 10, trade_id=f"u{i}")) for i in range(3)]
+    assert [owner.strategy.decide(t, e) for e, t in following] == [
+        heir.strategy.decide(t, e) for e, t in following
+    ]
+    await heir.handle(Decoded(history[-1][1]), history[-1][0])  # an entry the owner had applied
+    assert heir.ctx.metrics.snapshot()["ignored_by_reason"]["duplicate"] == 1
