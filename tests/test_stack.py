@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,12 @@ def test_stack__the_runbook_with_real_containers_keeps_every_trade_and_result_on
     wait_for("signal handles trades", lambda: stack.live()["signal"]["handled"] > 50, timeout=120)
     stack.cdb("status")
 
+    # Prometheus scrapes every service's /metrics (and loaded the migration rules).
+    up_s = wait_for(
+        "Prometheus reports every service target up", lambda: _targets_up(stack) == set(SERVICES), 90
+    )
+    stack.note(f"# Prometheus: every service target up ({up_s:.1f}s of waiting)")
+
     # Week 2: flip signal by editing its env file and recreating that one container.
     flip_delays = [_flip(stack, "signal", USE_PYDANTIC_CONTRACTS="true")]
     assert flip_delays[0] <= 10.0, f"the flip took {flip_delays[0]:.1f}s to show in cdb status"
@@ -203,6 +210,16 @@ def _assert_every_trade_and_result_once(stack: Stack) -> None:
     assert Counter(results) == Counter(set(orders)), "each order has exactly one result on order_results"
     assert Counter(rows) == Counter(set(orders)), "each order has exactly one row in PostgreSQL"
     stack.note(f"# trades {len(trades)}, orders {len(set(orders))}, results {len(results)}, rows {len(rows)}")
+
+
+def _targets_up(stack: Stack) -> set[str]:
+    url = f"http://127.0.0.1:{stack.env['CDB_PROMETHEUS_PORT']}/api/v1/targets"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {t["labels"]["instance"].split(":")[0] for t in targets if t["health"] == "up"}
 
 
 def _trade_key(values: dict[str, object]) -> tuple[object, ...]:
