@@ -151,7 +151,9 @@ def render(spec: DatasetSpec) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` verify) every file in :data:`DATASETS`; exit status 0/1."""
     parser = argparse.ArgumentParser(prog="python -m services.ws.make_dataset", description=__doc__)
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR, help="folder of the files (default: services/ws/data/)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=DATA_DIR, help="folder of the files (default: services/ws/data/)"
+    )
     parser.add_argument("--check", action="store_true", help="compare instead of writing; 1 if any differs")
     args = parser.parse_args(argv)
     status = 0
