@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.codec_modes import default_profile, default_use_pydantic
 from core.errors import ConfigError
 from core.topics import Profile, RedisMode, ServiceName
 from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
@@ -62,12 +63,14 @@ class ServiceSettings(BaseSettings):
 
     service: ServiceName | None = Field(default=None, description="Which service these settings are for.")
     use_pydantic_contracts: bool = Field(
-        default=False,
-        description="Decode/encode with the v1.0 Pydantic contracts instead of the legacy dataclasses.",
+        default_factory=default_use_pydantic,
+        description="Decode/encode with the v1.0 Pydantic contracts instead of the legacy dataclasses "
+        "(default: false while the migration plug-in is installed, else true).",
     )
     contract_profile: Profile = Field(
-        default=Profile.LENIENT,
-        description="lenient: fill a missing api_version/timestamp; strict: refuse such messages.",
+        default_factory=default_profile,
+        description="lenient: fill a missing api_version/timestamp; strict: refuse such messages "
+        "(default: lenient while the migration plug-in is installed, else strict).",
     )
     contract_shadow: bool = Field(
         default=False, description="Decode every message on both paths and count differences."

@@ -27,6 +27,20 @@ class Topic(StrEnum):
     ORDERS = "orders"
     ORDER_RESULTS = "order_results"
 
+    @property
+    def partition_key(self) -> str:
+        """The message field whose value picks the partition (:func:`partition_of`): the
+        symbol on every topic, since per-symbol order is what the services need."""
+        return _PARTITION_KEYS[self]
+
+
+_PARTITION_KEYS: dict[Topic, str] = {
+    Topic.MARKET_DATA: "symbol",
+    Topic.SIGNALS: "symbol",
+    Topic.ORDERS: "symbol",
+    Topic.ORDER_RESULTS: "symbol",
+}
+
 
 class CodecPath(StrEnum):
     """Which code path decodes and encodes messages."""

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap
+from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap, ShadowCallback
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import CodecPath, Profile, Topic
@@ -56,9 +56,6 @@ REL_TOL = 1e-12
 
 ABS_TOL = 1e-12
 """Absolute tolerance when comparing numbers (for values near zero)."""
-
-ShadowCallback = Callable[[Topic, Sequence[str]], None]
-"""Called once per compared message with the topic and the mismatching fields (often none)."""
 
 FieldDiff = tuple[str, Any, Any]
 """One difference: (field, primary value, shadow value)."""

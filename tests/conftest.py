@@ -11,9 +11,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from cdb.plugins import install_plugins
 from core.topics import KeySpace
 from core.utils.clock import FrozenClock, set_clock
 from tests.support.servers import PG_ADMIN_URL, REDIS_URL, ThrowawayRedis
+
+install_plugins()  # as the application does at start-up: the codec registry knows every mode
 
 pytest_plugins = ("harness.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from cdb.cli.output import console, print_json, shown, table
-from core.codec import build_codec
+from core.codec import CodecMode, available_modes, build_codec, codec_for_mode
 from core.domain.contracts import OrderStatus, OrderType, Side
 from core.errors import ContractError
-from core.topics import CodecPath, Profile, Topic
+from core.topics import CodecPath, Topic
 from core.utils.clock import frozen
 
 SAMPLE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -56,11 +56,14 @@ SAMPLES: dict[Topic, dict[str, Any]] = {
 }
 """One realistic message per topic."""
 
-_PATHS = [
-    (CodecPath.LEGACY, Profile.LENIENT),
-    (CodecPath.PYDANTIC, Profile.LENIENT),
-    (CodecPath.PYDANTIC, Profile.STRICT),
-]
+
+def _consumer_modes() -> list[CodecMode]:
+    """Every single-codec mode this installation has (shadow wraps two of them)."""
+    return [mode for mode in available_modes() if mode is not CodecMode.SHADOW]
+
+
+def _producer_paths(modes: list[CodecMode]) -> list[CodecPath]:
+    return [CodecPath.LEGACY, CodecPath.PYDANTIC] if CodecMode.LEGACY in modes else [CodecPath.PYDANTIC]
 
 
 def demo(
@@ -68,20 +71,17 @@ def demo(
 ) -> None:
     """Encode a sample of every topic on each producer path and decode it on each consumer path."""
     rows = []
+    modes = _consumer_modes()
     with frozen(SAMPLE_MS):
         for topic, values in SAMPLES.items():
-            for producer, _ in _PATHS[:2]:
+            for producer in _producer_paths(modes):
                 out_codec = build_codec(producer)
                 message = out_codec.build(topic, values)
                 body = out_codec.encode(topic, message)
                 fields = out_codec.to_fields(topic, message)
-                for consumer, profile in _PATHS:
-                    in_codec = build_codec(consumer, profile)
-                    label = (
-                        consumer.value
-                        if consumer is CodecPath.LEGACY
-                        else f"{consumer.value}/{profile.value}"
-                    )
+                for mode in modes:
+                    in_codec = codec_for_mode(mode)
+                    label = mode.value if mode is CodecMode.LEGACY else f"pydantic/{mode.value}"
                     try:
                         # As a consumer reads them: with the stream entry's id, whose server time is
                         # what the lenient profile fills a missing timestamp with (never "now").

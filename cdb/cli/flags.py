@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cdb.cli.output import console, exit_with, print_json, shown, table
+from core.codec import codec_mode, mode_available
 from core.errors import ConfigError
 from core.settings import ServiceSettings, redact_url
 from core.topics import ServiceName
@@ -54,6 +55,7 @@ def flags(
         row = {
             "service": svc.value,
             "path": "pydantic" if settings.use_pydantic_contracts else "legacy",
+            "mode": _mode(settings),
         }
         for name in _SHOWN:
             value = getattr(settings, name)
@@ -68,6 +70,7 @@ def flags(
     columns = [
         "service",
         "path",
+        "mode",
         "USE_PYDANTIC_CONTRACTS",
         "CONTRACT_PROFILE",
         "CONTRACT_SHADOW",
@@ -77,6 +80,7 @@ def flags(
         [
             r["service"],
             r["path"],
+            r["mode"],
             f"{r['use_pydantic_contracts']} ({r['use_pydantic_contracts_source']})",
             f"{r['contract_profile']} ({r['contract_profile_source']})",
             f"{r['contract_shadow']} ({r['contract_shadow_source']})",
@@ -85,3 +89,10 @@ def flags(
         for r in rows
     ]
     console.print(table("Resolved flags per service", columns, [[shown(c) for c in r] for r in body]))
+
+
+def _mode(settings: ServiceSettings) -> str:
+    """The one codec mode the service runs (:func:`core.codec.codec_mode`), flagged when this
+    installation cannot build it (the service would refuse to start)."""
+    mode = codec_mode(settings)
+    return mode.value if mode_available(mode) else f"{mode.value} (not installed)"

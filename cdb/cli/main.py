@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated
@@ -11,7 +12,6 @@ import typer
 from cdb.cli import (
     acl,
     bench,
-    cutover,
     dashboard,
     demo,
     dlq,
@@ -25,8 +25,11 @@ from cdb.cli import (
     topology,
 )
 from cdb.cli.output import exit_with, unexpected
+from cdb.plugins import install_plugins, plugin_commands
 from core.errors import CdbError
 from core.logging import scrubbed_excepthook
+
+install_plugins()  # before any command builds a codec; tests drive `app` without main()
 
 app = typer.Typer(
     name="cdb",
@@ -67,7 +70,9 @@ app.add_typer(acl.app, name="acl")
 app.command("status")(status.status)
 app.command("health")(health.health)
 app.command("dashboard")(dashboard.dashboard)
-app.add_typer(cutover.app, name="cutover")
+for _name, _target in plugin_commands().items():
+    _module, _, _attr = _target.partition(":")
+    app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(topology.app, name="topology")
 app.command("matrix")(matrix.matrix)

@@ -36,6 +36,7 @@ from cdb.cli.options import (
 )
 from cdb.cli.output import exit_with, print_json
 from cdb.cli.status_table import status_console, status_table
+from core.codec_modes import mode_of
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.redis.topology import read_partitions
@@ -75,6 +76,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "path": state.path,
         "profile": state.profile,
         "shadow": state.shadow,
+        "mode": mode_of(state.path, state.profile, shadow=state.shadow).value,
         "version": state.version,
         "partitions": state.partitions,
         "owned": list(state.owned),

@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 
@@ -26,27 +25,27 @@ from core.redis.wire import DEFAULT_STREAM_MAXLEN, SlotMovedError, StreamTrim
 from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = [
-    "codec_of",
+    "default_codec",
+    "message_partition",
     "publish_message",
     "send_sync",
     "stream_ids",
-    "symbol_partition",
     "topic_named",
     "wall_ms",
 ]
 
 _REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
 
-_CODECS: dict[CodecPath, Codec] = {}
+_DEFAULT: list[Codec] = []
 
 
-def codec_of(message: Message) -> Codec:
-    """The codec for a message when none is given: Pydantic for a contract, else legacy."""
-    path = CodecPath.PYDANTIC if isinstance(message, BaseModel) else CodecPath.LEGACY
-    if path not in _CODECS:
-        # Encoding does not depend on the profile; strict is the plain contract.
-        _CODECS[path] = build_codec(path, Profile.STRICT)
-    return _CODECS[path]
+def default_codec() -> Codec:
+    """The codec :func:`publish_message` encodes with when none is given: the Pydantic path
+    (encoding does not depend on the profile). The transport never picks a path from a
+    message's type: a producer on another path passes its own codec."""
+    if not _DEFAULT:
+        _DEFAULT.append(build_codec(CodecPath.PYDANTIC, Profile.STRICT))
+    return _DEFAULT[0]
 
 
 def wall_ms() -> int:
@@ -55,11 +54,11 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def symbol_partition(keys: KeySpace, message: Message) -> int:
-    """The partition of ``message``'s symbol (0 with one partition)."""
+def message_partition(keys: KeySpace, topic: Topic, message: Message) -> int:
+    """The partition of ``message`` by the partition key ``topic`` declares (0 with one partition)."""
     if keys.partitions == 1:
         return 0
-    return keys.partition(str(getattr(message, "symbol", "")))
+    return keys.partition(str(getattr(message, topic.partition_key, "")))
 
 
 def topic_named(topic: Topic | str) -> Topic:
@@ -102,11 +101,11 @@ def publish_message(
     Redis stays unreachable or refuses it.
     """
     topic = topic_named(topic)
-    codec = codec or codec_of(message)
+    codec = codec or default_codec()
     body = codec.encode(topic, message)
     fields = codec.to_fields(topic, message)
     trim = StreamTrim(maxlen, retention_ms)
-    channel, stream = keys.channel(topic), keys.stream(topic, symbol_partition(keys, message))
+    channel, stream = keys.channel(topic), keys.stream(topic, message_partition(keys, topic, message))
 
     def send() -> list[Any]:
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas > 0 else None
