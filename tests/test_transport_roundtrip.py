@@ -9,6 +9,7 @@ import redis
 import redis.asyncio as aioredis
 
 from core.codec import build_codec
+from core.errors import ContractError
 from core.redis import Publisher, PubSubObserver, StreamConsumer, publish_message
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
@@ -77,17 +78,28 @@ def test_publish_message__writes_json_body_to_channel_and_field_map_to_stream(
 
 
 @pytest.mark.parametrize("path", list(CodecPath))
-def test_publish_message__without_codec__encodes_each_paths_message_type(
+def test_publish_message__with_its_paths_codec__encodes_that_paths_message(
     redis_sync: redis.Redis, keys: KeySpace, path: CodecPath
 ) -> None:
     codec = build_codec(path, Profile.STRICT)
     message = make_messages(codec, Topic.SIGNALS, 1)[0]
 
-    publish_message(redis_sync, Topic.SIGNALS, message, keys=keys)
+    publish_message(redis_sync, Topic.SIGNALS, message, keys=keys, codec=codec)
 
     [(_, fields)] = redis_sync.xrange(keys.stream(Topic.SIGNALS))
     assert codec.from_fields(Topic.SIGNALS, fields).message == message
     assert (b"api_version" in fields) is (path is CodecPath.PYDANTIC)
+
+
+def test_publish_message__without_codec__is_the_pydantic_path_never_guessed_from_the_type(
+    redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    legacy = make_messages(build_codec(CodecPath.LEGACY), Topic.SIGNALS, 1)[0]
+
+    with pytest.raises(ContractError, match="expected SignalV1"):
+        publish_message(redis_sync, Topic.SIGNALS, legacy, keys=keys)
+
+    assert redis_sync.xlen(keys.stream(Topic.SIGNALS)) == 0
 
 
 def test_publish_message__stream_is_trimmed_to_about_maxlen(redis_sync: redis.Redis, keys: KeySpace) -> None:
