@@ -28,6 +28,8 @@ from core.redis.acl import (
 from core.settings import redact_url
 from core.topics import KeySpace, ServiceName, Topic
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 SECRETS = {role: f"s3cret-{role}-0123456789abcdef" for role in ROLES}
 
 

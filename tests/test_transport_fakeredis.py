@@ -12,6 +12,8 @@ from core.redis import DeadLetterCause, Publisher, StreamConsumer
 from core.topics import KeySpace, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages, poll_until
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 CODEC = CODECS["pydantic-strict"]
 KEYS = KeySpace("fake:")
 

@@ -195,7 +195,9 @@ def replay(
     path: Annotated[
         CodecPath, typer.Option("--path", help="Path of the consuming service now.")
     ] = CodecPath.PYDANTIC,
-    profile: Annotated[Profile, typer.Option("--profile", help="Its profile now.")] = Profile.LENIENT,
+    profile: Annotated[
+        Profile | None, typer.Option("--profile", help="Its profile now; default: the installed default.")
+    ] = None,
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES now.")
     ] = 65_536,

@@ -86,7 +86,7 @@ def matrix(
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
 ) -> None:
-    """Run every mix of legacy/Pydantic services and compare it with the all-legacy baseline."""
+    """Run every mix of codec paths across the services and compare it with the baseline mix."""
     from core.logging import configure_logging
 
     configure_logging(log_level)
