@@ -27,10 +27,9 @@ from bench.machine import QuietGate, fixtures_frozen
 from bench.messages import built, values
 from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
-from core.codec import Codec, build_codec
+from core.codec import Codec, build_codec, shadow_codec
 from core.codec.fields import scan_fields
 from core.topics import CodecPath, Profile, Topic
-from migration.shadow import ShadowCodec
 
 __all__ = ["CASES", "OPERATIONS", "measure_codecs"]
 
@@ -49,7 +48,7 @@ def _codecs() -> dict[str, Codec]:
         "legacy": legacy,
         "pydantic lenient": lenient,
         "pydantic strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
-        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(CodecPath.LEGACY)),
+        "shadow (lenient + legacy)": shadow_codec(lenient, build_codec(CodecPath.LEGACY)),
     }
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
-from core.codec import Codec, build_codec
+from core.codec import Codec, build_codec, shadow_codec
 from core.topics import CodecPath, Profile, Topic
-from migration.shadow import ShadowCodec
 
 __all__ = ["bench_shadow", "main"]
 
@@ -46,8 +45,8 @@ def bench_shadow(n: int = 20_000) -> list[tuple[str, float]]:
     return [
         ("pydantic/lenient", _rate(pydantic, entries)),
         ("legacy", _rate(legacy, entries)),
-        ("shadow: pydantic + legacy", _rate(ShadowCodec(pydantic, legacy), entries)),
-        ("shadow: legacy + pydantic", _rate(ShadowCodec(legacy, pydantic), entries)),
+        ("shadow: pydantic + legacy", _rate(shadow_codec(pydantic, legacy), entries)),
+        ("shadow: legacy + pydantic", _rate(shadow_codec(legacy, pydantic), entries)),
     ]
 
 

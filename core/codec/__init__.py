@@ -11,6 +11,7 @@ from core.codec.registry import (
     register_path,
     register_profile,
     register_shadow,
+    shadow_codec,
 )
 from core.codec_modes import CodecMode, available_modes, codec_mode, mode_available, mode_of
 
@@ -36,4 +37,5 @@ __all__ = [
     "register_path",
     "register_profile",
     "register_shadow",
+    "shadow_codec",
 ]

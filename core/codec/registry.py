@@ -31,6 +31,7 @@ __all__ = [
     "register_path",
     "register_profile",
     "register_shadow",
+    "shadow_codec",
 ]
 
 CodecFactory = Callable[[int], Codec]
@@ -118,21 +119,29 @@ def build_codec(path: CodecPath, profile: Profile | None = None, *, max_bytes: i
     return PydanticCodec(chosen, dict(_PROFILES[chosen][0](CONTRACTS)), max_bytes)
 
 
+def shadow_codec(primary: Codec, shadow: Codec, on_compare: ShadowCallback | None = None) -> Codec:
+    """``primary`` wrapped with ``shadow`` the way ``CONTRACT_SHADOW=true`` wraps it (the
+    benchmarks compare it with the plain codec); :class:`ConfigError` if shadow mode is not installed."""
+    if not _SHADOW:
+        raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
+    return _SHADOW[0](primary, shadow, on_compare)
+
+
 def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = None) -> Codec:
     """The codec a service with ``settings`` must use.
 
     With ``CONTRACT_SHADOW=true`` it is the shadow codec: the flag-selected codec
     wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
     """
+    if settings.contract_shadow and not _SHADOW:
+        raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
     path = CodecPath.PYDANTIC if settings.use_pydantic_contracts else CodecPath.LEGACY
     primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
     if not settings.contract_shadow:
         return primary
-    if not _SHADOW:
-        raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
     other = CodecPath.LEGACY if path is CodecPath.PYDANTIC else CodecPath.PYDANTIC
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    return _SHADOW[0](primary, shadow, on_shadow)
+    return shadow_codec(primary, shadow, on_shadow)
 
 
 def codec_for_mode(mode: CodecMode, *, max_bytes: int = 65_536) -> Codec:
