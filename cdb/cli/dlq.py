@@ -1,7 +1,7 @@
 """``cdb dlq list / show / replay / review``: inspect dead letters, put fixed ones back, record a review.
 
 ``replay`` re-validates each selected letter with the codec the consuming service
-uses now (``--path``/``--profile``, default pydantic/lenient), publishes what
+uses now (``--path``/``--profile``, default pydantic and the installed default profile), publishes what
 decodes through that codec into the topic stream, and leaves what still fails in
 the dead-letter stream. It deletes replayed letters only with
 ``--delete-replayed``; otherwise it marks them as replayed.
@@ -28,6 +28,7 @@ from cdb.cli.options import (
 )
 from cdb.cli.output import console, exit_with, print_json, shown, table
 from core.codec import build_codec
+from core.codec_modes import default_profile
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_replay import (
@@ -241,6 +242,7 @@ def replay(
         else IgnoredPolicy.REFUSE
     )
     client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    profile = profile or default_profile()
     codec = build_codec(path, profile, max_bytes=max_bytes)
     report = replay_letters(
         client,

@@ -26,6 +26,7 @@ from cdb.cli.options import (
 )
 from cdb.cli.output import console, exit_with, print_json, table
 from core.codec import build_codec
+from core.codec_modes import default_profile
 from core.errors import CdbError
 from core.redis.dlq_catchup import CatchUpPlan, catch_up
 from core.redis.modes import SyncClient
@@ -54,7 +55,9 @@ def catch_up_command(
     path: Annotated[
         CodecPath, typer.Option("--path", help="Path the consuming service will run when started again.")
     ] = CodecPath.PYDANTIC,
-    profile: Annotated[Profile, typer.Option("--profile", help="Its profile then.")] = Profile.LENIENT,
+    profile: Annotated[
+        Profile | None, typer.Option("--profile", help="Its profile then; default: the installed default.")
+    ] = None,
     max_bytes: Annotated[
         int,
         typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES then."),
@@ -74,7 +77,7 @@ def catch_up_command(
     if not any(s.consumes is topic for s in ServiceName):
         exit_with(CdbError(f"{topic.value} has no consuming service in the pipeline: nothing re-reads it"))
     client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
-    codec = build_codec(path, profile, max_bytes=max_bytes)
+    codec = build_codec(path, profile or default_profile(), max_bytes=max_bytes)
     plan = catch_up(client, keys, topic, codec, dry_run=dry_run)
     if as_json:
         print_json(plan.to_dict())
