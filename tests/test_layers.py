@@ -7,6 +7,7 @@ earlier import hides) and what the command line pulls in at start-up.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import tomllib
@@ -74,3 +75,28 @@ def test_layers__install_registers_legacy_lenient_and_shadow_once() -> None:
     result = _fresh(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['strict'] ['legacy', 'lenient', 'strict', 'shadow']"
+
+
+def _package_inits() -> list[str]:
+    found = []
+    for top in PACKAGES:
+        for init in sorted((ROOT / top).rglob("__init__.py")):
+            rel = init.parent.relative_to(ROOT)
+            if "proto" not in rel.parts:
+                found.append(".".join(rel.parts))
+    return found
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, name
+
+
+@pytest.mark.parametrize("package", _package_inits())
+def test_layers__package_surface_is_a_sorted_all_of_names_that_resolve(package: str) -> None:
+    module = importlib.import_module(package)
+    names = getattr(module, "__all__", None)
+
+    assert isinstance(names, list), f"{package} declares no __all__"
+    assert names == sorted(names, key=_isort_key)  # ruff's RUF022 order: CONSTANTS, Classes, functions
+    assert [n for n in names if not hasattr(module, n)] == []
