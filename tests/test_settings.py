@@ -14,6 +14,7 @@ import pytest
 from core.codec import codec_for
 from core.errors import ConfigError
 from core.settings import BOOL_WORDS, ServiceSettings, read_env_file, redact_url
+from core.settings_sources import ServiceEnvSource
 from core.topics import CodecPath, Profile, ServiceName
 
 ON = ["true", "True", "TRUE", "1", "yes", "on", "Yes", "ON"]
@@ -204,3 +205,34 @@ def test_codec_for__follows_the_settings(
     codec = codec_for(ServiceSettings.load(ServiceName.SIGNAL, environ=environ))
     assert codec.path is path
     assert codec.profile is profile
+
+
+def test_env_file__key_without_equals_is_malformed_on_its_own_line(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, "USE_PYDANTIC_CONTRACTS=true\n\n\nCONTRACT_PROFILE\n")
+    exc = _refusal(env_file=path)
+    assert exc.variable == f"{path}:4"
+    assert exc.value == "CONTRACT_PROFILE"
+
+
+def test_service_env_source__is_a_settings_source_recording_every_origin(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, "CONTRACT_PROFILE=strict\nSIGNAL_KEY_PREFIX=from-file:\n")
+    source = ServiceEnvSource(ServiceSettings, "signal", {"USE_PYDANTIC_CONTRACTS": "on"}, path)
+
+    values = source()
+
+    assert values == {
+        "use_pydantic_contracts": "on",
+        "contract_profile": "strict",
+        "key_prefix": "from-file:",
+    }
+    assert source.origins["key_prefix"] == f"file {path}: SIGNAL_KEY_PREFIX"
+    assert source.origins["use_pydantic_contracts"] == "env USE_PYDANTIC_CONTRACTS"
+    assert source.origins["redis_url"] == "default"
+    assert "service" not in source.origins
+
+
+def test_settings__a_bare_constructor_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTRACT_PROFILE", "strict")
+    monkeypatch.setenv("KEY_PREFIX", "from-env:")
+    assert ServiceSettings().key_prefix == ""
+    assert ServiceSettings.load(environ={"KEY_PREFIX": "x:"}).key_prefix == "x:"
