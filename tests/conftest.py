@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import fakeredis
 import psycopg
 import pytest
 import redis
@@ -76,6 +77,18 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def any_redis(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the real Redis server, then of an in-memory fakeredis (what ``cdb run``
+    uses without REDIS_URL): one transport suite, two servers, as FastStream runs its broker tests."""
+    if request.param == "fakeredis":
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis()
+    else:
+        client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture
