@@ -19,16 +19,12 @@ from rich.markup import escape
 
 from cdb.cli.cutover_progress import window_progress
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
+    DEFAULT_REDIS_OPTIONS,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
+    RedisOptions,
     open_async_target,
     unreachable,
+    with_redis_options,
 )
 from cdb.cli.output import console, err_console, exit_with, print_json, shown
 from core.errors import CdbError
@@ -134,24 +130,20 @@ def _print_recreate(verb: str) -> None:
 
 
 @app.command("check")
+@with_redis_options
 def check(
     window: Window = 0.0,
     scan: Scan = 1000,
     since_all: SinceAll = False,
     allow_dlq: AllowDlq = False,
     dlq_reviewed_before: ReviewedBefore = None,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """GO/NO-GO for CONTRACT_PROFILE=strict, with the evidence; exit 0 only on GO."""
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     try:
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
-        report = _check(target, prefix, options, progress=not as_json)
+        report = _check(redis.target(), redis.prefix, options, progress=not as_json)
     except CdbError as exc:
         exit_with(exc)
     if as_json:
@@ -162,6 +154,7 @@ def check(
 
 
 @app.command("apply")
+@with_redis_options
 def apply(
     env_dir: EnvDir = Path("env"),
     plan: Plan = False,
@@ -174,11 +167,7 @@ def apply(
     since_all: SinceAll = False,
     allow_dlq: AllowDlq = False,
     dlq_reviewed_before: ReviewedBefore = None,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Write USE_PYDANTIC_CONTRACTS=true and CONTRACT_PROFILE=strict into every env file after a GO."""
     if force and not (reason and reason.strip()):
@@ -190,7 +179,7 @@ def apply(
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     report: CutoverReport | None = None
     try:
-        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
+        report = _check(redis.target(), redis.prefix, options)
     except CdbError as exc:
         if not (force or plan):
             exit_with(exc)

@@ -16,15 +16,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cdb.cli.dlq_catchup import catch_up_command, pipeline_redis
+from cdb.cli.dlq_catchup import catch_up_command
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
+    DEFAULT_REDIS_OPTIONS,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
+    RedisOptions,
+    open_sync_target,
+    with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json, shown, table
 from core.codec import build_codec
@@ -39,7 +37,9 @@ from core.redis.dlq_replay import (
     replay_letters,
     replay_marks,
 )
-from core.topics import CodecPath, Profile, Topic
+from core.redis.modes import SyncClient
+from core.redis.topology import read_partitions_sync
+from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = ["app"]
 
@@ -86,19 +86,26 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
     }
 
 
+def _client(redis: RedisOptions) -> tuple[SyncClient, KeySpace]:
+    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it."""
+    try:
+        client = open_sync_target(redis.target())
+        keys = redis.keys()
+    except CdbError as exc:
+        exit_with(exc)
+    return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
+
+
 @app.command("list")
+@with_redis_options
 def list_letters(
     topic: TopicOption = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Newest letters shown per topic.")] = 20,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """The newest dead letters of each topic with their errors, and how many each topic holds."""
-    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = _client(redis)
     out: dict[str, Any] = {}
     rows = []
     for t in [topic] if topic else list(Topic):
@@ -136,22 +143,19 @@ def list_letters(
 
 
 @app.command("show")
+@with_redis_options
 def show(
     entry_id: Annotated[str, typer.Argument(help="Dead-letter entry id (from cdb dlq list).")],
     topic: TopicOption = None,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """One dead letter in full: metadata, every structured error, and the raw bytes."""
     if not is_entry_id(entry_id):
         exit_with(
             CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
         )
-    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = _client(redis)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
         if letter is None:
@@ -185,10 +189,11 @@ def show(
             console.print("[bold]raw[/]:")
         console.print(escape(data["raw"]), highlight=False)
         return
-    exit_with(CdbError(f"no dead letter {entry_id} under key prefix {prefix!r}"), code=1)
+    exit_with(CdbError(f"no dead letter {entry_id} under key prefix {keys.prefix!r}"), code=1)
 
 
 @app.command("replay")
+@with_redis_options
 def replay(
     topic: Annotated[Topic, typer.Option("--topic", help="The topic whose dead letters to replay.")],
     ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids to replay.")] = None,
@@ -217,12 +222,8 @@ def replay(
         bool,
         typer.Option("--include-stale", help="Replay letters the consumer will ignore too (it counts them)."),
     ] = False,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays.
 
@@ -241,7 +242,7 @@ def replay(
         if include_stale
         else IgnoredPolicy.REFUSE
     )
-    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = _client(redis)
     profile = profile or default_profile()
     codec = build_codec(path, profile, max_bytes=max_bytes)
     report = replay_letters(
@@ -320,18 +321,15 @@ app.command("catch-up")(catch_up_command)
 
 
 @app.command("review")
+@with_redis_options
 def review(
     topic: TopicOption = None,
     through: Annotated[
         str | None,
         typer.Option("--through", help="Last reviewed dead-letter id (default: the newest of each topic)."),
     ] = None,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Record once that the dead letters up to now (or --through ID) were reviewed.
 
@@ -341,7 +339,7 @@ def review(
     """
     from migration.dlq_review import REVIEWED_FIELD
 
-    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = _client(redis)
     recorded: dict[str, str | None] = {}
     for t in [topic] if topic else list(Topic):
         point = through

@@ -26,15 +26,11 @@ import typer
 from redis.exceptions import NoPermissionError
 
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
+    DEFAULT_REDIS_OPTIONS,
+    RedisOptions,
     open_async_target,
     unreachable,
+    with_redis_options,
 )
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
@@ -107,23 +103,19 @@ async def _states(
         await client.aclose()
 
 
+@with_redis_options
 def health(
     service: Annotated[ServiceName, typer.Argument(help="ws, signal, risk or execution")],
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     instance: Annotated[
         str | None,
         typer.Option(envvar="INSTANCE", help="Exact instance name (env INSTANCE); default: this hostname."),
     ] = None,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Exit 0 when SERVICE reports fresh live state from this host, else 1 with the reason."""
     hostname, instance = socket.gethostname(), instance or None
     try:
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
-        states = asyncio.run(_states(target, KeySpace(prefix), service, hostname, instance))
+        states = asyncio.run(_states(redis.target(), redis.keys(), service, hostname, instance))
     except CdbError as exc:
         typer.echo(f"unhealthy: {exc}")
         raise SystemExit(1) from None

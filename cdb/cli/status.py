@@ -23,16 +23,13 @@ from rich.markup import escape
 from rich.text import Text
 
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
+    DEFAULT_REDIS_OPTIONS,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
+    RedisOptions,
     cli_target,
     open_async_target,
     unreachable,
+    with_redis_options,
 )
 from cdb.cli.output import exit_with, print_json
 from cdb.cli.status_table import status_console, status_table
@@ -123,24 +120,21 @@ async def load_pipeline(target: RedisTarget, prefix: str) -> tuple[list[LiveStat
         await client.aclose()
 
 
+@with_redis_options
 def status(
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column (needs about 200 columns).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.1)] = 2.0,
     times: Annotated[int, typer.Option(hidden=True, help="Stop --watch after this many refreshes.")] = 0,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Show every live service instance: path, profile, shadow, uptime, counters and state.
 
     Fits 80 columns by default; --wide shows every column, --json the full facts.
     """
     try:
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        target, prefix = redis.target(), redis.prefix
         if watch and not as_json:
             _watch(target, prefix, wide=wide, interval=interval, times=times)
             return
