@@ -27,6 +27,7 @@ __all__ = [
     "mark_available",
     "mode_available",
     "mode_of",
+    "primary_mode",
 ]
 
 
@@ -83,8 +84,13 @@ def default_profile() -> Profile:
 def codec_mode(settings: ServiceSettings) -> CodecMode:
     """The one mode ``settings`` select: shadow if ``CONTRACT_SHADOW``, legacy without
     ``USE_PYDANTIC_CONTRACTS``, else the contract profile."""
+    return CodecMode.SHADOW if settings.contract_shadow else primary_mode(settings)
+
+
+def primary_mode(settings: ServiceSettings) -> CodecMode:
+    """The mode of the codec a service acts on (in shadow mode: the one that is not the shadow)."""
     path = CodecPath.PYDANTIC if settings.use_pydantic_contracts else CodecPath.LEGACY
-    return mode_of(path, settings.contract_profile, shadow=settings.contract_shadow)
+    return mode_of(path, settings.contract_profile)
 
 
 def mode_of(path: str, profile: str | None, *, shadow: bool = False) -> CodecMode:

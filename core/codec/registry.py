@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from core.codec.base import Codec, ShadowCallback
 from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
-from core.codec_modes import CodecMode, default_profile, mark_available
+from core.codec_modes import CodecMode, codec_mode, default_profile, mark_available, primary_mode
 from core.errors import ConfigError
 from core.settings import ServiceSettings
 from core.topics import CodecPath, Profile, Topic
@@ -128,18 +128,19 @@ def shadow_codec(primary: Codec, shadow: Codec, on_compare: ShadowCallback | Non
 
 
 def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = None) -> Codec:
-    """The codec a service with ``settings`` must use.
+    """The codec a service with ``settings`` must use, by the one mode resolver
+    (:func:`core.codec_modes.codec_mode`).
 
-    With ``CONTRACT_SHADOW=true`` it is the shadow codec: the flag-selected codec
-    wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
+    In shadow mode it is the shadow codec: the flag-selected codec wrapped with the other
+    path's (same profile), reporting each comparison to ``on_shadow``.
     """
-    if settings.contract_shadow and not _SHADOW:
+    mode, primary_of = codec_mode(settings), primary_mode(settings)
+    if mode is CodecMode.SHADOW and not _SHADOW:
         raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
-    path = CodecPath.PYDANTIC if settings.use_pydantic_contracts else CodecPath.LEGACY
-    primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    if not settings.contract_shadow:
+    primary = codec_for_mode(primary_of, max_bytes=settings.max_message_bytes)
+    if mode is not CodecMode.SHADOW:
         return primary
-    other = CodecPath.LEGACY if path is CodecPath.PYDANTIC else CodecPath.PYDANTIC
+    other = CodecPath.PYDANTIC if primary_of is CodecMode.LEGACY else CodecPath.LEGACY
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
     return shadow_codec(primary, shadow, on_shadow)
 
