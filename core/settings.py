@@ -397,5 +397,3 @@ def _checked_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     if problem is not None:
         raise ValueError(problem)
     return value
-
-

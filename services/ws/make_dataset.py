@@ -1,4 +1,4 @@
-"""Generate the bundled replay files ``services/ws/data/trades.csv`` and ``services/ws/data/trades_small.csv``.
+"""Generate the bundled replay files ``trades.csv`` and ``trades_small.csv`` in ``services/ws/data/``.
 
 The trades are **synthetic**: a seeded ``random.Random`` drives, per symbol, a price
 random walk through regimes (trending up, trending down, flat) so a momentum strategy
