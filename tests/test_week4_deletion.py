@@ -209,3 +209,15 @@ def test_week4__cdb_run_all_pydantic_strict_on_embedded_fakeredis(week4: tuple[P
     assert {(s["path"], s["profile"]) for s in after["services"].values()} == {("pydantic", "strict")}
     assert (after["streams"], after["dead_letters"]) == (before["streams"], before["dead_letters"])
     assert after["streams"]["order_results"] > 0
+
+
+def test_week4__dashboard_serves_without_the_cutover_verdict(week4: tuple[Path, dict[str, str]]) -> None:
+    probe = (
+        "import json; from cdb.cli.dashboard_app import Sampler; from core.redis.modes import RedisTarget; "
+        "s = Sampler(RedisTarget.of('redis://127.0.0.1:1/0'), 'p:'); "
+        "print(json.dumps({'check': s.cutover is None, 'state': s.state()['cutover_installed']}))"
+    )
+    result = _run(week4, sys.executable, "-c", probe)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"check": True, "state": False}

@@ -54,7 +54,8 @@ def dashboard(
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
 ) -> None:
-    """Serve the live migration page: instances, traffic shapes, errors, lag, cutover verdict, flips."""
+    """Serve the live migration page: instances, traffic shapes, errors, lag, flips, and the
+    migration's GO/NO-GO verdict while its plug-in is installed."""
     import uvicorn
 
     from cdb.cli.dashboard_app import Sampler, create_app

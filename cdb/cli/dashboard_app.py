@@ -2,7 +2,8 @@
 
 A :class:`Sampler` reads the pipeline's Redis state every ``interval`` seconds
 (:func:`core.dashboard_state.read_snapshot`, the state ``cdb status`` reads) and the
-cutover verdict every ``verdict_every`` seconds (:func:`migration.cutover.check_cutover`);
+cutover verdict every ``verdict_every`` seconds (:func:`migration.cutover.check_cutover`, while
+the migration plug-in is installed; after week 4 the page says there is no cutover to check);
 requests are answered from the latest sample, so a browser never adds load on Redis.
 Routes: ``/`` (the page), ``/api/state`` (everything the page shows),
 ``/api/dead-letters/{topic}`` (the newest dead letters of a topic) and ``/healthz``.
@@ -33,7 +34,6 @@ from core.redis.dead_letters import DeadLetters
 from core.redis.modes import AsyncClient, RedisTarget
 from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
-from migration.cutover import CheckOptions, check_cutover
 
 __all__ = ["Sampler", "create_app"]
 
@@ -41,6 +41,23 @@ PAGE = Path(__file__).with_name("dashboard.html")
 _SERIES_POINTS = 180  # points of each topic's chart sent to the page
 _RAW_PREVIEW = 300  # bytes of a dead letter's payload shown
 _log = get_logger("cdb.cli.dashboard")
+
+VerdictCheck = Callable[[AsyncClient, KeySpace], Awaitable[dict[str, Any]]]
+
+
+def _cutover_check() -> VerdictCheck | None:
+    """The migration's GO/NO-GO check, or ``None`` once the plug-in is deleted (week 4)."""
+    try:
+        from migration.cutover import CheckOptions, check_cutover
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("migration", "migration.cutover"):
+            raise
+        return None
+
+    async def check(client: AsyncClient, keys: KeySpace) -> dict[str, Any]:
+        return (await check_cutover(client, keys, CheckOptions())).to_dict()
+
+    return check
 
 
 class Sampler:
@@ -58,6 +75,7 @@ class Sampler:
         self.verdict: dict[str, Any] | None = None
         self.error: str | None = None
         self.client: AsyncClient | None = None
+        self.cutover = _cutover_check()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample until ``stop`` is set; Redis errors are shown on the page and retried."""
@@ -69,9 +87,8 @@ class Sampler:
                     self.client = await open_async_target(self.target)
                 self.snapshot = await read_snapshot(self.client, self.keys)
                 self.history.add(self.snapshot)
-                if loop.time() >= next_verdict:
-                    report = await check_cutover(self.client, self.keys, CheckOptions())
-                    self.verdict = report.to_dict()
+                if self.cutover is not None and loop.time() >= next_verdict:
+                    self.verdict = await self.cutover(self.client, self.keys)
                     next_verdict = loop.time() + self.verdict_every_s
                 self.error = None
             except Exception as exc:  # the page says Redis is unreachable; never crash the server
@@ -119,6 +136,7 @@ class Sampler:
             "shadow_mismatches": shadow,
             "lag": lag,
             "verdict": self.verdict,
+            "cutover_installed": self.cutover is not None,
             "timeline": self.history.timeline(),
         }
 
