@@ -67,10 +67,10 @@ def test_redis_options__an_unrelated_bad_flag_does_not_stop_an_operator_command(
 
 def test_redis_options__bad_mode_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_MODE", "clustered")
-    with pytest.raises(ConfigError, match="REDIS_MODE='clustered'"):
+    with pytest.raises(ConfigError, match=r"REDIS_MODE \(--redis-mode\)='clustered'"):
         RedisOptions().target()
 
     result = CliRunner().invoke(app, ["status"])
 
     assert result.exit_code == 2
-    assert "REDIS_MODE='clustered'" in result.output
+    assert "REDIS_MODE (--redis-mode)='clustered'" in result.output

@@ -24,7 +24,7 @@ import redis
 import redis.asyncio as aioredis
 import typer
 
-from core.errors import TransportError
+from core.errors import ConfigError, TransportError
 from core.redis import connect_async, connect_sync
 from core.redis.connection import open_target, open_target_sync
 from core.redis.modes import AsyncClient, RedisTarget, SyncClient
@@ -188,7 +188,10 @@ class RedisOptions:
             variables = {name.upper() for name in _OPTION_FIELDS.values()}
             environ = {k: v for k, v in os.environ.items() if k in variables}
             overrides = {_OPTION_FIELDS[name]: value for name, value in self._given.items()}
-            self._settings = ServiceSettings.load(environ=environ, overrides=overrides)
+            try:
+                self._settings = ServiceSettings.load(environ=environ, overrides=overrides)
+            except ConfigError as exc:
+                raise _with_option(exc) from None
         return self._settings
 
     def target(self) -> RedisTarget:
@@ -204,6 +207,27 @@ class RedisOptions:
     def keys(self) -> KeySpace:
         """The pipeline's key space (one partition; callers read the recorded count)."""
         return KeySpace(self.prefix)
+
+
+_FLAGS = {
+    "redis_url": "--redis-url",
+    "prefix": "--prefix",
+    "redis_mode": "--redis-mode",
+    "sentinels": "--redis-sentinels",
+    "sentinel_master": "--redis-sentinel-master",
+}
+
+
+def _with_option(exc: ConfigError) -> ConfigError:
+    """``exc`` naming the command option beside its variable (``REDIS_URL (--redis-url)``), as
+    a command names the options it reads itself; the rest of the message is unchanged."""
+    for param, field in _OPTION_FIELDS.items():
+        if exc.variable == field.upper():
+            named = f"{exc.variable} ({_FLAGS[param]})"
+            exc.args = (str(exc).replace(f"{exc.variable}=", f"{named}=", 1),)
+            exc.variable = named
+            break
+    return exc
 
 
 DEFAULT_REDIS_OPTIONS = RedisOptions()
