@@ -221,3 +221,11 @@ def test_week4__dashboard_serves_without_the_cutover_verdict(week4: tuple[Path, 
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"check": True, "state": False}
+
+
+def test_week4__dlq_review_says_there_is_no_cutover_to_review(week4: tuple[Path, dict[str, str]]) -> None:
+    result = _cdb(week4, "dlq", "review", "--redis-url", "redis://127.0.0.1:1/0")
+
+    assert result.returncode != 0
+    assert "migration plug-in is not installed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -337,7 +337,12 @@ def review(
     --dlq-reviewed-before on every run. Recorded in ``<topic>_dlq_replayed`` (field
     ``reviewed-through``), which the operator's ACL user may write.
     """
-    from migration.dlq_review import REVIEWED_FIELD
+    try:  # the review feeds the migration's cutover check; after week 4 there is none
+        from migration.dlq_review import REVIEWED_FIELD
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("migration", "migration.dlq_review"):
+            raise
+        exit_with(CdbError("the migration plug-in is not installed: there is no cutover review to record"))
 
     client, keys = _client(redis)
     recorded: dict[str, str | None] = {}
