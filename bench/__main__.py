@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cdb.plugins import install_plugins
+
 __all__ = ["main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +123,7 @@ def _say(what: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options, with ``--quick``'s sizes and its own output directory filled in."""
     args = _parser().parse_args(argv)
+    install_plugins()  # the benchmarks measure every codec mode, the migration's too
     if args.out is None:
         args.out = QUICK_OUT if args.quick else ROOT
     if args.quick:

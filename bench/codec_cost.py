@@ -27,10 +27,9 @@ from bench.machine import QuietGate, fixtures_frozen
 from bench.messages import built, values
 from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
-from core.codec import Codec, build_codec
+from core.codec import Codec, CodecMode, codec_for_mode, shadow_codec
 from core.codec.fields import scan_fields
-from core.codec.shadow import ShadowCodec
-from core.topics import Path, Profile, Topic
+from core.topics import Topic
 
 __all__ = ["CASES", "OPERATIONS", "measure_codecs"]
 
@@ -43,13 +42,13 @@ Costs = dict[tuple[str, str, str], Figure]
 
 
 def _codecs() -> dict[str, Codec]:
-    lenient = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    legacy = build_codec(Path.LEGACY)
+    # Each case is a codec mode as a service would run it (core.codec.codec_for_mode).
+    lenient, legacy = codec_for_mode(CodecMode.LENIENT), codec_for_mode(CodecMode.LEGACY)
     return {
         "legacy": legacy,
         "pydantic lenient": lenient,
-        "pydantic strict": build_codec(Path.PYDANTIC, Profile.STRICT),
-        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(Path.LEGACY)),
+        "pydantic strict": codec_for_mode(CodecMode.STRICT),
+        "shadow (lenient + legacy)": shadow_codec(lenient, codec_for_mode(CodecMode.LEGACY)),
     }
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
-from core.codec import Codec, build_codec
-from core.codec.shadow import ShadowCodec
-from core.topics import Path, Profile, Topic
+from core.codec import Codec, build_codec, shadow_codec
+from core.topics import CodecPath, Profile, Topic
 
 __all__ = ["bench_shadow", "main"]
 
@@ -40,14 +39,14 @@ def _rate(codec: Codec, entries: list[dict[str, str]]) -> float:
 
 def bench_shadow(n: int = 20_000) -> list[tuple[str, float]]:
     """(codec, decodes per second) for each path alone and with shadow mode."""
-    pydantic = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    legacy = build_codec(Path.LEGACY)
+    pydantic = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+    legacy = build_codec(CodecPath.LEGACY)
     entries = _entries(pydantic, n)
     return [
         ("pydantic/lenient", _rate(pydantic, entries)),
         ("legacy", _rate(legacy, entries)),
-        ("shadow: pydantic + legacy", _rate(ShadowCodec(pydantic, legacy), entries)),
-        ("shadow: legacy + pydantic", _rate(ShadowCodec(legacy, pydantic), entries)),
+        ("shadow: pydantic + legacy", _rate(shadow_codec(pydantic, legacy), entries)),
+        ("shadow: legacy + pydantic", _rate(shadow_codec(legacy, pydantic), entries)),
     ]
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from pathlib import Path as FsPath
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.codec_modes import default_profile, default_use_pydantic
 from core.errors import ConfigError
+from core.settings_sources import EMPTY_MEANS_UNSET, ServiceEnvSource, read_env_file
 from core.topics import Profile, RedisMode, ServiceName
 from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
 
@@ -62,12 +64,14 @@ class ServiceSettings(BaseSettings):
 
     service: ServiceName | None = Field(default=None, description="Which service these settings are for.")
     use_pydantic_contracts: bool = Field(
-        default=False,
-        description="Decode/encode with the v1.0 Pydantic contracts instead of the legacy dataclasses.",
+        default_factory=default_use_pydantic,
+        description="Decode/encode with the v1.0 Pydantic contracts instead of the legacy dataclasses "
+        "(default: false while the migration plug-in is installed, else true).",
     )
     contract_profile: Profile = Field(
-        default=Profile.LENIENT,
-        description="lenient: fill a missing api_version/timestamp; strict: refuse such messages.",
+        default_factory=default_profile,
+        description="lenient: fill a missing api_version/timestamp; strict: refuse such messages "
+        "(default: lenient while the migration plug-in is installed, else strict).",
     )
     contract_shadow: bool = Field(
         default=False, description="Decode every message on both paths and count differences."
@@ -215,9 +219,10 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only explicit values: :meth:`load` resolves the environment itself, so that
-        it can scope variables per service and record where each value came from."""
-        return (init_settings,)
+        """Explicit values first, then (inside :meth:`load`) the per-service environment source;
+        a bare ``ServiceSettings(...)`` reads nothing but its arguments."""
+        source = _ACTIVE_SOURCE.get()
+        return (init_settings,) if source is None else (init_settings, source)
 
     @classmethod
     def load(
@@ -229,11 +234,19 @@ class ServiceSettings(BaseSettings):
         overrides: Mapping[str, Any] | None = None,
     ) -> ServiceSettings:
         """Resolve and validate the settings of ``service``; :class:`ConfigError` if any is bad."""
-        values, origins = cls.resolve(service, environ=environ, env_file=env_file, overrides=overrides)
+        source = ServiceEnvSource(cls, service.value if service else None, environ, env_file)
+        explicit = _explicit(overrides)
+        if service is not None:
+            explicit["service"] = service
+        token = _ACTIVE_SOURCE.set(source)
         try:
-            settings = cls(**values)
+            settings = cls(**explicit)
         except ValidationError as exc:
+            values, origins = cls.resolve(service, environ=environ, env_file=env_file, overrides=overrides)
             raise _config_error(exc, values, origins) from None
+        finally:
+            _ACTIVE_SOURCE.reset(token)
+        origins = {**source.origins, **{name: "option" for name in explicit if name != "service"}}
         _check_relations(settings, origins)
         return settings
 
@@ -247,30 +260,11 @@ class ServiceSettings(BaseSettings):
         overrides: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The raw value of every set field and where it came from (variable, file, option)."""
-        env = os.environ if environ is None else environ
-        file_values = read_env_file(env_file) if env_file else {}
-        values: dict[str, Any] = {}
-        origins: dict[str, str] = {}
-        for name in cls.model_fields:
-            if name == "service":
-                continue
-            var = name.upper()
-            scoped = f"{service.value.upper()}_{var}" if service else None
-            if overrides and name in overrides and overrides[name] is not None:
-                values[name], origins[name] = overrides[name], "option"
-            elif scoped and scoped in env:
-                values[name], origins[name] = env[scoped], f"env {scoped}"
-            elif var in env:
-                values[name], origins[name] = env[var], f"env {var}"
-            elif scoped and scoped in file_values:
-                values[name], origins[name] = file_values[scoped], f"file {env_file}: {scoped}"
-            elif var in file_values:
-                values[name], origins[name] = file_values[var], f"file {env_file}: {var}"
-            else:
-                origins[name] = "default"
-        for name in ("redis_url", "database_url", "redis_mode", "dlq_max_payload_bytes"):
-            if values.get(name) == "":
-                values[name] = None  # empty: a URL "not configured", the mode "detect", a limit derived
+        source = ServiceEnvSource(cls, service.value if service else None, environ, env_file)
+        values = source()
+        origins = dict(source.origins)
+        for name, value in _explicit(overrides).items():
+            values[name], origins[name] = value, "option"
         if service is not None:
             values["service"] = service
         return values, origins
@@ -290,6 +284,18 @@ _WHY: dict[str, str] = {
     "partition_lease_ms": "a longer lease leaves a dead instance's partitions unread for that long",
     "redis_wait_timeout_ms": "every publish may wait this long",
 }
+
+
+_ACTIVE_SOURCE: ContextVar[ServiceEnvSource | None] = ContextVar("cdb_settings_source", default=None)
+
+
+def _explicit(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The overrides actually given (``None`` means "not given"); an empty URL or mode is unset."""
+    out = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for name in EMPTY_MEANS_UNSET:
+        if out.get(name) == "":
+            out[name] = None
+    return out
 
 
 def _accepted(name: str) -> tuple[list[str], str]:
@@ -390,41 +396,4 @@ def _checked_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     problem = url_problem(value, schemes)
     if problem is not None:
         raise ValueError(problem)
-    return value
-
-
-def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Parse a docker-compose style env file: ``KEY=value`` lines, ``#`` comments (whole-line,
-    or after whitespace in an unquoted value), quotes, ``export``; :class:`ConfigError` if the
-    file cannot be read or a line is malformed."""
-    try:
-        text_lines = FsPath(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), None, ["a readable UTF-8 env file"], str(exc)) from None
-    out: dict[str, str] = {}
-    for lineno, line in enumerate(text_lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if text.startswith("export "):
-            text = text[len("export ") :].lstrip()
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{lineno}", line, ["KEY=value"], "malformed env file line")
-        out[key.strip()] = _env_value(value)
-    return out
-
-
-def _env_value(raw: str) -> str:
-    # As docker compose reads it, so `cdb flags --env-file` shows what the container gets:
-    # a quoted value ends at its closing quote (a comment may follow); in an unquoted one,
-    # " #" starts a comment.
-    value = raw.strip()
-    if value[:1] in ("'", '"'):
-        end = value.find(value[0], 1)
-        if end > 0:
-            return value[1:end]
-    for i, char in enumerate(value):
-        if char == "#" and i > 0 and value[i - 1] in " \t":
-            return value[:i].rstrip()
     return value

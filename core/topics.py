@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KeySpace", "Path", "Profile", "RedisMode", "ServiceName", "Topic", "partition_of"]
+__all__ = ["CodecPath", "KeySpace", "Profile", "RedisMode", "ServiceName", "Topic", "partition_of"]
 
 
 class Topic(StrEnum):
@@ -27,8 +27,22 @@ class Topic(StrEnum):
     ORDERS = "orders"
     ORDER_RESULTS = "order_results"
 
+    @property
+    def partition_key(self) -> str:
+        """The message field whose value picks the partition (:func:`partition_of`): the
+        symbol on every topic, since per-symbol order is what the services need."""
+        return _PARTITION_KEYS[self]
 
-class Path(StrEnum):
+
+_PARTITION_KEYS: dict[Topic, str] = {
+    Topic.MARKET_DATA: "symbol",
+    Topic.SIGNALS: "symbol",
+    Topic.ORDERS: "symbol",
+    Topic.ORDER_RESULTS: "symbol",
+}
+
+
+class CodecPath(StrEnum):
     """Which code path decodes and encodes messages."""
 
     LEGACY = "legacy"

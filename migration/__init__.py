@@ -1,4 +1,8 @@
-"""Migration-only code: the lenient profile and the cutover tooling; deleted after week 4."""
+"""The migration plug-in: the legacy path, the lenient profile, shadow mode and the cutover tooling.
+
+:func:`install` registers the codec parts in core's codec registry; the application
+calls it once. Deleted after week 4 with that one call (docs/migration-runbook.md).
+"""
 
 from migration.cutover import CheckOptions, CutoverReport, Finding, Verdict, check_cutover
 from migration.cutover_files import (
@@ -9,7 +13,10 @@ from migration.cutover_files import (
     plan_cutover,
     plan_rollback,
 )
+from migration.install import install
+from migration.legacy_codec import LegacyCodec
 from migration.lenient import LENIENT_FIELDS, LenientReader, lenient_variant
+from migration.shadow import ShadowCodec
 
 __all__ = [
     "LENIENT_FIELDS",
@@ -20,9 +27,12 @@ __all__ = [
     "CutoverReport",
     "FileChange",
     "Finding",
+    "LegacyCodec",
     "LenientReader",
+    "ShadowCodec",
     "Verdict",
     "check_cutover",
+    "install",
     "lenient_variant",
     "plan_cutover",
     "plan_rollback",

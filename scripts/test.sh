@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: set up, make sure the servers answer,
-# then ruff (lint + format), mypy strict on core and migration, and pytest.
+# then ruff (lint + format), mypy strict on core and migration, the import layers, and pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k codec).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +27,8 @@ ruff check .
 ruff format --check .
 echo "==> mypy (strict: core, migration)" >&2
 mypy
+echo "==> import-linter (layers: bench > cdb > harness > services | migration > core)" >&2
+lint-imports
 echo "==> pytest" >&2
 status=0
 python -m pytest "$@" || status=$?

@@ -6,16 +6,20 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import fakeredis
 import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
 
+from cdb.plugins import install_plugins
 from core.topics import KeySpace
 from core.utils.clock import FrozenClock, set_clock
 from tests.support.servers import PG_ADMIN_URL, REDIS_URL, ThrowawayRedis
 
-pytest_plugins = ("services.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
+install_plugins()  # as the application does at start-up: the codec registry knows every mode
+
+pytest_plugins = ("harness.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
 
 FROZEN_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -73,6 +77,18 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def any_redis(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the real Redis server, then of an in-memory fakeredis (what ``cdb run``
+    uses without REDIS_URL): one transport suite, two servers, as FastStream runs its broker tests."""
+    if request.param == "fakeredis":
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis()
+    else:
+        client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from services.runtime import ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import MomentumStrategy, SignalParams
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 
 @dataclass
 class _Trade:

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from core.codec import Decoded
 from core.redis import outbox
 from core.topics import KeySpace, ServiceName
+from migration import legacy_codec
 from services.risk.service import RiskService
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
@@ -153,10 +154,13 @@ async def test_risk__an_output_that_fails_only_when_packed_dead_letters_only_its
 ) -> None:
     # Take away the check made when an output is deferred: the surrogate then fails in the
     # batch's flush, where the publisher must still pin it on the one input that made it.
+    # The legacy codec refuses a lone surrogate on input too (core.codec.limits): take that
+    # check away as well, or the bad input never makes an output.
     def unchecked(*_: Any) -> None:
         return None
 
     monkeypatch.setattr(outbox, "utf8_checked", unchecked)
+    monkeypatch.setattr(legacy_codec, "surrogate_error", unchecked)
     good = range(1, 10)
     entries = [_signal(i) for i in good]
     entries.insert(4, _signal(0, symbol=SURROGATE))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.cli.acl import default_acl_path
-from core.cli.main import app
+from cdb.cli.acl import default_acl_path
+from cdb.cli.main import app
 from core.errors import ConfigError
 from core.redis.acl import (
     OPERATOR,
@@ -27,6 +27,8 @@ from core.redis.acl import (
 )
 from core.settings import redact_url
 from core.topics import KeySpace, ServiceName, Topic
+
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
 
 SECRETS = {role: f"s3cret-{role}-0123456789abcdef" for role in ROLES}
 

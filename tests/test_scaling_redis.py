@@ -20,7 +20,7 @@ from core.redis.leases import PartitionLeases
 from core.redis.modes import RedisTarget
 from core.redis.topology import ensure_topology, read_partitions
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, RedisMode, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, RedisMode, ServiceName, Topic
 from services.partitions import replay_history
 from services.runtime import ServiceContext, run_consuming_service
 from services.signal.service import SignalService
@@ -28,7 +28,7 @@ from tests.ops_helpers import cdb
 
 pytestmark = pytest.mark.integration
 
-CODEC = build_codec(Path.PYDANTIC)
+CODEC = build_codec(CodecPath.PYDANTIC)
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT"]
 
 
@@ -142,8 +142,12 @@ async def test_leases__an_owner_that_stops_renewing_loses_the_partition_after_th
     a = PartitionLeases(redis_async, keys, ServiceName.SIGNAL, "a", 100)
     b = PartitionLeases(redis_async, keys, ServiceName.SIGNAL, "b", 100)
     assert await a.acquire(2)
-    await asyncio.sleep(0.15)
-    assert await b.acquire(2)
+    assert not await b.acquire(2)  # held: not before the TTL
+
+    async with asyncio.timeout(5):  # polling, not a fixed sleep: the TTL is the server's
+        while not await b.acquire(2):
+            await asyncio.sleep(0.01)
+
     assert not await a.renew(2)  # lost: a must stop and rebuild before taking it again
 
 
@@ -158,8 +162,14 @@ async def test_members__live_instances_are_listed_a_leaver_at_once_a_silent_one_
     assert await c.heartbeat() == ["a", "b", "c"]
     await b.leave()
     assert await a.members() == ["a", "c"]
-    await asyncio.sleep(0.25)
-    assert await a.heartbeat() == ["a"]
+
+    live = await a.heartbeat()
+    async with asyncio.timeout(5):  # c stopped beating: gone once its TTL passes
+        while live != ["a"]:
+            await asyncio.sleep(0.01)
+            live = await a.heartbeat()
+
+    assert live == ["a"]
 
 
 async def test_ensure_topology__the_first_start_records_the_count_and_a_different_one_is_refused(

@@ -14,6 +14,8 @@ from core.settings import ServiceSettings
 from core.topics import KeySpace, RedisMode, ServiceName, Topic, partition_of
 from services.risk.limits import RiskLimits
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 
 @pytest.mark.parametrize(
     ("symbol", "partition"),

@@ -13,6 +13,8 @@ import pytest
 
 from core.schema.compat import Change, ChangeKind, Compatibility, Reader, compare, overall
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 BASE: dict[str, Any] = {
     "type": "object",
     "title": "Thing",

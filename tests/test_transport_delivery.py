@@ -41,11 +41,11 @@ async def publish(redis: aioredis.Redis, keys: KeySpace, n: int) -> list[str]:
 
 
 async def test_consumer_killed_before_ack__second_consumer_reclaims_and_processes_every_entry(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    first = consumer(redis_async, keys, "doomed", reclaim_idle_ms=100)
+    first = consumer(any_redis, keys, "doomed", reclaim_idle_ms=100)
     await first.ensure_group()
-    published = await publish(redis_async, keys, 1_000)
+    published = await publish(any_redis, keys, 1_000)
     seen_by_first: list[str] = []
     stuck = asyncio.Event()
 
@@ -61,7 +61,7 @@ async def test_consumer_killed_before_ack__second_consumer_reclaims_and_processe
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    second = consumer(redis_async, keys, "survivor", reclaim_idle_ms=100)
+    second = consumer(any_redis, keys, "survivor", reclaim_idle_ms=100)
     processed = Collector()
     await poll_until(lambda: second.poll_once(processed), lambda: set(processed.ids) >= set(published))
 
@@ -75,18 +75,18 @@ async def test_consumer_killed_before_ack__second_consumer_reclaims_and_processe
 
 
 async def test_consumer_restarted_with_the_same_name__handles_its_own_pending_entries_first(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    first = consumer(redis_async, keys, "instance-1")
+    first = consumer(any_redis, keys, "instance-1")
     await first.ensure_group()
-    published = await publish(redis_async, keys, 30)
+    published = await publish(any_redis, keys, 30)
 
     async def crashes(decoded: Decoded, entry_id: str) -> None:
         raise asyncio.CancelledError  # the process dies while handling the first entry
 
     with pytest.raises(asyncio.CancelledError):
         await first.poll_once(crashes)
-    restarted = consumer(redis_async, keys, "instance-1")  # default reclaim idle: 30 s
+    restarted = consumer(any_redis, keys, "instance-1")  # default reclaim idle: 30 s
     handled = Collector()
 
     await poll_until(lambda: restarted.poll_once(handled), lambda: len(handled.ids) >= 30, timeout_s=5)
@@ -95,11 +95,11 @@ async def test_consumer_restarted_with_the_same_name__handles_its_own_pending_en
 
 
 async def test_handler_failure__retried_on_reclaim_then_dead_lettered_after_max_deliveries(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    worker = consumer(redis_async, keys, "w", reclaim_idle_ms=30, max_deliveries=3)
+    worker = consumer(any_redis, keys, "w", reclaim_idle_ms=30, max_deliveries=3)
     await worker.ensure_group()
-    [poison, *rest] = await publish(redis_async, keys, 5)
+    [poison, *rest] = await publish(any_redis, keys, 5)
     attempts: list[str] = []
     handled = Collector()
 
@@ -128,11 +128,11 @@ async def test_handler_failure__retried_on_reclaim_then_dead_lettered_after_max_
 
 
 async def test_handler_failure__entry_stays_pending_and_is_acked_once_a_retry_succeeds(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    worker = consumer(redis_async, keys, "w", reclaim_idle_ms=30, max_deliveries=5)
+    worker = consumer(any_redis, keys, "w", reclaim_idle_ms=30, max_deliveries=5)
     await worker.ensure_group()
-    [only] = await publish(redis_async, keys, 1)
+    [only] = await publish(any_redis, keys, 1)
     calls: list[str] = []
 
     async def flaky(decoded: Decoded, entry_id: str) -> None:
@@ -141,9 +141,9 @@ async def test_handler_failure__entry_stays_pending_and_is_acked_once_a_retry_su
             raise ConnectionResetError("downstream hiccup")
 
     await worker.poll_once(flaky)
-    pending_after_failure = (
-        await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
-    )["pending"]
+    pending_after_failure = (await any_redis.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION)))[
+        "pending"
+    ]
     await poll_until(lambda: worker.poll_once(flaky), lambda: len(calls) >= 2)
 
     assert pending_after_failure == 1
@@ -153,15 +153,15 @@ async def test_handler_failure__entry_stays_pending_and_is_acked_once_a_retry_su
 
 
 async def test_consumer__entries_delivered_more_than_max_deliveries__dead_lettered_without_handling(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    await consumer(redis_async, keys, "any").ensure_group()
-    [entry] = await publish(redis_async, keys, 1)
+    await consumer(any_redis, keys, "any").ensure_group()
+    [entry] = await publish(any_redis, keys, 1)
     stream, group = keys.stream(TOPIC), keys.group(ServiceName.EXECUTION)
     # Two consumers died while holding the entry (a message that crashes the process).
-    await redis_async.xreadgroup(group, "d1", {stream: ">"}, count=1)
-    await redis_async.xclaim(stream, group, "d2", 0, [entry])
-    survivor = consumer(redis_async, keys, "s", reclaim_idle_ms=1, max_deliveries=2)
+    await any_redis.xreadgroup(group, "d1", {stream: ">"}, count=1)
+    await any_redis.xclaim(stream, group, "d2", 0, [entry])
+    survivor = consumer(any_redis, keys, "s", reclaim_idle_ms=1, max_deliveries=2)
     handled = Collector()
     await asyncio.sleep(0.01)
 
@@ -176,23 +176,21 @@ async def test_consumer__entries_delivered_more_than_max_deliveries__dead_letter
 
 
 async def test_ensure_group__is_idempotent_and_creates_the_stream(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    worker = consumer(redis_async, keys, "w")
+    worker = consumer(any_redis, keys, "w")
 
     await worker.ensure_group()
     await worker.ensure_group()
 
-    groups = await redis_async.xinfo_groups(keys.stream(TOPIC))
+    groups = await any_redis.xinfo_groups(keys.stream(TOPIC))
     assert [g["name"].decode() for g in groups] == [keys.group(ServiceName.EXECUTION)]
 
 
-async def test_lag__counts_undelivered_and_pending_entries(
-    redis_async: aioredis.Redis, keys: KeySpace
-) -> None:
-    worker = consumer(redis_async, keys, "w", batch_size=10, reclaim_idle_ms=60_000)
+async def test_lag__counts_undelivered_and_pending_entries(any_redis: aioredis.Redis, keys: KeySpace) -> None:
+    worker = consumer(any_redis, keys, "w", batch_size=10, reclaim_idle_ms=60_000)
     await worker.ensure_group()
-    await publish(redis_async, keys, 25)
+    await publish(any_redis, keys, 25)
 
     async def fails(decoded: Decoded, entry_id: str) -> None:
         raise ValueError("not yet")
@@ -207,13 +205,13 @@ async def test_lag__counts_undelivered_and_pending_entries(
 
 
 async def test_group_deleted_while_running__recreated_and_consumption_resumes(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    worker = consumer(redis_async, keys, "w")
+    worker = consumer(any_redis, keys, "w")
     await worker.ensure_group()
     await worker.poll_once(Collector())
-    await redis_async.xgroup_destroy(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
-    published = await publish(redis_async, keys, 20)
+    await any_redis.xgroup_destroy(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+    published = await publish(any_redis, keys, 20)
     handled = Collector()
 
     await poll_until(lambda: worker.poll_once(handled), lambda: len(handled.ids) >= 20, timeout_s=5)
@@ -221,10 +219,10 @@ async def test_group_deleted_while_running__recreated_and_consumption_resumes(
     assert handled.ids == published
 
 
-async def test_run__returns_when_stop_is_set(redis_async: aioredis.Redis, keys: KeySpace) -> None:
-    worker = consumer(redis_async, keys, "w")
+async def test_run__returns_when_stop_is_set(any_redis: aioredis.Redis, keys: KeySpace) -> None:
+    worker = consumer(any_redis, keys, "w")
     await worker.ensure_group()
-    published = await publish(redis_async, keys, 10)
+    published = await publish(any_redis, keys, 10)
     handled = Collector()
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(handled, stop))
@@ -260,19 +258,19 @@ async def test_lenient_consumer__fields_filled_from_defaults_are_counted_per_fie
 
 
 async def test_before_ack__outputs_deferred_by_the_handler_are_published_once_per_batch_before_the_ack(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    results = Publisher(redis_async, CODEC, keys=keys, service=ServiceName.EXECUTION)
+    results = Publisher(any_redis, CODEC, keys=keys, service=ServiceName.EXECUTION)
     flushes: list[int] = []
 
     async def flush_and_check_inputs_still_pending() -> None:
-        pending = await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+        pending = await any_redis.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
         flushes.append(pending["pending"])
         await results.flush()
 
-    worker = consumer(redis_async, keys, "w", batch_size=50, before_ack=flush_and_check_inputs_still_pending)
+    worker = consumer(any_redis, keys, "w", batch_size=50, before_ack=flush_and_check_inputs_still_pending)
     await worker.ensure_group()
-    await publish(redis_async, keys, 120)
+    await publish(any_redis, keys, 120)
 
     async def fill(decoded: Decoded, entry_id: str) -> None:
         order = decoded.message
@@ -281,25 +279,25 @@ async def test_before_ack__outputs_deferred_by_the_handler_are_published_once_pe
     await poll_until(lambda: worker.poll_once(fill), lambda: worker.metrics.snapshot()["messages_ok"] >= 120)
 
     assert flushes == [50, 50, 20]  # one flush per batch, while the batch was still unacked
-    assert await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS)) == 120
+    assert await any_redis.xlen(keys.stream(Topic.ORDER_RESULTS)) == 120
     assert results.deferred == 0
     assert await worker.lag() == 0
 
 
 async def test_before_ack__raises__nothing_of_the_batch_is_acked(
-    redis_async: aioredis.Redis, keys: KeySpace
+    any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
     async def redis_down() -> None:
         raise TransportError("publish order_results: Redis unreachable after 10 attempt(s)")
 
-    worker = consumer(redis_async, keys, "w", before_ack=redis_down)
+    worker = consumer(any_redis, keys, "w", before_ack=redis_down)
     await worker.ensure_group()
-    await publish(redis_async, keys, 10)
+    await publish(any_redis, keys, 10)
 
     with pytest.raises(TransportError):
         await worker.poll_once(Collector())
 
-    pending = await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+    pending = await any_redis.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
     assert pending["pending"] == 10
 
 
@@ -322,3 +320,25 @@ def test_consumer__client_that_decodes_responses__refused_at_construction(redis_
 
     with pytest.raises(ValueError, match="decode_responses=False"):
         consumer(client, KeySpace("x:"), "w")
+
+
+@pytest.mark.strict_path
+async def test_consumer__published_messages_consumed_in_order_and_a_bad_entry_dead_lettered(
+    any_redis: aioredis.Redis, keys: KeySpace
+) -> None:
+    worker = consumer(any_redis, keys, "w", batch_size=500, block_ms=10)
+    await worker.ensure_group()
+    messages = make_messages(CODEC, TOPIC, 2_000)
+    publisher = Publisher(any_redis, CODEC, keys=keys, service=ServiceName.RISK, chunk=300)
+    ids = await publisher.publish_many(TOPIC, messages[:1_000])
+    await any_redis.xadd(keys.stream(TOPIC), {"order_id": "not json"})
+    ids += await publisher.publish_many(TOPIC, messages[1_000:])
+    handled = Collector()
+
+    await poll_until(lambda: worker.poll_once(handled), lambda: len(handled.ids) >= 2_000)
+
+    [letter] = await worker.dead_letters.read(TOPIC)
+    assert handled.messages == messages
+    assert handled.ids == ids
+    assert letter.cause == DeadLetterCause.INVALID
+    assert await worker.lag() == 0

@@ -10,6 +10,8 @@ import pytest
 
 from core.logging import configure_logging, get_logger, scrub_secrets
 
+pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
+
 
 @pytest.fixture
 def log_buffer() -> Iterator[io.StringIO]:

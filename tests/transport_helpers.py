@@ -6,19 +6,24 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.codec import Codec, Decoded, build_codec
-from core.topics import Path, Profile, Topic
+from core.codec import Codec, CodecMode, Decoded, codec_for_mode, mode_available
+from core.topics import Topic
 
 __all__ = ["CODECS", "Collector", "make_messages", "poll_until", "valid_values"]
 
 BASE_MS = 1_767_225_600_000
 
-CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY),
-    "pydantic-lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+_NAMES = {
+    CodecMode.LEGACY: "legacy",
+    CodecMode.LENIENT: "pydantic-lenient",
+    CodecMode.STRICT: "pydantic-strict",
 }
-"""Every path (and profile) a service can run on."""
+
+CODECS: dict[str, Codec] = {
+    name: codec_for_mode(mode) for mode, name in _NAMES.items() if mode_available(mode)
+}
+"""Every path (and profile) a service can run on in this installation (strict alone once the
+migration is deleted: docs/migration-runbook.md)."""
 
 
 def valid_values(topic: Topic, i: int) -> dict[str, Any]:

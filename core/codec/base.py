@@ -6,13 +6,13 @@ to a codec and gets a message (or one :class:`~core.errors.ContractError`) back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 
-__all__ = ["Codec", "Decoded", "EntryId", "FieldMap", "Message", "RawFieldMap"]
+__all__ = ["Codec", "Decoded", "EntryId", "FieldMap", "Message", "RawFieldMap", "ShadowCallback"]
 
 Message = Any
 """A decoded message: a v1.0 contract on the Pydantic path, a legacy dataclass on the
@@ -26,6 +26,10 @@ RawFieldMap = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, b
 
 EntryId = bytes | str
 """A Redis Stream entry id, ``<ms>-<seq>``: its ms part is the server time the entry was added."""
+
+ShadowCallback = Callable[[Topic, Sequence[str]], None]
+"""Called once per message shadow mode compared, with the topic and the mismatching fields
+(often none); a service passes its metrics' counter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class Codec(Protocol):
     """
 
     @property
-    def path(self) -> Path:
+    def path(self) -> CodecPath:
         """The path this codec implements."""
         ...
 

@@ -1,55 +1,154 @@
-"""The one place that chooses a service's codec from its settings.
+"""Core's one codec registry: the one place that chooses a service's codec from its settings.
 
-Services receive a codec and never test the flag themselves. After cutover,
-deleting the legacy path and the lenient profile removes two entries here.
+Services receive a codec and never test the flag themselves. Core registers the
+Pydantic path with the strict profile; a plug-in adds more through the ``register_*``
+functions (the migration adds the legacy path, the lenient profile and shadow mode,
+once, from ``migration.install()``). Core never imports a plug-in, so deleting the
+migration after cutover deletes its registrations with it and nothing here changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from pydantic import BaseModel
 
-from core.codec.base import Codec
-from core.codec.legacy_codec import LegacyCodec
+from core.codec.base import Codec, ShadowCallback
 from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
-from core.codec.shadow import ShadowCallback, ShadowCodec
+from core.codec_modes import CodecMode, codec_mode, default_profile, mark_available, primary_mode
+from core.errors import ConfigError
 from core.settings import ServiceSettings
-from core.topics import Path, Profile, Topic
-from migration.lenient import lenient_models, lenient_readers
+from core.topics import CodecPath, Profile, Topic
 
-__all__ = ["build_codec", "codec_for", "profile_models"]
+__all__ = [
+    "CodecFactory",
+    "ReaderFactory",
+    "ShadowFactory",
+    "build_codec",
+    "codec_for",
+    "codec_for_mode",
+    "profile_models",
+    "register_path",
+    "register_profile",
+    "register_shadow",
+    "shadow_codec",
+]
+
+CodecFactory = Callable[[int], Codec]
+"""Builds the codec of a registered path from ``max_bytes``."""
+
+ReaderFactory = Callable[[dict[Topic, type[BaseModel]]], Mapping[Topic, ContractReader]]
+"""Builds a profile's reader for each topic from the strict contracts (a profile may read
+topics by different rules, e.g. the lenient profile's missing-timestamp rule per topic)."""
+
+VariantFactory = Callable[[dict[Topic, type[BaseModel]]], dict[Topic, type[BaseModel]]]
+"""The model a profile validates each topic with, from the strict contracts (schema export)."""
+
+ShadowFactory = Callable[[Codec, Codec, ShadowCallback | None], Codec]
+"""Wraps (primary, shadow, on_compare) into the codec of shadow mode."""
+
+
+def _strict_readers(contracts: dict[Topic, type[BaseModel]]) -> dict[Topic, ContractReader]:
+    return {topic: StrictReader(model) for topic, model in contracts.items()}
+
+
+def _strict_models(contracts: dict[Topic, type[BaseModel]]) -> dict[Topic, type[BaseModel]]:
+    return dict(contracts)
+
+
+_PATHS: dict[CodecPath, CodecFactory] = {}
+_PROFILES: dict[Profile, tuple[ReaderFactory, VariantFactory]] = {
+    Profile.STRICT: (_strict_readers, _strict_models)
+}
+_SHADOW: list[ShadowFactory] = []
+
+
+def register_path(path: CodecPath, factory: CodecFactory) -> None:
+    """Make ``path`` (other than the Pydantic one, which core owns) buildable."""
+    if path is CodecPath.PYDANTIC:
+        raise ValueError("the Pydantic path belongs to core")
+    _PATHS[path] = factory
+    mark_available(path=path)
+
+
+def register_profile(profile: Profile, reader: ReaderFactory, variant: VariantFactory) -> None:
+    """Make ``profile`` of the Pydantic path buildable: ``reader`` builds its per-topic readers,
+    ``variant`` its per-topic models (the schema export)."""
+    _PROFILES[profile] = (reader, variant)
+    mark_available(profile=profile)
+
+
+def register_shadow(factory: ShadowFactory) -> None:
+    """Make shadow mode (``CONTRACT_SHADOW=true``) buildable."""
+    _SHADOW[:] = [factory]
+    mark_available(shadow=True)
 
 
 def profile_models(profile: Profile) -> dict[Topic, type[BaseModel]]:
-    """The model that validates each topic under ``profile`` (for schema export): the
-    strict contracts, or their lenient variants while the lenient profile exists."""
-    if profile is Profile.LENIENT:
-        return lenient_models(CONTRACTS)
-    return dict(CONTRACTS)
+    """The model that validates each topic under ``profile`` (for schema export); empty when
+    that profile is not installed."""
+    if profile not in _PROFILES:
+        return {}
+    return _PROFILES[profile][1](CONTRACTS)
 
 
-def _readers(profile: Profile) -> dict[Topic, ContractReader]:
-    if profile is Profile.LENIENT:
-        return dict(lenient_readers(CONTRACTS))
-    return {topic: StrictReader(model) for topic, model in CONTRACTS.items()}
+def _missing(variable: str, value: str, hint: str) -> ConfigError:
+    return ConfigError(variable, value, _accepted(variable), hint)
 
 
-def build_codec(path: Path, profile: Profile = Profile.LENIENT, *, max_bytes: int = 65_536) -> Codec:
-    """The codec for ``path`` (and ``profile`` on the Pydantic path)."""
-    if path is Path.LEGACY:
-        return LegacyCodec(max_bytes)
-    return PydanticCodec(profile, _readers(profile), max_bytes)
+def _accepted(variable: str) -> list[str]:
+    if variable == "CONTRACT_PROFILE":
+        return sorted(p.value for p in _PROFILES)
+    if variable == "CONTRACT_SHADOW":
+        return ["false"]
+    return ["true"]
+
+
+def build_codec(path: CodecPath, profile: Profile | None = None, *, max_bytes: int = 65_536) -> Codec:
+    """The codec for ``path`` (and ``profile`` on the Pydantic path; default: the default profile).
+
+    :class:`ConfigError` if that path or profile is not installed in this process.
+    """
+    if path is not CodecPath.PYDANTIC:
+        if path not in _PATHS:
+            raise _missing("USE_PYDANTIC_CONTRACTS", "false", f"the {path.value} path is not installed")
+        return _PATHS[path](max_bytes)
+    chosen = profile or default_profile()
+    if chosen not in _PROFILES:
+        raise _missing("CONTRACT_PROFILE", chosen.value, f"the {chosen.value} profile is not installed")
+    return PydanticCodec(chosen, dict(_PROFILES[chosen][0](CONTRACTS)), max_bytes)
+
+
+def shadow_codec(primary: Codec, shadow: Codec, on_compare: ShadowCallback | None = None) -> Codec:
+    """``primary`` wrapped with ``shadow`` the way ``CONTRACT_SHADOW=true`` wraps it (the
+    benchmarks compare it with the plain codec); :class:`ConfigError` if shadow mode is not installed."""
+    if not _SHADOW:
+        raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
+    return _SHADOW[0](primary, shadow, on_compare)
 
 
 def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = None) -> Codec:
-    """The codec a service with ``settings`` must use.
+    """The codec a service with ``settings`` must use, by the one mode resolver
+    (:func:`core.codec_modes.codec_mode`).
 
-    With ``CONTRACT_SHADOW=true`` it is a :class:`ShadowCodec`: the flag-selected codec
-    wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
+    In shadow mode it is the shadow codec: the flag-selected codec wrapped with the other
+    path's (same profile), reporting each comparison to ``on_shadow``.
     """
-    path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
-    primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    if not settings.contract_shadow:
+    mode, primary_of = codec_mode(settings), primary_mode(settings)
+    if mode is CodecMode.SHADOW and not _SHADOW:
+        raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
+    primary = codec_for_mode(primary_of, max_bytes=settings.max_message_bytes)
+    if mode is not CodecMode.SHADOW:
         return primary
-    other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
+    other = CodecPath.PYDANTIC if primary_of is CodecMode.LEGACY else CodecPath.LEGACY
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    return ShadowCodec(primary, shadow, on_compare=on_shadow)
+    return shadow_codec(primary, shadow, on_shadow)
+
+
+def codec_for_mode(mode: CodecMode, *, max_bytes: int = 65_536) -> Codec:
+    """The codec of a single (non-shadow) ``mode``: legacy, or the Pydantic path with that profile."""
+    if mode is CodecMode.SHADOW:
+        raise ValueError("shadow mode wraps two codecs; build it with codec_for(settings)")
+    if mode is CodecMode.LEGACY:
+        return build_codec(CodecPath.LEGACY, max_bytes=max_bytes)
+    return build_codec(CodecPath.PYDANTIC, Profile(mode.value), max_bytes=max_bytes)

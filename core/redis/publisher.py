@@ -14,10 +14,11 @@ duplicates (ids are deterministic: dedupe on ``order_id``/``signal_id``). When
 the retries run out, :class:`~core.errors.TransportError` reaches the caller;
 a message the publisher returned an id for is in the stream.
 
-Works with either path's messages: the codec (given, or picked from the message
-type) encodes them, the transport never looks at fields -- except ``symbol`` when
-the key space has several partitions: a message goes to the stream of
-``KeySpace.partition(symbol)``, so each symbol's messages stay in order.
+Works with either path's messages: the codec (given; by default the Pydantic path's,
+never picked from the message type) encodes them, the transport never looks at fields --
+except the topic's declared partition key (``Topic.partition_key``, the symbol) when the
+key space has several partitions: a message goes to the stream of
+``KeySpace.partition(key)``, so each symbol's messages stay in order.
 
 Replica acknowledgement (``wait_replicas`` > 0, settings ``REDIS_WAIT_REPLICAS`` /
 ``REDIS_WAIT_TIMEOUT_MS``): each chunk ends with ``WAIT n timeout`` on the same
@@ -42,7 +43,7 @@ from core.redis import outbox
 from core.redis.modes import AsyncClient
 from core.redis.outbox import Deferred, Outbox
 from core.redis.retry import RetryPolicy, call_async
-from core.redis.sync_publish import publish_message, stream_ids, symbol_partition, wall_ms
+from core.redis.sync_publish import message_partition, publish_message, stream_ids, wall_ms
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, pack_command, send_pipelined
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
@@ -236,7 +237,7 @@ class Publisher:
     def _encode(self, topic: Topic, message: Message) -> Encoded:
         body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
         outbox.utf8_checked(self.codec, topic, body, fields)
-        return body, fields, symbol_partition(self.keys, message)
+        return body, fields, message_partition(self.keys, topic, message)
 
     async def _send(self, topic: Topic, encoded: Sequence[Encoded | Deferred]) -> list[str]:
         if not encoded:

@@ -1,52 +1,61 @@
 """The blocking publish (:func:`publish_message`, used by ``cdb dlq replay``) in every mode,
 and the helpers it shares with the asyncio :class:`~core.redis.publisher.Publisher`.
 
-Standalone and Sentinel: one non-transactional pipeline ``PUBLISH`` + ``XADD`` (+ ``WAIT``).
-Cluster: redis-py's cluster pipeline refuses ``PUBLISH``, and ``WAIT`` must run on the
-connection that wrote, so the ``PUBLISH`` goes alone (any node; the cluster bus
-forwards it) and ``XADD`` + ``WAIT`` go in one pipeline on the stream's own node.
+One publish implementation for both sides: the commands are packed by
+:class:`~core.redis.wire.PublishPacker` (as the asyncio publisher packs them) and written
+as one non-transactional pipeline ``PUBLISH`` + ``XADD`` (+ ``WAIT``) on one connection:
+on a cluster, the stream's node (``PUBLISH`` works on any node; the cluster bus forwards
+it, and ``WAIT`` must run on the connection that wrote). A cluster redirect is recognised
+by the same rule (:func:`~core.redis.wire.redirect_in`), refreshes the slot map and raises
+:class:`~core.redis.wire.SlotMovedError`, which the retry policy retries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
 from redis.cluster import RedisCluster as SyncRedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.codec import Codec, Message, build_codec
 from core.errors import ConfigError, NotReplicatedError, TransportError
 from core.redis.modes import SyncClient
 from core.redis.retry import RetryPolicy, call_sync
-from core.redis.wire import DEFAULT_STREAM_MAXLEN, SlotMovedError, StreamTrim
-from core.topics import KeySpace, Path, Profile, Topic
+from core.redis.wire import (
+    DEFAULT_STREAM_MAXLEN,
+    PublishPacker,
+    SlotMovedError,
+    StreamTrim,
+    pack_command,
+    redirect_in,
+)
+from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = [
-    "codec_of",
+    "default_codec",
+    "message_partition",
     "publish_message",
-    "send_sync",
+    "send_packed_sync",
     "stream_ids",
-    "symbol_partition",
     "topic_named",
     "wall_ms",
 ]
 
-_REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
-
-_CODECS: dict[Path, Codec] = {}
+_DEFAULT: list[Codec] = []
 
 
-def codec_of(message: Message) -> Codec:
-    """The codec for a message when none is given: Pydantic for a contract, else legacy."""
-    path = Path.PYDANTIC if isinstance(message, BaseModel) else Path.LEGACY
-    if path not in _CODECS:
-        # Encoding does not depend on the profile; strict is the plain contract.
-        _CODECS[path] = build_codec(path, Profile.STRICT)
-    return _CODECS[path]
+def default_codec() -> Codec:
+    """The codec :func:`publish_message` encodes with when none is given: the Pydantic path
+    (encoding does not depend on the profile). The transport never picks a path from a
+    message's type: a producer on another path passes its own codec."""
+    if not _DEFAULT:
+        _DEFAULT.append(build_codec(CodecPath.PYDANTIC, Profile.STRICT))
+    return _DEFAULT[0]
 
 
 def wall_ms() -> int:
@@ -55,11 +64,11 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def symbol_partition(keys: KeySpace, message: Message) -> int:
-    """The partition of ``message``'s symbol (0 with one partition)."""
+def message_partition(keys: KeySpace, topic: Topic, message: Message) -> int:
+    """The partition of ``message`` by the partition key ``topic`` declares (0 with one partition)."""
     if keys.partitions == 1:
         return 0
-    return keys.partition(str(getattr(message, "symbol", "")))
+    return keys.partition(str(getattr(message, topic.partition_key, "")))
 
 
 def topic_named(topic: Topic | str) -> Topic:
@@ -92,9 +101,9 @@ def publish_message(
 
     Blocking form (the seed's name and call: ``publish_message(redis_client, "signals", signal)``;
     ``topic`` is a :class:`Topic` or its name, an unknown name is a
-    :class:`~core.errors.ConfigError` listing the valid ones). One non-transactional pipeline, not MULTI/EXEC
-    (see :mod:`core.redis.publisher`); on a cluster the ``PUBLISH`` is a round trip of its own
-    (redis-py's cluster pipeline refuses it). The stream is trimmed with ``MAXLEN ~ maxlen``,
+    :class:`~core.errors.ConfigError` listing the valid ones). One non-transactional pipeline, not
+    MULTI/EXEC (see :mod:`core.redis.publisher`), packed as the asyncio Publisher packs and written
+    on one connection (on a cluster, the stream's node). The stream is trimmed with ``MAXLEN ~ maxlen``,
     or ``MINID ~ now - retention_ms`` when that is given. Raises
     :class:`~core.errors.ContractError` if the message cannot be encoded,
     :class:`~core.errors.NotReplicatedError` if ``wait_replicas`` replicas did not
@@ -102,15 +111,17 @@ def publish_message(
     Redis stays unreachable or refuses it.
     """
     topic = topic_named(topic)
-    codec = codec or codec_of(message)
+    codec = codec or default_codec()
     body = codec.encode(topic, message)
     fields = codec.to_fields(topic, message)
     trim = StreamTrim(maxlen, retention_ms)
-    channel, stream = keys.channel(topic), keys.stream(topic, symbol_partition(keys, message))
+    channel, stream = keys.channel(topic), keys.stream(topic, message_partition(keys, topic, message))
 
     def send() -> list[Any]:
-        wait = (wait_replicas, wait_timeout_ms) if wait_replicas > 0 else None
-        return send_sync(redis, channel, body, stream, fields, trim=trim.xadd_kwargs(wall_ms()), wait=wait)
+        data = PublishPacker(channel, stream, trim).pack([(body, fields)], wall_ms())
+        if wait_replicas > 0:
+            data.append(pack_command(["WAIT", str(wait_replicas), str(wait_timeout_ms)]))
+        return send_packed_sync(redis, data, 3 if wait_replicas > 0 else 2, key=stream)
 
     replies = call_sync(retry or RetryPolicy(), f"publish {topic.value}", send)
     if wait_replicas > 0:
@@ -131,38 +142,41 @@ def stream_ids(topic: Topic, replies: Sequence[Any]) -> list[str]:
     return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in xadds]
 
 
-def send_sync(
-    client: SyncClient,
-    channel: str,
-    body: bytes,
-    stream: str,
-    fields: Mapping[str, str],
-    *,
-    trim: Mapping[str, Any],
-    wait: tuple[int, int] | None,
-) -> list[Any]:
-    """Replies in the order PUBLISH, XADD[, WAIT]; error replies in place (not raised)."""
+def send_packed_sync(client: SyncClient, data: list[bytes], replies: int, *, key: str) -> list[Any]:
+    """Write packed commands on one connection (on a cluster: ``key``'s node) and read their
+    ``replies`` in order, error replies in place (not raised); the blocking twin of
+    :func:`~core.redis.wire.send_pipelined`. A connection used for a failed exchange is dropped."""
     if isinstance(client, SyncRedisCluster):
-        published = client.publish(channel, body)
-        node = client.get_node_from_key(stream)  # type: ignore[no-untyped-call]
+        node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
         if node is None or node.redis_connection is None:
             _refresh(client)
-            raise SlotMovedError(f"no cluster node serves the slot of {stream!r} right now")
-        pipe = node.redis_connection.pipeline(transaction=False)
-        pipe.xadd(stream, dict(fields), **trim)
-        if wait is not None:
-            pipe.execute_command("WAIT", *wait)
-        replies = [published, *pipe.execute(raise_on_error=False)]
-        if any(isinstance(r, _REDIRECTS) for r in replies):
+            raise SlotMovedError(f"no cluster node serves the slot of {key!r} right now")
+        pool = node.redis_connection.connection_pool
+    else:
+        pool = client.connection_pool
+    conn = pool.get_connection()
+    out: list[Any] = []
+    try:
+        conn.send_packed_command(data)
+        for _ in range(replies):
+            try:
+                out.append(conn.read_response())
+            except ResponseError as exc:
+                out.append(exc)
+    except BaseException as exc:
+        conn.disconnect()  # unread replies would be taken for the next command's
+        if isinstance(client, SyncRedisCluster) and isinstance(
+            exc, RedisConnectionError | RedisTimeoutError | OSError
+        ):
             _refresh(client)
-            raise SlotMovedError(f"cluster redirect while publishing to {stream!r}")
-        return replies
-    pipe = client.pipeline(transaction=False)
-    pipe.publish(channel, body)
-    pipe.xadd(stream, dict(fields), **trim)  # type: ignore[arg-type]  # redis-py: invariant dict
-    if wait is not None:
-        pipe.execute_command("WAIT", *wait)  # type: ignore[no-untyped-call]
-    return list(pipe.execute(raise_on_error=False))
+        raise
+    finally:
+        pool.release(conn)
+    moved = redirect_in(out)
+    if moved is not None and isinstance(client, SyncRedisCluster):
+        _refresh(client)
+        raise SlotMovedError(f"cluster redirect while publishing to {key!r}: {moved}")
+    return out
 
 
 def _refresh(client: SyncRedisCluster) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "SlotMovedError",
     "StreamTrim",
     "pack_command",
+    "redirect_in",
     "send_pipelined",
 ]
 
@@ -218,8 +219,14 @@ async def send_pipelined(
             on_replies(await _checked(client, await _read_replies(conn, owed, limit)))
 
 
+def redirect_in(replies: Iterable[Any]) -> BaseException | None:
+    """The first cluster redirect (``MOVED``/``ASK``/``TRYAGAIN``/``CLUSTERDOWN``) among the
+    replies of a chunk, if any: the one rule both the asyncio and the blocking side apply."""
+    return next((r for r in replies if isinstance(r, _REDIRECTS)), None)
+
+
 async def _checked(client: AsyncClient, replies: list[Any]) -> list[Any]:
-    moved = next((r for r in replies if isinstance(r, _REDIRECTS)), None)
+    moved = redirect_in(replies)
     if moved is not None and isinstance(client, AsyncRedisCluster):
         await _refresh_slots(client)
         raise SlotMovedError(f"cluster redirect: {moved}")

@@ -30,7 +30,7 @@ from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
-from core.redis.sync_publish import symbol_partition, wall_ms
+from core.redis.sync_publish import message_partition, wall_ms
 from core.redis.wire import pack_command, send_pipelined
 from core.topics import Topic
 
@@ -86,7 +86,7 @@ class OncePublisher:
         """
         pub, topic = self.publisher, self.topic
         body, fields = pub.codec.encode(topic, message), pub.codec.to_fields(topic, message)
-        partition = symbol_partition(pub.keys, message)
+        partition = message_partition(pub.keys, topic, message)
         stream = pub.keys.stream(topic, partition)
         marker = pub.keys.published_marker(topic, message_id, partition)
         wait = pub.wait_replicas

@@ -40,7 +40,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core.errors import TransportError
 from core.logging import get_logger
-from core.redis.sync_publish import symbol_partition
+from core.redis.sync_publish import message_partition
+from core.topics import Topic
 from services.ws.service import WsService
 from services.ws.trades import Trade
 
@@ -142,7 +143,7 @@ class Outbox:
         keys = self.ws.ctx.keys
         pending: dict[int, list[object]] = {}
         for message in batch:
-            pending.setdefault(symbol_partition(keys, message), []).append(message)
+            pending.setdefault(message_partition(keys, Topic.MARKET_DATA, message), []).append(message)
         pause = 0.0
         while True:
             parts = list(pending.items())
