@@ -152,8 +152,8 @@ async def run_consuming_service(
         stop.set()
         with contextlib.suppress(Exception):
             await status_task
-            # A clean stop leaves no stale entry behind: after a recreate, status shows the new
-            # instance alone at once instead of the old one for another TTL.
-            await reporter.withdraw(ctx.live_state())
+            # The batch in hand is acknowledged (or left pending): say "stopped" now, so status
+            # shows it at once (not "stale" later); the report expires after STOPPED_TTL_S.
+            await reporter.report_stopped()
         await svc.close()
     return runner

@@ -4,8 +4,9 @@ This is how an operator sees that a flag flip took effect: the path, profile and
 shadow columns come from the running process, not from configuration files. The
 partitions column shows which partitions each instance owns now, out of the
 pipeline's count (``TOPIC_PARTITIONS``, as recorded in ``KeySpace.topology()``).
-An instance that missed three reports in a row is marked stale; its key expires
-a little later (see :mod:`core.status`).
+An instance that stopped cleanly shows as stopped at once (its last report, kept
+for ``STOPPED_TTL_S``); one that missed three reports in a row (crashed or hung) is
+marked stale, and its key expires a little later (see :mod:`core.status`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from core.cli.output import console, exit_with, print_json, table
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.redis.topology import read_partitions
-from core.status import LiveState, read_live_states
+from core.status import STOPPED_TTL_S, LiveState, read_live_states
 from core.topics import KeySpace
 from core.utils.clock import now_ms
 
@@ -70,6 +71,12 @@ def _breakdown(counts: Mapping[str, Any], name: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float) and v}
 
 
+def _state(state: LiveState, at_ms: int) -> str:
+    if state.stopped:
+        return "stopped"
+    return "stale" if state.is_stale(at_ms) else "live"
+
+
 def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
     """The plain facts ``cdb status`` shows about one instance (the ``--json`` shape).
 
@@ -93,6 +100,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "uptime_s": round(state.uptime_s(at_ms), 1),
         "last_report_age_s": round((at_ms - state.reported_ms) / 1000.0, 1),
         "stale": state.is_stale(at_ms),
+        "state": _state(state, at_ms),
         "handled": handled,
         "published": _int(c, "published"),
         "validation_errors": _int(c, "validation_errors"),
@@ -151,7 +159,10 @@ def _partitions(row: Mapping[str, Any]) -> str:
 
 def _cells(row: Mapping[str, Any]) -> list[Any]:
     # Cells are rendered as rich markup: escape what an instance reports about itself.
-    state = f"[bold red]STALE ({row['last_report_age_s']:.0f}s)[/]" if row["stale"] else "[green]live[/]"
+    state = {
+        "stale": f"[bold red]STALE ({row['last_report_age_s']:.0f}s)[/]",
+        "stopped": f"[dim]stopped ({row['last_report_age_s']:.0f}s ago)[/]",
+    }.get(row["state"], "[green]live[/]")
     path = f"[{'cyan' if row['path'] == 'pydantic' else 'yellow'}]{escape(row['path'])}[/]"
     shadow = _fields(row["shadow_by_field"], row["shadow_mismatches"]) if row["shadow"] else "-"
     return [
@@ -199,4 +210,7 @@ def status(
     console.print(table(title, _COLUMNS, [_cells(r) for r in rows]))
     stale = sum(1 for r in rows if r["stale"])
     if stale:
-        console.print(f"[bold red]{stale} stale instance(s)[/]: stopped or hung; the key expires by itself")
+        console.print(f"[bold red]{stale} stale instance(s)[/]: crashed or hung; the key expires by itself")
+    stopped = sum(1 for r in rows if r["state"] == "stopped")
+    if stopped:
+        console.print(f"{stopped} stopped instance(s): clean stops, shown for {STOPPED_TTL_S:.0f} s")

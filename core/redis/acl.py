@@ -15,7 +15,8 @@ What each user may do (and nothing else):
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
   XPENDING/XINFO/XLEN/XRANGE on its input stream; XADD to the dead-letter stream it
   writes (ws: ``market_data_dlq`` for bad exchange frames); GET/SET NX the
-  pipeline's partition count (``KeySpace.topology()``); a consuming service also
+  pipeline's partition count (``KeySpace.topology()``); ws also HGET/HSET its resume
+  positions (``KeySpace.source_positions()``); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set);
   execution also runs its publish-once script (EVAL on its output stream and its
@@ -112,6 +113,8 @@ _LEASES = (
     "+zrange",
 )
 _TOPOLOGY = ("+get", "+set")
+# ws's resume positions (services.ws.position): one hash, read at start, written per batch.
+_POSITIONS = ("+hget", "+hset")
 # Services that publish each message at most once per id (execution's order results).
 _ONCE_PUBLISHERS = frozenset({ServiceName.EXECUTION})
 # What the operator's tools read.
@@ -177,6 +180,8 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
+    if service is ServiceName.WS:
+        rules.append(_selector(f"~{keys.source_positions()}", *_POSITIONS))
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
         # appends and publishes. EVAL needs both its keys in one selector; the script's own

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from services.ws.replay import COLUMNS, DATA_DIR
 
-__all__ = ["DATASETS", "MARKETS", "DatasetSpec", "Market", "main", "render"]
+__all__ = ["DATASETS", "MARKETS", "TREND_BPS", "DatasetSpec", "Market", "Walk", "main", "render", "step"]
 
 START_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: the first trade's timestamp."""
@@ -65,7 +65,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
 )
 """The bundled files."""
 
-_TREND_BPS = 7.0  # drift per trade of a symbol in a trending regime
+TREND_BPS = 7.0  # drift per trade of a symbol in a trending regime
 _NOISE_BPS = 4.0  # standard deviation of a trade-to-trade move
 _REGIME_TRADES = (25, 70)  # a regime lasts this many trades of its symbol
 _MEAN_GAP_MS = 150.0
@@ -73,7 +73,10 @@ _MAX_GAP_MS = 1_000
 
 
 @dataclass(slots=True)
-class _Walk:
+class Walk:
+    """One symbol's price walk: the price now, its regime's drift (bps per trade) and how
+    many trades of the symbol that regime still lasts."""
+
     price: float
     drift: float = 0.0
     left: int = 0
@@ -81,15 +84,31 @@ class _Walk:
 
 def _next_drift(rng: random.Random, previous: float) -> float:
     # Never repeat the previous regime, so up and down trends alternate with flat spells.
-    options = [d for d in (_TREND_BPS, -_TREND_BPS, 0.0) if d != previous]
+    options = [d for d in (TREND_BPS, -TREND_BPS, 0.0) if d != previous]
     return rng.choice(options)
+
+
+def step(rng: random.Random, market: Market, walk: Walk) -> tuple[str, float]:
+    """Move ``walk`` by one trade of ``market`` (a new regime when the old one ran out):
+    returns the trade's side and volume. The price is ``walk.price`` afterwards."""
+    if walk.left <= 0:
+        walk.drift = _next_drift(rng, walk.drift)
+        walk.left = rng.randint(*_REGIME_TRADES)
+    walk.left -= 1
+    move_bps = walk.drift + rng.gauss(0.0, _NOISE_BPS)
+    walk.price *= 1.0 + move_bps / 10_000.0
+    buy_share = 0.5 + (0.15 if walk.drift > 0 else -0.15 if walk.drift < 0 else 0.0)
+    side = "BUY" if rng.random() < buy_share else "SELL"
+    step_size = 10.0**-market.volume_decimals
+    size = market.typical_volume * rng.lognormvariate(0.0, 0.8)
+    return side, max(step_size, round(size, market.volume_decimals))
 
 
 def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
     """The rows of ``spec``'s file (without comment and header), as strings."""
     rng = random.Random(spec.seed)
     walks = {
-        m.symbol: _Walk(m.start_price, rng.choice((_TREND_BPS, -_TREND_BPS)), rng.randint(*_REGIME_TRADES))
+        m.symbol: Walk(m.start_price, rng.choice((TREND_BPS, -TREND_BPS)), rng.randint(*_REGIME_TRADES))
         for m in MARKETS
     }
     weights = [m.weight for m in MARKETS]
@@ -98,17 +117,7 @@ def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
     for index in range(spec.trades):
         market = rng.choices(MARKETS, weights)[0]
         walk = walks[market.symbol]
-        if walk.left <= 0:
-            walk.drift = _next_drift(rng, walk.drift)
-            walk.left = rng.randint(*_REGIME_TRADES)
-        walk.left -= 1
-        move_bps = walk.drift + rng.gauss(0.0, _NOISE_BPS)
-        walk.price *= 1.0 + move_bps / 10_000.0
-        buy_share = 0.5 + (0.15 if walk.drift > 0 else -0.15 if walk.drift < 0 else 0.0)
-        side = "BUY" if rng.random() < buy_share else "SELL"
-        step = 10.0**-market.volume_decimals
-        size = market.typical_volume * rng.lognormvariate(0.0, 0.8)
-        volume = max(step, round(size, market.volume_decimals))
+        side, volume = step(rng, market, walk)
         timestamp += min(_MAX_GAP_MS, 3 + int(rng.expovariate(1.0 / _MEAN_GAP_MS)))
         rows.append(
             (
