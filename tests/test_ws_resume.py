@@ -1,0 +1,120 @@
+"""A recreated ws resumes its replay where the last one stopped (real ``cdb service ws``
+processes on the real Redis): SIGTERM repeats nothing, SIGKILL at most the batch whose
+position was not yet written; ``--from-start`` replays the file again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.topics import KeySpace
+from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
+from services.ws.sources import ReplaySource
+from tests.proc_helpers import ServiceProc, poll, status_rows
+from tests.stream_reading import published_trade_ids
+
+pytestmark = pytest.mark.integration
+
+FILE_IDS = [t.trade_id for t in load_trades(BUNDLED_TRADES_SMALL)]
+PACE = "25"  # the 400-trade file then takes about 2.5 s: long enough to stop it mid-way
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[list[ServiceProc]]:
+    made: list[ServiceProc] = []
+    yield made
+    for proc in made:
+        proc.close()
+
+
+def _ws(procs: list[ServiceProc], tmp_path: Path, redis_url: str, keys: KeySpace, *args: str) -> ServiceProc:
+    env = {
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": keys.prefix,
+        "INSTANCE": f"ws-{uuid.uuid4().hex[:6]}",
+        "USE_PYDANTIC_CONTRACTS": "true",  # market_data then carries the trade id
+        "WS_SOURCE": "replay",
+        "WS_REPLAY_FILE": str(BUNDLED_TRADES_SMALL),
+        "WS_REPLAY_PACE": PACE,
+    }
+    proc = ServiceProc("ws", env, tmp_path, args)
+    procs.append(proc)
+    return proc.start()
+
+
+def _published_some(client: redis.Redis, keys: KeySpace, at_least: int) -> bool:
+    n = len(published_trade_ids(client, keys))
+    return at_least <= n < len(FILE_IDS)
+
+
+def _position(client: redis.Redis, keys: KeySpace) -> int:
+    identity = ReplaySource.from_file(BUNDLED_TRADES_SMALL).identity
+    raw = client.hget(keys.source_positions(), identity)
+    return int(raw) if raw else 0
+
+
+def test_ws_resume__sigterm_mid_replay_then_restart_publishes_every_trade_once_in_order(
+    procs: list[ServiceProc], tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    first = _ws(procs, tmp_path, redis_url, keys)
+    poll(lambda: _published_some(redis_sync, keys, 50), timeout_s=60, what="ws mid-replay")
+    code, took = first.terminate()
+    assert code == 0, first.log()
+    stopped_at = len(published_trade_ids(redis_sync, keys))
+    assert 0 < stopped_at < len(FILE_IDS), "the stop must land mid-replay for this test to mean anything"
+    assert _position(redis_sync, keys) == stopped_at, "a clean stop saves exactly what it published"
+    row = next(r for r in status_rows(redis_url, keys.prefix) if r["instance"] == first.instance)
+    assert row["state"] == "stopped"
+    print(f"ws replay SIGTERM stop: {took:.3f}s after {stopped_at} trades")
+
+    second = _ws(procs, tmp_path, redis_url, keys)
+    poll(lambda: _position(redis_sync, keys) == len(FILE_IDS), timeout_s=60, what="the replay to finish")
+    assert published_trade_ids(redis_sync, keys) == FILE_IDS
+    assert second.terminate()[0] == 0
+
+
+def test_ws_resume__sigkill_mid_replay_repeats_at_most_the_unsaved_batch(
+    procs: list[ServiceProc], tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    first = _ws(procs, tmp_path, redis_url, keys)
+    poll(lambda: _published_some(redis_sync, keys, 50), timeout_s=60, what="ws mid-replay")
+    first.kill()
+    killed_at = len(published_trade_ids(redis_sync, keys))
+    saved = _position(redis_sync, keys)
+    assert 0 < saved <= killed_at < len(FILE_IDS)
+
+    _ws(procs, tmp_path, redis_url, keys)
+    poll(lambda: _position(redis_sync, keys) == len(FILE_IDS), timeout_s=60, what="the replay to finish")
+    ids = published_trade_ids(redis_sync, keys)
+    repeated = killed_at - saved
+    # Everything the crash had published, then the file again from the saved position:
+    # the only repeats are the trades published after the last saved position.
+    assert ids == FILE_IDS[:killed_at] + FILE_IDS[saved:]
+    assert repeated <= 500, "at most one outbox batch"
+    print(f"ws replay SIGKILL: {repeated} trade(s) repeated (published, position not yet saved)")
+
+
+def test_ws_resume__from_start_replays_the_file_again(
+    procs: list[ServiceProc], tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    first = _ws(procs, tmp_path, redis_url, keys)
+    poll(lambda: _position(redis_sync, keys) == len(FILE_IDS), timeout_s=60, what="the replay to finish")
+    assert first.terminate()[0] == 0
+
+    plain = _ws(procs, tmp_path, redis_url, keys)  # without the flag: resumes at the end, sends nothing
+    poll(lambda: '"next_trade": 400' in plain.log() or '"next_trade":400' in plain.log(), what="the resume")
+    assert plain.terminate()[0] == 0
+    assert published_trade_ids(redis_sync, keys) == FILE_IDS
+
+    again = _ws(procs, tmp_path, redis_url, keys, "--from-start")
+    poll(
+        lambda: len(published_trade_ids(redis_sync, keys)) == 2 * len(FILE_IDS),
+        timeout_s=60,
+        what="the second replay",
+    )
+    assert again.terminate()[0] == 0
+    assert published_trade_ids(redis_sync, keys) == FILE_IDS + FILE_IDS
