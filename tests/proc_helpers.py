@@ -25,7 +25,9 @@ STOP_BUDGET_S = 2.0
 """A clean stop must end the process within this (Docker's grace period is longer)."""
 
 
-def poll(check: Callable[[], T | None], *, timeout_s: float = 60.0, every_s: float = 0.05, what: str = "") -> T:
+def poll(
+    check: Callable[[], T | None], *, timeout_s: float = 60.0, every_s: float = 0.05, what: str = ""
+) -> T:
     """Call ``check`` until it returns something truthy; TimeoutError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -89,7 +91,8 @@ class ServiceProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"{self.instance} ignored SIGTERM for {STOP_BUDGET_S}s:\n{self.log()}") from None
+            ignored = f"{self.instance} ignored SIGTERM for {STOP_BUDGET_S}s"
+            raise AssertionError(f"{ignored}:\n{self.log()}") from None
         took = time.monotonic() - started
         self.stop_times.append(took)
         return code, took
