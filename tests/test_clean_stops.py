@@ -68,7 +68,12 @@ def _position(client: redis.Redis, keys: KeySpace) -> int:
 def test_clean_stops__sigterm_mid_stream_loses_and_repeats_nothing(
     tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace, own_database: str
 ) -> None:
-    base = {"REDIS_URL": redis_url, "KEY_PREFIX": keys.prefix, "CONSUMER_BLOCK_MS": "4000", "PARTITION_LEASE_MS": "10000"}
+    base = {
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": keys.prefix,
+        "CONSUMER_BLOCK_MS": "4000",
+        "PARTITION_LEASE_MS": "10000",
+    }
     extra = {
         ServiceName.WS: {
             "WS_SOURCE": "synthetic",
