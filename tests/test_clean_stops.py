@@ -210,3 +210,40 @@ def test_live_state__a_document_without_state_reads_as_running() -> None:
     raw = _doc().to_json().replace(',"state":"running"', "")
     assert '"state"' not in raw
     assert LiveState.from_json(raw).state == "running"
+
+
+def test_cdb_run__sigterm_mid_run_stops_the_services_and_says_the_run_is_incomplete(
+    tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from services.ws.replay import BUNDLED_TRADES
+    from tests.ops_helpers import CDB, CLEAN_ENV, ROOT
+    from tests.proc_helpers import STOP_BUDGET_S
+
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    args = [str(CDB), "run", "--redis-url", redis_url, "--prefix", keys.prefix, "--data", str(BUNDLED_TRADES)]
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        poll(
+            lambda: redis_sync.exists(keys.stream(Topic.MARKET_DATA)), timeout_s=60, what="the run publishing"
+        )
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=STOP_BUDGET_S)
+        took = time.monotonic() - started
+    finally:
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = (tmp_path / "run.log").read_text()
+    assert code == 143, output
+    assert "interrupted by SIGTERM" in output
+    print(f"cdb run SIGTERM stop: {took:.3f}s")
