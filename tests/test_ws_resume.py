@@ -4,6 +4,8 @@ position was not yet written; ``--from-start`` replays the file again."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +13,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.topics import KeySpace
+from core.redis import connect_async
+from core.settings import ServiceSettings
+from core.topics import KeySpace, ServiceName, Topic
+from services.runtime import ServiceContext
+from services.ws.outbox import Outbox, Overflow
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
+from services.ws.service import WsService
 from services.ws.sources import ReplaySource
+from services.ws.trades import Trade
 from tests.proc_helpers import ServiceProc, poll, status_rows
 from tests.stream_reading import published_trade_ids
 
@@ -118,3 +126,48 @@ def test_ws_resume__from_start_replays_the_file_again(
     )
     assert again.terminate()[0] == 0
     assert published_trade_ids(redis_sync, keys) == FILE_IDS + FILE_IDS
+
+
+async def test_outbox__confirms_the_last_mark_of_each_published_batch_refused_trades_included(
+    redis_url: str, keys: KeySpace
+) -> None:
+    refused = {"t-4", "t-10"}
+
+    class Refusing(WsService):
+        async def build(self, trade: Trade) -> object | None:
+            return None if trade.trade_id in refused else await super().build(trade)
+
+    client = connect_async(redis_url)
+    settings = ServiceSettings.load(
+        ServiceName.WS, environ={}, overrides={"key_prefix": keys.prefix, "use_pydantic_contracts": True}
+    )
+    confirmed: list[object] = []
+
+    async def on_confirmed(mark: object) -> None:
+        published = await client.xlen(keys.stream(Topic.MARKET_DATA))
+        confirmed.append((mark, published))
+
+    outbox = Outbox(
+        Refusing(ServiceContext.create(ServiceName.WS, settings, client)),
+        capacity=100,
+        overflow=Overflow.WAIT,
+        on_confirmed=on_confirmed,
+    )
+    stop = asyncio.Event()
+    sender = asyncio.create_task(outbox.run(stop))
+    trades = load_trades(BUNDLED_TRADES_SMALL)[:10]
+    try:
+        for n, trade in enumerate(trades, start=1):
+            await outbox.put(dataclasses.replace(trade, trade_id=f"t-{n}"), n)
+        await asyncio.wait_for(outbox.drain(), timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(sender, timeout=30)
+        await client.aclose()
+    marks = [m for m, _ in confirmed]
+    assert marks == sorted(marks)
+    assert marks[-1] == 10, "the refused last trade still moves the position past it"
+    for mark, published in confirmed:
+        # when a mark is confirmed, every accepted trade up to it is on the stream
+        assert isinstance(mark, int)
+        assert published >= sum(1 for n in range(1, mark + 1) if f"t-{n}" not in refused)
