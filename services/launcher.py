@@ -86,6 +86,7 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool 
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
     status_task = asyncio.create_task(reporter.run(stop))
     sender: asyncio.Task[None] | None = None
+    clean = False
     try:
         if source.source == "mexc":
             from services.ws.mexc_v3_client import MexcV3Client
@@ -112,10 +113,12 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool 
             )
             await first_done(outbox.drain(), stop.wait())
             await stop.wait()  # stay visible in status after the replay ends
+        clean = True
     finally:
         stop.set()
         if sender is not None:
             await sender  # publishes what is queued (and saves its position), or counts it as shed
         await status_task
-        with contextlib.suppress(Exception):
-            await reporter.report_stopped()
+        if clean:  # after a failure the last "running" report goes stale, like a crash
+            with contextlib.suppress(Exception):
+                await reporter.report_stopped()

@@ -146,14 +146,18 @@ async def run_consuming_service(
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
     status_task = asyncio.create_task(reporter.run(stop))
+    clean = False
     try:
         await runner.run(stop)
+        clean = True
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await status_task
-            # The batch in hand is acknowledged (or left pending): say "stopped" now, so status
-            # shows it at once (not "stale" later); the report expires after STOPPED_TTL_S.
-            await reporter.report_stopped()
+            if clean:
+                # The batch in hand is acknowledged (or left pending): say "stopped" now, so status
+                # shows it at once (not "stale" later); the report expires after STOPPED_TTL_S.
+                # After a failure the last "running" report is left to go stale, like a crash.
+                await reporter.report_stopped()
         await svc.close()
     return runner

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from core.errors import TransportError
 from core.logging import get_logger
 from core.redis.modes import AsyncClient
 from core.topics import KeySpace
@@ -48,7 +45,7 @@ class SourcePositions:
         next batch's checkpoint replaces it, and a restart before that repeats one batch."""
         try:
             await self.redis.hset(self.keys.source_positions(), self.identity, checkpoint)
-        except (RedisError, OSError, TransportError) as exc:
+        except Exception as exc:  # a position write must never stop the sender (RedisError, OSError, ...)
             _log.warning("ws.position_not_saved", source=self.identity, error=str(exc))
             return False
         return True
