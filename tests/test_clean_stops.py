@@ -247,3 +247,25 @@ def test_cdb_run__sigterm_mid_run_stops_the_services_and_says_the_run_is_incompl
     assert code == 143, output
     assert "interrupted by SIGTERM" in output
     print(f"cdb run SIGTERM stop: {took:.3f}s")
+
+
+async def test_cancel_firmly__ends_a_task_that_swallowed_the_first_cancel() -> None:
+    from core.utils.tasks import cancel_firmly
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed >= 3:  # like wait_for on 3.11, losing a cancel now and then
+                    raise
+
+    task = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_firmly(task), timeout=30)
+    assert task.cancelled()
+    assert swallowed == 3

@@ -40,6 +40,7 @@ from core.redis.modes import AsyncClient, decodes_responses
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
+from core.utils.tasks import cancel_firmly
 
 __all__ = ["Handler", "StreamConsumer"]
 
@@ -199,15 +200,17 @@ class StreamConsumer:
         # them over (or this instance re-reads them on restart), so nothing is lost.
         read = asyncio.ensure_future(self.io.read_new(self.batch_size, block))
         halt = asyncio.ensure_future(stop.wait())
+        interrupted = False
         try:
             await asyncio.wait((read, halt), return_when=asyncio.FIRST_COMPLETED)
         finally:
             halt.cancel()
             if not read.done():
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await read
-        return [] if read.cancelled() else read.result()
+                interrupted = True
+                await cancel_firmly(read)
+        if interrupted and (read.cancelled() or read.exception() is not None):
+            return []  # ended by the stop: nothing of it was handled, so nothing is acked
+        return read.result()
 
     async def take_over(self, handler: Handler) -> int:
         """Claim every entry pending in the group, whoever holds it (``XAUTOCLAIM`` with no

@@ -27,6 +27,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from core.utils.tasks import cancel_firmly
 from services.ws.mexc_control import PING, ControlReply, parse_control, subscription
 from services.ws.mexc_frames import deals_channel, decode_deals
 from services.ws.trades import QUOTE_CURRENCIES, SourceError, Trade, to_mexc_symbol, to_pair
@@ -192,9 +193,7 @@ class MexcV3Client:
         finally:
             halt.cancel()
         if not opening.done():
-            opening.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_RETRYABLE):
-                await opening
+            await cancel_firmly(opening)
             return
         try:
             ws = opening.result()
