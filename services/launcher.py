@@ -31,11 +31,16 @@ from services.ws.sources import WsSourceSettings, make_source, run_resumable
 __all__ = ["WsSourceSettings", "run_service"]  # WsSourceSettings: re-exported from services.ws.sources
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, service: ServiceName) -> None:
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        get_logger(service=service.value).info("service.stopping", signal=sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping, sig)
 
 
 async def run_service(
@@ -51,7 +56,7 @@ async def run_service(
     if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
     stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
+    _install_signal_handlers(stop, service)
     redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:

@@ -266,6 +266,6 @@ async def test_cancel_firmly__ends_a_task_that_swallowed_the_first_cancel() -> N
 
     task = asyncio.ensure_future(stubborn())
     await asyncio.sleep(0)
-    await asyncio.wait_for(cancel_firmly(task), timeout=30)
+    await asyncio.wait_for(cancel_firmly(task, every_s=0.01), timeout=30)
     assert task.cancelled()
     assert swallowed == 3

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -30,3 +33,16 @@ def service(
         asyncio.run(run_service(name, from_start=from_start))
     except CdbError as exc:
         exit_with(exc)
+    if os.path.basename(sys.argv[0]) == "cdb":  # the process is this service (not a test runner)
+        _exit_now()
+
+
+def _exit_now() -> None:
+    # The service has stopped cleanly: its batch is acked or left pending, its last status
+    # written, its connections closed. Tearing down the interpreter (module globals, GC of
+    # every object) adds 0.3 s to seconds on a busy machine to a container's stop, for
+    # nothing: flush what was written and leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

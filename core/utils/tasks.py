@@ -9,12 +9,14 @@ from typing import Any
 __all__ = ["cancel_firmly"]
 
 
-async def cancel_firmly(task: asyncio.Future[Any], *, every_s: float = 0.05) -> None:
+async def cancel_firmly(task: asyncio.Future[Any], *, every_s: float = 0.5) -> None:
     """Cancel ``task`` and wait until it is done, cancelling again every ``every_s`` seconds.
 
     On Python 3.11 ``asyncio.wait_for`` (which redis-py and websockets use inside their I/O)
     loses a cancellation that arrives just as its inner operation completes; the task then
-    runs on, e.g. into a blocking ``XREADGROUP``. Repeating the cancel ends it promptly.
+    runs on, e.g. into a blocking ``XREADGROUP``. Repeating the cancel ends it. The pause
+    between cancels lets the task's own cleanup run (redis-py disconnects a connection whose
+    read was cancelled; cancelling that cleanup too makes it reconnect and read again).
     Whatever the task raised (its cancellation included) is swallowed: the caller gave up on it.
     """
     while not task.done():
