@@ -97,7 +97,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "owned": list(state.owned),
         "started_ms": state.started_ms,
         "reported_ms": state.reported_ms,
-        "uptime_s": round(state.uptime_s(at_ms), 1),
+        "uptime_s": round(state.uptime_s(state.reported_ms if state.stopped else at_ms), 1),
         "last_report_age_s": round((at_ms - state.reported_ms) / 1000.0, 1),
         "stale": state.is_stale(at_ms),
         "state": _state(state, at_ms),
