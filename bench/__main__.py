@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("CDB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 PG_URL = os.environ.get("CDB_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECTIONS = ("codec", "throughput", "e2e")
+QUICK_OUT = ROOT / "var" / "bench-quick"
+"""Where ``--quick`` writes unless ``--out`` says otherwise (git-ignored)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=20_000.0, help="offered market_data/s in the latency phase")
     p.add_argument("--settings", default="all-legacy,all-pydantic,mixed", help="end-to-end settings to run")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
-    p.add_argument("--out", type=Path, default=ROOT, help="directory for BENCHMARKS.md/.json/.png")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for BENCHMARKS.md/.json/.png (default: the checkout; with --quick: var/bench-quick,"
+        " so smoke figures never overwrite the committed ones)",
+    )
     p.add_argument("--keep-logs", type=Path, default=None, help="copy the services' logs here")
     p.add_argument(
         "--quiet-wait",
@@ -56,7 +64,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
-    from bench.chart import draw_throughput
+    from bench.chart import draw_chart
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
     from bench.machine import QuietGate, describe_machine, load_average
@@ -95,9 +103,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result.targets = evaluate(result.costs, result.rates, result.e2e)
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates:
-        draw_throughput(result.rates, args.out / "BENCHMARKS.png")
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
+    if result.rates:
+        draw_chart(document, args.out / "BENCHMARKS.png")
     target = args.out / "BENCHMARKS.md"
     existing = target.read_text(encoding="utf-8") if target.exists() else None
     target.write_text(merge_document(to_markdown(result, args.seconds), existing), encoding="utf-8")
@@ -109,11 +118,19 @@ def _say(what: str) -> None:
     print(f"bench: {what} ...", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run, print the target verdicts; exit status 0 (figures are not a test)."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with ``--quick``'s sizes and its own output directory filled in."""
     args = _parser().parse_args(argv)
+    if args.out is None:
+        args.out = QUICK_OUT if args.quick else ROOT
     if args.quick:
         _quick(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run, print the target verdicts; exit status 0 (figures are not a test)."""
+    args = parse_args(argv)
     document = asyncio.run(run(args))
     for t in document["targets"]:
         print(f"{'met   ' if t['met'] else 'MISSED'} {t['name']}: {t['measured']} (wanted {t['wanted']})")

@@ -67,7 +67,7 @@ _CHANGES = [
 
 OPTIMIZED = "\n".join(
     [
-        "## What issue 11 optimised (before -> after)",
+        "## What was optimised (before -> after)",
         "",
         "Codec rows: one market_data message, median of 7 timings of 20,000 calls, the commit before "
         "(714c0d9) and after, measured back to back on this machine.",
@@ -114,7 +114,7 @@ are the figures of record; the microsecond splits below come from those profilin
   ~2.5 us (`core/redis/wire.py`), the rest waiting on Redis. FastStream's row writes one
   command per message (XADD) to our two (PUBLISH + XADD); doing the same work (the context
   row) FastStream runs at half its stream-only rate and publish_many is ~6x. The verdict uses
-  the stream-only row, as the issue states it, and sits at the 3x line. Before the benchmark
+  the stream-only row, as the target states it, and sits at the 3x line. Before the benchmark
   froze its fixtures, the collector's passes over the 20,000 pre-built messages made
   publish_many swing between ~78,000 and ~111,000 msg/s from round to round.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service

@@ -1,7 +1,7 @@
 """``python -m bench.scaling``: end-to-end market_data msg/s and p99 latency, standalone vs a
 3-primary local Redis Cluster, 1 vs 2 instances per consuming service (issue 10).
 
-Writes the "## Scaling (issue 10)" section of BENCHMARKS.md and nothing else of that file
+Writes the "## Scaling" section of BENCHMARKS.md and nothing else of that file
 (re-read right before writing; other sections are other benchmarks'). Each case runs real
 processes (:mod:`bench.scaling_run`); the numbers are figures, not targets.
 """
@@ -24,7 +24,7 @@ __all__ = ["CASES", "main", "render", "write_section"]
 
 ROOT = FsPath(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-SECTION = "## Scaling (issue 10)"
+SECTION = "## Scaling"
 CASES = [
     Case("standalone", 1, 1),
     Case("standalone", 4, 1),

@@ -1,4 +1,4 @@
-"""The issue's targets, evaluated on one run's figures."""
+"""The benchmark targets, evaluated on one run's figures."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ class Row:
 PUBLISH = [
     Row(
         "naive",
-        "naive loop: publish + xadd per message (the seed's)",
+        "naive loop: publish + xadd per message (two round trips)",
         "reference",
         "blocking redis-py, 2 round trips per message",
     ),

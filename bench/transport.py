@@ -326,7 +326,7 @@ class _NullCodec:
     profile = Profile.STRICT
     _decoded = Decoded(None)
 
-    def from_fields(self, topic: Topic, fields: Any) -> Decoded:
+    def from_fields(self, topic: Topic, fields: Any, *, entry_id: Any = None) -> Decoded:
         return self._decoded
 
 

@@ -17,24 +17,42 @@ import json
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Mapping, MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-__all__ = ["configure_logging", "get_logger", "scrub_secrets"]
+__all__ = ["configure_logging", "get_logger", "scrub_secrets", "scrubbed_excepthook"]
 
 # scheme://user:password@ -> scheme://user:***@ ; the password is everything up to the last "@"
 # of the token (greedy), so an unescaped "@", ":" or "/" in a password does not leak its tail.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>\S+)@")
 
 
+# libpq keyword form (a DSN psycopg may quote in an error): password=secret / password='sec ret'
+_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
+
+
 def scrub_secrets(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
+    """``text`` with the password of every URL in it, and of every ``password=`` keyword,
+    replaced by ``***``."""
+    if "password" in text.lower():
+        text = _CONNINFO_PASSWORD.sub(r"\g<1>***", text)
     if "://" not in text:
         return text
     return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+def scrubbed_excepthook(
+    kind: type[BaseException], exc: BaseException, tb: TracebackType | None, stream: TextIO | None = None
+) -> None:
+    """A :data:`sys.excepthook` that prints the traceback with :func:`scrub_secrets` applied:
+    the last line of defence, for an error no call site expected (``cdb`` installs it)."""
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    (stream or sys.stderr).write(scrub_secrets(text))
 
 
 def _scrub(value: Any) -> Any:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic_core.core_schema import ErrorType
 
 from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.metrics_ops import OperatorMetrics
 from core.topics import ServiceName, Topic
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "KNOWN_REASONS",
     "OTHER",
     "SHADOW_DECODE_FIELD",
+    "IgnoreReason",
     "Outcome",
     "ServiceMetrics",
     "bounded_field",
@@ -84,6 +86,27 @@ class Outcome(StrEnum):
     """The handler kept failing (max deliveries); dead-lettered and acknowledged."""
 
 
+class IgnoreReason(StrEnum):
+    """Why a service dropped a valid message on purpose (``cdb_messages_ignored_total``'s ``reason``).
+
+    docs/architecture.md, "What a service ignores on purpose", says what each one means.
+    """
+
+    STALE = "stale"
+    """A trade strictly older than the last trade its symbol applied (out of order): refused."""
+    DUPLICATE = "duplicate"
+    """Already handled: a redelivered stream entry (same entry id in its partition), the same
+    trade again (same exchange trade id, or same content in the same millisecond when there is
+    no trade id), a signal already decided, an order already filled and published. State is not
+    applied twice; an output the first delivery made may be sent again (at least once)."""
+    TIME_FILLED = "time_filled"
+    """A trade whose time the lenient profile filled in (the producer sent none): that time is
+    not business time, so the trade cannot be placed among its symbol's trades; not applied
+    (it must not change what happens to any other trade)."""
+    GONE = "gone"
+    """The entry was trimmed or deleted from its stream while pending: nothing left to handle."""
+
+
 def _label(value: object) -> str:
     return value.value if isinstance(value, StrEnum) else str(value)
 
@@ -136,6 +159,13 @@ class ServiceMetrics:
             namespace=ns,
             registry=reg,
         )
+        self.ignored = Counter(
+            "messages_ignored",
+            "Valid messages a service dropped on purpose, by reason (stale, duplicate, time_filled, gone).",
+            ["service", "topic", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
         self.transport_retries = Counter(
             "transport_retries",
             "Redis calls retried after a connection error or timeout.",
@@ -171,6 +201,8 @@ class ServiceMetrics:
             namespace=ns,
             registry=reg,
         )
+        # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
+        self.ops = OperatorMetrics(self.service, reg, ns)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
@@ -181,6 +213,7 @@ class ServiceMetrics:
         """Add ``n`` published messages."""
         if n:
             self.published.labels(self.service, _label(topic), _label(path)).inc(n)
+            self.ops.count_published(topic, _label(path), n)
 
     def count_validation_errors(self, topic: Topic, path: str, reasons: Mapping[str, int]) -> None:
         """Add decode failures, ``reasons`` mapping a reason (bounded here) to a count."""
@@ -198,6 +231,11 @@ class ServiceMetrics:
         """Add defaults filled by the lenient profile, ``fields`` mapping a field to a count."""
         for name, n in fields.items():
             self.defaults_filled.labels(self.service, _label(topic), bounded_field(name)).inc(n)
+
+    def count_ignored(self, topic: Topic, reason: IgnoreReason, n: int = 1) -> None:
+        """Add ``n`` valid messages of ``topic`` dropped on purpose for ``reason``."""
+        if n:
+            self.ignored.labels(self.service, _label(topic), reason.value).inc(n)
 
     def count_retry(self, operation: str) -> None:
         """Count one retried Redis call (``operation`` is one of the transport's own names)."""
@@ -221,15 +259,17 @@ class ServiceMetrics:
         Keys: ``messages_<outcome>`` for every :class:`Outcome`, ``published``,
         ``validation_errors``, ``dead_letters``, ``defaults_filled``,
         ``transport_retries``, ``lag``, ``pending``, ``shadow_compared``,
-        ``shadow_mismatches`` (ints), and the breakdowns ``validation_reasons`` and
-        ``defaults_by_field`` (reason/field -> int) and ``shadow_by_field``
-        (``"<topic>.<field>"`` -> int).
+        ``shadow_mismatches``, ``ignored`` (ints), and the breakdowns ``validation_reasons``,
+        ``defaults_by_field`` and ``ignored_by_reason`` (reason/field -> int; every
+        :class:`IgnoreReason` is present, 0 included) and ``shadow_by_field``
+        (``"<topic>.<field>"`` -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in _samples(self.messages):
             out[f"messages_{labels['outcome']}"] += value
         reasons = _by(self.validation_errors, "reason")
         fields = _by(self.defaults_filled, "field")
+        ignored = {r.value: 0 for r in IgnoreReason} | _by(self.ignored, "reason")
         out.update(
             published=_total(self.published),
             validation_errors=sum(reasons.values()),
@@ -240,6 +280,8 @@ class ServiceMetrics:
             pending=_total(self.consumer_pending),
             validation_reasons=reasons,
             defaults_by_field=fields,
+            ignored=sum(ignored.values()),
+            ignored_by_reason=ignored,
             shadow_compared=_total(self.shadow_compared),
             shadow_mismatches=_total(self.shadow_mismatches),
             shadow_by_field={
@@ -247,6 +289,7 @@ class ServiceMetrics:
                 for labels, value in _samples(self.shadow_mismatches)
             },
         )
+        out.update(self.ops.snapshot())
         return out
 
 

@@ -18,18 +18,37 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
 from core.topics import Profile, RedisMode, ServiceName
+from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
 
-__all__ = ["BOOL_WORDS", "ServiceSettings", "read_env_file", "redact_url"]
+__all__ = [
+    "BOOL_WORDS",
+    "DATABASE_SCHEMES",
+    "INSTANCE_PATTERN",
+    "MAX_BYTES_LIMIT",
+    "REDIS_SCHEMES",
+    "ServiceSettings",
+    "check_redis_url",
+    "read_env_file",
+    "redact_url",
+]
 
 BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
 """Values accepted for a boolean flag (any letter case)."""
+
+MAX_BYTES_LIMIT = 64 * 1024 * 1024
+"""Upper bound of the byte-size settings: a message (or a dead letter) past 64 MiB does not
+belong in a Redis stream, and one read batch holds CONSUMER_BATCH of them in memory."""
+
+INSTANCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"
+"""An instance name: letters, digits and ``. _ : @ + = -``, starting with a letter or digit.
+It is part of key names (live status) and of SCAN patterns (``cdb health``), so no blanks
+and no glob characters (``* ? [ ] \\``); hostnames and ``<hostname>-<pid>`` qualify."""
 
 
 def _default_instance() -> str:
@@ -61,23 +80,55 @@ class ServiceSettings(BaseSettings):
     )
     key_prefix: str = Field(default="", description="Prefix of every Redis key, to isolate pipelines.")
     max_message_bytes: int = Field(
-        default=65_536, gt=0, description="Payloads above this are dead-lettered unparsed."
+        default=65_536,
+        ge=256,
+        le=MAX_BYTES_LIMIT,
+        description="Payloads above this are dead-lettered unparsed.",
+    )
+    dlq_max_payload_bytes: int | None = Field(
+        default=None,
+        ge=1_024,
+        le=MAX_BYTES_LIMIT,
+        description="Raw bytes a dead letter keeps; beyond, only the first ones, the size and a sha256. "
+        "Empty: 2 x MAX_MESSAGE_BYTES + 4096.",
     )
     instance: str = Field(
-        default_factory=_default_instance, description="Name of this instance in live status."
+        default_factory=_default_instance,
+        min_length=1,
+        max_length=128,
+        pattern=INSTANCE_PATTERN,
+        description="Name of this instance in live status and in its consumer groups.",
     )
     stream_maxlen: int = Field(
-        default=1_000_000, gt=0, description="Approximate MAXLEN of each topic stream (XADD MAXLEN ~)."
+        default=1_000_000,
+        ge=100,
+        le=1_000_000_000,
+        description="Approximate MAXLEN of each topic stream (XADD MAXLEN ~).",
     )
-    consumer_batch: int = Field(default=500, gt=0, description="Stream entries read per XREADGROUP.")
+    consumer_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Stream entries read per XREADGROUP."
+    )
     consumer_block_ms: int = Field(
-        default=200, gt=0, description="How long one XREADGROUP waits for new entries, in ms."
+        default=200, ge=1, le=4_000, description="How long one XREADGROUP waits for new entries, in ms."
     )
     reclaim_idle_ms: int = Field(
-        default=30_000, gt=0, description="Pending entries idle this long (ms) are reclaimed (XAUTOCLAIM)."
+        default=30_000,
+        ge=1_000,
+        le=86_400_000,
+        description="Pending entries idle this long (ms) are reclaimed (XAUTOCLAIM).",
     )
     max_deliveries: int = Field(
-        default=5, gt=0, description="Deliveries of a failing entry before it goes to the dead letters."
+        default=5,
+        ge=1,
+        le=100,
+        description="Deliveries of a failing entry before it goes to the dead letters.",
+    )
+    dead_consumer_idle_ms: int = Field(
+        default=3_600_000,
+        ge=0,
+        le=604_800_000,
+        description="A consumer idle this long (ms) with nothing pending is removed from its group; "
+        "0: never (an instance still removes itself on a clean stop).",
     )
     redis_mode: RedisMode | None = Field(
         default=None, description="standalone, cluster or sentinel; empty: detected from the server."
@@ -89,17 +140,32 @@ class ServiceSettings(BaseSettings):
         default="", description="Master name the Sentinels monitor; empty: the only one they monitor."
     )
     topic_partitions: int = Field(
-        default=1, gt=0, le=1024, description="Partitions of every topic stream (by symbol); 1 = one stream."
+        default=1, ge=1, le=1024, description="Partitions of every topic stream (by symbol); 1 = one stream."
     )
     partition_lease_ms: int = Field(
-        default=5_000, ge=100, description="Lease TTL of a partition's owner (ms); bounds a takeover."
+        default=5_000,
+        ge=100,
+        le=600_000,
+        description="Lease TTL of a partition's owner (ms); bounds a takeover.",
     )
     redis_wait_replicas: int = Field(
-        default=0, ge=0, description="Replicas that must acknowledge each publish (WAIT); 0 = do not wait."
+        default=0,
+        ge=0,
+        le=100,
+        description="Replicas that must acknowledge each publish (WAIT); 0 = do not wait.",
     )
     redis_wait_timeout_ms: int = Field(
-        default=1_000, gt=0, description="How long a publish waits for those replicas (ms)."
+        default=1_000, ge=1, le=60_000, description="How long a publish waits for those replicas (ms)."
     )
+
+    @property
+    def dlq_payload_limit(self) -> int:
+        """Raw bytes a dead letter keeps whole: DLQ_MAX_PAYLOAD_BYTES, or by default twice
+        MAX_MESSAGE_BYTES plus 4 KiB, so any message that passed the size check stays whole
+        even rendered as a JSON field map (its values' quotes escaped) and replayable."""
+        if self.dlq_max_payload_bytes is not None:
+            return self.dlq_max_payload_bytes
+        return 2 * self.max_message_bytes + 4_096
 
     @field_validator("*", mode="before")
     @classmethod
@@ -128,6 +194,18 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"{entry!r} is not host:port")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        """A REDIS_URL redis-py can open: ``redis://``, ``rediss://`` (with a host) or ``unix://``."""
+        return _checked_url(value, REDIS_SCHEMES)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str | None) -> str | None:
+        """A DATABASE_URL psycopg can open: ``postgresql://`` (or ``postgres://``)."""
+        return _checked_url(value, DATABASE_SCHEMES)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -153,9 +231,11 @@ class ServiceSettings(BaseSettings):
         """Resolve and validate the settings of ``service``; :class:`ConfigError` if any is bad."""
         values, origins = cls.resolve(service, environ=environ, env_file=env_file, overrides=overrides)
         try:
-            return cls(**values)
+            settings = cls(**values)
         except ValidationError as exc:
             raise _config_error(exc, values, origins) from None
+        _check_relations(settings, origins)
+        return settings
 
     @classmethod
     def resolve(
@@ -188,16 +268,33 @@ class ServiceSettings(BaseSettings):
                 values[name], origins[name] = file_values[var], f"file {env_file}: {var}"
             else:
                 origins[name] = "default"
-        for name in ("redis_url", "database_url", "redis_mode"):
+        for name in ("redis_url", "database_url", "redis_mode", "dlq_max_payload_bytes"):
             if values.get(name) == "":
-                values[name] = None  # an empty URL means "not configured"; an empty mode "detect"
+                values[name] = None  # empty: a URL "not configured", the mode "detect", a limit derived
         if service is not None:
             values["service"] = service
         return values, origins
 
 
+_WHY: dict[str, str] = {
+    "max_message_bytes": "a real message needs a few hundred bytes; past 64 MiB it does not belong in Redis",
+    "dlq_max_payload_bytes": "a dead letter keeps at least a readable preview, never more than 64 MiB",
+    "instance": "it is part of key names and SCAN patterns: no blanks, no glob characters",
+    "stream_maxlen": "a shorter stream trims entries consumers have not read yet",
+    "consumer_batch": "one read holds the whole batch in memory",
+    "consumer_block_ms": "a blocking read must end well before a 5 s socket timeout takes it for a "
+    "dead Redis (a false 'Redis down'), and before a clean stop or a lease check is due",
+    "reclaim_idle_ms": "a shorter idle time takes entries from a live consumer still handling them",
+    "max_deliveries": "past 100 a poison entry keeps a partition busy for minutes",
+    "dead_consumer_idle_ms": "0 (never), or at least a minute, so a live consumer is never removed",
+    "partition_lease_ms": "a longer lease leaves a dead instance's partitions unread for that long",
+    "redis_wait_timeout_ms": "every publish may wait this long",
+}
+
+
 def _accepted(name: str) -> tuple[list[str], str]:
     field = ServiceSettings.model_fields[name]
+    why = _WHY.get(name, "")
     if field.annotation is bool:
         return list(BOOL_WORDS), "a boolean flag"
     if field.annotation is Profile:
@@ -206,27 +303,94 @@ def _accepted(name: str) -> tuple[list[str], str]:
         return [m.value for m in RedisMode], "empty: detected from the server at REDIS_URL"
     if name == "redis_sentinels":
         return ["host:port,host:port"], "the Sentinels' addresses"
-    if field.annotation is int:
+    if name == "redis_url":
+        return ["redis://[user:password@]host:port/db", "rediss://...", "unix:///path?db=N"], "empty: unset"
+    if name == "database_url":
+        return ["postgresql://user[:password]@host:port/db"], "empty: SQLite"
+    if name == "instance":
+        return ["1 to 128 letters, digits or . _ : @ + = -, starting with a letter or digit"], why
+    if field.annotation in (int, int | None):
         bounds = [
-            f"{op} {getattr(m, attr)}"
+            f"{op} {getattr(m, attr):_}".replace("_", ",")
             for m in field.metadata
             for attr, op in (("gt", ">"), ("ge", ">="), ("le", "<="))
             if hasattr(m, attr)
         ]
-        return [f"an integer {' and '.join(bounds)}" if bounds else "an integer"], ""
-    return ["a string"], ""
+        return [f"an integer {' and '.join(bounds)}" if bounds else "an integer"], why
+    return ["a string"], why
+
+
+def _variable(name: str, origins: Mapping[str, str]) -> str:
+    origin = origins.get(name, "")
+    if origin.startswith("file "):
+        where, _, key = origin[5:].rpartition(": ")
+        return f"{key} (in {where})"
+    return origin.split(" ", 1)[1] if origin.startswith("env ") else name.upper()
+
+
+def _shown(name: str, value: Any) -> Any:
+    """What an error may show of a value: a URL without its password."""
+    if name in ("redis_url", "database_url") and isinstance(value, str):
+        return redact_url(value)
+    return value
 
 
 def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapping[str, str]) -> ConfigError:
     first = exc.errors()[0]
     name = str(first["loc"][0]) if first["loc"] else "?"
-    origin = origins.get(name, "")
-    variable = origin.split(" ", 1)[1] if origin.startswith(("env ", "file ")) else name.upper()
-    if origin.startswith("file "):
-        where, _, key = origin[5:].rpartition(": ")
-        variable = f"{key} (in {where})"
     accepted, hint = _accepted(name) if name in ServiceSettings.model_fields else (["?"], "")
-    return ConfigError(variable, values.get(name), accepted, hint)
+    if name in ("redis_url", "database_url"):
+        # What is wrong with it (e.g. "scheme 'postgresq' is not one of ..."); never the URL itself.
+        hint = f"{str(first.get('msg', '')).removeprefix('Value error, ')}; {hint}"
+    return ConfigError(_variable(name, origins), _shown(name, values.get(name)), accepted, hint)
+
+
+def _check_relations(settings: ServiceSettings, origins: Mapping[str, str]) -> None:
+    """Bounds between settings, each refused with the variable that breaks it."""
+    block, lease = settings.consumer_block_ms, settings.partition_lease_ms
+    if 2 * block > lease:
+        raise ConfigError(
+            _variable("consumer_block_ms", origins),
+            block,
+            [f"an integer <= PARTITION_LEASE_MS / 2 = {lease // 2}"],
+            "a worker checks its partition lease between reads; a read must not outlive half of it",
+        )
+    if block >= settings.reclaim_idle_ms:
+        raise ConfigError(
+            _variable("reclaim_idle_ms", origins),
+            settings.reclaim_idle_ms,
+            [f"an integer > CONSUMER_BLOCK_MS = {block}"],
+            "else entries a live consumer is still reading look abandoned",
+        )
+    idle = settings.dead_consumer_idle_ms
+    if 0 < idle < 60_000:
+        raise ConfigError(
+            _variable("dead_consumer_idle_ms", origins),
+            idle,
+            ["0", "an integer >= 60,000"],
+            _WHY["dead_consumer_idle_ms"],
+        )
+
+
+def check_redis_url(url: str, variable: str = "REDIS_URL") -> str:
+    """``url`` if redis-py can open it (see :data:`REDIS_SCHEMES`), else a :class:`ConfigError`
+    naming ``variable`` that shows the URL without its password; empty passes (unset)."""
+    try:
+        _checked_url(url or None, REDIS_SCHEMES)
+    except ValueError as exc:
+        accepted, hint = _accepted("redis_url")
+        raise ConfigError(variable, redact_url(url), accepted, f"{exc}; {hint}") from None
+    return url
+
+
+def _checked_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    # core.urls decides what a usable URL is, and says what is wrong without quoting it.
+    if value is None:
+        return None
+    problem = url_problem(value, schemes)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -264,16 +428,3 @@ def _env_value(raw: str) -> str:
         if char == "#" and i > 0 and value[i - 1] in " \t":
             return value[:i].rstrip()
     return value
-
-
-def redact_url(url: str | None) -> str:
-    """``url`` with any password replaced by ``***``, safe for logs and status."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))

@@ -227,14 +227,18 @@ async def _streams(
 
 async def _dead_letters(redis: AsyncClient, keys: KeySpace, options: CheckOptions) -> Finding:
     data = await review_dead_letters(redis, keys, options.dlq_reviewed_before)
-    details = [f"{t}_dlq: {d['entries']} entries, {d['unreviewed']} unreviewed" for t, d in data.items()]
+    details = [
+        f"{t}_dlq: {d['entries']} entries, {d['unreviewed']} unreviewed"
+        + (f" (reviewed through {d['reviewed_through']})" if d.get("reviewed_through") else "")
+        for t, d in data.items()
+    ]
     unreviewed = sum(d["unreviewed"] for d in data.values())
     if unreviewed == 0:
         return Finding("dead_letters", True, "no unreviewed dead letters", details, data)
     if options.allow_dlq:
         summary = f"{unreviewed} unreviewed dead letters (allowed by --allow-dlq)"
         return Finding("dead_letters", True, summary, details, data)
-    hint = "inspect with `cdb dlq list`, fix and `cdb dlq replay`, or pass --dlq-reviewed-before ID"
+    hint = "inspect with `cdb dlq list`, fix and `cdb dlq replay`, then record it with `cdb dlq review`"
     return Finding("dead_letters", False, f"{unreviewed} unreviewed dead letters; {hint}", details, data)
 
 

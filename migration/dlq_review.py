@@ -2,7 +2,9 @@
 
 Reviewed: a letter replayed and kept (marked by ``cdb dlq replay`` in
 ``KeySpace.dlq_replayed``), or one at or before the ``reviewed_before`` point (an
-entry id, or epoch ms meaning that whole millisecond). Everything else is unreviewed.
+entry id, or epoch ms meaning that whole millisecond), or one at or before the review
+recorded once with ``cdb dlq review`` (the field :data:`REVIEWED_FIELD` of the same
+hash, which the operator's ACL may already write). Everything else is unreviewed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from core.topics import KeySpace, Topic
 if TYPE_CHECKING:  # core.redis imports the codec, whose registry imports migration
     from core.redis.modes import AsyncClient
 
-__all__ = ["review_dead_letters"]
+__all__ = ["REVIEWED_FIELD", "later_point", "review_dead_letters"]
+
+REVIEWED_FIELD = "reviewed-through"
+"""Field of ``<topic>_dlq_replayed`` holding the last dead-letter id a person reviewed
+(``cdb dlq review``); never a dead-letter id itself, so it is no replay mark."""
 
 _PAGE = 1000
 
@@ -35,6 +41,18 @@ def _after_reviewed(value: str | None) -> str:
     return f"({int(ms)}-{int(seq) if seq else _MAX_SEQ}"
 
 
+def _key(point: str) -> tuple[int, int]:
+    ms, _, seq = point.partition("-")
+    return int(ms), int(seq) if seq else _MAX_SEQ
+
+
+def later_point(a: str | None, b: str | None) -> str | None:
+    """The later of two review points (entry ids or epoch ms); ``None`` when both are unset."""
+    if not a or not b:
+        return a or b
+    return a if _key(a) >= _key(b) else b
+
+
 async def _unreviewed(redis: AsyncClient, key: str, start: str, replayed: set[str]) -> int:
     count, page = 0, _PAGE
     while True:
@@ -47,16 +65,21 @@ async def _unreviewed(redis: AsyncClient, key: str, start: str, replayed: set[st
 
 async def review_dead_letters(
     redis: AsyncClient, keys: KeySpace, reviewed_before: str | None
-) -> dict[str, dict[str, int]]:
-    """Per topic: ``entries`` in its dead-letter stream, ``unreviewed`` ones, ``replayed_kept`` marks."""
-    start = _after_reviewed(reviewed_before)
-    data: dict[str, dict[str, int]] = {}
+) -> dict[str, Any]:
+    """Per topic: ``entries`` in its dead-letter stream, ``unreviewed`` ones, ``replayed_kept`` marks,
+    and ``reviewed_through`` when a review was recorded (``cdb dlq review``)."""
+    data: dict[str, Any] = {}
     for topic in Topic:
         marks: Any = await redis.hgetall(keys.dlq_replayed(topic))  # HGETALL: what the operator ACL allows
-        replayed = {_text(k) for k in marks}
+        fields = {_text(k): _text(v) for k, v in marks.items()}
+        recorded = fields.pop(REVIEWED_FIELD, None)
+        replayed = set(fields)
+        start = _after_reviewed(later_point(reviewed_before, recorded))
         data[topic.value] = {
             "entries": int(await redis.xlen(keys.dlq(topic))),
             "unreviewed": await _unreviewed(redis, keys.dlq(topic), start, replayed),
             "replayed_kept": len(replayed),
         }
+        if recorded is not None:
+            data[topic.value]["reviewed_through"] = recorded
     return data

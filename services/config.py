@@ -36,4 +36,6 @@ def load_config(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
         variable = f"{prefix}{name}".upper()
         field = cls.model_fields.get(name)
         accepted = [field.description or "see flags.env.example"] if field else ["?"]
-        raise ConfigError(variable, first.get("input"), accepted, str(first.get("msg", ""))) from None
+        raise ConfigError(
+            variable, first.get("input"), accepted, str(first.get("msg", "")).removeprefix("Value error, ")
+        ) from None

@@ -242,8 +242,8 @@ async def read_order_results(redis: AsyncClient, keys: KeySpace) -> list[dict[st
     """Business fields of every order result on the stream, in order (either path's shape)."""
     reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
     out = []
-    for _, fields in await read_stream(redis, keys, Topic.ORDER_RESULTS):
-        message = reader.from_fields(Topic.ORDER_RESULTS, fields).message
+    for entry_id, fields in await read_stream(redis, keys, Topic.ORDER_RESULTS):
+        message = reader.from_fields(Topic.ORDER_RESULTS, fields, entry_id=entry_id).message
         values = reader.as_dict(Topic.ORDER_RESULTS, message)
         out.append({c: values[c] for c in COLUMNS})
     return out

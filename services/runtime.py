@@ -14,14 +14,16 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.codec import Codec, Decoded, codec_for
+from core.ignored import IgnoredLog
 from core.logging import get_logger
-from core.metrics import ServiceMetrics
+from core.metrics import IgnoreReason, ServiceMetrics
 from core.redis import DeadLetters, Publisher
+from core.redis.group_cleanup import GroupJanitor
 from core.redis.modes import AsyncClient
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
-from core.topics import KeySpace, ServiceName
+from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
 
 if TYPE_CHECKING:
@@ -54,6 +56,12 @@ class ServiceContext:
     extra_counts: dict[str, int] = field(default_factory=dict)
     owned: list[int] = field(default_factory=list)
     """The partitions this instance owns now (kept up to date by services.partitions)."""
+    ignored_log: IgnoredLog | None = None
+    """Counts and logs what the business logic drops on purpose (made from ``metrics``)."""
+
+    def __post_init__(self) -> None:
+        if self.ignored_log is None:
+            self.ignored_log = IgnoredLog(self.metrics)
 
     @classmethod
     def create(cls, service: ServiceName, settings: ServiceSettings, redis: AsyncClient) -> ServiceContext:
@@ -62,8 +70,17 @@ class ServiceContext:
         codec = codec_for(settings, on_shadow=metrics.count_shadow)  # shadow counts reach live status
         keys = KeySpace(settings.key_prefix, settings.topic_partitions)
         publisher = Publisher.from_settings(redis, settings, codec=codec, service=service, metrics=metrics)
-        dead_letters = DeadLetters(redis, keys)
+        dead_letters = DeadLetters(redis, keys, max_payload_bytes=settings.dlq_payload_limit)
         ctx = cls(service, settings, codec, keys, redis, publisher, dead_letters, metrics)
+        metrics.ops.describe_instance(
+            settings.instance,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            shadow=settings.contract_shadow,
+            partitions=keys.partitions,
+            started_ms=ctx.started_ms,
+            version=package_version(),
+        )
         get_logger(service=service.value).info(
             "service.start",
             instance=settings.instance,
@@ -76,6 +93,13 @@ class ServiceContext:
     def count(self, name: str, by: int = 1) -> None:
         """Add to a business counter shown in live status (signals, rejections, ...)."""
         self.extra_counts[name] = self.extra_counts.get(name, 0) + by
+        self.metrics.ops.count_event(name, by)  # the same count on /metrics (cdb_events_total)
+
+    def ignore(self, topic: Topic, reason: IgnoreReason, **details: Any) -> None:
+        """Count (``cdb_messages_ignored_total``) and log (rate-limited) one valid message of
+        ``topic`` dropped on purpose; ``details`` identify it in the log line."""
+        assert self.ignored_log is not None
+        self.ignored_log.note(topic, reason, **details)
 
     def live_state(self) -> LiveState:
         """The document this instance reports to Redis."""
@@ -93,6 +117,13 @@ class ServiceContext:
             owned=list(self.owned),
             counts=counts,
         )
+
+
+def _janitor(ctx: ServiceContext) -> GroupJanitor:
+    topic = ctx.service.consumes
+    assert topic is not None
+    group, idle_ms = ctx.keys.group(ctx.service), ctx.settings.dead_consumer_idle_ms
+    return GroupJanitor(ctx.redis, ctx.keys.streams(topic), group, ctx.settings.instance, idle_ms=idle_ms)
 
 
 class ConsumingService(Protocol):
@@ -146,12 +177,17 @@ async def run_consuming_service(
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)
     status_task = asyncio.create_task(reporter.run(stop))
+    janitor = _janitor(ctx)  # dead consumers leave the groups (core.redis.group_cleanup)
+    janitor_task = asyncio.create_task(janitor.run(stop))
     clean = False
     try:
         await runner.run(stop)
+        await janitor.leave()  # a clean stop: every batch acked, so its own consumer can go
         clean = True
     finally:
         stop.set()
+        with contextlib.suppress(Exception):
+            await janitor_task
         with contextlib.suppress(Exception):
             await status_task
             if clean:

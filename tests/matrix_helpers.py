@@ -58,11 +58,13 @@ class RenamedPriceCodec:
             return decoded
         return Decoded(RenamedPriceOrder.from_dict(self._inner.as_dict(topic, decoded.message)))
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
-        return self._swap(topic, self._inner.decode(topic, raw))
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: bytes | str | None = None) -> Decoded:
+        return self._swap(topic, self._inner.decode(topic, raw, entry_id=entry_id))
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
-        return self._swap(topic, self._inner.from_fields(topic, fields))
+    def from_fields(
+        self, topic: Topic, fields: RawFieldMap, *, entry_id: bytes | str | None = None
+    ) -> Decoded:
+        return self._swap(topic, self._inner.from_fields(topic, fields, entry_id=entry_id))
 
     def encode(self, topic: Topic, message: Message) -> bytes:
         return self._inner.encode(topic, message)

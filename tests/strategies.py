@@ -8,6 +8,7 @@ message" without re-deriving the rules:
 - sides, order types and statuses from their enums (as the string values a wire carries);
 - a LIMIT order always has a price; a MARKET order has a reference price or ``None``;
 - a FILLED / PARTIALLY_FILLED result has ``filled_quantity > 0`` and an ``average_price``;
+  a REJECTED / CANCELLED one has ``filled_quantity`` 0 and no ``average_price``;
 - symbols that match the contract's pattern and length;
 - free text (reason, ids, venue) with arbitrary unicode, within the length limits;
 - timestamps in epoch ms inside the plausible range;
@@ -180,7 +181,7 @@ def order_values(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def order_result_values(draw: st.DrawFn) -> dict[str, Any]:
-    """A valid ``OrderResultV1``: fills have a size > 0 and a price; others may have neither."""
+    """A valid ``OrderResultV1``: fills have a size > 0 and a price; others have neither."""
     status = draw(statuses)
     filled = status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
     return {
@@ -189,8 +190,8 @@ def order_result_values(draw: st.DrawFn) -> dict[str, Any]:
         "symbol": draw(symbols),
         "side": draw(sides),
         "status": status,
-        "filled_quantity": draw(positive_sizes if filled else sizes),
-        "average_price": draw(prices) if filled else draw(st.none() | prices),
+        "filled_quantity": draw(positive_sizes) if filled else 0.0,
+        "average_price": draw(prices) if filled else None,
         "fee": draw(sizes),
         "reason": draw(st.none() | reasons),
         "simulated": draw(st.booleans()),

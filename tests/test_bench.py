@@ -57,3 +57,52 @@ def test_merge_document__keeps_other_scripts_sections_and_drops_the_folded_trans
     assert merged.startswith(ours.rstrip("\n"))
     assert merged.endswith("## Scaling (issue 10)\n\nscaling table\n")
     assert "old" not in merged
+
+
+def test_bench_quick__writes_under_var_unless_told_and_never_over_the_committed_report() -> None:
+    from bench.__main__ import QUICK_OUT, ROOT, parse_args
+
+    assert parse_args(["--quick"]).out == QUICK_OUT
+    assert QUICK_OUT.relative_to(ROOT).parts[0] == "var"  # git-ignored
+    assert parse_args([]).out == ROOT
+    assert parse_args(["--quick", "--out", "elsewhere"]).out == Path("elsewhere")
+
+
+def test_cdb_bench__without_the_bench_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "msgspec" else real(name, *a)
+    )
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "msgspec missing" in result.output
+    assert "pip install -e '.[bench]'" in result.output
+
+
+def test_benchmarks_md__opens_with_the_summary_of_its_own_json_and_no_internal_words() -> None:
+    from bench.summary import summary_from_json
+    from tests.ops_helpers import ROOT
+
+    document = json.loads((ROOT / "BENCHMARKS.json").read_text(encoding="utf-8"))
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    summary = "\n".join(summary_from_json(document))
+    assert text.startswith("# Benchmarks\n\n" + summary + "\n")
+    met = sum(1 for t in document["targets"] if t["met"])
+    assert f"Verdicts: {met} of {len(document['targets'])} targets met." in summary
+    for missed in (t for t in document["targets"] if not t["met"]):
+        assert missed["name"] in summary
+    lowered = text.lower()
+    assert "issue" not in lowered
+    assert "seed's" not in lowered
+
+
+def test_bench_chart__redraws_the_committed_run_from_its_json(tmp_path: Path) -> None:
+    from bench.chart import main as chart_main
+    from tests.ops_helpers import ROOT
+
+    out = tmp_path / "chart.png"
+    assert chart_main([str(ROOT / "BENCHMARKS.json"), str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert out.stat().st_size > 20_000  # three panels, not an empty canvas

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 
 from core.codec import build_codec
@@ -17,6 +18,7 @@ from core.utils.clock import (
     ms_to_datetime,
     now_ms,
     set_clock,
+    to_ms,
     utcnow,
 )
 from tests.strategies import timestamps_ms
@@ -38,12 +40,31 @@ def test_frozen_clock__advance_moves_it_by_milliseconds(frozen_clock: FrozenCloc
     assert now_ms() == 1_767_225_600_250
 
 
-def test_frozen_clock__makes_lenient_defaults_deterministic(frozen_clock: FrozenClock) -> None:
+def test_lenient_defaults__come_from_the_entry_id_never_from_the_clock(frozen_clock: FrozenClock) -> None:
     codec = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    first = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL)
-    second = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL)
+    first = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL, entry_id=b"1767225600999-0")
+    frozen_clock.advance(60_000)
+    second = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL, entry_id=b"1767225600999-0")
     assert first.message == second.message
-    assert first.message.timestamp == frozen_clock.ms
+    assert first.message.timestamp == 1_767_225_600_999 != frozen_clock.ms
+
+
+def test_to_ms__turns_an_aware_datetime_and_epoch_seconds_into_ms() -> None:
+    moment = datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    assert to_ms(moment) == 1_767_225_600_250
+    assert to_ms(moment.timestamp()) == 1_767_225_600_250
+    assert to_ms(1_767_225_600) == 1_767_225_600_000
+
+
+def test_to_ms__of_utcnow_is_now_ms(frozen_clock: FrozenClock) -> None:
+    assert to_ms(utcnow()) == now_ms() == frozen_clock.ms
+
+
+def test_to_ms__refuses_a_naive_datetime_and_non_numbers() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        to_ms(datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        to_ms(True)
 
 
 def test_frozen__restores_the_previous_clock_even_after_an_error() -> None:

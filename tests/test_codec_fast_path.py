@@ -186,12 +186,13 @@ def test_lenient__complete_message_decodes_to_the_strict_class_with_nothing_defa
     assert decoded.defaulted == ()
 
 
-def test_lenient__null_timestamp_next_to_api_version_is_still_filled_from_the_clock() -> None:
-    values = {"api_version": "v1.0", "symbol": "BTC/USDT", "price": 2.5, "volume": 1.0, "side": "BUY"}
-    raw = json.dumps({**values, "venue": "mexc", "timestamp": None}).encode()
+def test_lenient__null_timestamp_next_to_api_version_is_still_filled_from_the_entry() -> None:
+    """The strict-first shortcut fails on the null; the lenient variant then fills it."""
+    values = {"api_version": "v1.0", "signal_id": "s", "symbol": "BTC/USDT", "side": "BUY", "price": 2.5}
+    raw = json.dumps({**values, "strength": 0.5, "reason": "r", "timestamp": None}).encode()
     with frozen(NOW_MS):
-        decoded = CODECS["lenient"].decode(Topic.MARKET_DATA, raw)
-    assert decoded.message.timestamp == NOW_MS
+        decoded = CODECS["lenient"].decode(Topic.SIGNALS, raw, entry_id=f"{NOW_MS + 5}-0")
+    assert decoded.message.timestamp == NOW_MS + 5
     assert decoded.defaulted == ("timestamp",)
 
 
@@ -226,7 +227,8 @@ def test_pydantic_to_fields__writes_what_encoding_model_dump_writes(
     """The contracts are encoded from their attributes: the same text as from model_dump(mode="json")."""
     built = data.draw(contract_messages(topic))
     with frozen(NOW_MS):  # and one made by the lenient profile (model_construct, defaults filled)
-        filled = CODECS["lenient"].decode(topic, json.dumps(data.draw(legacy_values(topic))).encode()).message
+        legacy = json.dumps(data.draw(legacy_values(topic))).encode()
+        filled = CODECS["lenient"].decode(topic, legacy, entry_id=f"{NOW_MS}-0").message
     for message in (built, filled):
         expected = list(encode_field_map(message.model_dump(mode="json")).items())
         for name in ("lenient", "strict"):

@@ -93,9 +93,10 @@ def test_lenient_codec__reads_legacy_producer_with_the_same_field_values(
 ) -> None:
     values = data.draw(legacy_values(topic))
     legacy_message = LEGACY_CLASSES[topic](**values)
+    entry_id = f"{FROZEN_MS + 17}-3"  # the stream entry's server time: what a filled timestamp takes
     with frozen(FROZEN_MS):
-        via_json = LENIENT.decode(topic, LEGACY.encode(topic, legacy_message))
-        via_fields = LENIENT.from_fields(topic, LEGACY.to_fields(topic, legacy_message))
+        via_json = LENIENT.decode(topic, LEGACY.encode(topic, legacy_message), entry_id=entry_id)
+        via_fields = LENIENT.from_fields(topic, LEGACY.to_fields(topic, legacy_message), entry_id=entry_id)
     for decoded in (via_json, via_fields):
         dumped = LENIENT.as_dict(topic, decoded.message)
         assert {n: dumped[n] for n in LEGACY_FIELDS[topic]} == legacy_message.to_dict()
@@ -105,7 +106,7 @@ def test_lenient_codec__reads_legacy_producer_with_the_same_field_values(
             assert dumped["timestamp"] == values["timestamp"]
         else:
             assert decoded.defaulted == ("api_version", "timestamp")
-            assert dumped["timestamp"] == FROZEN_MS
+            assert dumped["timestamp"] == FROZEN_MS + 17  # the entry's time, not the frozen clock
 
 
 @pytest.mark.parametrize("profile", list(Profile))

@@ -1,12 +1,13 @@
 """The v1.0 contracts, the strict/lenient profiles, the legacy classes, and the import rule.
 
 - strict: ``api_version`` and ``timestamp`` are required; a legacy payload is refused.
-- lenient: the two are filled (``"v1.0"``, the injectable clock's time) and reported
-  in ``Decoded.defaulted``. Decision on an explicit ``"timestamp": null``: the lenient
-  profile treats it like a missing timestamp (filled from the clock and reported as
-  defaulted, so it is counted as evidence against cutover); the strict profile refuses it
-  (``int_type``); so does the legacy path (``none_forbidden``), which checks every
-  contract field that is present, even one the legacy class does not read.
+- lenient: a missing or null ``api_version`` is filled (``"v1.0"``); a missing or null
+  ``timestamp`` is filled from the stream entry's server time (its id) on signals, orders
+  and order results, never from the reader's clock, and refused without an entry id; on
+  market_data it is business time and always refused. Filled fields are reported in
+  ``Decoded.defaulted`` (counted as evidence against cutover). The strict profile refuses
+  an explicit null (``int_type``); so does the legacy path (``none_forbidden``), which
+  checks every contract field that is present, even one the legacy class does not read.
 - legacy classes stay faithful: ``KeyError`` on a missing key, unknown keys ignored,
   no validation.
 - only the codec registry imports the legacy modules and the lenient profile.
@@ -183,40 +184,94 @@ def test_strict_profile__refuses_legacy_payload_naming_api_version_and_timestamp
     assert info.value.profile == "strict"
 
 
-@pytest.mark.parametrize("topic", [Topic.SIGNALS, Topic.ORDERS, Topic.ORDER_RESULTS])
+FILLABLE = [Topic.SIGNALS, Topic.ORDERS, Topic.ORDER_RESULTS]
+ENTRY_MS = TS + 4_321
+ENTRY_ID = f"{ENTRY_MS}-7".encode()
+
+
+def _as_fields(raw: bytes) -> dict[str, str]:
+    return {k: json.dumps(v) for k, v in json.loads(raw).items()}
+
+
+@pytest.mark.parametrize("topic", FILLABLE)
 def test_lenient_profile__accepts_legacy_payload_and_reports_both_defaults(
     topic: Topic, frozen_clock: FrozenClock
 ) -> None:
     raw = _without(_full(topic), "api_version", "timestamp")
-    decoded = LENIENT.decode(topic, raw)
-    assert decoded.defaulted == ("api_version", "timestamp")
-    assert decoded.message.api_version == "v1.0"
-    assert decoded.message.timestamp == frozen_clock.now_ms()
+    for decoded in (
+        LENIENT.decode(topic, raw, entry_id=ENTRY_ID),
+        LENIENT.from_fields(topic, _as_fields(raw), entry_id=ENTRY_ID),
+    ):
+        assert decoded.defaulted == ("api_version", "timestamp")
+        assert decoded.message.api_version == "v1.0"
+        assert decoded.message.timestamp == ENTRY_MS  # the entry's server time, not the clock
+        assert decoded.message.timestamp != frozen_clock.now_ms()
 
 
-def test_lenient_profile__decodes_into_the_strict_contract_class(frozen_clock: FrozenClock) -> None:
-    decoded = LENIENT.decode(Topic.SIGNALS, _without(_full(Topic.SIGNALS), "api_version", "timestamp"))
-    assert type(decoded.message) is SignalV1
-    assert decoded.message == SignalV1.model_validate({**_full(Topic.SIGNALS), "timestamp": frozen_clock.ms})
-
-
-def test_lenient_profile__defaults_follow_the_frozen_clock(frozen_clock: FrozenClock) -> None:
-    raw = _without(_full(Topic.ORDERS), "timestamp")
-    first = LENIENT.decode(Topic.ORDERS, raw).message.timestamp
-    frozen_clock.advance(1_500)
-    second = LENIENT.decode(Topic.ORDERS, raw).message.timestamp
-    assert (first, second) == (TS, TS + 1_500)
-
-
-@pytest.mark.parametrize("topic", TOPICS)
-def test_profiles__only_timestamp_missing_reports_only_timestamp(
-    topic: Topic, frozen_clock: FrozenClock
-) -> None:
+@pytest.mark.parametrize("topic", FILLABLE)
+def test_lenient_profile__missing_timestamp_without_an_entry_id_is_refused_not_guessed(topic: Topic) -> None:
     raw = _without(_full(topic), "timestamp")
-    assert LENIENT.decode(topic, raw).defaulted == ("timestamp",)
+    for decode in (lambda: LENIENT.decode(topic, raw), lambda: LENIENT.from_fields(topic, _as_fields(raw))):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert [(e["type"], e["loc"]) for e in info.value.errors] == [
+            ("timestamp_unfillable", ("timestamp",))
+        ]
+        assert "never from the reader's clock" in info.value.errors[0]["msg"]
+
+
+@pytest.mark.parametrize("entry_id", [b"0-1", "12-0", b"not-an-id", b"99999999999999999-0"])
+def test_lenient_profile__entry_id_without_plausible_ms_is_refused(entry_id: bytes | str) -> None:
+    raw = _without(_full(Topic.ORDERS), "timestamp")
     with pytest.raises(ContractError) as info:
-        STRICT.decode(topic, raw)
+        LENIENT.decode(Topic.ORDERS, raw, entry_id=entry_id)
+    assert info.value.errors[0]["type"] == "timestamp_unfillable"
+
+
+def test_lenient_profile__decodes_into_the_strict_contract_class() -> None:
+    raw = _without(_full(Topic.SIGNALS), "api_version", "timestamp")
+    decoded = LENIENT.decode(Topic.SIGNALS, raw, entry_id=f"{TS}-0")
+    assert type(decoded.message) is SignalV1
+    assert decoded.message == SignalV1.model_validate({**_full(Topic.SIGNALS), "timestamp": TS})
+
+
+def test_lenient_profile__filled_timestamp_ignores_the_clock(frozen_clock: FrozenClock) -> None:
+    raw = _without(_full(Topic.ORDERS), "timestamp")
+    first = LENIENT.decode(Topic.ORDERS, raw, entry_id=ENTRY_ID).message.timestamp
+    frozen_clock.advance(1_500)
+    second = LENIENT.decode(Topic.ORDERS, raw, entry_id=ENTRY_ID).message.timestamp
+    third = LENIENT.decode(Topic.ORDERS, raw, entry_id=f"{ENTRY_MS + 9}-0").message.timestamp
+    assert (first, second, third) == (ENTRY_MS, ENTRY_MS, ENTRY_MS + 9)
+
+
+@pytest.mark.parametrize("topic", FILLABLE)
+def test_profiles__only_timestamp_missing_reports_only_timestamp(topic: Topic) -> None:
+    raw = _without(_full(topic), "timestamp")
+    assert LENIENT.decode(topic, raw, entry_id=ENTRY_ID).defaulted == ("timestamp",)
+    with pytest.raises(ContractError) as info:
+        STRICT.decode(topic, raw, entry_id=ENTRY_ID)
     assert _locs(info.value) == {"timestamp"}
+
+
+@pytest.mark.parametrize("timestamp", ["missing", None])
+@pytest.mark.parametrize("codec", [LEGACY, LENIENT, STRICT], ids=["legacy", "lenient", "strict"])
+def test_market_data__missing_or_null_timestamp_is_refused_on_every_path_and_form(
+    codec: Any, timestamp: str | None
+) -> None:
+    """A trade's time is business time: never filled, not even from the entry id."""
+    values = _full(Topic.MARKET_DATA)
+    if timestamp is None:
+        values["timestamp"] = None
+    else:
+        del values["timestamp"]
+    raw = json.dumps(values).encode()
+    for decode in (
+        lambda: codec.decode(Topic.MARKET_DATA, raw, entry_id=ENTRY_ID),
+        lambda: codec.from_fields(Topic.MARKET_DATA, _as_fields(raw), entry_id=ENTRY_ID),
+    ):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert _locs(info.value) == {"timestamp"}
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -228,17 +283,24 @@ def test_profiles__only_api_version_missing_reports_only_api_version(topic: Topi
     assert _locs(info.value) == {"api_version"}
 
 
-@pytest.mark.parametrize("topic", TOPICS)
-def test_lenient_profile__explicit_null_timestamp_is_filled_and_reported(
-    topic: Topic, frozen_clock: FrozenClock
-) -> None:
+@pytest.mark.parametrize("topic", FILLABLE)
+def test_lenient_profile__explicit_null_timestamp_is_filled_from_the_entry_and_reported(topic: Topic) -> None:
     raw = json.dumps({**_full(topic), "timestamp": None}).encode()
     for decoded in (
-        LENIENT.decode(topic, raw),
-        LENIENT.from_fields(topic, {k: json.dumps(v) for k, v in json.loads(raw).items()}),
+        LENIENT.decode(topic, raw, entry_id=ENTRY_ID),
+        LENIENT.from_fields(topic, _as_fields(raw), entry_id=ENTRY_ID),
     ):
         assert decoded.defaulted == ("timestamp",)
-        assert decoded.message.timestamp == frozen_clock.ms
+        assert decoded.message.timestamp == ENTRY_MS
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_lenient_profile__explicit_null_api_version_is_filled_like_a_missing_one(topic: Topic) -> None:
+    raw = json.dumps({**_full(topic), "api_version": None}).encode()
+    for decoded in (LENIENT.decode(topic, raw), LENIENT.from_fields(topic, _as_fields(raw))):
+        assert decoded.defaulted == ("api_version",)
+        assert decoded.message.api_version == "v1.0"
+        assert decoded.message == CONTRACT_CLASSES[topic].model_validate(_full(topic))
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -256,8 +318,8 @@ def test_legacy_path__explicit_null_timestamp_is_refused(topic: Topic) -> None:
     assert [(e["type"], e["loc"]) for e in info.value.errors] == [("none_forbidden", ("timestamp",))]
 
 
-@pytest.mark.parametrize("codec", [LEGACY, LENIENT, STRICT], ids=["legacy", "lenient", "strict"])
-def test_every_path__explicit_null_api_version_is_refused(codec: Any) -> None:
+@pytest.mark.parametrize("codec", [LEGACY, STRICT], ids=["legacy", "strict"])
+def test_legacy_and_strict__explicit_null_api_version_is_refused(codec: Any) -> None:
     with pytest.raises(ContractError) as info:
         codec.decode(Topic.SIGNALS, json.dumps({**_full(Topic.SIGNALS), "api_version": None}).encode())
     assert _locs(info.value) == {"api_version"}
@@ -376,3 +438,91 @@ def test_import_rule__only_the_codec_registry_imports_legacy_and_lenient_modules
 def test_import_rule__registry_is_where_both_are_imported() -> None:
     imported = _imported_modules(ast.parse((ROOT / "core/codec/registry.py").read_text(encoding="utf-8")))
     assert {"core.codec.legacy_codec", "migration.lenient"} <= imported
+
+
+# --- contracts built in code, and timestamps in the wrong unit (issue 14, Build 9) --------------
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_contract_built_in_code__defaults_api_version_to_v1_0(topic: Topic) -> None:
+    values = _full(topic)
+    del values["api_version"]
+    message = CONTRACT_CLASSES[topic](**values)
+    assert message.api_version == "v1.0"
+    assert message == CONTRACT_CLASSES[topic].model_validate(_full(topic))
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_strict_profile__wire_message_without_api_version_is_refused_in_both_forms(topic: Topic) -> None:
+    raw = _without(_full(topic), "api_version")
+    for decode in (
+        lambda: STRICT.decode(topic, raw),
+        lambda: STRICT.from_fields(topic, _as_fields(raw)),
+        lambda: STRICT.from_fields(topic, {k.encode(): v.encode() for k, v in _as_fields(raw).items()}),
+    ):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert [(e["type"], e["loc"]) for e in info.value.errors] == [("missing", ("api_version",))]
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_strict_profile__missing_api_version_is_reported_next_to_other_errors(topic: Topic) -> None:
+    values = {k: v for k, v in _full(topic).items() if k != "api_version"}
+    values["symbol"] = "not a symbol"
+    raw = json.dumps(values).encode()
+    for decode in (lambda: STRICT.decode(topic, raw), lambda: STRICT.from_fields(topic, _as_fields(raw))):
+        with pytest.raises(ContractError) as info:
+            decode()
+        assert _locs(info.value) == {"api_version", "symbol"}
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_exported_strict_schema__still_requires_api_version(topic: Topic) -> None:
+    from core.schema import contract_schema
+
+    schema = contract_schema(CONTRACT_CLASSES[topic])
+    assert "api_version" in schema["required"]
+    assert "default" not in schema["properties"]["api_version"]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [
+        (1_767_225_600, "epoch seconds"),
+        (1_767_225_600.5, "epoch seconds"),
+        (1_767_225_600_000_000, "microseconds"),
+    ],
+)
+@pytest.mark.parametrize("codec", [LEGACY, LENIENT, STRICT], ids=["legacy", "lenient", "strict"])
+def test_every_path__timestamp_in_the_wrong_unit_says_so_and_names_the_ms_helper(
+    codec: Any, value: float, unit: str
+) -> None:
+    raw = json.dumps({**_full(Topic.MARKET_DATA), "timestamp": value}).encode()
+    for decode in (
+        lambda: codec.decode(Topic.MARKET_DATA, raw),
+        lambda: codec.from_fields(Topic.MARKET_DATA, _as_fields(raw)),
+    ):
+        with pytest.raises(ContractError) as info:
+            decode()
+        [error] = info.value.errors
+        assert error["loc"] == ("timestamp",)
+        assert unit in error["msg"]
+        assert "core.utils.clock.now_ms()" in error["msg"]
+
+
+def test_contract_built_in_code__seconds_timestamp_error_says_seconds() -> None:
+    values = {**_full(Topic.ORDERS), "timestamp": 1_767_225_600}
+    with pytest.raises(ValidationError, match=r"looks like epoch seconds.*core\.utils\.clock\.now_ms"):
+        OrderV1(**values)
+    with pytest.raises(ValidationError, match="looks like epoch seconds"):
+        OrderV1.model_validate(values)
+    with pytest.raises(ValidationError, match="looks like epoch seconds"):
+        OrderV1.model_validate_json(json.dumps(values))
+
+
+def test_contract__a_ms_timestamp_error_keeps_pydantics_message() -> None:
+    with pytest.raises(ValidationError) as info:
+        SignalV1.model_validate({**_full(Topic.SIGNALS), "timestamp": MAX_TIMESTAMP_MS + 1})
+    [error] = info.value.errors()
+    assert error["type"] == "less_than_equal"
+    assert "seconds" not in error["msg"]

@@ -306,8 +306,9 @@ async def test_cutover_check__as_the_operator_acl_user_counts_replayed_dead_lett
     )
     with temporary_acl_users(redis_sync, keys, redis_url) as users:
         operator = ["--redis-url", users.urls["operator"], "--prefix", keys.prefix]
+        replay = ["--redis-url", users.urls["replay"], "--prefix", keys.prefix]  # the operator cannot write
         blocked = await asyncio.to_thread(cdb_json, "cutover", "check", *operator, expect=1)
-        replayed = await asyncio.to_thread(cdb_json, "dlq", "replay", "--topic", "orders", "--all", *operator)
+        replayed = await asyncio.to_thread(cdb_json, "dlq", "replay", "--topic", "orders", "--all", *replay)
         report = await asyncio.to_thread(cdb_json, "cutover", "check", *operator, expect=0)
     assert _findings(blocked)["dead_letters"]["ok"] is False
     assert [o["status"] for o in replayed["outcomes"]] == ["replayed"]

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from core.codec import build_codec, encode_field_map
 from core.domain.contracts import API_VERSION
 from core.redis import StreamConsumer
-from core.redis.acl import OPERATOR
+from core.redis.acl import OPERATOR, REPLAY
 from core.redis.topology import ensure_topology
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb, cdb_json, reporting, service_settings
@@ -184,12 +184,18 @@ async def test_dlq_replay__only_newer_replays_the_trades_the_strategy_would_coun
     }
 
 
-async def test_dlq_catch_up__the_operator_acl_user_may_run_it(
+async def test_dlq_catch_up__the_replay_acl_user_may_run_it_the_operator_may_not(
     redis_async: aioredis.Redis, redis_sync: Any, redis_url: str, keys: KeySpace
 ) -> None:
+    # Moving a group's position decides what a consumer reads (forward would skip orders), so
+    # it is the break-glass replay role's, not the everyday operator's (docs/security.md).
     await _incident(redis_async, keys, [("BTC/USDT", 1_767_225_600_001, True)])
     with temporary_acl_users(redis_sync, keys, redis_url) as users:
-        done = await _cdb("dlq", "catch-up", "--topic", "market_data", *_opts(users.urls[OPERATOR], keys))
+        refused = await asyncio.to_thread(
+            cdb, "dlq", "catch-up", "--topic", "market_data", *_opts(users.urls[OPERATOR], keys)
+        )
+        assert refused.exit_code != 0
+        done = await _cdb("dlq", "catch-up", "--topic", "market_data", *_opts(users.urls[REPLAY], keys))
     assert done["applied"] is True
     assert done["letters"] == 1
     group = (await redis_async.xinfo_groups(keys.stream(Topic.MARKET_DATA)))[0]

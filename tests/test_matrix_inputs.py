@@ -6,7 +6,6 @@ strict ones dead-letter exactly the legacy-shaped messages of their topic."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from inspect import signature
 from typing import Any
 
 import pytest
@@ -36,7 +35,6 @@ from services.matrix.inputs import (
     LEGACY_ORDERS,
     Kind,
     injected_entries,
-    refused_by_reader,
 )
 from services.ws.replay import BUNDLED_TRADES_SMALL
 from tests.matrix_helpers import clock_filled_market_data
@@ -50,7 +48,6 @@ CODECS: dict[str, Codec] = {
 variants = st.sampled_from(list(Variant))
 mixes = st.builds(Mix, variants, variants, variants, variants)
 LEGACY_KINDS = {Kind.LEGACY_MARKET_DATA: "signal", Kind.LEGACY_SIGNAL: "risk", Kind.LEGACY_ORDER: "execution"}
-RULE_IN_PLACE = refused_by_reader(Kind.NO_TIMESTAMP) == 2
 
 
 @pytest.fixture(autouse=True)
@@ -59,9 +56,6 @@ def _restore_logging() -> Iterator[None]:
     them back at the real stderr so later tests do not log into a closed file."""
     yield
     configure_logging()
-
-
-NEEDS_RULE = "needs issue 14's lenient rule (timestamp-less market data refused; contracts helper)"
 
 
 @given(mixes)
@@ -85,11 +79,10 @@ def test_expected_outcome__mixed_inputs_keep_the_outcome_and_state_the_extra(mix
 
 
 def _decodes(codec: Codec, topic: Topic, fields: Any) -> bool:
-    # As a consumer reads it: with its stream entry id, where the codec takes one (issue 14's
-    # lenient profile fills a signal's or order's missing time from it, never from a clock).
-    options = {"entry_id": "1767225600000-0"} if "entry_id" in signature(codec.from_fields).parameters else {}
+    # As a consumer reads it: with its stream entry id (the lenient profile fills a signal's
+    # or order's missing time from it, never from a clock).
     try:
-        codec.from_fields(topic, fields, **options)
+        codec.from_fields(topic, fields, entry_id="1767225600000-0")
     except ContractError:
         return False
     return True
@@ -110,7 +103,6 @@ def test_injected_market_data_without_timestamp__refused_by_legacy_and_strict(co
     assert not any(_decodes(CODECS[codec], t, f) for t, f in entries)
 
 
-@pytest.mark.skipif(not RULE_IN_PLACE, reason=NEEDS_RULE)
 def test_injected_market_data_without_timestamp__refused_by_lenient() -> None:
     assert not any(
         _decodes(CODECS["pydantic-lenient"], t, f) for t, f in injected_entries(Kind.NO_TIMESTAMP, 65_536)
@@ -182,7 +174,6 @@ async def test_matrix_mixed_inputs__a_clock_filled_trade_time_is_a_mismatch(redi
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not RULE_IN_PLACE, reason=NEEDS_RULE)
 def test_cdb_matrix__inputs_mixed__every_mix_does_what_its_expectation_states(
     redis_url: str, pg_database: str
 ) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import AuthenticationError, NoPermissionError
 
 from core.codec import Decoded, build_codec
 from core.errors import TransportError
@@ -36,7 +36,7 @@ from core.redis import (
     publish_message,
     read_dead_letters,
 )
-from core.redis.acl import OPERATOR, ROLES, acl_file, acl_user, apply_acl, delete_acl_users
+from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file, acl_user, apply_acl, delete_acl_users
 from core.settings import redact_url
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
@@ -222,7 +222,7 @@ async def test_acl_live__a_service_consumes_its_input_dead_letters_and_publishes
     assert redis_sync.xlen(keys.stream(output)) == 1
 
 
-async def test_acl_live__operator_sees_status_and_dead_letters_and_replays_them(
+async def test_acl_live__operator_sees_status_and_dead_letters_and_replay_replays_them(
     login: Callable[[str], aioredis.Redis],
     login_sync: Callable[[str], redis.Redis],
     keys: KeySpace,
@@ -232,14 +232,15 @@ async def test_acl_live__operator_sees_status_and_dead_letters_and_replays_them(
     letter_id = redis_sync.xadd(
         keys.dlq(Topic.ORDERS), {"topic": "orders", "raw": '{"order_id":"ord-9"}', "error": "[]"}
     )
-    operator, operator_sync = login(OPERATOR), login_sync(OPERATOR)
+    operator, operator_sync, replay = login(OPERATOR), login_sync(OPERATOR), login_sync(REPLAY)
     states = await read_live_states(operator, keys)  # SCAN + GET
     letters = read_dead_letters(operator_sync, Topic.ORDERS, keys=keys)  # XREVRANGE
+    assert read_dead_letters(replay, Topic.ORDERS, keys=keys) == letters
     # replay as core.redis.dlq_replay does: publish through the codec, then mark or delete the letter
-    new_id = publish_message(operator_sync, Topic.ORDERS, _message(Topic.ORDERS), codec=CODEC, keys=keys)
-    operator_sync.hset(keys.dlq_replayed(Topic.ORDERS), letters[0].entry_id, new_id)
-    marks = operator_sync.hgetall(keys.dlq_replayed(Topic.ORDERS))
-    removed = operator_sync.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
+    new_id = publish_message(replay, Topic.ORDERS, _message(Topic.ORDERS), codec=CODEC, keys=keys)
+    replay.hset(keys.dlq_replayed(Topic.ORDERS), letters[0].entry_id, new_id)
+    marks = replay.hgetall(keys.dlq_replayed(Topic.ORDERS))
+    removed = replay.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
     pubsub = operator.pubsub()
     await pubsub.subscribe(keys.channel(Topic.ORDER_RESULTS))
     await pubsub.aclose()
@@ -296,6 +297,13 @@ REFUSED: list[tuple[str, str, Command]] = [
     ("operator", "CONFIG GET", lambda k: ["CONFIG", "GET", "maxmemory"]),
     ("operator", "ACL LIST", lambda k: ["ACL", "LIST"]),
     ("operator", "KEYS", lambda k: ["KEYS", "*"]),
+    ("operator", "XADD orders_stream (forge)", lambda k: ["XADD", k.stream(Topic.ORDERS), "*", "f", "1"]),
+    ("operator", "PUBLISH orders (forge)", lambda k: ["PUBLISH", k.channel(Topic.ORDERS), "x"]),
+    ("operator", "XDEL a dead letter", lambda k: ["XDEL", k.dlq(Topic.ORDERS), "1-1"]),
+    ("replay", "SET the topology key", lambda k: ["SET", k.topology(), '{"partitions": 2}']),
+    ("replay", "DEL a stream", lambda k: ["DEL", k.stream(Topic.ORDERS)]),
+    ("replay", "XTRIM a stream", lambda k: ["XTRIM", k.stream(Topic.ORDERS), "MAXLEN", "0"]),
+    ("replay", "XADD a dead letter", lambda k: ["XADD", k.dlq(Topic.ORDERS), "*", "f", "1"]),
 ]
 
 
@@ -391,8 +399,7 @@ def test_acl_file__loads_in_redis_server_and_enforces_the_rules(tmp_path: FsPath
     try:
         anonymous = redis.Redis(port=server.port)
         ws = redis.Redis(port=server.port, username="cdb-ws", password=passwords["ws"])
-        assert anonymous.ping()
-        with pytest.raises(NoPermissionError):
+        with pytest.raises(AuthenticationError):  # the default user is off
             anonymous.get("x")
         assert ws.publish(keys.channel(Topic.MARKET_DATA), b"x") == 0
         with pytest.raises(NoPermissionError):

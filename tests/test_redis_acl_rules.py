@@ -17,6 +17,7 @@ from core.cli.main import app
 from core.errors import ConfigError
 from core.redis.acl import (
     OPERATOR,
+    REPLAY,
     ROLES,
     acl_file,
     acl_rules,
@@ -44,9 +45,9 @@ def _writable_by_xadd(rules: list[str]) -> set[str]:
     return out
 
 
-def test_acl_rules__one_user_per_service_plus_operator() -> None:
+def test_acl_rules__one_user_per_service_plus_operator_and_replay() -> None:
     users = acl_rules(KeySpace())
-    assert list(users) == [f"cdb-{s.value}" for s in ServiceName] + ["cdb-operator"]
+    assert list(users) == [f"cdb-{s.value}" for s in ServiceName] + ["cdb-operator", "cdb-replay"]
     assert all(rules[:2] == ["reset", "resetchannels"] for rules in users.values())
 
 
@@ -88,16 +89,48 @@ def test_acl_rules__follow_the_key_prefix() -> None:
     assert all(p.startswith("staging:") for p in patterns), patterns
 
 
-def test_acl_rules__operator_reads_every_key_and_replays_dead_letters() -> None:
+def _tokens(selector: str) -> list[str]:
+    return selector.strip("()").split()
+
+
+def test_acl_rules__operator_reads_every_key_and_writes_only_the_topology_key_and_reviews() -> None:
     keys = KeySpace(prefix="p:")
     rules = acl_rules(keys)[acl_user(OPERATOR)]
     (read,) = [s for s in _selectors(rules) if "+scan" in s]
     assert "%R~p:*" in read
-    assert "+set" not in rules
-    assert "+set" not in " ".join(_selectors(rules)).split()
+    assert not {"+publish", "+xadd", "+xdel"} & {t for s in _selectors(rules) for t in _tokens(s)}
+    (write,) = [s for s in _selectors(rules) if "+set" in _tokens(s)]
+    assert [t for t in _tokens(write) if "~" in t] == [f"~{keys.topology()}"]
+    # `cdb dlq review` records a review in the replayed-marks hashes, and nothing else.
+    (review,) = [s for s in _selectors(rules) if "+hset" in _tokens(s)]
+    assert {t for t in _tokens(review) if "~" in t} == {f"~{keys.dlq_replayed(t)}" for t in Topic}
+
+
+def test_acl_rules__replay_reads_every_key_and_republishes_to_any_topic() -> None:
+    keys = KeySpace(prefix="p:")
+    rules = acl_rules(keys)[acl_user(REPLAY)]
+    assert any("%R~p:*" in s for s in _selectors(rules))
     assert _writable_by_xadd(rules) == {keys.stream(t) for t in Topic}
     (marks,) = [s for s in _selectors(rules) if "+hset" in s]
-    assert {f"~{keys.dlq_replayed(t)}" for t in Topic} <= set(marks.strip("()").split())
+    assert {f"~{keys.dlq_replayed(t)}" for t in Topic} <= set(_tokens(marks))
+    assert not [s for s in _selectors(rules) if f"~{keys.topology()}" in _tokens(s)]
+
+
+@pytest.mark.parametrize("service", list(ServiceName))
+def test_acl_rules__a_service_may_create_the_topology_key_but_never_overwrite_or_delete_it(
+    service: ServiceName,
+) -> None:
+    keys = KeySpace()
+    selectors = _selectors(acl_rules(keys)[acl_user(service)])
+    (topology,) = [s for s in selectors if f"~{keys.topology()}" in _tokens(s)]
+    assert set(_tokens(topology)) == {f"~{keys.topology()}", "+get", "+setnx"}
+
+
+def test_acl_file__default_user_is_off_with_no_command() -> None:
+    (default,) = [line for line in acl_file(KeySpace()).splitlines() if line.startswith("user default ")]
+    tokens = default.split()
+    assert "off" in tokens
+    assert not {"on", "nopass", "+ping", "+@all", "allkeys"} & set(tokens)
 
 
 @pytest.mark.parametrize("prefix", ["a*", "x?:", "[ab]:", "back\\slash:"])
@@ -120,7 +153,7 @@ def test_acl_user__unknown_role__is_refused() -> None:
 
 def test_acl_file__template_has_every_user_off_and_no_credential() -> None:
     lines = acl_file(KeySpace()).splitlines()
-    assert lines[0] == "user default on nopass resetkeys resetchannels -@all +ping"
+    assert lines[0] == "user default off resetpass resetkeys resetchannels -@all"
     for line in lines[1:]:
         assert line.startswith("user cdb-")
         assert line.endswith(" off")

@@ -33,8 +33,8 @@ LEGACY = build_codec(Path.LEGACY)
 class VolumeDoublingLegacyCodec(LegacyCodec):
     """Test only: a legacy path that reads ``volume`` twice as large (a deliberate decode bug)."""
 
-    def from_fields(self, topic: Topic, fields: Any) -> Decoded:
-        decoded = super().from_fields(topic, fields)
+    def from_fields(self, topic: Topic, fields: Any, *, entry_id: Any = None) -> Decoded:
+        decoded = super().from_fields(topic, fields, entry_id=entry_id)
         decoded.message.volume *= 2
         return decoded
 
@@ -42,7 +42,7 @@ class VolumeDoublingLegacyCodec(LegacyCodec):
 class ExplodingCodec(LegacyCodec):
     """Test only: a shadow codec with a bug that raises something other than ContractError."""
 
-    def from_fields(self, topic: Topic, fields: Any) -> Decoded:
+    def from_fields(self, topic: Topic, fields: Any, *, entry_id: Any = None) -> Decoded:
         raise RuntimeError("shadow bug")
 
 
@@ -94,12 +94,14 @@ async def test_shadow__stream_with_one_field_decoded_differently_reports_exactly
 async def test_shadow__mismatches_reach_live_status_through_the_service_context(
     redis_async: aioredis.Redis, keys: KeySpace
 ) -> None:
-    """A legacy producer omitting ``timestamp``: lenient Pydantic fills it, legacy refuses."""
+    """A producer sending ``"api_version": null``: lenient Pydantic fills it, legacy refuses."""
     settings_ = service_settings(
         ServiceName.SIGNAL, keys, "sig-shadow", use_pydantic_contracts=True, contract_shadow=True
     )
     for i in range(3):
-        await redis_async.xadd(keys.stream(Topic.MARKET_DATA), _fields(Topic.MARKET_DATA, i, timestamp=...))
+        await redis_async.xadd(
+            keys.stream(Topic.MARKET_DATA), _fields(Topic.MARKET_DATA, i, api_version=None)
+        )
     async with live_service(redis_async, settings_) as ctx:
         assert isinstance(ctx.codec, ShadowCodec)
         async with asyncio.timeout(10):
@@ -108,7 +110,7 @@ async def test_shadow__mismatches_reach_live_status_through_the_service_context(
         counts = ctx.live_state().counts
     assert counts["shadow_by_field"] == {f"market_data.{DECODE_FIELD}": 3}
     assert counts["shadow_compared"] == 3
-    assert counts["defaults_by_field"] == {"timestamp": 3}
+    assert counts["defaults_by_field"] == {"api_version": 3}
 
 
 def test_shadow__primary_refusing_raises_the_primary_error_and_counts_decode() -> None:

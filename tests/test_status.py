@@ -90,7 +90,7 @@ async def test_cdb_status__table_names_path_and_marks_stale_instances(
     await _report(redis_async, keys, "ws", "ws-new")
     result = await asyncio.to_thread(cdb, "status", "--redis-url", redis_url, "--prefix", keys.prefix)
     assert result.exit_code == 0, result.output
-    lines = {line.split("│")[2].strip(): line for line in result.stdout.splitlines() if "│ ws" in line}
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("ws ")}
     assert "legacy" in lines["ws-old"]
     assert "STALE" in lines["ws-old"]  # the age follows when the terminal is wide enough
     assert "pydantic" in lines["ws-new"]

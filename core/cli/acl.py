@@ -1,16 +1,41 @@
-"""``cdb acl``: the least-privilege Redis ACL file of the pipeline (template or rendered)."""
+"""``cdb acl``: the least-privilege Redis ACL file of the pipeline (template or rendered), and
+``cdb acl audit``: what the ACL cannot prevent (a producer trimming unread entries), made visible."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
+import redis
 import typer
 
-from core.cli.output import console, err_console, exit_with
-from core.errors import ConfigError
-from core.redis.acl import DEFAULT_REDIS_VERSION, DEFAULT_USER_PREFIX, ROLES, acl_file, passwords_from_env
+from core.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_sync_target,
+    unreachable,
+)
+from core.cli.output import console, err_console, exit_with, print_json, shown, table
+from core.errors import CdbError, ConfigError
+from core.redis.acl import (
+    DEFAULT_REDIS_VERSION,
+    DEFAULT_USER_PREFIX,
+    ROLES,
+    acl_file,
+    apply_acl,
+    disable_default_user,
+    passwords_from_env,
+)
+from core.redis.acl_audit import default_user_answers, trimmed_before_delivery
+from core.redis.topology import read_partitions_sync
 from core.settings import ServiceSettings
 from core.topics import KeySpace
 
@@ -75,9 +100,9 @@ def export(
     if check_only:
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current != text:
-            err_console.print(f"[bold red]{target} is out of date:[/] run `cdb acl export`")
+            err_console.print(f"[bold red]{shown(target)} is out of date:[/] run `cdb acl export`")
             raise typer.Exit(1)
-        console.print(f"{target}: up to date")
+        console.print(f"{shown(target)}: up to date")
         return
     if str(target) == "-":
         typer.echo(text, nl=False)
@@ -87,4 +112,105 @@ def export(
     if render:
         target.chmod(0o600)  # password hashes allow offline guessing: owner only
     kind = "rendered, passwords as SHA-256" if render else "template, every user off"
-    err_console.print(f"wrote {target} ({len(ROLES)} users, {kind})")
+    err_console.print(f"wrote {shown(target)} ({len(ROLES)} users, {kind})")
+
+
+@app.command("audit")
+def audit(
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Entries trimmed from a topic stream before a consumer group read them, and whether the
+    default user is on (it accepts connections without a login); exit 1 if either.
+
+    ACLs cannot stop a stream's producer from trimming it (docs/security.md, "Limits"),
+    and a STREAM_MAXLEN below a consumer's backlog does the same: either way it shows here.
+    Needs read rights only (cdb-operator).
+    """
+    try:
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        client = open_sync_target(target)
+        keys = KeySpace(prefix)
+        keys = keys.with_partitions(read_partitions_sync(client, keys) or 1)
+        losses = trimmed_before_delivery(client, keys)
+        default_on = _default_user_on(target.url, sentinel=bool(target.sentinels) or redis_mode == "sentinel")
+    except (redis.RedisError, OSError) as exc:
+        exit_with(unreachable(redis_url, exc))
+    except CdbError as exc:
+        exit_with(exc)
+    if as_json:
+        print_json({"default_user_on": default_on, "trimmed_before_delivery": [_row(x) for x in losses]})
+        raise typer.Exit(1 if losses or default_on else 0)
+    if default_on:
+        console.print("[bold red]the default user is on:[/] connections without a login are accepted")
+    elif default_on is False:
+        console.print("default user: off (a connection must log in)")
+    if losses:
+        rows = [[x.topic, x.stream, x.group, x.lost, x.last_delivered_id] for x in losses]
+        console.print(
+            table(
+                "Entries trimmed before their consumers read them",
+                ["topic", "stream", "group", "lost", "group last read"],
+                rows,
+            )
+        )
+    else:
+        console.print("no topic stream lost unread entries to trimming")
+    if losses or default_on:
+        raise typer.Exit(1)
+
+
+def _default_user_on(url: str, *, sentinel: bool) -> bool | None:
+    """Whether the server at ``url`` answers without a login; None when not checked
+    (a Sentinel address, a unix socket or TLS: a plain TCP PING would not tell)."""
+    parts = urlsplit(url or DEFAULT_REDIS_URL)
+    if sentinel or parts.scheme != "redis" or not parts.hostname:
+        return None
+    return default_user_answers(parts.hostname, parts.port or 6379)
+
+
+def _row(loss: object) -> dict[str, object]:
+    return {name: getattr(loss, name) for name in ("topic", "stream", "group", "lost", "last_delivered_id")}
+
+
+@app.command("apply")
+def apply(
+    redis_url: Annotated[
+        str, typer.Option("--redis-url", envvar="REDIS_URL", help="An ACL admin's URL (not a cdb-* user).")
+    ] = DEFAULT_REDIS_URL,
+    key_prefix: Annotated[
+        str | None, typer.Option("--key-prefix", help="Key prefix (default: the KEY_PREFIX setting).")
+    ] = None,
+    user_prefix: Annotated[str, typer.Option("--user-prefix", help="Prefix of the ACL user names.")] = (
+        DEFAULT_USER_PREFIX
+    ),
+    partitions: Annotated[
+        int | None,
+        typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
+    ] = None,
+    disable_default: Annotated[
+        bool, typer.Option("--disable-default", help="Also turn the default user off (as the ACL file does).")
+    ] = False,
+) -> None:
+    """Create or replace the cdb-* users on a running server (no restart), passwords from
+    CDB_ACL_<ROLE>_PASSWORD[_FILE]; e.g. to rotate a password. A server started with the
+    ACL file is changed by re-rendering the file and restarting it instead."""
+    try:
+        settings = ServiceSettings.load()
+        prefix = key_prefix if key_prefix is not None else settings.key_prefix
+        keys = KeySpace(prefix, partitions or settings.topic_partitions)
+        passwords = passwords_from_env(os.environ)
+        client = open_sync_target(cli_target(redis_url))
+        users = apply_acl(client, keys, passwords, user_prefix=user_prefix)
+        if disable_default:
+            disable_default_user(client)
+    except redis.RedisError as exc:
+        exit_with(unreachable(redis_url, exc))
+    except CdbError as exc:
+        exit_with(exc)
+    off = "; default user off" if disable_default else ""
+    err_console.print(f"applied {len(users)} users ({', '.join(users)}){off}")

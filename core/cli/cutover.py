@@ -17,6 +17,7 @@ import redis
 import typer
 from rich.markup import escape
 
+from core.cli.cutover_progress import window_progress
 from core.cli.options import (
     DEFAULT_REDIS_URL,
     AsJson,
@@ -29,7 +30,7 @@ from core.cli.options import (
     open_async_target,
     unreachable,
 )
-from core.cli.output import console, exit_with, print_json
+from core.cli.output import console, err_console, exit_with, print_json, shown
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.topics import KeySpace
@@ -86,10 +87,16 @@ _ORDER_WHY = (
 )
 
 
-def _check(target: RedisTarget, prefix: str, options: CheckOptions) -> CutoverReport:
+def _check(
+    target: RedisTarget, prefix: str, options: CheckOptions, *, progress: bool = False
+) -> CutoverReport:
     async def run() -> CutoverReport:
         client = await open_async_target(target)
         try:
+            if progress and options.window_s > 0:
+                # A window of minutes must not look like a hang: show time left and what is seen.
+                sleep = window_progress(client, KeySpace(prefix), err_console)
+                return await check_cutover(client, KeySpace(prefix), options, sleep=sleep)
             return await check_cutover(client, KeySpace(prefix), options)
         except (redis.RedisError, OSError) as exc:
             raise unreachable(target.url, exc) from exc
@@ -106,9 +113,8 @@ def _print_report(report: CutoverReport) -> None:
         for line in finding.details:
             console.print(f"    {escape(line)}", highlight=False)
     colour = "green" if report.verdict is Verdict.GO else "red"
-    console.print(
-        f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {report.prefix!r})"
-    )
+    prefix = shown(repr(report.prefix))
+    console.print(f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {prefix})")
 
 
 def _print_changes(changes: list[FileChange], label: str) -> None:
@@ -122,7 +128,7 @@ def _print_changes(changes: list[FileChange], label: str) -> None:
 def _print_recreate(verb: str) -> None:
     console.print(f"\nNow recreate each container, one at a time, to {verb}:")
     for command in recreate_commands(RECREATE_ORDER):
-        console.print(f"  {command}")
+        console.print(f"  {shown(command)}")
         console.print("    then: cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)")
     console.print(_ORDER_WHY)
 
@@ -144,7 +150,8 @@ def check(
     """GO/NO-GO for CONTRACT_PROFILE=strict, with the evidence; exit 0 only on GO."""
     options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
     try:
-        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        report = _check(target, prefix, options, progress=not as_json)
     except CdbError as exc:
         exit_with(exc)
     if as_json:
@@ -207,11 +214,11 @@ def apply(
     backup, line = apply_changes(
         env_dir, changes, verdict=verdict, forced=force and not go, reason=reason, evidence=evidence
     )
-    console.print(f"\nwritten; originals in {backup}/ ; log: {escape(line)}", highlight=False)
+    console.print(f"\nwritten; originals in {shown(backup)}/ ; log: {escape(line)}", highlight=False)
     if force and not go:
         console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
     _print_recreate("switch it to strict")
-    console.print(f"Undo: cdb cutover rollback --env-dir {env_dir}")
+    console.print(f"Undo: cdb cutover rollback --env-dir {shown(env_dir)}")
 
 
 @app.command("rollback")
@@ -232,9 +239,9 @@ def rollback_cmd(
     except CdbError as exc:
         exit_with(exc)
     if plan:
-        console.print(f"[bold]plan[/]: restore from {source}/ (nothing written):")
+        console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
         _print_changes(changes, "restored")
         return
     line = rollback(env_dir, source, changes)
-    console.print(f"restored from {source}/ ; log: {escape(line)}", highlight=False)
+    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
     _print_recreate("switch it back")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core.cli.output import console, print_json, table
+from core.cli.output import console, print_json, shown, table
 from core.codec import build_codec
 from core.domain.contracts import OrderStatus, OrderType, Side
 from core.errors import ContractError
@@ -14,6 +14,7 @@ from core.topics import Path, Profile, Topic
 from core.utils.clock import frozen
 
 SAMPLE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SAMPLE_ENTRY_ID = f"{SAMPLE_MS + 7}-0"  # the sample's stream entry, added 7 ms after it happened
 
 SAMPLES: dict[Topic, dict[str, Any]] = {
     Topic.MARKET_DATA: {
@@ -78,8 +79,10 @@ def demo(
                     in_codec = build_codec(consumer, profile)
                     label = consumer.value if consumer is Path.LEGACY else f"{consumer.value}/{profile.value}"
                     try:
-                        via_json = in_codec.decode(topic, body)
-                        via_stream = in_codec.from_fields(topic, fields)
+                        # As a consumer reads them: with the stream entry's id, whose server time is
+                        # what the lenient profile fills a missing timestamp with (never "now").
+                        via_json = in_codec.decode(topic, body, entry_id=SAMPLE_ENTRY_ID)
+                        via_stream = in_codec.from_fields(topic, fields, entry_id=SAMPLE_ENTRY_ID)
                         same = in_codec.as_dict(topic, via_json.message) == in_codec.as_dict(
                             topic, via_stream.message
                         )
@@ -111,7 +114,8 @@ def demo(
     body_rows = [
         [r["topic"], r["producer"], r["consumer"], r["bytes"], r["outcome"], r["defaulted"]] for r in rows
     ]
-    console.print(table("Every topic, every producer path, every consumer path", columns, body_rows))
+    cells = [[shown(c) for c in r] for r in body_rows]
+    console.print(table("Every topic, every producer path, every consumer path", columns, cells))
 
 
 def _locs(exc: ContractError) -> str:

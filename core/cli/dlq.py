@@ -1,4 +1,4 @@
-"""``cdb dlq list / show / replay``: inspect dead letters, and put fixed ones back.
+"""``cdb dlq list / show / replay / review``: inspect dead letters, put fixed ones back, record a review.
 
 ``replay`` re-validates each selected letter with the codec the consuming service
 uses now (``--path``/``--profile``, default pydantic/lenient), publishes what
@@ -26,10 +26,10 @@ from core.cli.options import (
     SentinelMaster,
     Sentinels,
 )
-from core.cli.output import console, exit_with, print_json, table
+from core.cli.output import console, exit_with, print_json, shown, table
 from core.codec import build_codec
 from core.errors import CdbError
-from core.redis.dead_letters import DeadLetter
+from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_replay import (
     IgnoredPolicy,
     ReplayReport,
@@ -60,6 +60,10 @@ def _first_error(letter: DeadLetter) -> str:
     return f"{loc}: {err.get('msg', err.get('type', '?'))}{more}"
 
 
+def _reason(letter: DeadLetter) -> str:
+    return f"{letter.reason} (raw truncated)" if letter.truncated else letter.reason
+
+
 def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> dict[str, Any]:
     return {
         "topic": topic.value,
@@ -75,6 +79,9 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
         "deliveries": letter.deliveries,
         "replayed_to": replayed_to,
         "raw": letter.raw.decode("utf-8", errors="replace"),
+        "truncated": letter.truncated,
+        "raw_size": letter.raw_size,
+        "raw_sha256": letter.raw_sha256,
     }
 
 
@@ -107,7 +114,7 @@ def list_letters(
             path = x.path + (f"/{x.profile}" if x.profile else "")
             when = _when(x.time_ms)
             rows.append(
-                [t.value, x.entry_id, when, x.service, path, x.cause, x.reason, _first_error(x), mark or ""]
+                [t.value, x.entry_id, when, x.service, path, x.cause, _reason(x), _first_error(x), mark or ""]
             )
     if as_json:
         print_json(out)
@@ -139,6 +146,10 @@ def show(
     sentinel_master: SentinelMaster = "",
 ) -> None:
     """One dead letter in full: metadata, every structured error, and the raw bytes."""
+    if not is_entry_id(entry_id):
+        exit_with(
+            CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
+        )
     client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
@@ -161,10 +172,16 @@ def show(
         ):
             console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
         console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
-        console.print(f"[bold]replayed to[/]: {data['replayed_to'] or '-'}", highlight=False)
+        console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
         console.print("[bold]errors[/]:")
         console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
-        console.print("[bold]raw[/]:")
+        if letter.truncated:
+            note = f"first {len(letter.raw):,} of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
+            console.print(
+                f"[bold]raw[/] [bold yellow](TRUNCATED: {note}; not replayable)[/]:", highlight=False
+            )
+        else:
+            console.print("[bold]raw[/]:")
         console.print(escape(data["raw"]), highlight=False)
         return
     exit_with(CdbError(f"no dead letter {entry_id} under key prefix {prefix!r}"), code=1)
@@ -288,3 +305,44 @@ def _print_replay(
 
 
 app.command("catch-up")(catch_up_command)
+
+
+@app.command("review")
+def review(
+    topic: TopicOption = None,
+    through: Annotated[
+        str | None,
+        typer.Option("--through", help="Last reviewed dead-letter id (default: the newest of each topic)."),
+    ] = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Record once that the dead letters up to now (or --through ID) were reviewed.
+
+    ``cdb cutover check`` then counts only newer letters as unreviewed, without
+    --dlq-reviewed-before on every run. Recorded in ``<topic>_dlq_replayed`` (field
+    ``reviewed-through``), which the operator's ACL user may write.
+    """
+    from migration.dlq_review import REVIEWED_FIELD
+
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    recorded: dict[str, str | None] = {}
+    for t in [topic] if topic else list(Topic):
+        point = through
+        if point is None:
+            newest: Any = client.xrevrange(keys.dlq(t), count=1)
+            point = newest[0][0].decode() if newest else None
+        if point is not None:
+            client.hset(keys.dlq_replayed(t), REVIEWED_FIELD, point)
+        recorded[t.value] = point
+    if as_json:
+        print_json(recorded)
+        return
+    for name, point in recorded.items():
+        console.print(
+            f"{name}_dlq: reviewed through {point}" if point else f"{name}_dlq: empty, nothing to record"
+        )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.output import console, exit_with, print_json, table
+from core.cli.output import console, exit_with, print_json, shown, table
 from core.errors import ConfigError
 from core.settings import ServiceSettings, redact_url
 from core.topics import ServiceName
@@ -26,18 +26,33 @@ def flags(
         FsPath | None,
         typer.Option("--env-file", help="Also read this env file (as docker compose would)."),
     ] = None,
+    env_dir: Annotated[
+        FsPath | None,
+        typer.Option("--env-dir", help="Read each service's own <dir>/<service>.env (the compose layout)."),
+    ] = None,
+    service: Annotated[
+        list[ServiceName] | None,
+        typer.Option("--service", help="Only this service (repeatable); default: all four."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show the path and profile each service would start with, and the source of every value."""
+    """Show the path and profile each service would start with, and the source of every value.
+
+    ``--env-dir env`` resolves each service from its own file, as the containers do;
+    ``--service signal --env-file env/signal.env`` shows one service from one file.
+    """
+    if env_file is not None and env_dir is not None:
+        exit_with(ConfigError("--env-dir", str(env_dir), ["--env-file or --env-dir, not both"]))
     rows = []
-    for service in ServiceName:
+    for svc in service or list(ServiceName):
+        own = env_dir / f"{svc.value}.env" if env_dir is not None else env_file
         try:
-            settings = ServiceSettings.load(service, env_file=env_file)
+            settings = ServiceSettings.load(svc, env_file=own)
         except ConfigError as exc:
             exit_with(exc)
-        _, origins = ServiceSettings.resolve(service, env_file=env_file)
+        _, origins = ServiceSettings.resolve(svc, env_file=own)
         row = {
-            "service": service.value,
+            "service": svc.value,
             "path": "pydantic" if settings.use_pydantic_contracts else "legacy",
         }
         for name in _SHOWN:
@@ -69,4 +84,4 @@ def flags(
         ]
         for r in rows
     ]
-    console.print(table("Resolved flags per service", columns, body))
+    console.print(table("Resolved flags per service", columns, [[shown(c) for c in r] for r in body]))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from core.cli.options import (
     DEFAULT_REDIS_URL,
@@ -24,7 +25,7 @@ from core.cli.options import (
     cli_target,
     open_sync_target,
 )
-from core.cli.output import console, exit_with, print_json
+from core.cli.output import console, exit_with, print_json, shown
 from core.errors import CdbError, ConfigError
 from core.redis.modes import RedisTarget
 from services.ws.replay import BUNDLED_TRADES
@@ -159,7 +160,7 @@ def _config(
             raise ConfigError("--fault", name, list(FAULTS))
         faults.append(Fault(name))
     if not data.is_file():
-        raise ConfigError("--data", str(data), ["a trades CSV file, e.g. data/trades_small.csv"])
+        raise ConfigError("--data", str(data), ["a trades CSV file, e.g. services/ws/data/trades_small.csv"])
     return MatrixConfig(
         mixes=mixes,
         data=data,
@@ -217,13 +218,15 @@ def _print(report: MatrixReport) -> None:
     from services.matrix.report import COLUMNS, cells
 
     data = report_dict(report)
-    table = Table(title=f"cdb matrix: {data['trades']} trades from {data['data']}, inputs {data['inputs']}")
+    table = Table(
+        title=Text(f"cdb matrix: {data['trades']} trades from {data['data']}, inputs {data['inputs']}")
+    )
     for column in COLUMNS:
         wraps = column in ("outcome", "dead letters")  # the others are short: keep them on one line
         heading = column.replace(" ", "\n", 1) if "/" in column else column
         table.add_column(heading, overflow="fold", no_wrap=not wraps)
     for row in [data["baseline"], *data["rows"]]:
-        table.add_row(*cells(row), style=None if row["ok"] else "bold red")
+        table.add_row(*(shown(c) for c in cells(row)), style=None if row["ok"] else "bold red")
     console.print(table)
     passed = data["rows_total"] - data["rows_failed"]
     colour = "green" if report.ok else "red"
@@ -234,9 +237,12 @@ def _print(report: MatrixReport) -> None:
         if "kept" in row:
             kept = row["kept"]
             where = kept["sqlite"] or f"schema {kept['schema']}"
-            console.print(f"kept {row['mix']}: key prefix {kept['key_prefix']!r}, results in {where}")
+            console.print(
+                f"kept {row['mix']}: key prefix {kept['key_prefix']!r}, results in {where}", markup=False
+            )
     for row in [data["baseline"], *data["rows"]]:
         if not row["ok"]:
-            console.print(f"[red]{row['spec']}{' / ' + row['fault'] if row['fault'] else ''}:[/]")
+            fault = f" / {row['fault']}" if row["fault"] else ""
+            console.print(f"[red]{shown(row['spec'] + fault)}:[/]")
             for problem in row["problems"]:
                 console.print(f"  - {problem}", markup=False)

@@ -20,7 +20,7 @@ from core.errors import TransportError
 from core.redis import connect_async, connect_sync
 from core.redis.connection import open_target, open_target_sync
 from core.redis.modes import AsyncClient, RedisTarget, SyncClient
-from core.settings import redact_url
+from core.settings import check_redis_url, redact_url
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -98,7 +98,9 @@ def unreachable(url: str, exc: BaseException) -> TransportError:
 
 
 def cli_target(url: str, mode: str = "", sentinels: str = "", master: str = "") -> RedisTarget:
-    """The Redis the command options name (``ConfigError`` for an unknown ``--redis-mode``)."""
+    """The Redis the command options name (``ConfigError`` for an unknown ``--redis-mode`` or a
+    URL that does not parse)."""
+    check_redis_url(url, "REDIS_URL (--redis-url)")
     default = DEFAULT_REDIS_URL if not (url or sentinels) else url
     return RedisTarget.of(default, mode, sentinels, master)
 

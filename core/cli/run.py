@@ -13,8 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.cli.output import console, exit_with, print_json, table
-from core.errors import CdbError
+from core.cli.output import console, exit_with, print_json, shown, table
+from core.cli.run_cleanup import Leftovers, count_keys, remove_file, remove_keys
+from core.errors import CdbError, ConfigError
+from core.metrics_http import MetricsTarget, metrics_target, serve_metrics
 from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
 from services.pipeline_control import PipelineHook
@@ -41,6 +43,12 @@ def run(
         str | None, typer.Option(help="Redis key prefix; default: a fresh one per run.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="Keep the run's Redis keys, PostgreSQL schema / SQLite file (default: removed)."
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR).")
     ] = "WARNING",
@@ -53,6 +61,8 @@ def run(
     from core.logging import configure_logging
 
     configure_logging(log_level)
+    if not data.is_file():
+        exit_with(ConfigError("--data", str(data), ["a trades CSV file"], "no such file"))
     run_id = uuid.uuid4().hex[:8]
     key_prefix = prefix if prefix is not None else f"cdb-run-{run_id}:"
     try:
@@ -64,7 +74,19 @@ def run(
             redis_url=redis_url,
             database_url=database_url,
         )
-        result = asyncio.run(_interruptible(lambda term: _run(data, settings, run_id, term, quiet=as_json)))
+        target = metrics_target()  # METRICS_PORT: one /metrics for the four in-process services
+        left = Leftovers(
+            key_prefix,
+            own_prefix=prefix is None,
+            real_redis=bool(redis_url),
+            schema=f"run_{run_id}" if database_url else None,
+            sqlite=None if database_url else FsPath("var") / "runs" / f"{run_id}.sqlite3",
+        )
+        result = asyncio.run(
+            _interruptible(
+                lambda term: _run(data, settings, run_id, term, target, left, keep=keep, quiet=as_json)
+            )
+        )
     except CdbError as exc:
         exit_with(exc)
     except _InterruptedError:
@@ -74,9 +96,15 @@ def run(
         )
         raise SystemExit(143) from None
     if as_json:
-        print_json(_summary(result, settings))
+        print_json({**_summary(result, settings), "leftovers": left.to_dict()})
         return
     _print_summary(result, settings, redis_url, key_prefix)
+    if left.kept:
+        console.print(
+            f"kept: {'; '.join(left.kept)}" + ("" if keep else " (--prefix given: not ours to delete)")
+        )
+    if left.removed:
+        console.print(f"removed: {'; '.join(left.removed)} (--keep keeps them)")
     if not result.quiescent:
         console.print("[bold red]the pipeline did not drain before the timeout[/]")
         raise SystemExit(1)
@@ -162,7 +190,10 @@ async def _run(
     settings: dict[ServiceName, ServiceSettings],
     run_id: str,
     term: asyncio.Event,
+    target: MetricsTarget,
+    left: Leftovers,
     *,
+    keep: bool,
     quiet: bool,
 ) -> Any:
     from services.execution.store import open_store
@@ -195,12 +226,52 @@ async def _run(
             else:
                 bar.update(task, description="draining signal -> risk -> execution")
 
+        endpoint = serve_metrics(target)
+        hooks: list[Any] = [ServeMetricsHook(endpoint)] if endpoint is not None else []
         try:
-            hooks = [_StopOnTerm(term)]
-            return await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
+            hooks.append(_StopOnTerm(term))
+            result = await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
+            await _clean_or_note(redis, store, left, keep=keep)
+            return result
         finally:
+            if endpoint is not None:
+                endpoint.close()
             await store.close()
             await redis.aclose()
+            if not keep and left.sqlite is not None and remove_file(left.sqlite):
+                left.removed.append(f"SQLite file {left.sqlite}")
+
+
+async def _clean_or_note(redis: Any, store: Any, left: Leftovers, *, keep: bool) -> None:
+    if keep or not left.own_prefix:
+        left.note_kept(await count_keys(redis, left.prefix))
+        if keep:
+            return
+        left.kept = [k for k in left.kept if "Redis keys" in k]  # the rest is ours: removed below
+    else:
+        removed = await remove_keys(redis, left.prefix)
+        if left.real_redis and removed:
+            left.removed.append(f"{removed} Redis keys under prefix {left.prefix!r}")
+    if left.schema is not None and hasattr(store, "drop_schema"):
+        await store.drop_schema()
+        left.removed.append(f"PostgreSQL schema {left.schema}")
+
+
+class ServeMetricsHook:
+    """Adds each in-process service's registry to the run's /metrics endpoint as it starts."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+
+    async def on_start(self, run: Any) -> None:
+        for ctx in run.ctxs.values():
+            self.endpoint.collector.add(ctx.metrics.registry)
+
+    async def after_batch(self, run: Any, published: int, total: int) -> None:
+        """Nothing to do after a batch."""
+
+    async def before_drain(self, run: Any) -> None:
+        """Nothing to do before the drain."""
 
 
 def _summary(result: Any, settings: dict[ServiceName, ServiceSettings]) -> dict[str, Any]:
@@ -220,9 +291,8 @@ def _print_summary(
     result: Any, settings: dict[ServiceName, ServiceSettings], redis_url: str | None, prefix: str
 ) -> None:
     where = redact_url(redis_url) if redis_url else "embedded fakeredis"
-    console.print(
-        f"[bold]cdb run[/] on {where}, key prefix {prefix!r}: {result.trades} trades in {result.seconds:.2f}s"
-    )
+    head = f"on {where}, key prefix {prefix!r}: {result.trades} trades in {result.seconds:.2f}s"
+    console.print(f"[bold]cdb run[/] {shown(head)}")
     topics = [[t.value, result.stream_lengths[t.value], result.dead_letters[t.value]] for t in Topic]
     console.print(table("Messages per topic", ["topic", "stream entries", "dead letters"], topics))
     rows = []
@@ -245,7 +315,7 @@ def _print_summary(
                 c.get("rejections", c.get("rejected_orders", 0)),
                 c.get("validation_errors", 0),
                 c.get("dead_letters", 0),
-                _defaults(c),
+                shown(_defaults(c)),
             ]
         )
     console.print(

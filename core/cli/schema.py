@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.output import console, err_console, print_json, table
+from core.cli.output import console, err_console, print_json, shown, table
 from core.codec import CONTRACTS
 from core.schema import (
     GateReport,
@@ -45,16 +45,16 @@ def export(
     if check_only:
         stale = stale_exports(root)
         for rel in stale:
-            err_console.print(f"stale: {root / rel}")
+            err_console.print(f"stale: {shown(root / rel)}")
         if stale:
             err_console.print("[bold red]the contract export is out of date:[/] run `cdb schema export`")
             raise typer.Exit(1)
-        console.print(f"{root}: up to date")
+        console.print(f"{shown(root)}: up to date")
         return
     changed = write_exports(root)
     for rel in changed:
-        console.print(f"wrote {root / rel}")
-    console.print(f"{root}: {len(changed)} file(s) changed")
+        console.print(f"wrote {shown(root / rel)}")
+    console.print(f"{shown(root)}: {len(changed)} file(s) changed")
 
 
 @app.command("check")
@@ -81,7 +81,7 @@ def snapshot(
     root = (directory or default_contracts_dir()) / "snapshots"
     written = write_snapshots(CONTRACTS, root, force=force)
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {shown(path)}")
     console.print(f"{len(written)} snapshot(s) written")
 
 
@@ -96,14 +96,15 @@ def _print_report(report: GateReport) -> None:
             rows.append([*head, "-", "-", "FULL", "-"])
         for i, c in enumerate(v.changes):
             breaks = ", ".join(_SHORT[r] for r in c.compatibility.broken_readers) or "-"
-            shown = head if i == 0 else ["", "", ""]
+            lead = head if i == 0 else ["", "", ""]
             change = f"{c.kind.value}: {c.detail}"
-            rows.append([*shown, c.field or "(message)", change, c.compatibility.value, breaks])
+            rows.append([*lead, c.field or "(message)", change, c.compatibility.value, breaks])
     columns = ["topic", "api_version", "status", "field", "change", "compat", "breaks"]
-    console.print(table("Contract changes against the frozen snapshots", columns, rows))
+    cells = [[shown(c) for c in r] for r in rows]
+    console.print(table("Contract changes against the frozen snapshots", columns, cells))
     for v in report.verdicts:
         if v.status.fails:
-            err_console.print(f"[bold red]{v.message()}[/]")
+            err_console.print(f"[bold red]{shown(v.message())}[/]")
         elif v.status is GateStatus.VERSIONED:
-            err_console.print(f"[yellow]{v.message()}[/]")
+            err_console.print(f"[yellow]{shown(v.message())}[/]")
     console.print("compatibility gate: " + ("[green]passed[/]" if report.ok else "[bold red]FAILED[/]"))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path as FsPath
 from typing import Annotated
 
 import typer
@@ -24,13 +25,24 @@ def service(
             help="ws: ignore the saved source position and begin at the first trade (or WS_FROM_START).",
         ),
     ] = False,
+    env_file: Annotated[
+        FsPath | None,
+        typer.Option(
+            "--env-file",
+            help="Read settings from this env file (the environment overrides it); "
+            "it is also watched: /metrics and cdb status show when it asks for another path.",
+        ),
+    ] = None,
 ) -> None:
     """Run one service until SIGTERM (then it stops cleanly and reports itself stopped); its
-    flags come from its environment / env file. A recreated ws resumes where it stopped."""
+    flags come from its environment / env file. A recreated ws resumes where it stopped.
+
+    /metrics is served on METRICS_PORT (METRICS_ADDR, default 127.0.0.1) when set.
+    """
     from services.launcher import run_service
 
     try:
-        asyncio.run(run_service(name, from_start=from_start))
+        asyncio.run(run_service(name, from_start=from_start, env_file=env_file))
     except CdbError as exc:
         exit_with(exc)
     if os.path.basename(sys.argv[0]) == "cdb":  # the process is this service (not a test runner)

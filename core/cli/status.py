@@ -12,11 +12,16 @@ marked stale, and its key expires a little later (see :mod:`core.status`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import redis
+import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
 from rich.markup import escape
+from rich.text import Text
 
 from core.cli.options import (
     DEFAULT_REDIS_URL,
@@ -30,7 +35,8 @@ from core.cli.options import (
     open_async_target,
     unreachable,
 )
-from core.cli.output import console, exit_with, print_json, table
+from core.cli.output import exit_with, print_json
+from core.cli.status_table import status_console, status_table
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.redis.topology import read_partitions
@@ -39,24 +45,6 @@ from core.topics import KeySpace
 from core.utils.clock import now_ms
 
 __all__ = ["instance_row", "load_pipeline", "load_states", "status"]
-
-_COLUMNS = [
-    "service",
-    "instance",
-    "path",
-    "profile",
-    "shadow",
-    "partitions",
-    "uptime",
-    "handled",
-    "published",
-    "validation errors",
-    "defaults filled",
-    "dead letters",
-    "shadow mismatches",
-    "lag",
-    "state",
-]
 
 
 def _int(counts: Mapping[str, Any], name: str) -> int:
@@ -82,7 +70,9 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
 
     ``handled`` counts stream entries the instance finished with (ok, invalid, dead
     lettered; retries are not finished); ``lag`` is undelivered plus pending entries
-    of its input stream; the ``*_by_field`` maps name what the counts are made of.
+    of its input stream; the ``*_by_field`` maps name what the counts are made of;
+    ``ignored`` counts valid messages dropped on purpose, ``ignored_by_reason`` by
+    :class:`~core.metrics.IgnoreReason` (non-zero reasons only).
     """
     c = state.counts
     handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
@@ -108,9 +98,15 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "defaults_filled": _int(c, "defaults_filled"),
         "defaults_by_field": _breakdown(c, "defaults_by_field"),
         "dead_letters": _int(c, "dead_letters"),
+        "ignored": _int(c, "ignored"),
+        "ignored_by_reason": _breakdown(c, "ignored_by_reason"),
         "shadow_compared": _int(c, "shadow_compared"),
         "shadow_mismatches": _int(c, "shadow_mismatches"),
         "shadow_by_field": _breakdown(c, "shadow_by_field"),
+        "duplicates": _int(c, "duplicate_orders"),
+        "desired_path": c.get("desired_path"),
+        "wire_shape": _breakdown(c, "wire_shape"),
+        "sources": dict(c.get("sources") or {}),
         "lag": _int(c, "lag") + _int(c, "pending"),
         "counts": dict(c),
     }
@@ -133,68 +129,27 @@ async def load_pipeline(target: RedisTarget, prefix: str) -> tuple[list[LiveStat
         await client.aclose()
 
 
-def _uptime(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def _fields(by_field: Mapping[str, int], total: int) -> str:
-    if not total:
-        return "0"
-    detail = ", ".join(f"{k}={v}" for k, v in sorted(by_field.items()))
-    return f"{total} ({detail})" if detail else str(total)
-
-
-def _partitions(row: Mapping[str, Any]) -> str:
-    total, owned = int(row["partitions"]), row["owned"]
-    if total == 1:
-        return "1"
-    mine = ",".join(f"p{p}" for p in owned) or "none"
-    return f"{mine} of {total}"
-
-
-def _cells(row: Mapping[str, Any]) -> list[Any]:
-    # Cells are rendered as rich markup: escape what an instance reports about itself.
-    state = {
-        "stale": f"[bold red]STALE ({row['last_report_age_s']:.0f}s)[/]",
-        "stopped": f"[dim]stopped ({row['last_report_age_s']:.0f}s ago)[/]",
-    }.get(row["state"], "[green]live[/]")
-    path = f"[{'cyan' if row['path'] == 'pydantic' else 'yellow'}]{escape(row['path'])}[/]"
-    shadow = _fields(row["shadow_by_field"], row["shadow_mismatches"]) if row["shadow"] else "-"
-    return [
-        escape(row["service"]),
-        escape(row["instance"]),
-        path,
-        escape(row["profile"] or "-"),
-        "on" if row["shadow"] else "off",
-        _partitions(row),
-        _uptime(row["uptime_s"]),
-        row["handled"],
-        row["published"],
-        _fields(row["validation_reasons"], row["validation_errors"]),
-        _fields(row["defaults_by_field"], row["defaults_filled"]),
-        row["dead_letters"],
-        shadow,
-        row["lag"],
-        state,
-    ]
-
-
 def status(
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = "",
     as_json: AsJson = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (needs about 200 columns).")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.1)] = 2.0,
+    times: Annotated[int, typer.Option(hidden=True, help="Stop --watch after this many refreshes.")] = 0,
     redis_mode: RedisModeOption = "",
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
 ) -> None:
-    """Show every live service instance: path, profile, shadow, partitions, uptime and counters."""
+    """Show every live service instance: path, profile, shadow, uptime, counters and state.
+
+    Fits 80 columns by default; --wide shows every column, --json the full facts.
+    """
     try:
         target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        if watch and not as_json:
+            _watch(target, prefix, wide=wide, interval=interval, times=times)
+            return
         states, partitions = asyncio.run(load_pipeline(target, prefix))
     except CdbError as exc:
         exit_with(exc)
@@ -203,14 +158,61 @@ def status(
     if as_json:
         print_json({"prefix": prefix, "checked_ms": at, "partitions": partitions, "instances": rows})
         return
+    status_console().print(_view(prefix, partitions, rows, wide=wide))
+
+
+def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wide: bool) -> RenderableType:
     if not rows:
-        console.print(f"no live service instance under key prefix {prefix!r}")
-        return
-    title = f"Live instances (key prefix {prefix!r}, {partitions or 1} partition(s))"
-    console.print(table(title, _COLUMNS, [_cells(r) for r in rows]))
+        return Text(f"no live service instance under key prefix {prefix!r}")
+    title = f"Live instances, key prefix {prefix!r}, {partitions or 1} partition(s)"
+    parts: list[RenderableType] = [status_table(title, rows, wide=wide)]
     stale = sum(1 for r in rows if r["stale"])
     if stale:
-        console.print(f"[bold red]{stale} stale instance(s)[/]: crashed or hung; the key expires by itself")
+        note = f"[bold red]{stale} stale[/]: crashed or hung; the key expires by itself"
+        parts.append(Text.from_markup(note))
     stopped = sum(1 for r in rows if r["state"] == "stopped")
     if stopped:
-        console.print(f"{stopped} stopped instance(s): clean stops, shown for {STOPPED_TTL_S:.0f} s")
+        parts.append(Text(f"{stopped} stopped instance(s): clean stops, shown for {STOPPED_TTL_S:.0f} s"))
+    for row in rows:
+        for source, stats in sorted(row["sources"].items()):
+            parts.append(Text(_source_line(row["instance"], source, stats)))
+    pending = [r for r in rows if r["desired_path"] and r["desired_path"] != r["path"]]
+    if pending:
+        names = ", ".join(escape(r["instance"]) for r in pending)
+        parts.append(Text.from_markup(f"[bold yellow]env file asks for another path[/]: recreate {names}"))
+    return Group(*parts)
+
+
+def _source_line(instance: str, source: str, stats: Mapping[str, Any]) -> str:
+    frames = stats.get("bad_frames_by_reason") or {}
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(frames.items()))
+    return (
+        f"{instance} source {source}: reconnects {stats.get('reconnects', 0)}, refused symbols "
+        f"{stats.get('refused_symbols', 0)}, bad frames {sum(frames.values())}"
+        + (f" ({detail})" if detail else "")
+    )
+
+
+def _watch(target: RedisTarget, prefix: str, *, wide: bool, interval: float, times: int) -> None:
+    console = status_console()
+
+    def frame() -> RenderableType:
+        stamp = Text(f"refreshed {time.strftime('%H:%M:%S')} every {interval:g}s; Ctrl-C to stop")
+        try:
+            states, partitions = asyncio.run(load_pipeline(target, prefix))
+        except CdbError as exc:  # Redis away for a moment: say so and try again next tick
+            return Group(Text.from_markup(f"[bold red]error:[/] {escape(str(exc))}"), stamp)
+        at = now_ms()
+        return Group(_view(prefix, partitions, [instance_row(s, at) for s in states], wide=wide), stamp)
+
+    done = 0
+    with Live(frame(), console=console, auto_refresh=False, transient=False) as live:
+        try:
+            while True:
+                done += 1
+                if times and done >= times:
+                    return
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            return

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from core.topics import Path, Profile, Topic
 
-__all__ = ["Codec", "Decoded", "FieldMap", "Message", "RawFieldMap"]
+__all__ = ["Codec", "Decoded", "EntryId", "FieldMap", "Message", "RawFieldMap"]
 
 Message = Any
 """A decoded message: a v1.0 contract on the Pydantic path, a legacy dataclass on the
@@ -23,6 +23,9 @@ FieldMap = dict[str, str]
 
 RawFieldMap = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]
 """A Redis Stream entry as read back (redis-py returns bytes unless decoding is on)."""
+
+EntryId = bytes | str
+"""A Redis Stream entry id, ``<ms>-<seq>``: its ms part is the server time the entry was added."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,16 @@ class Codec(Protocol):
         """The profile on the Pydantic path; ``None`` on the legacy path."""
         ...
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
-        """Decode a Pub/Sub JSON body."""
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
+        """Decode a Pub/Sub JSON body; ``entry_id``: the stream entry it came from, if any."""
         ...
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
-        """Decode a Redis Stream field map."""
+    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
+        """Decode a Redis Stream field map; ``entry_id``: its stream entry id.
+
+        The lenient profile fills a missing ``timestamp`` (where the topic allows it) from
+        the id's server time only, so without ``entry_id`` such a message is refused.
+        """
         ...
 
     def encode(self, topic: Topic, message: Message) -> bytes:

@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any, cast
 
 from core.codec.base import FieldMap, RawFieldMap
+from core.codec.limits import nesting_error, surrogate_error
 from core.errors import ErrorDetail
 
 __all__ = [
@@ -111,6 +112,10 @@ def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
                 {"type": "json_invalid", "loc": (repr(raw_name),), "msg": "field name is not UTF-8"}
             )
             continue
+        problem = nesting_error(raw_value, (name,), levels_above=1) or surrogate_error(raw_value, (name,))
+        if problem is not None:
+            errors.append({**problem, "input": raw_value})
+            continue
         try:
             # _text: strict UTF-8, as on the Pub/Sub path (json.loads(bytes) would guess UTF-16).
             out[name] = json.loads(_text(raw_value))
@@ -137,7 +142,9 @@ def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]
     ``true``/``false``/``null``). Then ``{"name":value,...}`` parses to what
     :func:`decode_field_map` returns, so one parse replaces one per field, and a value such
     as ``1,"side":"SELL"`` cannot smuggle a field in. For anything else (nested values,
-    text maps, odd names) the caller decodes field by field.
+    text maps, odd names) the caller decodes field by field. The document may hold a lone
+    surrogate escape: Pydantic's parser refuses it (the codec then decodes field by field,
+    which names the field); the legacy codec checks before its ``json.loads``.
     """
     try:
         raw = cast(Mapping[bytes, bytes], fields)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from core.codec.base import Decoded, FieldMap, Message, RawFieldMap
+from core.codec.base import Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.codec.errors import CodecErrors
 from core.codec.fields import (
     FieldDecodeError,
@@ -22,6 +22,7 @@ from core.codec.fields import (
     scan_fields,
 )
 from core.codec.legacy_guard import LegacyGuard
+from core.codec.limits import surrogate_error
 from core.codec.pydantic_codec import CONTRACTS
 from core.domain.legacy import LegacyMessage, MarketData, Order, OrderResult, Signal
 from core.errors import ContractError
@@ -64,9 +65,9 @@ class LegacyCodec:
         """The legacy path has no profile."""
         return None
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
-        """``json.loads`` + ``from_dict``, behind the contract's boundary checks."""
-        self._errors.check_size(topic, raw)
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
+        """``json.loads`` + ``from_dict``, behind the contract's boundary checks (fills nothing)."""
+        self._errors.check_body(topic, raw)
         try:
             # Decode as UTF-8 first: json.loads(bytes) would also guess UTF-16/32 and skip a
             # BOM, accepting bodies the Pydantic path refuses (the wire is UTF-8 only).
@@ -76,12 +77,14 @@ class LegacyCodec:
             raise self._errors.error(topic, raw, [{"type": "json_invalid", "loc": (), "msg": msg}]) from None
         return self._from_obj(topic, obj, raw)
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream field map, then as :meth:`decode`."""
         size, document = scan_fields(fields, self._errors.max_bytes)
         if size > self._errors.max_bytes:
             self._errors.check_fields_size(topic, fields)  # raises payload_too_large, nothing parsed
         obj: Any = None
+        if document is not None and document.find(b"\\") >= 0 and surrogate_error(document) is not None:
+            document = None  # json.loads would accept it: field-by-field decoding refuses and names the field
         if document is not None:
             try:
                 # The same parser on the same values: one call instead of one per field.

@@ -4,13 +4,15 @@ The legacy dataclasses do no validation by design (they are the "before" side).
 Without a guard a NaN price or an unknown side would pass the legacy path and
 poison business logic, so the legacy codec applies the contract's own bounds to
 the fields the legacy class has: JSON type, finiteness, numeric bounds, string
-length and enum membership. Contract fields the legacy class does not have
-(``api_version``, ``timestamp`` on most topics, ``trade_id``) are checked only
-when present, under the same rule as everywhere (null only where the contract
-allows it): a legacy consumer must still refuse ``"v2.0"`` or a timestamp in
-seconds from a newer producer. Regular-expression patterns are not
-checked here; shadow mode shows where that difference matters. Deleted with the
-legacy path.
+length and enum membership, and then the contract's cross-field rules (the
+``if``/``then`` rules of :mod:`core.domain.rules`: a LIMIT order needs a price, a
+fill needs a size and a price, a REJECTED/CANCELLED result carries no fill).
+Contract fields the legacy class does not have (``api_version``, ``timestamp``
+on most topics, ``trade_id``) are checked only when present, under the same rule
+as everywhere (null only where the contract allows it): a legacy consumer must
+still refuse ``"v2.0"`` or a timestamp in seconds from a newer producer.
+Regular-expression patterns are not checked here; shadow mode shows where that
+difference matters. Deleted with the legacy path.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.domain.rules import cross_field_rules
 from core.errors import ErrorDetail
 
-__all__ = ["FieldRule", "LegacyGuard"]
+__all__ = ["CrossFieldRule", "FieldRule", "LegacyGuard"]
 
 _JSON_TYPES = {"number", "integer", "string", "boolean"}
 
@@ -102,13 +105,72 @@ def _is_finite(value: int | float) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class CrossFieldRule:
+    """One ``if``/``then`` rule of :func:`core.domain.rules.cross_field_rules`: when every
+    ``when`` field holds one of its values, every ``then`` field present must match its schema
+    and every ``required`` field must be present."""
+
+    description: str
+    when: tuple[tuple[str, frozenset[Any]], ...]
+    then: tuple[tuple[str, dict[str, Any]], ...]
+    required: tuple[str, ...] = ()
+
+    @classmethod
+    def from_schema(cls, rule: dict[str, Any]) -> CrossFieldRule:
+        """Read the restricted ``if``/``then`` form the contracts use (const/enum conditions)."""
+        when = []
+        for name, cond in rule["if"]["properties"].items():
+            values = cond["enum"] if "enum" in cond else [cond["const"]]
+            if not all(isinstance(v, str) for v in values):
+                raise ValueError(f"cross-field rule on {name!r}: only string (enum) conditions are supported")
+            when.append((name, frozenset(values)))
+        then = rule["then"]
+        return cls(
+            description=rule["description"],
+            when=tuple(when),
+            then=tuple(then.get("properties", {}).items()),
+            required=tuple(then.get("required", ())),
+        )
+
+    def check(self, obj: dict[str, Any]) -> ErrorDetail | None:
+        """A ``value_error`` (as the model validator's) if ``obj`` breaks this rule, else ``None``."""
+        for name, values in self.when:  # plain loops, no calls: this runs for every legacy message
+            value = obj.get(name)
+            if type(value) is not str or value not in values:  # conditions are enum strings
+                return None
+        broken = False
+        for name in self.required:
+            if name not in obj:
+                broken = True
+        for name, schema in self.then:
+            if name in obj and not _matches(obj[name], schema):
+                broken = True
+        if not broken:
+            return None
+        return {"type": "value_error", "loc": (), "msg": f"Value error, {self.description}", "input": obj}
+
+
+def _matches(value: Any, schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "null" and value is not None:
+        return False
+    if kind == "number" and not is_number:
+        return False
+    if "const" in schema and not (is_number and value == schema["const"]):
+        return False
+    return not ("exclusiveMinimum" in schema and not (is_number and value > schema["exclusiveMinimum"]))
+
+
 class LegacyGuard:
     """Checks a decoded JSON object against the rules of one contract."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("cross", "rules")
 
-    def __init__(self, rules: Iterable[FieldRule]) -> None:
+    def __init__(self, rules: Iterable[FieldRule], cross: Iterable[CrossFieldRule] = ()) -> None:
         self.rules = tuple(rules)
+        self.cross = tuple(cross)
 
     @classmethod
     def from_contract(cls, contract: type[BaseModel], fields: Iterable[str]) -> LegacyGuard:
@@ -122,7 +184,9 @@ class LegacyGuard:
         optional = [
             _rule(name, prop, defs, required=False) for name, prop in props.items() if name not in names
         ]
-        return cls([*required, *optional])
+        return cls(
+            [*required, *optional], [CrossFieldRule.from_schema(r) for r in cross_field_rules(contract)]
+        )
 
     def check(self, obj: dict[str, Any]) -> list[ErrorDetail]:
         """Every rule ``obj`` breaks; a missing key is a ``missing`` error."""
@@ -135,6 +199,11 @@ class LegacyGuard:
             err = rule.check(obj[rule.name])
             if err is not None:
                 errors.append(err)
+        if not errors:  # like a model validator: only once every field is valid
+            for cross in self.cross:
+                err = cross.check(obj)
+                if err is not None:
+                    errors.append(err)
         return errors
 
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from core.codec.base import Decoded, FieldMap, Message, RawFieldMap
+from core.codec.base import Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.codec.errors import CodecErrors
 from core.codec.fields import (
     FieldDecodeError,
@@ -44,12 +44,12 @@ _PLAIN_CONTRACTS = frozenset(m for m in CONTRACTS.values() if _serialises_plainl
 class ContractReader(Protocol):
     """Validates input into a strict contract; raises ``pydantic.ValidationError``."""
 
-    def from_json(self, raw: bytes) -> Decoded:
-        """Validate a JSON document."""
+    def from_json(self, raw: bytes, entry_id: EntryId | None = None) -> Decoded:
+        """Validate a JSON document (``entry_id``: its stream entry, for a filled default)."""
         ...
 
-    def from_obj(self, obj: dict[str, Any]) -> Decoded:
-        """Validate already-decoded values."""
+    def from_obj(self, obj: dict[str, Any], entry_id: EntryId | None = None) -> Decoded:
+        """Validate already-decoded values (``entry_id``: its stream entry, for a filled default)."""
         ...
 
 
@@ -61,13 +61,13 @@ class StrictReader:
     def __init__(self, model: type[BaseModel]) -> None:
         self._model = model
 
-    def from_json(self, raw: bytes) -> Decoded:
-        """Validate a JSON document against the strict contract."""
+    def from_json(self, raw: bytes, entry_id: EntryId | None = None) -> Decoded:
+        """Validate a JSON document against the strict contract (nothing is filled)."""
         return Decoded(self._model.__pydantic_validator__.validate_json(raw))
 
-    def from_obj(self, obj: dict[str, Any]) -> Decoded:
-        """Validate decoded values against the strict contract."""
-        return Decoded(self._model.model_validate(obj))
+    def from_obj(self, obj: dict[str, Any], entry_id: EntryId | None = None) -> Decoded:
+        """Validate decoded values against the strict contract (nothing is filled)."""
+        return Decoded(self._model.__pydantic_validator__.validate_python(obj))
 
 
 class PydanticCodec:
@@ -88,15 +88,15 @@ class PydanticCodec:
         """Lenient or strict."""
         return self._profile
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Validate a Pub/Sub JSON body into the topic's contract."""
-        self._errors.check_size(topic, raw)
+        self._errors.check_body(topic, raw, text=False)  # Pydantic's parser refuses lone surrogates
         try:
-            return self._readers[topic].from_json(raw)
+            return self._readers[topic].from_json(raw, entry_id)
         except ValidationError as exc:
             raise self._errors.from_validation(topic, raw, exc) from None
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Validate a stream field map into the topic's contract."""
         size, document = scan_fields(fields, self._errors.max_bytes)
         if size > self._errors.max_bytes:
@@ -104,7 +104,7 @@ class PydanticCodec:
         reader = self._readers[topic]
         if document is not None:
             try:
-                return reader.from_json(document)
+                return reader.from_json(document, entry_id)
             except ValidationError:
                 pass  # decoded again field by field below, which reports exactly as it always did
         try:
@@ -112,7 +112,7 @@ class PydanticCodec:
         except FieldDecodeError as exc:
             raise self._errors.from_fields_failure(topic, fields, exc) from None
         try:
-            return reader.from_obj(obj)
+            return reader.from_obj(obj, entry_id)
         except ValidationError as exc:
             raise self._errors.from_validation(topic, field_map_bytes(fields), exc) from None
 

@@ -14,7 +14,7 @@ from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, 
 from core.codec.shadow import ShadowCallback, ShadowCodec
 from core.settings import ServiceSettings
 from core.topics import Path, Profile, Topic
-from migration.lenient import LenientReader, lenient_variant
+from migration.lenient import lenient_models, lenient_readers
 
 __all__ = ["build_codec", "codec_for", "profile_models"]
 
@@ -23,13 +23,13 @@ def profile_models(profile: Profile) -> dict[Topic, type[BaseModel]]:
     """The model that validates each topic under ``profile`` (for schema export): the
     strict contracts, or their lenient variants while the lenient profile exists."""
     if profile is Profile.LENIENT:
-        return {topic: lenient_variant(model) for topic, model in CONTRACTS.items()}
+        return lenient_models(CONTRACTS)
     return dict(CONTRACTS)
 
 
 def _readers(profile: Profile) -> dict[Topic, ContractReader]:
     if profile is Profile.LENIENT:
-        return {topic: LenientReader(model) for topic, model in CONTRACTS.items()}
+        return dict(lenient_readers(CONTRACTS))
     return {topic: StrictReader(model) for topic, model in CONTRACTS.items()}
 
 

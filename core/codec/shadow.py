@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from core.codec.base import Codec, Decoded, FieldMap, Message, RawFieldMap
+from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import Path, Profile, Topic
@@ -139,13 +139,13 @@ class ShadowCodec:
         """The primary's profile."""
         return self.primary.profile
 
-    def decode(self, topic: Topic, raw: bytes) -> Decoded:
+    def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a Pub/Sub body on both paths; the primary's result (or error) wins."""
-        return self._both(topic, lambda codec: codec.decode(topic, raw))
+        return self._both(topic, lambda codec: codec.decode(topic, raw, entry_id=entry_id))
 
-    def from_fields(self, topic: Topic, fields: RawFieldMap) -> Decoded:
+    def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream field map on both paths; the primary's result (or error) wins."""
-        return self._both(topic, lambda codec: codec.from_fields(topic, fields))
+        return self._both(topic, lambda codec: codec.from_fields(topic, fields, entry_id=entry_id))
 
     def encode(self, topic: Topic, message: Message) -> bytes:
         """The primary's Pub/Sub body."""

@@ -1,6 +1,8 @@
 """The v1.0 message contracts of the pipeline: strict, frozen, documented.
 
-These are the **strict** models: ``api_version`` and ``timestamp`` are required.
+These are the **strict** models: ``api_version`` and ``timestamp`` are required on the
+wire (validation, the strict reader and the exported schema all say so). Code that builds
+a contract with its constructor may leave ``api_version`` out: it can only be ``"v1.0"``.
 The lenient variants used during the migration live in :mod:`migration.lenient`
 and decode into these same classes.
 
@@ -11,13 +13,17 @@ Consumers are tolerant readers: unknown fields are ignored.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+
+from core.domain.time_units import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, explain_validation_error
 
 __all__ = [
     "API_VERSION",
+    "FINITE_MAX",
     "MAX_TIMESTAMP_MS",
     "MIN_TIMESTAMP_MS",
     "Contract",
@@ -30,12 +36,12 @@ __all__ = [
     "SignalV1",
 ]
 
-API_VERSION = "v1.0"
+API_VERSION: Literal["v1.0"] = "v1.0"
 
-# 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z in ms: a seconds value (about 1.7e9)
-# or a microseconds value (about 1.7e15) falls outside and is refused.
-MIN_TIMESTAMP_MS = 946_684_800_000
-MAX_TIMESTAMP_MS = 4_102_444_800_000
+FINITE_MAX = sys.float_info.max
+"""The largest finite float: every float field's schema states it as ``maximum``, so a JSON number
+past the float range (``1e309``, read as infinity) is refused by the schema as by the codec
+(which refuses non-finite numbers, ``allow_inf_nan=False``). NaN and Infinity are not JSON."""
 
 
 class Side(StrEnum):
@@ -92,7 +98,7 @@ Price = Annotated[
         gt=0,
         allow_inf_nan=False,
         description="Price in quote currency per unit of base currency; finite and > 0.",
-        json_schema_extra={"unit": "quote currency"},
+        json_schema_extra={"unit": "quote currency", "maximum": FINITE_MAX},
     ),
 ]
 Quantity = Annotated[
@@ -102,15 +108,53 @@ Quantity = Annotated[
         ge=0,
         allow_inf_nan=False,
         description="Size in units of base currency; finite and >= 0.",
-        json_schema_extra={"unit": "base currency"},
+        json_schema_extra={"unit": "base currency", "maximum": FINITE_MAX},
     ),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 
+
 _CONFIG = ConfigDict(frozen=True, extra="ignore", use_enum_values=False, validate_default=True)
 
 
-class MarketDataV1(BaseModel):
+class _ContractModel(BaseModel):
+    """What every v1.0 contract shares when built in code: ``api_version`` may be left out (it
+    can only be ``"v1.0"``), and a refused timestamp in seconds says so (naming
+    ``core.utils.clock.now_ms``/``to_ms``), also from ``model_validate``/``model_validate_json``.
+
+    Only the constructor fills ``api_version``: validation (a wire message) still requires it.
+    """
+
+    def __init__(self, /, **data: Any) -> None:
+        data.setdefault("api_version", API_VERSION)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+    # Pydantic calls a model's own __init__ from every validation (validate_json included) unless it
+    # is marked as the base one. Marked (as pydantic's RootModel marks its own), validation never
+    # calls it: a wire message without api_version stays refused, and decoding pays nothing.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """:meth:`BaseModel.model_validate`, with timestamp unit hints in its errors."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """:meth:`BaseModel.model_validate_json`, with timestamp unit hints in its errors."""
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            raise explain_validation_error(exc) from None
+
+
+class MarketDataV1(_ContractModel):
     """One trade seen at a venue (published by ws on ``market_data``)."""
 
     model_config = _CONFIG
@@ -131,7 +175,7 @@ class MarketDataV1(BaseModel):
     ] = None
 
 
-class SignalV1(BaseModel):
+class SignalV1(_ContractModel):
     """A trading intent derived from market data (published by signal on ``signals``)."""
 
     model_config = _CONFIG
@@ -153,7 +197,7 @@ class SignalV1(BaseModel):
     timestamp: Annotated[TimestampMs, Field(description="When the signal fired, epoch ms (UTC).")]
 
 
-class OrderV1(BaseModel):
+class OrderV1(_ContractModel):
     """An order approved by risk (published by risk on ``orders``)."""
 
     model_config = _CONFIG
@@ -171,7 +215,7 @@ class OrderV1(BaseModel):
             gt=0,
             allow_inf_nan=False,
             description="Order size in base currency; > 0.",
-            json_schema_extra={"unit": "base currency"},
+            json_schema_extra={"unit": "base currency", "maximum": FINITE_MAX},
         ),
     ]
     price: Annotated[
@@ -190,7 +234,7 @@ class OrderV1(BaseModel):
         return self
 
 
-class OrderResultV1(BaseModel):
+class OrderResultV1(_ContractModel):
     """What happened to an order (published by execution on ``order_results``)."""
 
     model_config = _CONFIG
@@ -200,10 +244,16 @@ class OrderResultV1(BaseModel):
     symbol: Symbol
     side: Annotated[Side, Field(description="BUY or SELL, as ordered.")]
     status: Annotated[OrderStatus, Field(description="FILLED, PARTIALLY_FILLED, REJECTED or CANCELLED.")]
-    filled_quantity: Annotated[Quantity, Field(description="Filled size in base currency; >= 0.")]
+    filled_quantity: Annotated[
+        Quantity,
+        Field(description="Filled size in base currency; > 0 when FILLED/PARTIALLY_FILLED, 0 otherwise."),
+    ]
     average_price: Annotated[
         Price | None,
-        Field(description="Volume-weighted fill price, quote per base unit; null if nothing filled."),
+        Field(
+            description="Volume-weighted fill price, quote per base unit; null exactly when "
+            "REJECTED/CANCELLED."
+        ),
     ] = None
     fee: Annotated[
         float,
@@ -212,7 +262,7 @@ class OrderResultV1(BaseModel):
             ge=0,
             allow_inf_nan=False,
             description="Fee charged, in quote currency; >= 0.",
-            json_schema_extra={"unit": "quote currency"},
+            json_schema_extra={"unit": "quote currency", "maximum": FINITE_MAX},
         ),
     ]
     reason: Annotated[
@@ -231,6 +281,11 @@ class OrderResultV1(BaseModel):
         filled = self.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
         if filled and (self.average_price is None or self.filled_quantity <= 0):
             raise ValueError(f"a {self.status.value} result needs filled_quantity > 0 and average_price")
+        if not filled and (self.filled_quantity != 0 or self.average_price is not None):
+            raise ValueError(
+                f"a {self.status.value} result carries no fill: "
+                "filled_quantity must be 0 and average_price null"
+            )
         return self
 
 

@@ -13,19 +13,34 @@ What each user may do (and nothing else):
 
 - a service: PING; SET/GET/EXPIRE/DEL its own live-status keys; PUBLISH + XADD
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
-  XPENDING/XINFO/XLEN/XRANGE on its input stream; XADD to the dead-letter stream it
-  writes (ws: ``market_data_dlq`` for bad exchange frames); GET/SET NX the
-  pipeline's partition count (``KeySpace.topology()``); ws also HGET/HSET its resume
+  XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
+  stream; XADD to the dead-letter stream it
+  writes (ws: ``market_data_dlq`` for bad exchange frames); GET the pipeline's
+  partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
+  can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
   positions (``KeySpace.source_positions()``); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set);
   execution also runs its publish-once script (EVAL on its output stream and its
   ``{<stream>}:published:*`` markers, GET/SET on those markers).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
-- ``operator`` (``cdb status``, ``cdb dlq``, ``cdb cutover``): read every key of the
-  key space (SCAN, GET, XRANGE, XINFO, ...), SUBSCRIBE to the topic channels, and
-  replay dead letters: PUBLISH + XADD the fixed message to its topic, XDEL the letter
-  or mark it in the ``dlq_replayed`` hash (HSET/HGETALL/HDEL).
+- ``operator`` (``cdb status``, ``cdb dlq list/show``, ``cdb cutover``, ``cdb topology``):
+  read every key of the key space (SCAN, GET, HGETALL, XRANGE, XINFO, ...), SUBSCRIBE to the
+  topic channels, and administer the partition count (SET/DEL ``KeySpace.topology()``).
+  It cannot write a pipeline stream or channel, so it cannot forge a message.
+- ``replay`` (``cdb dlq replay`` only; a break-glass credential kept apart from the
+  operator's): read like the operator, PUBLISH + XADD the fixed message to its topic,
+  XDEL the letter or mark it in the ``dlq_replayed`` hash (HSET/HGETALL/HDEL).
+  Injecting messages is its job, so it is the one role besides a topic's producer
+  that can write that topic.
+- ``default`` (every connection before AUTH): off. A connection must log in first.
+
+What ACLs cannot hold (docs/security.md, "Limits"): a user allowed to XADD a stream
+may also trim it (``XADD ... MAXLEN 0``): ACL rules cannot restrict arguments, and
+Redis runs scripts and Functions with the caller's permissions, so a server-side
+function cannot hold a right its caller lacks. Each topic's stream is therefore
+writable (and trimmable) by its producer and by ``replay`` only; :mod:`core.redis.acl_audit`
+makes entries trimmed before their consumers read them visible.
 
 Passwords never appear in the rules: :func:`acl_file` and :func:`apply_acl` add
 only their SHA-256 (``#<hex>``), and a user without a password cannot log in.
@@ -46,26 +61,31 @@ from core.topics import KeySpace, ServiceName, Topic
 __all__ = [
     "DEFAULT_REDIS_VERSION",
     "DEFAULT_USER_PREFIX",
+    "DEFAULT_USER_RULES",
     "MIN_PASSWORD_LENGTH",
     "MIN_REDIS_VERSION",
     "OPERATOR",
     "PASSWORD_VARIABLE",
+    "REPLAY",
     "ROLES",
     "acl_file",
     "acl_rules",
     "acl_user",
     "apply_acl",
     "delete_acl_users",
+    "disable_default_user",
     "password_hash",
     "passwords_from_env",
     "server_version",
 ]
 
 OPERATOR = "operator"
-"""The role of the people's tools (``cdb status``, ``cdb dlq``, ``cdb cutover``)."""
+"""The role of the people's tools (``cdb status``, ``cdb dlq``, ``cdb cutover``, ``cdb topology``)."""
+REPLAY = "replay"
+"""The role of ``cdb dlq replay``: the only non-service role that may write the pipeline's topics."""
 
-ROLES: tuple[str, ...] = (*(s.value for s in ServiceName), OPERATOR)
-"""Every ACL role: the services in pipeline order, then the operator."""
+ROLES: tuple[str, ...] = (*(s.value for s in ServiceName), OPERATOR, REPLAY)
+"""Every ACL role: the services in pipeline order, then the operator, then replay."""
 
 DEFAULT_USER_PREFIX = "cdb-"
 """ACL user names are ``<prefix><role>``: ``cdb-ws`` ... ``cdb-operator``."""
@@ -98,6 +118,8 @@ _CONSUME = (
     "+xinfo|stream",
     "+xlen",
     "+xrange",  # a new partition owner replays what the group already handled
+    "+xinfo|consumers",  # core.redis.group_cleanup: find dead consumers...
+    "+xgroup|delconsumer",  # ...and remove them (only with nothing pending)
 )
 # The lease and membership scripts (core.redis.leases) and the commands they run.
 _LEASES = (
@@ -112,7 +134,10 @@ _LEASES = (
     "+zremrangebyscore",
     "+zrange",
 )
-_TOPOLOGY = ("+get", "+set")
+# Services read the partition count and may create it once; SETNX cannot overwrite, so no
+# service can change (or delete) the count the others run with. The operator owns changes.
+_TOPOLOGY = ("+get", "+setnx")
+_TOPOLOGY_ADMIN = ("+set", "+del")
 # ws's resume positions (services.ws.position): one hash, read at start, written per batch.
 _POSITIONS = ("+hget", "+hset")
 # Services that publish each message at most once per id (execution's order results).
@@ -135,6 +160,7 @@ _INSPECT = (
     "+xinfo|consumers",
     "+subscribe",
     "+unsubscribe",
+    "+hgetall",  # the dlq_replayed marks (cdb dlq list, cutover's dead-letter review)
 )
 # Replay bookkeeping: delete a replayed letter, or mark it (dead-letter id -> new stream id).
 _REPLAY_MARKS = ("+xdel", "+hgetall", "+hset", "+hdel")
@@ -196,13 +222,30 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     return rules
 
 
+def _read_everything(keys: KeySpace) -> str:
+    channels = [f"&{keys.channel(t)}" for t in Topic]
+    return _selector(f"%R~{keys.all_keys_pattern()}", *channels, *_INSPECT)
+
+
 def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
+    # Read and administer, never write a topic: no PUBLISH, no XADD (no forged orders).
+    return [
+        *_connect(version),
+        _read_everything(keys),
+        _selector(f"~{keys.topology()}", *_TOPOLOGY_ADMIN),
+        # `cdb dlq review` records, once, the dead letters a person has reviewed (a field of
+        # the <topic>_dlq_replayed hash); HSET there changes no message and no stream.
+        _selector(*(f"~{keys.dlq_replayed(t)}" for t in Topic), "+hset"),
+    ]
+
+
+def _replay_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
+    # core.redis.dlq_replay: publish the fixed message like a producer does, then delete the
+    # letter or mark it in the dlq_replayed hash.
     channels = [f"&{keys.channel(t)}" for t in Topic]
     return [
         *_connect(version),
-        _selector(f"%R~{keys.all_keys_pattern()}", *channels, *_INSPECT),
-        # Replay (core.redis.dlq_replay): publish the fixed message like a producer does,
-        # then delete the letter or mark it in the dlq_replayed hash.
+        _read_everything(keys),
         _selector(*(f"%W~{s}" for t in Topic for s in keys.streams(t)), *channels, "+publish", "+xadd"),
         _selector(
             *(f"~{keys.dlq(t)}" for t in Topic),
@@ -230,6 +273,7 @@ def acl_rules(
     base = ["reset", "resetchannels"]
     rules = {acl_user(s, user_prefix): [*base, *_service_rules(keys, s, redis_version)] for s in ServiceName}
     rules[acl_user(OPERATOR, user_prefix)] = [*base, *_operator_rules(keys, redis_version)]
+    rules[acl_user(REPLAY, user_prefix)] = [*base, *_replay_rules(keys, redis_version)]
     return rules
 
 
@@ -256,12 +300,14 @@ def acl_file(
     user_prefix: str = DEFAULT_USER_PREFIX,
     redis_version: tuple[int, int] = DEFAULT_REDIS_VERSION,
 ) -> str:
-    """The text of a Redis ``aclfile``: ``passwords`` by role (``ws`` ... ``operator``),
+    """The text of a Redis ``aclfile``: ``passwords`` by role (``ws`` ... ``replay``),
     written as SHA-256 only; with ``passwords=None`` a template whose users are all off.
 
-    The ``default`` user (every connection before AUTH) may only PING, for health
-    checks; without its line Redis would create it with every permission. Redis
-    accepts no comment lines in an ACL file: docs/security.md explains this one.
+    The ``default`` user (every connection before AUTH) is off: every command of a
+    connection that has not logged in is refused with ``NOAUTH`` (which is still an
+    answer, enough for a health check). Without its line Redis would create it with
+    every permission. Redis accepts no comment lines in an ACL file: docs/security.md
+    explains this one.
     """
     rules = acl_rules(keys, user_prefix=user_prefix, redis_version=redis_version)
     lines = [_DEFAULT_USER]
@@ -271,7 +317,9 @@ def acl_file(
     return "\n".join(lines) + "\n"
 
 
-_DEFAULT_USER = "user default on nopass resetkeys resetchannels -@all +ping"
+DEFAULT_USER_RULES = ("off", "resetpass", "resetkeys", "resetchannels", "-@all")
+"""The ``default`` user: disabled, no password, no key, channel or command."""
+_DEFAULT_USER = " ".join(["user", "default", *DEFAULT_USER_RULES])
 
 
 def server_version(client: Any) -> tuple[int, int]:
@@ -329,6 +377,22 @@ def apply_acl(
         client.execute_command("ACL", "SETUSER", user, *rules[user], *_enable(role, passwords))
         created.append(user)
     return created
+
+
+def disable_default_user(client: Any) -> None:
+    """Turn the ``default`` user off on a live server (:data:`DEFAULT_USER_RULES`).
+
+    Refused when ``client`` is itself logged in as ``default``: the admin would lose the
+    only account that can undo it (log in as an admin user of your own first)."""
+    me = client.execute_command("ACL", "WHOAMI")
+    if (me.decode() if isinstance(me, bytes) else str(me)) == "default":
+        raise ConfigError(
+            "REDIS_URL",
+            "<the default user>",
+            ["an admin user other than default"],
+            "it would lock itself out",
+        )
+    client.execute_command("ACL", "SETUSER", "default", *DEFAULT_USER_RULES)
 
 
 def delete_acl_users(client: Any, users: Sequence[str]) -> int:

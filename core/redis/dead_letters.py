@@ -7,6 +7,13 @@ profile that refused it, the id it had in the topic stream, how often it was
 delivered, and when it was parked (epoch ms from the injectable clock).
 ``redis-cli XRANGE <topic>_dlq - +`` shows it readably.
 
+Bounded in bytes, not only in entries: a raw payload longer than ``max_payload_bytes``
+(``DLQ_MAX_PAYLOAD_BYTES``; by default twice ``MAX_MESSAGE_BYTES`` plus 4 KiB) keeps
+only its first bytes, with its original size (``raw_size``) and SHA-256 (``raw_sha256``)
+beside them, so a flood of huge payloads cannot fill Redis through the dead letters
+(30 letters of 1 MB took 31 MB). Every message that passed the size check stays whole
+and replayable; a truncated letter is shown as such and never replayed.
+
 Writers: the stream consumer (decode failures, handlers that keep failing) and
 ws (exchange frames it cannot decode). Readers: ``cdb dlq`` through
 :func:`read_dead_letters` / :func:`count_dead_letters` (blocking client) or
@@ -15,13 +22,16 @@ ws (exchange frames it cannot decode). Readers: ``cdb dlq`` through
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from core.errors import ContractError, ErrorDetail
+from core.logging import get_logger
 from core.redis.modes import AsyncClient, SyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.topics import KeySpace, ServiceName, Topic
@@ -29,10 +39,13 @@ from core.utils.clock import now_ms
 
 __all__ = [
     "DEFAULT_DLQ_MAXLEN",
+    "DEFAULT_DLQ_MAX_PAYLOAD_BYTES",
     "DeadLetter",
     "DeadLetterCause",
     "DeadLetters",
+    "cap_payload",
     "count_dead_letters",
+    "is_entry_id",
     "letter_fields",
     "read_dead_letters",
 ]
@@ -40,9 +53,24 @@ __all__ = [
 DEFAULT_DLQ_MAXLEN = 100_000
 """Approximate bound of a dead-letter stream; the ``dead_letters`` counter keeps the full count."""
 
+DEFAULT_DLQ_MAX_PAYLOAD_BYTES = 2 * 65_536 + 4_096
+"""Raw bytes a dead letter keeps whole by default: twice the default MAX_MESSAGE_BYTES (a field
+map rendered as JSON escapes its values' quotes) plus room for the field names."""
+
 _MAX_EXCEPTION_TEXT = 1_000
+_log = get_logger("core.redis.dead_letters")
 
 LetterFields = dict[str, bytes | str]
+
+_ENTRY_ID = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a stream entry id (``1767225600000-0``, or the ms part alone), the
+    form XRANGE accepts; anything else makes Redis answer with an error."""
+    if _ENTRY_ID.fullmatch(text) is None:
+        return False
+    return all(int(part) < 2**64 for part in text.split("-"))
 
 
 class DeadLetterCause(StrEnum):
@@ -70,6 +98,15 @@ class DeadLetter:
     raw: bytes
     time_ms: int
     deliveries: int
+    raw_size: int = 0
+    """Size of the original payload in bytes (``len(raw)`` unless truncated)."""
+    raw_sha256: str | None = None
+    """SHA-256 (hex) of the original payload, kept when ``raw`` was truncated."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``raw`` holds only the first bytes of the payload (it cannot be replayed)."""
+        return self.raw_size > len(self.raw)
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: Mapping[Any, Any]) -> DeadLetter:
@@ -81,6 +118,7 @@ class DeadLetter:
         except ValueError:
             errors = [{"type": "other", "loc": [], "msg": error_text}]
         raw = get("raw", b"")
+        raw = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
         return cls(
             entry_id=_text(entry_id),
             topic=_text(get("topic", b"")),
@@ -91,9 +129,11 @@ class DeadLetter:
             cause=_text(get("cause", b"")),
             reason=_text(get("reason", b"")),
             errors=errors if isinstance(errors, list) else [errors],
-            raw=raw if isinstance(raw, bytes) else str(raw).encode("utf-8"),
+            raw=raw,
             time_ms=int(_text(get("time_ms", b"0")) or 0),
             deliveries=int(_text(get("deliveries", b"0")) or 0),
+            raw_size=max(len(raw), int(_text(get("raw_size", b"0")) or 0)),
+            raw_sha256=_text(get("raw_sha256")) if get("raw_sha256") else None,
         )
 
 
@@ -101,6 +141,20 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+def cap_payload(fields: Mapping[str, bytes | str], limit: int | None) -> Mapping[str, bytes | str]:
+    """``fields`` of one dead letter with a ``raw`` longer than ``limit`` bytes cut to its first
+    ``limit`` bytes, plus ``raw_size`` (the original size) and ``raw_sha256`` (of the original);
+    unchanged when it fits or ``limit`` is None."""
+    raw = fields.get("raw")
+    if limit is None or raw is None:
+        return fields
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", errors="surrogatepass")
+    if len(data) <= limit:
+        return fields
+    digest = hashlib.sha256(data).hexdigest()
+    return {**fields, "raw": data[:limit], "raw_size": str(len(data)), "raw_sha256": digest}
 
 
 def _exception_errors(exc: BaseException) -> list[ErrorDetail]:
@@ -167,10 +221,14 @@ class DeadLetters:
         *,
         maxlen: int | None = DEFAULT_DLQ_MAXLEN,
         retry: RetryPolicy | None = None,
+        max_payload_bytes: int | None = DEFAULT_DLQ_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.redis = redis
         self.keys = keys if keys is not None else KeySpace()
         self.maxlen = maxlen
+        self.max_payload_bytes = max_payload_bytes
+        self.truncated = 0
+        """Letters whose payload this writer cut (also logged as ``dead_letter.truncated``)."""
         self.retry = retry if retry is not None else RetryPolicy()
 
     async def park(
@@ -203,10 +261,12 @@ class DeadLetters:
     async def park_many(self, topic: Topic, letters: Sequence[Mapping[str, bytes | str]]) -> list[str]:
         """Write dead letters (from :func:`letter_fields`) in one round trip; returns their ids.
 
-        Retried on connection errors, so a letter may be written twice (at-least-once).
+        Retried on connection errors, so a letter may be written twice (at-least-once). A raw
+        payload over ``max_payload_bytes`` is cut (:func:`cap_payload`), counted and logged.
         """
         if not letters:
             return []
+        letters = [self._capped(topic, fields) for fields in letters]
         key = self.keys.dlq(topic)
         trim: dict[str, Any] = {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
 
@@ -218,6 +278,20 @@ class DeadLetters:
 
         ids = await call_async(self.retry, f"XADD {key}", write)
         return [_text(i) for i in ids]
+
+    def _capped(self, topic: Topic, fields: Mapping[str, bytes | str]) -> Mapping[str, bytes | str]:
+        capped = cap_payload(fields, self.max_payload_bytes)
+        if capped is not fields:
+            self.truncated += 1
+            _log.warning(
+                "dead_letter.truncated",
+                topic=topic.value,
+                stream_id=str(fields.get("stream_id", "")),
+                size=int(capped["raw_size"]),
+                kept=self.max_payload_bytes,
+                sha256=str(capped["raw_sha256"]),
+            )
+        return capped
 
     async def read(self, topic: Topic, *, count: int = 100, newest_first: bool = True) -> list[DeadLetter]:
         """Up to ``count`` dead letters of ``topic``, newest first unless told otherwise."""

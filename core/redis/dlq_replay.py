@@ -41,7 +41,7 @@ from typing import Any
 
 from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
-from core.redis.dead_letters import DeadLetter
+from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_impact import ReplayImpact, assess_replay
 from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
@@ -141,13 +141,31 @@ def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[D
 
 
 def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
-    """The dead letter ``entry_id`` of ``topic``, or None."""
+    """The dead letter ``entry_id`` of ``topic``, or None (also for text that is no stream id)."""
+    if not is_entry_id(entry_id):
+        return None
     entries: Any = client.xrange(keys.dlq(topic), min=entry_id, max=entry_id, count=1)
     return DeadLetter.from_entry(*entries[0]) if entries else None
 
 
 def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
-    """Decode a dead letter's raw bytes with ``codec``; :class:`ContractError` if it still fails."""
+    """Decode a dead letter's raw bytes with ``codec``; :class:`ContractError` if it still fails,
+    or if the letter keeps only the first bytes of its payload (``payload_truncated``)."""
+    if letter.truncated:
+        raise ContractError(
+            topic=topic.value,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            raw=letter.raw,
+            errors=[
+                {
+                    "type": "payload_truncated",
+                    "loc": (),
+                    "msg": f"the dead letter keeps only the first {len(letter.raw)} of {letter.raw_size} "
+                    f"bytes (sha256 {letter.raw_sha256}): not replayable; resend the original",
+                }
+            ],
+        )
     if not letter.stream_id:
         return codec.decode(topic, letter.raw)
     try:
@@ -162,7 +180,8 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
             raw=letter.raw,
             errors=[{"type": "json_invalid", "loc": (), "msg": "dead letter is not a stream field map"}],
         )
-    return codec.from_fields(topic, rendered)
+    # The original entry's id: its server time is what a lenient fill may take (never "now").
+    return codec.from_fields(topic, rendered, entry_id=letter.stream_id)
 
 
 def _write(

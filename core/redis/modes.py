@@ -28,8 +28,9 @@ from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.sentinel import Sentinel as SyncSentinel
 
 from core.errors import ConfigError
-from core.settings import ServiceSettings, redact_url
+from core.settings import ServiceSettings
 from core.topics import RedisMode
+from core.urls import REDIS_SCHEMES, redact_url, url_problem
 
 __all__ = [
     "AsyncClient",
@@ -102,6 +103,11 @@ class RedisTarget:
             addresses = tuple(_address(e) for e in sentinels.split(",") if e.strip())
         except ValueError:
             raise ConfigError("REDIS_SENTINELS", sentinels, ["host:port,host:port"]) from None
+        problem = url_problem(url, REDIS_SCHEMES) if url else None
+        if problem is not None:
+            # Refused here, redacted: redis-py's own error could quote a password (a URL whose
+            # "@" was forgotten has it parsed as the port).
+            raise ConfigError("REDIS_URL", redact_url(url), ["redis://user:password@host:port/db"], problem)
         return cls(url, mode, addresses, master)
 
     def shown(self) -> str:

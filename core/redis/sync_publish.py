@@ -19,13 +19,21 @@ from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 
 from core.codec import Codec, Message, build_codec
-from core.errors import NotReplicatedError, TransportError
+from core.errors import ConfigError, NotReplicatedError, TransportError
 from core.redis.modes import SyncClient
 from core.redis.retry import RetryPolicy, call_sync
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, SlotMovedError, StreamTrim
 from core.topics import KeySpace, Path, Profile, Topic
 
-__all__ = ["codec_of", "publish_message", "send_sync", "stream_ids", "symbol_partition", "wall_ms"]
+__all__ = [
+    "codec_of",
+    "publish_message",
+    "send_sync",
+    "stream_ids",
+    "symbol_partition",
+    "topic_named",
+    "wall_ms",
+]
 
 _REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
 
@@ -54,9 +62,22 @@ def symbol_partition(keys: KeySpace, message: Message) -> int:
     return keys.partition(str(getattr(message, "symbol", "")))
 
 
+def topic_named(topic: Topic | str) -> Topic:
+    """``topic`` as a :class:`Topic`: the enum itself or its name as the seed writes it
+    (``"signals"``); anything else is a :class:`~core.errors.ConfigError` listing the names."""
+    if isinstance(topic, Topic):
+        return topic
+    try:
+        return Topic(topic)
+    except ValueError:
+        raise ConfigError(
+            "topic", topic, [t.value for t in Topic], hint="pass a Topic or one of these names"
+        ) from None
+
+
 def publish_message(
     redis: SyncClient,
-    topic: Topic,
+    topic: Topic | str,
     message: Message,
     *,
     codec: Codec | None = None,
@@ -69,7 +90,9 @@ def publish_message(
 ) -> str:
     """Publish ``message`` to ``topic`` (channel + stream) in one round trip; returns the stream id.
 
-    Blocking form (the seed's name). One non-transactional pipeline, not MULTI/EXEC
+    Blocking form (the seed's name and call: ``publish_message(redis_client, "signals", signal)``;
+    ``topic`` is a :class:`Topic` or its name, an unknown name is a
+    :class:`~core.errors.ConfigError` listing the valid ones). One non-transactional pipeline, not MULTI/EXEC
     (see :mod:`core.redis.publisher`); on a cluster the ``PUBLISH`` is a round trip of its own
     (redis-py's cluster pipeline refuses it). The stream is trimmed with ``MAXLEN ~ maxlen``,
     or ``MINID ~ now - retention_ms`` when that is given. Raises
@@ -78,6 +101,7 @@ def publish_message(
     acknowledge it in ``wait_timeout_ms``, and :class:`~core.errors.TransportError` if
     Redis stays unreachable or refuses it.
     """
+    topic = topic_named(topic)
     codec = codec or codec_of(message)
     body = codec.encode(topic, message)
     fields = codec.to_fields(topic, message)

@@ -3,11 +3,13 @@
 Producers route a symbol with ``crc32(symbol) % N``, so every instance of every
 service must use the same ``N``: with two counts, one symbol's messages would land in
 two streams and its order (and the per-symbol state built on it) would be lost. The
-first instance that starts writes ``{"partitions": N}`` (``SET NX``); every later one
-compares. A different count refuses to start with a
-:class:`~core.errors.ConfigError` naming ``TOPIC_PARTITIONS``. Changing the count is
-a deliberate operation: stop every instance, let the consumer groups drain, delete
-the key (``redis-cli DEL <prefix>cdb:topology``), start everything with the new count.
+first instance that starts writes ``{"partitions": N}`` (``SETNX``, the one write a
+service's ACL user may do on that key: it can create the key but never overwrite or
+delete it); every later one compares. A different or unreadable count refuses to start
+with a :class:`~core.errors.ConfigError` naming ``TOPIC_PARTITIONS`` and the command that
+fixes it. Changing the count is a deliberate operator action (``cdb-operator`` may SET and
+DEL the key): stop every instance, let the consumer groups drain, run
+``cdb topology set N`` (or ``cdb topology reset``, and the first start records its count).
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from core.redis.modes import AsyncClient, SyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.topics import KeySpace
 
-__all__ = ["TOPOLOGY_KEY_HELP", "ensure_topology", "read_partitions", "read_partitions_sync"]
+__all__ = [
+    "TOPOLOGY_KEY_HELP",
+    "ensure_topology",
+    "read_partitions",
+    "read_partitions_sync",
+    "reset_topology_sync",
+    "set_topology_sync",
+]
 
-TOPOLOGY_KEY_HELP = "stop every instance, let the groups drain, then DEL the topology key"
+TOPOLOGY_KEY_HELP = (
+    "stop every instance, let the groups drain, then run `cdb topology set N` "
+    "(or `cdb topology reset`) with REDIS_URL logged in as cdb-operator"
+)
 
 
 def _parse(raw: Any) -> int | None:
@@ -45,6 +57,22 @@ def read_partitions_sync(redis: SyncClient, keys: KeySpace) -> int | None:
     return _parse(redis.get(keys.topology()))
 
 
+def _document(partitions: int) -> str:
+    return json.dumps({"partitions": partitions})
+
+
+def set_topology_sync(redis: SyncClient, keys: KeySpace, partitions: int) -> None:
+    """Record ``partitions`` as the pipeline's count, replacing any (an operator action)."""
+    if partitions < 1:
+        raise ConfigError("partitions", partitions, ["an integer >= 1"], "the pipeline's partition count")
+    redis.set(keys.topology(), _document(partitions))
+
+
+def reset_topology_sync(redis: SyncClient, keys: KeySpace) -> bool:
+    """Delete the recorded count (the next service start records its own); True if one was set."""
+    return bool(redis.delete(keys.topology()))
+
+
 async def ensure_topology(redis: AsyncClient, keys: KeySpace, retry: RetryPolicy | None = None) -> int:
     """Record ``keys.partitions`` as the pipeline's count if none is, else check it is the
     recorded one; returns the count. :class:`ConfigError` on a mismatch; connection errors
@@ -53,13 +81,19 @@ async def ensure_topology(redis: AsyncClient, keys: KeySpace, retry: RetryPolicy
 
 
 async def _ensure(redis: AsyncClient, keys: KeySpace) -> int:
-    document = json.dumps({"partitions": keys.partitions})
-    if await redis.set(keys.topology(), document, nx=True):
+    # SETNX, not SET NX: a service's ACL user is allowed SETNX only, which cannot overwrite.
+    if await redis.setnx(keys.topology(), _document(keys.partitions)):
         return keys.partitions
     recorded = await read_partitions(redis, keys)
-    if recorded is None:  # unreadable: take it over rather than fail every start
-        await redis.set(keys.topology(), document)
-        return keys.partitions
+    if recorded is None:
+        # Unreadable: refuse rather than overwrite (a service may not, and guessing which
+        # count the running instances use could split a symbol across two streams).
+        raise ConfigError(
+            "TOPIC_PARTITIONS",
+            keys.partitions,
+            ["a count recorded by the pipeline"],
+            f"{keys.topology()} holds no readable partition count; {TOPOLOGY_KEY_HELP}",
+        )
     if recorded != keys.partitions:
         raise ConfigError(
             "TOPIC_PARTITIONS",

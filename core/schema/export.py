@@ -41,9 +41,13 @@ _ASYNCAPI_FILE = "asyncapi.json"
 def contract_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The standalone JSON Schema (2020-12) that accepts what ``model`` validates.
 
-    Not expressible, so not included: finiteness of floats (JSON has no NaN or
-    infinity, so a JSON document cannot break it) and Pydantic's strict refusal of
-    ``1.0`` for an integer field.
+    Finite floats: every float field has ``maximum`` = the largest float (its minimum is
+    >= 0), so ``1e309`` (read as infinity) is refused; ``NaN``/``Infinity`` are not JSON
+    (RFC 8259), a conforming parser refuses them before any schema. Integer timestamps:
+    ``"type": "integer"``; the codec also refuses ``1.0``/``1.7e12`` forms, which JSON
+    Schema's data model cannot tell from ``1`` unless numbers are read exactly (a fraction or
+    exponent read as a decimal, not an integer: ``json.loads(parse_float=Decimal)``), which
+    is how the test suite compares the two (``tests/test_schema_agreement.py``).
     """
     schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, **model.model_json_schema(mode="validation")}
     rules = cross_field_rules(model)

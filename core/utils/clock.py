@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ms_to_datetime",
     "now_ms",
     "set_clock",
+    "to_ms",
     "utcnow",
 ]
 
@@ -90,6 +91,24 @@ def now_ms() -> int:
 def ms_to_datetime(ms: int) -> datetime:
     """An aware UTC datetime for an epoch-millisecond value."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(value: datetime | float) -> int:
+    """Epoch milliseconds, the unit of every contract timestamp, from an aware ``datetime`` or
+    from epoch **seconds** (``time.time()``, ``datetime.timestamp()``); a naive datetime is refused.
+
+    ``to_ms(utcnow())`` is :func:`now_ms`; ``to_ms(utcnow().timestamp())`` fixes the seed's seconds.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("to_ms needs an aware datetime (e.g. utcnow()), not a naive one")
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"to_ms takes a datetime or epoch seconds, not {type(value).__name__}")
+    return round(value * 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utcnow() -> datetime:

@@ -261,9 +261,9 @@ async def _published(
     for topic in Topic:
         entries = await read_stream(client, keys, topic)
         published[topic], undecodable[topic] = [], 0
-        for _, fields in entries:
+        for entry_id, fields in entries:
             try:
-                message = reader.from_fields(topic, fields).message
+                message = reader.from_fields(topic, fields, entry_id=entry_id).message
             except ContractError:
                 undecodable[topic] += 1
                 continue

@@ -11,6 +11,7 @@ import asyncio
 import csv
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.resources import files
 from pathlib import Path
 
 from core.domain.contracts import Side
@@ -28,8 +29,9 @@ __all__ = [
 COLUMNS = ("timestamp", "symbol", "side", "price", "volume", "trade_id")
 """The header row of a trades file, in order."""
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-"""The repository's ``data/`` folder."""
+DATA_DIR = Path(str(files("services.ws") / "data"))
+"""The bundled replay files, shipped inside the package (``services/ws/data``), so an installed
+package (the container image) finds them as a checkout does."""
 
 BUNDLED_TRADES = DATA_DIR / "trades.csv"
 """About 3,000 synthetic trades over five symbols (see the file's first line)."""
@@ -43,11 +45,21 @@ _YIELD_EVERY = 256  # at full speed, let other tasks run now and then
 def load_trades(path: str | Path, *, venue: str = "mexc") -> list[Trade]:
     """Every trade in ``path``, in file order.
 
-    Raises :class:`SourceError` naming the file and line for a missing or wrong
-    header, a line with the wrong number of fields, or a value that is not a valid
-    trade (``data/x.csv:17: price_invalid: ...``).
+    Raises :class:`SourceError` naming the file (and line) for a file that cannot be
+    read (``file_unreadable``), a missing or wrong header, a line with the wrong number
+    of fields, or a value that is not a valid trade (``data/x.csv:17: price_invalid: ...``).
     """
     path = Path(path)
+    try:
+        return _read_trades(path, venue)
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SourceError(
+            "file_unreadable", f"cannot read the trades file: {detail}", where=str(path)
+        ) from None
+
+
+def _read_trades(path: Path, venue: str) -> list[Trade]:
     trades: list[Trade] = []
     header_seen = False
     with path.open(encoding="utf-8", newline="") as handle:

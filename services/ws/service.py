@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from core.errors import ContractError, NotReplicatedError, TransportError
 from core.logging import get_logger
+from core.redis.dead_letters import DeadLetterCause
 from core.topics import Topic
 from services.runtime import ServiceContext
 from services.ws.trades import Trade
@@ -127,3 +128,7 @@ class WsService:
             path=self.ctx.codec.path,
             profile=self.ctx.codec.profile,
         )
+        # Counted once written, like a consumer's dead letter: status and /metrics show it.
+        path = self.ctx.codec.path
+        self.ctx.metrics.count_validation_errors(Topic.MARKET_DATA, path, {error.reason: 1})
+        self.ctx.metrics.count_dead_letters(Topic.MARKET_DATA, path, DeadLetterCause.INVALID)

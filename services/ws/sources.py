@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path as FsPath
 from typing import Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.logging import get_logger
@@ -59,6 +59,14 @@ class WsSourceSettings(BaseSettings):
         le=10_000_000,
         description="trades held while Redis is down; then replay waits, live sheds the oldest (1..10000000)",
     )
+
+    @field_validator("replay_file")
+    @classmethod
+    def _readable_when_replaying(cls, value: FsPath, info: ValidationInfo) -> FsPath:
+        """A replay source needs its file at start (one clear error, not a traceback later)."""
+        if info.data.get("source") == "replay" and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
 
 class ResumableSource(Protocol):
