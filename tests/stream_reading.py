@@ -21,8 +21,9 @@ def stream_values(client: redis.Redis, keys: KeySpace, topic: Topic) -> list[dic
         entries += list(client.xrange(stream))
     entries.sort(key=lambda e: tuple(int(x) for x in e[0].split(b"-")))
     out = []
-    for _, fields in entries:
-        message = _READER.from_fields(topic, fields).message
+    for entry_id, fields in entries:
+        # The entry id: a legacy-shaped message's missing time is its server time (lenient).
+        message = _READER.from_fields(topic, fields, entry_id=entry_id).message
         out.append(dict(_READER.as_dict(topic, message)))
     return out
 
