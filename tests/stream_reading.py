@@ -7,11 +7,11 @@ from typing import Any
 import redis
 
 from core.codec import build_codec
-from core.topics import KeySpace, Path, Profile, Topic
+from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = ["published_trade_ids", "stream_values", "trade_key"]
 
-_READER = build_codec(Path.PYDANTIC, Profile.LENIENT)
+_READER = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 
 
 def stream_values(client: redis.Redis, keys: KeySpace, topic: Topic) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from core.cli.health import verdict
-from core.cli.status import instance_row
+from cdb.cli.health import verdict
+from cdb.cli.status import instance_row
 from core.settings import ServiceSettings
 from core.status import LiveState
 from core.topics import KeySpace, ServiceName, Topic

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -38,7 +38,7 @@ class WsSourceSettings(BaseSettings):
     source: Literal["replay", "mexc", "synthetic"] = Field(
         default="replay", description="replay, mexc or synthetic"
     )
-    replay_file: FsPath = Field(default=BUNDLED_TRADES, description="a trades CSV file")
+    replay_file: Path = Field(default=BUNDLED_TRADES, description="a trades CSV file")
     replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
     from_start: bool = Field(
         default=False, description="replay/synthetic: ignore the saved position and begin at the first trade"
@@ -62,7 +62,7 @@ class WsSourceSettings(BaseSettings):
 
     @field_validator("replay_file")
     @classmethod
-    def _readable_when_replaying(cls, value: FsPath, info: ValidationInfo) -> FsPath:
+    def _readable_when_replaying(cls, value: Path, info: ValidationInfo) -> Path:
         """A replay source needs its file at start (one clear error, not a traceback later)."""
         if info.data.get("source") == "replay" and not value.is_file():
             raise ValueError(f"no such file: {value}")
@@ -105,9 +105,9 @@ class ReplaySource:
         self.start = 0
 
     @classmethod
-    def from_file(cls, path: FsPath, *, pace: float = 0.0) -> ReplaySource:
+    def from_file(cls, path: Path, *, pace: float = 0.0) -> ReplaySource:
         """Load ``path`` (``SourceError`` naming the line when it is not a trades file)."""
-        digest = hashlib.sha256(FsPath(path).read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
         return cls(load_trades(path), digest, pace=pace)
 
     def resume(self, checkpoint: str | None) -> int:

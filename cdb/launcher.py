@@ -1,0 +1,154 @@
+"""Running one service as its own process, the way a container does (``cdb service NAME``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+from core.logging import configure_logging, get_logger
+from core.metrics_http import metrics_target
+from core.redis.topology import ensure_topology
+from core.settings import ServiceSettings
+from core.status import StatusReporter
+from core.topics import ServiceName
+from services.config import load_config
+from services.execution.paper import VenueParams
+from services.execution.service import ExecutionService
+from services.execution.store import open_store
+from services.observability import flags_file, observed
+from services.redis_connect import connect
+from services.risk.limits import RiskLimits
+from services.risk.service import RiskService
+from services.runtime import ConsumingService, ServiceContext, run_consuming_service
+from services.signal.service import SignalService
+from services.signal.strategy import SignalParams
+from services.ws.outbox import Outbox, Overflow, first_done
+from services.ws.position import SourcePositions
+from services.ws.service import WsService
+from services.ws.sources import WsSourceSettings, make_source, run_resumable
+
+__all__ = ["WsSourceSettings", "run_service"]  # WsSourceSettings: re-exported from services.ws.sources
+
+
+def _install_signal_handlers(stop: asyncio.Event, service: ServiceName) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        get_logger(service=service.value).info("service.stopping", signal=sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stopping, sig)
+
+
+async def run_service(
+    service: ServiceName,
+    stop: asyncio.Event | None = None,
+    *,
+    from_start: bool = False,
+    env_file: Path | None = None,
+) -> None:
+    """Run ``service`` from the environment (and ``env_file``, which the environment overrides)
+    until SIGTERM/SIGINT (or ``stop``); serves /metrics on METRICS_PORT when it is set.
+
+    On a stop it finishes (or abandons, unacknowledged) the batch in hand, reports itself
+    ``stopped`` in its live state and returns. ``from_start`` (ws; or WS_FROM_START):
+    ignore the saved source position and begin at the source's first trade."""
+    configure_logging()
+    settings = ServiceSettings.load(service, env_file=env_file)
+    if not settings.redis_url and not settings.redis_sentinels:
+        raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
+    target = metrics_target()  # a bad METRICS_PORT stops the service before it connects
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop, service)
+    redis = await connect(settings.redis_url, settings)
+    ctx = ServiceContext.create(service, settings, redis)
+    try:
+        async with observed(ctx, target, flags_file(env_file)):
+            await _run(service, ctx, stop, from_start=from_start)
+    finally:
+        await redis.aclose()
+        get_logger(service=service.value).info("service.stop", instance=settings.instance)
+
+
+async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool) -> None:
+    if service is ServiceName.WS:
+        await _run_ws(ctx, stop, from_start=from_start)
+    elif service is ServiceName.EXECUTION:
+        store = open_store(ctx.settings.database_url, sqlite_path=Path("var") / "execution.sqlite3")
+        try:
+            await run_consuming_service(ExecutionService(ctx, store, load_config(VenueParams)), ctx, stop)
+        finally:
+            await store.close()
+    else:
+        # Signal and risk keep per-symbol state: one business object per partition.
+        await run_consuming_service(
+            _consumer(service, ctx), ctx, stop, factory=lambda own: _consumer(service, own)
+        )
+
+
+def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
+    if service is ServiceName.SIGNAL:
+        return SignalService(ctx, load_config(SignalParams))
+    return RiskService(ctx, load_config(RiskLimits))
+
+
+async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool = False) -> None:
+    source = load_config(WsSourceSettings)
+    ws = WsService(ctx)
+    await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
+    reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
+    status_task = asyncio.create_task(reporter.run(stop))
+    sender: asyncio.Task[None] | None = None
+    clean = False
+    try:
+        if source.source == "mexc":
+            from services.ws.mexc_v3_client import MexcV3Client
+
+            # A live feed cannot wait for Redis: it sheds the oldest held trade (counted).
+            outbox = Outbox(ws, capacity=source.buffer_size, overflow=Overflow.SHED_OLDEST)
+            sender = asyncio.create_task(outbox.run(stop))
+            symbols = [s.strip() for s in source.symbols.split(",") if s.strip()]
+            client = MexcV3Client(source.mexc_url, symbols, outbox.put, on_bad_frame=ws.on_bad_frame)
+            ctx.metrics.ops.watch_source("mexc", lambda: _mexc_stats(client))
+            await client.run(stop)
+        else:
+            # A file or the synthetic market can wait (backpressure) and resume where it was.
+            resumable = make_source(source)
+            positions = SourcePositions(ctx.redis, ctx.keys, resumable.identity)
+
+            async def confirmed(mark: object) -> None:
+                if await positions.save(resumable.encode(mark)):
+                    ctx.extra_counts["source_position"] = resumable.number(mark)  # shown in status
+
+            outbox = Outbox(ws, capacity=source.buffer_size, overflow=Overflow.WAIT, on_confirmed=confirmed)
+            sender = asyncio.create_task(outbox.run(stop))
+            await run_resumable(
+                resumable, positions, outbox.put, stop, from_start=from_start or source.from_start
+            )
+            await first_done(outbox.drain(), stop.wait())
+            await stop.wait()  # stay visible in status after the replay ends
+        clean = True
+    finally:
+        stop.set()
+        if sender is not None:
+            await sender  # publishes what is queued (and saves its position), or counts it as shed
+        await status_task
+        if clean:  # after a failure the last "running" report goes stale, like a crash
+            with contextlib.suppress(Exception):
+                await reporter.report_stopped()
+
+
+def _mexc_stats(client: Any) -> dict[str, Any]:
+    # The live client's own statistics, read at each scrape and status report.
+    stats = client.stats
+    return {
+        "reconnects": stats.reconnects,
+        "refused_symbols": len(client.refused),
+        "bad_frames_by_reason": dict(stats.bad_frames_by_reason),
+    }
