@@ -6,10 +6,7 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any
 
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
@@ -30,70 +27,58 @@ from services.runtime import ConsumingService, ServiceContext, run_consuming_ser
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
 from services.ws.outbox import Outbox, Overflow, first_done
-from services.ws.replay import BUNDLED_TRADES
+from services.ws.position import SourcePositions
 from services.ws.service import WsService
+from services.ws.sources import WsSourceSettings, make_source, run_resumable
 
-__all__ = ["WsSourceSettings", "run_service"]
-
-
-class WsSourceSettings(BaseSettings):
-    """Where ws takes trades from (env: WS_SOURCE, WS_REPLAY_FILE, WS_REPLAY_PACE, WS_MEXC_URL, ...)."""
-
-    model_config = SettingsConfigDict(env_prefix="WS_", frozen=True, extra="ignore")
-
-    source: Literal["replay", "mexc"] = Field(default="replay", description="replay or mexc")
-    replay_file: Path = Field(default=BUNDLED_TRADES, description="a trades CSV file")
-    replay_pace: float = Field(default=1.0, ge=0, description="0 = full speed, 1 = recorded pace (>= 0)")
-    mexc_url: str = Field(default="wss://wbs-api.mexc.com/ws", description="MEXC spot v3 WebSocket URL")
-    symbols: str = Field(default="BTC/USDT,ETH/USDT", description="comma-separated pairs, e.g. BTC/USDT")
-    buffer_size: int = Field(
-        default=10_000,
-        gt=0,
-        le=10_000_000,
-        description="trades held while Redis is down; then replay waits, live sheds the oldest (1..10000000)",
-    )
-
-    @field_validator("replay_file")
-    @classmethod
-    def _readable_when_replaying(cls, value: Path, info: ValidationInfo) -> Path:
-        """A replay source needs its file at start (one clear error, not a traceback later)."""
-        if info.data.get("source") == "replay" and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+__all__ = ["WsSourceSettings", "run_service"]  # WsSourceSettings: re-exported from services.ws.sources
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, service: ServiceName) -> None:
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        get_logger(service=service.value).info("service.stopping", signal=sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping, sig)
 
 
 async def run_service(
-    service: ServiceName, stop: asyncio.Event | None = None, *, env_file: Path | None = None
+    service: ServiceName,
+    stop: asyncio.Event | None = None,
+    *,
+    from_start: bool = False,
+    env_file: Path | None = None,
 ) -> None:
     """Run ``service`` from the environment (and ``env_file``, which the environment overrides)
-    until SIGTERM/SIGINT (or ``stop``); serves /metrics on METRICS_PORT when it is set."""
+    until SIGTERM/SIGINT (or ``stop``); serves /metrics on METRICS_PORT when it is set.
+
+    On a stop it finishes (or abandons, unacknowledged) the batch in hand, reports itself
+    ``stopped`` in its live state and returns. ``from_start`` (ws; or WS_FROM_START):
+    ignore the saved source position and begin at the source's first trade."""
     configure_logging()
     settings = ServiceSettings.load(service, env_file=env_file)
     if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
     target = metrics_target()  # a bad METRICS_PORT stops the service before it connects
     stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
+    _install_signal_handlers(stop, service)
     redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:
         async with observed(ctx, target, flags_file(env_file)):
-            await _run(service, ctx, stop)
+            await _run(service, ctx, stop, from_start=from_start)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
 
 
-async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event) -> None:
+async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool) -> None:
     if service is ServiceName.WS:
-        await _run_ws(ctx, stop)
+        await _run_ws(ctx, stop, from_start=from_start)
     elif service is ServiceName.EXECUTION:
         store = open_store(ctx.settings.database_url, sqlite_path=Path("var") / "execution.sqlite3")
         try:
@@ -113,36 +98,50 @@ def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
     return RiskService(ctx, load_config(RiskLimits))
 
 
-async def _run_ws(ctx: ServiceContext, stop: asyncio.Event) -> None:
+async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool = False) -> None:
     source = load_config(WsSourceSettings)
     ws = WsService(ctx)
-    # A replay can wait for Redis (backpressure); a live feed cannot, so it sheds (counted).
-    overflow = Overflow.WAIT if source.source == "replay" else Overflow.SHED_OLDEST
-    outbox = Outbox(ws, capacity=source.buffer_size, overflow=overflow)
     await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
     status_task = asyncio.create_task(reporter.run(stop))
-    sender = asyncio.create_task(outbox.run(stop))
+    sender: asyncio.Task[None] | None = None
+    clean = False
     try:
-        if source.source == "replay":
-            from services.ws.replay import load_trades, replay
-
-            await replay(load_trades(source.replay_file), outbox.put, pace=source.replay_pace, stop=stop)
-            await first_done(outbox.drain(), stop.wait())
-            await stop.wait()  # stay visible in status after the replay ends
-        else:
+        if source.source == "mexc":
             from services.ws.mexc_v3_client import MexcV3Client
 
+            # A live feed cannot wait for Redis: it sheds the oldest held trade (counted).
+            outbox = Outbox(ws, capacity=source.buffer_size, overflow=Overflow.SHED_OLDEST)
+            sender = asyncio.create_task(outbox.run(stop))
             symbols = [s.strip() for s in source.symbols.split(",") if s.strip()]
             client = MexcV3Client(source.mexc_url, symbols, outbox.put, on_bad_frame=ws.on_bad_frame)
             ctx.metrics.ops.watch_source("mexc", lambda: _mexc_stats(client))
             await client.run(stop)
+        else:
+            # A file or the synthetic market can wait (backpressure) and resume where it was.
+            resumable = make_source(source)
+            positions = SourcePositions(ctx.redis, ctx.keys, resumable.identity)
+
+            async def confirmed(mark: object) -> None:
+                if await positions.save(resumable.encode(mark)):
+                    ctx.extra_counts["source_position"] = resumable.number(mark)  # shown in status
+
+            outbox = Outbox(ws, capacity=source.buffer_size, overflow=Overflow.WAIT, on_confirmed=confirmed)
+            sender = asyncio.create_task(outbox.run(stop))
+            await run_resumable(
+                resumable, positions, outbox.put, stop, from_start=from_start or source.from_start
+            )
+            await first_done(outbox.drain(), stop.wait())
+            await stop.wait()  # stay visible in status after the replay ends
+        clean = True
     finally:
         stop.set()
-        await sender  # publishes what is queued, or counts it as shed when Redis is gone
+        if sender is not None:
+            await sender  # publishes what is queued (and saves its position), or counts it as shed
         await status_task
-        with contextlib.suppress(Exception):
-            await reporter.withdraw(ctx.live_state())
+        if clean:  # after a failure the last "running" report goes stale, like a crash
+            with contextlib.suppress(Exception):
+                await reporter.report_stopped()
 
 
 def _mexc_stats(client: Any) -> dict[str, Any]:

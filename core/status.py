@@ -1,9 +1,12 @@
 """Live state: each running instance reports what path it is really on, so tools can show it.
 
 An instance writes a JSON document to ``KeySpace.status(service, instance)`` every
-``interval`` seconds with a TTL of a few intervals: a stopped instance disappears by
-itself, a hung one shows as stale first. ``cdb status`` and ``cdb cutover check``
-read these documents; they never guess from configuration files.
+``interval`` seconds with a TTL of a few intervals (``state`` ``running``). On a clean
+stop (SIGTERM) it writes a last document with ``state`` ``stopped`` and a short TTL
+(:data:`STOPPED_TTL_S`), so ``cdb status`` shows "stopped" at once and the row then
+goes away by itself; a crashed or hung instance shows as stale first, then expires.
+``cdb status``, ``cdb health`` and ``cdb cutover check`` read these documents; they
+never guess from configuration files.
 """
 
 from __future__ import annotations
@@ -21,10 +24,24 @@ from core.utils.clock import now_ms
 if TYPE_CHECKING:  # importing core.redis here would import the codec, which imports migration -> here
     from core.redis.modes import AsyncClient
 
-__all__ = ["STALE_TTL_INTERVALS", "LiveState", "StatusReporter", "read_live_states"]
+__all__ = [
+    "RUNNING",
+    "STALE_TTL_INTERVALS",
+    "STOPPED",
+    "STOPPED_TTL_S",
+    "LiveState",
+    "StatusReporter",
+    "read_live_states",
+]
 
 STALE_TTL_INTERVALS = 10
 """A live-state key expires this many report intervals after its last write."""
+STOPPED_TTL_S = 30.0
+"""How long the last report of a cleanly stopped instance stays visible (then it expires)."""
+RUNNING = "running"
+"""``LiveState.state`` of an instance that is working (its reports keep coming)."""
+STOPPED = "stopped"
+"""``LiveState.state`` of an instance's last report after a clean stop."""
 
 
 @dataclass
@@ -44,13 +61,28 @@ class LiveState:
     reported_ms: int = 0
     interval_s: float = 2.0
     counts: dict[str, Any] = field(default_factory=dict)
+    state: str = RUNNING
+    """``running``, or ``stopped`` in the last report of a clean stop (documents written
+    before this field existed read as ``running``)."""
+
+    @property
+    def stopped(self) -> bool:
+        """True when this is the last report of an instance that stopped cleanly."""
+        return self.state == STOPPED
+
+    def is_live(self, at_ms: int | None = None) -> bool:
+        """True when the instance is running and reported recently (neither stopped nor stale)."""
+        return not self.stopped and not self.is_stale(at_ms)
 
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""
         return ((at_ms or now_ms()) - self.started_ms) / 1000.0
 
     def is_stale(self, at_ms: int | None = None) -> bool:
-        """True when the instance missed more than two reports in a row."""
+        """True when a running instance missed more than two reports in a row (a stopped
+        instance is never stale: it said goodbye)."""
+        if self.stopped:
+            return False
         return (at_ms or now_ms()) - self.reported_ms > 3 * self.interval_s * 1000
 
     def to_json(self) -> str:
@@ -96,7 +128,10 @@ class StatusReporter:
         return state
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Report until ``stop`` is set, then report a last time; Redis errors are retried next tick."""
+        """Report until ``stop`` is set, then report a last time; Redis errors are retried next tick.
+
+        The last report is still ``running``: the caller writes :meth:`report_stopped` once
+        the instance has really finished (its last batch published or abandoned)."""
         while not stop.is_set():
             with contextlib.suppress(Exception):  # status must never take a service down
                 await self.report_once()
@@ -105,13 +140,25 @@ class StatusReporter:
         with contextlib.suppress(Exception):
             await self.report_once()
 
+    async def report_stopped(self, ttl_s: float = STOPPED_TTL_S) -> LiveState:
+        """Write the final report, ``state`` ``stopped``, kept ``ttl_s`` seconds (a clean stop):
+        ``cdb status`` shows the instance as stopped at once instead of stale later."""
+        state = self._state()
+        state.state = STOPPED
+        state.reported_ms = now_ms()
+        state.interval_s = self._interval
+        key = self._keys.status(ServiceName(state.service), state.instance)
+        await self._redis.set(key, state.to_json(), px=max(1, int(ttl_s * 1000)))
+        return state
+
     async def withdraw(self, state: LiveState) -> None:
-        """Remove the instance's document (on a clean shutdown)."""
+        """Remove the instance's document at once (nothing shows it afterwards)."""
         await self._redis.delete(self._keys.status(ServiceName(state.service), state.instance))
 
 
 async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState]:
-    """Every live instance of this key space, ordered by pipeline position then instance.
+    """Every reported instance of this key space (running, stale or just stopped: see
+    :meth:`LiveState.is_live`), ordered by pipeline position then instance.
 
     On a cluster, ``scan_iter`` walks every primary (redis-py's cluster SCAN) and the GETs
     go in a non-transactional pipeline that redis-py splits by node.

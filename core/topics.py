@@ -208,6 +208,10 @@ class KeySpace:
         """A sorted set of the live instances of ``service`` (score: when each one expires)."""
         return f"{self.prefix}cdb:members:{service.value}"
 
+    def source_positions(self) -> str:
+        """The hash where ws keeps how far each source got (field: the source's identity)."""
+        return f"{self.prefix}cdb:ws:positions"
+
     def topology(self) -> str:
         """The pipeline's partition count, written by the first instance that starts."""
         return f"{self.prefix}cdb:topology"

@@ -273,10 +273,11 @@ async def check_cutover(
     from core.redis.topology import read_partitions
 
     keys = keys.with_partitions(await read_partitions(redis, keys) or keys.partitions)
-    first = await read_live_states(redis, keys)
+    # A cleanly stopped instance's last report (core.status) is history, not a running path.
+    first = [s for s in await read_live_states(redis, keys) if not s.stopped]
     if options.window_s > 0:
         await sleep(options.window_s)
-        states = await read_live_states(redis, keys)
+        states = [s for s in await read_live_states(redis, keys) if not s.stopped]
     else:
         states = first
     before = {_name(s): s for s in first}

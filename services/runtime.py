@@ -179,17 +179,21 @@ async def run_consuming_service(
     status_task = asyncio.create_task(reporter.run(stop))
     janitor = _janitor(ctx)  # dead consumers leave the groups (core.redis.group_cleanup)
     janitor_task = asyncio.create_task(janitor.run(stop))
+    clean = False
     try:
         await runner.run(stop)
         await janitor.leave()  # a clean stop: every batch acked, so its own consumer can go
+        clean = True
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await janitor_task
         with contextlib.suppress(Exception):
             await status_task
-            # A clean stop leaves no stale entry behind: after a recreate, status shows the new
-            # instance alone at once instead of the old one for another TTL.
-            await reporter.withdraw(ctx.live_state())
+            if clean:
+                # The batch in hand is acknowledged (or left pending): say "stopped" now, so status
+                # shows it at once (not "stale" later); the report expires after STOPPED_TTL_S.
+                # After a failure the last "running" report is left to go stale, like a crash.
+                await reporter.report_stopped()
         await svc.close()
     return runner

@@ -264,6 +264,8 @@ REFUSED: list[tuple[str, str, Command]] = [
     ("ws", "another pipeline's stream", lambda k: ["XADD", OTHER.stream(Topic.MARKET_DATA), "*", "f", "1"]),
     ("ws", "another service's status", lambda k: ["SET", k.status(ServiceName.SIGNAL, "i1"), "{}"]),
     ("ws", "a key of its own choice", lambda k: ["SET", f"{k.prefix}anything", "1"]),
+    ("ws", "DEL its positions", lambda k: ["DEL", k.source_positions()]),
+    ("signal", "HSET ws's positions", lambda k: ["HSET", k.source_positions(), "replay:x", "1"]),
     (
         "signal",
         "XREADGROUP orders_stream",
@@ -311,6 +313,17 @@ def test_acl_live__a_user_is_refused_outside_its_topics(
 ) -> None:
     with pytest.raises(NoPermissionError):
         login_sync(role).execute_command(*command(keys))
+
+
+async def test_acl_live__ws_saves_and_reads_its_source_position(
+    login: Callable[[str], aioredis.Redis], keys: KeySpace
+) -> None:
+    from services.ws.position import SourcePositions
+
+    positions = SourcePositions(login(ServiceName.WS), keys, "replay:abc")
+    assert await positions.load() is None
+    assert await positions.save("17")
+    assert await positions.load() == "17"
 
 
 async def test_acl_live__publisher_on_a_foreign_topic__is_a_transport_error(

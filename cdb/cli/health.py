@@ -1,7 +1,7 @@
 """``cdb health SERVICE``: the container healthcheck (docker-compose runs it inside the container).
 
 Healthy (exit 0) when a fresh live state of SERVICE exists for this container's
-instance: by default an instance named after this host (``<hostname>`` or
+instance (running, not stopped): by default an instance named after this host (``<hostname>`` or
 ``<hostname>-<pid>``, the default ``INSTANCE``), or exactly ``--instance`` (env
 ``INSTANCE``) when set. Otherwise exit 1 with a one-line reason. A service that
 reports is alive and knows its path; one that stopped reporting is not.
@@ -55,7 +55,9 @@ def verdict(
     candidates = [s for s in states if s.service == service.value and _mine(s, hostname, instance)]
     if not candidates:
         return False, f"unhealthy: no live state of {service.value} for {who}"
-    fresh = [s for s in candidates if not s.is_stale(at_ms)]
+    fresh = [s for s in candidates if s.is_live(at_ms)]
+    if not fresh and all(s.stopped for s in candidates):
+        return False, f"unhealthy: {service.value} {candidates[0].instance} stopped"
     if not fresh:
         age = min(at_ms - s.reported_ms for s in candidates) / 1000.0
         return False, f"unhealthy: {service.value} {candidates[0].instance} last reported {age:.0f}s ago"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +19,7 @@ from core.errors import CdbError, ConfigError
 from core.metrics_http import MetricsTarget, metrics_target, serve_metrics
 from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
+from services.pipeline_control import PipelineHook
 from services.ws.replay import BUNDLED_TRADES
 
 
@@ -78,9 +82,19 @@ def run(
             schema=f"run_{run_id}" if database_url else None,
             sqlite=None if database_url else Path("var") / "runs" / f"{run_id}.sqlite3",
         )
-        result = asyncio.run(_run(data, settings, run_id, target, left, keep=keep, quiet=as_json))
+        result = asyncio.run(
+            _interruptible(
+                lambda term: _run(data, settings, run_id, term, target, left, keep=keep, quiet=as_json)
+            )
+        )
     except CdbError as exc:
         exit_with(exc)
+    except _InterruptedError:
+        # The services were stopped (batches acked or left pending), the store and Redis closed.
+        console.print(
+            f"[bold red]interrupted by SIGTERM[/]: the run under key prefix {key_prefix!r} is incomplete"
+        )
+        raise SystemExit(143) from None
     if as_json:
         print_json({**_summary(result, settings), "leftovers": left.to_dict()})
         return
@@ -94,6 +108,57 @@ def run(
     if not result.quiescent:
         console.print("[bold red]the pipeline did not drain before the timeout[/]")
         raise SystemExit(1)
+
+
+class _InterruptedError(Exception):
+    """SIGTERM arrived during the run."""
+
+
+async def _interruptible(make_job: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
+    """Run ``make_job(term)``; on SIGTERM set ``term`` and cancel it (its ``finally`` blocks stop
+    the services and close the store), then raise :class:`_InterruptedError` instead of dying
+    with the default action. A cancel can be lost on Python 3.11 (``asyncio.wait_for`` inside
+    redis-py swallows one that lands as its socket write completes), so the job also checks
+    ``term`` between batches (:class:`_StopOnTerm`)."""
+    term = asyncio.Event()
+    task = asyncio.ensure_future(make_job(term))
+    loop = asyncio.get_running_loop()
+
+    def on_term() -> None:
+        term.set()
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        result = await task
+    except asyncio.CancelledError:
+        if term.is_set():
+            raise _InterruptedError from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+    if term.is_set():
+        raise _InterruptedError  # it ran to the end although asked to stop: say so
+    return result
+
+
+class _StopOnTerm(PipelineHook):
+    """Ends the run at the next batch boundary once SIGTERM arrived."""
+
+    def __init__(self, term: asyncio.Event) -> None:
+        self.term = term
+
+    async def after_batch(self, run: Any, published: int, total: int) -> None:
+        """Stop publishing."""
+        if self.term.is_set():
+            raise _InterruptedError
+
+    async def before_drain(self, run: Any) -> None:
+        """Do not wait for the drain."""
+        if self.term.is_set():
+            raise _InterruptedError
 
 
 def _settings(
@@ -124,6 +189,7 @@ async def _run(
     data: Path,
     settings: dict[ServiceName, ServiceSettings],
     run_id: str,
+    term: asyncio.Event,
     target: MetricsTarget,
     left: Leftovers,
     *,
@@ -163,6 +229,7 @@ async def _run(
         endpoint = serve_metrics(target)
         hooks: list[Any] = [ServeMetricsHook(endpoint)] if endpoint is not None else []
         try:
+            hooks.append(_StopOnTerm(term))
             result = await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
             await _clean_or_note(redis, store, left, keep=keep)
             return result

@@ -4,8 +4,9 @@ This is how an operator sees that a flag flip took effect: the path, profile and
 shadow columns come from the running process, not from configuration files. The
 partitions column shows which partitions each instance owns now, out of the
 pipeline's count (``TOPIC_PARTITIONS``, as recorded in ``KeySpace.topology()``).
-An instance that missed three reports in a row is marked stale; its key expires
-a little later (see :mod:`core.status`).
+An instance that stopped cleanly shows as stopped at once (its last report, kept
+for ``STOPPED_TTL_S``); one that missed three reports in a row (crashed or hung) is
+marked stale, and its key expires a little later (see :mod:`core.status`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from core.codec_modes import mode_of
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.redis.topology import read_partitions
-from core.status import LiveState, read_live_states
+from core.status import STOPPED_TTL_S, LiveState, read_live_states
 from core.topics import KeySpace
 from core.utils.clock import now_ms
 
@@ -54,6 +55,12 @@ def _breakdown(counts: Mapping[str, Any], name: str) -> dict[str, int]:
     if not isinstance(value, Mapping):
         return {}
     return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float) and v}
+
+
+def _state(state: LiveState, at_ms: int) -> str:
+    if state.stopped:
+        return "stopped"
+    return "stale" if state.is_stale(at_ms) else "live"
 
 
 def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
@@ -79,9 +86,10 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "owned": list(state.owned),
         "started_ms": state.started_ms,
         "reported_ms": state.reported_ms,
-        "uptime_s": round(state.uptime_s(at_ms), 1),
+        "uptime_s": round(state.uptime_s(state.reported_ms if state.stopped else at_ms), 1),
         "last_report_age_s": round((at_ms - state.reported_ms) / 1000.0, 1),
         "stale": state.is_stale(at_ms),
+        "state": _state(state, at_ms),
         "handled": handled,
         "published": _int(c, "published"),
         "validation_errors": _int(c, "validation_errors"),
@@ -156,8 +164,11 @@ def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wi
     parts: list[RenderableType] = [status_table(title, rows, wide=wide)]
     stale = sum(1 for r in rows if r["stale"])
     if stale:
-        note = f"[bold red]{stale} stale[/]: stopped or hung; the key expires by itself"
+        note = f"[bold red]{stale} stale[/]: crashed or hung; the key expires by itself"
         parts.append(Text.from_markup(note))
+    stopped = sum(1 for r in rows if r["state"] == "stopped")
+    if stopped:
+        parts.append(Text(f"{stopped} stopped instance(s): clean stops, shown for {STOPPED_TTL_S:.0f} s"))
     for row in rows:
         for source, stats in sorted(row["sources"].items()):
             parts.append(Text(_source_line(row["instance"], source, stats)))

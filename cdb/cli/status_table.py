@@ -104,6 +104,8 @@ def _partitions(row: Mapping[str, Any]) -> str:
 
 
 def _state(row: Mapping[str, Any]) -> str:
+    if row.get("state") == "stopped":
+        return f"[dim]stopped {row['last_report_age_s']:.0f}s ago[/]"
     if row["stale"]:
         return f"[bold red]STALE {row['last_report_age_s']:.0f}s[/]"
     desired = row.get("desired_path")

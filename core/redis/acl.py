@@ -17,7 +17,8 @@ What each user may do (and nothing else):
   stream; XADD to the dead-letter stream it
   writes (ws: ``market_data_dlq`` for bad exchange frames); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
-  can never overwrite; no SET, no DEL); a consuming service also
+  can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
+  positions (``KeySpace.source_positions()``); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set);
   execution also runs its publish-once script (EVAL on its output stream and its
@@ -137,6 +138,8 @@ _LEASES = (
 # service can change (or delete) the count the others run with. The operator owns changes.
 _TOPOLOGY = ("+get", "+setnx")
 _TOPOLOGY_ADMIN = ("+set", "+del")
+# ws's resume positions (services.ws.position): one hash, read at start, written per batch.
+_POSITIONS = ("+hget", "+hset")
 # Services that publish each message at most once per id (execution's order results).
 _ONCE_PUBLISHERS = frozenset({ServiceName.EXECUTION})
 # What the operator's tools read.
@@ -203,6 +206,8 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
+    if service is ServiceName.WS:
+        rules.append(_selector(f"~{keys.source_positions()}", *_POSITIONS))
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
         # appends and publishes. EVAL needs both its keys in one selector; the script's own

@@ -46,6 +46,7 @@ from core.redis.outbox import DeferredOutputs
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
+from core.utils.tasks import cancel_firmly
 
 __all__ = ["Handler", "StreamConsumer"]
 
@@ -175,11 +176,12 @@ class StreamConsumer:
         """Create the group (and the stream) if missing; idempotent (``XGROUP CREATE ... MKSTREAM``)."""
         await self.io.ensure_group()
 
-    async def poll_once(self, handler: Handler) -> int:
+    async def poll_once(self, handler: Handler, stop: asyncio.Event | None = None) -> int:
         """Handle one round: own pending entries after a (re)start, due reclaims, one new batch.
 
         Returns how many entries were handled, dead-lettered included.
         Raises :class:`~core.errors.TransportError` when Redis stays unreachable.
+        Setting ``stop`` ends a blocking wait for new entries at once (see :meth:`_read_new`).
         """
         if self._recover_own:
             entries = await self.io.read_own_pending(self.batch_size)
@@ -196,10 +198,33 @@ class StreamConsumer:
             if claimed:
                 handled += await self._process(claimed, handler, await self._deliveries(claimed))
         block = self.block_ms if handled == 0 and self.block_ms > 0 else None
-        entries = await self.io.read_new(self.batch_size, block)
+        entries = await self._read_new(block, stop)
         if entries:
             handled += await self._process(entries, handler, None)
         return handled
+
+    async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
+        if block is None or stop is None:
+            return await self.io.read_new(self.batch_size, block)
+        if stop.is_set():
+            return []
+        # A stop must not wait out CONSUMER_BLOCK_MS: race the blocking XREADGROUP with it and
+        # cancel the read (redis-py drops that connection). Entries the server may already
+        # have delivered stay pending for this consumer, unacknowledged: the next owner takes
+        # them over (or this instance re-reads them on restart), so nothing is lost.
+        read = asyncio.ensure_future(self.io.read_new(self.batch_size, block))
+        halt = asyncio.ensure_future(stop.wait())
+        interrupted = False
+        try:
+            await asyncio.wait((read, halt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+            if not read.done():
+                interrupted = True
+                await cancel_firmly(read)
+        if interrupted and (read.cancelled() or read.exception() is not None):
+            return []  # ended by the stop: nothing of it was handled, so nothing is acked
+        return read.result()
 
     async def take_over(self, handler: Handler) -> int:
         """Claim every entry pending in the group, whoever holds it (``XAUTOCLAIM`` with no
@@ -227,7 +252,7 @@ class StreamConsumer:
         pause = 0.0
         while not stop.is_set() and (keep_going is None or keep_going()):
             try:
-                await self.poll_once(handler)
+                await self.poll_once(handler, stop)
                 if time.monotonic() >= next_backlog:
                     await self.lag()
                     next_backlog = time.monotonic() + _BACKLOG_EVERY_S

@@ -114,9 +114,11 @@ def _live_instances(client: SyncClient, keys: KeySpace, service: ServiceName) ->
         raw: Any = client.get(name)
         if raw is not None:
             try:
-                found.append(LiveState.from_json(raw))
+                state = LiveState.from_json(raw)
             except (ValueError, TypeError):
                 continue
+            if not state.stopped:  # the last report of a clean stop: not running any more
+                found.append(state)
     return found
 
 
@@ -152,7 +154,7 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
     if live:
         names = ", ".join(f"{s.instance} ({'stale' if s.is_stale() else 'live'})" for s in live)
         plan.refused = (
-            f"{service.value} is running ({names}): stop it first (a clean stop withdraws its status; "
+            f"{service.value} is running ({names}): stop it first (a clean stop reports it stopped; "
             "after a crash it expires about 20 s after the last report)"
         )
     marks = replay_marks(client, keys, topic)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from services.ws.replay import COLUMNS, DATA_DIR
 
-__all__ = ["DATASETS", "MARKETS", "DatasetSpec", "Market", "main", "render"]
+__all__ = ["DATASETS", "MARKETS", "TREND_BPS", "DatasetSpec", "Market", "Walk", "main", "render", "step"]
 
 START_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: the first trade's timestamp."""
@@ -68,7 +68,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
 )
 """The bundled files."""
 
-_TREND_BPS = 7.0  # drift per trade of a symbol in a trending regime
+TREND_BPS = 7.0  # drift per trade of a symbol in a trending regime
 _NOISE_BPS = 4.0  # standard deviation of a trade-to-trade move
 _REGIME_TRADES = (25, 70)  # a regime lasts this many trades of its symbol
 _MEAN_GAP_MS = 150.0
@@ -79,7 +79,10 @@ _LEVEL_BPS = 0.8  # price step between the makers a burst walks through
 
 
 @dataclass(slots=True)
-class _Walk:
+class Walk:
+    """One symbol's price walk: the price now, its regime's drift (bps per trade) and how
+    many trades of the symbol that regime still lasts."""
+
     price: float
     drift: float = 0.0
     left: int = 0
@@ -87,15 +90,36 @@ class _Walk:
 
 def _next_drift(rng: random.Random, previous: float) -> float:
     # Never repeat the previous regime, so up and down trends alternate with flat spells.
-    options = [d for d in (_TREND_BPS, -_TREND_BPS, 0.0) if d != previous]
+    options = [d for d in (TREND_BPS, -TREND_BPS, 0.0) if d != previous]
     return rng.choice(options)
+
+
+def step(rng: random.Random, market: Market, walk: Walk) -> tuple[str, float]:
+    """Move ``walk`` by one trade of ``market`` (a new regime when the old one ran out):
+    returns the trade's side and volume. The price is ``walk.price`` afterwards."""
+    side = advance(rng, walk)
+    step_size = 10.0**-market.volume_decimals
+    size = market.typical_volume * rng.lognormvariate(0.0, 0.8)
+    return side, max(step_size, round(size, market.volume_decimals))
+
+
+def advance(rng: random.Random, walk: Walk) -> str:
+    """Move ``walk`` by one taker order (a new regime when the old one ran out); its side."""
+    if walk.left <= 0:
+        walk.drift = _next_drift(rng, walk.drift)
+        walk.left = rng.randint(*_REGIME_TRADES)
+    walk.left -= 1
+    move_bps = walk.drift + rng.gauss(0.0, _NOISE_BPS)
+    walk.price *= 1.0 + move_bps / 10_000.0
+    buy_share = 0.5 + (0.15 if walk.drift > 0 else -0.15 if walk.drift < 0 else 0.0)
+    return "BUY" if rng.random() < buy_share else "SELL"
 
 
 def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
     """The rows of ``spec``'s file (without comment and header), as strings."""
     rng = random.Random(spec.seed)
     walks = {
-        m.symbol: _Walk(m.start_price, rng.choice((_TREND_BPS, -_TREND_BPS)), rng.randint(*_REGIME_TRADES))
+        m.symbol: Walk(m.start_price, rng.choice((TREND_BPS, -TREND_BPS)), rng.randint(*_REGIME_TRADES))
         for m in MARKETS
     }
     weights = [m.weight for m in MARKETS]
@@ -104,14 +128,7 @@ def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
     while len(rows) < spec.trades:
         market = rng.choices(MARKETS, weights)[0]
         walk = walks[market.symbol]
-        if walk.left <= 0:
-            walk.drift = _next_drift(rng, walk.drift)
-            walk.left = rng.randint(*_REGIME_TRADES)
-        walk.left -= 1
-        move_bps = walk.drift + rng.gauss(0.0, _NOISE_BPS)
-        walk.price *= 1.0 + move_bps / 10_000.0
-        buy_share = 0.5 + (0.15 if walk.drift > 0 else -0.15 if walk.drift < 0 else 0.0)
-        side = "BUY" if rng.random() < buy_share else "SELL"
+        side = advance(rng, walk)
         timestamp += min(_MAX_GAP_MS, 3 + int(rng.expovariate(1.0 / _MEAN_GAP_MS)))
         fills = rng.randint(*_BURST_FILLS) if rng.random() < _BURST_SHARE else 1
         fills = min(fills, spec.trades - len(rows))

@@ -27,6 +27,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from core.utils.tasks import cancel_firmly
 from services.ws.mexc_control import PING, ControlReply, parse_control, subscription
 from services.ws.mexc_frames import deals_channel, decode_deals
 from services.ws.trades import QUOTE_CURRENCIES, SourceError, Trade, to_mexc_symbol, to_pair
@@ -178,9 +179,24 @@ class MexcV3Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
+    async def _open(self) -> ClientConnection:
+        # close_timeout bounds a stop: the close handshake waits at most this for the server.
+        return await connect(self.url, ping_interval=None, open_timeout=self._open_timeout, close_timeout=1)
+
     async def _session(self, stop: asyncio.Event) -> None:
+        # Connecting can take up to open_timeout (a slow handshake, a black-holed address):
+        # a stop must not wait for it.
+        opening = asyncio.ensure_future(self._open())
+        halt = asyncio.ensure_future(stop.wait())
         try:
-            ws = await connect(self.url, ping_interval=None, open_timeout=self._open_timeout, close_timeout=2)
+            await asyncio.wait((opening, halt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+        if not opening.done():
+            await cancel_firmly(opening)
+            return
+        try:
+            ws = opening.result()
         except _RETRYABLE:
             self.stats.connect_failures += 1
             raise

@@ -24,6 +24,11 @@ Each partition's part of a batch is one publish call of at most one chunk (one r
 trip), retried on its own, so a batch that reached Redis for some partitions is not
 sent again to those. A chunk whose reply was lost with the connection after Redis had
 applied it is sent again (the publisher's at-least-once contract); consumers dedupe.
+
+A resumable source hands each trade with a *mark* (its position, e.g. "trade 1234 of
+the file"); after a batch is confirmed the outbox awaits ``on_confirmed`` with the last
+mark of that batch (:mod:`services.ws.position` stores it), and a trade the codec
+refused still moves the mark on once the trades before it are confirmed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import asyncio
 import contextlib
 import weakref
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +56,10 @@ SHED_BUFFER_FULL = "buffer_full"
 """Shed reason: a live trade arrived with the buffer full (Redis down for a long time)."""
 SHED_SHUTDOWN = "shutdown"
 """Shed reason: the service stopped while Redis was unreachable and trades were queued."""
+
+
+_REFUSED = object()
+"""Queue placeholder of a trade the codec refused (dead-lettered): carries only its mark."""
 
 
 class Overflow(StrEnum):
@@ -72,6 +81,7 @@ class Outbox:
         overflow: Overflow,
         batch_size: int = 500,
         max_pause_s: float = 1.0,
+        on_confirmed: Callable[[object], Awaitable[object]] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
@@ -80,8 +90,10 @@ class Outbox:
         self.overflow = overflow
         self.batch_size = max(1, min(batch_size, ws.ctx.publisher.chunk))
         self.max_pause_s = max_pause_s
+        self.on_confirmed = on_confirmed
         self.shed: dict[str, int] = {SHED_BUFFER_FULL: 0, SHED_SHUTDOWN: 0}
         self._queue: deque[object] = deque()
+        self._marks: deque[object] = deque()  # parallel to _queue: each message's mark (or None)
         self._inflight = 0
         self._items = asyncio.Event()
         self._room = asyncio.Event()
@@ -96,12 +108,15 @@ class Outbox:
         """Messages queued or being sent."""
         return len(self._queue) + self._inflight
 
-    async def put(self, trade: Trade) -> None:
-        """Queue one trade (the source's callback). A trade the codec refuses is dead-lettered
-        at once. With :attr:`Overflow.WAIT` this waits while the buffer is full."""
+    async def put(self, trade: Trade, mark: object = None) -> None:
+        """Queue one trade (the source's callback) with its source position ``mark``. A trade
+        the codec refuses is dead-lettered at once. With :attr:`Overflow.WAIT` this waits
+        while the buffer is full."""
         message = await self.ws.build(trade)
         if message is None:
-            return
+            if mark is None:
+                return
+            message = _REFUSED  # keeps its place, so the mark moves past it once confirmed
         if len(self._queue) >= self.capacity:
             if self.overflow is Overflow.WAIT:
                 while len(self._queue) >= self.capacity:
@@ -109,8 +124,10 @@ class Outbox:
                     await self._room.wait()
             else:
                 self._queue.popleft()
+                self._marks.popleft()
                 self._count_shed(SHED_BUFFER_FULL, 1)
         self._queue.append(message)
+        self._marks.append(mark)
         self._idle.clear()
         self._items.set()
         self._gauge()
@@ -130,16 +147,22 @@ class Outbox:
                 self._items.clear()
                 await first_done(self._items.wait(), stop.wait())
                 continue
-            batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            size = min(self.batch_size, len(self._queue))
+            batch = [self._queue.popleft() for _ in range(size)]
+            marks = [self._marks.popleft() for _ in range(size)]
             self._inflight = len(batch)
             self._room.set()
             try:
-                await self._send(batch, stop)
+                sent = await self._send([m for m in batch if m is not _REFUSED], stop)
             finally:
                 self._inflight = 0
                 self._gauge()
+            last = next((m for m in reversed(marks) if m is not None), None)
+            if sent and last is not None and self.on_confirmed is not None:
+                await self.on_confirmed(last)
 
-    async def _send(self, batch: list[object], stop: asyncio.Event) -> None:
+    async def _send(self, batch: list[object], stop: asyncio.Event) -> bool:
+        """Publish ``batch``; True once Redis confirmed all of it, False when it was shed."""
         keys = self.ws.ctx.keys
         pending: dict[int, list[object]] = {}
         for message in batch:
@@ -157,13 +180,14 @@ class Outbox:
                     raise outcome  # a bug, not an outage: let it surface
             self._down(bool(pending))
             if not pending:
-                return
+                return True
             left = sum(len(m) for m in pending.values())
             if stop.is_set():
                 self._count_shed(SHED_SHUTDOWN, left + len(self._queue))
                 self._queue.clear()
+                self._marks.clear()
                 self._room.set()
-                return
+                return False
             pause = min(max(pause * 2, 0.1), self.max_pause_s)
             self.ws.ctx.metrics.count_retry("ws_outbox")
             self._log.error(
