@@ -44,6 +44,10 @@ class LiveState:
     reported_ms: int = 0
     interval_s: float = 2.0
     counts: dict[str, Any] = field(default_factory=dict)
+    reads: dict[str, list[str]] = field(default_factory=dict)
+    """Input topic -> the contract versions this instance can read (core.versions.live)."""
+    writes: dict[str, str] = field(default_factory=dict)
+    """Output topic -> the contract version this instance writes."""
 
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""

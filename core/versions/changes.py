@@ -4,7 +4,7 @@ Each change knows how to move a message's values one step **up** (older -> newer
 on the newer version) and one step **down** (newer -> older, for a producer writing for readers
 still on the older version). The values are a model's ``model_dump()`` (Python mode): decimals
 are :class:`~decimal.Decimal`, enums their members. A value that cannot be represented in the
-target version raises :class:`ConversionRefused`; nothing is guessed.
+target version raises :class:`ConversionError`; nothing is guessed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = [
     "Change",
-    "ConversionRefused",
+    "ConversionError",
     "EnumValueAdded",
     "FieldAdded",
     "FieldRemoved",
@@ -27,7 +27,7 @@ __all__ = [
 Values = dict[str, Any]
 
 
-class ConversionRefused(ValueError):
+class ConversionError(ValueError):
     """A value cannot be carried into the target version (it would be lost or changed)."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -56,8 +56,9 @@ class FieldAdded:
         """Drop the field (refused when it would change meaning and ``refuse_lossy_down``)."""
         value = values.pop(self.name, self.default)
         if self.refuse_lossy_down and value != self.default:
-            raise ConversionRefused(
-                self.name, f"{value!r} cannot be written for a reader of the older version (it means {self.default!r})"
+            raise ConversionError(
+                self.name,
+                f"{value!r} cannot be written for a reader of the older version (it means {self.default!r})",
             )
 
     def describe(self) -> str:
@@ -130,10 +131,10 @@ class ValueConverted:
         if values.get(self.name) is not None:
             try:
                 values[self.name] = self.to_older(values[self.name])
-            except ConversionRefused:
+            except ConversionError:
                 raise
             except (ValueError, ArithmeticError) as exc:
-                raise ConversionRefused(self.name, str(exc)) from None
+                raise ConversionError(self.name, str(exc)) from None
 
     def describe(self) -> str:
         """One line for people."""
@@ -157,7 +158,7 @@ class EnumValueAdded:
         if str(values.get(self.name)) != self.value:
             return
         if self.fallback is None:
-            raise ConversionRefused(self.name, f"{self.value!r} does not exist in the older version")
+            raise ConversionError(self.name, f"{self.value!r} does not exist in the older version")
         values[self.name] = self.fallback
 
     def describe(self) -> str:
@@ -181,7 +182,7 @@ def decimal_to_float(value: Decimal) -> float:
     significant digits. A value past the float range is refused."""
     out = float(value)
     if out in (float("inf"), float("-inf")):
-        raise ConversionRefused("value", f"{value} is beyond the float range")
+        raise ConversionError("value", f"{value} is beyond the float range")
     if out == 0 and value != 0:
-        raise ConversionRefused("value", f"{value} is below the smallest float")
+        raise ConversionError("value", f"{value} is below the smallest float")
     return out

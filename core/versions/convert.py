@@ -3,7 +3,7 @@
 ``convert(topic, message, target)`` walks the declared steps (up for a reader on a newer
 version, down for a producer writing for older readers), applies each change to the values and
 validates the result with the target version's model, so a converted message obeys every rule
-of its version. A value that cannot be carried raises :class:`ConversionRefused`.
+of its version. A value that cannot be carried raises :class:`ConversionError`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from core.topics import Topic
-from core.versions.changes import ConversionRefused
+from core.versions.changes import ConversionError
 from core.versions.declaration import VERSIONS
 
-__all__ = ["ConversionRefused", "convert", "convert_values", "version_of"]
+__all__ = ["ConversionError", "convert", "convert_values", "version_of"]
 
 
 def version_of(message: BaseModel) -> str:
@@ -38,7 +38,7 @@ def convert_values(topic: Topic, values: dict[str, Any], source: str, target: st
 def convert(topic: Topic, message: BaseModel, target: str) -> BaseModel:
     """``message`` as the ``target`` version's model (the same object when already there).
 
-    Raises :class:`ConversionRefused` when a value does not fit ``target`` (its rules included).
+    Raises :class:`ConversionError` when a value does not fit ``target`` (its rules included).
     """
     source = version_of(message)
     if source == target:
@@ -50,4 +50,4 @@ def convert(topic: Topic, message: BaseModel, target: str) -> BaseModel:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or model.__name__
-        raise ConversionRefused(where, f"{source} -> {target}: {first['msg']}") from None
+        raise ConversionError(where, f"{source} -> {target}: {first['msg']}") from None

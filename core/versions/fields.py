@@ -61,7 +61,9 @@ def _exact_decimal(value: Any) -> Any:
             raise PydanticCustomError("decimal_finite", "an exact decimal must be finite")
         if len(plain_decimal(value)) > DECIMAL_MAX_CHARS:  # e.g. a huge float converted from v1
             raise PydanticCustomError(
-                "decimal_too_long", "an exact decimal has at most {limit} characters", {"limit": DECIMAL_MAX_CHARS}
+                "decimal_too_long",
+                "an exact decimal has at most {limit} characters",
+                {"limit": DECIMAL_MAX_CHARS},
             )
         return value
     if not isinstance(value, str):
@@ -102,7 +104,11 @@ _Exact = Annotated[
 DecimalPrice = Annotated[
     _Exact,
     Field(gt=0),
-    WithJsonSchema(_schema("Exact price, quote currency per base unit, as a decimal string; > 0.", "quote", positive=True)),
+    WithJsonSchema(
+        _schema(
+            "Exact price, quote currency per base unit, as a decimal string; > 0.", "quote", positive=True
+        )
+    ),
 ]
 """A price > 0 as an exact decimal (v2.0)."""
 
@@ -116,6 +122,8 @@ DecimalQuantity = Annotated[
 PositiveDecimalQuantity = Annotated[
     _Exact,
     Field(gt=0),
-    WithJsonSchema(_schema("Exact size in base currency as a decimal string; > 0.", "base currency", positive=True)),
+    WithJsonSchema(
+        _schema("Exact size in base currency as a decimal string; > 0.", "base currency", positive=True)
+    ),
 ]
 """A size > 0 as an exact decimal (v2.0)."""

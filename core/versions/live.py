@@ -1,0 +1,79 @@
+"""Which contract versions a running instance reads and writes, and the live producer gate.
+
+Every instance reports ``reads`` (its input topic -> versions it can decode) and ``writes`` (its
+output topic -> the version it writes) in its live state (:class:`core.status.LiveState`). Before
+a producer starts writing, :func:`check_producer` reads the live states of the pipeline and
+refuses (a :class:`~core.errors.ConfigError` naming ``PRODUCE_VERSION_<TOPIC>``) a version that a
+running consumer of the topic cannot read: consumers upgrade first, then producers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from core.errors import ConfigError
+from core.status import LiveState, read_live_states
+from core.topics import KeySpace, ServiceName, Topic
+from core.versions.declaration import BASE_VERSION, known_versions
+
+if TYPE_CHECKING:
+    from core.redis.modes import AsyncClient
+
+__all__ = ["check_producer", "readable_by", "versions_of"]
+
+
+@runtime_checkable
+class _Versioned(Protocol):
+    def reads(self, topic: Topic) -> list[str]: ...
+
+    def writes(self, topic: Topic) -> str: ...
+
+
+def versions_of(service: ServiceName, codec: object) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``(reads, writes)`` of an instance of ``service`` using ``codec``.
+
+    A codec that is not versioned (the legacy path) reads and writes v1.0 only: it ignores a
+    later version's new fields but would misread a renamed or retyped one, so it claims nothing more.
+    """
+    consumes, produces = service.consumes, service.produces
+    reads: dict[str, list[str]] = {}
+    if isinstance(codec, _Versioned):
+        if consumes is not None:
+            reads[consumes.value] = codec.reads(consumes)
+        return reads, {produces.value: codec.writes(produces)}
+    if consumes is not None:
+        reads[consumes.value] = [BASE_VERSION]
+    return reads, {produces.value: BASE_VERSION}
+
+
+def readable_by(state: LiveState, topic: Topic) -> list[str]:
+    """The versions of ``topic`` the instance ``state`` describes can read (v1.0 for an instance
+    older than version reporting)."""
+    return list(state.reads.get(topic.value, [BASE_VERSION]))
+
+
+async def check_producer(
+    redis: AsyncClient, keys: KeySpace, service: ServiceName, version: str, *, variable: str | None = None
+) -> None:
+    """Refuse writing ``version`` on ``service``'s output topic while a live consumer of that topic
+    cannot read it. Stale instances count too: a hung consumer comes back reading what it read."""
+    topic = service.produces
+    blockers = [
+        s
+        for s in await read_live_states(redis, keys)
+        if ServiceName(s.service).consumes is topic and version not in readable_by(s, topic)
+    ]
+    if not blockers:
+        return
+    can_read = set(known_versions(topic))
+    for state in blockers:
+        can_read &= set(readable_by(state, topic))
+    names = ", ".join(
+        f"{s.service}/{s.instance} (reads {', '.join(readable_by(s, topic))})" for s in blockers
+    )
+    raise ConfigError(
+        variable or f"PRODUCE_VERSION_{topic.value.upper()}",
+        version,
+        sorted(can_read),
+        f"running consumers of {topic.value} cannot read {version}: {names}; upgrade them first",
+    )
