@@ -76,6 +76,8 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "version": state.version,
         "partitions": state.partitions,
         "owned": list(state.owned),
+        "reads": {topic: list(versions) for topic, versions in state.reads.items()},
+        "writes": dict(state.writes),
         "started_ms": state.started_ms,
         "reported_ms": state.reported_ms,
         "uptime_s": round(state.uptime_s(at_ms), 1),

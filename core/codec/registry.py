@@ -45,19 +45,18 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
 
     With ``CONTRACT_SHADOW=true`` it is a :class:`ShadowCodec`: the flag-selected codec
     wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
-    On the Pydantic path it is wrapped last in a :class:`~core.versions.codec.VersionedCodec`:
+    On the Pydantic path the primary codec is a :class:`~core.versions.codec.VersionedCodec`:
     it reads every declared contract version and writes ``PRODUCE_VERSION_<TOPIC>``.
     """
     path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
     primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    codec: Codec = primary
-    if settings.contract_shadow:
-        other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
-        shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
-        codec = ShadowCodec(primary, shadow, on_compare=on_shadow)
-    if path is Path.LEGACY:
-        return codec
-    from core.versions.codec import VersionedCodec  # imports the contracts of every version
+    if path is Path.PYDANTIC:
+        from core.versions.codec import VersionedCodec  # imports the contracts of every version
 
-    writes = {topic: settings.produce_version(topic) for topic in Topic}
-    return VersionedCodec(codec, writes=writes, max_bytes=settings.max_message_bytes)
+        writes = {topic: settings.produce_version(topic) for topic in Topic}
+        primary = VersionedCodec(primary, writes=writes, max_bytes=settings.max_message_bytes)
+    if not settings.contract_shadow:
+        return primary
+    other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
+    shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
+    return ShadowCodec(primary, shadow, on_compare=on_shadow)

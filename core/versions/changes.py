@@ -119,6 +119,7 @@ class ValueConverted:
     to_newer: Callable[[Any], Any]
     to_older: Callable[[Any], Any]
     rounding: str
+    summary: str = "type changed"
     breaking: bool = True
 
     def up(self, values: Values) -> None:
@@ -138,7 +139,7 @@ class ValueConverted:
 
     def describe(self) -> str:
         """One line for people."""
-        return f"{self.name}: {self.rounding}"
+        return f"{self.name}: {self.summary}"
 
 
 @dataclass(frozen=True)

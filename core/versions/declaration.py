@@ -103,7 +103,9 @@ class TopicVersions:
 
 
 def _decimal(name: str) -> ValueConverted:
-    return ValueConverted(name, float_to_decimal, decimal_to_float, DECIMAL_ROUNDING)
+    return ValueConverted(
+        name, float_to_decimal, decimal_to_float, DECIMAL_ROUNDING, "binary float -> exact decimal string"
+    )
 
 
 _TIF = FieldAdded("time_in_force", TimeInForce.GTC, refuse_lossy_down=True)

@@ -36,6 +36,7 @@ def versions_of(service: ServiceName, codec: object) -> tuple[dict[str, list[str
     later version's new fields but would misread a renamed or retyped one, so it claims nothing more.
     """
     consumes, produces = service.consumes, service.produces
+    codec = getattr(codec, "primary", codec)  # a shadow codec acts on its primary's result
     reads: dict[str, list[str]] = {}
     if isinstance(codec, _Versioned):
         if consumes is not None:
