@@ -23,6 +23,7 @@ from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
 from core.settings import ServiceSettings
 from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.versions.codec import VersionedCodec
 from services.execution.store import PostgresStore, ResultStore, SqliteStore
 from services.local_redis import LocalRedisServer
 from services.matrix.faults import Fault, FaultHook, make_hooks
@@ -255,7 +256,7 @@ async def _execute(
 async def _published(
     client: AsyncClient, keys: KeySpace
 ) -> tuple[dict[Topic, list[dict[str, Any]]], dict[Topic, int]]:
-    reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
+    reader = VersionedCodec(build_codec(Path.PYDANTIC, Profile.LENIENT))  # any declared version, as v1.0
     published: dict[Topic, list[dict[str, Any]]] = {}
     undecodable: dict[Topic, int] = {}
     for topic in Topic:
