@@ -48,6 +48,8 @@ class LiveState:
     """Input topic -> the contract versions this instance can read (core.versions.live)."""
     writes: dict[str, str] = field(default_factory=dict)
     """Output topic -> the contract version this instance writes."""
+    versions_seen: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Input topic -> version -> when this instance last decoded one (epoch ms)."""
 
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""

@@ -24,7 +24,7 @@ from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
-from core.versions.live import check_producer, versions_of
+from core.versions.live import check_producer, seen_by, versions_of
 
 if TYPE_CHECKING:
     from services.partitions import PartitionedConsumer
@@ -107,6 +107,7 @@ class ServiceContext:
             counts=counts,
             reads=reads,
             writes=writes,
+            versions_seen=seen_by(self.codec),
         )
 
 

@@ -23,6 +23,7 @@ from core.cli import (
     service,
     status,
     topology,
+    versions,
 )
 from core.cli.output import exit_with, unexpected
 from core.errors import CdbError
@@ -71,6 +72,7 @@ app.add_typer(cutover.app, name="cutover")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(topology.app, name="topology")
 app.command("matrix")(matrix.matrix)
+app.add_typer(versions.app, name="versions")
 app.command(
     "bench",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

@@ -78,6 +78,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "owned": list(state.owned),
         "reads": {topic: list(versions) for topic, versions in state.reads.items()},
         "writes": dict(state.writes),
+        "versions_seen": {t: dict(v) for t, v in state.versions_seen.items()},
         "started_ms": state.started_ms,
         "reported_ms": state.reported_ms,
         "uptime_s": round(state.uptime_s(at_ms), 1),

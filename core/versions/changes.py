@@ -9,6 +9,7 @@ target version raises :class:`ConversionError`; nothing is guessed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,7 +64,7 @@ class FieldAdded:
 
     def describe(self) -> str:
         """One line for people (docs, ``cdb``)."""
-        return f"{self.name} added (older messages mean {self.default!r})"
+        return f"{self.name} added (older messages mean {_shown(self.default)})"
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class FieldRemoved:
 
     def describe(self) -> str:
         """One line for people."""
-        return f"{self.name} removed (older readers get {self.default!r})"
+        return f"{self.name} removed (older readers get {_shown(self.default)})"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class EnumValueAdded:
         """One line for people."""
         then = f"written as {self.fallback!r}" if self.fallback else "refused"
         return f"{self.name} gains {self.value!r} (for older readers: {then})"
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(getattr(value, "value", value), default=str)  # an enum as its wire value
 
 
 Change = FieldAdded | FieldRemoved | FieldRenamed | ValueConverted | EnumValueAdded

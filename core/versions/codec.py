@@ -20,6 +20,7 @@ from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawField
 from core.codec.errors import CodecErrors
 from core.codec.fields import FieldDecodeError, decode_field_map, encode_field_map, field_map_bytes
 from core.topics import Path, Profile, Topic
+from core.utils.clock import now_ms
 from core.versions.convert import ConversionError, convert, version_of
 from core.versions.declaration import BASE_VERSION, VERSIONS, known_versions
 
@@ -48,6 +49,8 @@ class VersionedCodec:
                 raise ValueError(f"{version!r} is not a declared version of {topic.value}")
         self._errors = CodecErrors(Path.PYDANTIC, inner.profile, max_bytes)
         self._last: tuple[Any, str, BaseModel] | None = None  # one-slot cache: encode then to_fields
+        self.seen: dict[Topic, dict[str, int]] = {}
+        """Per topic, when each version was last decoded (epoch ms): evidence to retire one."""
 
     @property
     def path(self) -> Path:
@@ -82,8 +85,7 @@ class VersionedCodec:
         """Decode a stream entry of any declared version into the code's own version."""
         version = _field_version(fields)
         if version is None or version == BASE_VERSION:
-            decoded = self._inner.from_fields(topic, fields, entry_id=entry_id)
-            return self._to_own(topic, decoded, b"") if self._own[topic] != BASE_VERSION else decoded
+            return self._to_own(topic, self._inner.from_fields(topic, fields, entry_id=entry_id), b"")
         raw = field_map_bytes(fields)
         model = self._model(topic, version, raw)
         try:
@@ -141,7 +143,9 @@ class VersionedCodec:
     def _to_own(self, topic: Topic, decoded: Decoded, raw: bytes) -> Decoded:
         message = decoded.message
         own = self._own[topic]
-        if not isinstance(message, BaseModel) or version_of(message) == own:
+        version = version_of(message) if isinstance(message, BaseModel) else BASE_VERSION
+        self.seen.setdefault(topic, {})[version] = now_ms()
+        if not isinstance(message, BaseModel) or version == own:
             return decoded
         return Decoded(self._convert(topic, message, own, raw), decoded.defaulted)
 

@@ -19,7 +19,7 @@ from core.versions.declaration import BASE_VERSION, known_versions
 if TYPE_CHECKING:
     from core.redis.modes import AsyncClient
 
-__all__ = ["check_producer", "readable_by", "versions_of"]
+__all__ = ["check_producer", "readable_by", "seen_by", "versions_of"]
 
 
 @runtime_checkable
@@ -45,6 +45,13 @@ def versions_of(service: ServiceName, codec: object) -> tuple[dict[str, list[str
     if consumes is not None:
         reads[consumes.value] = [BASE_VERSION]
     return reads, {produces.value: BASE_VERSION}
+
+
+def seen_by(codec: object) -> dict[str, dict[str, int]]:
+    """Per input topic, when ``codec`` last decoded each version (epoch ms); empty when unversioned."""
+    codec = getattr(codec, "primary", codec)
+    seen = getattr(codec, "seen", None)
+    return {t.value: dict(v) for t, v in seen.items()} if isinstance(seen, dict) else {}
 
 
 def readable_by(state: LiveState, topic: Topic) -> list[str]:
