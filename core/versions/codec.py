@@ -11,14 +11,20 @@ to the version ``PRODUCE_VERSION_<TOPIC>`` names. An ``api_version`` that is not
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap
 from core.codec.errors import CodecErrors
-from core.codec.fields import FieldDecodeError, decode_field_map, encode_field_map, field_map_bytes
+from core.codec.fields import (
+    FieldDecodeError,
+    decode_field_map,
+    encode_field_map,
+    field_map_bytes,
+    scan_fields,
+)
 from core.topics import Path, Profile, Topic
 from core.utils.clock import now_ms
 from core.versions.convert import ConversionError, convert, version_of
@@ -85,9 +91,23 @@ class VersionedCodec:
         """Decode a stream entry of any declared version into the code's own version."""
         version = _field_version(fields)
         if version is None or version == BASE_VERSION:
-            return self._to_own(topic, self._inner.from_fields(topic, fields, entry_id=entry_id), b"")
+            decoded = self._inner.from_fields(topic, fields, entry_id=entry_id)
+            return self._to_own(topic, decoded, lambda: field_map_bytes(fields))
+        size, document = scan_fields(fields, self._errors.max_bytes)
+        if size > self._errors.max_bytes:
+            self._errors.check_fields_size(topic, fields)  # raises payload_too_large, nothing parsed
+        model = self._model(
+            topic, version, field_map_bytes(fields) if version not in VERSIONS[topic].models else b""
+        )
+        if document is not None:  # the common entry: one JSON document, validated in one call
+            fast: BaseModel | None
+            try:
+                fast = model.model_validate_json(document)
+            except ValidationError:
+                fast = None  # decoded again field by field below, which reports per field
+            if fast is not None:
+                return self._to_own(topic, Decoded(fast), lambda: field_map_bytes(fields))
         raw = field_map_bytes(fields)
-        model = self._model(topic, version, raw)
         try:
             message = model.model_validate(decode_field_map(fields))
         except FieldDecodeError as exc:
@@ -140,7 +160,7 @@ class VersionedCodec:
             ],
         )
 
-    def _to_own(self, topic: Topic, decoded: Decoded, raw: bytes) -> Decoded:
+    def _to_own(self, topic: Topic, decoded: Decoded, raw: bytes | Callable[[], bytes]) -> Decoded:
         message = decoded.message
         own = self._own[topic]
         version = version_of(message) if isinstance(message, BaseModel) else BASE_VERSION
@@ -160,13 +180,15 @@ class VersionedCodec:
         self._last = (message, target, out)
         return out
 
-    def _convert(self, topic: Topic, message: BaseModel, target: str, raw: bytes) -> BaseModel:
+    def _convert(
+        self, topic: Topic, message: BaseModel, target: str, raw: bytes | Callable[[], bytes]
+    ) -> BaseModel:
         try:
             return convert(topic, message, target)
         except ConversionError as exc:
             raise self._errors.error(
                 topic,
-                raw,
+                raw if isinstance(raw, bytes) else raw(),
                 [
                     {
                         "type": "version_conversion",
