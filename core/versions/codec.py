@@ -34,6 +34,7 @@ __all__ = ["VersionedCodec"]
 
 _BASE_JSON = f'"api_version":"{BASE_VERSION}"'.encode()
 _BASE_FIELD = json.dumps(BASE_VERSION)
+_BASE_FIELD_BYTES = _BASE_FIELD.encode()
 
 
 class VersionedCodec:
@@ -92,6 +93,9 @@ class VersionedCodec:
         version = _field_version(fields)
         if version is None or version == BASE_VERSION:
             decoded = self._inner.from_fields(topic, fields, entry_id=entry_id)
+            if self._own[topic] == BASE_VERSION:  # the common case today: nothing to convert
+                self.seen.setdefault(topic, {})[BASE_VERSION] = now_ms()
+                return decoded
             return self._to_own(topic, decoded, lambda: field_map_bytes(fields))
         size, document = scan_fields(fields, self._errors.max_bytes)
         if size > self._errors.max_bytes:
@@ -213,6 +217,8 @@ def _json_version(raw: bytes) -> str | None:
 
 
 def _field_version(fields: RawFieldMap) -> str | None:
+    if fields.get(b"api_version") == _BASE_FIELD_BYTES:  # type: ignore[call-overload]  # redis-py's form
+        return BASE_VERSION
     raw: Any = fields.get(b"api_version") if b"api_version" in fields else fields.get("api_version")  # type: ignore[call-overload]
     if raw is None:
         return None
