@@ -15,7 +15,8 @@ What each user may do (and nothing else):
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
   XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
   stream; XADD to the dead-letter stream it
-  writes (ws: ``market_data_dlq`` for bad exchange frames); GET the pipeline's
+  writes (ws: ``market_data_dlq`` for bad exchange frames); SCAN and GET the live-status keys of
+  its output's consumers (the contract-version gate, core.versions.live); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
   can never overwrite; no SET, no DEL); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
@@ -203,6 +204,10 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
+    readers = [s for s in ServiceName if s.consumes is out]
+    if readers:
+        # core.versions.live: before writing, read what the consumers of its output can read.
+        rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in readers), "+scan", "+get"))
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
         # appends and publishes. EVAL needs both its keys in one selector; the script's own

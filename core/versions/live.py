@@ -9,17 +9,19 @@ running consumer of the topic cannot read: consumers upgrade first, then produce
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.errors import ConfigError
-from core.status import LiveState, read_live_states
+from core.redis.retry import RetryPolicy, call_async
+from core.status import LiveState
 from core.topics import KeySpace, ServiceName, Topic
 from core.versions.declaration import BASE_VERSION, known_versions
 
 if TYPE_CHECKING:
     from core.redis.modes import AsyncClient
 
-__all__ = ["check_producer", "readable_by", "seen_by", "versions_of"]
+__all__ = ["check_producer", "consumer_states", "readable_by", "seen_by", "versions_of"]
 
 
 @runtime_checkable
@@ -60,17 +62,43 @@ def readable_by(state: LiveState, topic: Topic) -> list[str]:
     return list(state.reads.get(topic.value, [BASE_VERSION]))
 
 
+async def consumer_states(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[LiveState]:
+    """The live states of every instance of the services that consume ``topic`` (SCAN + GET of
+    their status keys only: what a producer's ACL user may read, core/redis/acl.py)."""
+    states: list[LiveState] = []
+    for service in ServiceName:
+        if service.consumes is not topic:
+            continue
+        names = [k async for k in redis.scan_iter(match=keys.status(service, "*"), count=500)]
+        if not names:
+            continue
+        pipe = redis.pipeline(transaction=False)  # one GET per key: cluster-safe, unlike MGET
+        for name in names:
+            pipe.get(name)
+        for raw in await pipe.execute():
+            if raw is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    states.append(LiveState.from_json(raw))
+    return states
+
+
 async def check_producer(
-    redis: AsyncClient, keys: KeySpace, service: ServiceName, version: str, *, variable: str | None = None
+    redis: AsyncClient,
+    keys: KeySpace,
+    service: ServiceName,
+    version: str,
+    *,
+    variable: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> None:
     """Refuse writing ``version`` on ``service``'s output topic while a live consumer of that topic
     cannot read it. Stale instances count too: a hung consumer comes back reading what it read."""
     topic = service.produces
-    blockers = [
-        s
-        for s in await read_live_states(redis, keys)
-        if ServiceName(s.service).consumes is topic and version not in readable_by(s, topic)
-    ]
+    # Connection errors are retried like the topology check: a service may start mid-failover.
+    states = await call_async(
+        retry or RetryPolicy(), "version gate", lambda: consumer_states(redis, keys, topic)
+    )
+    blockers = [s for s in states if version not in readable_by(s, topic)]
     if not blockers:
         return
     can_read = set(known_versions(topic))
