@@ -36,6 +36,7 @@ from core.versions.fields import DECIMAL_MAX_CHARS, plain_decimal
 from core.versions.live import versions_of
 from core.versions.models import MarketDataV2, OrderResultV1_1, OrderResultV2, OrderV1_1, OrderV2
 from core.versions.schema import version_files, version_schema
+from tests.strategies import contract_messages
 
 TS = 1_700_000_000_000
 STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
@@ -414,3 +415,35 @@ def test_v2__decimal_price_is_never_built_from_a_float_silently() -> None:
         ),
         0.1,
     )
+
+
+def _fits_v2(message: Any) -> bool:
+    floats = [v for k, v in message.model_dump().items() if isinstance(v, float) and k != "strength"]
+    return all(len(plain_decimal(Decimal(repr(v)))) <= DECIMAL_MAX_CHARS for v in floats)
+
+
+@pytest.mark.parametrize("version", ["v1.1", "v2.0"])
+@pytest.mark.parametrize("topic", list(Topic))
+@given(data=st.data())
+def test_versioned_codec__any_v1_0_message_written_as_a_later_version_reads_back_equal(
+    topic: Topic, version: str, data: st.DataObject
+) -> None:
+    if version not in known_versions(topic):
+        return
+    message = data.draw(contract_messages(topic))
+    writer, reader = _versioned(**{topic.value: version}), _versioned()
+    if version == "v2.0" and not _fits_v2(message):
+        with pytest.raises(ContractError) as caught:
+            writer.to_fields(topic, message)
+        assert caught.value.errors[0]["type"] == "version_conversion"
+        return
+    fields = writer.to_fields(topic, message)
+    assert json.loads(fields["api_version"]) == version
+    assert reader.from_fields(topic, fields, entry_id=b"1-0").message == message
+    assert reader.decode(topic, writer.encode(topic, message)).message == message
+
+
+def test_v2__negative_zero_is_written_as_zero_and_reads_back() -> None:
+    v2 = convert(Topic.MARKET_DATA, _trade(volume=-0.0), "v2.0")
+    assert json.loads(v2.model_dump_json())["quantity"] == "0.0"
+    assert MarketDataV2.model_validate_json(v2.model_dump_json()) == v2

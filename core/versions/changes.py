@@ -179,8 +179,9 @@ Change = FieldAdded | FieldRemoved | FieldRenamed | ValueConverted | EnumValueAd
 
 def float_to_decimal(value: float) -> Decimal:
     """A float as the shortest decimal that reads back as the same float (Python's ``repr``):
-    ``0.1`` -> ``Decimal("0.1")``, not the binary expansion. Exact for every finite float."""
-    return Decimal(repr(value))
+    ``0.1`` -> ``Decimal("0.1")``, not the binary expansion. Exact for every finite float; ``-0.0``
+    becomes ``0.0`` (the wire has no signed zero)."""
+    return Decimal(repr(abs(value) if value == 0 else value))
 
 
 def decimal_to_float(value: Decimal) -> float:

@@ -59,6 +59,8 @@ def _exact_decimal(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise PydanticCustomError("decimal_finite", "an exact decimal must be finite")
+        if value.is_zero() and value.is_signed():
+            value = value.copy_abs()  # -0 is 0: the wire form has no sign
         if len(plain_decimal(value)) > DECIMAL_MAX_CHARS:  # e.g. a huge float converted from v1
             raise PydanticCustomError(
                 "decimal_too_long",
@@ -98,7 +100,7 @@ def _schema(description: str, unit: str, *, positive: bool = False) -> dict[str,
 _Exact = Annotated[
     Decimal,
     BeforeValidator(_exact_decimal),
-    PlainSerializer(plain_decimal, return_type=str),
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),  # Python mode keeps the Decimal
 ]
 
 DecimalPrice = Annotated[
