@@ -20,9 +20,23 @@ from rich.table import Table
 
 __all__ = ["ESSENTIAL", "WIDE", "status_console", "status_table"]
 
-ESSENTIAL = ["service", "instance", "path", "profile", "shd", "up", "msgs", "err", "dlq", "lag", "state"]
+ESSENTIAL = [
+    "service",
+    "instance",
+    "path",
+    "profile",
+    "shd",
+    "up",
+    "msgs",
+    "err",
+    "dlq",
+    "ign",
+    "lag",
+    "state",
+]
 """Columns of the default view (fits 80 columns): shd = shadow mode, msgs = entries handled,
-err = validation errors, dlq = dead letters, lag = undelivered + unacknowledged entries."""
+err = validation errors, dlq = dead letters, ign = valid messages ignored on purpose (stale,
+duplicate, ...; by reason in ``--wide``), lag = undelivered + unacknowledged entries."""
 
 WIDE = [
     "service",
@@ -38,15 +52,15 @@ WIDE = [
     "defaults filled",
     "dead letters",
     "shadow mismatches",
-    "duplicates",
+    "ignored",
     "legacy-shaped in",
     "lag",
     "state",
 ]
 """Columns of ``--wide``."""
 
-_WRAPPING = {"validation errors", "defaults filled", "shadow mismatches"}
-_NUMERIC = {"up", "msgs", "err", "dlq", "lag", "uptime", "handled", "published", "dead letters", "duplicates"}
+_WRAPPING = {"validation errors", "defaults filled", "shadow mismatches", "ignored"}
+_NUMERIC = {"up", "msgs", "err", "dlq", "ign", "lag", "uptime", "handled", "published", "dead letters"}
 
 
 def status_console() -> Console:
@@ -122,6 +136,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
             compact(row["handled"]),
             compact(row["validation_errors"]),
             compact(row["dead_letters"]),
+            compact(row.get("ignored", 0)),
             compact(row["lag"]),
             _state(row),
         ]
@@ -140,7 +155,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
         _fields(row["defaults_by_field"], row["defaults_filled"]),
         str(row["dead_letters"]),
         mismatches,
-        str(row.get("duplicates", 0)),
+        _fields(row.get("ignored_by_reason") or {}, row.get("ignored", 0)),
         _legacy_in(row),
         str(row["lag"]),
         _state(row),
