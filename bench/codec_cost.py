@@ -30,9 +30,9 @@ from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
 from core.codec import Codec, build_codec
 from core.codec.fields import scan_fields
-from core.codec.shadow import ShadowCodec
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.versions.codec import VersionedCodec
+from migration.shadow import ShadowCodec
 
 __all__ = ["CASES", "OPERATIONS", "measure_codecs"]
 
@@ -54,17 +54,17 @@ Costs = dict[tuple[str, str, str], Figure]
 
 
 def _codecs() -> dict[str, Codec]:
-    lenient = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    legacy = build_codec(Path.LEGACY)
+    lenient = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+    legacy = build_codec(CodecPath.LEGACY)
     return {
         "legacy": legacy,
         "pydantic lenient": lenient,
-        "pydantic strict": build_codec(Path.PYDANTIC, Profile.STRICT),
-        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(Path.LEGACY)),
+        "pydantic strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
+        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(CodecPath.LEGACY)),
         # A service whose code and output are v2.0 (exact decimals), reading v2.0 entries: the cost
         # of exactness, beside strict v1.0 (same checks, binary floats).
         "pydantic v2.0 (decimal)": VersionedCodec(
-            build_codec(Path.PYDANTIC, Profile.STRICT), writes=_V2, own=_V2, max_bytes=MAX_BYTES
+            build_codec(CodecPath.PYDANTIC, Profile.STRICT), writes=_V2, own=_V2, max_bytes=MAX_BYTES
         ),
     }
 

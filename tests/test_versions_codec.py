@@ -16,7 +16,7 @@ from core.codec.fields import encode_field_map
 from core.domain.contracts import OrderV1
 from core.errors import ConfigError, ContractError
 from core.settings import ServiceSettings
-from core.topics import Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from core.versions.declaration import known_versions
 from core.versions.fields import DECIMAL_MAX_CHARS, plain_decimal
@@ -31,7 +31,7 @@ from tests.versions_helpers import order as _order
 
 def _versioned(profile: Profile = Profile.STRICT, **writes: str) -> VersionedCodec:
     return VersionedCodec(
-        build_codec(Path.PYDANTIC, profile), writes={Topic(t): v for t, v in writes.items()}
+        build_codec(CodecPath.PYDANTIC, profile), writes={Topic(t): v for t, v in writes.items()}
     )
 
 
@@ -83,7 +83,7 @@ def test_versioned_codec__invalid_v2_0_message_is_refused_with_the_field_named()
 
 
 def test_versioned_codec__ioc_order_for_a_v1_0_topic_is_a_contract_error_not_a_silent_gtc() -> None:
-    codec = VersionedCodec(build_codec(Path.PYDANTIC, Profile.STRICT), own={Topic.ORDERS: "v1.1"})
+    codec = VersionedCodec(build_codec(CodecPath.PYDANTIC, Profile.STRICT), own={Topic.ORDERS: "v1.1"})
     order = codec.build(
         Topic.ORDERS, {**_order().model_dump(exclude={"api_version"}), "time_in_force": "GTC"}
     )

@@ -14,7 +14,7 @@ from core.codec import build_codec
 from core.codec.fields import decode_field_map, encode_field_map
 from core.errors import ConfigError
 from core.redis import Publisher
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from services.risk.service import RiskService
 from services.runtime import ServiceContext, run_consuming_service
@@ -23,11 +23,11 @@ from tests.transport_helpers import make_messages, valid_values
 
 pytestmark = pytest.mark.integration
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 
 
 def _writer(topic: Topic, version: str) -> VersionedCodec:
-    return VersionedCodec(build_codec(Path.PYDANTIC, Profile.STRICT), writes={topic: version})
+    return VersionedCodec(build_codec(CodecPath.PYDANTIC, Profile.STRICT), writes={topic: version})
 
 
 async def test_live_gate__producer_refused_while_a_live_consumer_cannot_read_its_version(

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 
 from core.topics import KeySpace, ServiceName, Topic
 from core.versions.codec import VersionedCodec
-from services.matrix.runner import MatrixConfig
-from services.matrix.versions import run_version_matrix, version_mixes, versioned_factory
+from harness.matrix.runner import MatrixConfig
+from harness.matrix.versions import run_version_matrix, version_mixes, versioned_factory
 from services.ws.replay import BUNDLED_TRADES
 from tests.ops_helpers import service_settings
 

@@ -10,12 +10,12 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec
 from core.status import LiveState
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.versions.retire import retire_check
 from tests.ops_helpers import cdb, cdb_json, live_service, reporting, service_settings, wait_state
 from tests.transport_helpers import make_messages
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 NOW = 1_800_000_000_000
 WINDOW_S = 600.0
 

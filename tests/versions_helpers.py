@@ -6,11 +6,11 @@ from typing import Any
 
 from core.codec import build_codec
 from core.domain.contracts import MarketDataV1, OrderV1
-from core.topics import Path, Profile
+from core.topics import CodecPath, Profile
 from core.versions.models import OrderResultV1_1
 
 TS = 1_700_000_000_000
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 
 
 def trade(**changes: Any) -> MarketDataV1:

@@ -25,7 +25,7 @@ from core.codec.fields import (
     field_map_bytes,
     scan_fields,
 )
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import now_ms
 from core.versions.convert import ConversionError, convert, version_of
 from core.versions.declaration import BASE_VERSION, VERSIONS, known_versions
@@ -54,13 +54,13 @@ class VersionedCodec:
         for topic, version in (*self._writes.items(), *self._own.items()):
             if version not in known_versions(topic):
                 raise ValueError(f"{version!r} is not a declared version of {topic.value}")
-        self._errors = CodecErrors(Path.PYDANTIC, inner.profile, max_bytes)
+        self._errors = CodecErrors(CodecPath.PYDANTIC, inner.profile, max_bytes)
         self._last: tuple[Any, str, BaseModel] | None = None  # one-slot cache: encode then to_fields
         self.seen: dict[Topic, dict[str, int]] = {}
         """Per topic, when each version was last decoded (epoch ms): evidence to retire one."""
 
     @property
-    def path(self) -> Path:
+    def path(self) -> CodecPath:
         """The inner codec's path (Pydantic)."""
         return self._inner.path
 
