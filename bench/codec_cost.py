@@ -9,7 +9,8 @@ Three operations, each timed over ``n`` distinct messages per round:
   what ``Publisher`` does per output.
 
 Cases: legacy, Pydantic lenient, Pydantic strict, shadow mode as ``codec_for`` builds it for a
-Pydantic service with ``CONTRACT_SHADOW=true`` (lenient primary, legacy shadow), and msgspec
+Pydantic service with ``CONTRACT_SHADOW=true`` (lenient primary, legacy shadow), contract v2.0
+(exact decimal strings, a service whose code and output are v2.0), and msgspec
 (:mod:`bench.msgspec_mirror`) on the same wire forms: the entry joined by the same
 :func:`core.codec.fields.scan_fields` and decoded once, the body decoded directly, and an
 encode of the body plus one value per field.
@@ -30,12 +31,22 @@ from bench.stats import Figure
 from core.codec import Codec, CodecMode, codec_for_mode, shadow_codec
 from core.codec.fields import scan_fields
 from core.topics import Topic
+from core.versions.codec import VersionedCodec
 
 __all__ = ["CASES", "OPERATIONS", "measure_codecs"]
 
-CASES = ("legacy", "pydantic lenient", "pydantic strict", "shadow (lenient + legacy)", "msgspec")
+CASES = (
+    "legacy",
+    "pydantic lenient",
+    "pydantic strict",
+    "shadow (lenient + legacy)",
+    "pydantic v2.0 (decimal)",
+    "msgspec",
+)
 OPERATIONS = ("from_fields", "decode", "encode")
 MAX_BYTES = 65_536
+
+_V2 = dict.fromkeys(Topic, "v2.0")
 
 Costs = dict[tuple[str, str, str], Figure]
 """(case, topic, operation) -> microseconds per message."""
@@ -49,6 +60,11 @@ def _codecs() -> dict[str, Codec]:
         "pydantic lenient": lenient,
         "pydantic strict": codec_for_mode(CodecMode.STRICT),
         "shadow (lenient + legacy)": shadow_codec(lenient, codec_for_mode(CodecMode.LEGACY)),
+        # A service whose code and output are v2.0 (exact decimals), reading v2.0 entries: the cost
+        # of exactness, beside strict v1.0 (same checks, binary floats).
+        "pydantic v2.0 (decimal)": VersionedCodec(
+            codec_for_mode(CodecMode.STRICT), writes=_V2, own=_V2, max_bytes=MAX_BYTES
+        ),
     }
 
 
@@ -93,10 +109,14 @@ def _round(costs: Costs, codecs: dict[str, Codec], topic: Topic, n: int) -> None
 
     for case, codec in codecs.items():
         own = built(codec, topic, n)
+        ins, docs = entries, bodies
+        if isinstance(codec, VersionedCodec):  # it reads what it writes: the v2.0 wire forms
+            ins = [{k.encode(): v.encode() for k, v in codec.to_fields(topic, m).items()} for m in own]
+            docs = [codec.encode(topic, m) for m in own]
         from_fields, decode = codec.from_fields, codec.decode
         encode, to_fields = codec.encode, codec.to_fields
-        add(case, "from_fields", lambda ff=from_fields: [ff(topic, e) for e in entries])
-        add(case, "decode", lambda d=decode: [d(topic, b) for b in bodies])
+        add(case, "from_fields", lambda ff=from_fields, ins=ins: [ff(topic, e) for e in ins])
+        add(case, "decode", lambda d=decode, docs=docs: [d(topic, b) for b in docs])
         add(case, "encode", lambda e=encode, t=to_fields, own=own: [(e(topic, m), t(topic, m)) for m in own])
     floor = _Msgspec(topic)
     structs = [floor.decode(b) for b in bodies]

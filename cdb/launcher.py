@@ -15,6 +15,7 @@ from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter
 from core.topics import ServiceName
+from core.versions.live import check_producer
 from services.config import load_config
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
@@ -102,6 +103,7 @@ async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool 
     source = load_config(WsSourceSettings)
     ws = WsService(ctx)
     await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
+    await check_producer(ctx.redis, ctx.keys, ctx.service, ctx.settings.produce_version(ctx.service.produces))
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state)
     status_task = asyncio.create_task(reporter.run(stop))
     sender: asyncio.Task[None] | None = None

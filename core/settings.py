@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from core.codec_modes import default_profile, default_use_pydantic
 from core.errors import ConfigError
 from core.settings_sources import EMPTY_MEANS_UNSET, ServiceEnvSource, read_env_file
-from core.topics import Profile, RedisMode, ServiceName
+from core.topics import Profile, RedisMode, ServiceName, Topic
 from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
 
 __all__ = [
@@ -161,6 +161,16 @@ class ServiceSettings(BaseSettings):
     redis_wait_timeout_ms: int = Field(
         default=1_000, ge=1, le=60_000, description="How long a publish waits for those replicas (ms)."
     )
+    # The contract version this service writes per topic (core/versions/declaration.py); it reads
+    # every declared version. Only the produced topic's value matters; each is checked at start.
+    produce_version_market_data: str = Field(default="v1.0", description="Version written on market_data.")
+    produce_version_signals: str = Field(default="v1.0", description="Version written on signals.")
+    produce_version_orders: str = Field(default="v1.0", description="Version written on orders.")
+    produce_version_order_results: str = Field(default="v1.0", description="Version on order_results.")
+
+    def produce_version(self, topic: Topic) -> str:
+        """The contract version this instance writes on ``topic`` (``PRODUCE_VERSION_<TOPIC>``)."""
+        return str(getattr(self, f"produce_version_{topic.value}"))
 
     @property
     def dlq_payload_limit(self) -> int:
@@ -368,6 +378,7 @@ def _check_relations(settings: ServiceSettings, origins: Mapping[str, str]) -> N
             [f"an integer > CONSUMER_BLOCK_MS = {block}"],
             "else entries a live consumer is still reading look abandoned",
         )
+    _check_produce_versions(settings, origins)
     idle = settings.dead_consumer_idle_ms
     if 0 < idle < 60_000:
         raise ConfigError(
@@ -376,6 +387,28 @@ def _check_relations(settings: ServiceSettings, origins: Mapping[str, str]) -> N
             ["0", "an integer >= 60,000"],
             _WHY["dead_consumer_idle_ms"],
         )
+
+
+def _check_produce_versions(settings: ServiceSettings, origins: Mapping[str, str]) -> None:
+    from core.versions.declaration import BASE_VERSION, known_versions  # the contracts load lazily
+
+    for topic in Topic:
+        name = f"produce_version_{topic.value}"
+        value = settings.produce_version(topic)
+        if value not in known_versions(topic):
+            raise ConfigError(
+                _variable(name, origins),
+                value,
+                known_versions(topic),
+                f"the contract versions declared for {topic.value} (core/versions/declaration.py)",
+            )
+        if value != BASE_VERSION and not settings.use_pydantic_contracts:
+            raise ConfigError(
+                _variable(name, origins),
+                value,
+                [BASE_VERSION],
+                "the legacy path writes v1.0 only; set USE_PYDANTIC_CONTRACTS=true to write a later version",
+            )
 
 
 def check_redis_url(url: str, variable: str = "REDIS_URL") -> str:

@@ -74,6 +74,13 @@ class LiveState:
         """True when the instance is running and reported recently (neither stopped nor stale)."""
         return not self.stopped and not self.is_stale(at_ms)
 
+    reads: dict[str, list[str]] = field(default_factory=dict)
+    """Input topic -> the contract versions this instance can read (core.versions.live)."""
+    writes: dict[str, str] = field(default_factory=dict)
+    """Output topic -> the contract version this instance writes."""
+    versions_seen: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Input topic -> version -> when this instance last decoded one (epoch ms)."""
+
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""
         return ((at_ms or now_ms()) - self.started_ms) / 1000.0

@@ -19,6 +19,7 @@ from core.redis import Publisher
 from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
+from core.versions.codec import VersionedCodec
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
 from services.execution.store import COLUMNS, ResultStore
@@ -240,9 +241,9 @@ async def read_stream(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[
 
 async def read_order_results(redis: AsyncClient, keys: KeySpace) -> list[dict[str, Any]]:
     """Business fields of every order result on the stream, in order (either path's shape)."""
-    # The most tolerant reader installed (lenient while the migration is, else strict): reads
-    # either path's output.
-    reader = build_codec(CodecPath.PYDANTIC)
+    # The most tolerant reader installed (lenient while the migration is, else strict), reading
+    # any declared version as v1.0: reads either path's output.
+    reader = VersionedCodec(build_codec(CodecPath.PYDANTIC))
     out = []
     for entry_id, fields in await read_stream(redis, keys, Topic.ORDER_RESULTS):
         message = reader.from_fields(Topic.ORDER_RESULTS, fields, entry_id=entry_id).message

@@ -25,6 +25,7 @@ from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
+from core.versions.live import check_producer, seen_by, versions_of
 
 if TYPE_CHECKING:
     from services.partitions import PartitionedConsumer
@@ -105,6 +106,7 @@ class ServiceContext:
         """The document this instance reports to Redis."""
         counts: dict[str, Any] = dict(self.metrics.snapshot())
         counts.update(self.extra_counts)
+        reads, writes = versions_of(self.service, self.codec)
         return LiveState(
             service=self.service.value,
             instance=self.settings.instance,
@@ -116,6 +118,9 @@ class ServiceContext:
             partitions=self.keys.partitions,
             owned=list(self.owned),
             counts=counts,
+            reads=reads,
+            writes=writes,
+            versions_seen=seen_by(self.codec),
         )
 
 
@@ -173,6 +178,7 @@ async def run_consuming_service(
         **(consumer_options or {}),
     }
     await ensure_topology(ctx.redis, ctx.keys)
+    await check_producer(ctx.redis, ctx.keys, ctx.service, ctx.settings.produce_version(ctx.service.produces))
     await svc.start()
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)

@@ -23,6 +23,7 @@ from cdb.cli import (
     service,
     status,
     topology,
+    versions,
 )
 from cdb.cli.output import exit_with, unexpected
 from cdb.plugins import install_plugins, plugin_commands
@@ -76,6 +77,7 @@ for _name, _target in plugin_commands().items():
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(topology.app, name="topology")
 app.command("matrix")(matrix.matrix)
+app.add_typer(versions.app, name="versions")
 app.command(
     "bench",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

@@ -82,6 +82,14 @@ def matrix(
         typer.Option(help="module:function giving the codecs of the mixes under test (baseline: shipped)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="JSON logs on stderr at this level.")] = "ERROR",
+    versions: Annotated[
+        bool,
+        typer.Option(
+            "--versions",
+            help="Instead: every mix of contract versions the producers write (all services on the "
+            "Pydantic path), each against the all-legacy baseline (docs/changing-a-contract.md).",
+        ),
+    ] = False,
     redis_mode: RedisModeOption = "",
     sentinels: Sentinels = "",
     sentinel_master: SentinelMaster = "",
@@ -105,6 +113,11 @@ def matrix(
         target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
         _check_redis(target)
         config = replace(config, redis_target=target)
+        if versions:
+            from cdb.cli.matrix_versions import run_versions
+
+            run_versions(config, as_json=as_json, json_out=json_out)
+            return
         report = asyncio.run(_run(config, quiet=as_json))
     except CdbError as exc:
         exit_with(exc)

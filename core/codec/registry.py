@@ -132,12 +132,19 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     (:func:`core.codec_modes.codec_mode`).
 
     In shadow mode it is the shadow codec: the flag-selected codec wrapped with the other
-    path's (same profile), reporting each comparison to ``on_shadow``.
+    path's (same profile), reporting each comparison to ``on_shadow``. On the Pydantic path the
+    primary codec is a :class:`~core.versions.codec.VersionedCodec`: it reads every declared
+    contract version and writes ``PRODUCE_VERSION_<TOPIC>``.
     """
     mode, primary_of = codec_mode(settings), primary_mode(settings)
     if mode is CodecMode.SHADOW and not _SHADOW:
         raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
     primary = codec_for_mode(primary_of, max_bytes=settings.max_message_bytes)
+    if primary_of is not CodecMode.LEGACY:
+        from core.versions.codec import VersionedCodec  # imports the contracts of every version
+
+        writes = {topic: settings.produce_version(topic) for topic in Topic}
+        primary = VersionedCodec(primary, writes=writes, max_bytes=settings.max_message_bytes)
     if mode is not CodecMode.SHADOW:
         return primary
     other = CodecPath.PYDANTIC if primary_of is CodecMode.LEGACY else CodecPath.LEGACY

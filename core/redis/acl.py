@@ -15,7 +15,8 @@ What each user may do (and nothing else):
   (``MAXLEN ~``) its output topic; XGROUP CREATE/XREADGROUP/XACK/XAUTOCLAIM/
   XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
   stream; XADD to the dead-letter stream it
-  writes (ws: ``market_data_dlq`` for bad exchange frames); GET the pipeline's
+  writes (ws: ``market_data_dlq`` for bad exchange frames); SCAN and GET the live-status keys of
+  its output's consumers (the contract-version gate, core.versions.live); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
   can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
   positions (``KeySpace.source_positions()``); a consuming service also
@@ -208,6 +209,10 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     ]
     if service is ServiceName.WS:
         rules.append(_selector(f"~{keys.source_positions()}", *_POSITIONS))
+    readers = [s for s in ServiceName if s.consumes is out]
+    if readers:
+        # core.versions.live: before writing, read what the consumers of its output can read.
+        rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in readers), "+scan", "+get"))
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
         # appends and publishes. EVAL needs both its keys in one selector; the script's own

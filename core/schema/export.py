@@ -77,6 +77,9 @@ def exported_files(keys: KeySpace | None = None) -> dict[str, str]:
     """Every file of the export, by path relative to the contracts directory."""
     files = {f"{_SCHEMA_DIR}/{name}.json": dumps(contract_schema(m)) for name, m in exported_models().items()}
     files[_ASYNCAPI_FILE] = dumps(asyncapi_document(keys or KeySpace()))
+    from core.versions.schema import version_files  # every declared contract version
+
+    files.update((rel, dumps(schema)) for rel, schema in version_files().items())
     return files
 
 
@@ -92,10 +95,10 @@ def stale_exports(root: Path) -> list[str]:
     """Relative paths under ``root`` that a fresh export would change, add or delete."""
     fresh = exported_files()
     stale = [rel for rel, text in fresh.items() if _read(root / rel) != text]
-    schema_dir = root / _SCHEMA_DIR
-    if schema_dir.is_dir():
-        extra = (f"{_SCHEMA_DIR}/{p.name}" for p in sorted(schema_dir.glob("*.json")))
-        stale.extend(rel for rel in extra if rel not in fresh)
+    for folder, pattern in ((_SCHEMA_DIR, "*.json"), ("versions", "*/*.json")):
+        if (root / folder).is_dir():
+            extra = (p.relative_to(root).as_posix() for p in sorted((root / folder).glob(pattern)))
+            stale.extend(rel for rel in extra if rel not in fresh)
     return sorted(stale)
 
 

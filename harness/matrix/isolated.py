@@ -23,6 +23,7 @@ from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
+from core.versions.codec import VersionedCodec
 from harness.local_redis import LocalRedisServer
 from harness.matrix.faults import Fault, FaultHook, make_hooks
 from harness.matrix.inputs import InputSet, MixedInputs
@@ -255,9 +256,9 @@ async def _execute(
 async def _published(
     client: AsyncClient, keys: KeySpace
 ) -> tuple[dict[Topic, list[dict[str, Any]]], dict[Topic, int]]:
-    # The most tolerant reader installed (lenient while the migration is, else strict): reads
-    # either path's output.
-    reader = build_codec(CodecPath.PYDANTIC)
+    # The most tolerant reader installed (lenient while the migration is, else strict), reading
+    # any declared version as v1.0: reads either path's output.
+    reader = VersionedCodec(build_codec(CodecPath.PYDANTIC))
     published: dict[Topic, list[dict[str, Any]]] = {}
     undecodable: dict[Topic, int] = {}
     for topic in Topic:

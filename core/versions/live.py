@@ -1,0 +1,115 @@
+"""Which contract versions a running instance reads and writes, and the live producer gate.
+
+Every instance reports ``reads`` (its input topic -> versions it can decode) and ``writes`` (its
+output topic -> the version it writes) in its live state (:class:`core.status.LiveState`). Before
+a producer starts writing, :func:`check_producer` reads the live states of the pipeline and
+refuses (a :class:`~core.errors.ConfigError` naming ``PRODUCE_VERSION_<TOPIC>``) a version that a
+running consumer of the topic cannot read: consumers upgrade first, then producers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from core.errors import ConfigError
+from core.redis.retry import RetryPolicy, call_async
+from core.status import LiveState
+from core.topics import KeySpace, ServiceName, Topic
+from core.versions.declaration import BASE_VERSION, known_versions
+
+if TYPE_CHECKING:
+    from core.redis.modes import AsyncClient
+
+__all__ = ["check_producer", "consumer_states", "readable_by", "seen_by", "versions_of"]
+
+
+@runtime_checkable
+class _Versioned(Protocol):
+    def reads(self, topic: Topic) -> list[str]: ...
+
+    def writes(self, topic: Topic) -> str: ...
+
+
+def versions_of(service: ServiceName, codec: object) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``(reads, writes)`` of an instance of ``service`` using ``codec``.
+
+    A codec that is not versioned (the legacy path) reads and writes v1.0 only: it ignores a
+    later version's new fields but would misread a renamed or retyped one, so it claims nothing more.
+    """
+    consumes, produces = service.consumes, service.produces
+    codec = getattr(codec, "primary", codec)  # a shadow codec acts on its primary's result
+    reads: dict[str, list[str]] = {}
+    if isinstance(codec, _Versioned):
+        if consumes is not None:
+            reads[consumes.value] = codec.reads(consumes)
+        return reads, {produces.value: codec.writes(produces)}
+    if consumes is not None:
+        reads[consumes.value] = [BASE_VERSION]
+    return reads, {produces.value: BASE_VERSION}
+
+
+def seen_by(codec: object) -> dict[str, dict[str, int]]:
+    """Per input topic, when ``codec`` last decoded each version (epoch ms); empty when unversioned."""
+    codec = getattr(codec, "primary", codec)
+    seen = getattr(codec, "seen", None)
+    return {t.value: dict(v) for t, v in seen.items()} if isinstance(seen, dict) else {}
+
+
+def readable_by(state: LiveState, topic: Topic) -> list[str]:
+    """The versions of ``topic`` the instance ``state`` describes can read (v1.0 for an instance
+    older than version reporting)."""
+    return list(state.reads.get(topic.value, [BASE_VERSION]))
+
+
+async def consumer_states(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[LiveState]:
+    """The live states of every instance of the services that consume ``topic`` (SCAN + GET of
+    their status keys only: what a producer's ACL user may read, core/redis/acl.py)."""
+    states: list[LiveState] = []
+    for service in ServiceName:
+        if service.consumes is not topic:
+            continue
+        names = [k async for k in redis.scan_iter(match=keys.status(service, "*"), count=500)]
+        if not names:
+            continue
+        pipe = redis.pipeline(transaction=False)  # one GET per key: cluster-safe, unlike MGET
+        for name in names:
+            pipe.get(name)
+        for raw in await pipe.execute():
+            if raw is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    states.append(LiveState.from_json(raw))
+    return states
+
+
+async def check_producer(
+    redis: AsyncClient,
+    keys: KeySpace,
+    service: ServiceName,
+    version: str,
+    *,
+    variable: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Refuse writing ``version`` on ``service``'s output topic while a live consumer of that topic
+    cannot read it. Stale instances count too: a hung consumer comes back reading what it read."""
+    topic = service.produces
+    # Connection errors are retried like the topology check: a service may start mid-failover.
+    states = await call_async(
+        retry or RetryPolicy(), "version gate", lambda: consumer_states(redis, keys, topic)
+    )
+    blockers = [s for s in states if version not in readable_by(s, topic)]
+    if not blockers:
+        return
+    can_read = set(known_versions(topic))
+    for state in blockers:
+        can_read &= set(readable_by(state, topic))
+    names = ", ".join(
+        f"{s.service}/{s.instance} (reads {', '.join(readable_by(s, topic))})" for s in blockers
+    )
+    raise ConfigError(
+        variable or f"PRODUCE_VERSION_{topic.value.upper()}",
+        version,
+        sorted(can_read),
+        f"running consumers of {topic.value} cannot read {version}: {names}; upgrade them first",
+    )
