@@ -44,6 +44,14 @@ class LiveState:
     reported_ms: int = 0
     interval_s: float = 2.0
     counts: dict[str, Any] = field(default_factory=dict)
+    role: str = "service"
+    """``service``, or ``comparator`` for an out-of-band shadow comparator (``cdb shadow``)
+    that reports under the service it checks: it acts on nothing and publishes nothing."""
+
+    @property
+    def is_comparator(self) -> bool:
+        """True for an out-of-band shadow comparator (evidence only, not a service instance)."""
+        return self.role == "comparator"
 
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""

@@ -21,6 +21,7 @@ from core.cli import (
     run,
     schema,
     service,
+    shadow,
     status,
     topology,
 )
@@ -60,6 +61,7 @@ def _root(
 
 app.command("run")(run.run)
 app.command("service")(service.service)
+app.command("shadow")(shadow.shadow)
 app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
 app.add_typer(schema.app, name="schema")

@@ -69,12 +69,15 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
     """
     c = state.counts
     handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
+    if state.is_comparator:
+        handled = _int(c, "shadow_compared")  # a comparator handles nothing: it compares
     return {
         "service": state.service,
         "instance": state.instance,
         "path": state.path,
         "profile": state.profile,
         "shadow": state.shadow,
+        "role": state.role,
         "version": state.version,
         "partitions": state.partitions,
         "owned": list(state.owned),

@@ -37,6 +37,7 @@ WIDE = [
     "validation errors",
     "defaults filled",
     "dead letters",
+    "ignored",
     "shadow mismatches",
     "duplicates",
     "legacy-shaped in",
@@ -45,7 +46,7 @@ WIDE = [
 ]
 """Columns of ``--wide``."""
 
-_WRAPPING = {"validation errors", "defaults filled", "shadow mismatches"}
+_WRAPPING = {"validation errors", "defaults filled", "ignored", "shadow mismatches"}
 _NUMERIC = {"up", "msgs", "err", "dlq", "lag", "uptime", "handled", "published", "dead letters", "duplicates"}
 
 
@@ -110,7 +111,8 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
     # Cells are rich markup: escape what an instance reports about itself.
     path = f"[{'cyan' if row['path'] == 'pydantic' else 'yellow'}]{escape(row['path'])}[/]"
     profile = escape(row["profile"] or "-")
-    shadow = "on" if row["shadow"] else "off"
+    # "cmp": an out-of-band comparator (cdb shadow) reporting under the service it checks.
+    shadow = "cmp" if row.get("role") == "comparator" else "on" if row["shadow"] else "off"
     if not wide:
         return [
             escape(row["service"]),
@@ -139,6 +141,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
         _fields(row["validation_reasons"], row["validation_errors"]),
         _fields(row["defaults_by_field"], row["defaults_filled"]),
         str(row["dead_letters"]),
+        _fields(row.get("ignored_by_reason") or {}, int(row.get("ignored", 0))),
         mismatches,
         str(row.get("duplicates", 0)),
         _legacy_in(row),

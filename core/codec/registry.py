@@ -44,7 +44,8 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     """The codec a service with ``settings`` must use.
 
     With ``CONTRACT_SHADOW=true`` it is a :class:`ShadowCodec`: the flag-selected codec
-    wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
+    wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``;
+    ``CONTRACT_SHADOW_SAMPLE`` below 1 compares that share of the messages only.
     """
     path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
     primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
@@ -52,4 +53,4 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
         return primary
     other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    return ShadowCodec(primary, shadow, on_compare=on_shadow)
+    return ShadowCodec(primary, shadow, on_compare=on_shadow, sample=settings.contract_shadow_sample)
