@@ -38,7 +38,9 @@ def _on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-def comparator_context(ctx_settings: ServiceSettings, service: ServiceName, redis: AsyncClient) -> ServiceContext:
+def comparator_context(
+    ctx_settings: ServiceSettings, service: ServiceName, redis: AsyncClient
+) -> ServiceContext:
     """A context like the service's, but shadow on (every message) and named ``shadow-<instance>``."""
     settings = ctx_settings.model_copy(
         update={
