@@ -75,7 +75,8 @@ def _codec_table(costs: Costs, rounds: int, n: int) -> list[str]:
         "consuming service does per input); `decode`: a Pub/Sub JSON body -> message; `encode`: the "
         "body plus the stream entry of a message (what `Publisher` does per output). Per message = "
         "from_fields + encode. Shadow = `CONTRACT_SHADOW=true` on a Pydantic service (lenient primary, "
-        "legacy shadow, both decode every message). msgspec = Structs with the same constraints "
+        "legacy shadow, both decode every message; 1/10: `CONTRACT_SHADOW_SAMPLE=1/10`, both "
+        "decode every tenth). msgspec = Structs with the same constraints "
         "(`bench/msgspec_mirror.py`) on the same wire forms.",
         "",
         "| case | topic | from_fields us | decode us | encode us | per message us | vs legacy | vs msgspec |",
