@@ -80,6 +80,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
+    from bench.carry import CARRIED_KEYS, carried_targets, load_previous
     from bench.chart import draw_chart
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
@@ -119,11 +120,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             probe=not args.no_probe,
         )
     result.load_end = load_average()
-    result.targets = evaluate(result.costs, result.rates, result.e2e)
+    previous = load_previous(args.out)
+    ran = {s for s in SECTIONS if s in only}
+    result.targets = carried_targets(previous, ran) + evaluate(result.costs, result.rates, result.e2e)
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates:
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
+    for section, key in CARRIED_KEYS.items():
+        if section not in ran and key in previous:
+            document[key] = previous[key]  # figures of the earlier run, as BENCHMARKS.md keeps them
     if result.rates:
         draw_chart(document, args.out / "BENCHMARKS.png")
     target = args.out / "BENCHMARKS.md"
