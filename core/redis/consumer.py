@@ -18,9 +18,9 @@ acknowledged. A handler raising :class:`~core.errors.ContractError` (its output 
 be built or encoded, which no retry changes) dead-letters its entry at once. With
 ``outputs`` (the service's publisher), whatever fails stays with the entry that caused
 it: its deferred outputs are taken back, and an output that cannot be sent dead-letters
-its own input while the rest of the batch goes out (:mod:`core.redis.outbox`). Connection
-errors are retried with backoff; the group position lives in Redis, so a consumer resumes
-exactly where the group was.
+its own input while the rest of the batch goes out (:mod:`core.redis.outbox`).
+Connection errors are retried with backoff; the group position lives in Redis, so a
+consumer resumes exactly where the group was.
 
 Contrast with Pub/Sub (:mod:`core.redis.observer`): lower latency, no group, no
 replay, and anything published while a subscriber is away is lost. Fine for
