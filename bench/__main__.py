@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         default="1000,5000,10000,20000",
         help="offered market_data/s of the latency curve (plain settings; '' = none)",
     )
+    p.add_argument(
+        "--attempts", type=int, default=3, help="runs of an end-to-end setting while the machine is busy"
+    )
     p.add_argument("--curve-seconds", type=float, default=10.0, help="seconds per curve point (default 10)")
     p.add_argument(
         "--no-probe",
@@ -114,7 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rate=args.rate,
             keep_logs=args.keep_logs,
             gate=gate,
-            attempts=1 if args.quick else 3,
+            attempts=1 if args.quick else max(1, args.attempts),
             curve=[float(r) for r in args.curve.split(",") if r.strip()],
             curve_seconds=args.curve_seconds,
             probe=not args.no_probe,
