@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.cli.status import instance_row
 from core.codec import Decoded, build_codec, encode_field_map
@@ -291,3 +293,23 @@ def test_settings__shadow_sample_outside_zero_to_one_is_a_config_error(text: str
     with pytest.raises(ConfigError) as exc:
         ServiceSettings.load(ServiceName.SIGNAL, environ={"CONTRACT_SHADOW_SAMPLE": text})
     assert exc.value.variable == "CONTRACT_SHADOW_SAMPLE"
+
+
+@given(
+    rate=st.floats(min_value=1e-6, max_value=1.0),
+    ms=st.integers(min_value=0, max_value=2**48),
+    seq=st.integers(min_value=0, max_value=2**32),
+)
+def test_shadow_sampler__the_same_entry_is_always_or_never_picked(rate: float, ms: int, seq: int) -> None:
+    entry = f"{ms}-{seq}"
+    first = ShadowSampler(rate).take(entry)
+    assert ShadowSampler(rate).take(entry.encode()) is first  # another instance, bytes or str
+    if rate == 1.0:
+        assert first
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.1, 0.01])
+def test_shadow_sampler__pub_sub_bodies_without_ids_are_picked_every_1_over_rate(rate: float) -> None:
+    sampler = ShadowSampler(rate)
+    picked = sum(sampler.take(None) for _ in range(10_000))
+    assert picked == round(10_000 * rate)
