@@ -308,7 +308,7 @@ def test_shadow_sampler__the_same_entry_is_always_or_never_picked(rate: float, m
         assert first
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.1, 0.01])
+@pytest.mark.parametrize("rate", [0.5, 0.1, 0.01, 0.3, 2 / 3])
 def test_shadow_sampler__pub_sub_bodies_without_ids_are_picked_every_1_over_rate(rate: float) -> None:
     sampler = ShadowSampler(rate)
     picked = sum(sampler.take(None) for _ in range(10_000))
