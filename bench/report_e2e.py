@@ -48,16 +48,17 @@ def curve_lines(results: list[E2eResult]) -> list[str]:
     if not any(len(r.curve) > 1 for r in results):
         return []
     lines = [
-        "Latency curve: a fixed offered rate per point (the headline rate for the setting's "
-        "latency phase, the others shorter), latency p50 / p99 in ms (samples).",
+        "Latency curve: a fixed rate asked of ws per point (the headline rate is the setting's "
+        "latency phase, the others are shorter), what ws managed to offer, and latency p50 / p99 "
+        "in ms (samples). Offered below asked means the benchmark's own ws process was short of CPU.",
         "",
-        "| setting | offered msg/s | consumed msg/s | drained | md->result p50 / p99 (n) "
+        "| setting | asked msg/s | offered msg/s | consumed msg/s | drained | md->result p50 / p99 (n) "
         "| md->signal p50 / p99 (n) |",
-        "|---|---:|---:|---|---|---|",
+        "|---|---:|---:|---:|---|---|---|",
     ]
     for r, p in rows:
         lines.append(
-            f"| {r.setting.name} | {_f(p['offered'])} | {_f(p['consumed'])} | "
+            f"| {r.setting.name} | {_f(p['rate'])} | {_f(p['offered'])} | {_f(p['consumed'])} | "
             f"{'yes' if p['drained'] else 'no'} | {_lat(p['results'])} | {_lat(p['signals'])} |"
         )
     return lines
