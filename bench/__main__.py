@@ -125,7 +125,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result.load_end = load_average()
     previous = load_previous(args.out)
     ran = {s for s in SECTIONS if s in only}
-    result.targets = carried_targets(previous, ran) + evaluate(result.costs, result.rates, result.e2e)
+    targets = carried_targets(previous, ran) + evaluate(result.costs, result.rates, result.e2e)
+    order = ("codec:", "publish_many", "consumer", "end to end", "shadow")  # sections' order, carried or not
+    result.targets = sorted(
+        targets, key=lambda t: next((i for i, p in enumerate(order) if t.name.startswith(p)), 9)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates:
         result.chart = "BENCHMARKS.png"
