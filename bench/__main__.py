@@ -83,7 +83,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
-    from bench.carry import CARRIED_KEYS, carried_targets, load_previous
+    from bench.carry import CARRIED_KEYS, carried_targets, load_previous, section_dates
     from bench.chart import draw_chart
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
@@ -134,6 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if result.rates:
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
+    document["section_dates"] = section_dates(previous, ran, machine["date"])
     for section, key in CARRIED_KEYS.items():
         if section not in ran and key in previous:
             document[key] = previous[key]  # figures of the earlier run, as BENCHMARKS.md keeps them
