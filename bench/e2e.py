@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from bench.e2e_load import Feed, GroupProgress
@@ -54,7 +54,7 @@ from bench.e2e_shadow import ComparatorWatch, comparator_command
 from bench.machine import QuietGate
 from core.redis import connect_async
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from services.runtime import ServiceContext
 from services.ws.service import WsService
 
@@ -64,7 +64,7 @@ CONTENDED = 0.15  # foreign share of the CPU above which a setting is run again
 
 
 def _start_services(
-    setting: Setting, url: str, keys: KeySpace, db_url: str, work: FsPath, *, probe: bool
+    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, probe: bool
 ) -> dict[ServiceName, subprocess.Popen[bytes]]:
     procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
     for service in CONSUMERS:
@@ -80,7 +80,7 @@ def _start_services(
 
 
 async def _start_comparator(
-    setting: Setting, url: str, keys: KeySpace, db_url: str, work: FsPath, *, client: Any, probe: bool
+    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, client: Any, probe: bool
 ) -> ComparatorWatch:
     log = (work / f"{setting.name}-shadow.log").open("wb")
     proc = subprocess.Popen(
@@ -101,7 +101,7 @@ def _feed(setting: Setting, keys: KeySpace, client: Any) -> Feed:
         environ={},
         overrides={
             "key_prefix": keys.prefix,
-            "use_pydantic_contracts": setting.paths[ServiceName.WS] is Path.PYDANTIC,
+            "use_pydantic_contracts": setting.paths[ServiceName.WS] is CodecPath.PYDANTIC,
             "stream_maxlen": STREAM_MAXLEN,
             "instance": "bench-ws",
         },
@@ -116,7 +116,7 @@ async def _one(
     *,
     seconds: float,
     rate: float,
-    work: FsPath,
+    work: Path,
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
     probe: bool = True,
@@ -163,7 +163,7 @@ async def run_e2e(
     *,
     seconds: float,
     rate: float,
-    keep_logs: FsPath | None = None,
+    keep_logs: Path | None = None,
     gate: QuietGate | None = None,
     attempts: int = 3,
     curve: list[float] | None = None,
@@ -176,7 +176,7 @@ async def run_e2e(
     A setting during which other processes took more than ``CONTENDED`` of the CPU is run
     again (up to ``attempts`` times in all); the least contended attempt is reported.
     """
-    work = FsPath(tempfile.mkdtemp(prefix="cdb-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
     try:
         results = []
         for setting in settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.stats import Figure, percentile
-from core.topics import Path, ServiceName
+from core.topics import CodecPath, ServiceName
 
 __all__ = ["SETTINGS", "E2eResult", "Setting", "summarize"]
 
@@ -15,7 +15,7 @@ class Setting:
     """Which path each service runs on (Pydantic services use the lenient profile)."""
 
     name: str
-    paths: dict[ServiceName, Path]
+    paths: dict[ServiceName, CodecPath]
     shadow: str = ""
     """``""``: none; ``"comparator"``: ``cdb shadow signal`` beside it; ``"inproc"``:
     CONTRACT_SHADOW=true in signal."""
@@ -28,19 +28,19 @@ class Setting:
 
 
 SETTINGS = [
-    Setting("all-legacy", dict.fromkeys(ServiceName, Path.LEGACY)),
-    Setting("all-pydantic", dict.fromkeys(ServiceName, Path.PYDANTIC)),
+    Setting("all-legacy", dict.fromkeys(ServiceName, CodecPath.LEGACY)),
+    Setting("all-pydantic", dict.fromkeys(ServiceName, CodecPath.PYDANTIC)),
     Setting(
         "mixed",
         {
-            ServiceName.WS: Path.LEGACY,
-            ServiceName.SIGNAL: Path.PYDANTIC,
-            ServiceName.RISK: Path.LEGACY,
-            ServiceName.EXECUTION: Path.PYDANTIC,
+            ServiceName.WS: CodecPath.LEGACY,
+            ServiceName.SIGNAL: CodecPath.PYDANTIC,
+            ServiceName.RISK: CodecPath.LEGACY,
+            ServiceName.EXECUTION: CodecPath.PYDANTIC,
         },
     ),
-    Setting("all-pydantic+comparator", dict.fromkeys(ServiceName, Path.PYDANTIC), shadow="comparator"),
-    Setting("all-pydantic+inproc-shadow", dict.fromkeys(ServiceName, Path.PYDANTIC), shadow="inproc"),
+    Setting("all-pydantic+comparator", dict.fromkeys(ServiceName, CodecPath.PYDANTIC), shadow="comparator"),
+    Setting("all-pydantic+inproc-shadow", dict.fromkeys(ServiceName, CodecPath.PYDANTIC), shadow="inproc"),
 ]
 
 

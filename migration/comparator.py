@@ -5,7 +5,7 @@ the service. The comparator does the same comparison in a process of its own: it
 reads the checked service's input topic through **its own consumer group**
 (:func:`comparator_group`, one per checked service), so it sees every entry the
 service sees, at its own pace and on its own CPU, and decodes each on both paths
-with a :class:`~core.codec.shadow.ShadowCodec` (the same comparison rules, the same
+with a :class:`~migration.shadow.ShadowCodec` (the same comparison rules, the same
 ``shadow.mismatch`` log lines, the same ``cdb_shadow_*`` counters labelled with the
 checked service). The service reads nothing more and decodes nothing more.
 
@@ -25,7 +25,6 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from core.codec.shadow import ShadowCodec
 from core.errors import ContractError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
@@ -33,6 +32,7 @@ from core.redis.consumer_io import Entry, GroupIO
 from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy
 from core.topics import KeySpace, ServiceName, Topic
+from migration.shadow import ShadowCodec
 
 __all__ = ["ShadowComparator", "comparator_group"]
 

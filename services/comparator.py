@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Sequence
-from pathlib import Path as FsPath
+from pathlib import Path
 
-from core.codec.shadow import ShadowCodec
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
 from core.metrics_http import metrics_target
@@ -24,6 +23,7 @@ from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import ServiceName
 from migration.comparator import ShadowComparator
+from migration.shadow import ShadowCodec
 from services.observability import observed
 from services.redis_connect import connect
 from services.runtime import ServiceContext
@@ -64,7 +64,7 @@ async def run_comparator(
     service: ServiceName,
     stop: asyncio.Event | None = None,
     *,
-    env_file: FsPath | None = None,
+    env_file: Path | None = None,
     partitions: Sequence[int] | None = None,
     from_now: bool = False,
     status_interval_s: float = 2.0,

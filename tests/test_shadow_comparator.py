@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,27 +12,27 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.cli.status import instance_row
+from cdb.cli.status import instance_row
 from core.codec import Decoded, build_codec, encode_field_map
-from core.codec.legacy_codec import LegacyCodec
-from core.codec.shadow import DECODE_FIELD, ShadowCodec
 from core.codec.shadow_sample import ShadowSampler
 from core.errors import ConfigError
 from core.metrics import ServiceMetrics
 from core.redis import Publisher, StreamConsumer
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter, read_live_states
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.utils.clock import now_ms
 from migration.comparator import ShadowComparator, comparator_group
 from migration.cutover import check_cutover
+from migration.legacy_codec import LegacyCodec
+from migration.shadow import DECODE_FIELD, ShadowCodec
 from services.comparator import run_comparator
 from tests.ops_helpers import reporting, service_settings
 from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
 
 pytestmark = pytest.mark.integration
 
-PYDANTIC = build_codec(Path.PYDANTIC, Profile.LENIENT)
+PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 
 
 class VolumeDoublingLegacyCodec(LegacyCodec):
@@ -205,7 +205,7 @@ async def test_shadow_sample__one_in_ten_compares_about_a_tenth_by_entry_id(
 
 
 async def test_run_comparator__reports_as_a_comparator_under_the_checked_service(
-    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace, tmp_path: FsPath
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace, tmp_path: Path
 ) -> None:
     total = await _publish_mixed(redis_async, keys, 30)
     env = tmp_path / "signal.env"
