@@ -38,7 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--codec-n", type=int, default=5_000, help="messages per topic per codec round")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per end-to-end phase (default 30)")
     p.add_argument("--rate", type=float, default=20_000.0, help="offered market_data/s in the latency phase")
-    p.add_argument("--settings", default="all-legacy,all-pydantic,mixed", help="end-to-end settings to run")
+    p.add_argument(
+        "--settings",
+        default="all-legacy,all-pydantic,mixed,all-pydantic+comparator,all-pydantic+inproc-shadow",
+        help="end-to-end settings to run",
+    )
+    p.add_argument(
+        "--curve",
+        default="1000,5000,10000,20000",
+        help="offered market_data/s of the latency curve (plain settings; '' = none)",
+    )
+    p.add_argument(
+        "--attempts", type=int, default=3, help="runs of an end-to-end setting while the machine is busy"
+    )
+    p.add_argument("--curve-seconds", type=float, default=10.0, help="seconds per curve point (default 10)")
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="keep risk's default limits (few orders) instead of letting every signal become an order",
+    )
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     p.add_argument(
         "--out",
@@ -60,12 +78,14 @@ def _parser() -> argparse.ArgumentParser:
 def _quick(args: argparse.Namespace) -> None:
     args.rounds, args.n, args.codec_n = 2, 400, 100
     args.seconds, args.rate, args.quiet_wait = 2.0, 1_000.0, 0.0
+    args.curve, args.curve_seconds = "500", 2.0
     if args.settings == _parser().get_default("settings"):
         args.settings = "all-pydantic"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; write the Markdown, JSON and chart into ``args.out``."""
+    from bench.carry import CARRIED_KEYS, carried_targets, load_previous, section_dates
     from bench.chart import draw_chart
     from bench.codec_cost import measure_codecs
     from bench.e2e import SETTINGS, run_e2e
@@ -99,14 +119,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rate=args.rate,
             keep_logs=args.keep_logs,
             gate=gate,
-            attempts=1 if args.quick else 3,
+            attempts=1 if args.quick else max(1, args.attempts),
+            curve=[float(r) for r in args.curve.split(",") if r.strip()],
+            curve_seconds=args.curve_seconds,
+            probe=not args.no_probe,
         )
     result.load_end = load_average()
-    result.targets = evaluate(result.costs, result.rates, result.e2e)
+    previous = load_previous(args.out)
+    ran = {s for s in SECTIONS if s in only}
+    targets = carried_targets(previous, ran) + evaluate(result.costs, result.rates, result.e2e)
+    order = ("codec:", "publish_many", "consumer", "end to end", "shadow")  # sections' order, carried or not
+    result.targets = sorted(
+        targets, key=lambda t: next((i for i, p in enumerate(order) if t.name.startswith(p)), 9)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates:
         result.chart = "BENCHMARKS.png"
     document = to_json(result, args.seconds)
+    document["section_dates"] = section_dates(previous, ran, machine["date"])
+    for section, key in CARRIED_KEYS.items():
+        if section not in ran and key in previous:
+            document[key] = previous[key]  # figures of the earlier run, as BENCHMARKS.md keeps them
     if result.rates:
         draw_chart(document, args.out / "BENCHMARKS.png")
     target = args.out / "BENCHMARKS.md"

@@ -46,9 +46,17 @@ def service_command(service: ServiceName) -> list[str]:
 
 
 def service_env(
-    setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str
+    setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str, *, probe: bool = False
 ) -> dict[str, str]:
+    """The environment of one service process of ``setting`` (also of its comparator).
+
+    ``probe``: risk's position and exposure limits lifted, so every signal becomes an order
+    and the market_data -> order_result latency is measured on every signal."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    if probe:
+        env |= {"RISK_MAX_POSITION_NOTIONAL": "1e15", "RISK_MAX_EXPOSURE_NOTIONAL": "1e15"}
+    if setting.shadow == "inproc" and service is ServiceName.SIGNAL:
+        env["CONTRACT_SHADOW"] = "true"
     return env | {
         "PYTHONPATH": str(CHECKOUT),
         "REDIS_URL": url,

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.codec_cost import CASES, Costs
-from bench.e2e import E2eResult
+from bench.e2e_result import E2eResult
 from bench.machine import QuietGate
 from bench.notes import GAPS, METHOD, OPTIMIZED
+from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, shadow_lines
 from bench.stats import Figure
 from bench.summary import summary_from_json
 from bench.targets import Target, paired, per_message_us
@@ -75,7 +76,8 @@ def _codec_table(costs: Costs, rounds: int, n: int) -> list[str]:
         "consuming service does per input); `decode`: a Pub/Sub JSON body -> message; `encode`: the "
         "body plus the stream entry of a message (what `Publisher` does per output). Per message = "
         "from_fields + encode. Shadow = `CONTRACT_SHADOW=true` on a Pydantic service (lenient primary, "
-        "legacy shadow, both decode every message). msgspec = Structs with the same constraints "
+        "legacy shadow, both decode every message; 1/10: `CONTRACT_SHADOW_SAMPLE=1/10`, both "
+        "decode every tenth). msgspec = Structs with the same constraints "
         "(`bench/msgspec_mirror.py`) on the same wire forms.",
         "",
         "| case | topic | from_fields us | decode us | encode us | per message us | vs legacy | vs msgspec |",
@@ -174,6 +176,10 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
             f"{r.foreign_cpu.get('capacity', 0):.0%} / {r.foreign_cpu.get('latency', 0):.0%} of the CPU "
             f"during the capacity / latency phase (attempt {r.attempts})."
         )
+    extra = [cpu_lines(results), curve_lines(results), shadow_lines(results)]
+    for part in extra:
+        if part:
+            lines += ["", *part]
     lines += [
         "",
         "## 5. Memory",
@@ -311,6 +317,7 @@ def to_json(run: Run, seconds: float) -> dict[str, Any]:
                 "counts": r.counts,
                 "foreign_cpu_share": r.foreign_cpu,
                 "attempts": r.attempts,
+                **e2e_extra_json(r),
             }
             for r in run.e2e
         ]

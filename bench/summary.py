@@ -17,6 +17,7 @@ _GROUPS = (  # target name prefix -> what a reader calls it
     ("publish_many", "publishing"),
     ("consumer", "consuming"),
     ("end to end", "the whole pipeline"),
+    ("shadow", "shadow mode beside or inside the pipeline"),
 )
 
 

@@ -76,6 +76,13 @@ class ServiceSettings(BaseSettings):
     contract_shadow: bool = Field(
         default=False, description="Decode every message on both paths and count differences."
     )
+    contract_shadow_sample: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="With CONTRACT_SHADOW: the share of messages decoded twice (1, 0.1 or 1/10), "
+        "picked by a hash of the entry id.",
+    )
     redis_url: str | None = Field(
         default=None, description="redis://... ; empty = embedded fakeredis (cdb run only)."
     )
@@ -190,6 +197,18 @@ class ServiceSettings(BaseSettings):
         is_bool = field is not None and field.annotation is bool
         if is_bool and isinstance(value, str) and value.lower() not in BOOL_WORDS:
             raise ValueError(f"not one of {', '.join(BOOL_WORDS)}")
+        return value
+
+    @field_validator("contract_shadow_sample", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        """``1/10`` means 0.1 (the range check follows)."""
+        if isinstance(value, str) and "/" in value:
+            top, _, bottom = value.partition("/")
+            try:
+                return float(top) / float(bottom)
+            except (ValueError, ZeroDivisionError):
+                raise ValueError("a share such as 1, 0.1 or 1/10") from None
         return value
 
     @field_validator("contract_profile", "redis_mode", mode="before")
@@ -323,6 +342,8 @@ def _accepted(name: str) -> tuple[list[str], str]:
         return ["redis://[user:password@]host:port/db", "rediss://...", "unix:///path?db=N"], "empty: unset"
     if name == "database_url":
         return ["postgresql://user[:password]@host:port/db"], "empty: SQLite"
+    if name == "contract_shadow_sample":
+        return ["a number in (0, 1]: 1, 0.1 or 1/10"], "the share of messages shadow mode compares"
     if name == "instance":
         return ["1 to 128 letters, digits or . _ : @ + = -, starting with a letter or digit"], why
     if field.annotation in (int, int | None):

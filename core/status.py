@@ -81,6 +81,15 @@ class LiveState:
     versions_seen: dict[str, dict[str, int]] = field(default_factory=dict)
     """Input topic -> version -> when this instance last decoded one (epoch ms)."""
 
+    role: str = "service"
+    """``service``, or ``comparator`` for an out-of-band shadow comparator (``cdb shadow``)
+    that reports under the service it checks: it acts on nothing and publishes nothing."""
+
+    @property
+    def is_comparator(self) -> bool:
+        """True for an out-of-band shadow comparator (evidence only, not a service instance)."""
+        return self.role == "comparator"
+
     def uptime_s(self, at_ms: int | None = None) -> float:
         """Seconds since the instance started."""
         return ((at_ms or now_ms()) - self.started_ms) / 1000.0

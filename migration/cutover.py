@@ -15,7 +15,12 @@ GO only when every criterion holds:
 4. **dead letters**: the dead-letter streams hold nothing unreviewed -- empty, except
    entries already replayed (``cdb dlq replay``) or at/before ``dlq_reviewed_before``;
    ``allow_dlq`` turns a finding into a warning;
-5. **shadow**: no shadow mismatch in the window (same window rule as 2).
+5. **shadow**: no shadow mismatch in the window (same window rule as 2), from in-process
+   shadow and from out-of-band comparators (``cdb shadow``) alike.
+
+A comparator reports under the service it checks with role ``comparator``: its
+mismatches are evidence for 5, but it is not an instance of that service for 1 and 3
+(it publishes nothing, and a service with only a comparator running has no instance).
 """
 
 from __future__ import annotations
@@ -129,6 +134,7 @@ def counter_delta(before: LiveState | None, after: LiveState, name: str) -> dict
 
 
 def _instances(states: list[LiveState], at_ms: int) -> Finding:
+    states = [s for s in states if not s.is_comparator]
     problems: list[str] = []
     for service in ServiceName:
         if not any(s.service == service.value and not s.is_stale(at_ms) for s in states):
@@ -196,7 +202,7 @@ async def _streams(
     scans = []
     for topic in Topic:
         producer = next(s for s in ServiceName if s.produces is topic)
-        started = [s.started_ms for s in states if s.service == producer.value]
+        started = [s.started_ms for s in states if s.service == producer.value and not s.is_comparator]
         scans.append(
             await scan_topic(
                 redis,

@@ -12,8 +12,8 @@ from migration.shadow import ShadowCodec
 __all__ = ["install"]
 
 
-def _shadow(primary: Codec, shadow: Codec, on_compare: ShadowCallback | None) -> Codec:
-    return ShadowCodec(primary, shadow, on_compare=on_compare)
+def _shadow(primary: Codec, shadow: Codec, on_compare: ShadowCallback | None, sample: float) -> Codec:
+    return ShadowCodec(primary, shadow, on_compare=on_compare, sample=sample)
 
 
 def install() -> None:

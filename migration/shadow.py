@@ -20,6 +20,10 @@ Comparison rules (what counts as "the same"):
 - the shadow codec crashing with anything but a ContractError is a ``<decode>``
   mismatch too: shadow mode must never take a service down.
 
+With ``sample`` below 1 (``CONTRACT_SHADOW_SAMPLE``) only the messages
+:class:`~core.codec.shadow_sample.ShadowSampler` picks are decoded twice; the others
+cost the primary's decode alone and are not counted as compared.
+
 Mismatches are counted by (topic, field), reported to an optional callback (the
 service's metrics, hence live status and Prometheus), and the first few diffs of
 each (topic, field) are logged with both values.
@@ -33,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap, ShadowCallback
+from core.codec.shadow_sample import ShadowSampler
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import CodecPath, Profile, Topic
@@ -108,7 +113,9 @@ class ShadowCodec:
     and counts field differences. Encoding, building and ``as_dict`` are the primary's.
 
     ``on_compare`` is told about every compared message (see :data:`ShadowCallback`);
-    ``log_limit`` diffs per (topic, field) are logged with both values.
+    ``log_limit`` diffs per (topic, field) are logged with both values; ``sample``: the
+    share of messages compared (1: all; below 1 picked by entry id, see
+    :mod:`core.codec.shadow_sample`).
     """
 
     def __init__(
@@ -118,7 +125,9 @@ class ShadowCodec:
         *,
         on_compare: ShadowCallback | None = None,
         log_limit: int = 5,
+        sample: float = 1.0,
     ) -> None:
+        self.sampler = ShadowSampler(sample)
         self.primary = primary
         self.shadow = shadow
         self.on_compare = on_compare
@@ -138,10 +147,14 @@ class ShadowCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a Pub/Sub body on both paths; the primary's result (or error) wins."""
+        if not self.sampler.take(entry_id):
+            return self.primary.decode(topic, raw, entry_id=entry_id)
         return self._both(topic, lambda codec: codec.decode(topic, raw, entry_id=entry_id))
 
     def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream field map on both paths; the primary's result (or error) wins."""
+        if not self.sampler.take(entry_id):
+            return self.primary.from_fields(topic, fields, entry_id=entry_id)
         return self._both(topic, lambda codec: codec.from_fields(topic, fields, entry_id=entry_id))
 
     def encode(self, topic: Topic, message: Message) -> bytes:

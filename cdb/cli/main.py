@@ -21,6 +21,7 @@ from cdb.cli import (
     run,
     schema,
     service,
+    shadow,
     status,
     topology,
     versions,
@@ -64,6 +65,7 @@ def _root(
 
 app.command("run")(run.run)
 app.command("service")(service.service)
+app.command("shadow")(shadow.shadow)
 app.command("flags")(flags.flags)
 app.command("demo")(demo.demo)
 app.add_typer(schema.app, name="schema")

@@ -74,6 +74,8 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
     """
     c = state.counts
     handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
+    if state.is_comparator:
+        handled = _int(c, "shadow_compared")  # a comparator handles nothing: it compares
     return {
         "service": state.service,
         "instance": state.instance,
@@ -81,6 +83,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "profile": state.profile,
         "shadow": state.shadow,
         "mode": mode_of(state.path, state.profile, shadow=state.shadow).value,
+        "role": state.role,
         "version": state.version,
         "partitions": state.partitions,
         "owned": list(state.owned),

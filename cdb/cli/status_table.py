@@ -51,8 +51,8 @@ WIDE = [
     "validation errors",
     "defaults filled",
     "dead letters",
-    "shadow mismatches",
     "ignored",
+    "shadow mismatches",
     "legacy-shaped in",
     "lag",
     "state",
@@ -126,7 +126,8 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
     # Cells are rich markup: escape what an instance reports about itself.
     path = f"[{'cyan' if row['path'] == 'pydantic' else 'yellow'}]{escape(row['path'])}[/]"
     profile = escape(row["profile"] or "-")
-    shadow = "on" if row["shadow"] else "off"
+    # "cmp": an out-of-band comparator (cdb shadow) reporting under the service it checks.
+    shadow = "cmp" if row.get("role") == "comparator" else "on" if row["shadow"] else "off"
     if not wide:
         return [
             escape(row["service"]),
@@ -156,8 +157,8 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
         _fields(row["validation_reasons"], row["validation_errors"]),
         _fields(row["defaults_by_field"], row["defaults_filled"]),
         str(row["dead_letters"]),
+        _fields(row.get("ignored_by_reason") or {}, int(row.get("ignored", 0))),
         mismatches,
-        _fields(row.get("ignored_by_reason") or {}, row.get("ignored", 0)),
         _legacy_in(row),
         str(row["lag"]),
         _state(row),

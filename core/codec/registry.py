@@ -44,7 +44,8 @@ topics by different rules, e.g. the lenient profile's missing-timestamp rule per
 VariantFactory = Callable[[dict[Topic, type[BaseModel]]], dict[Topic, type[BaseModel]]]
 """The model a profile validates each topic with, from the strict contracts (schema export)."""
 
-ShadowFactory = Callable[[Codec, Codec, ShadowCallback | None], Codec]
+ShadowFactory = Callable[[Codec, Codec, ShadowCallback | None, float], Codec]
+"""(primary, shadow, on_compare, sample): shadow mode's codec, comparing ``sample`` of the messages."""
 """Wraps (primary, shadow, on_compare) into the codec of shadow mode."""
 
 
@@ -119,12 +120,14 @@ def build_codec(path: CodecPath, profile: Profile | None = None, *, max_bytes: i
     return PydanticCodec(chosen, dict(_PROFILES[chosen][0](CONTRACTS)), max_bytes)
 
 
-def shadow_codec(primary: Codec, shadow: Codec, on_compare: ShadowCallback | None = None) -> Codec:
+def shadow_codec(
+    primary: Codec, shadow: Codec, on_compare: ShadowCallback | None = None, *, sample: float = 1.0
+) -> Codec:
     """``primary`` wrapped with ``shadow`` the way ``CONTRACT_SHADOW=true`` wraps it (the
     benchmarks compare it with the plain codec); :class:`ConfigError` if shadow mode is not installed."""
     if not _SHADOW:
         raise _missing("CONTRACT_SHADOW", "true", "shadow mode is not installed")
-    return _SHADOW[0](primary, shadow, on_compare)
+    return _SHADOW[0](primary, shadow, on_compare, sample)
 
 
 def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = None) -> Codec:
@@ -135,6 +138,7 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     path's (same profile), reporting each comparison to ``on_shadow``. On the Pydantic path the
     primary codec is a :class:`~core.versions.codec.VersionedCodec`: it reads every declared
     contract version and writes ``PRODUCE_VERSION_<TOPIC>``.
+    ``CONTRACT_SHADOW_SAMPLE`` below 1 compares that share of the messages only.
     """
     mode, primary_of = codec_mode(settings), primary_mode(settings)
     if mode is CodecMode.SHADOW and not _SHADOW:
@@ -149,7 +153,7 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
         return primary
     other = CodecPath.PYDANTIC if primary_of is CodecMode.LEGACY else CodecPath.LEGACY
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
-    return shadow_codec(primary, shadow, on_shadow)
+    return shadow_codec(primary, shadow, on_shadow, sample=settings.contract_shadow_sample)
 
 
 def codec_for_mode(mode: CodecMode, *, max_bytes: int = 65_536) -> Codec:

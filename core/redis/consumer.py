@@ -309,44 +309,42 @@ class StreamConsumer:
             except Exception as exc:  # a codec bug must not stop the service either
                 ledger.decoder_crash(raw_id, fields, exc, count)
                 continue
-            entry_id, entry = raw_id.decode("ascii"), (raw_id, fields, count)
-            if await self._handle(handler, decoded, entry_id, entry, ledger) and outputs is not None:
-                handled[entry_id] = entry  # its outputs may still fail to go out
+            # The handler runs inline (no coroutine of our own per entry: ~0.4 us each).
+            entry_id = raw_id.decode("ascii")
+            if outputs is not None:
+                outputs.begin(entry_id)
+            try:
+                await handler(decoded, entry_id)
+            except Exception as exc:
+                self._failed(exc, (raw_id, fields, count), entry_id=entry_id, ledger=ledger)
+                continue
+            ledger.ok(raw_id, decoded.defaulted)
+            if outputs is not None:
+                handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
         await self._settle(ledger, handled)
         ledger.count_into(self.metrics)
         return len(entries)
 
-    async def _handle(
+    def _failed(
         self,
-        handler: Handler,
-        decoded: Decoded,
-        entry_id: str,
+        exc: Exception,
         entry: tuple[bytes, Mapping[bytes, bytes], int],
+        *,
+        entry_id: str,
         ledger: BatchLedger,
-    ) -> bool:
-        """Run the handler on one entry; True when it finished. A failure stays with the entry:
-        the outputs it deferred are taken back, and the ledger decides retry or dead letter."""
+    ) -> None:
+        """The handler failed on one entry. The failure stays with it: the outputs it deferred
+        are taken back, and the ledger decides retry or dead letter."""
         raw_id, fields, count = entry
-        outputs = self.outputs
-        if outputs is not None:
-            outputs.begin(entry_id)
-        try:
-            await handler(decoded, entry_id)
-        except ContractError as err:
+        if self.outputs is not None:
+            self.outputs.discard(entry_id)
+        if isinstance(exc, ContractError):
             # Its output cannot be built or encoded: deterministic, so no retry.
-            if outputs is not None:
-                outputs.discard(entry_id)
-            ledger.output_invalid(raw_id, fields, err, count)
-            return False
-        except Exception as exc:
-            if outputs is not None:
-                outputs.discard(entry_id)
+            ledger.output_invalid(raw_id, fields, exc, count)
+        else:
             ledger.handler_failed(raw_id, fields, exc, count)
-            return False
-        ledger.ok(raw_id, decoded.defaulted)
-        return True
 
     async def _settle(
         self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
@@ -365,9 +363,12 @@ class StreamConsumer:
         if ledger.done:
             await self.io.ack(ledger.done)
             self._me.forget(ledger.done)
-            self._acked_through = max(self._acked_through, *(id_key(i) for i in ledger.done))
+            if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
+                self._acked_through = max(self._acked_through, *map(id_key, ledger.done))
 
     def _check_rewind(self, entries: Sequence[Entry]) -> None:
+        if id_key(entries[0][0]) > self._acked_through:
+            return  # Redis returns a batch in id order: its first entry is its smallest
         failed = self._me.failures
         for raw_id, _ in entries:
             if id_key(raw_id) <= self._acked_through and raw_id.decode("ascii") not in failed:

@@ -1,0 +1,147 @@
+"""The phases of one end-to-end setting: capacity, a fixed offered rate, the latency curve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.e2e_cpu import CpuMeter, per_message_us
+from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.e2e_result import E2eResult, summarize
+from bench.e2e_shadow import ComparatorWatch
+from bench.machine import ForeignCpu
+from bench.stats import Figure
+from core.topics import KeySpace, Topic
+
+__all__ = ["Rig", "capacity_phase", "curve_phase", "rate_phase"]
+
+LAG_CAP = 20_000
+WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
+TICK_S = 0.002
+BURST = 1_000
+
+
+def _warmup(seconds: float) -> float:
+    return min(WARMUP_S, seconds / 5)
+
+
+def _step(seconds: float) -> float:
+    return min(1.0, seconds / 10)
+
+
+async def _capacity(feed: Feed, progress: GroupProgress, seconds: float, result: E2eResult) -> None:
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        done = await progress.sample()
+        if feed.sent - done >= LAG_CAP:
+            await asyncio.sleep(0.005)
+            continue
+        await feed.publish(500)
+    await progress.sample()
+    result.capacity = Figure(progress.rates(start + _warmup(seconds), end + 1, _step(seconds)))
+    result.capacity_avg = progress.rate(start + _warmup(seconds), end + 1)
+
+
+async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await progress.sample()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def _latency_phase(
+    feed: Feed, progress: GroupProgress, rate: float, seconds: float, result: E2eResult
+) -> tuple[int, int]:
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_sampler(progress, stop))
+    start = time.monotonic()
+    first_ms = time.time_ns() // 1_000_000 + int(_warmup(seconds) * 1000)
+    sent_before = feed.sent
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(rate * elapsed) - (feed.sent - sent_before)
+        while due > 0:  # in batches of at most BURST, each stamped when built
+            await feed.publish(min(due, BURST))
+            due -= BURST
+        await asyncio.sleep(TICK_S)
+    last_ms = time.time_ns() // 1_000_000
+    stop.set()
+    await sampler
+    elapsed = time.monotonic() - start
+    result.offered = (feed.sent - sent_before) / elapsed
+    window = (start + _warmup(seconds), start + elapsed + 0.2)
+    result.consumed = Figure(progress.rates(*window, _step(seconds)))
+    result.consumed_avg = progress.rate(*window)
+    return first_ms, last_ms
+
+
+@dataclass
+class Rig:
+    """One setting's running pipeline: the feed, the groups to watch, the processes."""
+
+    feed: Feed
+    progress: list[GroupProgress]
+    client: Any
+    keys: KeySpace
+    named: dict[str, int]
+    watch: ComparatorWatch | None
+
+
+async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eResult) -> None:
+    for rate in rates:
+        await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+        point = E2eResult(result.setting, rate=rate)
+        first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, point)
+        point.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+        results = await read_latencies(rig.client, rig.keys, Topic.ORDER_RESULTS, first_ms, last_ms)
+        signals = await read_latencies(rig.client, rig.keys, Topic.SIGNALS, first_ms, last_ms)
+        result.curve.append(_point(point, results, signals))
+
+
+def _point(r: E2eResult, results: list[int], signals: list[int]) -> dict[str, object]:
+    return {
+        "rate": r.rate,
+        "offered": r.offered,
+        "consumed": r.consumed_avg,
+        "drained": r.drained,
+        "results": summarize(results),
+        "signals": summarize(signals),
+    }
+
+
+async def capacity_phase(rig: Rig, seconds: float, result: E2eResult) -> None:
+    foreign = ForeignCpu(list(rig.named.values()))
+    cpu = CpuMeter(rig.named)
+    done_before = await rig.progress[0].done()
+    cpu.start()
+    await _capacity(rig.feed, rig.progress[0], seconds, result)
+    result.cpu_us = per_message_us(cpu.seconds(), await rig.progress[0].done() - done_before)
+    result.foreign_cpu["capacity"] = foreign.share()
+    if rig.watch is not None:
+        result.comparator["backlog_after_capacity"] = await rig.watch.backlog()
+        result.comparator["cpu_us_per_message"] = result.cpu_us.get("comparator")
+    result.capacity_backlog = {p.service.value: await backlog(p) for p in rig.progress}
+    await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+    if rig.watch is not None:
+        result.comparator["caught_up_after_capacity"] = await rig.watch.wait_idle(timeout_s=120)
+
+
+async def rate_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> None:
+    rig.feed.max_ahead_ms = 0
+    foreign = ForeignCpu(list(rig.named.values()))
+    if rig.watch is not None:
+        rig.watch.start_sampling()
+    first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, result)
+    result.foreign_cpu["latency"] = foreign.share()
+    result.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+    if rig.watch is not None:
+        result.comparator["max_backlog_at_rate"] = await rig.watch.stop_sampling()
+        result.comparator["caught_up_after_latency"] = await rig.watch.wait_idle(timeout_s=60)
+    result.max_ahead_ms = rig.feed.max_ahead_ms
+    keys, client = rig.keys, rig.client
+    result.latency_results = await read_latencies(client, keys, Topic.ORDER_RESULTS, first_ms, last_ms)
+    result.latency_signals = await read_latencies(client, keys, Topic.SIGNALS, first_ms, last_ms)
+    result.curve.append(_point(result, result.latency_results, result.latency_signals))

@@ -1,0 +1,111 @@
+"""The end-to-end report's newer parts: CPU per message, the latency curve, shadow beside
+or inside the pipeline (BENCHMARKS.md section 4, BENCHMARKS.json ``end_to_end``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.e2e_result import E2eResult
+
+__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "shadow_lines"]
+
+_PROCS = ("ws", "signal", "risk", "execution", "comparator", "redis")
+
+
+def _f(x: Any, digits: int = 0) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+def _lat(d: Any) -> str:
+    return f"{_f(d['p50'])} / {_f(d['p99'])} ({_f(d['samples'])})"
+
+
+def cpu_lines(results: list[E2eResult]) -> list[str]:
+    """CPU microseconds per market_data message per process over the capacity phase."""
+    rows = [r for r in results if r.cpu_us]
+    if not rows:
+        return []
+    cols = [p for p in _PROCS if any(p in r.cpu_us for r in rows)]
+    lines = [
+        "CPU time per market_data message over the capacity phase, from each process's own utime + "
+        "stime (/proc), divided by the market_data entries signal finished: comparable across "
+        "machines. ws = the benchmark process (it builds and publishes the trades); pipeline = every "
+        "process but Redis.",
+        "",
+        "| setting | " + " | ".join(f"{c} us" for c in cols) + " | pipeline us (Redis excluded) |",
+        "|---|" + "---:|" * (len(cols) + 1),
+    ]
+    for r in rows:
+        cells = " | ".join(_f(r.cpu_us.get(c), 1) for c in cols)
+        lines.append(f"| {r.setting.name} | {cells} | {_f(r.cpu_us.get('pipeline'), 1)} |")
+    return lines
+
+
+def curve_lines(results: list[E2eResult]) -> list[str]:
+    """Latency p50 / p99 at each offered rate."""
+    rows = [(r, p) for r in results for p in r.curve]
+    if not any(len(r.curve) > 1 for r in results):
+        return []
+    lines = [
+        "Latency curve: a fixed rate asked of ws per point (the headline rate is the setting's "
+        "latency phase, the others are shorter), what ws managed to offer, and latency p50 / p99 "
+        "in ms (samples). Offered below asked means the benchmark's own ws process was short of CPU.",
+        "",
+        "| setting | asked msg/s | offered msg/s | consumed msg/s | drained | md->result p50 / p99 (n) "
+        "| md->signal p50 / p99 (n) |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    for r, p in rows:
+        lines.append(
+            f"| {r.setting.name} | {_f(p['rate'])} | {_f(p['offered'])} | {_f(p['consumed'])} | "
+            f"{'yes' if p['drained'] else 'no'} | {_lat(p['results'])} | {_lat(p['signals'])} |"
+        )
+    return lines
+
+
+def shadow_lines(results: list[E2eResult]) -> list[str]:
+    """The comparator's lag and what it and in-process shadow cost signal."""
+    base = next((r for r in results if r.setting.name == "all-pydantic"), None)
+    rows = [r for r in results if r.setting.shadow]
+    if not rows:
+        return []
+    lines = [
+        "Shadow mode end to end (signal's input, market_data): `all-pydantic+comparator` runs "
+        "`cdb shadow signal` as a fifth process on the same 2 cores; `all-pydantic+inproc-shadow` "
+        "sets CONTRACT_SHADOW=true in signal.",
+        "",
+        "| setting | signal us/msg | vs all-pydantic | comparator us/msg | comparator backlog "
+        "after capacity | largest comparator backlog at the offered rate | caught up |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = (
+            f"{r.cpu_us['signal'] / base.cpu_us['signal']:.2f}x"
+            if base is not None and base.cpu_us.get("signal") and r.cpu_us.get("signal")
+            else "n/a"
+        )
+        c = r.comparator
+        caught = (
+            f"{'yes' if c.get('caught_up_after_capacity') else 'no'} / "
+            f"{'yes' if c.get('caught_up_after_latency') else 'no'}"
+            if c
+            else "-"
+        )
+        lines.append(
+            f"| {r.setting.name} | {_f(r.cpu_us.get('signal'), 1)} | {ratio} | "
+            f"{_f(r.cpu_us.get('comparator'), 1)} | {_f(c.get('backlog_after_capacity'))} | "
+            f"{_f(c.get('max_backlog_at_rate'))} | {caught} |"
+        )
+    return lines
+
+
+def e2e_extra_json(r: E2eResult) -> dict[str, Any]:
+    """The newer figures of one setting, for BENCHMARKS.json."""
+    return {
+        "shadow": r.setting.shadow,
+        "probe": r.probe,
+        "cpu_us_per_market_data_message": r.cpu_us,
+        "latency_curve": r.curve,
+        "comparator": r.comparator,
+    }

@@ -1,0 +1,181 @@
+"""The out-of-band shadow comparator: shadow mode that costs the checked service nothing.
+
+In-process shadow mode (``CONTRACT_SHADOW=true``) decodes every message twice inside
+the service. The comparator does the same comparison in a process of its own: it
+reads the checked service's input topic through **its own consumer group**
+(:func:`comparator_group`, one per checked service), so it sees every entry the
+service sees, at its own pace and on its own CPU, and decodes each on both paths
+with a :class:`~migration.shadow.ShadowCodec` (the same comparison rules, the same
+``shadow.mismatch`` log lines, the same ``cdb_shadow_*`` counters labelled with the
+checked service). The service reads nothing more and decodes nothing more.
+
+What it does not do: act on a message, publish, or dead-letter. An entry the
+primary path refuses is dead-lettered by the service itself, exactly as with
+in-process shadow; here it only counts as a ``<decode>`` mismatch when the other
+path accepts it. Every entry is acknowledged in the comparator's group once
+compared; entries pending for a comparator instance that died are reclaimed after
+``reclaim_idle_ms`` by another one (several instances share a group's work, as
+service instances do). Partition-aware: one reader per partition stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+from core.errors import ContractError, TransportError
+from core.logging import get_logger
+from core.metrics import ServiceMetrics
+from core.redis.consumer_io import Entry, GroupIO
+from core.redis.modes import AsyncClient
+from core.redis.retry import RetryPolicy
+from core.topics import KeySpace, ServiceName, Topic
+from migration.shadow import ShadowCodec
+
+__all__ = ["ShadowComparator", "comparator_group"]
+
+_log = get_logger("migration.comparator")
+_BACKLOG_EVERY_S = 1.0
+
+
+def comparator_group(keys: KeySpace, service: ServiceName) -> str:
+    """The consumer group the comparator of ``service`` reads ``service``'s input with."""
+    return f"{keys.prefix}cdb-shadow-{service.value}"
+
+
+class ShadowComparator:
+    """Compares every entry of ``service``'s input topic on both paths, in its own group.
+
+    ``partitions``: which partition streams to read (default: all of ``keys.partitions``).
+    ``group_start``: where a new group starts (``"0"``: every entry still held; ``"$"``: new ones).
+    """
+
+    def __init__(
+        self,
+        redis: AsyncClient,
+        *,
+        service: ServiceName,
+        codec: ShadowCodec,
+        keys: KeySpace,
+        instance: str,
+        metrics: ServiceMetrics,
+        partitions: Sequence[int] | None = None,
+        batch_size: int = 500,
+        block_ms: int = 200,
+        reclaim_idle_ms: int = 30_000,
+        group_start: str = "0",
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        topic = service.consumes
+        if topic is None:
+            raise ValueError(f"{service.value} reads no stream: nothing to compare")
+        self.topic: Topic = topic
+        self.service = service
+        self.codec = codec
+        self.metrics = metrics
+        self.batch_size = max(1, batch_size)
+        self.block_ms = block_ms
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.partitions = list(partitions) if partitions is not None else list(range(keys.partitions))
+        policy = retry if retry is not None else RetryPolicy()
+        group = comparator_group(keys, service)
+        self.readers = {
+            p: GroupIO(
+                redis,
+                stream=keys.stream(topic, p),
+                group=group,
+                consumer=instance,
+                retry=policy,
+                group_start=group_start,
+            )
+            for p in self.partitions
+        }
+        self.compared = 0
+        """Entries decoded on both paths so far (also in ``cdb_shadow_compared_total``)."""
+
+    async def ensure_groups(self) -> None:
+        """Create the comparator's group on every partition stream it reads (idempotent)."""
+        for io in self.readers.values():
+            await io.ensure_group()
+
+    def compare(self, entries: Sequence[Entry]) -> int:
+        """Decode each entry on both paths (the codec counts and logs the differences)."""
+        decode, topic, n = self.codec.from_fields, self.topic, 0
+        for raw_id, fields in entries:
+            if not fields:
+                continue  # deleted or trimmed while pending: nothing left to compare
+            try:
+                decode(topic, fields, entry_id=raw_id)
+            except ContractError:
+                pass  # the primary refuses it: the service dead-letters it; the codec counted any mismatch
+            except Exception as exc:  # a primary codec bug: log it, never stop comparing
+                _log.error("comparator.decode_crash", topic=topic.value, entry=raw_id, error=repr(exc))
+            n += 1
+        self.compared += n
+        return n
+
+    async def poll_once(self, partition: int, *, own_first: bool = False, reclaim: bool = False) -> int:
+        """One round on one partition: own pending (after a start), due reclaims, one new batch."""
+        io, handled = self.readers[partition], 0
+        batches: list[list[Entry]] = []
+        if own_first:
+            batches.append(await io.read_own_pending(self.batch_size))
+        if reclaim:
+            batches.append((await io.reclaim(self.reclaim_idle_ms, self.batch_size))[0])
+        batches = [b for b in batches if b]
+        block = self.block_ms if not batches and self.block_ms > 0 else None
+        batches.append(await io.read_new(self.batch_size, block))
+        for entries in batches:
+            if entries:
+                handled += self.compare(entries)
+                await io.ack([raw_id for raw_id, _ in entries])
+        return handled
+
+    async def backlog(self) -> int:
+        """Entries not yet compared (undelivered + pending), summed over the partitions read."""
+        lag = pending = 0
+        for io in self.readers.values():
+            undelivered, waiting = await io.backlog()
+            lag, pending = lag + undelivered, pending + waiting
+        self.metrics.set_backlog(self.topic, lag=lag, pending=pending)
+        return lag + pending
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Compare until ``stop`` is set; rides out Redis outages (logs, backs off, resumes)."""
+        await self.ensure_groups()
+        tasks = [asyncio.create_task(self._run_partition(p, stop)) for p in self.partitions]
+        tasks.append(asyncio.create_task(self._report_backlog(stop)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _run_partition(self, partition: int, stop: asyncio.Event) -> None:
+        own, pause, next_reclaim = True, 0.0, 0.0
+        while not stop.is_set():
+            try:
+                now = time.monotonic()
+                due = now >= next_reclaim
+                if due:
+                    next_reclaim = now + max(self.reclaim_idle_ms / 2000, 0.01)
+                handled = await self.poll_once(partition, own_first=own, reclaim=due)
+                own = own and handled >= self.batch_size  # own history re-read until it runs dry
+                pause = 0.0
+            except TransportError as exc:
+                own, pause = True, min(max(pause * 2, 0.1), 5.0)
+                _log.error("comparator.redis_down", topic=self.topic.value, error=str(exc), pause_s=pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
+
+    async def _report_backlog(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TransportError):
+                await self.backlog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=_BACKLOG_EVERY_S)
