@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdb.cli.status import instance_row
+from cdb.comparator import run_comparator
 from core.codec import Decoded, build_codec, encode_field_map
 from core.codec.shadow_sample import ShadowSampler
 from core.errors import ConfigError
@@ -26,7 +27,6 @@ from migration.comparator import ShadowComparator, comparator_group
 from migration.cutover import check_cutover
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec
-from services.comparator import run_comparator
 from tests.ops_helpers import reporting, service_settings
 from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
 

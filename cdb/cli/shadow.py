@@ -35,7 +35,7 @@ def shadow(
     ``shadow-<instance>`` row under SERVICE, shd ``cmp``) and ``cdb cutover check``. The
     service itself does no extra work: leave its CONTRACT_SHADOW off.
     """
-    from services.comparator import run_comparator
+    from cdb.comparator import run_comparator
 
     try:
         asyncio.run(run_comparator(name, env_file=env_file, partitions=partition or None, from_now=from_now))
