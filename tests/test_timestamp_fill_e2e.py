@@ -26,6 +26,7 @@ from services.execution.store import PostgresStore
 from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.pipeline_control import PipelineHook, PipelineRun
 from services.ws.replay import BUNDLED_TRADES, load_trades
+from tests.ops_helpers import service_settings
 from tests.run_cleanup import discard_run
 
 pytestmark = pytest.mark.integration
@@ -66,17 +67,13 @@ class _TimelessTrade(PipelineHook):
 def _settings(keys: KeySpace, redis_url: str, path: str) -> dict[ServiceName, ServiceSettings]:
     pydantic, profile = PATHS[path]
     return {
-        s: ServiceSettings.load(
+        s: service_settings(
             s,
-            environ={},
-            overrides={
-                "key_prefix": keys.prefix,
-                "redis_url": redis_url,
-                "use_pydantic_contracts": pydantic,
-                "contract_profile": profile,
-                "instance": f"ts-{s.value}",
-                "consumer_block_ms": 20,
-            },
+            keys,
+            f"ts-{s.value}",
+            redis_url=redis_url,
+            use_pydantic_contracts=pydantic,
+            contract_profile=profile,
         )
         for s in ServiceName
     }
