@@ -108,7 +108,7 @@ async def test_signal__a_handler_that_raises_for_one_message_dead_letters_only_i
 
 
 @pytest.mark.parametrize("path", PATHS)
-async def test_risk__an_order_that_cannot_be_encoded_dead_letters_only_itssignal_fields(
+async def test_risk__an_order_that_cannot_be_encoded_dead_letters_only_its_signal(
     redis_async: aioredis.Redis, keys: KeySpace, redis_url: str, path: str
 ) -> None:
     good = range(1, 10)
