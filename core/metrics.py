@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic_core.core_schema import ErrorType
 
 from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.metric_families import Families, samples
 from core.metrics_ops import OperatorMetrics
 from core.topics import ServiceName, Topic
 
@@ -127,82 +128,60 @@ class ServiceMetrics:
     ) -> None:
         self.service = _label(service)
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        reg, ns = self.registry, namespace
-        self.messages = Counter(
+        f = Families(self.registry, namespace)
+        self.messages = f.counter(
             "messages",
             "Stream entries a consumer received, by outcome.",
             ["service", "topic", "path", "outcome"],
-            namespace=ns,
-            registry=reg,
         )
-        self.published = Counter(
-            "published", "Messages published.", ["service", "topic", "path"], namespace=ns, registry=reg
-        )
-        self.validation_errors = Counter(
+        self.published = f.counter("published", "Messages published.", ["service", "topic", "path"])
+        self.validation_errors = f.counter(
             "validation_errors",
             "Messages that failed to decode, by the first error's type.",
             ["service", "topic", "path", "reason"],
-            namespace=ns,
-            registry=reg,
         )
-        self.dead_letters = Counter(
+        self.dead_letters = f.counter(
             "dead_letters",
             "Entries written to a dead-letter stream, by cause (invalid, handler_failed).",
             ["service", "topic", "path", "cause"],
-            namespace=ns,
-            registry=reg,
         )
-        self.defaults_filled = Counter(
+        self.defaults_filled = f.counter(
             "defaults_filled",
             "Fields the lenient profile filled in because a producer omitted them.",
             ["service", "topic", "field"],
-            namespace=ns,
-            registry=reg,
         )
-        self.ignored = Counter(
+        self.ignored = f.counter(
             "messages_ignored",
             "Valid messages a service dropped on purpose, by reason (stale, duplicate, time_filled, gone).",
             ["service", "topic", "reason"],
-            namespace=ns,
-            registry=reg,
         )
-        self.transport_retries = Counter(
+        self.transport_retries = f.counter(
             "transport_retries",
             "Redis calls retried after a connection error or timeout.",
             ["service", "operation"],
-            namespace=ns,
-            registry=reg,
         )
-        self.consumer_lag = Gauge(
+        self.consumer_lag = f.gauge(
             "consumer_lag",
             "Entries of the input stream not yet delivered to this service's group.",
             ["service", "topic"],
-            namespace=ns,
-            registry=reg,
         )
-        self.consumer_pending = Gauge(
+        self.consumer_pending = f.gauge(
             "consumer_pending",
             "Entries delivered to this service's group but not yet acknowledged.",
             ["service", "topic"],
-            namespace=ns,
-            registry=reg,
         )
-        self.shadow_compared = Counter(
+        self.shadow_compared = f.counter(
             "shadow_compared",
             "Messages decoded on both paths in shadow mode (CONTRACT_SHADOW).",
             ["service", "topic"],
-            namespace=ns,
-            registry=reg,
         )
-        self.shadow_mismatches = Counter(
+        self.shadow_mismatches = f.counter(
             "shadow_mismatches",
             "Fields where the two paths decoded a message differently (field '<decode>': one side refused).",
             ["service", "topic", "field"],
-            namespace=ns,
-            registry=reg,
         )
         # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
-        self.ops = OperatorMetrics(self.service, reg, ns)
+        self.ops = OperatorMetrics(self.service, self.registry, namespace)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
@@ -265,7 +244,7 @@ class ServiceMetrics:
         (``"<topic>.<field>"`` -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
-        for labels, value in _samples(self.messages):
+        for labels, value in samples(self.messages):
             out[f"messages_{labels['outcome']}"] += value
         reasons = _by(self.validation_errors, "reason")
         fields = _by(self.defaults_filled, "field")
@@ -286,29 +265,19 @@ class ServiceMetrics:
             shadow_mismatches=_total(self.shadow_mismatches),
             shadow_by_field={
                 f"{labels['topic']}.{labels['field']}": value
-                for labels, value in _samples(self.shadow_mismatches)
+                for labels, value in samples(self.shadow_mismatches)
             },
         )
         out.update(self.ops.snapshot())
         return out
 
 
-def _samples(metric: Counter | Gauge) -> list[tuple[dict[str, str], int]]:
-    out = []
-    for family in metric.collect():
-        for sample in family.samples:
-            if sample.name.endswith(("_created", "_gsum", "_gcount")):
-                continue
-            out.append((sample.labels, int(sample.value)))
-    return out
-
-
 def _total(metric: Counter | Gauge) -> int:
-    return sum(value for _, value in _samples(metric))
+    return sum(value for _, value in samples(metric))
 
 
 def _by(metric: Counter, label: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for labels, value in _samples(metric):
+    for labels, value in samples(metric):
         out[labels[label]] = out.get(labels[label], 0) + value
     return out

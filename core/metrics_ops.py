@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.metric_families import Families, samples
 from core.topics import Topic
 
 __all__ = [
@@ -149,12 +150,22 @@ class _SourceCollector(Collector):
             labels=["service", "source"],
         )
         for source, stats in sorted(self.sources.items()):
-            s = stats()
-            reconnects.add_metric([self.service, source], int(s.get("reconnects", 0)))
-            refused.add_metric([self.service, source], int(s.get("refused_symbols", 0)))
-            for reason, n in sorted(_bounded_reasons(s.get("bad_frames_by_reason", {})).items()):
+            s = _read(stats)
+            reconnects.add_metric([self.service, source], s["reconnects"])
+            refused.add_metric([self.service, source], s["refused_symbols"])
+            for reason, n in sorted(s["bad_frames_by_reason"].items()):
                 frames.add_metric([self.service, source, reason], n)
         yield from (frames, reconnects, refused)
+
+
+def _read(stats: SourceStats) -> dict[str, Any]:
+    """A source's statistics now, as whole numbers, its bad-frame reasons bounded."""
+    now = stats()
+    return {
+        "reconnects": int(now.get("reconnects", 0)),
+        "refused_symbols": int(now.get("refused_symbols", 0)),
+        "bad_frames_by_reason": _bounded_reasons(now.get("bad_frames_by_reason", {})),
+    }
 
 
 def _bounded_reasons(by_reason: Mapping[str, Any]) -> dict[str, int]:
@@ -170,47 +181,41 @@ class OperatorMetrics:
 
     def __init__(self, service: str, registry: CollectorRegistry, namespace: str = "cdb") -> None:
         self.service = service
-        reg, ns = registry, namespace
-        self.wire_shape = Counter(
+        f = Families(registry, namespace)
+        self.wire_shape = f.counter(
             "wire_shape",
             "Messages by wire shape (legacy: no api_version field; v1.0), received or published.",
             ["service", "topic", "direction", "shape"],
-            namespace=ns,
-            registry=reg,
         )
-        self.events = Counter(
-            "events", "Business events (signals, orders, fills, duplicates skipped, ...).",
-            ["service", "event"], namespace=ns, registry=reg,
-        )  # fmt: skip
-        self.instance = Info(
+        self.events = f.counter(
+            "events",
+            "Business events (signals, orders, fills, duplicates skipped, ...).",
+            ["service", "event"],
+        )
+        self.instance = f.info(
             "instance",
             "What this instance runs with: path, profile, shadow mode, partitions.",
             ["service", "instance_name"],
-            namespace=ns,
-            registry=reg,
         )
-        self.desired = Info(
+        self.desired = f.info(
             "desired_path",
             "The path and profile this instance's env file (FLAGS_FILE) asks for now.",
             ["service", "instance_name"],
-            namespace=ns,
-            registry=reg,
         )
-        self.started = Gauge(
-            "instance_start_time_seconds", "When this instance started (Unix time).",
-            ["service", "instance_name"], namespace=ns, registry=reg,
-        )  # fmt: skip
-        self.heartbeat = Gauge(
+        self.started = f.gauge(
+            "instance_start_time_seconds",
+            "When this instance started (Unix time).",
+            ["service", "instance_name"],
+        )
+        self.heartbeat = f.gauge(
             "heartbeat_timestamp_seconds",
             "When the instance's event loop last beat (every 2 s): a hung instance stops beating "
             "while its metrics thread still answers.",
             ["service"],
-            namespace=ns,
-            registry=reg,
         )
-        self.build = Info("build", "The cdb-contracts build this process runs.", namespace=ns, registry=reg)
-        self._sources = _SourceCollector(service, ns)
-        reg.register(self._sources)
+        self.build = f.info("build", "The cdb-contracts build this process runs.")
+        self._sources = _SourceCollector(service, namespace)
+        registry.register(self._sources)
         self._instance = ""
         self.desired_path: str | None = None
         """The path the env file asks for (None: no FLAGS_FILE); also in live status."""
@@ -282,19 +287,10 @@ class OperatorMetrics:
         """The counts for live status: ``wire_shape`` (``"<direction>.<topic>.<shape>"`` -> int),
         ``events`` (event -> int) and ``sources`` (source -> its statistics)."""
         shapes: dict[str, int] = {}
-        for family in self.wire_shape.collect():
-            for s in family.samples:
-                if s.name.endswith("_total"):
-                    key = f"{s.labels['direction']}.{s.labels['topic']}.{s.labels['shape']}"
-                    shapes[key] = shapes.get(key, 0) + int(s.value)
-        sources = {}
-        for name, stats in self._sources.sources.items():
-            now = stats()
-            sources[name] = {
-                "reconnects": int(now.get("reconnects", 0)),
-                "refused_symbols": int(now.get("refused_symbols", 0)),
-                "bad_frames_by_reason": _bounded_reasons(now.get("bad_frames_by_reason", {})),
-            }
+        for labels, value in samples(self.wire_shape):
+            key = f"{labels['direction']}.{labels['topic']}.{labels['shape']}"
+            shapes[key] = shapes.get(key, 0) + value
+        sources = {name: _read(stats) for name, stats in self._sources.sources.items()}
         out: dict[str, Any] = {"wire_shape": shapes, "sources": sources}
         if self.desired_path is not None:
             out["desired_path"] = self.desired_path

@@ -19,7 +19,10 @@ from tests.support.servers import PG_ADMIN_URL, REDIS_URL, ThrowawayRedis
 
 install_plugins()  # as the application does at start-up: the codec registry knows every mode
 
-pytest_plugins = ("harness.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
+pytest_plugins = (
+    "harness.testing",  # the mixed_pipeline fixture (docs/matrix.md)
+    "tests.cluster_fixtures",  # cluster, cluster_keys: a throwaway Redis Cluster
+)
 
 FROZEN_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -17,7 +17,7 @@ from core.topics import KeySpace, ServiceName
 from services.pipeline import group_backlog
 from services.runtime import ConsumingService, ServiceContext, run_consuming_service
 
-__all__ = ["PATHS", "Drained", "drain", "service_settings", "value_fields"]
+__all__ = ["PATHS", "Drained", "drain", "service_settings", "signal_fields", "trade_fields", "value_fields"]
 
 PATHS = ("legacy", "pydantic-lenient")
 """The paths a service reads market data on before and during the migration."""
@@ -28,6 +28,39 @@ FieldMap = Mapping[bytes | str, bytes | str]
 def value_fields(values: Mapping[str, Any]) -> dict[str, str]:
     """A stream field map written by hand: every value JSON-encoded, as producers do."""
     return {k: json.dumps(v) for k, v in values.items()}
+
+
+def trade_fields(
+    *, price: float, timestamp: int, trade_id: str, symbol: str = "X/USDT", volume: float = 1.0
+) -> dict[str, str]:
+    """The field map of a valid market_data trade (a BUY on mexc)."""
+    return value_fields(
+        {
+            "symbol": symbol,
+            "price": price,
+            "volume": volume,
+            "side": "BUY",
+            "venue": "mexc",
+            "timestamp": timestamp,
+            "trade_id": trade_id,
+        }
+    )
+
+
+def signal_fields(i: int, **raw: str) -> dict[str, str]:
+    """The field map of a valid signal ``sig-<i>`` on its own symbol; ``raw`` replaces fields
+    as written (already encoded)."""
+    fields = value_fields(
+        {
+            "signal_id": f"sig-{i}",
+            "symbol": f"S{i}/USDT",
+            "side": "BUY",
+            "price": 100.0,
+            "strength": 0.5,
+            "reason": "test",
+        }
+    )
+    return {**fields, **raw}
 
 
 def service_settings(service: ServiceName, keys: KeySpace, redis_url: str, path: str) -> ServiceSettings:

@@ -32,6 +32,7 @@ from services.pipeline import PipelineResult, run_pipeline, wait_quiescent
 from services.ws.synthetic import SyntheticMarket, SyntheticSpec
 from services.ws.trades import Trade
 from tests.proc_helpers import ServiceProc, poll, status_rows
+from tests.run_cleanup import discard_run
 from tests.stream_reading import stream_values, trade_key
 
 pytestmark = pytest.mark.integration
@@ -169,12 +170,7 @@ async def _uninterrupted(redis_url: str, database_url: str, trades: list[Trade])
     try:
         return await run_pipeline(client, settings, trades, store, environ={})
     finally:
-        await store.drop_schema()
-        await store.close()
-        found = [k async for k in client.scan_iter(match=keys.all_keys_pattern())]
-        if found:
-            await client.unlink(*found)
-        await client.aclose()
+        await discard_run(client, store, keys)
 
 
 def _doc(**changes: object) -> LiveState:

@@ -24,6 +24,7 @@ import redis
 from core.topics import KeySpace, ServiceName, Topic
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT
 from tests.service_procs import ServiceProcs, free_port, service_procs
+from tests.support.tools import missing_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,10 +51,9 @@ _CHROME_FLAGS = [
 def _browser_or_skip() -> tuple[str, str]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or driver is None:
-        message = "chromium/chromedriver missing (Debian: chromium, chromium-driver; scripts/ensure-tools.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(
+            "chromium/chromedriver missing (Debian: chromium, chromium-driver; scripts/ensure-tools.sh)"
+        )
     return chromium, driver
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -16,29 +14,8 @@ from core.redis.modes import RedisTarget
 from core.topics import KeySpace, RedisMode, ServiceName, Topic
 from harness.local_topologies import LocalRedisCluster
 from tests.ops_helpers import live_service, service_settings
-from tests.scaling_helpers import clean
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalRedisCluster]:
-    """Three primaries on free ports (a few seconds to start)."""
-    nodes = LocalRedisCluster(3, durable=False).start()
-    yield nodes
-    nodes.close()
-
-
-@pytest.fixture
-async def cluster_keys(cluster: LocalRedisCluster) -> AsyncIterator[KeySpace]:
-    """A fresh prefix on the cluster, 4 partitions; its keys deleted afterwards."""
-    keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:", 4)
-    yield keys
-    client = await open_target(RedisTarget(cluster.url))
-    try:
-        await clean(client, keys)
-    finally:
-        await client.aclose()
 
 
 async def test_dashboard_sampler__on_a_cluster_shows_instances_dead_letters_and_the_verdict(

@@ -23,7 +23,7 @@ from migration import legacy_codec
 from services.risk.service import RiskService
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
-from tests.delivery_helpers import PATHS, Drained, drain, service_settings, value_fields
+from tests.delivery_helpers import PATHS, Drained, drain, service_settings, signal_fields, trade_fields
 from tests.test_transport_dead_letters import MUTATIONS
 
 pytestmark = pytest.mark.integration
@@ -34,31 +34,7 @@ SURROGATE = '"X\\ud800/USDT"'  # JSON text of a string with a lone surrogate (no
 
 
 def _trade(i: int, symbol: str = "X/USDT") -> dict[str, str]:
-    return value_fields(
-        {
-            "symbol": symbol,
-            "price": 100.0 + i,
-            "volume": 1.0,
-            "side": "BUY",
-            "venue": "mexc",
-            "timestamp": BASE_MS + i,
-            "trade_id": f"t{i}",
-        }
-    )
-
-
-def _signal(i: int, **raw: str) -> dict[str, str]:
-    fields = value_fields(
-        {
-            "signal_id": f"sig-{i}",
-            "symbol": f"S{i}/USDT",
-            "side": "BUY",
-            "price": 100.0,
-            "strength": 0.5,
-            "reason": "test",
-        }
-    )
-    return {**fields, **raw}
+    return trade_fields(price=100.0 + i, timestamp=BASE_MS + i, trade_id=f"t{i}", symbol=symbol)
 
 
 def _as_bytes(fields: dict[str, str]) -> dict[bytes, bytes]:
@@ -136,7 +112,7 @@ async def test_risk__an_order_that_cannot_be_encoded_dead_letters_only_its_signa
     redis_async: aioredis.Redis, keys: KeySpace, redis_url: str, path: str
 ) -> None:
     good = range(1, 10)
-    entries = [_signal(0, symbol=SURROGATE), *(_signal(i) for i in good)]
+    entries = [signal_fields(0, symbol=SURROGATE), *(signal_fields(i) for i in good)]
     settings = service_settings(ServiceName.RISK, keys, redis_url, path)
 
     run = await drain(redis_async, settings, RiskService, entries)
@@ -162,8 +138,8 @@ async def test_risk__an_output_that_fails_only_when_packed_dead_letters_only_its
     monkeypatch.setattr(outbox, "utf8_checked", unchecked)
     monkeypatch.setattr(legacy_codec, "surrogate_error", unchecked)
     good = range(1, 10)
-    entries = [_signal(i) for i in good]
-    entries.insert(4, _signal(0, symbol=SURROGATE))
+    entries = [signal_fields(i) for i in good]
+    entries.insert(4, signal_fields(0, symbol=SURROGATE))
     settings = service_settings(ServiceName.RISK, keys, redis_url, "legacy")
 
     run = await drain(redis_async, settings, RiskService, entries)

@@ -29,7 +29,7 @@ from services.runtime import ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
-from tests.delivery_helpers import PATHS, drain, service_settings, value_fields
+from tests.delivery_helpers import PATHS, drain, service_settings, signal_fields, trade_fields
 
 pytestmark = pytest.mark.integration
 
@@ -39,30 +39,7 @@ FIRING = SignalParams(window=2, threshold_bps=1, cooldown=0)
 
 
 def _trade(price: float, ts: int, trade_id: str, volume: float = 1.0) -> dict[str, str]:
-    return value_fields(
-        {
-            "symbol": "X/USDT",
-            "price": price,
-            "volume": volume,
-            "side": "BUY",
-            "venue": "mexc",
-            "timestamp": ts,
-            "trade_id": trade_id,
-        }
-    )
-
-
-def _signal(i: int) -> dict[str, str]:
-    return value_fields(
-        {
-            "signal_id": f"sig-{i}",
-            "symbol": f"S{i}/USDT",
-            "side": "BUY",
-            "price": 100.0,
-            "strength": 0.5,
-            "reason": "test",
-        }
-    )
+    return trade_fields(price=price, timestamp=ts, trade_id=trade_id, volume=volume)
 
 
 def _ignored_in_prometheus(ctx: ServiceContext) -> dict[str, int]:
@@ -151,7 +128,7 @@ async def test_risk__a_signal_published_twice_moves_the_position_once_and_is_cou
         services.append(RiskService(ctx))
         return services[-1]
 
-    run = await drain(redis_async, settings, make, [_signal(1), _signal(2), _signal(1)])
+    run = await drain(redis_async, settings, make, [signal_fields(1), signal_fields(2), signal_fields(1)])
 
     assert run.ctx.metrics.snapshot()["ignored_by_reason"][IgnoreReason.DUPLICATE.value] == 1
     assert run.ctx.extra_counts["orders"] == 2

@@ -63,6 +63,16 @@ def _before_incident(env_dir: Path) -> None:
         write_env(env_dir, service, pydantic=service is ServiceName.SIGNAL)
 
 
+async def _baseline(
+    redis_url: str, pg_url: str, tmp_path: Path, spaces: list[KeySpace]
+) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+    """The env files of the flags before the incident (in ``tmp_path``), and a run with them."""
+    env_dir = tmp_path / "env"
+    _before_incident(env_dir)
+    baseline, _ = await _run(redis_url, pg_url, env_dir, spaces)
+    return env_dir, baseline
+
+
 async def _run(
     redis_url: str, pg_url: str, env_dir: Path, spaces: list[KeySpace], *hooks: PipelineHook
 ) -> tuple[dict[str, list[dict[str, Any]]], KeySpace]:
@@ -115,9 +125,7 @@ def _fills(content: dict[str, list[dict[str, Any]]]) -> int:
 async def test_runbook_recovery_after_forced_strict__trades_equal_the_baseline(
     redis_url: str, pg_database: str, tmp_path: Path, space: list[KeySpace]
 ) -> None:
-    env_dir = tmp_path / "env"
-    _before_incident(env_dir)
-    baseline, _ = await _run(redis_url, pg_database, env_dir, space)
+    env_dir, baseline = await _baseline(redis_url, pg_database, tmp_path, space)
     seen: dict[str, Any] = {}
 
     async def at_stop(incident: Incident, run: PipelineRun) -> None:
@@ -179,9 +187,7 @@ async def test_runbook_recovery_after_forced_strict__trades_equal_the_baseline(
 async def test_old_runbook_replay__is_refused_and_when_forced_loses_the_stale_trades(
     redis_url: str, pg_database: str, tmp_path: Path, space: list[KeySpace]
 ) -> None:
-    env_dir = tmp_path / "env"
-    _before_incident(env_dir)
-    baseline, _ = await _run(redis_url, pg_database, env_dir, space)
+    env_dir, baseline = await _baseline(redis_url, pg_database, tmp_path, space)
     seen: dict[str, Any] = {}
 
     async def at_stop(incident: Incident, run: PipelineRun) -> None:

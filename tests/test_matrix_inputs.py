@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
-from core.codec import Codec, build_codec
+from core.codec import Codec
 from core.errors import ContractError
 from core.logging import configure_logging
-from core.topics import CodecPath, Profile, ServiceName, Topic
+from core.topics import ServiceName, Topic
 from harness.matrix import (
     InputSet,
     MatrixConfig,
@@ -37,16 +36,10 @@ from harness.matrix.inputs import (
     injected_entries,
 )
 from services.ws.replay import BUNDLED_TRADES_SMALL
+from tests.matrix_cases import CODECS, mixes
 from tests.matrix_helpers import clock_filled_market_data
 from tests.ops_helpers import cdb
 
-CODECS: dict[str, Codec] = {
-    "legacy": build_codec(CodecPath.LEGACY),
-    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
-}
-variants = st.sampled_from(list(Variant))
-mixes = st.builds(Mix, variants, variants, variants, variants)
 LEGACY_KINDS = {Kind.LEGACY_MARKET_DATA: "signal", Kind.LEGACY_SIGNAL: "risk", Kind.LEGACY_ORDER: "execution"}
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from cdb.cli.demo import SAMPLES
-from core.codec import Codec, build_codec
 from core.errors import ConfigError, ContractError
-from core.topics import CodecPath, Profile, ServiceName, Topic
+from core.topics import Profile, ServiceName, Topic
 from harness.matrix import (
     COMPARED,
     LEGACY_OMITS,
@@ -25,14 +23,7 @@ from harness.matrix import (
     strict_mixes,
 )
 from harness.matrix.malformed import BURST_TOPICS, Malformation, malformed_entries
-
-CODECS: dict[str, Codec] = {
-    "legacy": build_codec(CodecPath.LEGACY),
-    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
-}
-variants = st.sampled_from(list(Variant))
-mixes = st.builds(Mix, variants, variants, variants, variants)
+from tests.matrix_cases import CODECS, mixes
 
 
 def test_lenient_mixes__are_the_16_legacy_pydantic_combinations_baseline_first() -> None:

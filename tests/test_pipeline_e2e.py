@@ -24,6 +24,7 @@ from services.ws.mexc_v3_client import Backoff, MexcV3Client
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 from services.ws.service import WsService
 from services.ws.trades import Trade
+from tests.ops_helpers import service_settings
 from tests.support.fake_mexc import FakeMexc, eventually
 
 pytestmark = pytest.mark.integration
@@ -33,17 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _settings(keys: KeySpace, redis_url: str, pydantic: bool) -> dict[ServiceName, ServiceSettings]:
     return {
-        s: ServiceSettings.load(
-            s,
-            environ={},
-            overrides={
-                "key_prefix": keys.prefix,
-                "redis_url": redis_url,
-                "use_pydantic_contracts": pydantic,
-                "instance": f"e2e-{s.value}",
-                "consumer_block_ms": 20,
-            },
-        )
+        s: service_settings(s, keys, f"e2e-{s.value}", redis_url=redis_url, use_pydantic_contracts=pydantic)
         for s in ServiceName
     }
 

@@ -9,8 +9,6 @@ restart must put ``CdbFlagNotApplied`` into pending.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -25,18 +23,13 @@ import yaml
 from core.topics import KeySpace, ServiceName
 from tests.ops_helpers import ROOT
 from tests.service_procs import ServiceProcs, free_port, service_procs
+from tests.support.tools import required_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        message = "prometheus is missing (Debian package prometheus; scripts/ensure-tools.sh installs it)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return required_tool("prometheus", "prometheus")
 
 
 def _api(base: str, path: str, **params: str) -> Any:

@@ -3,30 +3,22 @@ and every metric a rule names is one the services really export."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 from prometheus_client import generate_latest
 
 from core.metrics import Outcome, ServiceMetrics
 from core.topics import ServiceName, Topic
 from tests.ops_helpers import ROOT
+from tests.support.tools import required_tool
 
 PROM = ROOT / "deploy" / "prometheus"
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing (Debian package prometheus; scripts/ensure-tools.sh installs it)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return required_tool("promtool", "prometheus")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ tools work against it (issue 10)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -23,31 +21,11 @@ from core.topics import CodecPath, KeySpace, RedisMode, ServiceName, Topic
 from harness.local_topologies import LocalRedisCluster
 from services.ws.replay import BUNDLED_TRADES_SMALL
 from tests.ops_helpers import cdb, cdb_json, live_service, service_settings
-from tests.scaling_helpers import NO_EXPOSURE_LIMIT, assert_same_trades, clean, run
+from tests.scaling_helpers import NO_EXPOSURE_LIMIT, assert_same_trades, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CODEC = build_codec(CodecPath.PYDANTIC)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalRedisCluster]:
-    """Three primaries on free ports, shared by this module's tests (a few seconds to start)."""
-    nodes = LocalRedisCluster(3, durable=False).start()
-    yield nodes
-    nodes.close()
-
-
-@pytest.fixture
-async def cluster_keys(cluster: LocalRedisCluster) -> AsyncIterator[KeySpace]:
-    """A fresh prefix on the cluster, 4 partitions; every key under it deleted afterwards."""
-    keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:", 4)
-    yield keys
-    client = await open_target(RedisTarget(cluster.url))
-    try:
-        await clean(client, keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.parametrize("pydantic", [False, True], ids=["all-legacy", "all-pydantic"])

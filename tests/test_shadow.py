@@ -18,13 +18,13 @@ from core.domain.contracts import Side
 from core.errors import ContractError
 from core.logging import configure_logging
 from core.metrics import ServiceMetrics
-from core.redis import Publisher, StreamConsumer
+from core.redis import Publisher
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
 from tests.ops_helpers import live_service, service_settings
 from tests.strategies import contract_messages
-from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
+from tests.transport_helpers import consume_until, make_messages, valid_values
 
 PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 LEGACY = build_codec(CodecPath.LEGACY)
@@ -67,18 +67,9 @@ async def test_shadow__stream_with_one_field_decoded_differently_reports_exactly
     await publisher.publish_many(Topic.MARKET_DATA, make_messages(PYDANTIC, Topic.MARKET_DATA, 20))
     metrics = ServiceMetrics(ServiceName.SIGNAL)
     codec = ShadowCodec(PYDANTIC, VolumeDoublingLegacyCodec(65_536), on_compare=metrics.count_shadow)
-    consumer = StreamConsumer(
-        redis_async,
-        topic=Topic.MARKET_DATA,
-        service=ServiceName.SIGNAL,
-        codec=codec,
-        keys=keys,
-        instance="shadow-1",
-        metrics=metrics,
+    handled = await consume_until(
+        redis_async, keys, codec, lambda h: len(h.messages) == 20, instance="shadow-1", metrics=metrics
     )
-    await consumer.ensure_group()
-    handled = Collector()
-    await poll_until(lambda: consumer.poll_once(handled), lambda: len(handled.messages) == 20)
 
     assert codec.mismatch_counts() == {"market_data": {"volume": 20}}
     snapshot = metrics.snapshot()

@@ -18,7 +18,7 @@ from core.codec import Decoded, build_codec, encode_field_map
 from core.codec.shadow_sample import ShadowSampler
 from core.errors import ConfigError
 from core.metrics import ServiceMetrics
-from core.redis import Publisher, StreamConsumer
+from core.redis import Publisher
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
@@ -28,7 +28,7 @@ from migration.cutover import check_cutover
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec
 from tests.ops_helpers import reporting, service_settings
-from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
+from tests.transport_helpers import consume_until, make_messages, poll_until, valid_values
 
 pytestmark = pytest.mark.integration
 
@@ -98,19 +98,15 @@ async def test_comparator__counts_the_same_mismatches_as_in_process_shadow(
     total = await _publish_mixed(redis_async, keys, 40)
     inproc_metrics = ServiceMetrics(ServiceName.SIGNAL)
     inproc = _shadow(inproc_metrics)
-    consumer = StreamConsumer(
+    await consume_until(
         redis_async,
-        topic=Topic.MARKET_DATA,
-        service=ServiceName.SIGNAL,
-        codec=inproc,
-        keys=keys,
+        keys,
+        inproc,
+        lambda _: inproc.compared[Topic.MARKET_DATA] >= total,
         instance="signal-1",
         metrics=inproc_metrics,
         block_ms=10,
     )
-    await consumer.ensure_group()
-    handled = Collector()
-    await poll_until(lambda: consumer.poll_once(handled), lambda: inproc.compared[Topic.MARKET_DATA] >= total)
 
     out_metrics = ServiceMetrics(ServiceName.SIGNAL)
     comparator = _comparator(redis_async, keys, out_metrics)
@@ -186,19 +182,15 @@ async def test_shadow_sample__one_in_ten_compares_about_a_tenth_by_entry_id(
 
     metrics = ServiceMetrics(ServiceName.SIGNAL)
     codec = _shadow(metrics, sample=0.1)
-    consumer = StreamConsumer(
+    handled = await consume_until(
         redis_async,
-        topic=Topic.MARKET_DATA,
-        service=ServiceName.SIGNAL,
-        codec=codec,
-        keys=keys,
+        keys,
+        codec,
+        lambda h: len(h.messages) >= n,
         instance="signal-1",
         metrics=metrics,
         block_ms=10,
     )
-    await consumer.ensure_group()
-    handled = Collector()
-    await poll_until(lambda: consumer.poll_once(handled), lambda: len(handled.messages) >= n)
     assert codec.compared[Topic.MARKET_DATA] == len(picked)  # exactly the entries the hash picks
     assert metrics.snapshot()["shadow_mismatches"] == len(picked)  # each compared one shows the bug
     assert len(handled.messages) == n  # the service still handles every message

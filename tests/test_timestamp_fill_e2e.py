@@ -26,6 +26,8 @@ from services.execution.store import PostgresStore
 from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.pipeline_control import PipelineHook, PipelineRun
 from services.ws.replay import BUNDLED_TRADES, load_trades
+from tests.ops_helpers import service_settings
+from tests.run_cleanup import discard_run
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +67,13 @@ class _TimelessTrade(PipelineHook):
 def _settings(keys: KeySpace, redis_url: str, path: str) -> dict[ServiceName, ServiceSettings]:
     pydantic, profile = PATHS[path]
     return {
-        s: ServiceSettings.load(
+        s: service_settings(
             s,
-            environ={},
-            overrides={
-                "key_prefix": keys.prefix,
-                "redis_url": redis_url,
-                "use_pydantic_contracts": pydantic,
-                "contract_profile": profile,
-                "instance": f"ts-{s.value}",
-                "consumer_block_ms": 20,
-            },
+            keys,
+            f"ts-{s.value}",
+            redis_url=redis_url,
+            use_pydantic_contracts=pydantic,
+            contract_profile=profile,
         )
         for s in ServiceName
     }
@@ -105,12 +103,7 @@ async def _run(
             signals.append({k: values[k] for k in ("signal_id", "symbol", "side", "price", "strength")})
         return result, signals
     finally:
-        await store.drop_schema()
-        await store.close()
-        found = [k async for k in client.scan_iter(match=keys.all_keys_pattern())]
-        if found:
-            await client.unlink(*found)
-        await client.aclose()
+        await discard_run(client, store, keys)
 
 
 def _btc(signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,15 +150,19 @@ def _letter(raw: bytes, stream_id: str) -> DeadLetter:
     )
 
 
+_UNTIMED_SIGNAL = {
+    "signal_id": "s",
+    "symbol": "BTC/USDT",
+    "side": "BUY",
+    "price": 1.5,
+    "strength": 0.5,
+    "reason": "",
+}
+"""A legacy signal without a timestamp (a producer that sends none)."""
+
+
 def test_dlq_redecode__lenient_fill_takes_the_original_entry_time_not_the_replay_time() -> None:
-    values = {
-        "signal_id": "s",
-        "symbol": "BTC/USDT",
-        "side": "BUY",
-        "price": 1.5,
-        "strength": 0.5,
-        "reason": "",
-    }
+    values = dict(_UNTIMED_SIGNAL)
     fields = {k: json.dumps(v) for k, v in values.items()}
     letter = _letter(json.dumps(fields).encode(), stream_id="1767225600321-4")
     decoded = redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.SIGNALS, letter)
@@ -174,14 +171,7 @@ def test_dlq_redecode__lenient_fill_takes_the_original_entry_time_not_the_replay
 
 
 def test_dlq_redecode__without_an_original_entry_id_a_missing_timestamp_is_refused() -> None:
-    values = {
-        "signal_id": "s",
-        "symbol": "BTC/USDT",
-        "side": "BUY",
-        "price": 1.5,
-        "strength": 0.5,
-        "reason": "",
-    }
+    values = dict(_UNTIMED_SIGNAL)
     letter = _letter(json.dumps(values).encode(), stream_id="")  # a Pub/Sub body: no entry
     with pytest.raises(ContractError) as info:
         redecode(build_codec(CodecPath.PYDANTIC, Profile.LENIENT), Topic.SIGNALS, letter)

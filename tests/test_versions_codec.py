@@ -127,28 +127,19 @@ def test_live_versions__pydantic_instance_reads_all_and_writes_its_setting_legac
 
 def test_v2__decimal_price_is_never_built_from_a_float_silently() -> None:
     with pytest.raises(ValueError, match=r"decimal_string|JSON string"):
-        OrderV2(
-            order_id="o",
-            signal_id="s",
-            symbol="BTC",
-            side="BUY",
-            order_type="MARKET",
-            quantity=0.1,
-            timestamp=TS,
-        )
-    assert math.isclose(
-        float(
-            OrderV2(
-                order_id="o",
-                signal_id="s",
-                symbol="BTC",
-                side="BUY",
-                order_type="MARKET",
-                quantity="0.1",
-                timestamp=TS,
-            ).quantity
-        ),
-        0.1,
+        _order_v2(quantity=0.1)
+    assert math.isclose(float(_order_v2(quantity="0.1").quantity), 0.1)
+
+
+def _order_v2(quantity: Any) -> OrderV2:
+    return OrderV2(
+        order_id="o",
+        signal_id="s",
+        symbol="BTC",
+        side="BUY",
+        order_type="MARKET",
+        quantity=quantity,
+        timestamp=TS,
     )
 
 

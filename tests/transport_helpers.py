@@ -7,9 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.codec import Codec, CodecMode, Decoded, codec_for_mode, mode_available
-from core.topics import Topic
+from core.metrics import ServiceMetrics
+from core.redis import StreamConsumer
+from core.redis.modes import AsyncClient
+from core.topics import KeySpace, ServiceName, Topic
 
-__all__ = ["CODECS", "Collector", "make_messages", "poll_until", "valid_values"]
+__all__ = ["CODECS", "Collector", "consume_until", "make_messages", "poll_until", "valid_values"]
 
 BASE_MS = 1_767_225_600_000
 
@@ -101,3 +104,31 @@ async def poll_until(
     async with asyncio.timeout(timeout_s):
         while not done():
             await poll()
+
+
+async def consume_until(
+    redis: AsyncClient,
+    keys: KeySpace,
+    codec: Codec,
+    done: Callable[[Collector], bool],
+    *,
+    instance: str,
+    metrics: ServiceMetrics | None = None,
+    block_ms: int = 200,
+) -> Collector:
+    """Read market data as the signal service's consumer ``instance`` until ``done(handled)``
+    (:func:`poll_until`'s deadline); what the handler was given."""
+    consumer = StreamConsumer(
+        redis,
+        topic=Topic.MARKET_DATA,
+        service=ServiceName.SIGNAL,
+        codec=codec,
+        keys=keys,
+        instance=instance,
+        metrics=metrics,
+        block_ms=block_ms,
+    )
+    await consumer.ensure_group()
+    handled = Collector()
+    await poll_until(lambda: consumer.poll_once(handled), lambda: done(handled))
+    return handled

@@ -8,20 +8,18 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import redis
 import typer
+from redis import RedisError
 
 from cdb.cli.options import (
+    DEFAULT_REDIS_OPTIONS,
     DEFAULT_REDIS_URL,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
+    RedisOptions,
     cli_target,
     open_sync_target,
     unreachable,
+    with_redis_options,
 )
 from cdb.cli.output import console, err_console, exit_with, print_json, shown, table
 from core.errors import CdbError, ConfigError
@@ -42,6 +40,24 @@ from core.topics import KeySpace
 app = typer.Typer(
     help="Least-privilege Redis ACL users (one per service, plus operator).", no_args_is_help=True
 )
+
+
+# The options `export` and `apply` share: which key space the users' rules cover.
+KeyPrefixOption = Annotated[
+    str | None, typer.Option("--key-prefix", help="Key prefix (default: the KEY_PREFIX setting).")
+]
+UserPrefixOption = Annotated[str, typer.Option("--user-prefix", help="Prefix of the ACL user names.")]
+PartitionsOption = Annotated[
+    int | None,
+    typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
+]
+
+
+def _acl_keys(key_prefix: str | None, partitions: int | None) -> KeySpace:
+    """The key space the ACL rules cover: the options over the KEY_PREFIX / TOPIC_PARTITIONS settings."""
+    settings = ServiceSettings.load()
+    prefix = key_prefix if key_prefix is not None else settings.key_prefix
+    return KeySpace(prefix, partitions or settings.topic_partitions)
 
 
 def default_acl_path() -> Path:
@@ -73,25 +89,16 @@ def export(
     check_only: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if the file differs from a fresh export.")
     ] = False,
-    key_prefix: Annotated[
-        str | None, typer.Option("--key-prefix", help="Key prefix (default: the KEY_PREFIX setting).")
-    ] = None,
-    user_prefix: Annotated[str, typer.Option("--user-prefix", help="Prefix of the ACL user names.")] = (
-        DEFAULT_USER_PREFIX
-    ),
+    key_prefix: KeyPrefixOption = None,
+    user_prefix: UserPrefixOption = DEFAULT_USER_PREFIX,
     redis_version: Annotated[
         str, typer.Option("--redis-version", help="Server version the rules target (7.0 or newer).")
     ] = ".".join(map(str, DEFAULT_REDIS_VERSION)),
-    partitions: Annotated[
-        int | None,
-        typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
-    ] = None,
+    partitions: PartitionsOption = None,
 ) -> None:
     """Write the Redis aclfile: a template (users off, no passwords) or, with --render, the deployable one."""
     try:
-        settings = ServiceSettings.load()
-        prefix = key_prefix if key_prefix is not None else settings.key_prefix
-        keys = KeySpace(prefix, partitions or settings.topic_partitions)
+        keys = _acl_keys(key_prefix, partitions)
         passwords = passwords_from_env(os.environ) if render else None
         text = acl_file(keys, passwords, user_prefix=user_prefix, redis_version=_version(redis_version))
     except ConfigError as exc:
@@ -116,14 +123,8 @@ def export(
 
 
 @app.command("audit")
-def audit(
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
-    as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
-) -> None:
+@with_redis_options
+def audit(as_json: AsJson = False, redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
     """Entries trimmed from a topic stream before a consumer group read them, and whether the
     default user is on (it accepts connections without a login); exit 1 if either.
 
@@ -132,14 +133,15 @@ def audit(
     Needs read rights only (cdb-operator).
     """
     try:
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        target = redis.target()
         client = open_sync_target(target)
-        keys = KeySpace(prefix)
+        keys = redis.keys()
         keys = keys.with_partitions(read_partitions_sync(client, keys) or 1)
         losses = trimmed_before_delivery(client, keys)
-        default_on = _default_user_on(target.url, sentinel=bool(target.sentinels) or redis_mode == "sentinel")
-    except (redis.RedisError, OSError) as exc:
-        exit_with(unreachable(redis_url, exc))
+        sentinel = bool(target.sentinels) or redis.settings().redis_mode == "sentinel"
+        default_on = _default_user_on(target.url, sentinel=sentinel)
+    except (RedisError, OSError) as exc:
+        exit_with(unreachable(target.url, exc))
     except CdbError as exc:
         exit_with(exc)
     if as_json:
@@ -182,16 +184,9 @@ def apply(
     redis_url: Annotated[
         str, typer.Option("--redis-url", envvar="REDIS_URL", help="An ACL admin's URL (not a cdb-* user).")
     ] = DEFAULT_REDIS_URL,
-    key_prefix: Annotated[
-        str | None, typer.Option("--key-prefix", help="Key prefix (default: the KEY_PREFIX setting).")
-    ] = None,
-    user_prefix: Annotated[str, typer.Option("--user-prefix", help="Prefix of the ACL user names.")] = (
-        DEFAULT_USER_PREFIX
-    ),
-    partitions: Annotated[
-        int | None,
-        typer.Option("--partitions", min=1, help="Partitions per topic (default: TOPIC_PARTITIONS)."),
-    ] = None,
+    key_prefix: KeyPrefixOption = None,
+    user_prefix: UserPrefixOption = DEFAULT_USER_PREFIX,
+    partitions: PartitionsOption = None,
     disable_default: Annotated[
         bool, typer.Option("--disable-default", help="Also turn the default user off (as the ACL file does).")
     ] = False,
@@ -200,15 +195,13 @@ def apply(
     CDB_ACL_<ROLE>_PASSWORD[_FILE]; e.g. to rotate a password. A server started with the
     ACL file is changed by re-rendering the file and restarting it instead."""
     try:
-        settings = ServiceSettings.load()
-        prefix = key_prefix if key_prefix is not None else settings.key_prefix
-        keys = KeySpace(prefix, partitions or settings.topic_partitions)
+        keys = _acl_keys(key_prefix, partitions)
         passwords = passwords_from_env(os.environ)
         client = open_sync_target(cli_target(redis_url))
         users = apply_acl(client, keys, passwords, user_prefix=user_prefix)
         if disable_default:
             disable_default_user(client)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         exit_with(unreachable(redis_url, exc))
     except CdbError as exc:
         exit_with(exc)

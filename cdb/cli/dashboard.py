@@ -13,15 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
-)
+from cdb.cli.options import DEFAULT_REDIS_OPTIONS, RedisOptions, with_redis_options
 from cdb.cli.output import console, exit_with
 from core.errors import CdbError, ConfigError
 
@@ -38,9 +30,8 @@ def needs_token(host: str) -> bool:
         return True  # a host name: it may resolve to anything
 
 
+@with_redis_options
 def dashboard(
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     host: Annotated[
         str, typer.Option(help="Address to bind; not loopback: --token is required.")
     ] = "127.0.0.1",
@@ -50,9 +41,7 @@ def dashboard(
         typer.Option(envvar="CDB_DASHBOARD_TOKEN", help="Required on every request (?token= or Bearer)."),
     ] = "",
     interval: Annotated[float, typer.Option(help="Seconds between two reads of Redis.", min=0.2)] = 1.0,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Serve the live migration page: instances, traffic shapes, errors, lag, flips, and the
     migration's GO/NO-GO verdict while its plug-in is installed."""
@@ -65,7 +54,7 @@ def dashboard(
             raise ConfigError(
                 "--host", host, ["127.0.0.1", "::1", "any address with --token"], "not loopback"
             )
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        target, prefix = redis.target(), redis.prefix
     except CdbError as exc:
         exit_with(exc)
     app = create_app(Sampler(target, prefix, interval_s=interval), token=token or None)

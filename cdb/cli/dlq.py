@@ -16,12 +16,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cdb.cli.dlq_catchup import catch_up_command
+from cdb.cli.dlq_catchup import catch_up_command, pipeline_redis
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
     AsJson,
     RedisOptions,
-    open_sync_target,
     with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json, shown, table
@@ -37,9 +36,7 @@ from core.redis.dlq_replay import (
     replay_letters,
     replay_marks,
 )
-from core.redis.modes import SyncClient
-from core.redis.topology import read_partitions_sync
-from core.topics import CodecPath, KeySpace, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 
 __all__ = ["app"]
 
@@ -86,16 +83,6 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
     }
 
 
-def _client(redis: RedisOptions) -> tuple[SyncClient, KeySpace]:
-    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it."""
-    try:
-        client = open_sync_target(redis.target())
-        keys = redis.keys()
-    except CdbError as exc:
-        exit_with(exc)
-    return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
-
-
 @app.command("list")
 @with_redis_options
 def list_letters(
@@ -105,7 +92,7 @@ def list_letters(
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """The newest dead letters of each topic with their errors, and how many each topic holds."""
-    client, keys = _client(redis)
+    client, keys = pipeline_redis(redis)
     out: dict[str, Any] = {}
     rows = []
     for t in [topic] if topic else list(Topic):
@@ -155,7 +142,7 @@ def show(
         exit_with(
             CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
         )
-    client, keys = _client(redis)
+    client, keys = pipeline_redis(redis)
     for t in [topic] if topic else list(Topic):
         letter = find_letter(client, keys, t, entry_id)
         if letter is None:
@@ -242,7 +229,7 @@ def replay(
         if include_stale
         else IgnoredPolicy.REFUSE
     )
-    client, keys = _client(redis)
+    client, keys = pipeline_redis(redis)
     profile = profile or default_profile()
     codec = build_codec(path, profile, max_bytes=max_bytes)
     report = replay_letters(
@@ -344,7 +331,7 @@ def review(
             raise
         exit_with(CdbError("the migration plug-in is not installed: there is no cutover review to record"))
 
-    client, keys = _client(redis)
+    client, keys = pipeline_redis(redis)
     recorded: dict[str, str | None] = {}
     for t in [topic] if topic else list(Topic):
         point = through

@@ -14,15 +14,11 @@ import typer
 from rich.markup import escape
 
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
+    DEFAULT_REDIS_OPTIONS,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
+    RedisOptions,
     open_sync_target,
+    with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json, table
 from core.codec import build_codec
@@ -36,18 +32,18 @@ from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 __all__ = ["catch_up_command", "pipeline_redis"]
 
 
-def pipeline_redis(
-    url: str, mode: str, sentinels: str, master: str, prefix: str
-) -> tuple[SyncClient, KeySpace]:
-    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it."""
+def pipeline_redis(redis: RedisOptions) -> tuple[SyncClient, KeySpace]:
+    """The pipeline's Redis (any mode) and its key space, split as the pipeline recorded it;
+    a bad option or a Redis that does not answer exits with its one-line error."""
     try:
-        client = open_sync_target(cli_target(url, mode, sentinels, master))
+        client = open_sync_target(redis.target())
+        keys = redis.keys()
     except CdbError as exc:
         exit_with(exc)
-    keys = KeySpace(prefix)
     return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
 
 
+@with_redis_options
 def catch_up_command(
     topic: Annotated[
         Topic, typer.Option("--topic", help="The topic whose consumer re-reads its dead letters.")
@@ -65,18 +61,14 @@ def catch_up_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what it would do; change nothing.")
     ] = False,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Rewind the stopped consumer's group to just before the first dead letter it would accept
     now, so that, started again, it reads them in their original order; exit 1 if refused."""
     if not any(s.consumes is topic for s in ServiceName):
         exit_with(CdbError(f"{topic.value} has no consuming service in the pipeline: nothing re-reads it"))
-    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    client, keys = pipeline_redis(redis)
     codec = build_codec(path, profile or default_profile(), max_bytes=max_bytes)
     plan = catch_up(client, keys, topic, codec, dry_run=dry_run)
     if as_json:

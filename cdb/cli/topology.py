@@ -7,22 +7,20 @@ instance was stopped and the consumer groups drained (docs/scaling.md).
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-import redis
 import typer
+from redis import RedisError
+from redis.exceptions import NoPermissionError
 
 from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
+    DEFAULT_REDIS_OPTIONS,
     AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
+    RedisOptions,
     open_sync_target,
     unreachable,
+    with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json
 from core.errors import CdbError, TransportError
@@ -30,38 +28,40 @@ from core.redis.modes import SyncClient
 from core.redis.topology import read_partitions_sync, reset_topology_sync, set_topology_sync
 from core.topics import KeySpace
 
+T = TypeVar("T")
+
 app = typer.Typer(help="The pipeline's recorded partition count (TOPIC_PARTITIONS).", no_args_is_help=True)
 
 
-def _client(url: str, mode: str, sentinels: str, master: str) -> SyncClient:
+def _on_pipeline(
+    redis_options: RedisOptions, action: Callable[[SyncClient, KeySpace], T]
+) -> tuple[T, KeySpace]:
+    """``action`` on the pipeline's Redis and key space, and that key space; a bad option, no
+    answer or a refused command exits with its one-line error."""
     try:
-        return open_sync_target(cli_target(url, mode, sentinels, master))
+        target = redis_options.target()
+        client, keys = open_sync_target(target), redis_options.keys()
+    except CdbError as exc:
+        exit_with(exc)
+    try:
+        return action(client, keys), keys
+    except RedisError as exc:
+        exit_with(_refused(target.url, exc))
     except CdbError as exc:
         exit_with(exc)
 
 
-def _refused(url: str, exc: redis.RedisError) -> TransportError:
-    if isinstance(exc, redis.exceptions.NoPermissionError):
+def _refused(url: str, exc: RedisError) -> TransportError:
+    if isinstance(exc, NoPermissionError):
         return TransportError(f"Redis refused the change ({exc}); log in as cdb-operator (REDIS_URL)")
     return unreachable(url, exc)
 
 
 @app.command("show")
-def show(
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
-    as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
-) -> None:
+@with_redis_options
+def show(as_json: AsJson = False, redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
     """The partition count the running pipeline recorded (none: the first start records one)."""
-    keys = KeySpace(prefix)
-    client = _client(redis_url, redis_mode, sentinels, sentinel_master)
-    try:
-        recorded = read_partitions_sync(client, keys)
-    except redis.RedisError as exc:
-        exit_with(_refused(redis_url, exc))
+    recorded, keys = _on_pipeline(redis, read_partitions_sync)
     if as_json:
         print_json({"key": keys.topology(), "partitions": recorded})
         return
@@ -70,40 +70,25 @@ def show(
 
 
 @app.command("set")
+@with_redis_options
 def set_count(
     partitions: Annotated[int, typer.Argument(min=1, help="The new partition count.")],
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Record PARTITIONS as the pipeline's count, replacing the old one (stop every instance first)."""
-    keys = KeySpace(prefix)
-    client = _client(redis_url, redis_mode, sentinels, sentinel_master)
-    try:
+
+    def replace(client: SyncClient, keys: KeySpace) -> int | None:
         before = read_partitions_sync(client, keys)
         set_topology_sync(client, keys, partitions)
-    except redis.RedisError as exc:
-        exit_with(_refused(redis_url, exc))
-    except CdbError as exc:
-        exit_with(exc)
+        return before
+
+    before, keys = _on_pipeline(redis, replace)
     console.print(f"{keys.topology()}: {before} -> {partitions}")
 
 
 @app.command("reset")
-def reset(
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
-) -> None:
+@with_redis_options
+def reset(redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
     """Delete the recorded count; the next service start records its TOPIC_PARTITIONS."""
-    keys = KeySpace(prefix)
-    client = _client(redis_url, redis_mode, sentinels, sentinel_master)
-    try:
-        removed = reset_topology_sync(client, keys)
-    except redis.RedisError as exc:
-        exit_with(_refused(redis_url, exc))
+    removed, keys = _on_pipeline(redis, reset_topology_sync)
     console.print(f"{keys.topology()}: {'deleted' if removed else 'was not set'}")

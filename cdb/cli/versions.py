@@ -7,16 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cdb.cli.options import (
-    DEFAULT_REDIS_URL,
-    AsJson,
-    Prefix,
-    RedisModeOption,
-    RedisUrl,
-    SentinelMaster,
-    Sentinels,
-    cli_target,
-)
+from cdb.cli.options import DEFAULT_REDIS_OPTIONS, AsJson, RedisOptions, with_redis_options
 from cdb.cli.output import console, exit_with, print_json
 from cdb.cli.status import load_pipeline
 from core.errors import CdbError, ConfigError
@@ -61,16 +52,13 @@ def list_versions(as_json: AsJson = False) -> None:
 
 
 @app.command("retire-check")
+@with_redis_options
 def retire_check_command(
     topic: Annotated[str, typer.Option("--topic", help="The topic whose version to retire.")],
     version: Annotated[str, typer.Option("--version", help="The version to retire, e.g. v1.0.")],
     window: Annotated[float, typer.Option("--window", min=0, help="Seconds without that version.")] = 600.0,
-    redis_url: RedisUrl = DEFAULT_REDIS_URL,
-    prefix: Prefix = "",
     as_json: AsJson = False,
-    redis_mode: RedisModeOption = "",
-    sentinels: Sentinels = "",
-    sentinel_master: SentinelMaster = "",
+    redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """GO/NO-GO to stop writing and reading VERSION on TOPIC; exit 0 only on GO."""
     from core.versions.declaration import known_versions
@@ -82,8 +70,7 @@ def retire_check_command(
         chosen = Topic(topic)
         if version not in known_versions(chosen):
             raise ConfigError("--version", version, known_versions(chosen))
-        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
-        states, _ = asyncio.run(load_pipeline(target, prefix))
+        states, _ = asyncio.run(load_pipeline(redis.target(), redis.prefix))
     except CdbError as exc:
         exit_with(exc)
     report = retire_check(states, chosen, version, window, now_ms())

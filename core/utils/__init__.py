@@ -1,25 +1,7 @@
-"""Small shared utilities: the injectable clock."""
+"""Small shared utilities: the injectable clock (:mod:`core.utils.clock`), re-exported whole,
+so this package's surface is the clock's own ``__all__`` and cannot drift from it."""
 
-from core.utils.clock import (
-    Clock,
-    FrozenClock,
-    SystemClock,
-    frozen,
-    get_clock,
-    ms_to_datetime,
-    now_ms,
-    set_clock,
-    utcnow,
-)
+from core.utils import clock
+from core.utils.clock import *  # noqa: F403  (every name of clock.__all__)
 
-__all__ = [
-    "Clock",
-    "FrozenClock",
-    "SystemClock",
-    "frozen",
-    "get_clock",
-    "ms_to_datetime",
-    "now_ms",
-    "set_clock",
-    "utcnow",
-]
+__all__ = clock.__all__
