@@ -30,6 +30,7 @@ __all__ = [
     "KNOWN_REASONS",
     "OTHER",
     "SHADOW_DECODE_FIELD",
+    "IgnoreReason",
     "Outcome",
     "ServiceMetrics",
     "bounded_field",
@@ -85,6 +86,27 @@ class Outcome(StrEnum):
     """The handler kept failing (max deliveries); dead-lettered and acknowledged."""
 
 
+class IgnoreReason(StrEnum):
+    """Why a service dropped a valid message on purpose (``cdb_messages_ignored_total``'s ``reason``).
+
+    docs/architecture.md, "What a service ignores on purpose", says what each one means.
+    """
+
+    STALE = "stale"
+    """A trade strictly older than the last trade its symbol applied (out of order): refused."""
+    DUPLICATE = "duplicate"
+    """Already handled: a redelivered stream entry (same entry id in its partition), the same
+    trade again (same exchange trade id, or same content in the same millisecond when there is
+    no trade id), a signal already decided, an order already filled and published. State is not
+    applied twice; an output the first delivery made may be sent again (at least once)."""
+    TIME_FILLED = "time_filled"
+    """A trade whose time the lenient profile filled in (the producer sent none): that time is
+    not business time, so the trade cannot be placed among its symbol's trades; not applied
+    (it must not change what happens to any other trade)."""
+    GONE = "gone"
+    """The entry was trimmed or deleted from its stream while pending: nothing left to handle."""
+
+
 def _label(value: object) -> str:
     return value.value if isinstance(value, StrEnum) else str(value)
 
@@ -134,6 +156,13 @@ class ServiceMetrics:
             "defaults_filled",
             "Fields the lenient profile filled in because a producer omitted them.",
             ["service", "topic", "field"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.ignored = Counter(
+            "messages_ignored",
+            "Valid messages a service dropped on purpose, by reason (stale, duplicate, time_filled, gone).",
+            ["service", "topic", "reason"],
             namespace=ns,
             registry=reg,
         )
@@ -203,6 +232,11 @@ class ServiceMetrics:
         for name, n in fields.items():
             self.defaults_filled.labels(self.service, _label(topic), bounded_field(name)).inc(n)
 
+    def count_ignored(self, topic: Topic, reason: IgnoreReason, n: int = 1) -> None:
+        """Add ``n`` valid messages of ``topic`` dropped on purpose for ``reason``."""
+        if n:
+            self.ignored.labels(self.service, _label(topic), reason.value).inc(n)
+
     def count_retry(self, operation: str) -> None:
         """Count one retried Redis call (``operation`` is one of the transport's own names)."""
         self.transport_retries.labels(self.service, operation).inc()
@@ -225,8 +259,9 @@ class ServiceMetrics:
         Keys: ``messages_<outcome>`` for every :class:`Outcome`, ``published``,
         ``validation_errors``, ``dead_letters``, ``defaults_filled``,
         ``transport_retries``, ``lag``, ``pending``, ``shadow_compared``,
-        ``shadow_mismatches`` (ints), and the breakdowns ``validation_reasons`` and
-        ``defaults_by_field`` (reason/field -> int) and ``shadow_by_field``
+        ``shadow_mismatches``, ``ignored`` (ints), and the breakdowns ``validation_reasons``,
+        ``defaults_by_field`` and ``ignored_by_reason`` (reason/field -> int; every
+        :class:`IgnoreReason` is present, 0 included) and ``shadow_by_field``
         (``"<topic>.<field>"`` -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
@@ -234,6 +269,7 @@ class ServiceMetrics:
             out[f"messages_{labels['outcome']}"] += value
         reasons = _by(self.validation_errors, "reason")
         fields = _by(self.defaults_filled, "field")
+        ignored = {r.value: 0 for r in IgnoreReason} | _by(self.ignored, "reason")
         out.update(
             published=_total(self.published),
             validation_errors=sum(reasons.values()),
@@ -244,6 +280,8 @@ class ServiceMetrics:
             pending=_total(self.consumer_pending),
             validation_reasons=reasons,
             defaults_by_field=fields,
+            ignored=sum(ignored.values()),
+            ignored_by_reason=ignored,
             shadow_compared=_total(self.shadow_compared),
             shadow_mismatches=_total(self.shadow_mismatches),
             shadow_by_field={

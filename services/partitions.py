@@ -8,7 +8,7 @@ tries to take the ones it wants. For each partition it holds it runs a worker:
 
 1. a business object of its own (``factory``), so per-symbol state never mixes with
    another partition's and is rebuilt from scratch when a partition moves;
-2. **state rebuild**: if the object has ``replay(decoded)``, every entry of the
+2. **state rebuild**: if the object has ``replay(decoded, entry_id)``, every entry of the
    partition's stream the group already finished (up to its last-delivered id, minus
    what is pending) is fed to it, in order, without publishing anything;
 3. **takeover**: every entry still pending in the group (the previous owner read it
@@ -53,8 +53,9 @@ _REPLAY_PAGE = 1_000
 _TROUBLE = (TransportError, RedisError, OSError)
 
 
-async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded], object]) -> int:
-    """Feed ``apply`` every entry of the consumer's stream its group has finished, in order;
+async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded, str], object]) -> int:
+    """Feed ``apply`` every entry of the consumer's stream its group has finished, in order, with
+    its entry id (the business object's dedupe key, so a later redelivery of one is recognised);
     returns how many. Entries that do not decode were dead-lettered then and are skipped."""
     last, pending = await consumer.io.position()
     if last in (b"0-0", b"0"):
@@ -70,7 +71,7 @@ async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded], ob
                 decoded = consumer.codec.from_fields(consumer.topic, fields, entry_id=raw_id)
             except (ContractError, ValueError):
                 continue
-            apply(decoded)
+            apply(decoded, raw_id.decode("ascii"))
             applied += 1
         if len(entries) < _REPLAY_PAGE:
             return applied
@@ -254,7 +255,9 @@ class PartitionedConsumer:
             # After a fail-over that lost acknowledged writes, stop and rebuild: the object's
             # state is ahead of what Redis still has (core.errors.GroupRewoundError).
             detect_rewind=self.factory is not None,
-            **{"before_ack": ctx.publisher.flush, **self.consumer_options},
+            # Outputs the handler deferred are flushed before the batch's ack, each tied to the
+            # entry that made it (a failure dead-letters that entry alone).
+            **{"outputs": ctx.publisher, **self.consumer_options},
         )
 
         def held() -> bool:

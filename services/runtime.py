@@ -14,15 +14,16 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.codec import Codec, Decoded, codec_for
+from core.ignored import IgnoredLog
 from core.logging import get_logger
-from core.metrics import ServiceMetrics
+from core.metrics import IgnoreReason, ServiceMetrics
 from core.redis import DeadLetters, Publisher
 from core.redis.group_cleanup import GroupJanitor
 from core.redis.modes import AsyncClient
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
-from core.topics import KeySpace, ServiceName
+from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ class ServiceContext:
     extra_counts: dict[str, int] = field(default_factory=dict)
     owned: list[int] = field(default_factory=list)
     """The partitions this instance owns now (kept up to date by services.partitions)."""
+    ignored_log: IgnoredLog | None = None
+    """Counts and logs what the business logic drops on purpose (made from ``metrics``)."""
+
+    def __post_init__(self) -> None:
+        if self.ignored_log is None:
+            self.ignored_log = IgnoredLog(self.metrics)
 
     @classmethod
     def create(cls, service: ServiceName, settings: ServiceSettings, redis: AsyncClient) -> ServiceContext:
@@ -87,6 +94,12 @@ class ServiceContext:
         """Add to a business counter shown in live status (signals, rejections, ...)."""
         self.extra_counts[name] = self.extra_counts.get(name, 0) + by
         self.metrics.ops.count_event(name, by)  # the same count on /metrics (cdb_events_total)
+
+    def ignore(self, topic: Topic, reason: IgnoreReason, **details: Any) -> None:
+        """Count (``cdb_messages_ignored_total``) and log (rate-limited) one valid message of
+        ``topic`` dropped on purpose; ``details`` identify it in the log line."""
+        assert self.ignored_log is not None
+        self.ignored_log.note(topic, reason, **details)
 
     def live_state(self) -> LiveState:
         """The document this instance reports to Redis."""

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import fakeredis
 import pytest
 
+from core.codec import Decoded
 from core.errors import ConfigError
+from core.metrics import IgnoreReason
+from core.settings import ServiceSettings
+from core.topics import ServiceName
 from services.config import load_config
 from services.execution.paper import PaperVenue, VenueParams
 from services.risk.limits import RiskEngine, RiskLimits
+from services.runtime import ServiceContext
+from services.signal.service import SignalService
 from services.signal.strategy import MomentumStrategy, SignalParams
 
 
@@ -18,6 +25,7 @@ class _Trade:
     symbol: str
     price: float
     timestamp: int
+    trade_id: str | None = None
 
 
 @dataclass
@@ -67,14 +75,48 @@ def test_strategy__flat_prices_fire_nothing() -> None:
     assert _feed(strategy, [100.0] * 50) == []
 
 
-def test_strategy__redelivered_or_older_trade_is_ignored() -> None:
+def test_strategy__the_same_content_again_in_the_same_millisecond_is_a_duplicate_and_older_is_stale() -> None:
     strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
     assert strategy.on_trade(_Trade("X", 100.0, 1_767_225_600_010)) is None
     fired = strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011))
     assert fired is not None
-    assert strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011)) is None
+    assert strategy.on_trade(_Trade("X", 101.0, 1_767_225_600_011)) is None  # no trade id: same content
     assert strategy.on_trade(_Trade("X", 90.0, 1_767_225_600_005)) is None
-    assert strategy.ignored == 2
+    assert strategy.ignored == {IgnoreReason.DUPLICATE: 1, IgnoreReason.STALE: 1}
+
+
+def test_strategy__trades_sharing_a_millisecond_all_count_and_fire_distinct_signal_ids() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    ms = 1_767_225_600_010
+    prices = [100.0, 101.0, 102.0, 103.0]  # four trades of one symbol in one millisecond
+    outcomes = [strategy.decide(_Trade("X", p, ms, trade_id=f"t{i}"), f"1-{i}") for i, p in enumerate(prices)]
+    assert [o.ignored for o in outcomes] == [None] * len(prices)
+    ids = [o.signal["signal_id"] for o in outcomes if o.signal is not None]
+    assert len(ids) == len(prices) - 1  # every trade after the first completes a rising window
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == f"sig-X-{ms}#1"
+
+
+def test_strategy__a_redelivered_entry_is_a_duplicate_and_gets_its_first_signal_again() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "5-0")
+    first = strategy.decide(_Trade("X", 101.0, 1_767_225_600_010, trade_id="b"), "5-1")
+    again = strategy.decide(_Trade("X", 101.0, 1_767_225_600_010, trade_id="b"), "5-1")
+    later = strategy.decide(_Trade("X", 101.0, 1_767_225_600_011, trade_id="c"), "6-0")
+    assert first.signal is not None
+    assert (again.ignored, again.repeated, again.signal) == (IgnoreReason.DUPLICATE, True, first.signal)
+    assert later.ignored is None  # the redelivery did not enter the window twice
+    assert strategy.ignored == {IgnoreReason.DUPLICATE: 1}
+
+
+def test_strategy__the_same_trade_id_on_another_entry_is_a_duplicate_whatever_its_time() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "5-0")
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_011, trade_id="b"), "5-1")
+    resent = strategy.decide(_Trade("X", 100.0, 1_767_225_600_010, trade_id="a"), "9-0")  # producer retry
+    older = strategy.decide(_Trade("X", 100.0, 1_767_225_600_009, trade_id="z"), "9-1")
+    assert (resent.ignored, resent.repeated) == (IgnoreReason.DUPLICATE, False)
+    assert older.ignored is IgnoreReason.STALE
 
 
 def test_strategy__symbols_have_separate_windows() -> None:
@@ -163,3 +205,37 @@ def test_service_config__bad_value_names_the_variable() -> None:
         load_config(RiskLimits, {"RISK_MAX_ORDER_NOTIONAL": "-5"})
     assert caught.value.variable == "RISK_MAX_ORDER_NOTIONAL"
     assert load_config(RiskLimits, {"RISK_KILL_SWITCH": "yes"}).kill_switch is True
+
+
+def test_strategy__a_trade_with_a_filled_in_time_is_refused_and_moves_no_clock() -> None:
+    strategy = MomentumStrategy(SignalParams(window=2, threshold_bps=10, cooldown=0))
+    filled = strategy.decide(_Trade("X", 500.0, 4_000_000_000_000), "1-0", time_filled=True)  # "now"
+    strategy.decide(_Trade("X", 100.0, 1_767_225_600_010), "2-0")
+    fired = strategy.decide(_Trade("X", 101.0, 1_767_225_600_011), "3-0")
+    assert filled.ignored is IgnoreReason.TIME_FILLED
+    assert fired.ignored is None  # the real trades after it are neither stale nor compared to it
+    assert fired.signal is not None
+    assert fired.signal["side"] == "BUY"
+
+
+async def test_signal_replay__rebuilds_the_state_silently_and_dedupes_like_the_owner_did() -> None:
+    params = SignalParams(window=3, threshold_bps=10, cooldown=1)
+    ms = 1_767_225_600_000
+    history = [(f"7-{i}", _Trade("X", 100.0 + i, ms + i // 2, trade_id=f"t{i}")) for i in range(9)]
+    redis = fakeredis.FakeAsyncRedis()
+    settings = ServiceSettings.load(ServiceName.SIGNAL, environ={})
+    owner = SignalService(ServiceContext.create(ServiceName.SIGNAL, settings, redis), params)
+    heir = SignalService(ServiceContext.create(ServiceName.SIGNAL, settings, redis), params)
+    for entry_id, trade in history:
+        await owner.handle(Decoded(trade), entry_id)
+        heir.replay(Decoded(trade), entry_id)
+
+    assert owner.ctx.publisher.deferred > 0  # the owner fired signals ...
+    assert heir.ctx.publisher.deferred == 0  # ... the heir only rebuilt its state
+    assert heir.ctx.metrics.snapshot()["ignored"] == 0
+    following = [(f"8-{i}", _Trade("X", 110.0 + i, ms + 10, trade_id=f"u{i}")) for i in range(3)]
+    assert [owner.strategy.decide(t, e) for e, t in following] == [
+        heir.strategy.decide(t, e) for e, t in following
+    ]
+    await heir.handle(Decoded(history[-1][1]), history[-1][0])  # an entry the owner had applied
+    assert heir.ctx.metrics.snapshot()["ignored_by_reason"]["duplicate"] == 1

@@ -129,6 +129,7 @@ async def test_execution__redelivered_order_creates_no_second_fill_or_row(
     assert rows[0]["order_id"] == "ord-1"
     assert results == 1
     assert ctx.extra_counts == {"fills": 1, "duplicate_orders": 2}
+    assert ctx.metrics.snapshot()["ignored_by_reason"]["duplicate"] == 2
 
 
 async def test_execution__crash_between_store_and_publish_is_repaired_on_redelivery(

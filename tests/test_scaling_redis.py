@@ -258,11 +258,17 @@ async def test_replay_history__feeds_finished_entries_in_order_but_not_pending_o
     await publisher.publish_many(Topic.MARKET_DATA, [_trade(5, "ETH/USDT")])
     await old.io.read_new(10, None)  # delivered, not acknowledged: pending, left to takeover
     replayed: list[float] = []
-    count = await replay_history(
-        _consumer(redis_async, keys, "new"), lambda d: replayed.append(d.message.price)
-    )
+    ids: list[str] = []
+
+    def apply(decoded: Decoded, entry_id: str) -> None:
+        replayed.append(decoded.message.price)
+        ids.append(entry_id)
+
+    count = await replay_history(_consumer(redis_async, keys, "new"), apply)
     assert replayed == [100.0, 101.0, 102.0, 103.0, 104.0]
     assert count == 5
+    finished = [i.decode() for i, f in await redis_async.xrange(keys.stream(Topic.MARKET_DATA))]
+    assert ids == [i for n, i in enumerate(finished) if n not in (3, 6)]  # not the bad one, not pending
 
 
 async def test_consumer__an_acknowledged_entry_delivered_again__raises_group_rewound(

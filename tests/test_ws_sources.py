@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,20 @@ def test_make_dataset__module_writes_the_same_bytes_and_its_check_passes(tmp_pat
 
 
 @pytest.mark.parametrize("path", BUNDLED)
+def test_bundled_file__has_several_same_millisecond_bursts_per_symbol_with_no_two_trades_alike(
+    path: Path,
+) -> None:
+    trades = load_trades(path)
+    groups = Counter((t.symbol, t.timestamp) for t in trades)
+    bursts = Counter(symbol for (symbol, _), n in groups.items() if n > 1)
+    assert set(bursts) == {t.symbol for t in trades}, "every symbol has same-millisecond trades"
+    assert min(bursts.values()) >= 2
+    content = Counter((t.symbol, t.timestamp, t.price, t.volume, t.side) for t in trades)
+    assert max(content.values()) == 1, "the legacy path (no trade id) can tell every trade apart"
+    assert len({t.trade_id for t in trades}) == len(trades)
+
+
+@pytest.mark.parametrize("path", BUNDLED)
 def test_bundled_file__every_trade_is_a_valid_market_data_v1(path: Path) -> None:
     codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     messages = [codec.build(Topic.MARKET_DATA, t.as_values()) for t in load_trades(path)]
@@ -300,9 +315,12 @@ def test_bundled_file__every_trade_is_a_valid_market_data_v1(path: Path) -> None
 
 
 @pytest.mark.parametrize("path", BUNDLED)
-def test_bundled_file__timestamps_strictly_increase(path: Path) -> None:
-    stamps = [t.timestamp for t in load_trades(path)]
-    assert all(b > a for a, b in itertools.pairwise(stamps))
+def test_bundled_file__timestamps_never_go_back_and_repeat_only_within_one_symbols_burst(path: Path) -> None:
+    trades = load_trades(path)
+    assert all(b.timestamp >= a.timestamp for a, b in itertools.pairwise(trades))
+    repeats = [(a, b) for a, b in itertools.pairwise(trades) if a.timestamp == b.timestamp]
+    assert repeats, "the data must exercise same-millisecond trades"
+    assert all(a.symbol == b.symbol and a.side == b.side for a, b in repeats)
 
 
 @pytest.mark.parametrize("path", BUNDLED)

@@ -63,7 +63,9 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
 
     ``handled`` counts stream entries the instance finished with (ok, invalid, dead
     lettered; retries are not finished); ``lag`` is undelivered plus pending entries
-    of its input stream; the ``*_by_field`` maps name what the counts are made of.
+    of its input stream; the ``*_by_field`` maps name what the counts are made of;
+    ``ignored`` counts valid messages dropped on purpose, ``ignored_by_reason`` by
+    :class:`~core.metrics.IgnoreReason` (non-zero reasons only).
     """
     c = state.counts
     handled = sum(_int(c, f"messages_{outcome}") for outcome in ("ok", "invalid", "dead_lettered"))
@@ -88,6 +90,8 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "defaults_filled": _int(c, "defaults_filled"),
         "defaults_by_field": _breakdown(c, "defaults_by_field"),
         "dead_letters": _int(c, "dead_letters"),
+        "ignored": _int(c, "ignored"),
+        "ignored_by_reason": _breakdown(c, "ignored_by_reason"),
         "shadow_compared": _int(c, "shadow_compared"),
         "shadow_mismatches": _int(c, "shadow_mismatches"),
         "shadow_by_field": _breakdown(c, "shadow_by_field"),

@@ -37,6 +37,7 @@ WIDE = [
     "validation errors",
     "defaults filled",
     "dead letters",
+    "ignored",
     "shadow mismatches",
     "duplicates",
     "legacy-shaped in",
@@ -45,7 +46,7 @@ WIDE = [
 ]
 """Columns of ``--wide``."""
 
-_WRAPPING = {"validation errors", "defaults filled", "shadow mismatches"}
+_WRAPPING = {"validation errors", "defaults filled", "ignored", "shadow mismatches"}
 _NUMERIC = {"up", "msgs", "err", "dlq", "lag", "uptime", "handled", "published", "dead letters", "duplicates"}
 
 
@@ -139,6 +140,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
         _fields(row["validation_reasons"], row["validation_errors"]),
         _fields(row["defaults_by_field"], row["defaults_filled"]),
         str(row["dead_letters"]),
+        _fields(row["ignored_by_reason"], row["ignored"]),
         mismatches,
         str(row.get("duplicates", 0)),
         _legacy_in(row),

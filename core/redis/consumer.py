@@ -14,7 +14,11 @@ oversized one, refused by the codec before parsing) is written to the
 dead-letter stream with its errors and acknowledged; an entry whose handler
 raises stays pending and is retried on reclaim until it has been delivered
 ``max_deliveries`` times, then it is dead-lettered with the exception and
-acknowledged. Connection errors are retried with backoff; the group position
+acknowledged. A handler raising :class:`~core.errors.ContractError` (its output cannot
+be built or encoded, which no retry changes) dead-letters its entry at once. With
+``outputs`` (the service's publisher), whatever fails stays with the entry that caused
+it: its deferred outputs are taken back, and an output that cannot be sent dead-letters
+its own input while the rest of the batch goes out (:mod:`core.redis.outbox`). Connection errors are retried with backoff; the group position
 lives in Redis, so a consumer resumes exactly where the group was.
 
 Contrast with Pub/Sub (:mod:`core.redis.observer`): lower latency, no group, no
@@ -37,6 +41,7 @@ from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
 from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.modes import AsyncClient, decodes_responses
+from core.redis.outbox import DeferredOutputs
 from core.redis.retry import RetryPolicy
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
@@ -44,7 +49,10 @@ from core.topics import KeySpace, ServiceName, Topic
 __all__ = ["Handler", "StreamConsumer"]
 
 Handler = Callable[[Decoded, str], Awaitable[None]]
-"""Handles one decoded message; gets the stream entry id. Raising leaves the entry pending."""
+"""Handles one decoded message; gets the stream entry id. Raising leaves the entry pending,
+except a :class:`~core.errors.ContractError` (its output cannot be built or encoded, which a
+retry would not change): that entry is dead-lettered at once."""
+
 
 _log = get_logger("core.redis.consumer")
 _BACKLOG_EVERY_S = 1.0
@@ -60,6 +68,9 @@ class StreamConsumer:
     ``before_ack``: awaited after each batch's handlers and before its XACK, e.g.
     ``Publisher.flush`` so outputs a handler deferred are confirmed before the inputs
     that caused them are acknowledged; if it raises, nothing of the batch is acked.
+    ``outputs``: the same, per message (a service's publisher): told which entry each
+    output comes from, it drops the outputs of an entry whose handler failed and flushes
+    before the ack; an output that cannot be sent dead-letters its own input only.
     ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
     ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
     ``detect_rewind``: raise :class:`GroupRewoundError` from :meth:`poll_once` / :meth:`run`
@@ -84,6 +95,7 @@ class StreamConsumer:
         retry: RetryPolicy | None = None,
         group_start: str = "0",
         before_ack: Callable[[], Awaitable[object]] | None = None,
+        outputs: DeferredOutputs | None = None,
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
         detect_rewind: bool = False,
@@ -117,6 +129,7 @@ class StreamConsumer:
             on_retry=self._on_retry,
         )
         self.before_ack = before_ack
+        self.outputs = outputs
         self._me = ConsumerIdentity(
             topic=topic,
             service=service,
@@ -248,11 +261,12 @@ class StreamConsumer:
     async def _process(
         self, entries: Sequence[Entry], handler: Handler, deliveries: Mapping[bytes, int] | None
     ) -> int:
-        decode, topic, most = self.codec.from_fields, self.topic, self.max_deliveries
+        decode, topic, most, outputs = self.codec.from_fields, self.topic, self.max_deliveries, self.outputs
         if self.detect_rewind:
             self._check_rewind(entries)
         ledger = BatchLedger(self._me)
         self.metrics.ops.count_received(topic, entries)  # wire shape: legacy vs v1.0, per batch
+        handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]] = {}
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
             if not fields:
@@ -269,21 +283,57 @@ class StreamConsumer:
             except Exception as exc:  # a codec bug must not stop the service either
                 ledger.decoder_crash(raw_id, fields, exc, count)
                 continue
-            try:
-                await handler(decoded, raw_id.decode("ascii"))
-            except Exception as exc:
-                ledger.handler_failed(raw_id, fields, exc, count)
-                continue
-            ledger.ok(raw_id, decoded.defaulted)
-        await self._settle(ledger)
+            entry_id, entry = raw_id.decode("ascii"), (raw_id, fields, count)
+            if await self._handle(handler, decoded, entry_id, entry, ledger) and outputs is not None:
+                handled[entry_id] = entry  # its outputs may still fail to go out
+        if outputs is not None:
+            outputs.begin(None)
+        await self._settle(ledger, handled)
         ledger.count_into(self.metrics)
         return len(entries)
 
-    async def _settle(self, ledger: BatchLedger) -> None:
+    async def _handle(
+        self,
+        handler: Handler,
+        decoded: Decoded,
+        entry_id: str,
+        entry: tuple[bytes, Mapping[bytes, bytes], int],
+        ledger: BatchLedger,
+    ) -> bool:
+        """Run the handler on one entry; True when it finished. A failure stays with the entry:
+        the outputs it deferred are taken back, and the ledger decides retry or dead letter."""
+        raw_id, fields, count = entry
+        outputs = self.outputs
+        if outputs is not None:
+            outputs.begin(entry_id)
+        try:
+            await handler(decoded, entry_id)
+        except ContractError as err:
+            # Its output cannot be built or encoded: deterministic, so no retry.
+            if outputs is not None:
+                outputs.discard(entry_id)
+            ledger.output_invalid(raw_id, fields, err, count)
+            return False
+        except Exception as exc:
+            if outputs is not None:
+                outputs.discard(entry_id)
+            ledger.handler_failed(raw_id, fields, exc, count)
+            return False
+        ledger.ok(raw_id, decoded.defaulted)
+        return True
+
+    async def _settle(
+        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
+    ) -> None:
         # Outputs first (before_ack), then dead letters, then the ack: if any step fails
         # nothing is acked and the entries come back (a duplicate at worst, never a loss).
         if self.before_ack is not None:
             await self.before_ack()
+        if self.outputs is not None:
+            for source, error in (await self.outputs.flush_outputs()).items():
+                if source in handled:
+                    raw_id, fields, count = handled[source]
+                    ledger.output_failed(raw_id, fields, error, count)
         if ledger.letters:
             await self.dead_letters.park_many(self.topic, ledger.letters)
         if ledger.done:

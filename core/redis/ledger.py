@@ -16,7 +16,7 @@ from typing import Any
 from core.codec.fields import field_map_bytes
 from core.errors import ContractError
 from core.logging import get_logger
-from core.metrics import Outcome, ServiceMetrics
+from core.metrics import IgnoreReason, Outcome, ServiceMetrics
 from core.redis.dead_letters import DeadLetterCause, letter_fields
 from core.topics import ServiceName, Topic
 
@@ -54,7 +54,7 @@ class ConsumerIdentity:
 class BatchLedger:
     """The outcome of each entry of one batch."""
 
-    __slots__ = ("defaults", "done", "letters", "me", "outcomes", "reasons")
+    __slots__ = ("defaults", "done", "gone_count", "letters", "me", "outcomes", "reasons")
 
     def __init__(self, me: ConsumerIdentity) -> None:
         self.me = me
@@ -65,6 +65,7 @@ class BatchLedger:
         self.outcomes: Counter[Outcome] = Counter()
         self.reasons: Counter[str] = Counter()
         self.defaults: Counter[str] = Counter()
+        self.gone_count = 0
 
     def ok(self, raw_id: bytes, defaulted: Iterable[str]) -> None:
         """The handler finished with the entry."""
@@ -74,9 +75,60 @@ class BatchLedger:
             self.defaults[name] += 1
 
     def gone(self, raw_id: bytes) -> None:
-        """The entry was trimmed or deleted while pending: nothing left to handle."""
-        _log.warning("consumer.entry_gone", topic=self.me.topic.value, stream_id=raw_id.decode())
+        """The entry was trimmed or deleted while pending: nothing left to handle (counted as
+        ignored, reason ``gone``; logged once per batch)."""
+        if not self.gone_count:
+            _log.warning("consumer.entry_gone", topic=self.me.topic.value, stream_id=raw_id.decode())
+        self.gone_count += 1
         self.done.append(raw_id)
+
+    def output_invalid(
+        self, raw_id: bytes, fields: Mapping[bytes, bytes], err: ContractError, deliveries: int
+    ) -> None:
+        """The handler's output could not be built or encoded (the same on every retry):
+        dead-letter the input at once, with the output's structured errors."""
+        me = self.me
+        _log.warning(
+            "consumer.output_invalid",
+            service=me.service.value,
+            topic=me.topic.value,
+            stream_id=raw_id.decode("ascii"),
+            reason=err.reason,
+            errors=err.loggable_errors(),
+        )
+        self._park(
+            raw_id,
+            field_map_bytes(fields),
+            err.loggable_errors(),
+            deliveries,
+            Outcome.DEAD_LETTERED,
+            cause=DeadLetterCause.HANDLER_FAILED,
+            reason=err.reason,
+        )
+
+    def output_failed(
+        self, raw_id: bytes, fields: Mapping[bytes, bytes], exc: BaseException, deliveries: int
+    ) -> None:
+        """The entry was handled but its output could not be sent (only it, the others were):
+        dead-letter it instead of counting it as done."""
+        _log.error(
+            "consumer.output_failed",
+            service=self.me.service.value,
+            topic=self.me.topic.value,
+            stream_id=raw_id.decode("ascii"),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        self.outcomes[Outcome.OK] -= 1
+        self.done.remove(raw_id)
+        self._park(
+            raw_id,
+            field_map_bytes(fields),
+            [{"type": "serialization", "loc": [], "msg": f"output could not be sent: {exc!r}"}],
+            deliveries,
+            Outcome.DEAD_LETTERED,
+            cause=DeadLetterCause.HANDLER_FAILED,
+            reason="serialization",
+        )
 
     def invalid(self, raw_id: bytes, err: ContractError, deliveries: int) -> None:
         """The entry did not decode: dead-letter it with the structured errors."""
@@ -166,25 +218,39 @@ class BatchLedger:
         gave_up = self.outcomes[Outcome.DEAD_LETTERED]
         if gave_up:
             metrics.count_dead_letters(topic, path, DeadLetterCause.HANDLER_FAILED, gave_up)
+
         if self.defaults:
             metrics.count_defaults(topic, self.defaults)
+        if self.gone_count:
+            metrics.count_ignored(topic, IgnoreReason.GONE, self.gone_count)
 
     def _park(
         self, raw_id: bytes, raw: bytes, error: Any, deliveries: int, outcome: Outcome, **kw: Any
     ) -> None:
         me = self.me
         self.letters.append(
-            letter_fields(
-                me.topic,
-                raw,
-                error,
-                service=me.service,
-                path=me.path,
-                profile=me.profile,
-                stream_id=raw_id.decode("ascii"),
-                deliveries=deliveries,
-                **kw,
+            _writable(
+                letter_fields(
+                    me.topic,
+                    raw,
+                    error,
+                    service=me.service,
+                    path=me.path,
+                    profile=me.profile,
+                    stream_id=raw_id.decode("ascii"),
+                    deliveries=deliveries,
+                    **kw,
+                )
             )
         )
         self.done.append(raw_id)
         self.outcomes[outcome] += 1
+
+
+def _writable(letter: dict[str, Any]) -> dict[str, Any]:
+    """The dead letter with every text made writable as UTF-8: an error message may quote a
+    lone surrogate from the payload, and a letter Redis cannot take would fail the whole batch."""
+    return {
+        name: value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+        for name, value in letter.items()
+    }

@@ -35,10 +35,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from core.codec import Codec, Message
-from core.errors import NotReplicatedError, TransportError
+from core.errors import CdbError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
+from core.redis import outbox
 from core.redis.modes import AsyncClient
+from core.redis.outbox import Deferred, Outbox
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.sync_publish import publish_message, stream_ids, symbol_partition, wall_ms
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, PublishPacker, StreamTrim, pack_command, send_pipelined
@@ -94,7 +96,7 @@ class Publisher:
         self.wait_timeout_ms = wait_timeout_ms
         self._wait = pack_command(["WAIT", str(self.wait_replicas), str(wait_timeout_ms)])
         self._packers: dict[tuple[Topic, int], PublishPacker] = {}
-        self._deferred: dict[Topic, list[Encoded]] = {}
+        self._outbox = Outbox()
 
     @classmethod
     def from_settings(
@@ -157,14 +159,25 @@ class Publisher:
         return await self._send(topic, [self._encode(topic, m) for m in messages])
 
     def defer(self, topic: Topic, message: Message) -> None:
-        """Queue ``message`` for the next :meth:`flush`; encoded now, so a
-        :class:`~core.errors.ContractError` is raised here, in the handler."""
-        self._deferred.setdefault(topic, []).append(self._encode(topic, message))
+        """Queue ``message`` for the next :meth:`flush`; encoded now, down to the wire's UTF-8,
+        so a message that cannot be written raises :class:`~core.errors.ContractError` here, in
+        the handler that made it (and only its input is dead-lettered), never in the flush."""
+        self._outbox.add(topic, *self._encode(topic, message))
+
+    def begin(self, source: str | None) -> None:
+        """Outputs deferred from now on were caused by input ``source`` (a stream entry id; the
+        consumer calls this before each handler), so :meth:`discard` can take them back."""
+        self._outbox.begin(source)
+
+    def discard(self, source: str) -> int:
+        """Drop the outputs ``source`` deferred (its handler failed: a retry makes them again, a
+        dead letter must not leave half of them behind); returns how many."""
+        return self._outbox.discard(source)
 
     @property
     def deferred(self) -> int:
         """How many messages wait for :meth:`flush`."""
-        return sum(len(q) for q in self._deferred.values())
+        return len(self._outbox)
 
     async def flush(self) -> int:
         """Publish every deferred message (per topic, in order); returns how many.
@@ -172,18 +185,60 @@ class Publisher:
         The queue is emptied even when this raises :class:`~core.errors.TransportError`:
         the caller then must not acknowledge the inputs, whose redelivery makes the
         outputs again (that is what the consumer's ``before_ack`` hook guarantees).
+        Raises if any message could not be sent; :meth:`flush_outputs` says which inputs.
         """
-        queued, self._deferred = self._deferred, {}
-        sent = 0
-        for topic, encoded in queued.items():
-            sent += len(await self._send(topic, encoded))
+        sent, failed = await self._flush()
+        if failed:
+            raise next(iter(failed.values()))
         return sent
+
+    async def flush_outputs(self) -> dict[str, BaseException]:
+        """Publish every deferred message like :meth:`flush`, containing a failure to the input
+        whose output caused it: returns ``{source: error}`` for inputs whose outputs could not
+        be sent (the rest were sent), and still raises :class:`~core.errors.TransportError`
+        when Redis is away (then nothing may be acknowledged)."""
+        return (await self._flush())[1]
+
+    async def _flush(self) -> tuple[int, dict[str, BaseException]]:
+        queued = self._outbox.take()
+        sent = 0
+        failed: dict[str, BaseException] = {}
+        for topic, items in queued.items():
+            try:
+                sent += len(await self._send(topic, items))
+            except CdbError:
+                raise  # the transport's (or a re-raised contract) error: the whole batch waits
+            except Exception as exc:
+                good, failures = await self._contain(topic, items, exc)
+                sent += good
+                failed.update(failures)
+        return sent, failed
+
+    async def _contain(
+        self, topic: Topic, items: Sequence[Deferred], exc: Exception
+    ) -> tuple[int, dict[str, BaseException]]:
+        # A bug-class failure while packing (defer already checked every value): find the outputs
+        # that cannot be packed alone, send the others again (a duplicate at worst: at least
+        # once) and hand the culprits' inputs back to the consumer, which dead-letters them.
+        def pack(item: Deferred) -> object:
+            return self._packer(topic, item[2]).pack([item], 0)
+
+        bad = outbox.unpackable(items, pack)
+        if not bad:
+            raise exc
+        _log.error("publish.output_failed", topic=topic.value, outputs=len(bad), error=repr(exc))
+        failed: dict[str, BaseException] = {}
+        for i, error in bad.items():
+            failed.setdefault(items[i][3] or "", error)
+        sent = await self._send(topic, [item for i, item in enumerate(items) if i not in bad])
+        return len(sent), failed
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
         body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
+        outbox.utf8_checked(self.codec, topic, body, fields)
         return body, fields, symbol_partition(self.keys, message)
 
-    async def _send(self, topic: Topic, encoded: Sequence[Encoded]) -> list[str]:
+    async def _send(self, topic: Topic, encoded: Sequence[Encoded | Deferred]) -> list[str]:
         if not encoded:
             return []
         if self.keys.partitions == 1:
@@ -211,7 +266,9 @@ class Publisher:
             raise _combined(topic, failures, sorted(short), sum(1 for i in ids if i), len(encoded))
         return ids
 
-    async def _send_partition(self, topic: Topic, partition: int, encoded: Sequence[Encoded]) -> list[str]:
+    async def _send_partition(
+        self, topic: Topic, partition: int, encoded: Sequence[Encoded | Deferred]
+    ) -> list[str]:
         packer, size, wait = self._packer(topic, partition), self.chunk, self.wait_replicas
         ids: list[str] = []
 

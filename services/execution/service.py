@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.codec import Decoded
+from core.metrics import IgnoreReason
 from core.topics import Topic
 from services.execution.once import OncePublisher
 from services.execution.paper import PaperVenue, VenueParams
@@ -36,7 +37,9 @@ class ExecutionService:
         order = decoded.message
         stored = await self.store.get(order.order_id)
         if stored is not None and stored.published:
+            # ``duplicate_orders`` is kept for existing readers (the matrix's kill fault).
             self.ctx.count("duplicate_orders")
+            self.ctx.ignore(Topic.ORDERS, IgnoreReason.DUPLICATE, order_id=order.order_id)
             return
         values = stored.values if stored is not None else self.venue.fill(order)
         if stored is None:

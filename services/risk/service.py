@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.codec import Decoded
 from core.logging import get_logger
+from core.metrics import IgnoreReason
 from core.topics import Topic
 from services.risk.limits import RiskEngine, RiskLimits
 from services.runtime import ServiceContext
@@ -28,6 +29,10 @@ class RiskService:
         acknowledged); record a rejection otherwise."""
         signal = decoded.message
         decision = self.engine.on_signal(signal)
+        if decision.duplicate:
+            # Decided before (a redelivery, or the signal published twice): positions are not
+            # moved again; an approved order is sent again (its first flush may have failed).
+            self.ctx.ignore(Topic.SIGNALS, IgnoreReason.DUPLICATE, signal_id=signal.signal_id)
         if decision.order is None:
             if not decision.duplicate:
                 self.ctx.count("rejections")
@@ -38,7 +43,7 @@ class RiskService:
         if not decision.duplicate:
             self.ctx.count("orders")
 
-    def replay(self, decoded: Decoded) -> None:
+    def replay(self, decoded: Decoded, entry_id: str) -> None:
         """Apply a signal this partition's previous owner already decided: positions and
         decisions only, nothing published (services.partitions; idempotent by signal_id)."""
         self.engine.on_signal(decoded.message)

@@ -22,18 +22,28 @@ class SignalService:
 
     async def handle(self, decoded: Decoded, entry_id: str) -> None:
         """Queue a signal when this trade fires one; it is published with the batch, before the
-        batch is acknowledged (``run_consuming_service`` flushes the publisher)."""
-        values = self.strategy.on_trade(decoded.message)
-        if values is None:
-            return
-        signal = self.ctx.codec.build(Topic.SIGNALS, values)
-        self.ctx.publisher.defer(Topic.SIGNALS, signal)
-        self.ctx.count("signals")
+        batch is acknowledged (``run_consuming_service`` flushes the publisher).
 
-    def replay(self, decoded: Decoded) -> None:
+        A trade the strategy ignores (stale, duplicate, time filled in by the lenient profile)
+        is counted and logged by reason; a redelivered entry sends the signal it fired the
+        first time again (its first flush may have failed), without applying the trade twice.
+        """
+        trade = decoded.message
+        outcome = self.strategy.decide(trade, entry_id, time_filled="timestamp" in decoded.defaulted)
+        if outcome.ignored is not None:
+            self.ctx.ignore(Topic.MARKET_DATA, outcome.ignored, symbol=trade.symbol, stream_id=entry_id)
+        if outcome.signal is None:
+            return
+        signal = self.ctx.codec.build(Topic.SIGNALS, outcome.signal)
+        self.ctx.publisher.defer(Topic.SIGNALS, signal)
+        if not outcome.repeated:
+            self.ctx.count("signals")
+
+    def replay(self, decoded: Decoded, entry_id: str) -> None:
         """Apply a trade this partition's previous owner already handled: state only, nothing
-        published (services.partitions rebuilds a moved partition this way; idempotent)."""
-        self.strategy.on_trade(decoded.message)
+        published or counted (services.partitions rebuilds a moved partition this way; the
+        same dedupe as :meth:`handle`, so the rebuilt state is the one the owner had)."""
+        self.strategy.decide(decoded.message, entry_id, time_filled="timestamp" in decoded.defaulted)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -2,8 +2,11 @@
 
 The trades are **synthetic**: a seeded ``random.Random`` drives, per symbol, a price
 random walk through regimes (trending up, trending down, flat) so a momentum strategy
-sees both BUY and SELL set-ups. Nothing here was recorded from an exchange, and the
-first line of each file says so. The same seed gives the same bytes, so
+sees both BUY and SELL set-ups. As on a real exchange, some trades come in bursts: one
+taker order filling several resting orders, i.e. 2..4 trades of one symbol and side in
+the **same millisecond**, each at its own price level or size (so no two trades of a
+burst are alike, even without their trade ids). Nothing here was recorded from an
+exchange, and the first line of each file says so. The same seed gives the same bytes, so
 
     python -m services.ws.make_dataset           # rewrite both files
     python -m services.ws.make_dataset --check   # exit 1 if a file differs from its seed
@@ -70,6 +73,9 @@ _NOISE_BPS = 4.0  # standard deviation of a trade-to-trade move
 _REGIME_TRADES = (25, 70)  # a regime lasts this many trades of its symbol
 _MEAN_GAP_MS = 150.0
 _MAX_GAP_MS = 1_000
+_BURST_SHARE = 0.08  # share of taker orders that fill several makers in one millisecond
+_BURST_FILLS = (2, 4)  # trades in such a burst
+_LEVEL_BPS = 0.8  # price step between the makers a burst walks through
 
 
 @dataclass(slots=True)
@@ -95,7 +101,7 @@ def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
     weights = [m.weight for m in MARKETS]
     timestamp = START_MS
     rows: list[tuple[str, ...]] = []
-    for index in range(spec.trades):
+    while len(rows) < spec.trades:
         market = rng.choices(MARKETS, weights)[0]
         walk = walks[market.symbol]
         if walk.left <= 0:
@@ -106,21 +112,28 @@ def generate(spec: DatasetSpec) -> list[tuple[str, ...]]:
         walk.price *= 1.0 + move_bps / 10_000.0
         buy_share = 0.5 + (0.15 if walk.drift > 0 else -0.15 if walk.drift < 0 else 0.0)
         side = "BUY" if rng.random() < buy_share else "SELL"
-        step = 10.0**-market.volume_decimals
-        size = market.typical_volume * rng.lognormvariate(0.0, 0.8)
-        volume = max(step, round(size, market.volume_decimals))
         timestamp += min(_MAX_GAP_MS, 3 + int(rng.expovariate(1.0 / _MEAN_GAP_MS)))
-        rows.append(
-            (
-                str(timestamp),
-                market.symbol,
-                side,
-                f"{walk.price:.{market.price_decimals}f}",
-                f"{volume:.{market.volume_decimals}f}",
-                f"syn-{spec.seed}-{index:06d}",
+        fills = rng.randint(*_BURST_FILLS) if rng.random() < _BURST_SHARE else 1
+        fills = min(fills, spec.trades - len(rows))
+        seen: set[tuple[str, str]] = set()
+        for level in range(fills):
+            # A taker walks the book: a buyer pays more at each next level, a seller gets less.
+            step = _LEVEL_BPS * level * (1.0 if side == "BUY" else -1.0)
+            price = f"{walk.price * (1.0 + step / 10_000.0):.{market.price_decimals}f}"
+            volume = _volume(rng, market)
+            while (price, volume) in seen:  # rounding made two fills alike: make the size differ
+                volume = f"{float(volume) + 10.0**-market.volume_decimals:.{market.volume_decimals}f}"
+            seen.add((price, volume))
+            rows.append(
+                (str(timestamp), market.symbol, side, price, volume, f"syn-{spec.seed}-{len(rows):06d}")
             )
-        )
     return rows
+
+
+def _volume(rng: random.Random, market: Market) -> str:
+    step = 10.0**-market.volume_decimals
+    size = market.typical_volume * rng.lognormvariate(0.0, 0.8)
+    return f"{max(step, round(size, market.volume_decimals)):.{market.volume_decimals}f}"
 
 
 def render(spec: DatasetSpec) -> str:
