@@ -237,6 +237,7 @@ class PartitionedConsumer:
             ctx, svc = self.ctx, self.svc
         topic = ctx.service.consumes
         assert topic is not None
+        solo = isinstance(self.leases, _SoloLeases)
 
         def note_backlog(lag: int, pending: int) -> None:
             worker.backlog = (lag, pending)
@@ -255,6 +256,9 @@ class PartitionedConsumer:
             # After a fail-over that lost acknowledged writes, stop and rebuild: the object's
             # state is ahead of what Redis still has (core.errors.GroupRewoundError).
             detect_rewind=self.factory is not None,
+            # Every read, claim and ack checks this instance still holds the lease, atomically
+            # on the server (core.redis.fence); fakeredis (one process, no Lua) needs no fence.
+            lease=None if solo else ctx.keys.lease(ctx.service, worker.partition),
             # Outputs the handler deferred are flushed before the batch's ack, each tied to the
             # entry that made it (a failure dead-letters that entry alone).
             **{"outputs": ctx.publisher, **self.consumer_options},

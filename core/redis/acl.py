@@ -110,6 +110,8 @@ _STATUS = ("+set", "+get", "+expire", "+del")
 _CONSUME = (
     "+xgroup|create",
     "+xreadgroup",
+    "+xread",  # core.redis.fence: wait for new entries without taking any
+    "+xrevrange",  # core.redis.fence: the id to wait after
     "+xack",
     "+xautoclaim",
     "+xpending",
@@ -199,6 +201,9 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     rules = [
         *_connect(version),
         _selector(f"~{keys.status(service, '*')}", *_STATUS),
+        # core.redis.instance_claim: one live process per instance name (SET NX PX, a
+        # compare-and-set refresh and delete by script).
+        _selector(f"~{keys.instance_claim(service, '*')}", "+set", "+get", "+eval", "+pexpire", "+del"),
         _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
@@ -213,7 +218,11 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))
-        rules.append(_selector(f"~{keys.lease_pattern(service)}", f"~{keys.members(service)}", *_LEASES))
+        leases = [f"~{k}" for k in keys.leases(service)]
+        rules.append(_selector(*leases, f"~{keys.members(service)}", *_LEASES))
+        # core.redis.fence: one script checks the lease and reads/acks the stream (EVAL needs
+        # both keys in one selector; its GET passes the lease rule, XREADGROUP/XACK the stream's).
+        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval"))
     return rules
 
 

@@ -18,8 +18,9 @@ acknowledged. A handler raising :class:`~core.errors.ContractError` (its output 
 be built or encoded, which no retry changes) dead-letters its entry at once. With
 ``outputs`` (the service's publisher), whatever fails stays with the entry that caused
 it: its deferred outputs are taken back, and an output that cannot be sent dead-letters
-its own input while the rest of the batch goes out (:mod:`core.redis.outbox`). Connection errors are retried with backoff; the group position
-lives in Redis, so a consumer resumes exactly where the group was.
+its own input while the rest of the batch goes out (:mod:`core.redis.outbox`).
+Connection errors are retried with backoff; the group position lives in Redis, so a
+consumer resumes exactly where the group was.
 
 Contrast with Pub/Sub (:mod:`core.redis.observer`): lower latency, no group, no
 replay, and anything published while a subscriber is away is lost. Fine for
@@ -34,11 +35,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from core.codec import Codec, Decoded
-from core.errors import ContractError, GroupRewoundError, TransportError
+from core.errors import ContractError, GroupRewoundError, LeaseLostError, StateAheadError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
+from core.redis.fence import Fence
 from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.modes import AsyncClient, decodes_responses
 from core.redis.outbox import DeferredOutputs
@@ -74,7 +76,11 @@ class StreamConsumer:
     ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
     ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
     ``detect_rewind``: raise :class:`GroupRewoundError` from :meth:`poll_once` / :meth:`run`
-    when an entry this consumer acknowledged comes back (for handlers with state).
+    when an entry this consumer acknowledged comes back (for handlers with state); with it,
+    a batch whose outputs or ack fail raises :class:`StateAheadError` (the state must be rebuilt).
+    ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
+    read, claim and ack is refused by the server without it, and the lease is checked again
+    before the outputs are flushed; losing it raises :class:`LeaseLostError` from :meth:`run`.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class StreamConsumer:
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
         detect_rewind: bool = False,
+        lease: str | None = None,
     ) -> None:
         if decodes_responses(redis):
             # Stream ids and fields must arrive as bytes: the codec checks sizes in bytes and
@@ -119,14 +126,19 @@ class StreamConsumer:
         self.dead_letters = (
             dead_letters if dead_letters is not None else DeadLetters(redis, keys, retry=policy)
         )
+        stream, group = keys.stream(topic, partition), keys.group(service)
+        self.fence = (
+            None if lease is None else Fence(redis, lease=lease, stream=stream, group=group, owner=instance)
+        )
         self.io = GroupIO(
             redis,
-            stream=keys.stream(topic, partition),
-            group=keys.group(service),
+            stream=stream,
+            group=group,
             consumer=instance,
             retry=policy,
             group_start=group_start,
             on_retry=self._on_retry,
+            fence=self.fence,
         )
         self.before_ack = before_ack
         self.outputs = outputs
@@ -231,7 +243,7 @@ class StreamConsumer:
                     await self.lag()
                     next_backlog = time.monotonic() + _BACKLOG_EVERY_S
                 pause = 0.0
-            except GroupRewoundError:
+            except (GroupRewoundError, LeaseLostError, StateAheadError):
                 raise
             except TransportError as exc:
                 pause = min(max(pause * 2, 0.1), 5.0)
@@ -288,7 +300,7 @@ class StreamConsumer:
                 handled[entry_id] = entry  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
-        await self._settle(ledger, handled)
+        await self._settle_fenced(ledger, handled, len(entries))
         ledger.count_into(self.metrics)
         return len(entries)
 
@@ -322,11 +334,34 @@ class StreamConsumer:
         ledger.ok(raw_id, decoded.defaulted)
         return True
 
+    async def _settle_fenced(
+        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]], size: int
+    ) -> None:
+        """:meth:`_settle`, turning its failures into what the caller must do next."""
+        try:
+            await self._settle(ledger, handled)
+        except LeaseLostError:
+            if self.outputs is not None:
+                for source in handled:  # a stale owner's outputs never go out later either
+                    self.outputs.discard(source)
+            raise
+        except GroupRewoundError:
+            raise
+        except TransportError as exc:
+            if not self.detect_rewind:
+                raise  # stateless: the batch comes back and is handled the same way again
+            raise StateAheadError(
+                f"{self.topic.value} batch of {size} handled but not settled ({exc}): "
+                "the partition's state is rebuilt from the streams"
+            ) from exc
+
     async def _settle(
         self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
     ) -> None:
         # Outputs first (before_ack), then dead letters, then the ack: if any step fails
         # nothing is acked and the entries come back (a duplicate at worst, never a loss).
+        if self.fence is not None:
+            await self.fence.check()  # a stale owner sends nothing
         if self.before_ack is not None:
             await self.before_ack()
         if self.outputs is not None:
