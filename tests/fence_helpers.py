@@ -54,7 +54,6 @@ class Procs:
                 "TOPIC_PARTITIONS": str(self.keys.partitions),
                 "PARTITION_LEASE_MS": str(LEASE_MS),
                 "INSTANCE": instance,
-                "CONSUMER_BLOCK_MS": "50",
                 **self.env,
                 **env,
             }
@@ -145,7 +144,9 @@ async def publish_paced(
         await asyncio.sleep(gap_s)
 
 
-async def wait_idle(redis: AsyncClient, keys: KeySpace, services: Sequence[ServiceName], timeout_s: float) -> None:
+async def wait_idle(
+    redis: AsyncClient, keys: KeySpace, services: Sequence[ServiceName], timeout_s: float
+) -> None:
     """Until every group of ``services`` has nothing undelivered or pending, seen 3 times in a row."""
     calm = 0
     async with asyncio.timeout(timeout_s):

@@ -24,7 +24,15 @@ import redis.asyncio as aioredis
 
 from core.topics import KeySpace, ServiceName, Topic
 from services.ws.service import WsService
-from tests.fence_helpers import contents, differences, procs, publish_paced, wait_idle, wait_owners, ws_context
+from tests.fence_helpers import (
+    contents,
+    differences,
+    procs,
+    publish_paced,
+    wait_idle,
+    wait_owners,
+    ws_context,
+)
 from tests.scaling_helpers import TRADES
 from tests.support.servers import ThrowawayRedis
 
@@ -79,7 +87,7 @@ async def _pipeline(server: ThrowawayRedis, workdir: FsPath, *, pause: bool) -> 
                     )
                 facts["rejoined_after_resume_s"] = time.monotonic() - resumed
 
-            await publish_paced(ws, TRADES, batch=20, gap_s=0.4, after_batch=maybe_pause)
+            await publish_paced(ws, TRADES, batch=4, gap_s=0.1, after_batch=maybe_pause)
             await wait_idle(client, keys, SCALED, timeout_s=60)
             facts["logs"] = {i: running.log(i) for i in list(running.procs)}
         facts["signals"] = await contents(client, keys, Topic.SIGNALS, "signal_id")
@@ -97,10 +105,18 @@ async def test_signal_and_risk_paused_past_the_lease__trade_like_the_baseline(
     baseline = await _pipeline(server, tmp_path / "baseline", pause=False)
     paused = await _pipeline(server, tmp_path / "paused", pause=True)
     print({k: v for k, v in paused.items() if k.endswith("_s")})
-    assert len(baseline["signals"]) > 5 and len(baseline["orders"]) > 2
-    assert differences(paused["signals"], baseline["signals"]) == {"missing": [], "extra": [], "differing": []}
+    assert len(baseline["signals"]) > 5
+    assert len(baseline["orders"]) > 2
+    assert differences(paused["signals"], baseline["signals"]) == {
+        "missing": [],
+        "extra": [],
+        "differing": [],
+    }
     assert differences(paused["orders"], baseline["orders"]) == {"missing": [], "extra": [], "differing": []}
     assert paused["signals"] == baseline["signals"]
     assert paused["orders"] == baseline["orders"]
     # The paused instances noticed: their workers ended on a refused read/ack or a lost lease.
-    assert "partition.lost" in paused["logs"]["signal-2"] or "partition.worker_ended" in paused["logs"]["signal-2"]
+    assert (
+        "partition.lost" in paused["logs"]["signal-2"]
+        or "partition.worker_ended" in paused["logs"]["signal-2"]
+    )
