@@ -201,6 +201,10 @@ class KeySpace:
         """A key pattern (SCAN) matching every partition lease of ``service``."""
         return f"{self.prefix}*:lease:{service.value}"
 
+    def lease_setting(self, service: ServiceName) -> str:
+        """The lease TTL every instance of ``service`` must use, recorded by the first (SETNX)."""
+        return f"{self.prefix}cdb:topology:{service.value}"
+
     def instance_claim(self, service: ServiceName, instance: str) -> str:
         """Held (SET NX PX, refreshed while it runs) by the one live process named ``instance``
         of ``service``: a second process with that name is refused at start."""

@@ -122,6 +122,8 @@ _CONSUME = (
     "+xinfo|consumers",  # core.redis.group_cleanup: find dead consumers...
     "+xgroup|delconsumer",  # ...and remove them (only with nothing pending)
 )
+# core.redis.instance_claim: SET NX PX, GET/PTTL to name the holder, refresh and release by script.
+_CLAIM = ("+set", "+get", "+pttl", "+eval", "+pexpire", "+del")
 # The lease and membership scripts (core.redis.leases) and the commands they run.
 _LEASES = (
     "+eval",
@@ -203,10 +205,10 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"~{keys.status(service, '*')}", *_STATUS),
         # core.redis.instance_claim: one live process per instance name (SET NX PX, a
         # compare-and-set refresh and delete by script).
-        _selector(f"~{keys.instance_claim(service, '*')}", "+set", "+get", "+eval", "+pexpire", "+del"),
+        _selector(f"~{keys.instance_claim(service, '*')}", *_CLAIM),
         _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
-        _selector(f"~{keys.topology()}", *_TOPOLOGY),
+        _selector(f"~{keys.topology()}", f"~{keys.lease_setting(service)}", *_TOPOLOGY),
     ]
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
@@ -236,7 +238,9 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
     return [
         *_connect(version),
         _read_everything(keys),
-        _selector(f"~{keys.topology()}", *_TOPOLOGY_ADMIN),
+        _selector(
+            f"~{keys.topology()}", *(f"~{keys.lease_setting(s)}" for s in ServiceName), *_TOPOLOGY_ADMIN
+        ),
         # `cdb dlq review` records, once, the dead letters a person has reviewed (a field of
         # the <topic>_dlq_replayed hash); HSET there changes no message and no stream.
         _selector(*(f"~{keys.dlq_replayed(t)}" for t in Topic), "+hset"),
