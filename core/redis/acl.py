@@ -208,7 +208,7 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"~{keys.instance_claim(service, '*')}", *_CLAIM),
         _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
-        _selector(f"~{keys.topology()}", f"~{keys.lease_setting(service)}", *_TOPOLOGY),
+        _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
@@ -220,6 +220,8 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))
+        # core.redis.topology.ensure_lease_setting: the service's lease TTL, created once, compared.
+        rules.append(_selector(f"~{keys.lease_setting(service)}", *_TOPOLOGY))
         leases = [f"~{k}" for k in keys.leases(service)]
         rules.append(_selector(*leases, f"~{keys.members(service)}", *_LEASES))
         # core.redis.fence: one script checks the lease and reads/acks the stream (EVAL needs
