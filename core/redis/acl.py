@@ -217,6 +217,9 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         markers = [f"~{keys.published_pattern(out, p)}" for p in range(keys.partitions)]
         rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), *markers, "+eval"))
         rules.append(_selector(*markers, "+get", "+set"))
+        # The same script checks a marker's entry is still on the stream (a lost result is
+        # published again): XRANGE on its own output streams.
+        rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), "+xrange"))
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))

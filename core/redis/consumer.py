@@ -261,6 +261,8 @@ class StreamConsumer:
     async def lag(self) -> int:
         """Entries of the stream not yet delivered to the group, plus those pending (unacked)."""
         undelivered, pending = await self.io.backlog()
+        if self.detect_rewind:
+            self._check_lost_writes()
         if self.on_backlog is not None:
             self.on_backlog(undelivered, pending)
         else:
@@ -375,6 +377,27 @@ class StreamConsumer:
             await self.io.ack(ledger.done)
             self._me.forget(ledger.done)
             self._acked_through = max(self._acked_through, *(id_key(i) for i in ledger.done))
+
+    def _check_lost_writes(self) -> None:
+        # The group's last-delivered id never goes back by itself: behind what this consumer
+        # acknowledged, the server lost writes (restarted from an older snapshot, or failed
+        # over to a replica that was behind), whether or not those entries ever come back.
+        last = self.io.last_delivered
+        if last is None or id_key(last) >= self._acked_through:
+            return
+        acked = "-".join(map(str, self._acked_through))
+        _log.error(
+            "consumer.lost_writes",
+            service=self.service.value,
+            stream=self.io.stream,
+            group_last_delivered=last.decode("ascii"),
+            acknowledged_through=acked,
+        )
+        raise GroupRewoundError(
+            f"{self.io.stream}: the group's last-delivered id {last.decode('ascii')} is behind {acked}, "
+            f"which this consumer acknowledged: the server lost the entries after {last.decode('ascii')} "
+            "(older snapshot or a replica that was behind); state is rebuilt from what the stream holds"
+        )
 
     def _check_rewind(self, entries: Sequence[Entry]) -> None:
         failed = self._me.failures

@@ -61,6 +61,7 @@ class GroupIO:
         self.retry = retry
         self.group_start = group_start
         self._on_retry = on_retry
+        self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
 
@@ -213,6 +214,7 @@ class GroupIO:
             name = info.get("name")
             if (name.decode() if isinstance(name, bytes) else name) != self.group:
                 continue
+            self.last_delivered = _as_bytes(info.get("last-delivered-id") or b"0-0")
             pending = int(info.get("pending") or 0)
             lag = info.get("lag")
             if lag is None:  # Redis cannot tell after deletions: the stream length bounds it
