@@ -61,6 +61,7 @@ class GroupIO:
         self.retry = retry
         self.group_start = group_start
         self._on_retry = on_retry
+        self._taken: bytes | None = None  # the newest entry this consumer read with ">"
         self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
@@ -86,14 +87,19 @@ class GroupIO:
         ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause)."""
         fence = self.fence
         if fence is not None:
-            entries, last = await self._call("read", lambda: fence.read(self.consumer, count, ">"))
-            if entries or not block_ms or last is None:
-                return entries
-            await self._call(
-                "wait",
-                lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms),
+            entries, last = await self._call(
+                "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
             )
-            entries, _ = await self._call("read", lambda: fence.read(self.consumer, count, ">"))
+            if not entries and block_ms and last is not None:
+                await self._call(
+                    "wait",
+                    lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms),
+                )
+                entries, _ = await self._call(
+                    "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
+                )
+            if entries:
+                self._taken = entries[-1][0]
             return entries
         reply = await self._call(
             "read",

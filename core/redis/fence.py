@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.errors import LeaseLostError
+from core.errors import GroupRewoundError, LeaseLostError
 from core.redis.modes import AsyncClient
 
 __all__ = ["Fence", "FencedReply"]
@@ -37,6 +37,25 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 local op = ARGV[2]
+local function older(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if op == 'read' and ARGV[7] and redis.call('EXISTS', KEYS[2]) == 1 then
+  -- ARGV[7]: the newest id this owner took. The group's last-delivered id never goes back
+  -- by itself: behind it, the server lost writes; say so before anything new is taken.
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == ARGV[3] and older(last, ARGV[7]) then
+      return {2, last}
+    end
+  end
+end
 if op == 'read' then
   local reply = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', ARGV[5],
                            'STREAMS', KEYS[2], ARGV[6])
@@ -84,6 +103,13 @@ class Fence:
 
     async def _run(self, *args: str | bytes | int) -> list[Any]:
         reply = await self.redis.eval(_FENCED, 2, self.lease, self.stream, self.owner, *args)
+        if reply and int(reply[0]) == 2:
+            last = _text(reply[1])
+            raise GroupRewoundError(
+                f"{self.stream}: the group's last-delivered id {last} is behind {_text(args[-1])}, which "
+                f"{self.owner} already took: the server lost the entries after {last} (older snapshot or "
+                "a replica that was behind); state is rebuilt from what the stream holds"
+            )
         if not reply or int(reply[0]) != 1:
             holder = await self.redis.get(self.lease)
             raise LeaseLostError(
@@ -92,10 +118,15 @@ class Fence:
             )
         return list(reply)
 
-    async def read(self, consumer: str, count: int, start: bytes | str) -> tuple[list[Any], bytes | None]:
+    async def read(
+        self, consumer: str, count: int, start: bytes | str, *, taken: bytes | None = None
+    ) -> tuple[list[Any], bytes | None]:
         """XREADGROUP (no BLOCK) from ``start`` (``>``: new entries); returns the entries and,
-        for an empty read of new entries, the stream's last id (what to wait after)."""
-        reply = await self._run("read", self.group, consumer, count, start)
+        for an empty read of new entries, the stream's last id (what to wait after).
+        ``taken``: the newest id this owner read before; a group now behind it lost writes
+        (:class:`GroupRewoundError`, before anything is taken)."""
+        extra = () if taken is None else (taken,)
+        reply = await self._run("read", self.group, consumer, count, start, *extra)
         batches = reply[1] if len(reply) > 1 else None
         if not batches:
             return [], (reply[2] if len(reply) > 2 else None)
