@@ -37,7 +37,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from core.codec import Decoded
-from core.errors import ContractError, TransportError
+from core.errors import ContractError, GroupRewoundError, TransportError
 from core.logging import get_logger
 from core.redis import StreamConsumer
 from core.redis.leases import PartitionLeases, desired_partitions
@@ -189,6 +189,15 @@ class PartitionedConsumer:
                 # A worker ended by itself: its lease deadline passed, or it failed. Drop it; the
                 # lease (if still ours) is taken again below and the partition rebuilt.
                 error = None if task.cancelled() else task.exception()
+                if isinstance(error, GroupRewoundError):
+                    # Loud: the server lost writes this partition had seen (named in the error).
+                    self.ctx.count("lost_writes_detected")
+                    _log.error(
+                        "partition.lost_writes",
+                        instance=self.leases.instance,
+                        partition=partition,
+                        error=str(error),
+                    )
                 _log.warning(
                     "partition.worker_ended",
                     instance=self.leases.instance,

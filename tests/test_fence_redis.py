@@ -11,9 +11,10 @@ import redis
 import redis.asyncio as aioredis
 
 from core.codec import Decoded, build_codec
-from core.errors import LeaseLostError, StateAheadError, TransportError
-from core.redis import StreamConsumer, publish_message
+from core.errors import GroupRewoundError, LeaseLostError, StateAheadError, TransportError
+from core.redis import Publisher, StreamConsumer, publish_message
 from core.topics import KeySpace, Path, ServiceName, Topic
+from tests.samples import valid_message
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +141,22 @@ async def test_unsettled_batch__a_stateful_consumer_asks_for_a_rebuild(
     with pytest.raises(TransportError) as caught:
         await stateless.poll_once(handle)
     assert not isinstance(caught.value, StateAheadError)
+
+
+async def test_lost_outputs__a_stream_whose_tail_is_older_than_what_was_written_is_named(
+    redis_async: aioredis.Redis, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    space = KeySpace(keys.prefix)
+    publisher = Publisher(redis_async, CODEC, keys=space, service=SERVICE)
+    consumer = _consumer(redis_async, space, "a", outputs=publisher, detect_rewind=True)
+    await consumer.ensure_group()
+    ids = [await publisher.publish(Topic.SIGNALS, CODEC.build(Topic.SIGNALS, valid_message(Topic.SIGNALS)))]
+    ids.append(
+        await publisher.publish(Topic.SIGNALS, CODEC.build(Topic.SIGNALS, valid_message(Topic.SIGNALS)))
+    )
+    await consumer.lag()  # nothing lost yet
+    await redis_async.xdel(space.stream(Topic.SIGNALS), ids[-1])  # the node lost the newest write
+    with pytest.raises(
+        GroupRewoundError, match=rf"signals_stream lost entries .* ends at {ids[0]}, {ids[1]} was"
+    ):
+        await consumer.lag()

@@ -263,6 +263,7 @@ class StreamConsumer:
         undelivered, pending = await self.io.backlog()
         if self.detect_rewind:
             self._check_lost_writes()
+            await self._check_lost_outputs()
         if self.on_backlog is not None:
             self.on_backlog(undelivered, pending)
         else:
@@ -398,6 +399,32 @@ class StreamConsumer:
             f"which this consumer acknowledged: the server lost the entries after {last.decode('ascii')} "
             "(older snapshot or a replica that was behind); state is rebuilt from what the stream holds"
         )
+
+    async def _check_lost_outputs(self) -> None:
+        # Each output stream's newest entry must be at least the newest this consumer's
+        # publisher wrote there; an older tail means the node holding it lost writes. On a
+        # cluster the input's group may be intact (another node), so a rebuild cannot bring
+        # those outputs back: say exactly what was lost, loudly, and rebuild anyway.
+        written: dict[str, str] = getattr(self.outputs, "written", None) or {}
+        for stream, newest in list(written.items()):
+            tail = await self.io.redis.xrevrange(stream, count=1)
+            last = tail[0][0] if tail else b"0-0"
+            last = last if isinstance(last, bytes) else str(last).encode()
+            if id_key(last) >= id_key(newest.encode("ascii")):
+                continue
+            del written[stream]
+            _log.error(
+                "consumer.lost_outputs",
+                service=self.service.value,
+                stream=stream,
+                written=newest,
+                stream_ends_at=last.decode("ascii"),
+            )
+            raise GroupRewoundError(
+                f"{stream} lost entries this consumer wrote: it ends at {last.decode('ascii')}, "
+                f"{newest} was written (older snapshot or a replica that was behind); outputs after "
+                f"{last.decode('ascii')} are gone unless their inputs are handled again"
+            )
 
     def _check_rewind(self, entries: Sequence[Entry]) -> None:
         failed = self._me.failures
