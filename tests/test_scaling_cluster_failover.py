@@ -1,0 +1,101 @@
+"""A replicated cluster under fire (issue 16): 3 primaries with one replica each, the pipeline
+on 4 partitions with ``REDIS_WAIT_REPLICAS=1``; a primary is killed (or its replica takes
+over with ``CLUSTER FAILOVER``) mid-run, and the fills equal the same cluster's baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.redis.modes import RedisTarget
+from core.topics import RedisMode, Topic
+from services.local_topologies import LocalRedisCluster, primary_of, replicas_of
+from services.pipeline import PipelineHook, PipelineRun
+from tests.scaling_helpers import assert_same_trades, run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PARTITIONS = 4
+WAIT = {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "2000"}
+
+
+@pytest.fixture
+def cluster() -> Iterator[LocalRedisCluster]:
+    nodes = LocalRedisCluster(3, replicas=1, durable=False, node_timeout_ms=1000).start()
+    yield nodes
+    nodes.close()
+
+
+class FailOver(PipelineHook):
+    """Halfway: kill the primary holding market_data p0 (or ask its replica to take over);
+    records how long until the replica serves the slot."""
+
+    def __init__(self, cluster: LocalRedisCluster, *, kill: bool) -> None:
+        self.cluster = cluster
+        self.kill = kill
+        self.done = False
+        self.failover_s: float | None = None
+        self.resumed_s: float | None = None
+
+    async def after_batch(self, run: PipelineRun, published: int, total: int) -> None:
+        if self.done or published < total // 2:
+            return
+        self.done = True
+        key = run.keys.stream(Topic.MARKET_DATA, 0)
+        alive = list(self.cluster.nodes)
+        old = primary_of(alive[0].port, key)
+        (replica,) = replicas_of(alive[0].port, old)
+        started = time.monotonic()
+        if self.kill:
+            next(n for n in self.cluster.nodes if n.port == old).kill()
+        else:
+            client = redis.Redis(port=replica, socket_timeout=2)
+            client.execute_command("CLUSTER", "FAILOVER")
+            client.close()
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    if await asyncio.to_thread(primary_of, replica, key) == replica:
+                        break
+                except Exception:  # the cluster is re-forming
+                    pass
+                await asyncio.sleep(0.05)
+        self.failover_s = time.monotonic() - started
+        if self.kill:
+            # The orchestrator restarts the dead node: it rejoins as the new primary's replica,
+            # so WAIT 1 can be met again on that shard.
+            dead = next(n for n in self.cluster.nodes if n.port == old)
+            await asyncio.to_thread(dead.start)
+            async with asyncio.timeout(30):
+                while not await asyncio.to_thread(_synced_replica, old):
+                    await asyncio.sleep(0.1)
+        self.resumed_s = time.monotonic() - started
+
+
+def _synced_replica(port: int) -> bool:
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        info = client.info("replication")
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["primary-killed", "manual-failover"])
+async def test_replicated_cluster__a_fail_over_mid_run__trades_like_the_baseline(
+    cluster: LocalRedisCluster, kill: bool
+) -> None:
+    target = RedisTarget(cluster.url, RedisMode.CLUSTER)
+    baseline = await run(target, partitions=PARTITIONS, environ=WAIT)
+    hook = FailOver(cluster, kill=kill)
+    faulted = await run(target, partitions=PARTITIONS, environ=WAIT, hooks=[hook], ws_batch=20, timeout_s=120)
+    print({"kill": kill, "failover_s": hook.failover_s, "resumed_s": hook.resumed_s})
+    assert hook.failover_s is not None
+    assert len(baseline.order_results) > 5
+    assert_same_trades(faulted, baseline)
