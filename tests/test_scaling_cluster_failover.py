@@ -1,6 +1,7 @@
 """A replicated cluster under fire (issue 16): 3 primaries with one replica each, the pipeline
-on 4 partitions with ``REDIS_WAIT_REPLICAS=1``; a primary is killed (or its replica takes
-over with ``CLUSTER FAILOVER``) mid-run, and the fills equal the same cluster's baseline."""
+on 4 partitions with ``REDIS_WAIT_REPLICAS=1``; a primary is killed (then restarted, rejoining
+as a replica), its replica takes over with ``CLUSTER FAILOVER``, or a partition stream's slot
+moves to another primary, mid-run; the fills equal the same cluster's baseline each time."""
 
 from __future__ import annotations
 
@@ -85,6 +86,59 @@ def _synced_replica(port: int) -> bool:
         return False
     finally:
         client.close()
+
+
+def _move_slot(cluster: LocalRedisCluster, key: str) -> tuple[int, int]:
+    """Move ``key``'s slot, with every key in it, to another primary (CLUSTER SETSLOT
+    IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE: what ``redis-cli --cluster reshard`` does)."""
+    any_port = cluster.nodes[0].port
+    source = primary_of(any_port, key)
+    primaries = {primary_of(any_port, f"{{k{i}}}") for i in range(64)}
+    target = next(p for p in sorted(primaries) if p != source)
+    clients = {p: redis.Redis(port=p, socket_timeout=5) for p in primaries}
+    try:
+        ids = {p: c.execute_command("CLUSTER", "MYID").decode() for p, c in clients.items()}
+        slot = int(clients[source].execute_command("CLUSTER", "KEYSLOT", key))
+        clients[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        clients[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        while keys := clients[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            clients[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for client in clients.values():
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    finally:
+        for client in clients.values():
+            client.close()
+    return source, target
+
+
+class Reshard(PipelineHook):
+    """Halfway: move the slot of market_data p0 (stream, lease) to another primary."""
+
+    def __init__(self, cluster: LocalRedisCluster) -> None:
+        self.cluster = cluster
+        self.moved: tuple[int, int] | None = None
+        self.move_s: float | None = None
+
+    async def after_batch(self, run: PipelineRun, published: int, total: int) -> None:
+        if self.moved is None and published >= total // 2:
+            started = time.monotonic()
+            self.moved = await asyncio.to_thread(
+                _move_slot, self.cluster, run.keys.stream(Topic.MARKET_DATA, 0)
+            )
+            self.move_s = time.monotonic() - started
+
+
+async def test_replicated_cluster__a_partition_stream_resharded_mid_run__trades_like_the_baseline(
+    cluster: LocalRedisCluster,
+) -> None:
+    target = RedisTarget(cluster.url, RedisMode.CLUSTER)
+    baseline = await run(target, partitions=PARTITIONS, environ=WAIT)
+    hook = Reshard(cluster)
+    moved = await run(target, partitions=PARTITIONS, environ=WAIT, hooks=[hook], ws_batch=20, timeout_s=120)
+    print({"moved": hook.moved, "move_s": hook.move_s})
+    assert hook.moved is not None
+    assert hook.moved[0] != hook.moved[1]
+    assert_same_trades(moved, baseline)
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["primary-killed", "manual-failover"])
