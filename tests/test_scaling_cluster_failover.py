@@ -6,12 +6,16 @@ moves to another primary, mid-run; the fills equal the same cluster's baseline e
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from core.cli.main import app
+from core.redis.acl import ROLES, acl_user
 from core.redis.modes import RedisTarget
 from core.topics import RedisMode, Topic
 from services.local_topologies import LocalRedisCluster, primary_of, replicas_of
@@ -153,3 +157,18 @@ async def test_replicated_cluster__a_fail_over_mid_run__trades_like_the_baseline
     assert hook.failover_s is not None
     assert len(baseline.order_results) > 5
     assert_same_trades(faulted, baseline)
+
+
+def test_cdb_acl_apply__configures_every_node_of_a_replicated_cluster(cluster: LocalRedisCluster) -> None:
+    passwords = {role: secrets.token_hex(16) for role in ROLES}
+    env = {f"CDB_ACL_{role.upper()}_PASSWORD": pw for role, pw in passwords.items()}
+    done = CliRunner().invoke(app, ["acl", "apply", "--redis-url", cluster.url], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"on {len(cluster.nodes)} nodes" in done.output
+    for node in cluster.nodes:
+        for role, password in passwords.items():
+            client = redis.Redis(port=node.port, username=acl_user(role), password=password, socket_timeout=2)
+            try:
+                assert client.ping(), (node.port, role)
+            finally:
+                client.close()
