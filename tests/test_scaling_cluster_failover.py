@@ -39,17 +39,27 @@ class FailOver(PipelineHook):
     """Halfway: kill the primary holding market_data p0 (or ask its replica to take over);
     records how long until the replica serves the slot."""
 
-    def __init__(self, cluster: LocalRedisCluster, *, kill: bool) -> None:
+    def __init__(self, cluster: LocalRedisCluster, *, kill: bool, while_publishing: bool = False) -> None:
         self.cluster = cluster
         self.kill = kill
-        self.done = False
+        self.while_publishing = while_publishing
+        self.task: asyncio.Task[None] | None = None
         self.failover_s: float | None = None
         self.resumed_s: float | None = None
 
     async def after_batch(self, run: PipelineRun, published: int, total: int) -> None:
-        if self.done or published < total // 2:
+        if self.task is not None or published < total // 2:
             return
-        self.done = True
+        # In the background, ws keeps publishing through the window the cluster refuses slots.
+        self.task = asyncio.create_task(self._fail_over(run))
+        if not self.while_publishing:
+            await self.task
+
+    async def before_drain(self, run: PipelineRun) -> None:
+        assert self.task is not None
+        await self.task
+
+    async def _fail_over(self, run: PipelineRun) -> None:
         key = run.keys.stream(Topic.MARKET_DATA, 0)
         alive = list(self.cluster.nodes)
         old = primary_of(alive[0].port, key)
@@ -145,15 +155,19 @@ async def test_replicated_cluster__a_partition_stream_resharded_mid_run__trades_
     assert_same_trades(moved, baseline)
 
 
-@pytest.mark.parametrize("kill", [True, False], ids=["primary-killed", "manual-failover"])
+@pytest.mark.parametrize(
+    ("kill", "while_publishing"),
+    [(True, False), (True, True), (False, True)],
+    ids=["primary-killed", "primary-killed-while-ws-publishes", "manual-failover"],
+)
 async def test_replicated_cluster__a_fail_over_mid_run__trades_like_the_baseline(
-    cluster: LocalRedisCluster, kill: bool
+    cluster: LocalRedisCluster, kill: bool, while_publishing: bool
 ) -> None:
     target = RedisTarget(cluster.url, RedisMode.CLUSTER)
     baseline = await run(target, partitions=PARTITIONS, environ=WAIT)
-    hook = FailOver(cluster, kill=kill)
+    hook = FailOver(cluster, kill=kill, while_publishing=while_publishing)
     faulted = await run(target, partitions=PARTITIONS, environ=WAIT, hooks=[hook], ws_batch=20, timeout_s=120)
-    print({"kill": kill, "failover_s": hook.failover_s, "resumed_s": hook.resumed_s})
+    print({"kill": kill, "ws": while_publishing, "failover_s": hook.failover_s, "resumed_s": hook.resumed_s})
     assert hook.failover_s is not None
     assert len(baseline.order_results) > 5
     assert_same_trades(faulted, baseline)
