@@ -231,10 +231,15 @@ def apply(
         # ACL users are per server: on a cluster, every node (replicas too, so a promoted
         # replica lets the services in); elsewhere the one server.
         nodes = _every_node(client)
-        for node in nodes:
-            users = apply_acl(node, keys, passwords, user_prefix=user_prefix)
-            if disable_default:
-                disable_default_user(node)
+        try:
+            for node in nodes:
+                users = apply_acl(node, keys, passwords, user_prefix=user_prefix)
+                if disable_default:
+                    disable_default_user(node)
+        finally:
+            for node in nodes:
+                if node is not client:  # the per-node clients opened for a cluster
+                    node.close()
     except redis.RedisError as exc:
         exit_with(unreachable(redis_url, exc))
     except CdbError as exc:

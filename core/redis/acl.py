@@ -112,6 +112,7 @@ _CONSUME = (
     "+xreadgroup",
     "+xread",  # core.redis.fence: wait for new entries without taking any
     "+xrevrange",  # core.redis.fence: the id to wait after
+    "+exists",  # core.redis.fence: the lost-writes check runs only on a stream that exists
     "+xack",
     "+xautoclaim",
     "+xpending",
