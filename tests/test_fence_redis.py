@@ -150,12 +150,16 @@ async def test_lost_outputs__a_stream_whose_tail_is_older_than_what_was_written_
     publisher = Publisher(redis_async, CODEC, keys=space, service=SERVICE)
     consumer = _consumer(redis_async, space, "a", outputs=publisher, detect_rewind=True)
     await consumer.ensure_group()
-    ids = [await publisher.publish(Topic.SIGNALS, CODEC.build(Topic.SIGNALS, valid_message(Topic.SIGNALS)))]
-    ids.append(
-        await publisher.publish(Topic.SIGNALS, CODEC.build(Topic.SIGNALS, valid_message(Topic.SIGNALS)))
-    )
+    signal = CODEC.build(Topic.SIGNALS, valid_message(Topic.SIGNALS))
+    stream = space.stream(Topic.SIGNALS)
+    await publisher.publish(Topic.SIGNALS, signal)
     await consumer.lag()  # nothing lost yet
-    await redis_async.xdel(space.stream(Topic.SIGNALS), ids[-1])  # the node lost the newest write
+    await redis_async.xtrim(stream, maxlen=0)  # trimmed from the head: not a loss
+    await consumer.lag()
+    ids = [await publisher.publish(Topic.SIGNALS, signal) for _ in range(2)]
+    # The node goes back to a state before the newest write (an older snapshot).
+    await redis_async.xdel(stream, ids[-1])
+    await redis_async.execute_command("XSETID", stream, ids[0])
     with pytest.raises(
         GroupRewoundError, match=rf"signals_stream lost entries .* ends at {ids[0]}, {ids[1]} was"
     ):

@@ -209,8 +209,8 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         _selector(f"~{keys.instance_claim(service, '*')}", *_CLAIM),
         _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
-        # core.redis.consumer: an output stream's tail must not be older than what was written.
-        _selector(*(f"~{s}" for s in keys.streams(out)), "+xrevrange"),
+        # core.redis.consumer: an output stream's last id must not be older than what was written.
+        _selector(*(f"~{s}" for s in keys.streams(out)), "+xinfo|stream"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
     if service in _ONCE_PUBLISHERS:

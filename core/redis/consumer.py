@@ -34,6 +34,8 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from redis.exceptions import ResponseError
+
 from core.codec import Codec, Decoded
 from core.errors import ContractError, GroupRewoundError, LeaseLostError, StateAheadError, TransportError
 from core.logging import get_logger
@@ -401,15 +403,19 @@ class StreamConsumer:
         )
 
     async def _check_lost_outputs(self) -> None:
-        # Each output stream's newest entry must be at least the newest this consumer's
-        # publisher wrote there; an older tail means the node holding it lost writes. On a
-        # cluster the input's group may be intact (another node), so a rebuild cannot bring
-        # those outputs back: say exactly what was lost, loudly, and rebuild anyway.
+        # Each output stream's last generated id never goes back by itself (trimming removes
+        # entries from the head and leaves it): behind the newest id this consumer's publisher
+        # wrote there, the node lost writes. On a cluster the input's group may be intact
+        # (another node), so a rebuild cannot bring those outputs back: say exactly what was
+        # lost, loudly, and rebuild anyway.
         written: dict[str, str] = getattr(self.outputs, "written", None) or {}
         for stream, newest in list(written.items()):
-            tail = await self.io.redis.xrevrange(stream, count=1)
-            last = tail[0][0] if tail else b"0-0"
-            last = last if isinstance(last, bytes) else str(last).encode()
+            try:
+                info = await self.io.redis.xinfo_stream(stream)
+                raw = info.get("last-generated-id") or b"0-0"
+            except ResponseError:  # the stream itself is gone
+                raw = b"0-0"
+            last = raw if isinstance(raw, bytes) else str(raw).encode()
             if id_key(last) >= id_key(newest.encode("ascii")):
                 continue
             del written[stream]
