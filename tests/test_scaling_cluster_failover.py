@@ -164,9 +164,9 @@ async def test_replicated_cluster__a_partition_stream_resharded_mid_run__trades_
             False,
             True,
             marks=pytest.mark.skip(
-                reason="open (issue 16): in about 1 of 6 runs a signals entry risk had acknowledged "
+                reason="open (issue 16): in 1 of 14 runs a signals entry risk had acknowledged "
                 "before a manual CLUSTER FAILOVER was delivered again after it, and the fills "
-                "differed; passes otherwise"
+                "differed; passed the other 13"
             ),
         ),
     ],
