@@ -1,6 +1,6 @@
 """The load side of the end-to-end benchmark: a ws feed with fresh trades, and what to read back.
 
-The feed replays the bundled trades (``data/trades.csv``) over and over as ``COPIES`` copies of
+The feed replays the bundled trades (``services/ws/data/trades.csv``) over and over as ``COPIES`` copies of
 each symbol (``BTC/USDT`` -> ``BTC0/USDT`` ... ``BTC63/USDT``), each copy starting at a
 different point of the series, so signals do not all fire at once. Every trade gets a fresh
 ``trade_id`` and a fresh timestamp: the wall clock in ms when it is built, bumped by one ms

@@ -9,6 +9,19 @@ cd "$ROOT"
 source "$ROOT/scripts/bootstrap.sh"
 bash "$ROOT/scripts/ensure-servers.sh"
 bash "$ROOT/scripts/ensure-tools.sh"   # promtool, chromium + chromedriver (Debian packages)
+echo "==> lock file" >&2
+bash "$ROOT/scripts/lock.sh" check
+echo "==> compose stack images (tests/test_stack.py)" >&2
+if [ "${CDB_STACK:-1}" = 0 ] && [ "${CI:-}" != true ] && [ "${CI:-}" != 1 ]; then
+    echo "==> CDB_STACK=0: tests/test_stack.py will be skipped (never in CI)" >&2
+    export CDB_STACK=0
+elif ! bash "$ROOT/scripts/stack.sh" build; then
+    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+        echo "the stack images could not be built; in CI the stack test must run" >&2
+        exit 1
+    fi
+    echo "==> no Docker engine here: tests/test_stack.py will be skipped" >&2
+fi
 echo "==> ruff" >&2
 ruff check .
 ruff format --check .

@@ -123,9 +123,9 @@ async def _run_execution(
         overrides={
             "key_prefix": keys.prefix,
             "use_pydantic_contracts": True,
-            "reclaim_idle_ms": 200,
+            "reclaim_idle_ms": 1_000,  # the lowest accepted: a failed entry is retried after 1 s
             "consumer_block_ms": 50,
-            "max_deliveries": 200,
+            "max_deliveries": 100,
         },
     )
     ctx = ServiceContext.create(ServiceName.EXECUTION, settings, redis_async)

@@ -93,14 +93,17 @@ def _tokens(selector: str) -> list[str]:
     return selector.strip("()").split()
 
 
-def test_acl_rules__operator_reads_every_key_and_writes_only_the_topology_key() -> None:
+def test_acl_rules__operator_reads_every_key_and_writes_only_the_topology_key_and_reviews() -> None:
     keys = KeySpace(prefix="p:")
     rules = acl_rules(keys)[acl_user(OPERATOR)]
     (read,) = [s for s in _selectors(rules) if "+scan" in s]
     assert "%R~p:*" in read
-    assert not {"+publish", "+xadd", "+xdel", "+hset"} & {t for s in _selectors(rules) for t in _tokens(s)}
+    assert not {"+publish", "+xadd", "+xdel"} & {t for s in _selectors(rules) for t in _tokens(s)}
     (write,) = [s for s in _selectors(rules) if "+set" in _tokens(s)]
     assert [t for t in _tokens(write) if "~" in t] == [f"~{keys.topology()}"]
+    # `cdb dlq review` records a review in the replayed-marks hashes, and nothing else.
+    (review,) = [s for s in _selectors(rules) if "+hset" in _tokens(s)]
+    assert {t for t in _tokens(review) if "~" in t} == {f"~{keys.dlq_replayed(t)}" for t in Topic}
 
 
 def test_acl_rules__replay_reads_every_key_and_republishes_to_any_topic() -> None:

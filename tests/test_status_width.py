@@ -94,7 +94,7 @@ async def test_cdb_status__wide_shows_every_column(
     )
     assert result.exit_code == 0, result.output
     header = next(line for line in result.stdout.splitlines() if line.startswith("service"))
-    for column in ("partitions", "published", "defaults filled", "shadow mismatches", "duplicates"):
+    for column in ("partitions", "published", "defaults filled", "shadow mismatches", "ignored"):
         assert column in header
     execution = _table_lines(result.stdout)["execution"]
     assert "123456" in execution  # full numbers in the wide view, not 123k

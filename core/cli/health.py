@@ -8,14 +8,17 @@ reports is alive and knows its path; one that stopped reporting is not.
 
 It runs with the service's own Redis user, which may GET its status keys but not
 SCAN (docs/security.md). So it first GETs the key of ``INSTANCE``, or of
-``<hostname>-1`` (the service is PID 1 of its container: ``ENTRYPOINT ["cdb"]``),
-and only then lists ``<hostname>*`` keys with SCAN where that is permitted.
+``<hostname>-<pid>`` for each ``cdb service SERVICE`` process it finds in this container
+(``/proc``; PID 1 without ``init: true``, a child of tini with it), and only then lists
+``<hostname>*`` keys with SCAN where that is permitted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import redis
@@ -65,16 +68,32 @@ def verdict(
     return True, f"healthy: {service.value} {s.instance} on {s.path}{profile}, up {s.uptime_s(at_ms):.0f}s"
 
 
+def local_service_pids(service: ServiceName, proc: Path = Path("/proc")) -> list[int]:
+    """PIDs of the ``cdb service SERVICE`` processes visible here (this container), lowest first."""
+    pids: list[int] = []
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        words = [a.decode(errors="replace") for a in argv if a]
+        if any(w.endswith("cdb") for w in words[:2]) and words[-2:] == ["service", service.value]:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
 async def _states(
     target: RedisTarget, keys: KeySpace, service: ServiceName, hostname: str, instance: str | None
 ) -> list[LiveState]:
     client = await open_async_target(target)
     try:
-        raw = await client.get(keys.status(service, instance or f"{hostname}-1"))
-        if raw is not None:
-            return [LiveState.from_json(raw)]
-        if instance:
-            return []
+        pids = local_service_pids(service) or [1]
+        names = [instance] if instance else [f"{hostname}-{pid}" for pid in pids]
+        found_direct = [raw for name in names if (raw := await client.get(keys.status(service, name)))]
+        if found_direct or instance:
+            return [LiveState.from_json(raw) for raw in found_direct]
         pattern = keys.status(service, f"{hostname}*")
         try:
             names = [k async for k in client.scan_iter(match=pattern, count=500)]

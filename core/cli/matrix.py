@@ -160,7 +160,7 @@ def _config(
             raise ConfigError("--fault", name, list(FAULTS))
         faults.append(Fault(name))
     if not data.is_file():
-        raise ConfigError("--data", str(data), ["a trades CSV file, e.g. data/trades_small.csv"])
+        raise ConfigError("--data", str(data), ["a trades CSV file, e.g. services/ws/data/trades_small.csv"])
     return MatrixConfig(
         mixes=mixes,
         data=data,

@@ -20,9 +20,23 @@ from rich.table import Table
 
 __all__ = ["ESSENTIAL", "WIDE", "status_console", "status_table"]
 
-ESSENTIAL = ["service", "instance", "path", "profile", "shd", "up", "msgs", "err", "dlq", "lag", "state"]
+ESSENTIAL = [
+    "service",
+    "instance",
+    "path",
+    "profile",
+    "shd",
+    "up",
+    "msgs",
+    "err",
+    "dlq",
+    "ign",
+    "lag",
+    "state",
+]
 """Columns of the default view (fits 80 columns): shd = shadow mode, msgs = entries handled,
-err = validation errors, dlq = dead letters, lag = undelivered + unacknowledged entries."""
+err = validation errors, dlq = dead letters, ign = valid messages ignored on purpose (stale,
+duplicate, ...; by reason in ``--wide``), lag = undelivered + unacknowledged entries."""
 
 WIDE = [
     "service",
@@ -39,15 +53,14 @@ WIDE = [
     "dead letters",
     "ignored",
     "shadow mismatches",
-    "duplicates",
     "legacy-shaped in",
     "lag",
     "state",
 ]
 """Columns of ``--wide``."""
 
-_WRAPPING = {"validation errors", "defaults filled", "ignored", "shadow mismatches"}
-_NUMERIC = {"up", "msgs", "err", "dlq", "lag", "uptime", "handled", "published", "dead letters", "duplicates"}
+_WRAPPING = {"validation errors", "defaults filled", "shadow mismatches", "ignored"}
+_NUMERIC = {"up", "msgs", "err", "dlq", "ign", "lag", "uptime", "handled", "published", "dead letters"}
 
 
 def status_console() -> Console:
@@ -123,6 +136,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
             compact(row["handled"]),
             compact(row["validation_errors"]),
             compact(row["dead_letters"]),
+            compact(row.get("ignored", 0)),
             compact(row["lag"]),
             _state(row),
         ]
@@ -142,7 +156,6 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
         str(row["dead_letters"]),
         _fields(row["ignored_by_reason"], row["ignored"]),
         mismatches,
-        str(row.get("duplicates", 0)),
         _legacy_in(row),
         str(row["lag"]),
         _state(row),

@@ -1,4 +1,4 @@
-"""Generate the bundled replay files ``data/trades.csv`` and ``data/trades_small.csv``.
+"""Generate the bundled replay files ``trades.csv`` and ``trades_small.csv`` in ``services/ws/data/``.
 
 The trades are **synthetic**: a seeded ``random.Random`` drives, per symbol, a price
 random walk through regimes (trending up, trending down, flat) so a momentum strategy
@@ -151,7 +151,9 @@ def render(spec: DatasetSpec) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` verify) every file in :data:`DATASETS`; exit status 0/1."""
     parser = argparse.ArgumentParser(prog="python -m services.ws.make_dataset", description=__doc__)
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR, help="folder of the files (default: data/)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=DATA_DIR, help="folder of the files (default: services/ws/data/)"
+    )
     parser.add_argument("--check", action="store_true", help="compare instead of writing; 1 if any differs")
     args = parser.parse_args(argv)
     status = 0

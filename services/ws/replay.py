@@ -11,6 +11,7 @@ import asyncio
 import csv
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.resources import files
 from pathlib import Path
 
 from core.domain.contracts import Side
@@ -28,8 +29,9 @@ __all__ = [
 COLUMNS = ("timestamp", "symbol", "side", "price", "volume", "trade_id")
 """The header row of a trades file, in order."""
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-"""The repository's ``data/`` folder."""
+DATA_DIR = Path(str(files("services.ws") / "data"))
+"""The bundled replay files, shipped inside the package (``services/ws/data``), so an installed
+package (the container image) finds them as a checkout does."""
 
 BUNDLED_TRADES = DATA_DIR / "trades.csv"
 """About 3,000 synthetic trades over five symbols (see the file's first line)."""

@@ -44,7 +44,7 @@ class SourceError(CdbError):
     """A trade source met input that is not a valid trade.
 
     ``reason`` is a short, bounded code (``price_invalid``, ``line_malformed``...) safe
-    as a metric label; ``where`` names the place (``data/trades.csv:17``, a channel).
+    as a metric label; ``where`` names the place (``services/ws/data/trades.csv:17``, a channel).
     """
 
     def __init__(self, reason: str, detail: str, *, where: str = "") -> None:
