@@ -13,6 +13,8 @@ RUN python3 -m venv /opt/cdb
 COPY requirements.lock var/wheelhouse* /tmp/wheels/
 COPY pyproject.toml README.md /src/
 COPY core /src/core
+COPY cdb /src/cdb
+COPY harness /src/harness
 COPY services /src/services
 COPY migration /src/migration
 RUN set -e; \

@@ -29,8 +29,8 @@ from bench.msgspec_mirror import STRUCTS
 from bench.stats import Figure
 from core.codec import Codec, build_codec
 from core.codec.fields import scan_fields
-from core.codec.shadow import ShadowCodec
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
+from migration.shadow import ShadowCodec
 
 __all__ = ["CASES", "OPERATIONS", "measure_codecs"]
 
@@ -43,13 +43,13 @@ Costs = dict[tuple[str, str, str], Figure]
 
 
 def _codecs() -> dict[str, Codec]:
-    lenient = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    legacy = build_codec(Path.LEGACY)
+    lenient = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+    legacy = build_codec(CodecPath.LEGACY)
     return {
         "legacy": legacy,
         "pydantic lenient": lenient,
-        "pydantic strict": build_codec(Path.PYDANTIC, Profile.STRICT),
-        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(Path.LEGACY)),
+        "pydantic strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
+        "shadow (lenient + legacy)": ShadowCodec(lenient, build_codec(CodecPath.LEGACY)),
     }
 
 

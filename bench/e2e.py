@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
 from bench.e2e_procs import (
@@ -44,7 +44,7 @@ from bench.machine import ForeignCpu, QuietGate
 from bench.stats import Figure, percentile
 from core.redis import connect_async
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from services.runtime import ServiceContext
 from services.ws.service import WsService
 
@@ -62,7 +62,7 @@ class Setting:
     """Which path each service runs on (Pydantic services use the lenient profile)."""
 
     name: str
-    paths: dict[ServiceName, Path]
+    paths: dict[ServiceName, CodecPath]
 
     def describe(self) -> str:
         """``ws=legacy signal=pydantic ...``."""
@@ -70,15 +70,15 @@ class Setting:
 
 
 SETTINGS = [
-    Setting("all-legacy", dict.fromkeys(ServiceName, Path.LEGACY)),
-    Setting("all-pydantic", dict.fromkeys(ServiceName, Path.PYDANTIC)),
+    Setting("all-legacy", dict.fromkeys(ServiceName, CodecPath.LEGACY)),
+    Setting("all-pydantic", dict.fromkeys(ServiceName, CodecPath.PYDANTIC)),
     Setting(
         "mixed",
         {
-            ServiceName.WS: Path.LEGACY,
-            ServiceName.SIGNAL: Path.PYDANTIC,
-            ServiceName.RISK: Path.LEGACY,
-            ServiceName.EXECUTION: Path.PYDANTIC,
+            ServiceName.WS: CodecPath.LEGACY,
+            ServiceName.SIGNAL: CodecPath.PYDANTIC,
+            ServiceName.RISK: CodecPath.LEGACY,
+            ServiceName.EXECUTION: CodecPath.PYDANTIC,
         },
     ),
 ]
@@ -174,7 +174,7 @@ async def _latency_phase(
 
 
 async def _one(
-    setting: Setting, url: str, admin_url: str, *, seconds: float, rate: float, work: FsPath
+    setting: Setting, url: str, admin_url: str, *, seconds: float, rate: float, work: Path
 ) -> E2eResult:
     result = E2eResult(setting, rate=rate)
     keys = KeySpace(f"cdbbench:e2e:{uuid.uuid4().hex[:8]}:")
@@ -198,7 +198,7 @@ async def _one(
                 environ={},
                 overrides={
                     "key_prefix": keys.prefix,
-                    "use_pydantic_contracts": setting.paths[ServiceName.WS] is Path.PYDANTIC,
+                    "use_pydantic_contracts": setting.paths[ServiceName.WS] is CodecPath.PYDANTIC,
                     "stream_maxlen": STREAM_MAXLEN,
                     "instance": "bench-ws",
                 },
@@ -242,7 +242,7 @@ async def run_e2e(
     *,
     seconds: float,
     rate: float,
-    keep_logs: FsPath | None = None,
+    keep_logs: Path | None = None,
     gate: QuietGate | None = None,
     attempts: int = 3,
 ) -> list[E2eResult]:
@@ -252,7 +252,7 @@ async def run_e2e(
     A setting during which other processes took more than ``CONTENDED`` of the CPU is run
     again (up to ``attempts`` times in all); the least contended attempt is reported.
     """
-    work = FsPath(tempfile.mkdtemp(prefix="cdb-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
     try:
         results = []
         for setting in settings:

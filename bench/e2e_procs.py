@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import redis.asyncio as aioredis
 
-from core.topics import KeySpace, Path, ServiceName
+from core.topics import CodecPath, KeySpace, ServiceName
 
 if TYPE_CHECKING:
     from bench.e2e import Setting
@@ -35,9 +35,9 @@ __all__ = [
 
 CONSUMERS = (ServiceName.SIGNAL, ServiceName.RISK, ServiceName.EXECUTION)
 STREAM_MAXLEN = 300_000
-CHECKOUT = FsPath(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[1]
 # ``cdb service NAME``, run from this checkout's code (PYTHONPATH) whatever the venv has installed.
-_CDB = [sys.executable, "-c", "from core.cli.main import main; main()"]
+_CDB = [sys.executable, "-c", "from cdb.cli.main import main; main()"]
 
 
 def service_command(service: ServiceName) -> list[str]:
@@ -53,7 +53,7 @@ def service_env(
         "PYTHONPATH": str(CHECKOUT),
         "REDIS_URL": url,
         "KEY_PREFIX": keys.prefix,
-        "USE_PYDANTIC_CONTRACTS": "true" if setting.paths[service] is Path.PYDANTIC else "false",
+        "USE_PYDANTIC_CONTRACTS": "true" if setting.paths[service] is CodecPath.PYDANTIC else "false",
         "CONTRACT_PROFILE": "lenient",
         "INSTANCE": f"bench-{service.value}",
         "STREAM_MAXLEN": str(STREAM_MAXLEN),
@@ -63,7 +63,7 @@ def service_env(
 
 def rss_mb(pid: int) -> float:
     try:
-        for line in FsPath(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:

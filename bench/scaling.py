@@ -16,13 +16,13 @@ import os
 import platform
 import shutil
 import tempfile
-from pathlib import Path as FsPath
+from pathlib import Path
 
 from bench.scaling_run import Case, CaseResult, run_case
 
 __all__ = ["CASES", "main", "render", "write_section"]
 
-ROOT = FsPath(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 SECTION = "## Scaling"
 CASES = [
@@ -114,7 +114,7 @@ _NOTES = [
 ]
 
 
-def write_section(section: str, path: FsPath = BENCHMARKS) -> None:
+def write_section(section: str, path: Path = BENCHMARKS) -> None:
     """Replace (or append) this benchmark's section of ``path``, leaving every other one alone."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     lines = text.splitlines()
@@ -134,7 +134,7 @@ async def _run_all(
 ) -> list[CaseResult]:
     """Every chosen case ``rounds`` times, round-robin (a load swing hits every case alike);
     a case's rounds are pooled: capacity samples, latencies, offered rate averaged."""
-    logs = FsPath(tempfile.mkdtemp(prefix="cdb-bench-scaling-"))
+    logs = Path(tempfile.mkdtemp(prefix="cdb-bench-scaling-"))
     try:
         chosen = [c for c in CASES if not only or any(o in c.name for o in only)]
         pooled = {c: CaseResult(c, drained=True) for c in chosen}
@@ -165,7 +165,7 @@ def main() -> None:
         "--pg", default=os.environ.get("CDB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     parser.add_argument("--only", action="append", default=[], help="run cases whose name contains this")
-    parser.add_argument("--json", type=FsPath, help="also write the raw results here")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     before = os.getloadavg()[0]

@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,8 +41,8 @@ from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
 from core.settings import ServiceSettings
 from core.topics import KeySpace, RedisMode, ServiceName, Topic
-from services.local_redis import LocalRedisServer
-from services.local_topologies import LocalRedisCluster
+from harness.local_redis import LocalRedisServer
+from harness.local_topologies import LocalRedisCluster
 from services.runtime import ServiceContext
 from services.ws.service import WsService
 
@@ -54,8 +54,8 @@ BURST = 1_000
 TICK_S = 0.002
 WARMUP_S = 2.0
 STREAM_MAXLEN = 300_000
-CHECKOUT = FsPath(__file__).resolve().parents[1]
-_CDB = [sys.executable, "-c", "from core.cli.main import main; main()"]
+CHECKOUT = Path(__file__).resolve().parents[1]
+_CDB = [sys.executable, "-c", "from cdb.cli.main import main; main()"]
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ async def _drain(progress: _Progress, sent: int, timeout_s: float = 120) -> bool
     return False
 
 
-async def run_case(case: Case, admin_url: str, *, seconds: float, rate: float, logs: FsPath) -> CaseResult:
+async def run_case(case: Case, admin_url: str, *, seconds: float, rate: float, logs: Path) -> CaseResult:
     """Start the servers, database and services of ``case``, measure, stop and remove everything."""
     result = CaseResult(case)
     url, servers = await asyncio.to_thread(_start_servers, case)

@@ -9,8 +9,8 @@ import sys
 import time
 
 from core.codec import Codec, build_codec
-from core.codec.shadow import ShadowCodec
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
+from migration.shadow import ShadowCodec
 
 __all__ = ["bench_shadow", "main"]
 
@@ -40,8 +40,8 @@ def _rate(codec: Codec, entries: list[dict[str, str]]) -> float:
 
 def bench_shadow(n: int = 20_000) -> list[tuple[str, float]]:
     """(codec, decodes per second) for each path alone and with shadow mode."""
-    pydantic = build_codec(Path.PYDANTIC, Profile.LENIENT)
-    legacy = build_codec(Path.LEGACY)
+    pydantic = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+    legacy = build_codec(CodecPath.LEGACY)
     entries = _entries(pydantic, n)
     return [
         ("pydantic/lenient", _rate(pydantic, entries)),

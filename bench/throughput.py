@@ -30,7 +30,7 @@ from bench.transport import (
 )
 from core.codec import Codec, build_codec
 from core.redis import Publisher, connect_async, connect_sync
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 
 __all__ = ["CONSUME", "PUBLISH", "Row", "measure_throughput"]
 
@@ -152,11 +152,11 @@ async def measure_throughput(
     """Messages per second of every row (``rounds`` samples each; each row starts once
     ``gate`` finds the machine quiet)."""
     sync, client = connect_sync(url), connect_async(url)
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     small, full = built(codec, TOPIC, max(200, n // 10)), built(codec, TOPIC, n)
     consumers = {
-        "consume_legacy": build_codec(Path.LEGACY),
-        "consume_lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
+        "consume_legacy": build_codec(CodecPath.LEGACY),
+        "consume_lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
         "consume_strict": codec,
         "consume_noop": _NullCodec(),
     }

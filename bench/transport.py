@@ -29,7 +29,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -37,10 +37,10 @@ import redis.asyncio as aioredis
 
 from core.codec import Codec, Decoded, build_codec
 from core.redis import Publisher, StreamConsumer, connect_async, connect_sync, publish_message
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 
 REDIS_URL = os.environ.get("CDB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-BENCHMARKS = FsPath(__file__).resolve().parent.parent / "BENCHMARKS.md"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 SECTION = "## Transport (issue 3)"
 TOPIC = Topic.MARKET_DATA
 PUBLISH_TARGET = 20.0
@@ -129,7 +129,7 @@ async def bench_publish_many(
 
 async def bench_consume(client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace) -> float:
     """Read + decode + ack ``n`` stream entries with ``codec``; the stream is filled first."""
-    producer_codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    producer_codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     await Publisher(client, producer_codec, keys=keys, service=ServiceName.WS).publish_many(
         TOPIC, _messages(producer_codec, n)
     )
@@ -170,7 +170,7 @@ def bench_encode_only(codec: Codec, messages: list[Any]) -> float:
 
 def bench_decode_only(codec: Codec, n: int) -> float:
     """The codec alone: ``from_fields`` on stream entries as redis-py returns them (reference row)."""
-    producer = build_codec(Path.PYDANTIC, Profile.STRICT)
+    producer = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     entries = [
         {k.encode(): v.encode() for k, v in producer.to_fields(TOPIC, m).items()}
         for m in _messages(producer, n)
@@ -191,7 +191,7 @@ async def run_all(n: int, rounds: int) -> list[tuple[str, float]]:
     """Every row of the table: (name, median messages/s over ``rounds``)."""
     sync = connect_sync(REDIS_URL)
     client = connect_async(REDIS_URL)
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     small = _messages(codec, max(500, n // 10))
     full = _messages(codec, n)
     samples: dict[str, list[float]] = {}
@@ -200,8 +200,8 @@ async def run_all(n: int, rounds: int) -> list[tuple[str, float]]:
         samples.setdefault(name, []).append(value)
 
     consume_codecs = {
-        "consume: legacy": build_codec(Path.LEGACY),
-        "consume: pydantic lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
+        "consume: legacy": build_codec(CodecPath.LEGACY),
+        "consume: pydantic lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
         "consume: pydantic strict": codec,
     }
     try:
@@ -322,7 +322,7 @@ Why a target can be missed here, from the profiles (cProfile and py-spy of these
 class _NullCodec:
     """Decodes nothing: measures the consumer loop without a codec (reference row)."""
 
-    path = Path.PYDANTIC
+    path = CodecPath.PYDANTIC
     profile = Profile.STRICT
     _decoded = Decoded(None)
 
@@ -330,7 +330,7 @@ class _NullCodec:
         return self._decoded
 
 
-def write_section(section: str, path: FsPath = BENCHMARKS) -> None:
+def write_section(section: str, path: Path = BENCHMARKS) -> None:
     """Replace (or append) the transport section of ``path``, leaving other sections alone."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     lines = text.splitlines()

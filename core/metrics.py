@@ -41,7 +41,7 @@ OTHER = "other"
 """The label value for anything outside a closed set."""
 
 SHADOW_DECODE_FIELD = "<decode>"
-"""Shadow mismatch pseudo-field: one path decoded, the other refused (core.codec.shadow.DECODE_FIELD)."""
+"""Shadow mismatch pseudo-field: one path decoded, the other refused (migration.shadow.DECODE_FIELD)."""
 
 _OWN_REASONS = frozenset(
     {

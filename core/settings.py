@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -398,7 +398,7 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     or after whitespace in an unquoted value), quotes, ``export``; :class:`ConfigError` if the
     file cannot be read or a line is malformed."""
     try:
-        text_lines = FsPath(path).read_text(encoding="utf-8").splitlines()
+        text_lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), None, ["a readable UTF-8 env file"], str(exc)) from None
     out: dict[str, str] = {}

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KeySpace", "Path", "Profile", "RedisMode", "ServiceName", "Topic", "partition_of"]
+__all__ = ["CodecPath", "KeySpace", "Profile", "RedisMode", "ServiceName", "Topic", "partition_of"]
 
 
 class Topic(StrEnum):
@@ -28,7 +28,7 @@ class Topic(StrEnum):
     ORDER_RESULTS = "order_results"
 
 
-class Path(StrEnum):
+class CodecPath(StrEnum):
     """Which code path decodes and encodes messages."""
 
     LEGACY = "legacy"

@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from core.status import LiveState, read_live_states
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
 from migration.dlq_review import review_dead_letters
 from migration.stream_scan import scan_topic
@@ -134,7 +134,7 @@ def _instances(states: list[LiveState], at_ms: int) -> Finding:
         if not any(s.service == service.value and not s.is_stale(at_ms) for s in states):
             problems.append(f"{service.value}: no live instance reports its state (is it running?)")
     for s in states:
-        if s.path != Path.PYDANTIC.value:
+        if s.path != CodecPath.PYDANTIC.value:
             stale = " (stale: stopped or hung; its key expires by itself)" if s.is_stale(at_ms) else ""
             problems.append(f"{_name(s)} is on the {s.path} path{stale}")
     data = [
@@ -148,7 +148,7 @@ def _instances(states: list[LiveState], at_ms: int) -> Finding:
         for s in states
     ]
     if problems:
-        legacy = sorted({s.service for s in states if s.path != Path.PYDANTIC.value})
+        legacy = sorted({s.service for s in states if s.path != CodecPath.PYDANTIC.value})
         summary = f"not every instance is on the Pydantic path (legacy: {', '.join(legacy) or 'none'})"
         if not legacy:
             summary = "a service has no live instance"

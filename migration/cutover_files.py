@@ -26,12 +26,12 @@ import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from core.errors import CdbError, ConfigError
 from core.settings import ServiceSettings, read_env_file
-from core.topics import Path, Profile, ServiceName
+from core.topics import CodecPath, Profile, ServiceName
 from core.utils.clock import now_ms, utcnow
 
 __all__ = [
@@ -70,7 +70,7 @@ class FileChange:
     """One env file: its bytes now and the bytes it would get."""
 
     service: ServiceName
-    path: FsPath
+    path: Path
     before: bytes
     after: bytes
 
@@ -121,12 +121,12 @@ def rewrite_env(text: str, service: ServiceName, flags: dict[str, str]) -> str:
 def _resolve(service: ServiceName, data: bytes) -> ServiceSettings:
     """Read ``data`` the way the container does (env_file entries become the environment)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = FsPath(tmp) / f"{service.value}.env"
+        path = Path(tmp) / f"{service.value}.env"
         path.write_bytes(data)
         return ServiceSettings.load(service, environ=read_env_file(path))
 
 
-def plan_cutover(env_dir: FsPath) -> list[FileChange]:
+def plan_cutover(env_dir: Path) -> list[FileChange]:
     """What apply would write, checked to resolve to pydantic/strict; nothing is written."""
     changes = []
     for service in ServiceName:
@@ -140,12 +140,12 @@ def plan_cutover(env_dir: FsPath) -> list[FileChange]:
         except ConfigError as exc:
             raise CutoverFileError(f"{path} would not load after the change: {exc}") from exc
         if not settings.use_pydantic_contracts or settings.contract_profile is not Profile.STRICT:
-            raise CutoverFileError(f"{path} would not resolve to {Path.PYDANTIC.value}/strict")
+            raise CutoverFileError(f"{path} would not resolve to {CodecPath.PYDANTIC.value}/strict")
         changes.append(FileChange(service, path, before, after))
     return changes
 
 
-def _atomic_write(path: FsPath, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -154,7 +154,7 @@ def _atomic_write(path: FsPath, data: bytes) -> None:
             os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
-        FsPath(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -169,7 +169,7 @@ def _user() -> str:
         return "unknown"
 
 
-def _log(backup: FsPath, text: str) -> str:
+def _log(backup: Path, text: str) -> str:
     line = f"{utcnow().isoformat(timespec='seconds')} {text}\n"
     with (backup / _LOG).open("a", encoding="utf-8") as handle:
         handle.write(line)
@@ -177,14 +177,14 @@ def _log(backup: FsPath, text: str) -> str:
 
 
 def apply_changes(
-    env_dir: FsPath,
+    env_dir: Path,
     changes: list[FileChange],
     *,
     verdict: str,
     forced: bool,
     reason: str | None,
     evidence: Any,
-) -> tuple[FsPath, str]:
+) -> tuple[Path, str]:
     """Back the files up, write the changed ones, log it; returns (backup dir, log line)."""
     root = env_dir / BACKUP_DIR
     stamp = _stamp(now_ms())
@@ -215,7 +215,7 @@ def apply_changes(
     return backup, line
 
 
-def latest_backup(env_dir: FsPath) -> FsPath:
+def latest_backup(env_dir: Path) -> Path:
     """The newest apply's backup directory."""
     root = env_dir / BACKUP_DIR
     found = sorted(p for p in root.iterdir() if (p / _MANIFEST).is_file()) if root.is_dir() else []
@@ -224,7 +224,7 @@ def latest_backup(env_dir: FsPath) -> FsPath:
     return found[-1]
 
 
-def plan_rollback(env_dir: FsPath, backup: FsPath, *, force: bool = False) -> list[FileChange]:
+def plan_rollback(env_dir: Path, backup: Path, *, force: bool = False) -> list[FileChange]:
     """The files rollback would restore from ``backup``; refuses if they changed since apply."""
     manifest = json.loads((backup / _MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("rolled_back"):
@@ -248,7 +248,7 @@ def plan_rollback(env_dir: FsPath, backup: FsPath, *, force: bool = False) -> li
     return changes
 
 
-def rollback(env_dir: FsPath, backup: FsPath, changes: list[FileChange]) -> str:
+def rollback(env_dir: Path, backup: Path, changes: list[FileChange]) -> str:
     """Save the current files, restore the backed-up ones byte for byte; returns the log line."""
     saved = backup / _SAVED
     saved.mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
+from pathlib import Path
 
 from core.errors import CdbError
 from core.metrics_http import MetricsTarget, serve_metrics
@@ -32,13 +32,13 @@ FLAGS_FILE_VAR = "FLAGS_FILE"
 _RECHECK_S = 2.0
 
 
-def flags_file(env_file: str | os.PathLike[str] | None = None) -> FsPath | None:
+def flags_file(env_file: str | os.PathLike[str] | None = None) -> Path | None:
     """The env file to watch: ``env_file`` if given, else ``FLAGS_FILE``, else none."""
     chosen = env_file or os.environ.get(FLAGS_FILE_VAR, "").strip()
-    return FsPath(chosen) if chosen else None
+    return Path(chosen) if chosen else None
 
 
-def desired_path(service: ServiceName, env_file: FsPath) -> tuple[str, str | None]:
+def desired_path(service: ServiceName, env_file: Path) -> tuple[str, str | None]:
     """The path (and profile) ``env_file`` asks ``service`` for; ``("unknown", None)`` when it
     cannot be read or holds a value the service would refuse."""
     try:
@@ -51,9 +51,7 @@ def desired_path(service: ServiceName, env_file: FsPath) -> tuple[str, str | Non
 
 
 @contextlib.asynccontextmanager
-async def observed(
-    ctx: ServiceContext, target: MetricsTarget, env_file: FsPath | None
-) -> AsyncIterator[None]:
+async def observed(ctx: ServiceContext, target: MetricsTarget, env_file: Path | None) -> AsyncIterator[None]:
     """Serve ``ctx``'s metrics on ``target`` and watch ``env_file`` while the block runs."""
     endpoint = serve_metrics(target, ctx.metrics.registry)
     tasks = [asyncio.create_task(_beat(ctx))]
@@ -77,7 +75,7 @@ async def _beat(ctx: ServiceContext) -> None:
         await asyncio.sleep(_RECHECK_S)
 
 
-async def _watch(ctx: ServiceContext, env_file: FsPath) -> None:
+async def _watch(ctx: ServiceContext, env_file: Path) -> None:
     while True:
         path, profile = await asyncio.to_thread(desired_path, ctx.service, env_file)
         ctx.metrics.ops.set_desired(path, profile)

@@ -18,7 +18,7 @@ from core.codec import build_codec
 from core.redis import Publisher
 from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
 from services.execution.store import COLUMNS, ResultStore
@@ -240,7 +240,7 @@ async def read_stream(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[
 
 async def read_order_results(redis: AsyncClient, keys: KeySpace) -> list[dict[str, Any]]:
     """Business fields of every order result on the stream, in order (either path's shape)."""
-    reader = build_codec(Path.PYDANTIC, Profile.LENIENT)
+    reader = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
     out = []
     for entry_id, fields in await read_stream(redis, keys, Topic.ORDER_RESULTS):
         message = reader.from_fields(Topic.ORDER_RESULTS, fields, entry_id=entry_id).message

@@ -15,7 +15,7 @@ from core.topics import KeySpace
 from core.utils.clock import FrozenClock, set_clock
 from tests.support.servers import PG_ADMIN_URL, REDIS_URL, ThrowawayRedis
 
-pytest_plugins = ("services.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
+pytest_plugins = ("harness.testing",)  # the mixed_pipeline fixture (docs/matrix.md)
 
 FROZEN_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -16,14 +16,14 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from core.codec import build_codec
 from core.redis.leases import PartitionLeases
 from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from services.pipeline import service_backlog
 from services.runtime import ServiceContext
 from services.ws.service import WsService
@@ -40,7 +40,7 @@ class Procs:
 
     redis_url: str
     keys: KeySpace
-    workdir: FsPath
+    workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -103,7 +103,7 @@ class Procs:
 
 
 @contextlib.contextmanager
-def procs(redis_url: str, keys: KeySpace, workdir: FsPath, **env: str) -> Iterator[Procs]:
+def procs(redis_url: str, keys: KeySpace, workdir: Path, **env: str) -> Iterator[Procs]:
     """:class:`Procs` stopped when the block ends."""
     running = Procs(redis_url, keys, workdir, dict(env))
     try:
@@ -182,7 +182,7 @@ async def wait_owners(
 async def contents(redis: AsyncClient, keys: KeySpace, topic: Topic, id_field: str) -> dict[str, Any]:
     """Every message of ``topic`` (all partitions) by its id, decoded; a message written more
     than once must be identical each time (else the ids map to a list of the variants)."""
-    codec = build_codec(Path.LEGACY)
+    codec = build_codec(CodecPath.LEGACY)
     out: dict[str, Any] = {}
     for stream in keys.streams(topic):
         for raw_id, fields in await redis.xrange(stream):

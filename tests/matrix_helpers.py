@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from core.codec import Codec, Decoded, FieldMap, Message, RawFieldMap, codec_for
-from core.domain.legacy import Order
 from core.settings import ServiceSettings
-from core.topics import Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, Profile, ServiceName, Topic
 from core.utils.clock import now_ms
+from migration.legacy import Order
 
 
 class RenamedPriceOrder(Order):
@@ -46,7 +46,7 @@ class RenamedPriceCodec:
         self._inner = inner
 
     @property
-    def path(self) -> Path:
+    def path(self) -> CodecPath:
         return self._inner.path
 
     @property
@@ -82,7 +82,7 @@ class RenamedPriceCodec:
 def broken_legacy_execution(service: ServiceName, settings: ServiceSettings) -> Codec:
     """Codec factory: the shipped codecs, but a legacy execution decodes orders with the broken class."""
     codec = codec_for(settings)
-    if service is ServiceName.EXECUTION and codec.path is Path.LEGACY:
+    if service is ServiceName.EXECUTION and codec.path is CodecPath.LEGACY:
         return RenamedPriceCodec(codec)
     return codec
 
@@ -105,6 +105,6 @@ class ClockFilledMarketData(RenamedPriceCodec):
 def clock_filled_market_data(service: ServiceName, settings: ServiceSettings) -> Codec:
     """Codec factory: every Pydantic lenient consumer fills a trade's missing time with its clock."""
     codec = codec_for(settings)
-    if codec.path is Path.PYDANTIC and codec.profile is Profile.LENIENT:
+    if codec.path is CodecPath.PYDANTIC and codec.profile is Profile.LENIENT:
         return ClockFilledMarketData(codec)
     return codec

@@ -11,13 +11,13 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from typer.testing import CliRunner, Result
 
-from core.cli import app
+from cdb.cli import app
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import KeySpace, ServiceName
@@ -38,8 +38,8 @@ __all__ = [
     "wait_state",
 ]
 
-ROOT = FsPath(__file__).resolve().parents[1]
-CDB = FsPath(sys.executable).parent / "cdb"
+ROOT = Path(__file__).resolve().parents[1]
+CDB = Path(sys.executable).parent / "cdb"
 STATUS_INTERVAL_S = 0.25  # stale after 0.75 s: enough slack for a loaded CI machine
 
 _VARS = [name.upper() for name in ServiceSettings.model_fields if name != "service"]

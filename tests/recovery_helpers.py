@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,14 +31,14 @@ _ORDER_FIELDS = ("order_id", "signal_id", "symbol", "side", "order_type", "quant
 _RESULT_FIELDS = ("order_id", "status", "filled_quantity", "average_price", "fee", "side", "symbol")
 
 
-def write_env(env_dir: FsPath, service: ServiceName, pydantic: bool, profile: str = "lenient") -> None:
+def write_env(env_dir: Path, service: ServiceName, pydantic: bool, profile: str = "lenient") -> None:
     """The env file of one container, as an operator edits it."""
     env_dir.mkdir(parents=True, exist_ok=True)
     text = f"USE_PYDANTIC_CONTRACTS={'true' if pydantic else 'false'}\nCONTRACT_PROFILE={profile}\n"
     (env_dir / f"{service.value}.env").write_text(text, encoding="utf-8")
 
 
-def env_settings(env_dir: FsPath, service: ServiceName, keys: KeySpace, redis_url: str) -> ServiceSettings:
+def env_settings(env_dir: Path, service: ServiceName, keys: KeySpace, redis_url: str) -> ServiceSettings:
     """What a container recreated from ``env_dir/<service>.env`` starts with."""
     return ServiceSettings.load(
         service,
@@ -85,7 +85,7 @@ class Incident(PipelineHook):
 
     def __init__(
         self,
-        env_dir: FsPath,
+        env_dir: Path,
         redis_url: str,
         at_stop: Step,
         at_recover: Step,

@@ -17,8 +17,8 @@ from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName
+from harness.matrix.verdict import business_results
 from services.execution.store import SqliteStore
-from services.matrix.verdict import business_results
 from services.pipeline import PipelineHook, PipelineResult, run_pipeline
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 
 from core.topics import KeySpace, ServiceName
 from tests.ops_helpers import CDB, CLEAN_ENV
@@ -50,12 +50,12 @@ class ServiceProcs:
 
     redis_url: str
     keys: KeySpace
-    workdir: FsPath
+    workdir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[ServiceName, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[ServiceName, int] = field(default_factory=dict)
 
-    def env_file(self, service: ServiceName) -> FsPath:
+    def env_file(self, service: ServiceName) -> Path:
         """The env file of ``service`` (what the operator edits)."""
         return self.workdir / f"{service.value}.env"
 
@@ -113,9 +113,7 @@ class ServiceProcs:
 
 
 @contextlib.contextmanager
-def service_procs(
-    redis_url: str, keys: KeySpace, workdir: FsPath, **extra_env: str
-) -> Iterator[ServiceProcs]:
+def service_procs(redis_url: str, keys: KeySpace, workdir: Path, **extra_env: str) -> Iterator[ServiceProcs]:
     """:class:`ServiceProcs` that are stopped when the block ends."""
     procs = ServiceProcs(redis_url, keys, workdir, dict(extra_env))
     try:

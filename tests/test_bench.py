@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.report import merge_document
-from core.cli.main import app
+from cdb.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("## Targets", "## 1. Codec", "## 2. Publish", "## 3. Consume", "## 4. End to end", "## 5. Memory")

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from core.cli import main as cli_main
-from core.cli.output import exit_with, redact_urls
+from cdb.cli import main as cli_main
+from cdb.cli.output import exit_with, redact_urls
 from core.errors import CdbError
 from core.topics import KeySpace
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT

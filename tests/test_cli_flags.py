@@ -7,18 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from core.cli import app
+from cdb.cli import app
 from core.settings import BOOL_WORDS, ServiceSettings
 from core.topics import ServiceName, Topic
 
-ROOT = FsPath(__file__).resolve().parents[1]
-CDB = FsPath(sys.executable).parent / "cdb"
+ROOT = Path(__file__).resolve().parents[1]
+CDB = Path(sys.executable).parent / "cdb"
 
 _SETTING_VARS = [name.upper() for name in ServiceSettings.model_fields if name != "service"]
 CLEAN_ENV: dict[str, str | None] = {
@@ -54,7 +54,7 @@ def test_cdb_flags__json_shows_the_prefixed_variable_as_the_source() -> None:
     assert rows["risk"]["use_pydantic_contracts_source"] == "env USE_PYDANTIC_CONTRACTS"
 
 
-def test_cdb_flags__json_shows_the_env_file_as_the_source(tmp_path: FsPath) -> None:
+def test_cdb_flags__json_shows_the_env_file_as_the_source(tmp_path: Path) -> None:
     env_file = tmp_path / "flags.env"
     env_file.write_text("USE_PYDANTIC_CONTRACTS=true\nRISK_CONTRACT_PROFILE=strict\n", encoding="utf-8")
     rows = _flags_json("--env-file", str(env_file), EXECUTION_USE_PYDANTIC_CONTRACTS="no")
@@ -102,7 +102,7 @@ def test_cdb_flags__bad_bool_lists_the_accepted_values() -> None:
     assert all(word in result.stderr for word in BOOL_WORDS)
 
 
-def test_cdb_flags__bad_value_in_env_file_names_variable_and_file(tmp_path: FsPath) -> None:
+def test_cdb_flags__bad_value_in_env_file_names_variable_and_file(tmp_path: Path) -> None:
     env_file = tmp_path / "flags.env"
     env_file.write_text("RISK_USE_PYDANTIC_CONTRACTS=ture\n", encoding="utf-8")
     result = _cdb("flags", "--env-file", str(env_file))
@@ -111,7 +111,7 @@ def test_cdb_flags__bad_value_in_env_file_names_variable_and_file(tmp_path: FsPa
     assert str(env_file) in result.stderr.replace("\n", "")
 
 
-def test_cdb_flags__missing_env_file_exits_non_zero_without_traceback(tmp_path: FsPath) -> None:
+def test_cdb_flags__missing_env_file_exits_non_zero_without_traceback(tmp_path: Path) -> None:
     result = _cdb("flags", "--env-file", str(tmp_path / "nope.env"))
     assert result.exit_code != 0
     assert "nope.env" in result.stderr.replace("\n", "")

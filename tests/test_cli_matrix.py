@@ -13,7 +13,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.logging import configure_logging
 from services.ws.replay import BUNDLED_TRADES_SMALL
 from tests.support.servers import free_port

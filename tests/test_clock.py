@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from core.codec import build_codec
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import (
     FrozenClock,
     SystemClock,
@@ -41,7 +41,7 @@ def test_frozen_clock__advance_moves_it_by_milliseconds(frozen_clock: FrozenCloc
 
 
 def test_lenient_defaults__come_from_the_entry_id_never_from_the_clock(frozen_clock: FrozenClock) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.LENIENT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
     first = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL, entry_id=b"1767225600999-0")
     frozen_clock.advance(60_000)
     second = codec.decode(Topic.SIGNALS, LEGACY_SIGNAL, entry_id=b"1767225600999-0")

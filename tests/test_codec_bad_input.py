@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from core.codec import Codec, build_codec
 from core.codec.fields import field_map_bytes
 from core.errors import ContractError
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from tests.samples import SAMPLE_TS, VALID_MESSAGES
 from tests.strategies import contract_values, json_values
 
@@ -45,9 +45,9 @@ SIZE = {
 }
 
 CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY, max_bytes=MAX_BYTES),
-    "lenient": build_codec(Path.PYDANTIC, Profile.LENIENT, max_bytes=MAX_BYTES),
-    "strict": build_codec(Path.PYDANTIC, Profile.STRICT, max_bytes=MAX_BYTES),
+    "legacy": build_codec(CodecPath.LEGACY, max_bytes=MAX_BYTES),
+    "lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT, max_bytes=MAX_BYTES),
+    "strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT, max_bytes=MAX_BYTES),
 }
 TOPICS = list(Topic)
 WRONG_NUMBER = {"float_type", "int_type"}

@@ -24,14 +24,14 @@ from core.codec import Codec, build_codec, decode_field_map, encode_field_map
 from core.codec.fields import field_map_size, scan_fields
 from core.domain.contracts import MarketDataV1
 from core.errors import ContractError
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import frozen
 from tests.strategies import contract_messages, contract_values, json_values, legacy_values
 
 CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY),
-    "lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+    "legacy": build_codec(CodecPath.LEGACY),
+    "lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    "strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
 }
 TOPICS = list(Topic)
 LIMIT = 65_536

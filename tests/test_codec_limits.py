@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from core.codec import Codec, build_codec
 from core.codec.limits import MAX_NESTING_DEPTH
 from core.errors import ContractError
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from tests.samples import VALID_MESSAGES as VALID
 
 CODECS = {
-    "legacy": build_codec(Path.LEGACY),
-    "lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+    "legacy": build_codec(CodecPath.LEGACY),
+    "lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    "strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
 }
 FORMS = ["json", "fields-bytes", "fields-text"]
 Decode = Callable[[], Any]

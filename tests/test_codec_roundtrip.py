@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.codec import Codec, build_codec
-from core.domain.legacy import MarketData, Order, OrderResult, Signal
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import frozen
+from migration.legacy import MarketData, Order, OrderResult, Signal
 from tests.strategies import LEGACY_FIELDS, contract_messages, legacy_values
 
 FROZEN_MS = 1_767_225_600_000
@@ -32,8 +32,8 @@ LEGACY_CLASSES = {
     Topic.ORDER_RESULTS: OrderResult,
 }
 
-LEGACY = build_codec(Path.LEGACY)
-PYDANTIC = {profile: build_codec(Path.PYDANTIC, profile) for profile in Profile}
+LEGACY = build_codec(CodecPath.LEGACY)
+PYDANTIC = {profile: build_codec(CodecPath.PYDANTIC, profile) for profile in Profile}
 LENIENT = PYDANTIC[Profile.LENIENT]
 
 
@@ -157,6 +157,6 @@ def test_codec_build__legacy_path_keeps_only_legacy_fields(topic: Topic) -> None
 
 
 def _sample(topic: Topic) -> dict[str, Any]:
-    from core.cli.demo import SAMPLES
+    from cdb.cli.demo import SAMPLES
 
     return {"api_version": "v1.0", "timestamp": FROZEN_MS, **SAMPLES[topic]}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,17 +35,17 @@ from core.domain.contracts import (
     Side,
     SignalV1,
 )
-from core.domain.legacy import MarketData, Order, OrderResult, Signal
 from core.errors import ContractError
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import FrozenClock
+from migration.legacy import MarketData, Order, OrderResult, Signal
 from tests.strategies import CONTRACT_CLASSES, LEGACY_FIELDS, contract_values, legacy_values
 
-ROOT = FsPath(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 TOPICS = list(Topic)
-LEGACY = build_codec(Path.LEGACY)
-LENIENT = build_codec(Path.PYDANTIC, Profile.LENIENT)
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+LEGACY = build_codec(CodecPath.LEGACY)
+LENIENT = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 LEGACY_CLASSES = {
     Topic.MARKET_DATA: MarketData,
     Topic.SIGNALS: Signal,
@@ -384,16 +384,16 @@ def test_side__values_are_the_wire_strings() -> None:
 # --- only the registry imports the legacy path and the lenient profile ----------------------
 
 _MIGRATION_ONLY = {
-    "core.domain.legacy",
-    "core.codec.legacy_codec",
-    "core.codec.legacy_guard",
+    "migration.legacy",
+    "migration.legacy_codec",
+    "migration.legacy_guard",
     "migration.lenient",
 }
 _ALLOWED = {
     "core/codec/registry.py",
-    "core/codec/legacy_codec.py",
-    "core/codec/legacy_guard.py",
-    "core/domain/legacy.py",
+    "migration/legacy_codec.py",
+    "migration/legacy_guard.py",
+    "migration/legacy.py",
 }
 _LENIENT_NAMES = {"LENIENT_FIELDS", "LenientReader", "lenient_variant", "lenient"}
 
@@ -413,13 +413,13 @@ def _imported_modules(tree: ast.AST) -> set[str]:
 
 def test_import_rule__scanner_sees_every_import_form() -> None:
     source = (
-        "import core.domain.legacy\n"
+        "import migration.legacy\n"
         "from core.domain import legacy\n"
-        "from core.codec.legacy_codec import LegacyCodec\n"
+        "from migration.legacy_codec import LegacyCodec\n"
         "from migration import LenientReader\n"
         "def f():\n    import migration.lenient\n"
     )
-    assert _imported_modules(ast.parse(source)) >= _MIGRATION_ONLY - {"core.codec.legacy_guard"}
+    assert _imported_modules(ast.parse(source)) >= _MIGRATION_ONLY - {"migration.legacy_guard"}
 
 
 def test_import_rule__only_the_codec_registry_imports_legacy_and_lenient_modules() -> None:
@@ -437,7 +437,7 @@ def test_import_rule__only_the_codec_registry_imports_legacy_and_lenient_modules
 
 def test_import_rule__registry_is_where_both_are_imported() -> None:
     imported = _imported_modules(ast.parse((ROOT / "core/codec/registry.py").read_text(encoding="utf-8")))
-    assert {"core.codec.legacy_codec", "migration.lenient"} <= imported
+    assert {"migration.legacy_codec", "migration.lenient"} <= imported
 
 
 # --- contracts built in code, and timestamps in the wrong unit (issue 14, Build 9) --------------

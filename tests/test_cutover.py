@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from core.codec import build_codec, encode_field_map
 from core.codec.fields import field_map_bytes
 from core.redis import DeadLetters, Publisher
 from core.settings import ServiceSettings, read_env_file
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from migration.cutover_files import BACKUP_DIR, rewrite_env
 from services.pipeline import group_backlog
 from tests.ops_helpers import cdb, cdb_json, live_service, reporting, service_settings
@@ -26,8 +26,8 @@ from tests.transport_helpers import make_messages, valid_values
 
 pytestmark = pytest.mark.integration
 
-LEGACY = build_codec(Path.LEGACY)
-PYDANTIC = build_codec(Path.PYDANTIC, Profile.LENIENT)
+LEGACY = build_codec(CodecPath.LEGACY)
+PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 
 ENV_FILES = {
     "ws": b"# ws flags\nUSE_PYDANTIC_CONTRACTS=true\nCONTRACT_PROFILE=lenient\nCONTRACT_SHADOW=false\n",
@@ -42,13 +42,13 @@ variable, a missing variable and a missing final newline."""
 
 
 @pytest.fixture
-def env_dir(tmp_path: FsPath) -> FsPath:
+def env_dir(tmp_path: Path) -> Path:
     for name, data in ENV_FILES.items():
         (tmp_path / f"{name}.env").write_bytes(data)
     return tmp_path
 
 
-def _files(env_dir: FsPath) -> dict[str, bytes]:
+def _files(env_dir: Path) -> dict[str, bytes]:
     return {name: (env_dir / f"{name}.env").read_bytes() for name in ENV_FILES}
 
 
@@ -199,7 +199,7 @@ def test_rewrite_env__missing_final_newline_is_added_before_appending() -> None:
 
 @pytest.mark.usefixtures("go_world")
 async def test_cutover_apply__after_go_writes_strict_and_rollback_restores_byte_for_byte(
-    redis_url: str, keys: KeySpace, env_dir: FsPath
+    redis_url: str, keys: KeySpace, env_dir: Path
 ) -> None:
     original = _files(env_dir)
     applied = await asyncio.to_thread(
@@ -224,7 +224,7 @@ async def test_cutover_apply__after_go_writes_strict_and_rollback_restores_byte_
 
 
 async def test_cutover_apply__without_go_is_refused_and_writes_nothing(
-    redis_url: str, keys: KeySpace, env_dir: FsPath
+    redis_url: str, keys: KeySpace, env_dir: Path
 ) -> None:
     original = _files(env_dir)
     result = await asyncio.to_thread(
@@ -236,7 +236,7 @@ async def test_cutover_apply__without_go_is_refused_and_writes_nothing(
     assert not (env_dir / BACKUP_DIR).exists()
 
 
-def test_cutover_apply__force_without_reason_is_refused(env_dir: FsPath) -> None:
+def test_cutover_apply__force_without_reason_is_refused(env_dir: Path) -> None:
     original = _files(env_dir)
     result = cdb(
         "cutover", "apply", "--env-dir", str(env_dir), "--force", "--redis-url", "redis://127.0.0.1:1/0"
@@ -247,7 +247,7 @@ def test_cutover_apply__force_without_reason_is_refused(env_dir: FsPath) -> None
 
 
 async def test_cutover_apply__force_with_reason_records_the_reason_in_the_log(
-    redis_url: str, keys: KeySpace, env_dir: FsPath
+    redis_url: str, keys: KeySpace, env_dir: Path
 ) -> None:
     args = ["--env-dir", str(env_dir), "--force", "--reason", "INC-42 legacy ws retired"]
     result = await asyncio.to_thread(cdb, "cutover", "apply", *args, *_opts(redis_url, keys))
@@ -258,7 +258,7 @@ async def test_cutover_apply__force_with_reason_records_the_reason_in_the_log(
     assert 'verdict=NO-GO forced reason="INC-42 legacy ws retired"' in log
 
 
-def test_cutover_apply__plan_shows_the_unified_diff_and_writes_nothing(env_dir: FsPath) -> None:
+def test_cutover_apply__plan_shows_the_unified_diff_and_writes_nothing(env_dir: Path) -> None:
     original = _files(env_dir)
     result = cdb(
         "cutover", "apply", "--env-dir", str(env_dir), "--plan", "--redis-url", "redis://127.0.0.1:1/0"
@@ -270,7 +270,7 @@ def test_cutover_apply__plan_shows_the_unified_diff_and_writes_nothing(env_dir: 
     assert _files(env_dir) == original
 
 
-def test_cutover_rollback__refuses_when_files_were_edited_since_apply(env_dir: FsPath) -> None:
+def test_cutover_rollback__refuses_when_files_were_edited_since_apply(env_dir: Path) -> None:
     args = ["--env-dir", str(env_dir), "--force", "--reason", "test", "--redis-url", "redis://127.0.0.1:1/0"]
     assert cdb("cutover", "apply", *args).exit_code == 0
     (env_dir / "ws.env").write_bytes(b"EDITED=1\n")
@@ -285,7 +285,7 @@ def test_cutover_rollback__refuses_when_files_were_edited_since_apply(env_dir: F
     assert (backup / "rolled-back-from" / "ws.env").read_bytes() == b"EDITED=1\n"
 
 
-def test_cutover_rollback__without_a_backup_exits_2(env_dir: FsPath) -> None:
+def test_cutover_rollback__without_a_backup_exits_2(env_dir: Path) -> None:
     result = cdb("cutover", "rollback", "--env-dir", str(env_dir))
     assert result.exit_code == 2
     assert "nothing to roll back" in result.output

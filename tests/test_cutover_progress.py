@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from core.cli.cutover_progress import seen_text
+from cdb.cli.cutover_progress import seen_text
 from core.status import LiveState
 from core.topics import KeySpace, ServiceName
 from tests.ops_helpers import cdb, report_state, service_settings

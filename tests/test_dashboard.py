@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 
-from core.cli.dashboard import needs_token
-from core.cli.dashboard_app import Sampler, create_app
+from cdb.cli.dashboard import needs_token
+from cdb.cli.dashboard_app import Sampler, create_app
 from core.dashboard_state import History, Snapshot
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetters

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -69,7 +69,7 @@ def _until(what: str, probe: Callable[[], T | None], timeout_s: float = 20.0, ev
 
 
 @pytest.fixture
-def pipeline(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[ServiceProcs]:
+def pipeline(redis_url: str, keys: KeySpace, tmp_path: Path) -> Iterator[ServiceProcs]:
     """ws legacy, signal pydantic, risk legacy (shadow), execution pydantic; ws replays at 8x."""
     client = redis.Redis.from_url(redis_url)
     client.xadd(keys.stream(Topic.MARKET_DATA), {b"symbol": b"not json"})
@@ -82,7 +82,7 @@ def pipeline(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[Servi
 
 
 @pytest.fixture
-def dashboard(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[str]:
+def dashboard(redis_url: str, keys: KeySpace, tmp_path: Path) -> Iterator[str]:
     """``cdb dashboard`` as a subprocess on a free port; yields its URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
@@ -119,7 +119,7 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture
-def browser(tmp_path: FsPath) -> Iterator[Any]:
+def browser(tmp_path: Path) -> Iterator[Any]:
     """Headless chromium with a fresh profile; its console log is kept."""
     chromium, driver_path = _browser_or_skip()
     from selenium import webdriver
@@ -159,7 +159,7 @@ def _row_text(driver: Any, service: str) -> str:
 
 
 def test_dashboard__shows_every_path_and_a_flip_within_seconds(
-    pipeline: ServiceProcs, dashboard: str, browser: Any, redis_url: str, keys: KeySpace, *, tmp_path: FsPath
+    pipeline: ServiceProcs, dashboard: str, browser: Any, redis_url: str, keys: KeySpace, *, tmp_path: Path
 ) -> None:
     expected = {s.value: ["pydantic" if p else "legacy"] for s, p in _FLAGS.items()}
     # Wait until every service reports, so the page has something to show at once.

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from core.cli.dashboard_app import Sampler
+from cdb.cli.dashboard_app import Sampler
 from core.errors import ContractError
 from core.redis import DeadLetters
 from core.redis.connection import open_target
 from core.redis.modes import RedisTarget
 from core.topics import KeySpace, RedisMode, ServiceName, Topic
-from services.local_topologies import LocalRedisCluster
+from harness.local_topologies import LocalRedisCluster
 from tests.ops_helpers import live_service, service_settings
 from tests.scaling_helpers import clean
 

@@ -23,12 +23,12 @@ from core.codec.fields import field_map_bytes
 from core.redis import DeadLetters, StreamConsumer
 from core.redis.dead_letters import DEFAULT_DLQ_MAX_PAYLOAD_BYTES, DeadLetter, cap_payload
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb, cdb_json
 from tests.transport_helpers import valid_values
 
 TOPIC = Topic.MARKET_DATA
-LENIENT = build_codec(Path.PYDANTIC, Profile.LENIENT)  # MAX_MESSAGE_BYTES 65536
+LENIENT = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)  # MAX_MESSAGE_BYTES 65536
 MARKUP = "[/b] [red]x[/red] [...]"
 
 

@@ -20,11 +20,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.codec import build_codec
 from core.metrics import IgnoreReason
-from core.topics import KeySpace, ServiceName, Topic
-from core.topics import Path as CodecPath
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from services.risk.service import RiskService
 from services.runtime import ServiceContext
 from services.signal.service import SignalService

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from core.cli.status import instance_row
+from cdb.cli.status import instance_row
 from core.codec import Decoded
 from core.errors import ContractError
 from core.ignored import IgnoredLog

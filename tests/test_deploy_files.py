@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdb.launcher import WsSourceSettings
 from core.settings import ServiceSettings, read_env_file
 from core.topics import ServiceName
 from services.execution.paper import VenueParams
-from services.launcher import WsSourceSettings
 from services.risk.limits import RiskLimits
 from services.signal.strategy import SignalParams
 

@@ -17,15 +17,15 @@ from core.domain.contracts import API_VERSION
 from core.redis import StreamConsumer
 from core.redis.acl import OPERATOR, REPLAY
 from core.redis.topology import ensure_topology
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb, cdb_json, reporting, service_settings
 from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import Collector, poll_until
 
 pytestmark = pytest.mark.integration
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
-LENIENT = build_codec(Path.PYDANTIC, Profile.LENIENT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
+LENIENT = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 SYMBOLS = ("BTC/USDT", "DOGE/USDT")  # partitions 1 and 0 of 2
 
 

@@ -11,14 +11,14 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec, decode_field_map, encode_field_map
 from core.redis import StreamConsumer
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb, cdb_json
 from tests.transport_helpers import Collector, poll_until, valid_values
 
 pytestmark = pytest.mark.integration
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
-LENIENT = build_codec(Path.PYDANTIC, Profile.LENIENT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
+LENIENT = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 
 
 def _legacy_signal(i: int) -> dict[str, str]:

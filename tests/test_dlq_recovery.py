@@ -24,15 +24,15 @@ import os
 import uuid
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from core.topics import KeySpace, ServiceName, Topic
+from harness.matrix.inputs import Kind, injected_entries
 from services.execution.store import PostgresStore
-from services.matrix.inputs import Kind, injected_entries
 from services.pipeline import run_pipeline
 from services.pipeline_control import PipelineHook, PipelineRun
 from services.ws.replay import BUNDLED_TRADES, load_trades
@@ -58,13 +58,13 @@ async def space(redis_url: str) -> AsyncIterator[list[KeySpace]]:
     await client.aclose()
 
 
-def _before_incident(env_dir: FsPath) -> None:
+def _before_incident(env_dir: Path) -> None:
     for service in ServiceName:
         write_env(env_dir, service, pydantic=service is ServiceName.SIGNAL)
 
 
 async def _run(
-    redis_url: str, pg_url: str, env_dir: FsPath, spaces: list[KeySpace], *hooks: PipelineHook
+    redis_url: str, pg_url: str, env_dir: Path, spaces: list[KeySpace], *hooks: PipelineHook
 ) -> tuple[dict[str, list[dict[str, Any]]], KeySpace]:
     keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:")
     spaces.append(keys)
@@ -113,7 +113,7 @@ def _fills(content: dict[str, list[dict[str, Any]]]) -> int:
 
 
 async def test_runbook_recovery_after_forced_strict__trades_equal_the_baseline(
-    redis_url: str, pg_database: str, tmp_path: FsPath, space: list[KeySpace]
+    redis_url: str, pg_database: str, tmp_path: Path, space: list[KeySpace]
 ) -> None:
     env_dir = tmp_path / "env"
     _before_incident(env_dir)
@@ -177,7 +177,7 @@ async def test_runbook_recovery_after_forced_strict__trades_equal_the_baseline(
 
 
 async def test_old_runbook_replay__is_refused_and_when_forced_loses_the_stale_trades(
-    redis_url: str, pg_database: str, tmp_path: FsPath, space: list[KeySpace]
+    redis_url: str, pg_database: str, tmp_path: Path, space: list[KeySpace]
 ) -> None:
     env_dir = tmp_path / "env"
     _before_incident(env_dir)
@@ -213,7 +213,7 @@ async def test_old_runbook_replay__is_refused_and_when_forced_loses_the_stale_tr
 
 
 async def test_catch_up__entries_handled_after_the_first_letter_are_handled_again_harmlessly(
-    redis_url: str, pg_database: str, tmp_path: FsPath, space: list[KeySpace]
+    redis_url: str, pg_database: str, tmp_path: Path, space: list[KeySpace]
 ) -> None:
     """ws on Pydantic: strict signal reads its trades but dead-letters a legacy feeder's ones
     (another symbol) and malformed entries mixed in. Catch-up re-reads everything after the

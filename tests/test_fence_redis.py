@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from core.codec import Decoded, build_codec
 from core.errors import GroupRewoundError, LeaseLostError, StateAheadError, TransportError
 from core.redis import Publisher, StreamConsumer, publish_message
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from tests.samples import valid_message
 
 pytestmark = pytest.mark.integration
 
-CODEC = build_codec(Path.PYDANTIC)
+CODEC = build_codec(CodecPath.PYDANTIC)
 SERVICE = ServiceName.SIGNAL
 
 

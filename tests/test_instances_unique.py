@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -83,7 +83,7 @@ async def test_lease_setting__a_different_ttl_than_the_running_instances_is_refu
 
 
 async def test_duplicate_instance_process__refused_and_a_clean_stop_leaves_the_group(
-    throwaway_redis: ThrowawayRedis, tmp_path: FsPath
+    throwaway_redis: ThrowawayRedis, tmp_path: Path
 ) -> None:
     keys = KeySpace(f"dup:{uuid.uuid4().hex[:8]}:", 2)
     client = aioredis.Redis.from_url(throwaway_redis.url)

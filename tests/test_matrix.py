@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.topics import ServiceName, Topic
-from services.matrix import (
+from harness.matrix import (
     Fault,
     MatrixConfig,
     MatrixReport,

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from core.codec import Codec, build_codec
 from core.errors import ContractError
 from core.logging import configure_logging
-from core.topics import Path, Profile, ServiceName, Topic
-from services.matrix import (
+from core.topics import CodecPath, Profile, ServiceName, Topic
+from harness.matrix import (
     InputSet,
     MatrixConfig,
     MatrixReport,
@@ -29,8 +29,8 @@ from services.matrix import (
     run_matrix,
     strict_mixes,
 )
-from services.matrix.input_verdict import mix_signals
-from services.matrix.inputs import (
+from harness.matrix.input_verdict import mix_signals
+from harness.matrix.inputs import (
     INJECTED_ORDER_PREFIX,
     LEGACY_ORDERS,
     Kind,
@@ -41,9 +41,9 @@ from tests.matrix_helpers import clock_filled_market_data
 from tests.ops_helpers import cdb
 
 CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY),
-    "pydantic-lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+    "legacy": build_codec(CodecPath.LEGACY),
+    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
 }
 variants = st.sampled_from(list(Variant))
 mixes = st.builds(Mix, variants, variants, variants, variants)

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.cli.demo import SAMPLES
+from cdb.cli.demo import SAMPLES
 from core.codec import Codec, build_codec
 from core.errors import ConfigError, ContractError
-from core.topics import Path, Profile, ServiceName, Topic
-from services.matrix import (
+from core.topics import CodecPath, Profile, ServiceName, Topic
+from harness.matrix import (
     COMPARED,
     LEGACY_OMITS,
     STRICT_MIXES,
@@ -24,12 +24,12 @@ from services.matrix import (
     plan,
     strict_mixes,
 )
-from services.matrix.malformed import BURST_TOPICS, Malformation, malformed_entries
+from harness.matrix.malformed import BURST_TOPICS, Malformation, malformed_entries
 
 CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY),
-    "pydantic-lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+    "legacy": build_codec(CodecPath.LEGACY),
+    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
 }
 variants = st.sampled_from(list(Variant))
 mixes = st.builds(Mix, variants, variants, variants, variants)

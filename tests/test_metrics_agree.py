@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,7 +111,7 @@ def _from_status(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pipeline(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[ServiceProcs]:
+def pipeline(redis_url: str, keys: KeySpace, tmp_path: Path) -> Iterator[ServiceProcs]:
     """ws legacy, signal pydantic lenient, risk legacy in shadow mode, execution pydantic."""
     client = redis.Redis.from_url(redis_url)
     for fields in _BAD:

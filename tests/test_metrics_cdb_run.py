@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.cli.run import ServeMetricsHook
+from cdb.cli.run import ServeMetricsHook
 from core.metrics_http import serve_metrics_on
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -102,7 +102,7 @@ def test_shape_of_fields__an_entry_without_api_version_is_legacy_shaped() -> Non
     assert shape_of_fields({b"api_version": b'"v1.0"', b"symbol": b'"BTC/USDT"'}).value == "v1.0"
 
 
-def test_desired_path__reads_the_env_file_and_says_unknown_when_it_cannot(tmp_path: FsPath) -> None:
+def test_desired_path__reads_the_env_file_and_says_unknown_when_it_cannot(tmp_path: Path) -> None:
     env = tmp_path / "signal.env"
     env.write_text("USE_PYDANTIC_CONTRACTS=true\nCONTRACT_PROFILE=strict\n", encoding="utf-8")
     assert desired_path(ServiceName.SIGNAL, env) == ("pydantic", "strict")

@@ -1,6 +1,6 @@
 """The live MEXC source's reconnects, refused symbols and bad frames reach /metrics and cdb status.
 
-ws runs as ``cdb service ws`` does (:func:`services.launcher.run_service`, METRICS_PORT set)
+ws runs as ``cdb service ws`` does (:func:`cdb.launcher.run_service`, METRICS_PORT set)
 against a local MEXC-like server that refuses one symbol, sends a frame that is not
 protobuf and drops the connection once.
 """
@@ -8,14 +8,14 @@ protobuf and drops the connection once.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdb.launcher import run_service
 from core.topics import KeySpace, ServiceName, Topic
-from services.launcher import run_service
 from tests.ops_helpers import CLEAN_ENV, wait_state
 from tests.service_procs import free_port, scrape
 from tests.support.fake_mexc import FakeMexc, eventually
@@ -38,7 +38,7 @@ async def test_ws_live_source__reconnects_refusals_and_bad_frames_reach_metrics_
     redis_url: str,
     keys: KeySpace,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: FsPath,
+    tmp_path: Path,
 ) -> None:
     for var in CLEAN_ENV:
         monkeypatch.delenv(var, raising=False)

@@ -1,4 +1,4 @@
-"""The ``mixed_pipeline`` fixture (services.testing) as engineers use it in their own mixed-version tests."""
+"""The ``mixed_pipeline`` fixture (harness.testing) as engineers use it in their own mixed-version tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.topics import ServiceName, Topic
-from services.matrix import Mix
-from services.testing import MixedPipeline, assert_same_trades
+from harness.matrix import Mix
+from harness.testing import MixedPipeline, assert_same_trades
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,7 @@ import redis.asyncio as aioredis
 from core.codec import build_codec
 from core.domain.contracts import Side
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Profile, ServiceName, Topic
-from core.topics import Path as CodecPath
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from services.execution.service import ExecutionService
 from services.execution.store import PostgresStore
 from services.pipeline import PipelineResult, run_pipeline

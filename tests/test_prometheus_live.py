@@ -16,7 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,7 +61,7 @@ def _until(what: str, probe: Any, timeout_s: float = 60.0) -> Any:
 
 
 @pytest.fixture
-def pipeline(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[ServiceProcs]:
+def pipeline(redis_url: str, keys: KeySpace, tmp_path: Path) -> Iterator[ServiceProcs]:
     """ws legacy (replaying at 5x), signal and execution pydantic, risk legacy."""
     with service_procs(redis_url, keys, tmp_path, WS_REPLAY_PACE="5") as procs:
         for service in ServiceName:
@@ -71,7 +71,7 @@ def pipeline(redis_url: str, keys: KeySpace, tmp_path: FsPath) -> Iterator[Servi
 
 
 @pytest.fixture
-def prometheus(pipeline: ServiceProcs, tmp_path: FsPath) -> Iterator[str]:
+def prometheus(pipeline: ServiceProcs, tmp_path: Path) -> Iterator[str]:
     """Prometheus scraping the pipeline every second with the repository's rules; yields its URL."""
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}

@@ -21,7 +21,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 import redis
@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.errors import ConfigError
 from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file
 from core.redis.acl_audit import trimmed_before_delivery
@@ -313,7 +313,7 @@ def test_compose_redis_healthcheck__passes_on_a_server_whose_default_user_is_off
 
     import yaml
 
-    compose = yaml.safe_load((FsPath(__file__).parents[1] / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text())
     test = compose["services"]["redis"]["healthcheck"]["test"]
     assert test[0] == "CMD-SHELL"
     cli = shutil.which("redis-cli")

@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,13 +39,13 @@ from core.redis import (
 from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file, acl_user, apply_acl, delete_acl_users
 from core.settings import redact_url
 from core.status import LiveState, StatusReporter, read_live_states
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.support.redis_version import local_redis_version
 from tests.support.servers import ThrowawayRedis
 
 pytestmark = pytest.mark.integration
 
-CODEC = build_codec(Path.PYDANTIC, Profile.STRICT)
+CODEC = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 TS = 1_767_225_600_000
 
 VALUES: dict[Topic, dict[str, Any]] = {
@@ -377,7 +377,7 @@ def test_temporary_acl_users__deletes_exactly_its_users_even_when_the_test_fails
     assert {bystander, "default"} <= remaining
 
 
-def test_acl_file__loads_in_redis_server_and_enforces_the_rules(tmp_path: FsPath) -> None:
+def test_acl_file__loads_in_redis_server_and_enforces_the_rules(tmp_path: Path) -> None:
     passwords = {role: secrets.token_hex(16) for role in ROLES}
     acl_path = tmp_path / "users.acl"
     acl_path.write_text(acl_file(KeySpace(), passwords, redis_version=local_redis_version()))

@@ -16,14 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import IO
 
 import pytest
 import redis
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.redis.acl import OPERATOR, ROLES, acl_file
 from core.redis.acl_audit import trimmed_before_delivery
 from core.topics import KeySpace, ServiceName, Topic
@@ -33,13 +33,13 @@ from tests.support.servers import ThrowawayRedis
 
 pytestmark = pytest.mark.integration
 
-CDB = FsPath(sys.executable).parent / "cdb"
+CDB = Path(sys.executable).parent / "cdb"
 KEYS = KeySpace()
 ADMIN = "cdbtest-admin"
 
 
 @pytest.fixture
-def acl_redis(tmp_path: FsPath) -> Iterator[tuple[int, dict[str, str]]]:
+def acl_redis(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """A throwaway server running the deployable ACL file plus a test admin: (port, passwords)."""
     passwords = {role: secrets.token_hex(16) for role in (*ROLES, ADMIN)}
     text = acl_file(KEYS, {r: passwords[r] for r in ROLES}, redis_version=local_redis_version())
@@ -74,7 +74,7 @@ def _done(admin: redis.Redis, trades: int) -> bool:
 
 
 def test_acl_pipeline__four_services_as_their_own_users_run_the_bundled_trades_end_to_end(
-    acl_redis: tuple[int, dict[str, str]], tmp_path: FsPath
+    acl_redis: tuple[int, dict[str, str]], tmp_path: Path
 ) -> None:
     port, passwords = acl_redis
     trades = len(load_trades(BUNDLED_TRADES))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.cli.acl import default_acl_path
-from core.cli.main import app
+from cdb.cli.acl import default_acl_path
+from cdb.cli.main import app
 from core.errors import ConfigError
 from core.redis.acl import (
     OPERATOR,

@@ -19,15 +19,15 @@ from core.redis import DeadLetters, Publisher
 from core.redis.connection import open_target
 from core.redis.modes import AsyncClient, RedisTarget
 from core.status import read_live_states
-from core.topics import KeySpace, Path, RedisMode, ServiceName, Topic
-from services.local_topologies import LocalRedisCluster
+from core.topics import CodecPath, KeySpace, RedisMode, ServiceName, Topic
+from harness.local_topologies import LocalRedisCluster
 from services.ws.replay import BUNDLED_TRADES_SMALL
 from tests.ops_helpers import cdb, cdb_json, live_service, service_settings
 from tests.scaling_helpers import NO_EXPOSURE_LIMIT, assert_same_trades, clean, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CODEC = build_codec(Path.PYDANTIC)
+CODEC = build_codec(CodecPath.PYDANTIC)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ async def test_cluster__cutover_check_scans_every_partition_stream(
     client = await open_target(RedisTarget(cluster.url))
     try:
         await client.set(cluster_keys.topology(), '{"partitions": 4}')
-        legacy = build_codec(Path.LEGACY)
+        legacy = build_codec(CodecPath.LEGACY)
         trades = [
             legacy.build(
                 Topic.MARKET_DATA,

@@ -14,11 +14,11 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.redis.acl import ROLES, acl_user
 from core.redis.modes import RedisTarget
 from core.topics import RedisMode, Topic
-from services.local_topologies import LocalRedisCluster, primary_of, replicas_of
+from harness.local_topologies import LocalRedisCluster, primary_of, replicas_of
 from services.pipeline import PipelineHook, PipelineRun
 from tests.scaling_helpers import assert_same_trades, run
 

@@ -21,7 +21,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +57,7 @@ async def server() -> AsyncIterator[ThrowawayRedis]:
         redis_server.close()
 
 
-async def _pipeline(server: ThrowawayRedis, workdir: FsPath, *, pause: bool) -> dict[str, Any]:
+async def _pipeline(server: ThrowawayRedis, workdir: Path, *, pause: bool) -> dict[str, Any]:
     """One run; returns the signals and orders by id, and what the pause did."""
     keys = KeySpace(f"fence:{uuid.uuid4().hex[:8]}:", PARTITIONS)
     client = aioredis.Redis.from_url(server.url)
@@ -103,7 +103,7 @@ async def _pipeline(server: ThrowawayRedis, workdir: FsPath, *, pause: bool) -> 
 
 
 async def test_signal_and_risk_paused_past_the_lease__trade_like_the_baseline(
-    server: ThrowawayRedis, tmp_path: FsPath
+    server: ThrowawayRedis, tmp_path: Path
 ) -> None:
     (tmp_path / "baseline").mkdir()
     (tmp_path / "paused").mkdir()

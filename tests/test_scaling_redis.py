@@ -20,7 +20,7 @@ from core.redis.leases import PartitionLeases
 from core.redis.modes import RedisTarget
 from core.redis.topology import ensure_topology, read_partitions
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, RedisMode, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, RedisMode, ServiceName, Topic
 from services.partitions import replay_history
 from services.runtime import ServiceContext, run_consuming_service
 from services.signal.service import SignalService
@@ -28,7 +28,7 @@ from tests.ops_helpers import cdb
 
 pytestmark = pytest.mark.integration
 
-CODEC = build_codec(Path.PYDANTIC)
+CODEC = build_codec(CodecPath.PYDANTIC)
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT"]
 
 

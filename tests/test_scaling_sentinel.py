@@ -20,7 +20,7 @@ import pytest
 from core.redis.connection import open_target
 from core.redis.modes import RedisTarget
 from core.topics import RedisMode, ServiceName, Topic
-from services.local_topologies import LocalSentinelSetup
+from harness.local_topologies import LocalSentinelSetup
 from services.pipeline import PipelineHook, PipelineRun, read_stream
 from tests.ops_helpers import cdb_json
 from tests.scaling_helpers import TRADES, assert_same_trades, run

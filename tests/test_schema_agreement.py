@@ -25,7 +25,7 @@ from core.codec import build_codec
 from core.codec.registry import profile_models
 from core.errors import ContractError
 from core.schema import contract_schema
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from tests.samples import VALID_MESSAGES
 from tests.strategies import contract_values
 
@@ -36,7 +36,7 @@ VALIDATORS = {
     for profile, models in MODELS.items()
     for topic, model in models.items()
 }
-CODECS = {profile: build_codec(Path.PYDANTIC, profile) for profile in Profile}
+CODECS = {profile: build_codec(CodecPath.PYDANTIC, profile) for profile in Profile}
 
 
 class Raw:
@@ -192,7 +192,7 @@ def test_rejected_or_cancelled_result_with_a_fill__refused_by_schema_codec_and_l
         for profile in Profile:
             assert _codec_accepts(profile, Topic.ORDER_RESULTS, raw) is ok
             assert _schema_accepts(profile, Topic.ORDER_RESULTS, raw) is ok
-        legacy = build_codec(Path.LEGACY)
+        legacy = build_codec(CodecPath.LEGACY)
         if ok:
             legacy.decode(Topic.ORDER_RESULTS, raw)
             continue

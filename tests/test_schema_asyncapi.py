@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,9 +21,9 @@ from core.codec import CONTRACTS, build_codec
 from core.errors import ContractError
 from core.redis import letter_fields
 from core.schema import asyncapi_document, default_contracts_dir
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 
-SPEC = json.loads((FsPath(__file__).parent / "data" / "asyncapi-3.0.0.schema.json").read_text("utf-8"))
+SPEC = json.loads((Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json").read_text("utf-8"))
 SPEC_VALIDATOR = jsonschema.Draft7Validator(SPEC)
 DOC = asyncapi_document(KeySpace())
 
@@ -133,7 +133,7 @@ def test_asyncapi__message_payload_accepts_a_real_encoded_message(topic: Topic) 
     (message_ref,) = channel["messages"].values()
     payload_ref = _pointer(DOC, message_ref["$ref"])["payload"]["$ref"]
     validator = jsonschema.Draft7Validator({"$ref": f"urn:cdb:asyncapi{payload_ref}"}, registry=registry)
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     model = CONTRACTS[topic]
     sample = {
         Topic.MARKET_DATA: {
@@ -184,7 +184,7 @@ def _dead_letter_validator() -> jsonschema.Draft7Validator:
 
 @pytest.mark.parametrize("failure", ["contract_error", "handler_exception"])
 def test_asyncapi__dead_letter_schema_matches_what_the_transport_writes(failure: str) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     raw = b'{"symbol": 5}'
     error: Exception
     try:

@@ -21,7 +21,7 @@ from core.codec import CONTRACTS, build_codec
 from core.codec.registry import profile_models
 from core.errors import ContractError
 from core.schema import contract_schema, default_contracts_dir, exported_files, exported_models, stale_exports
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from tests.samples import SAMPLE_TS, VALID_MESSAGES, valid_message
 from tests.strategies import contract_values, legacy_values
 
@@ -29,8 +29,8 @@ TS = SAMPLE_TS
 
 VALID = {**VALID_MESSAGES, Topic.ORDER_RESULTS: valid_message(Topic.ORDER_RESULTS, average_price=87_000.0)}
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
-LEGACY = build_codec(Path.LEGACY)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
+LEGACY = build_codec(CodecPath.LEGACY)
 
 
 def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:

@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel, Field, create_model
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.codec import CONTRACTS
 from core.domain.contracts import MarketDataV1, OrderV1
 from core.schema import GateStatus, Reader, check, default_contracts_dir, write_snapshots

@@ -13,21 +13,21 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from core.cli.main import app
+from cdb.cli.main import app
 from core.errors import ConfigError
 from core.logging import scrub_secrets, scrubbed_excepthook
 from core.settings import ServiceSettings, redact_url
 from core.topics import ServiceName
 from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_problem
 
-CDB = FsPath(sys.executable).parent / "cdb"
+CDB = Path(sys.executable).parent / "cdb"
 SECRET = "S3cretPassw0rd"
 
 # {p}: where the password goes. Each shape is a mistake someone makes in an env file.
@@ -114,7 +114,7 @@ def test_scrubbed_excepthook__traceback_of_a_driver_error_quoting_the_dsn_is_scr
     assert scrub_secrets(f"password='{SECRET} x'") == "password=***"
 
 
-def _cdb(args: list[str], env: dict[str, str], cwd: FsPath) -> subprocess.CompletedProcess[str]:
+def _cdb(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_", "KEY_PREFIX"))}
     return subprocess.run(
         [str(CDB), *args],
@@ -146,7 +146,7 @@ CASES = (
     ids=[f"cdb {' '.join(c)}-{v}-{f}" for c, v, f, _ in CASES],
 )
 def test_cdb_subprocess__malformed_url__never_prints_the_password(
-    command: list[str], variable: str, shape: str, redis_url: str, tmp_path: FsPath
+    command: list[str], variable: str, shape: str, redis_url: str, tmp_path: Path
 ) -> None:
     env = {
         "REDIS_URL": redis_url,

@@ -24,16 +24,16 @@ from pydantic import ValidationError
 
 from core.codec import build_codec
 from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
-from core.domain.legacy import MarketData
 from core.errors import ConfigError
 from core.redis.publisher import publish_message
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import FrozenClock, now_ms, to_ms, utcnow
+from migration.legacy import MarketData
 from tests.support.servers import ThrowawayRedis
 
 pytestmark = pytest.mark.integration
 
-STRICT = build_codec(Path.PYDANTIC, Profile.STRICT)
+STRICT = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ and lists the accepted values; it never silently means "legacy".
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 
 from core.codec import codec_for
 from core.errors import ConfigError
 from core.settings import BOOL_WORDS, ServiceSettings, read_env_file, redact_url
-from core.topics import Path, Profile, ServiceName
+from core.topics import CodecPath, Profile, ServiceName
 
 ON = ["true", "True", "TRUE", "1", "yes", "on", "Yes", "ON"]
 OFF = ["false", "False", "FALSE", "0", "no", "off", "No", "OFF"]
@@ -25,15 +25,13 @@ def _load(service: ServiceName | None = None, **environ: str) -> ServiceSettings
     return ServiceSettings.load(service, environ=environ)
 
 
-def _refusal(
-    service: ServiceName | None = None, env_file: FsPath | None = None, **environ: str
-) -> ConfigError:
+def _refusal(service: ServiceName | None = None, env_file: Path | None = None, **environ: str) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         ServiceSettings.load(service, environ=environ, env_file=env_file)
     return info.value
 
 
-def _env_file(tmp_path: FsPath, text: str) -> FsPath:
+def _env_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "flags.env"
     path.write_text(text, encoding="utf-8")
     return path
@@ -125,7 +123,7 @@ def test_resolve__records_where_each_value_came_from() -> None:
     assert origins["redis_url"] == "default"
 
 
-def test_env_file__comments_quotes_and_export_are_understood(tmp_path: FsPath) -> None:
+def test_env_file__comments_quotes_and_export_are_understood(tmp_path: Path) -> None:
     path = _env_file(
         tmp_path,
         "# flags for week 2\n"
@@ -142,12 +140,12 @@ def test_env_file__comments_quotes_and_export_are_understood(tmp_path: FsPath) -
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
 
 
-def test_env_file__quoted_value_keeps_its_hash_and_spaces(tmp_path: FsPath) -> None:
+def test_env_file__quoted_value_keeps_its_hash_and_spaces(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "KEY_PREFIX=\"dev #1 \" # trailing comment\nINSTANCE='a b'\n")
     assert read_env_file(path) == {"KEY_PREFIX": "dev #1 ", "INSTANCE": "a b"}
 
 
-def test_env_file__environment_variables_beat_the_file(tmp_path: FsPath) -> None:
+def test_env_file__environment_variables_beat_the_file(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "USE_PYDANTIC_CONTRACTS=true\nCONTRACT_PROFILE=strict\n")
     settings = ServiceSettings.load(
         ServiceName.RISK, environ={"USE_PYDANTIC_CONTRACTS": "false"}, env_file=path
@@ -156,13 +154,13 @@ def test_env_file__environment_variables_beat_the_file(tmp_path: FsPath) -> None
     assert settings.contract_profile is Profile.STRICT
 
 
-def test_env_file__service_prefixed_line_applies_to_that_service(tmp_path: FsPath) -> None:
+def test_env_file__service_prefixed_line_applies_to_that_service(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "USE_PYDANTIC_CONTRACTS=false\nSIGNAL_USE_PYDANTIC_CONTRACTS=true\n")
     assert ServiceSettings.load(ServiceName.SIGNAL, environ={}, env_file=path).use_pydantic_contracts is True
     assert ServiceSettings.load(ServiceName.RISK, environ={}, env_file=path).use_pydantic_contracts is False
 
 
-def test_env_file__bad_value_names_the_variable_and_the_file(tmp_path: FsPath) -> None:
+def test_env_file__bad_value_names_the_variable_and_the_file(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "RISK_USE_PYDANTIC_CONTRACTS=enabled\n")
     exc = _refusal(ServiceName.RISK, env_file=path)
     assert "RISK_USE_PYDANTIC_CONTRACTS" in exc.variable
@@ -170,13 +168,13 @@ def test_env_file__bad_value_names_the_variable_and_the_file(tmp_path: FsPath) -
     assert exc.accepted == BOOL_WORDS
 
 
-def test_env_file__malformed_line_names_file_and_line(tmp_path: FsPath) -> None:
+def test_env_file__malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "# ok\nUSE_PYDANTIC_CONTRACTS true\n")
     exc = _refusal(env_file=path)
     assert exc.variable == f"{path}:2"
 
 
-def test_env_file__missing_file_is_a_config_error(tmp_path: FsPath) -> None:
+def test_env_file__missing_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "no-such.env"
     exc = _refusal(env_file=path)
     assert str(path) in exc.variable
@@ -195,13 +193,13 @@ def test_redact_url__hides_the_password_only() -> None:
 @pytest.mark.parametrize(
     ("environ", "path", "profile"),
     [
-        ({}, Path.LEGACY, None),
-        ({"USE_PYDANTIC_CONTRACTS": "true"}, Path.PYDANTIC, Profile.LENIENT),
-        ({"USE_PYDANTIC_CONTRACTS": "on", "CONTRACT_PROFILE": "strict"}, Path.PYDANTIC, Profile.STRICT),
+        ({}, CodecPath.LEGACY, None),
+        ({"USE_PYDANTIC_CONTRACTS": "true"}, CodecPath.PYDANTIC, Profile.LENIENT),
+        ({"USE_PYDANTIC_CONTRACTS": "on", "CONTRACT_PROFILE": "strict"}, CodecPath.PYDANTIC, Profile.STRICT),
     ],
 )
 def test_codec_for__follows_the_settings(
-    environ: dict[str, str], path: Path, profile: Profile | None
+    environ: dict[str, str], path: CodecPath, profile: Profile | None
 ) -> None:
     codec = codec_for(ServiceSettings.load(ServiceName.SIGNAL, environ=environ))
     assert codec.path is path

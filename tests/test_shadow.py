@@ -14,20 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.codec import Decoded, build_codec, codec_for, encode_field_map
-from core.codec.legacy_codec import LegacyCodec
-from core.codec.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
 from core.domain.contracts import Side
 from core.errors import ContractError
 from core.logging import configure_logging
 from core.metrics import ServiceMetrics
 from core.redis import Publisher, StreamConsumer
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from migration.legacy_codec import LegacyCodec
+from migration.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
 from tests.ops_helpers import live_service, service_settings
 from tests.strategies import contract_messages
 from tests.transport_helpers import Collector, make_messages, poll_until, valid_values
 
-PYDANTIC = build_codec(Path.PYDANTIC, Profile.LENIENT)
-LEGACY = build_codec(Path.LEGACY)
+PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
+LEGACY = build_codec(CodecPath.LEGACY)
 
 
 class VolumeDoublingLegacyCodec(LegacyCodec):
@@ -114,7 +114,7 @@ async def test_shadow__mismatches_reach_live_status_through_the_service_context(
 
 
 def test_shadow__primary_refusing_raises_the_primary_error_and_counts_decode() -> None:
-    codec = ShadowCodec(build_codec(Path.PYDANTIC, Profile.STRICT), LEGACY)
+    codec = ShadowCodec(build_codec(CodecPath.PYDANTIC, Profile.STRICT), LEGACY)
     without_version = _fields(Topic.MARKET_DATA, api_version=...)
     with pytest.raises(ContractError) as raised:
         codec.from_fields(Topic.MARKET_DATA, without_version)
@@ -151,7 +151,7 @@ def test_shadow__legacy_primary_acts_on_the_legacy_message() -> None:
     codec = ShadowCodec(LEGACY, PYDANTIC)
     decoded = codec.from_fields(Topic.SIGNALS, _fields(Topic.SIGNALS))
     assert type(decoded.message).__name__ == "Signal"
-    assert (codec.path, codec.profile) == (Path.LEGACY, None)
+    assert (codec.path, codec.profile) == (CodecPath.LEGACY, None)
 
 
 def test_shadow__first_diffs_are_logged_with_both_values_then_only_counted(log_buffer: io.StringIO) -> None:
@@ -210,7 +210,9 @@ def test_codec_for__shadow_flag_wraps_the_flag_selected_codec_with_the_other_pat
     flags = {"use_pydantic_contracts": pydantic_on, "contract_shadow": True}
     codec = codec_for(ServiceSettings.load(ServiceName.RISK, environ={}, overrides=flags))
     assert isinstance(codec, ShadowCodec)
-    expected = (Path.PYDANTIC, Path.LEGACY) if pydantic_on else (Path.LEGACY, Path.PYDANTIC)
+    expected = (
+        (CodecPath.PYDANTIC, CodecPath.LEGACY) if pydantic_on else (CodecPath.LEGACY, CodecPath.PYDANTIC)
+    )
     assert (codec.primary.path, codec.shadow.path) == expected
     assert codec.path is expected[0]
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from core.codec import build_codec
 from core.redis import Publisher, connect_async
 from core.status import LiveState, StatusReporter
-from core.topics import KeySpace, Path, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from core.utils.clock import FrozenClock, now_ms
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT, cdb, cdb_json, live_service, service_settings
 from tests.test_redis_acl_live import temporary_acl_users
@@ -57,7 +57,7 @@ async def test_cdb_status__counts_handled_messages_and_defaults_filled_by_field(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:
     settings = service_settings(ServiceName.SIGNAL, keys, "signal-1", use_pydantic_contracts=True)
-    legacy = build_codec(Path.LEGACY)
+    legacy = build_codec(CodecPath.LEGACY)
     producer = Publisher(redis_async, legacy, keys=keys, service=ServiceName.WS)
     await producer.publish_many(Topic.MARKET_DATA, make_messages(legacy, Topic.MARKET_DATA, 5))
     async with live_service(redis_async, settings) as ctx:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from core.codec import build_codec, decode_field_map, encode_field_map
 from core.domain.contracts import OrderResultV1
-from core.topics import KeySpace, Path, Profile, Topic
+from core.topics import CodecPath, KeySpace, Profile, Topic
 from tests.strategies import contract_messages
 
 pytestmark = pytest.mark.integration
@@ -97,9 +97,11 @@ def test_field_map__refuses_nan_instead_of_writing_it() -> None:
         encode_field_map({"price": float("nan")})
 
 
-@pytest.mark.parametrize(("path", "profile"), [(Path.PYDANTIC, p) for p in Profile] + [(Path.LEGACY, None)])
+@pytest.mark.parametrize(
+    ("path", "profile"), [(CodecPath.PYDANTIC, p) for p in Profile] + [(CodecPath.LEGACY, None)]
+)
 def test_codec_fields__contract_with_none_bool_unicode_survive_the_real_redis(
-    redis_sync: redis.Redis, keys: KeySpace, path: Path, profile: Profile | None
+    redis_sync: redis.Redis, keys: KeySpace, path: CodecPath, profile: Profile | None
 ) -> None:
     codec = build_codec(path, profile or Profile.LENIENT)
     message = codec.build(Topic.ORDER_RESULTS, RESULT.model_dump(mode="json"))
@@ -138,6 +140,9 @@ def test_codec_fields__random_valid_messages_survive_the_real_redis(
     redis_sync: redis.Redis, keys: KeySpace, topic: Topic, data: st.DataObject
 ) -> None:
     message = data.draw(contract_messages(topic))
-    for codec in (build_codec(Path.PYDANTIC, Profile.STRICT), build_codec(Path.PYDANTIC, Profile.LENIENT)):
+    for codec in (
+        build_codec(CodecPath.PYDANTIC, Profile.STRICT),
+        build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    ):
         read = _round_trip(redis_sync, keys.stream(topic), codec.to_fields(topic, message))
         assert codec.from_fields(topic, read).message == message

@@ -21,8 +21,7 @@ from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_replay import redecode
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Profile, ServiceName, Topic
-from core.topics import Path as CodecPath
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from services.execution.store import PostgresStore
 from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.pipeline_control import PipelineHook, PipelineRun

@@ -24,7 +24,7 @@ from core.redis import (
     count_dead_letters,
     read_dead_letters,
 )
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.transport_helpers import Collector, poll_until, valid_values
 
 pytestmark = pytest.mark.integration
@@ -32,9 +32,9 @@ pytestmark = pytest.mark.integration
 TOPIC = Topic.MARKET_DATA
 MAX_BYTES = 2_048
 CODECS = {
-    "legacy": build_codec(Path.LEGACY, max_bytes=MAX_BYTES),
-    "pydantic-lenient": build_codec(Path.PYDANTIC, Profile.LENIENT, max_bytes=MAX_BYTES),
-    "pydantic-strict": build_codec(Path.PYDANTIC, Profile.STRICT, max_bytes=MAX_BYTES),
+    "legacy": build_codec(CodecPath.LEGACY, max_bytes=MAX_BYTES),
+    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT, max_bytes=MAX_BYTES),
+    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT, max_bytes=MAX_BYTES),
 }
 FieldMap = dict[bytes, bytes]
 Mutation = Callable[[FieldMap, random.Random], FieldMap]
@@ -192,10 +192,10 @@ async def test_dead_letters__park_from_a_producer_then_read_back_with_the_blocki
     )
 
     first = await dead.park(
-        TOPIC, error.raw, error, service=ServiceName.WS, path=Path.PYDANTIC, profile="strict"
+        TOPIC, error.raw, error, service=ServiceName.WS, path=CodecPath.PYDANTIC, profile="strict"
     )
     second = await dead.park(
-        TOPIC, b"{}", RuntimeError("boom"), service=ServiceName.WS, path=Path.PYDANTIC, stream_id="1-1"
+        TOPIC, b"{}", RuntimeError("boom"), service=ServiceName.WS, path=CodecPath.PYDANTIC, stream_id="1-1"
     )
     newest, oldest = read_dead_letters(redis_sync, TOPIC, keys=keys)
 

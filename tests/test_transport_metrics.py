@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from core.metrics import KNOWN_FIELDS, KNOWN_REASONS, OTHER, Outcome, ServiceMetrics, bounded_reason
-from core.topics import Path, ServiceName, Topic
+from core.topics import CodecPath, ServiceName, Topic
 
 
 def _series(metrics: ServiceMetrics, name: str) -> list[dict[str, str]]:
@@ -30,7 +30,7 @@ def test_bounded_reason__pydantic_and_own_error_types_kept_anything_else_other()
 def test_validation_error_labels__any_reasons__at_most_known_reasons_plus_other(reasons: list[str]) -> None:
     metrics = ServiceMetrics(ServiceName.SIGNAL)
 
-    metrics.count_validation_errors(Topic.MARKET_DATA, Path.PYDANTIC, dict.fromkeys(reasons, 1))
+    metrics.count_validation_errors(Topic.MARKET_DATA, CodecPath.PYDANTIC, dict.fromkeys(reasons, 1))
 
     labels = {s["reason"] for s in _series(metrics, "cdb_validation_errors_total")}
     assert labels <= KNOWN_REASONS | {OTHER}
@@ -50,7 +50,7 @@ def test_defaults_filled_labels__any_field_names__contract_fields_or_other(names
 def test_service_metrics__each_instance_has_its_own_registry() -> None:
     signal, risk = ServiceMetrics(ServiceName.SIGNAL), ServiceMetrics(ServiceName.RISK)
 
-    signal.count_handled(Topic.MARKET_DATA, Path.LEGACY, Outcome.OK, 3)
+    signal.count_handled(Topic.MARKET_DATA, CodecPath.LEGACY, Outcome.OK, 3)
 
     assert signal.registry is not risk.registry
     assert signal.snapshot()["messages_ok"] == 3
@@ -61,7 +61,7 @@ def test_service_metrics__registry_passed_in_is_used_for_exposition() -> None:
     registry = CollectorRegistry()
     metrics = ServiceMetrics("execution", registry)
 
-    metrics.count_published(Topic.ORDER_RESULTS, Path.PYDANTIC, 7)
+    metrics.count_published(Topic.ORDER_RESULTS, CodecPath.PYDANTIC, 7)
 
     text = generate_latest(registry).decode()
     assert 'cdb_published_total{path="pydantic",service="execution",topic="order_results"} 7.0' in text
@@ -70,10 +70,10 @@ def test_service_metrics__registry_passed_in_is_used_for_exposition() -> None:
 def test_snapshot__sums_every_counter_and_gauge() -> None:
     metrics = ServiceMetrics(ServiceName.SIGNAL)
 
-    metrics.count_handled(Topic.MARKET_DATA, Path.PYDANTIC, Outcome.OK, 5)
-    metrics.count_handled(Topic.MARKET_DATA, Path.PYDANTIC, Outcome.INVALID, 2)
-    metrics.count_validation_errors(Topic.MARKET_DATA, Path.PYDANTIC, {"missing": 1, "json_invalid": 1})
-    metrics.count_dead_letters(Topic.MARKET_DATA, Path.PYDANTIC, "invalid", 2)
+    metrics.count_handled(Topic.MARKET_DATA, CodecPath.PYDANTIC, Outcome.OK, 5)
+    metrics.count_handled(Topic.MARKET_DATA, CodecPath.PYDANTIC, Outcome.INVALID, 2)
+    metrics.count_validation_errors(Topic.MARKET_DATA, CodecPath.PYDANTIC, {"missing": 1, "json_invalid": 1})
+    metrics.count_dead_letters(Topic.MARKET_DATA, CodecPath.PYDANTIC, "invalid", 2)
     metrics.count_defaults(Topic.MARKET_DATA, {"timestamp": 4, "api_version": 4})
     metrics.count_retry("read")
     metrics.set_backlog(Topic.MARKET_DATA, lag=11, pending=3)

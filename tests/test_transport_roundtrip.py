@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from core.codec import build_codec
 from core.redis import Publisher, PubSubObserver, StreamConsumer, publish_message
 from core.settings import ServiceSettings
-from core.topics import KeySpace, Path, Profile, ServiceName, Topic
+from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages, poll_until
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ async def test_publish_many__pubsub_and_stream_consumer_see_every_message_in_ord
 def test_publish_message__writes_json_body_to_channel_and_field_map_to_stream(
     redis_sync: redis.Redis, keys: KeySpace
 ) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     message = make_messages(codec, Topic.ORDER_RESULTS, 4)[3]  # a REJECTED result: nulls and a bool
     pubsub = redis_sync.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.channel(Topic.ORDER_RESULTS))
@@ -76,9 +76,9 @@ def test_publish_message__writes_json_body_to_channel_and_field_map_to_stream(
     assert codec.from_fields(Topic.ORDER_RESULTS, fields).message == message
 
 
-@pytest.mark.parametrize("path", list(Path))
+@pytest.mark.parametrize("path", list(CodecPath))
 def test_publish_message__without_codec__encodes_each_paths_message_type(
-    redis_sync: redis.Redis, keys: KeySpace, path: Path
+    redis_sync: redis.Redis, keys: KeySpace, path: CodecPath
 ) -> None:
     codec = build_codec(path, Profile.STRICT)
     message = make_messages(codec, Topic.SIGNALS, 1)[0]
@@ -87,11 +87,11 @@ def test_publish_message__without_codec__encodes_each_paths_message_type(
 
     [(_, fields)] = redis_sync.xrange(keys.stream(Topic.SIGNALS))
     assert codec.from_fields(Topic.SIGNALS, fields).message == message
-    assert (b"api_version" in fields) is (path is Path.PYDANTIC)
+    assert (b"api_version" in fields) is (path is CodecPath.PYDANTIC)
 
 
 def test_publish_message__stream_is_trimmed_to_about_maxlen(redis_sync: redis.Redis, keys: KeySpace) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     messages = make_messages(codec, Topic.MARKET_DATA, 2_000)
 
     for message in messages:
@@ -104,7 +104,7 @@ def test_publish_message__stream_is_trimmed_to_about_maxlen(redis_sync: redis.Re
 async def test_publisher__retention_trims_entries_older_than_the_window(
     redis_async: aioredis.Redis, keys: KeySpace
 ) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     stream = keys.stream(Topic.MARKET_DATA)
     # Entries from the year 2000, far outside a one-hour window.
     for i in range(1, 301):
@@ -142,7 +142,7 @@ async def test_publisher__counts_published_messages(redis_async: aioredis.Redis,
 def test_stream_entry__readable_in_redis_cli_as_one_json_value_per_field(
     redis_sync: redis.Redis, keys: KeySpace
 ) -> None:
-    codec = build_codec(Path.PYDANTIC, Profile.STRICT)
+    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     message = make_messages(codec, Topic.SIGNALS, 1)[0]
 
     publish_message(redis_sync, Topic.SIGNALS, message, keys=keys)

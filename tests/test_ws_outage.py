@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from cdb.launcher import run_service
 from core.redis import RetryPolicy, connect_async
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
-from services.launcher import run_service
 from services.runtime import ServiceContext
 from services.ws.outbox import SHED_BUFFER_FULL, SHED_SHUTDOWN, Outbox, Overflow
 from services.ws.replay import COLUMNS

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from core.codec import build_codec
 from core.domain.contracts import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, MarketDataV1, Side
-from core.topics import Path as CodecPath
-from core.topics import Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from services.ws.make_dataset import DATASETS, DatasetSpec, render
 from services.ws.mexc_control import PING, parse_control, subscription
 from services.ws.mexc_frames import decode_deals, encode_deals

@@ -7,16 +7,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.codec import Codec, Decoded, build_codec
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 
 __all__ = ["CODECS", "Collector", "make_messages", "poll_until", "valid_values"]
 
 BASE_MS = 1_767_225_600_000
 
 CODECS: dict[str, Codec] = {
-    "legacy": build_codec(Path.LEGACY),
-    "pydantic-lenient": build_codec(Path.PYDANTIC, Profile.LENIENT),
-    "pydantic-strict": build_codec(Path.PYDANTIC, Profile.STRICT),
+    "legacy": build_codec(CodecPath.LEGACY),
+    "pydantic-lenient": build_codec(CodecPath.PYDANTIC, Profile.LENIENT),
+    "pydantic-strict": build_codec(CodecPath.PYDANTIC, Profile.STRICT),
 }
 """Every path (and profile) a service can run on."""
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 
 __all__ = ["Codec", "Decoded", "EntryId", "FieldMap", "Message", "RawFieldMap"]
 
@@ -44,7 +44,7 @@ class Codec(Protocol):
     """
 
     @property
-    def path(self) -> Path:
+    def path(self) -> CodecPath:
         """The path this codec implements."""
         ...
 

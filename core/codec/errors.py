@@ -11,7 +11,7 @@ from core.codec.fields import FieldDecodeError, field_map_bytes, field_map_size
 from core.codec.limits import nesting_error, surrogate_error
 from core.domain.time_units import explain_details
 from core.errors import ContractError, ErrorDetail
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 
 __all__ = ["CodecErrors"]
 
@@ -21,7 +21,7 @@ class CodecErrors:
 
     __slots__ = ("max_bytes", "path", "profile")
 
-    def __init__(self, path: Path, profile: Profile | None, max_bytes: int) -> None:
+    def __init__(self, path: CodecPath, profile: Profile | None, max_bytes: int) -> None:
         self.path = path
         self.profile = profile
         self.max_bytes = max_bytes

@@ -17,7 +17,7 @@ from core.codec.fields import (
     scan_fields,
 )
 from core.domain.contracts import API_VERSION, MarketDataV1, OrderResultV1, OrderV1, SignalV1
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import now_ms
 
 __all__ = ["CONTRACTS", "ContractReader", "PydanticCodec", "StrictReader"]
@@ -76,12 +76,12 @@ class PydanticCodec:
     def __init__(self, profile: Profile, readers: Mapping[Topic, ContractReader], max_bytes: int) -> None:
         self._profile = profile
         self._readers = dict(readers)
-        self._errors = CodecErrors(Path.PYDANTIC, profile, max_bytes)
+        self._errors = CodecErrors(CodecPath.PYDANTIC, profile, max_bytes)
 
     @property
-    def path(self) -> Path:
-        """Always :attr:`Path.PYDANTIC`."""
-        return Path.PYDANTIC
+    def path(self) -> CodecPath:
+        """Always :attr:`CodecPath.PYDANTIC`."""
+        return CodecPath.PYDANTIC
 
     @property
     def profile(self) -> Profile:

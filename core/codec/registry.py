@@ -9,12 +9,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from core.codec.base import Codec
-from core.codec.legacy_codec import LegacyCodec
 from core.codec.pydantic_codec import CONTRACTS, ContractReader, PydanticCodec, StrictReader
-from core.codec.shadow import ShadowCallback, ShadowCodec
 from core.settings import ServiceSettings
-from core.topics import Path, Profile, Topic
+from core.topics import CodecPath, Profile, Topic
+from migration.legacy_codec import LegacyCodec
 from migration.lenient import lenient_models, lenient_readers
+from migration.shadow import ShadowCallback, ShadowCodec
 
 __all__ = ["build_codec", "codec_for", "profile_models"]
 
@@ -33,9 +33,9 @@ def _readers(profile: Profile) -> dict[Topic, ContractReader]:
     return {topic: StrictReader(model) for topic, model in CONTRACTS.items()}
 
 
-def build_codec(path: Path, profile: Profile = Profile.LENIENT, *, max_bytes: int = 65_536) -> Codec:
+def build_codec(path: CodecPath, profile: Profile = Profile.LENIENT, *, max_bytes: int = 65_536) -> Codec:
     """The codec for ``path`` (and ``profile`` on the Pydantic path)."""
-    if path is Path.LEGACY:
+    if path is CodecPath.LEGACY:
         return LegacyCodec(max_bytes)
     return PydanticCodec(profile, _readers(profile), max_bytes)
 
@@ -46,10 +46,10 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     With ``CONTRACT_SHADOW=true`` it is a :class:`ShadowCodec`: the flag-selected codec
     wrapped with the other path's (same profile), reporting each comparison to ``on_shadow``.
     """
-    path = Path.PYDANTIC if settings.use_pydantic_contracts else Path.LEGACY
+    path = CodecPath.PYDANTIC if settings.use_pydantic_contracts else CodecPath.LEGACY
     primary = build_codec(path, settings.contract_profile, max_bytes=settings.max_message_bytes)
     if not settings.contract_shadow:
         return primary
-    other = Path.LEGACY if path is Path.PYDANTIC else Path.PYDANTIC
+    other = CodecPath.LEGACY if path is CodecPath.PYDANTIC else CodecPath.PYDANTIC
     shadow = build_codec(other, settings.contract_profile, max_bytes=settings.max_message_bytes)
     return ShadowCodec(primary, shadow, on_compare=on_shadow)

@@ -4,7 +4,7 @@ The per-field constraints come from the models; the model validators (``OrderV1`
 LIMIT order needs a price; ``OrderResultV1``: a fill needs a price and a quantity, a
 REJECTED or CANCELLED result carries no fill) cannot be derived, so they are stated
 here once. The exported schemas carry them (``allOf``), the legacy guard checks them
-(:mod:`core.codec.legacy_guard` reads these ``if``/``then`` rules), and the test suite
+(:mod:`migration.legacy_guard` reads these ``if``/``then`` rules), and the test suite
 checks that the codec and these rules refuse the same messages.
 """
 

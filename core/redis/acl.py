@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -360,7 +360,7 @@ def passwords_from_env(environ: Mapping[str, str], roles: Sequence[str] = ROLES)
         if f"{variable}_FILE" in environ:
             variable = f"{variable}_FILE"
             try:
-                text = FsPath(environ[variable]).read_text(encoding="utf-8").rstrip("\n")
+                text = Path(environ[variable]).read_text(encoding="utf-8").rstrip("\n")
             except OSError as exc:
                 raise ConfigError(
                     variable, environ[variable], ["a readable file"], str(exc.strerror)

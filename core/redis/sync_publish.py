@@ -23,7 +23,7 @@ from core.errors import ConfigError, NotReplicatedError, TransportError
 from core.redis.modes import SyncClient
 from core.redis.retry import RetryPolicy, call_sync
 from core.redis.wire import DEFAULT_STREAM_MAXLEN, SlotMovedError, StreamTrim
-from core.topics import KeySpace, Path, Profile, Topic
+from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = [
     "codec_of",
@@ -37,12 +37,12 @@ __all__ = [
 
 _REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
 
-_CODECS: dict[Path, Codec] = {}
+_CODECS: dict[CodecPath, Codec] = {}
 
 
 def codec_of(message: Message) -> Codec:
     """The codec for a message when none is given: Pydantic for a contract, else legacy."""
-    path = Path.PYDANTIC if isinstance(message, BaseModel) else Path.LEGACY
+    path = CodecPath.PYDANTIC if isinstance(message, BaseModel) else CodecPath.LEGACY
     if path not in _CODECS:
         # Encoding does not depend on the profile; strict is the plain contract.
         _CODECS[path] = build_codec(path, Profile.STRICT)

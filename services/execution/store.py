@@ -28,7 +28,7 @@ import re
 import sqlite3
 import zlib
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
@@ -200,10 +200,10 @@ class PostgresStore:
 class SqliteStore:
     """Order results in a local SQLite file (the default without ``DATABASE_URL``)."""
 
-    def __init__(self, path: str | FsPath) -> None:
+    def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         if self._path != ":memory:":
-            FsPath(self._path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         self._lock = asyncio.Lock()
 
@@ -264,7 +264,7 @@ class SqliteStore:
         self._db.close()
 
 
-def open_store(database_url: str | None, *, sqlite_path: str | FsPath, schema: str = "public") -> ResultStore:
+def open_store(database_url: str | None, *, sqlite_path: str | Path, schema: str = "public") -> ResultStore:
     """PostgreSQL when ``database_url`` is set, otherwise SQLite at ``sqlite_path``."""
     if database_url:
         return PostgresStore(database_url, schema=schema)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from services.local_redis import LocalRedisServer, free_port, wait_for_port
+from harness.local_redis import LocalRedisServer, free_port, wait_for_port
 
 __all__ = ["PG_ADMIN_URL", "REDIS_URL", "ThrowawayRedis", "free_port", "wait_for_port"]
 

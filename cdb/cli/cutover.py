@@ -1,0 +1,247 @@
+"""``cdb cutover check / apply / rollback``: the release manager's switch to the strict profile.
+
+``check`` prints the GO/NO-GO with its evidence (exit 0 only on GO). ``apply``
+writes the strict flags into the env files after a GO (or ``--force --reason``),
+keeping a backup, and prints the per-container recreate commands in a safe order.
+``rollback`` restores the files of the last apply byte for byte. Both take
+``--plan`` to show the unified diff without writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.markup import escape
+
+from cdb.cli.cutover_progress import window_progress
+from cdb.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+    cli_target,
+    open_async_target,
+    unreachable,
+)
+from cdb.cli.output import console, err_console, exit_with, print_json, shown
+from core.errors import CdbError
+from core.redis.modes import RedisTarget
+from core.topics import KeySpace
+from migration.cutover import CheckOptions, CutoverReport, Verdict, check_cutover
+from migration.cutover_files import (
+    RECREATE_ORDER,
+    CutoverFileError,
+    FileChange,
+    apply_changes,
+    latest_backup,
+    plan_cutover,
+    plan_rollback,
+    recreate_commands,
+    rollback,
+)
+
+__all__ = ["app"]
+
+app = typer.Typer(help="GO/NO-GO for the strict profile, then apply or roll it back.", no_args_is_help=True)
+
+Window = Annotated[
+    float,
+    typer.Option(
+        "--window",
+        min=0,
+        help="Seconds between two live-state snapshots compared for defaults filled and shadow "
+        "mismatches; 0: the counters since each instance started.",
+    ),
+]
+Scan = Annotated[int, typer.Option("--scan", min=0, help="Newest entries of each <topic>_stream to scan.")]
+SinceAll = Annotated[
+    bool,
+    typer.Option(
+        "--since-all",
+        help="Scan the newest --scan entries regardless of consumer groups and producer start times.",
+    ),
+]
+AllowDlq = Annotated[bool, typer.Option("--allow-dlq", help="Unreviewed dead letters warn instead of NO-GO.")]
+ReviewedBefore = Annotated[
+    str | None,
+    typer.Option(
+        "--dlq-reviewed-before",
+        help="Dead letters at or before this entry id (or epoch ms) count as reviewed.",
+    ),
+]
+EnvDir = Annotated[Path, typer.Option("--env-dir", help="Directory of the services' <service>.env files.")]
+Plan = Annotated[bool, typer.Option("--plan", help="Show the unified diff only; write nothing.")]
+
+_ORDER_WHY = (
+    "Order: from the end of the pipeline backwards. At GO every producer already sends api_version "
+    "and timestamp, so no order loses data; end-first keeps a surprise small (execution's mistakes "
+    "touch only order results) and lets each step be checked before the one upstream. ws decodes "
+    "nothing from Redis, so strict changes nothing it accepts: it goes last."
+)
+
+
+def _check(
+    target: RedisTarget, prefix: str, options: CheckOptions, *, progress: bool = False
+) -> CutoverReport:
+    async def run() -> CutoverReport:
+        client = await open_async_target(target)
+        try:
+            if progress and options.window_s > 0:
+                # A window of minutes must not look like a hang: show time left and what is seen.
+                sleep = window_progress(client, KeySpace(prefix), err_console)
+                return await check_cutover(client, KeySpace(prefix), options, sleep=sleep)
+            return await check_cutover(client, KeySpace(prefix), options)
+        except (redis.RedisError, OSError) as exc:
+            raise unreachable(target.url, exc) from exc
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def _print_report(report: CutoverReport) -> None:
+    for finding in report.findings:
+        mark = "[green]✔[/]" if finding.ok else "[bold red]✘[/]"
+        console.print(f"{mark} [bold]{finding.name}[/]: {escape(finding.summary)}")
+        for line in finding.details:
+            console.print(f"    {escape(line)}", highlight=False)
+    colour = "green" if report.verdict is Verdict.GO else "red"
+    prefix = shown(repr(report.prefix))
+    console.print(f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {prefix})")
+
+
+def _print_changes(changes: list[FileChange], label: str) -> None:
+    diffs = [c.diff(label) for c in changes if c.changed]
+    if not diffs:
+        console.print("no file would change")
+    for text in diffs:
+        console.print(escape(text), highlight=False, end="")
+
+
+def _print_recreate(verb: str) -> None:
+    console.print(f"\nNow recreate each container, one at a time, to {verb}:")
+    for command in recreate_commands(RECREATE_ORDER):
+        console.print(f"  {shown(command)}")
+        console.print("    then: cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)")
+    console.print(_ORDER_WHY)
+
+
+@app.command("check")
+def check(
+    window: Window = 0.0,
+    scan: Scan = 1000,
+    since_all: SinceAll = False,
+    allow_dlq: AllowDlq = False,
+    dlq_reviewed_before: ReviewedBefore = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """GO/NO-GO for CONTRACT_PROFILE=strict, with the evidence; exit 0 only on GO."""
+    options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
+    try:
+        target = cli_target(redis_url, redis_mode, sentinels, sentinel_master)
+        report = _check(target, prefix, options, progress=not as_json)
+    except CdbError as exc:
+        exit_with(exc)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    raise SystemExit(0 if report.verdict is Verdict.GO else 1)
+
+
+@app.command("apply")
+def apply(
+    env_dir: EnvDir = Path("env"),
+    plan: Plan = False,
+    force: Annotated[bool, typer.Option("--force", help="Apply without a GO (needs --reason).")] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why you force it; recorded in the cutover log.")
+    ] = None,
+    window: Window = 0.0,
+    scan: Scan = 1000,
+    since_all: SinceAll = False,
+    allow_dlq: AllowDlq = False,
+    dlq_reviewed_before: ReviewedBefore = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Write USE_PYDANTIC_CONTRACTS=true and CONTRACT_PROFILE=strict into every env file after a GO."""
+    if force and not (reason and reason.strip()):
+        exit_with(CutoverFileError('--force needs --reason "...": the reason is recorded in the cutover log'))
+    try:
+        changes = plan_cutover(env_dir)
+    except CdbError as exc:
+        exit_with(exc)
+    options = CheckOptions(window, scan, since_all, allow_dlq, dlq_reviewed_before)
+    report: CutoverReport | None = None
+    try:
+        report = _check(cli_target(redis_url, redis_mode, sentinels, sentinel_master), prefix, options)
+    except CdbError as exc:
+        if not (force or plan):
+            exit_with(exc)
+        console.print(f"[yellow]check not possible:[/] {escape(str(exc))}")
+    if report is not None:
+        _print_report(report)
+    go = report is not None and report.verdict is Verdict.GO
+    if plan:
+        console.print("\n[bold]plan[/] (nothing written):")
+        _print_changes(changes, "strict")
+        return
+    if not go and not force:
+        console.print('[bold red]refused:[/] no GO. Fix the findings above, or --force --reason "..."')
+        raise SystemExit(1)
+    if not any(c.changed for c in changes):
+        console.print("every env file already says pydantic/strict: nothing to write")
+        return
+    _print_changes(changes, "strict")
+    evidence: Any = report.to_dict() if report is not None else None
+    verdict = report.verdict.value if report is not None else "unknown"
+    backup, line = apply_changes(
+        env_dir, changes, verdict=verdict, forced=force and not go, reason=reason, evidence=evidence
+    )
+    console.print(f"\nwritten; originals in {shown(backup)}/ ; log: {escape(line)}", highlight=False)
+    if force and not go:
+        console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
+    _print_recreate("switch it to strict")
+    console.print(f"Undo: cdb cutover rollback --env-dir {shown(env_dir)}")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    env_dir: EnvDir = Path("env"),
+    backup: Annotated[
+        Path | None, typer.Option("--backup", help="Backup directory to restore (default: the latest).")
+    ] = None,
+    plan: Plan = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Roll back even if the files were edited since apply.")
+    ] = False,
+) -> None:
+    """Restore the env files of the last apply byte for byte (the replaced ones are kept)."""
+    try:
+        source = backup or latest_backup(env_dir)
+        changes = plan_rollback(env_dir, source, force=force or plan)
+    except CdbError as exc:
+        exit_with(exc)
+    if plan:
+        console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
+        _print_changes(changes, "restored")
+        return
+    line = rollback(env_dir, source, changes)
+    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
+    _print_recreate("switch it back")

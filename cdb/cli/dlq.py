@@ -1,0 +1,356 @@
+"""``cdb dlq list / show / replay / review``: inspect dead letters, put fixed ones back, record a review.
+
+``replay`` re-validates each selected letter with the codec the consuming service
+uses now (``--path``/``--profile``, default pydantic/lenient), publishes what
+decodes through that codec into the topic stream, and leaves what still fails in
+the dead-letter stream. It deletes replayed letters only with
+``--delete-replayed``; otherwise it marks them as replayed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from cdb.cli.dlq_catchup import catch_up_command, pipeline_redis
+from cdb.cli.options import (
+    DEFAULT_REDIS_URL,
+    AsJson,
+    Prefix,
+    RedisModeOption,
+    RedisUrl,
+    SentinelMaster,
+    Sentinels,
+)
+from cdb.cli.output import console, exit_with, print_json, shown, table
+from core.codec import build_codec
+from core.errors import CdbError
+from core.redis.dead_letters import DeadLetter, is_entry_id
+from core.redis.dlq_replay import (
+    IgnoredPolicy,
+    ReplayReport,
+    ReplayStatus,
+    find_letter,
+    replay_letters,
+    replay_marks,
+)
+from core.topics import CodecPath, Profile, Topic
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Inspect dead letters per topic and replay fixed ones.", no_args_is_help=True)
+
+TopicOption = Annotated[Topic | None, typer.Option("--topic", help="Only this topic (default: all).")]
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+def _first_error(letter: DeadLetter) -> str:
+    if not letter.errors:
+        return letter.reason
+    err = letter.errors[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<message>"
+    more = f" (+{len(letter.errors) - 1})" if len(letter.errors) > 1 else ""
+    return f"{loc}: {err.get('msg', err.get('type', '?'))}{more}"
+
+
+def _reason(letter: DeadLetter) -> str:
+    return f"{letter.reason} (raw truncated)" if letter.truncated else letter.reason
+
+
+def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> dict[str, Any]:
+    return {
+        "topic": topic.value,
+        "id": letter.entry_id,
+        "time_ms": letter.time_ms,
+        "service": letter.service,
+        "path": letter.path,
+        "profile": letter.profile,
+        "cause": letter.cause,
+        "reason": letter.reason,
+        "errors": letter.errors,
+        "stream_id": letter.stream_id,
+        "deliveries": letter.deliveries,
+        "replayed_to": replayed_to,
+        "raw": letter.raw.decode("utf-8", errors="replace"),
+        "truncated": letter.truncated,
+        "raw_size": letter.raw_size,
+        "raw_sha256": letter.raw_sha256,
+    }
+
+
+@app.command("list")
+def list_letters(
+    topic: TopicOption = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Newest letters shown per topic.")] = 20,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """The newest dead letters of each topic with their errors, and how many each topic holds."""
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    out: dict[str, Any] = {}
+    rows = []
+    for t in [topic] if topic else list(Topic):
+        marks = replay_marks(client, keys, t)
+        entries: Any = client.xrevrange(keys.dlq(t), count=count)
+        letters = [DeadLetter.from_entry(i, f) for i, f in entries]
+        out[t.value] = {
+            "total": int(client.xlen(keys.dlq(t))),
+            "replayed_kept": len(marks),
+            "letters": [_letter_dict(t, x, marks.get(x.entry_id)) for x in letters],
+        }
+        for x in letters:
+            mark = marks.get(x.entry_id)
+            path = x.path + (f"/{x.profile}" if x.profile else "")
+            when = _when(x.time_ms)
+            rows.append(
+                [t.value, x.entry_id, when, x.service, path, x.cause, _reason(x), _first_error(x), mark or ""]
+            )
+    if as_json:
+        print_json(out)
+        return
+    totals = ", ".join(f"{n}: {d['total']}" for n, d in out.items())
+    columns = [
+        "topic",
+        "id",
+        "parked (UTC)",
+        "service",
+        "path",
+        "cause",
+        "reason",
+        "first error",
+        "replayed to",
+    ]
+    console.print(table(f"Dead letters ({totals})", columns, [[escape(str(c)) for c in r] for r in rows]))
+
+
+@app.command("show")
+def show(
+    entry_id: Annotated[str, typer.Argument(help="Dead-letter entry id (from cdb dlq list).")],
+    topic: TopicOption = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """One dead letter in full: metadata, every structured error, and the raw bytes."""
+    if not is_entry_id(entry_id):
+        exit_with(
+            CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
+        )
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    for t in [topic] if topic else list(Topic):
+        letter = find_letter(client, keys, t, entry_id)
+        if letter is None:
+            continue
+        data = _letter_dict(t, letter, replay_marks(client, keys, t).get(entry_id))
+        if as_json:
+            print_json(data)
+            return
+        for name in (
+            "topic",
+            "id",
+            "service",
+            "path",
+            "profile",
+            "cause",
+            "reason",
+            "stream_id",
+            "deliveries",
+        ):
+            console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
+        console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
+        console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
+        console.print("[bold]errors[/]:")
+        console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
+        if letter.truncated:
+            note = f"first {len(letter.raw):,} of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
+            console.print(
+                f"[bold]raw[/] [bold yellow](TRUNCATED: {note}; not replayable)[/]:", highlight=False
+            )
+        else:
+            console.print("[bold]raw[/]:")
+        console.print(escape(data["raw"]), highlight=False)
+        return
+    exit_with(CdbError(f"no dead letter {entry_id} under key prefix {prefix!r}"), code=1)
+
+
+@app.command("replay")
+def replay(
+    topic: Annotated[Topic, typer.Option("--topic", help="The topic whose dead letters to replay.")],
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids to replay.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter of the topic.")] = False,
+    path: Annotated[
+        CodecPath, typer.Option("--path", help="Path of the consuming service now.")
+    ] = CodecPath.PYDANTIC,
+    profile: Annotated[Profile, typer.Option("--profile", help="Its profile now.")] = Profile.LENIENT,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES now.")
+    ] = 65_536,
+    delete_replayed: Annotated[
+        bool, typer.Option("--delete-replayed", help="Delete replayed letters (default: mark them).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Re-validate only; write nothing.")] = False,
+    again: Annotated[bool, typer.Option("--again", help="Also replay letters marked as replayed.")] = False,
+    only_newer: Annotated[
+        bool,
+        typer.Option(
+            "--only-newer", help="Replay only letters the consumer would not ignore as stale/duplicate."
+        ),
+    ] = False,
+    include_stale: Annotated[
+        bool,
+        typer.Option("--include-stale", help="Replay letters the consumer will ignore too (it counts them)."),
+    ] = False,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays.
+
+    Before writing it says how many replayed messages the consuming service would ignore
+    (stale trades, duplicate ids) and why; while any would, it writes nothing unless told
+    --only-newer or --include-stale (or use ``cdb dlq catch-up`` to make them count).
+    """
+    if bool(ids) == replay_all:
+        exit_with(CdbError("give dead-letter ids or --all (not both)"))
+    if only_newer and include_stale:
+        exit_with(CdbError("--only-newer and --include-stale exclude each other"))
+    policy = (
+        IgnoredPolicy.ONLY_NEWER
+        if only_newer
+        else IgnoredPolicy.INCLUDE
+        if include_stale
+        else IgnoredPolicy.REFUSE
+    )
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    codec = build_codec(path, profile, max_bytes=max_bytes)
+    report = replay_letters(
+        client,
+        keys,
+        topic,
+        codec,
+        ids=None if replay_all else ids,
+        delete_replayed=delete_replayed,
+        dry_run=dry_run,
+        again=again,
+        policy=policy,
+    )
+    outcomes = report.outcomes
+    stays = [o for o in outcomes if o.status in (ReplayStatus.STILL_INVALID, ReplayStatus.NOT_FOUND)]
+    if as_json:
+        print_json(
+            {
+                "refused": report.refused,
+                "ignored": report.ignored,
+                "behind_group": report.impact.behind_group if report.impact else 0,
+                "outcomes": [o.to_dict() for o in outcomes],
+            }
+        )
+    else:
+        _print_replay(report, topic, path, profile, dry_run=dry_run, delete_replayed=delete_replayed)
+    raise SystemExit(1 if stays or report.refused else 0)
+
+
+def _print_replay(
+    report: ReplayReport,
+    topic: Topic,
+    path: CodecPath,
+    profile: Profile,
+    *,
+    dry_run: bool,
+    delete_replayed: bool,
+) -> None:
+    rows = []
+    for o in report.outcomes:
+        detail = o.stream_id or ""
+        if o.errors:
+            err = o.errors[0]
+            detail = f"{'.'.join(str(p) for p in err.get('loc', ())) or '<message>'}: {err.get('msg')}"
+        elif o.ignored:
+            detail += f" {o.ignored}"
+        elif o.defaulted:
+            detail += f" (filled: {', '.join(o.defaulted)})"
+        kept = "deleted" if o.deleted else "kept, marked" if o.status is ReplayStatus.REPLAYED else "kept"
+        rows.append([o.entry_id, o.status.value, kept, detail.strip()])
+    where = f"{path.value}/{profile.value}" if path is CodecPath.PYDANTIC else path.value
+    title = f"Replay of {topic.value} dead letters with {where}" + (" (dry run)" if dry_run else "")
+    columns = ["dead letter", "outcome", "in the DLQ", "new stream id / why"]
+    console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
+    impact = report.impact
+    if impact is not None and impact.consumer is not None:
+        n = len([o for o in report.outcomes if o.ignored is not None])
+        console.print(
+            f"{n} of the replayable letters would be ignored by {impact.consumer.value} "
+            f"(stale or duplicate: see each row); {impact.behind_group} lie behind its group's position",
+            highlight=False,
+        )
+    if report.refused:
+        console.print(
+            "[bold red]refused: nothing written.[/] Choose: cdb dlq catch-up (stop the consumer; it "
+            "re-reads them in their original order), --only-newer (replay the others), or "
+            "--include-stale (replay all; the ignored ones will not count)",
+            highlight=False,
+        )
+    replayed = any(o.status is ReplayStatus.REPLAYED for o in report.outcomes)
+    if not delete_replayed and not dry_run and replayed:
+        console.print("replayed letters are kept and marked; --delete-replayed removes them")
+
+
+app.command("catch-up")(catch_up_command)
+
+
+@app.command("review")
+def review(
+    topic: TopicOption = None,
+    through: Annotated[
+        str | None,
+        typer.Option("--through", help="Last reviewed dead-letter id (default: the newest of each topic)."),
+    ] = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = "",
+    as_json: AsJson = False,
+    redis_mode: RedisModeOption = "",
+    sentinels: Sentinels = "",
+    sentinel_master: SentinelMaster = "",
+) -> None:
+    """Record once that the dead letters up to now (or --through ID) were reviewed.
+
+    ``cdb cutover check`` then counts only newer letters as unreviewed, without
+    --dlq-reviewed-before on every run. Recorded in ``<topic>_dlq_replayed`` (field
+    ``reviewed-through``), which the operator's ACL user may write.
+    """
+    from migration.dlq_review import REVIEWED_FIELD
+
+    client, keys = pipeline_redis(redis_url, redis_mode, sentinels, sentinel_master, prefix)
+    recorded: dict[str, str | None] = {}
+    for t in [topic] if topic else list(Topic):
+        point = through
+        if point is None:
+            newest: Any = client.xrevrange(keys.dlq(t), count=1)
+            point = newest[0][0].decode() if newest else None
+        if point is not None:
+            client.hset(keys.dlq_replayed(t), REVIEWED_FIELD, point)
+        recorded[t.value] = point
+    if as_json:
+        print_json(recorded)
+        return
+    for name, point in recorded.items():
+        console.print(
+            f"{name}_dlq: reviewed through {point}" if point else f"{name}_dlq: empty, nothing to record"
+        )

@@ -1,5 +1,0 @@
-"""The ``cdb`` command line: one entry point for operators, engineers and release managers."""
-
-from core.cli.main import app
-
-__all__ = ["app"]
