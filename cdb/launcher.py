@@ -11,6 +11,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
 from core.metrics_http import metrics_target
+from core.redis.instance_claim import InstanceClaim, claimed
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter
@@ -70,11 +71,22 @@ async def run_service(
     redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:
-        async with observed(ctx, target, flags_file(env_file)):
+        # One live process per INSTANCE name (core.redis.instance_claim); a crashed one's
+        # claim lapses within its TTL, so a restart under the same name waits that long.
+        claim = InstanceClaim(redis, ctx.keys, service, settings.instance, _claim_ttl_ms(settings))
+        async with (
+            claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
+            observed(ctx, target, flags_file(env_file)),
+        ):
             await _run(service, ctx, stop, from_start=from_start)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
+
+
+def _claim_ttl_ms(settings: ServiceSettings) -> int:
+    # As long as a lease: a frozen process loses its name no later than its partitions.
+    return max(3_000, settings.partition_lease_ms)
 
 
 async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool) -> None:

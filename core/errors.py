@@ -23,7 +23,9 @@ __all__ = [
     "ContractError",
     "ErrorDetail",
     "GroupRewoundError",
+    "LeaseLostError",
     "NotReplicatedError",
+    "StateAheadError",
     "TransportError",
 ]
 
@@ -83,6 +85,19 @@ class GroupRewoundError(TransportError):
     outputs of those entries may be gone too, and any state a handler derived from them is
     ahead of Redis. Rebuild that state from the streams and start over; reprocessing with
     the old state would skip them as duplicates and lose their outputs."""
+
+
+class LeaseLostError(TransportError):
+    """This instance no longer holds the lease of a partition it was working on (it was
+    paused or cut off past the lease, and another instance may own the partition now).
+    Nothing more is read, published or acknowledged there; the partition's worker ends and
+    its state is dropped (rebuilt from the streams if the partition comes back)."""
+
+
+class StateAheadError(TransportError):
+    """A stateful partition worker's batch was handled but its outputs or acknowledgement did
+    not go out: its state is ahead of what Redis holds. The worker ends and the partition's
+    state is rebuilt from the streams before anything else is handled."""
 
 
 class ContractError(CdbError):

@@ -197,12 +197,32 @@ class KeySpace:
         return f"{self.prefix}cdb:status:{service.value}:{instance}"
 
     def lease(self, service: ServiceName, partition: int) -> str:
-        """The lease naming the instance of ``service`` that owns ``partition`` now (SET NX PX)."""
-        return f"{self.prefix}cdb:lease:{service.value}:p{partition}"
+        """The lease naming the instance of ``service`` that owns ``partition`` now (SET NX PX).
+
+        It shares the cluster slot of the partition's input stream (the stream's hash tag, as
+        :meth:`published_marker`), so one script can check the lease and read or acknowledge
+        the stream atomically (:mod:`core.redis.fence`)."""
+        topic = service.consumes
+        if topic is None:
+            raise ValueError(f"{service.value} reads no stream, so it has no partition leases")
+        return f"{self._slot_tag(self.stream(topic, partition))}:lease:{service.value}"
+
+    def leases(self, service: ServiceName) -> list[str]:
+        """Every partition lease of ``service`` (ACL rules name them one by one)."""
+        return [self.lease(service, p) for p in range(self.partitions)]
 
     def lease_pattern(self, service: ServiceName) -> str:
-        """A key pattern (ACL, SCAN) matching every partition lease of ``service``."""
-        return f"{self.prefix}cdb:lease:{service.value}:*"
+        """A key pattern (SCAN) matching every partition lease of ``service``."""
+        return f"{self.prefix}*:lease:{service.value}"
+
+    def lease_setting(self, service: ServiceName) -> str:
+        """The lease TTL every instance of ``service`` must use, recorded by the first (SETNX)."""
+        return f"{self.prefix}cdb:topology:{service.value}"
+
+    def instance_claim(self, service: ServiceName, instance: str) -> str:
+        """Held (SET NX PX, refreshed while it runs) by the one live process named ``instance``
+        of ``service``: a second process with that name is refused at start."""
+        return f"{self.prefix}cdb:instance:{service.value}:{instance}"
 
     def members(self, service: ServiceName) -> str:
         """A sorted set of the live instances of ``service`` (score: when each one expires)."""

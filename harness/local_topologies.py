@@ -20,7 +20,7 @@ import redis
 from core.errors import ConfigError
 from harness.local_redis import LocalRedisServer, free_port, wait_for_port
 
-__all__ = ["LocalRedisCluster", "LocalSentinelSetup"]
+__all__ = ["LocalRedisCluster", "LocalSentinelSetup", "primary_of", "replicas_of"]
 
 _FAST = ("--appendonly", "no")
 """Benchmarks measure the engine, not fsync: ``durable=False`` turns the AOF off."""
@@ -47,20 +47,27 @@ def _wait(predicate: object, what: str, timeout_s: float) -> None:
 
 
 class LocalRedisCluster:
-    """``primaries`` cluster-enabled redis-servers joined into one Redis Cluster (no replicas).
+    """``primaries`` cluster-enabled redis-servers joined into one Redis Cluster, each with
+    ``replicas`` replicas (``redis-cli --cluster create --cluster-replicas``).
 
     ``url`` names one node; any node's URL is enough for a cluster client.
     """
 
-    def __init__(self, primaries: int = 3, *, node_timeout_ms: int = 2000, durable: bool = True) -> None:
+    def __init__(
+        self, primaries: int = 3, *, node_timeout_ms: int = 2000, durable: bool = True, replicas: int = 0
+    ) -> None:
         if primaries < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 primaries")
+        self.replicas = replicas
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(node_timeout_ms)]
+        # A replica's full sync starts at once, not after the default 5 s diskless-sync delay.
+        args += ["--repl-diskless-sync-delay", "0"] if replicas else []
         args += [] if durable else list(_FAST)
         # An explicit bus port: the default (port + 10000) may be taken, or above 65535.
         self.nodes = [
-            LocalRedisServer(extra_args=[*args, "--cluster-port", str(free_port())]) for _ in range(primaries)
+            LocalRedisServer(extra_args=[*args, "--cluster-port", str(free_port())])
+            for _ in range(primaries * (1 + replicas))
         ]
 
     @property
@@ -80,7 +87,14 @@ class LocalRedisCluster:
                 node.start()
             addresses = [f"127.0.0.1:{p}" for p in self.ports]
             subprocess.run(
-                [_redis_cli(), "--cluster", "create", *addresses, "--cluster-yes"],
+                [
+                    _redis_cli(),
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    *(["--cluster-replicas", str(self.replicas)] if self.replicas else []),
+                    "--cluster-yes",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -90,6 +104,8 @@ class LocalRedisCluster:
                 _wait(
                     lambda p=port: _cluster_ok(p), f"node {port} did not report cluster_state:ok", timeout_s
                 )
+            for port in self.ports:
+                _wait(lambda p=port: _replica_synced(p), f"replica {port} did not sync", timeout_s)
         except BaseException:
             self.close()
             raise
@@ -99,6 +115,41 @@ class LocalRedisCluster:
         """Kill every node and remove its files."""
         for node in self.nodes:
             node.close()
+
+
+def _replica_synced(port: int) -> bool:
+    # True for a primary; for a replica, once its link to the primary is up.
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        info = client.info("replication")
+        return info.get("role") == "master" or info.get("master_link_status") == "up"
+    finally:
+        client.close()
+
+
+def primary_of(port: int, key: str) -> int:
+    """The port of the primary that holds ``key``'s slot now (asked of the node at ``port``)."""
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(primary[1])
+    finally:
+        client.close()
+    raise LookupError(f"no node serves the slot of {key}")
+
+
+def replicas_of(port: int, primary: int) -> list[int]:
+    """The ports of the replicas of the primary at ``primary`` (from CLUSTER SLOTS)."""
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        for _start, _end, owner, *replicas in client.execute_command("CLUSTER", "SLOTS"):
+            if int(owner[1]) == primary:
+                return [int(r[1]) for r in replicas]
+    finally:
+        client.close()
+    return []
 
 
 def _cluster_ok(port: int) -> bool:

@@ -20,7 +20,7 @@ from core.metrics import IgnoreReason, ServiceMetrics
 from core.redis import DeadLetters, Publisher
 from core.redis.group_cleanup import GroupJanitor
 from core.redis.modes import AsyncClient
-from core.redis.topology import ensure_topology
+from core.redis.topology import ensure_lease_setting, ensure_topology
 from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName, Topic
@@ -124,6 +124,10 @@ class ServiceContext:
         )
 
 
+def _in_process(redis: object) -> bool:
+    return type(redis).__module__.startswith("fakeredis")
+
+
 def _janitor(ctx: ServiceContext) -> GroupJanitor:
     topic = ctx.service.consumes
     assert topic is not None
@@ -179,6 +183,8 @@ async def run_consuming_service(
     }
     await ensure_topology(ctx.redis, ctx.keys)
     await check_producer(ctx.redis, ctx.keys, ctx.service, ctx.settings.produce_version(ctx.service.produces))
+    if not _in_process(ctx.redis):  # one process (embedded fakeredis): nobody to agree with
+        await ensure_lease_setting(ctx.redis, ctx.keys, ctx.service, ctx.settings.partition_lease_ms)
     await svc.start()
     runner = PartitionedConsumer(svc, ctx, factory=factory, consumer_options=tuning)
     reporter = StatusReporter(ctx.redis, ctx.keys, ctx.live_state, interval_s=status_interval_s)

@@ -56,7 +56,7 @@ def test_keyspace__a_partition_outside_the_count__is_refused() -> None:
 
 def test_keyspace__lease_members_and_topology_keys_follow_the_prefix() -> None:
     keys = KeySpace("p:", 2)
-    assert keys.lease(ServiceName.RISK, 1) == "p:cdb:lease:risk:p1"
+    assert keys.lease(ServiceName.RISK, 1) == "p:{p:signals_stream:p1}:lease:risk"
     assert keys.members(ServiceName.RISK) == "p:cdb:members:risk"
     assert keys.topology() == "p:cdb:topology"
 

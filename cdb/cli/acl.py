@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from redis import RedisError
+from redis import Redis, RedisError
+from redis.cluster import RedisCluster
 
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
@@ -179,6 +180,28 @@ def _row(loss: object) -> dict[str, object]:
     return {name: getattr(loss, name) for name in ("topic", "stream", "group", "lost", "last_delivered_id")}
 
 
+def _every_node(client: object) -> list[Redis]:
+    """The one server, or every node of a cluster, replicas included (CLUSTER NODES), each
+    logged in as ``client`` is."""
+    if not isinstance(client, RedisCluster):
+        return [client]  # type: ignore[list-item]
+    first: Redis = client.get_default_node().redis_connection  # type: ignore[no-untyped-call]
+    given = first.connection_pool.connection_kwargs
+    kwargs: dict[str, Any] = {
+        k: given.get(k) for k in ("username", "password", "socket_timeout", "socket_connect_timeout")
+    }
+    raw = first.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    nodes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or "fail" in fields[2].split(","):
+            continue
+        host, _, port = fields[1].split("@")[0].rpartition(":")
+        nodes.append(Redis(**{**kwargs, "host": host or "127.0.0.1", "port": int(port)}))
+    return nodes
+
+
 @app.command("apply")
 def apply(
     redis_url: Annotated[
@@ -198,12 +221,22 @@ def apply(
         keys = _acl_keys(key_prefix, partitions)
         passwords = passwords_from_env(os.environ)
         client = open_sync_target(cli_target(redis_url))
-        users = apply_acl(client, keys, passwords, user_prefix=user_prefix)
-        if disable_default:
-            disable_default_user(client)
+        # ACL users are per server: on a cluster, every node (replicas too, so a promoted
+        # replica lets the services in); elsewhere the one server.
+        nodes = _every_node(client)
+        try:
+            for node in nodes:
+                users = apply_acl(node, keys, passwords, user_prefix=user_prefix)
+                if disable_default:
+                    disable_default_user(node)
+        finally:
+            for node in nodes:
+                if node is not client:  # the per-node clients opened for a cluster
+                    node.close()
     except RedisError as exc:
         exit_with(unreachable(redis_url, exc))
     except CdbError as exc:
         exit_with(exc)
     off = "; default user off" if disable_default else ""
-    err_console.print(f"applied {len(users)} users ({', '.join(users)}){off}")
+    where = f" on {len(nodes)} nodes" if len(nodes) > 1 else ""
+    err_console.print(f"applied {len(users)} users ({', '.join(users)}){where}{off}")

@@ -112,6 +112,9 @@ _STATUS = ("+set", "+get", "+expire", "+del")
 _CONSUME = (
     "+xgroup|create",
     "+xreadgroup",
+    "+xread",  # core.redis.fence: wait for new entries without taking any
+    "+xrevrange",  # core.redis.fence: the id to wait after
+    "+exists",  # core.redis.fence: the lost-writes check runs only on a stream that exists
     "+xack",
     "+xautoclaim",
     "+xpending",
@@ -122,6 +125,8 @@ _CONSUME = (
     "+xinfo|consumers",  # core.redis.group_cleanup: find dead consumers...
     "+xgroup|delconsumer",  # ...and remove them (only with nothing pending)
 )
+# core.redis.instance_claim: SET NX PX, GET/PTTL to name the holder, refresh and release by script.
+_CLAIM = ("+set", "+get", "+pttl", "+eval", "+pexpire", "+del")
 # The lease and membership scripts (core.redis.leases) and the commands they run.
 _LEASES = (
     "+eval",
@@ -203,8 +208,13 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     rules = [
         *_connect(version),
         _selector(f"~{keys.status(service, '*')}", *_STATUS),
+        # core.redis.instance_claim: one live process per instance name (SET NX PX, a
+        # compare-and-set refresh and delete by script).
+        _selector(f"~{keys.instance_claim(service, '*')}", *_CLAIM),
         _selector(*(f"%W~{s}" for s in keys.streams(out)), f"&{keys.channel(out)}", "+publish", "+xadd"),
         _selector(f"%W~{keys.dlq(bad)}", "+xadd"),
+        # core.redis.consumer: an output stream's last id must not be older than what was written.
+        _selector(*(f"~{s}" for s in keys.streams(out)), "+xinfo|stream"),
         _selector(f"~{keys.topology()}", *_TOPOLOGY),
     ]
     if service is ServiceName.WS:
@@ -220,10 +230,19 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         markers = [f"~{keys.published_pattern(out, p)}" for p in range(keys.partitions)]
         rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), *markers, "+eval"))
         rules.append(_selector(*markers, "+get", "+set"))
+        # The same script checks a marker's entry is still on the stream (a lost result is
+        # published again): XRANGE on its own output streams.
+        rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), "+xrange"))
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))
-        rules.append(_selector(f"~{keys.lease_pattern(service)}", f"~{keys.members(service)}", *_LEASES))
+        # core.redis.topology.ensure_lease_setting: the service's lease TTL, created once, compared.
+        rules.append(_selector(f"~{keys.lease_setting(service)}", *_TOPOLOGY))
+        leases = [f"~{k}" for k in keys.leases(service)]
+        rules.append(_selector(*leases, f"~{keys.members(service)}", *_LEASES))
+        # core.redis.fence: one script checks the lease and reads/acks the stream (EVAL needs
+        # both keys in one selector; its GET passes the lease rule, XREADGROUP/XACK the stream's).
+        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval"))
     return rules
 
 
@@ -237,7 +256,9 @@ def _operator_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
     return [
         *_connect(version),
         _read_everything(keys),
-        _selector(f"~{keys.topology()}", *_TOPOLOGY_ADMIN),
+        _selector(
+            f"~{keys.topology()}", *(f"~{keys.lease_setting(s)}" for s in ServiceName), *_TOPOLOGY_ADMIN
+        ),
         # `cdb dlq review` records, once, the dead letters a person has reviewed (a field of
         # the <topic>_dlq_replayed hash); HSET there changes no message and no stream.
         _selector(*(f"~{keys.dlq_replayed(t)}" for t in Topic), "+hset"),

@@ -34,12 +34,15 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from redis.exceptions import ResponseError
+
 from core.codec import Codec, Decoded
-from core.errors import ContractError, GroupRewoundError, TransportError
+from core.errors import ContractError, GroupRewoundError, LeaseLostError, StateAheadError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
+from core.redis.fence import Fence
 from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.modes import AsyncClient, decodes_responses
 from core.redis.outbox import DeferredOutputs
@@ -76,7 +79,11 @@ class StreamConsumer:
     ``partition``: which partition stream of ``topic`` to read (``keys.partitions`` > 1).
     ``on_backlog``: gets (lag, pending) instead of the metrics (a caller summing partitions).
     ``detect_rewind``: raise :class:`GroupRewoundError` from :meth:`poll_once` / :meth:`run`
-    when an entry this consumer acknowledged comes back (for handlers with state).
+    when an entry this consumer acknowledged comes back (for handlers with state); with it,
+    a batch whose outputs or ack fail raises :class:`StateAheadError` (the state must be rebuilt).
+    ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
+    read, claim and ack is refused by the server without it, and the lease is checked again
+    before the outputs are flushed; losing it raises :class:`LeaseLostError` from :meth:`run`.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class StreamConsumer:
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
         detect_rewind: bool = False,
+        lease: str | None = None,
     ) -> None:
         if decodes_responses(redis):
             # Stream ids and fields must arrive as bytes: the codec checks sizes in bytes and
@@ -121,14 +129,19 @@ class StreamConsumer:
         self.dead_letters = (
             dead_letters if dead_letters is not None else DeadLetters(redis, keys, retry=policy)
         )
+        stream, group = keys.stream(topic, partition), keys.group(service)
+        self.fence = (
+            None if lease is None else Fence(redis, lease=lease, stream=stream, group=group, owner=instance)
+        )
         self.io = GroupIO(
             redis,
-            stream=keys.stream(topic, partition),
-            group=keys.group(service),
+            stream=stream,
+            group=group,
             consumer=instance,
             retry=policy,
             group_start=group_start,
             on_retry=self._on_retry,
+            fence=self.fence,
         )
         self.before_ack = before_ack
         self.outputs = outputs
@@ -257,7 +270,7 @@ class StreamConsumer:
                     await self.lag()
                     next_backlog = time.monotonic() + _BACKLOG_EVERY_S
                 pause = 0.0
-            except GroupRewoundError:
+            except (GroupRewoundError, LeaseLostError, StateAheadError):
                 raise
             except TransportError as exc:
                 pause = min(max(pause * 2, 0.1), 5.0)
@@ -275,6 +288,9 @@ class StreamConsumer:
     async def lag(self) -> int:
         """Entries of the stream not yet delivered to the group, plus those pending (unacked)."""
         undelivered, pending = await self.io.backlog()
+        if self.detect_rewind:
+            self._check_lost_writes()
+            await self._check_lost_outputs()
         if self.on_backlog is not None:
             self.on_backlog(undelivered, pending)
         else:
@@ -323,7 +339,7 @@ class StreamConsumer:
                 handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
-        await self._settle(ledger, handled)
+        await self._settle_fenced(ledger, handled, len(entries))
         ledger.count_into(self.metrics)
         return len(entries)
 
@@ -346,11 +362,34 @@ class StreamConsumer:
         else:
             ledger.handler_failed(raw_id, fields, exc, count)
 
+    async def _settle_fenced(
+        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]], size: int
+    ) -> None:
+        """:meth:`_settle`, turning its failures into what the caller must do next."""
+        try:
+            await self._settle(ledger, handled)
+        except LeaseLostError:
+            if self.outputs is not None:
+                for source in handled:  # a stale owner's outputs never go out later either
+                    self.outputs.discard(source)
+            raise
+        except GroupRewoundError:
+            raise
+        except TransportError as exc:
+            if not self.detect_rewind:
+                raise  # stateless: the batch comes back and is handled the same way again
+            raise StateAheadError(
+                f"{self.topic.value} batch of {size} handled but not settled ({exc}): "
+                "the partition's state is rebuilt from the streams"
+            ) from exc
+
     async def _settle(
         self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
     ) -> None:
         # Outputs first (before_ack), then dead letters, then the ack: if any step fails
         # nothing is acked and the entries come back (a duplicate at worst, never a loss).
+        if self.fence is not None:
+            await self.fence.check()  # a stale owner sends nothing
         if self.before_ack is not None:
             await self.before_ack()
         if self.outputs is not None:
@@ -365,6 +404,57 @@ class StreamConsumer:
             self._me.forget(ledger.done)
             if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
                 self._acked_through = max(self._acked_through, *map(id_key, ledger.done))
+
+    def _check_lost_writes(self) -> None:
+        # The group's last-delivered id never goes back by itself: behind what this consumer
+        # acknowledged, the server lost writes (restarted from an older snapshot, or failed
+        # over to a replica that was behind), whether or not those entries ever come back.
+        last = self.io.last_delivered
+        if last is None or id_key(last) >= self._acked_through:
+            return
+        acked = "-".join(map(str, self._acked_through))
+        _log.error(
+            "consumer.lost_writes",
+            service=self.service.value,
+            stream=self.io.stream,
+            group_last_delivered=last.decode("ascii"),
+            acknowledged_through=acked,
+        )
+        raise GroupRewoundError(
+            f"{self.io.stream}: the group's last-delivered id {last.decode('ascii')} is behind {acked}, "
+            f"which this consumer acknowledged: the server lost the entries after {last.decode('ascii')} "
+            "(older snapshot or a replica that was behind); state is rebuilt from what the stream holds"
+        )
+
+    async def _check_lost_outputs(self) -> None:
+        # Each output stream's last generated id never goes back by itself (trimming removes
+        # entries from the head and leaves it): behind the newest id this consumer's publisher
+        # wrote there, the node lost writes. On a cluster the input's group may be intact
+        # (another node), so a rebuild cannot bring those outputs back: say exactly what was
+        # lost, loudly, and rebuild anyway.
+        written: dict[str, str] = getattr(self.outputs, "written", None) or {}
+        for stream, newest in list(written.items()):
+            try:
+                info = await self.io.redis.xinfo_stream(stream)
+                raw = info.get("last-generated-id") or b"0-0"
+            except ResponseError:  # the stream itself is gone
+                raw = b"0-0"
+            last = raw if isinstance(raw, bytes) else str(raw).encode()
+            if id_key(last) >= id_key(newest.encode("ascii")):
+                continue
+            del written[stream]
+            _log.error(
+                "consumer.lost_outputs",
+                service=self.service.value,
+                stream=stream,
+                written=newest,
+                stream_ends_at=last.decode("ascii"),
+            )
+            raise GroupRewoundError(
+                f"{stream} lost entries this consumer wrote: it ends at {last.decode('ascii')}, "
+                f"{newest} was written (older snapshot or a replica that was behind); outputs after "
+                f"{last.decode('ascii')} are gone unless their inputs are handled again"
+            )
 
     def _check_rewind(self, entries: Sequence[Entry]) -> None:
         if id_key(entries[0][0]) > self._acked_through:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
+from core.redis.fence import Fence
 from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
@@ -50,14 +51,18 @@ class GroupIO:
         retry: RetryPolicy,
         group_start: str = "0",
         on_retry: OnGroupRetry | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.redis = redis
+        self.fence = fence
         self.stream = stream
         self.group = group
         self.consumer = consumer
         self.retry = retry
         self.group_start = group_start
         self._on_retry = on_retry
+        self._taken: bytes | None = None  # the newest entry this consumer read with ">"
+        self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
 
@@ -76,7 +81,26 @@ class GroupIO:
         await call_async(self.retry, f"XGROUP CREATE {self.stream}", create, on_retry=self._retrying("group"))
 
     async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
-        """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``."""
+        """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``.
+
+        Fenced: taken by the lease-checking script; the wait in between is a group-less
+        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause)."""
+        fence = self.fence
+        if fence is not None:
+            entries, last = await self._call(
+                "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
+            )
+            if not entries and block_ms and last is not None:
+                await self._call(
+                    "wait",
+                    lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms),
+                )
+                entries, _ = await self._call(
+                    "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
+                )
+            if entries:
+                self._taken = entries[-1][0]
+            return entries
         reply = await self._call(
             "read",
             lambda: self.redis.xreadgroup(
@@ -89,11 +113,15 @@ class GroupIO:
         """The next ``count`` entries pending for this consumer (its history), from a cursor
         that restarts at the beginning once a read returns fewer than ``count``."""
         cursor = self._own_cursor
-        reply = await self._call(
-            "read_pending",
-            lambda: self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor}, count=count),
-        )
-        entries = _entries(reply)
+        fence = self.fence
+        if fence is not None:
+            entries, _ = await self._call("read_pending", lambda: fence.read(self.consumer, count, cursor))
+        else:
+            reply = await self._call(
+                "read_pending",
+                lambda: self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor}, count=count),
+            )
+            entries = _entries(reply)
         self._own_cursor = entries[-1][0] if len(entries) >= count else "0-0"
         return entries
 
@@ -101,13 +129,19 @@ class GroupIO:
         """``XAUTOCLAIM`` up to ``count`` entries idle ``min_idle_ms``; also says whether the
         scan has more to look at (the cursor did not wrap to ``0-0``)."""
         cursor = self._claim_cursor
-        reply = await self._call(
-            "reclaim",
-            lambda: self.redis.xautoclaim(
-                self.stream, self.group, self.consumer, min_idle_ms, start_id=cursor, count=count
-            ),
-        )
-        next_cursor, entries = reply[0], list(reply[1])
+        fence = self.fence
+        if fence is not None:
+            next_cursor, entries = await self._call(
+                "reclaim", lambda: fence.claim(self.consumer, min_idle_ms, cursor, count)
+            )
+        else:
+            reply = await self._call(
+                "reclaim",
+                lambda: self.redis.xautoclaim(
+                    self.stream, self.group, self.consumer, min_idle_ms, start_id=cursor, count=count
+                ),
+            )
+            next_cursor, entries = reply[0], list(reply[1])
         self._claim_cursor = next_cursor
         more = next_cursor not in (b"0-0", "0-0")
         return [(i, f) for i, f in entries if i is not None], more
@@ -127,7 +161,12 @@ class GroupIO:
 
     async def ack(self, ids: Sequence[bytes]) -> None:
         """``XACK`` all of ``ids`` in one command (packed here: redis-py's Python packer
-        costs about 1 us per id, a noticeable share of the consumer loop)."""
+        costs about 1 us per id, a noticeable share of the consumer loop). Fenced: by the
+        lease-checking script."""
+        fence = self.fence
+        if fence is not None:
+            await self._call("ack", lambda: fence.ack(ids))
+            return
         command = pack_command(["XACK", self.stream, self.group, *ids])
 
         async def send() -> None:
@@ -181,6 +220,7 @@ class GroupIO:
             name = info.get("name")
             if (name.decode() if isinstance(name, bytes) else name) != self.group:
                 continue
+            self.last_delivered = _as_bytes(info.get("last-delivered-id") or b"0-0")
             pending = int(info.get("pending") or 0)
             lag = info.get("lag")
             if lag is None:  # Redis cannot tell after deletions: the stream length bounds it

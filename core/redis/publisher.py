@@ -98,6 +98,8 @@ class Publisher:
         self._wait = pack_command(["WAIT", str(self.wait_replicas), str(wait_timeout_ms)])
         self._packers: dict[tuple[Topic, int], PublishPacker] = {}
         self._outbox = Outbox()
+        self.written: dict[str, str] = {}
+        """The newest stream id this publisher wrote, per stream (the lost-writes check)."""
 
     @classmethod
     def from_settings(
@@ -305,6 +307,10 @@ class Publisher:
         finally:
             if self.metrics is not None:
                 self.metrics.count_published(topic, self.codec.path, len(ids))
+            if ids:
+                # The newest entry this publisher wrote per stream: a stream whose tail is older
+                # later lost it (core.redis.consumer checks, issue 16).
+                self.written[packer.stream] = ids[-1]
         return ids
 
     def _packer(self, topic: Topic, partition: int) -> PublishPacker:

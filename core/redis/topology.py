@@ -20,10 +20,11 @@ from typing import Any
 from core.errors import ConfigError
 from core.redis.modes import AsyncClient, SyncClient
 from core.redis.retry import RetryPolicy, call_async
-from core.topics import KeySpace
+from core.topics import KeySpace, ServiceName
 
 __all__ = [
     "TOPOLOGY_KEY_HELP",
+    "ensure_lease_setting",
     "ensure_topology",
     "read_partitions",
     "read_partitions_sync",
@@ -69,8 +70,42 @@ def set_topology_sync(redis: SyncClient, keys: KeySpace, partitions: int) -> Non
 
 
 def reset_topology_sync(redis: SyncClient, keys: KeySpace) -> bool:
-    """Delete the recorded count (the next service start records its own); True if one was set."""
-    return bool(redis.delete(keys.topology()))
+    """Delete the recorded count and lease TTLs (the next service start records its own);
+    True if a count was set."""
+    found = bool(redis.delete(keys.topology()))
+    for service in ServiceName:
+        redis.delete(keys.lease_setting(service))
+    return found
+
+
+async def ensure_lease_setting(
+    redis: AsyncClient, keys: KeySpace, service: ServiceName, lease_ms: int
+) -> int:
+    """Record ``lease_ms`` as ``service``'s PARTITION_LEASE_MS if none is, else check it is the
+    recorded one. Instances with different TTLs would disagree on when a silent owner is
+    gone (one takes over while the other still counts itself the owner), so a different
+    value refuses to start (:class:`ConfigError`)."""
+
+    async def ensure() -> int:
+        key = keys.lease_setting(service)
+        if await redis.setnx(key, json.dumps({"partition_lease_ms": lease_ms})):
+            return lease_ms
+        raw = await redis.get(key)
+        try:
+            recorded: int | None = int(json.loads(raw or "")["partition_lease_ms"])
+        except (ValueError, TypeError, KeyError):
+            recorded = None
+        if recorded is None or recorded != lease_ms:
+            raise ConfigError(
+                "PARTITION_LEASE_MS",
+                lease_ms,
+                [str(recorded) if recorded is not None else "a readable TTL recorded by the pipeline"],
+                f"the running {service.value} instances use this lease TTL ({key}); to change it, "
+                + TOPOLOGY_KEY_HELP,
+            )
+        return recorded
+
+    return await call_async(RetryPolicy(), "lease setting check", ensure)
 
 
 async def ensure_topology(redis: AsyncClient, keys: KeySpace, retry: RetryPolicy | None = None) -> int:

@@ -211,7 +211,12 @@ async def send_pipelined(
         limit = timeout_s if timeout_s is not None else (conn.socket_timeout or 30.0)
         owed: int | None = None
         for data, replies in chunks:
-            await conn.send_packed_command(data)
+            try:
+                await conn.send_packed_command(data)
+            except AttributeError as exc:
+                # redis-py's cluster client may tear a node's connection down (writer None)
+                # while a slot map refresh runs during a fail-over: a connection error to retry.
+                raise RedisConnectionError(f"connection to the node closed while sending: {exc}") from exc
             if owed is not None:
                 on_replies(await _checked(client, await _read_replies(conn, owed, limit)))
             owed = replies

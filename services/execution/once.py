@@ -40,10 +40,27 @@ DEFAULT_MARKER_TTL_S = 7 * 24 * 3600
 """How long a published-marker outlives its publish (longer than any database outage we ride out)."""
 
 # KEYS[1] stream, KEYS[2] marker; ARGV: channel, body, marker ttl s, n trim args, trim args..., fields...
+# A marker whose entry is gone from the stream's tail (ids newer than the first entry still
+# there) was lost with it (the server restarted from an older snapshot, a fail-over to a
+# replica behind): append again. One older than the first entry was trimmed: published.
 _ONCE = """
+local function key(s)
+  local ms, seq = string.match(s, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
 local id = redis.call('GET', KEYS[2])
 if id then
-  return {id, 0}
+  if #redis.call('XRANGE', KEYS[1], id, id) > 0 then
+    return {id, 0}
+  end
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if first then
+    local ms, seq = key(id)
+    local fms, fseq = key(first[1])
+    if ms < fms or (ms == fms and seq < fseq) then
+      return {id, 0}
+    end
+  end
 end
 local n = tonumber(ARGV[4])
 local args = {KEYS[1]}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,16 +120,26 @@ class PostgresStore:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=True, row_factory=dict_row
             )
-            await self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            async with self._conn.transaction():
+                # Two instances starting together on a fresh database would both create the
+                # schema (and the migrations table): IF NOT EXISTS is not atomic in PostgreSQL,
+                # the loser fails with UniqueViolation. One advisory lock per schema serialises them.
+                await self._migration_lock(self._conn)
+                await self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             await self._conn.execute(f'SET search_path TO "{self._schema}"')
         return self._conn
+
+    async def _migration_lock(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        # Held until the transaction ends; the key is this schema's (other schemas go on).
+        key = zlib.crc32(f"cdb-migrate:{self._schema}".encode())
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
 
     async def migrate(self) -> None:
         """Apply the migrations not yet recorded in ``schema_migrations``."""
         conn = await self._connection()
         async with conn.transaction():
+            await self._migration_lock(conn)  # before the table exists: nobody races its creation
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-            await conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
             cur = await conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
             row = await cur.fetchone()
             done = int(row["v"]) if row else 0

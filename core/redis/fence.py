@@ -1,0 +1,151 @@
+"""Fenced group commands: nothing is taken from or acknowledged on a partition whose lease
+this instance does not hold at that moment.
+
+A partition's owner holds its lease (:mod:`core.redis.leases`). Holding it when a batch
+started is not enough: an instance frozen past the lease (SIGSTOP, a GC pause, a frozen VM)
+resumes with its socket reads and retries still queued, and a re-sent ``XREADGROUP >``
+would take fresh entries from under the new owner. So every command that moves entries
+(``XREADGROUP`` new or own-pending, ``XAUTOCLAIM``) or acknowledges them (``XACK``) runs in
+one script that first compares the lease with this instance's name: the check and the
+command are one atomic step on the server, so no delay between them (a pause, a lost reply
+and its retry) can let a stale owner through. The lease key shares the stream's cluster
+slot (:meth:`core.topics.KeySpace.lease`), so this works on a cluster too.
+
+Waiting for new entries uses a plain ``XREAD BLOCK`` with no group: it moves nothing, so
+a re-sent wait (redis-py's retry after a pause) is harmless; the entries are then taken by
+the fenced read. A refused command raises :class:`~core.errors.LeaseLostError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from core.errors import GroupRewoundError, LeaseLostError
+from core.redis.modes import AsyncClient
+
+__all__ = ["Fence", "FencedReply"]
+
+FencedReply = Any
+"""The raw RESP2 reply of the fenced command (converted from Lua: flat field lists)."""
+
+# KEYS[1] lease, KEYS[2] stream; ARGV[1] owner, ARGV[2] operation, ARGV[3..] its arguments.
+# Returns {0} when the lease is not ARGV[1]'s, else {1, reply} ({1, reply, last id} for an
+# empty read of new entries: the id to wait after).
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {0}
+end
+local op = ARGV[2]
+local function older(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if op == 'read' and ARGV[7] and redis.call('EXISTS', KEYS[2]) == 1 then
+  -- ARGV[7]: the newest id this owner took. The group's last-delivered id never goes back
+  -- by itself: behind it, the server lost writes; say so before anything new is taken.
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == ARGV[3] and older(last, ARGV[7]) then
+      return {2, last}
+    end
+  end
+end
+if op == 'read' then
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', ARGV[5],
+                           'STREAMS', KEYS[2], ARGV[6])
+  if (not reply) and ARGV[6] == '>' then
+    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+    local id = '0-0'
+    if last[1] then id = last[1][1] end
+    return {1, false, id}
+  end
+  return {1, reply}
+elseif op == 'claim' then
+  return {1, redis.call('XAUTOCLAIM', KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 'COUNT', ARGV[7])}
+elseif op == 'ack' then
+  return {1, redis.call('XACK', KEYS[2], ARGV[3], unpack(ARGV, 4))}
+end
+return redis.error_reply('unknown fenced operation ' .. op)
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _fields(flat: Any) -> dict[bytes, bytes]:
+    if not flat:
+        return {}
+    items = list(flat)
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def entries_of(raw: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """``[[id, [f, v, ...] or nil], ...]`` as (id, fields) pairs; a deleted entry has no fields."""
+    return [(row[0], _fields(row[1] if len(row) > 1 else None)) for row in raw or []]
+
+
+class Fence:
+    """The fenced commands of one instance on one partition stream of its group."""
+
+    def __init__(self, redis: AsyncClient, *, lease: str, stream: str, group: str, owner: str) -> None:
+        self.redis = redis
+        self.lease = lease
+        self.stream = stream
+        self.group = group
+        self.owner = owner
+
+    async def _run(self, *args: str | bytes | int) -> list[Any]:
+        reply = await self.redis.eval(_FENCED, 2, self.lease, self.stream, self.owner, *args)
+        if reply and int(reply[0]) == 2:
+            last = _text(reply[1])
+            raise GroupRewoundError(
+                f"{self.stream}: the group's last-delivered id {last} is behind {_text(args[-1])}, which "
+                f"{self.owner} already took: the server lost the entries after {last} (older snapshot or "
+                "a replica that was behind); state is rebuilt from what the stream holds"
+            )
+        if not reply or int(reply[0]) != 1:
+            holder = await self.redis.get(self.lease)
+            raise LeaseLostError(
+                f"{self.owner} no longer holds the lease of {self.stream} "
+                f"(held by {_text(holder) if holder is not None else 'nobody'}): nothing read or acknowledged"
+            )
+        return list(reply)
+
+    async def read(
+        self, consumer: str, count: int, start: bytes | str, *, taken: bytes | None = None
+    ) -> tuple[list[Any], bytes | None]:
+        """XREADGROUP (no BLOCK) from ``start`` (``>``: new entries); returns the entries and,
+        for an empty read of new entries, the stream's last id (what to wait after).
+        ``taken``: the newest id this owner read before; a group now behind it lost writes
+        (:class:`GroupRewoundError`, before anything is taken)."""
+        extra = () if taken is None else (taken,)
+        reply = await self._run("read", self.group, consumer, count, start, *extra)
+        batches = reply[1] if len(reply) > 1 else None
+        if not batches:
+            return [], (reply[2] if len(reply) > 2 else None)
+        return entries_of(batches[0][1]), None
+
+    async def claim(self, consumer: str, min_idle_ms: int, start: bytes | str, count: int) -> tuple[Any, Any]:
+        """XAUTOCLAIM; returns (next cursor, entries)."""
+        reply = (await self._run("claim", self.group, consumer, min_idle_ms, start, count))[1]
+        return reply[0], entries_of(reply[1])
+
+    async def ack(self, ids: Sequence[bytes]) -> int:
+        """XACK ``ids``; how many were pending."""
+        return int((await self._run("ack", self.group, *ids))[1] or 0)
+
+    async def check(self) -> None:
+        """Raise :class:`LeaseLostError` unless the lease is this instance's now."""
+        holder = await self.redis.get(self.lease)
+        if holder is None or _text(holder) != self.owner:
+            raise LeaseLostError(
+                f"{self.owner} no longer holds the lease of {self.stream} "
+                f"(held by {_text(holder) if holder is not None else 'nobody'}): outputs not sent"
+            )
