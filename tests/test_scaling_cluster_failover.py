@@ -163,10 +163,13 @@ async def test_replicated_cluster__a_partition_stream_resharded_mid_run__trades_
         pytest.param(
             False,
             True,
-            marks=pytest.mark.skip(
+            # Runs every time; a failure is the known open defect, not a surprise (a skip would
+            # hide the scenario, and CI fails on skips).
+            marks=pytest.mark.xfail(
+                strict=False,
                 reason="open (issue 16): in 1 of 14 runs a signals entry risk had acknowledged "
                 "before a manual CLUSTER FAILOVER was delivered again after it, and the fills "
-                "differed; passed the other 13"
+                "differed; passed the other 13",
             ),
         ),
     ],
