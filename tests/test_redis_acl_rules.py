@@ -102,7 +102,9 @@ def test_acl_rules__operator_reads_every_key_and_writes_only_the_topology_key_an
     assert "%R~p:*" in read
     assert not {"+publish", "+xadd", "+xdel"} & {t for s in _selectors(rules) for t in _tokens(s)}
     (write,) = [s for s in _selectors(rules) if "+set" in _tokens(s)]
-    assert [t for t in _tokens(write) if "~" in t] == [f"~{keys.topology()}"]
+    # The topology: the partition count and each service's recorded lease TTL (`cdb topology reset`).
+    topology = [f"~{keys.topology()}", *(f"~{keys.lease_setting(s)}" for s in ServiceName)]
+    assert [t for t in _tokens(write) if "~" in t] == topology
     # `cdb dlq review` records a review in the replayed-marks hashes, and nothing else.
     (review,) = [s for s in _selectors(rules) if "+hset" in _tokens(s)]
     assert {t for t in _tokens(review) if "~" in t} == {f"~{keys.dlq_replayed(t)}" for t in Topic}
