@@ -65,8 +65,15 @@ async def _incident(redis: aioredis.Redis, keys: KeySpace, plan: list[tuple[str,
     for partition in range(keys.partitions):
         consumer = _consumer(redis, keys, STRICT, partition)
         await consumer.ensure_group()
-        while await consumer.poll_once(Collector()):
+        # Until the group has read and acknowledged everything (a poll that returns nothing, e.g.
+        # a reclaim pass, does not mean the stream is drained).
+        while await consumer.poll_once(Collector()) or not await _drained(redis, consumer.io.stream):
             pass
+
+
+async def _drained(redis: aioredis.Redis, stream: str) -> bool:
+    (group,) = await redis.xinfo_groups(stream)
+    return bool(group["lag"] == 0 and group["pending"] == 0)
 
 
 def _opts(redis_url: str, keys: KeySpace) -> list[str]:
