@@ -48,10 +48,6 @@ _MAX_SEQ = 2**64 - 1
 _PAGE = 1_000
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 @dataclass
 class PartitionCatchUp:
     """What catch-up does (or would do) on one partition stream of the topic."""

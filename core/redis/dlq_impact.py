@@ -32,7 +32,7 @@ from redis.exceptions import ResponseError
 
 from core.codec import Decoded
 from core.redis.dead_letters import DeadLetter
-from core.redis.modes import SyncClient
+from core.redis.modes import SyncClient, reply_text
 from core.topics import KeySpace, ServiceName, Topic
 
 __all__ = ["ReplayImpact", "assess_replay", "entry_key", "group_position", "iter_stream"]
@@ -42,13 +42,9 @@ _ID_FIELD = {Topic.SIGNALS: "signal_id", Topic.ORDERS: "order_id"}
 _CONSUMER = {s.consumes: s for s in ServiceName if s.consumes is not None}
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def entry_key(entry_id: str | bytes) -> tuple[int, int]:
     """An entry id as a sortable ``(ms, seq)`` pair."""
-    ms, _, seq = _text(entry_id).partition("-")
+    ms, _, seq = reply_text(entry_id).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -57,10 +53,10 @@ def iter_stream(client: SyncClient, stream: str, start: str = "-") -> Iterator[t
     while True:
         entries: Any = client.xrange(stream, min=start, max="+", count=_PAGE)
         for raw_id, fields in entries:
-            yield _text(raw_id), fields
+            yield reply_text(raw_id), fields
         if len(entries) < _PAGE:
             return
-        start = "(" + _text(entries[-1][0])
+        start = "(" + reply_text(entries[-1][0])
 
 
 def group_position(client: SyncClient, stream: str, group: str) -> str | None:
@@ -70,8 +66,8 @@ def group_position(client: SyncClient, stream: str, group: str) -> str | None:
     except ResponseError:  # no such stream yet: no position
         return None
     for info in groups:
-        if _text(info["name"]) == group:
-            return _text(info["last-delivered-id"])
+        if reply_text(info["name"]) == group:
+            return reply_text(info["last-delivered-id"])
     return None
 
 
@@ -80,7 +76,7 @@ def _field(fields: Mapping[Any, Any], name: str) -> Any:
     if raw is None:
         return None
     try:
-        return json.loads(_text(raw))
+        return json.loads(reply_text(raw))
     except ValueError:
         return None
 

@@ -43,7 +43,7 @@ from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_impact import ReplayImpact, assess_replay
-from core.redis.modes import SyncClient
+from core.redis.modes import SyncClient, reply_text
 from core.redis.publisher import publish_message
 from core.topics import KeySpace, Topic
 
@@ -118,14 +118,10 @@ class ReplayOutcome:
         }
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def replay_marks(client: SyncClient, keys: KeySpace, topic: Topic) -> dict[str, str]:
     """Dead letters of ``topic`` replayed but kept: dead-letter id -> new stream id."""
     marks: Any = client.hgetall(keys.dlq_replayed(topic))
-    return {_text(k): _text(v) for k, v in marks.items()}
+    return {reply_text(k): reply_text(v) for k, v in marks.items()}
 
 
 def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
@@ -137,7 +133,7 @@ def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[D
             yield DeadLetter.from_entry(raw_id, fields)
         if len(entries) < _PAGE:
             return
-        start = "(" + _text(entries[-1][0])
+        start = "(" + reply_text(entries[-1][0])
 
 
 def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import GroupRewoundError, LeaseLostError
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, reply_text
 
 __all__ = ["Fence", "FencedReply"]
 
@@ -75,10 +75,6 @@ return redis.error_reply('unknown fenced operation ' .. op)
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _fields(flat: Any) -> dict[bytes, bytes]:
     if not flat:
         return {}
@@ -104,17 +100,18 @@ class Fence:
     async def _run(self, *args: str | bytes | int) -> list[Any]:
         reply = await self.redis.eval(_FENCED, 2, self.lease, self.stream, self.owner, *args)
         if reply and int(reply[0]) == 2:
-            last = _text(reply[1])
+            last, taken = reply_text(reply[1]), reply_text(args[-1])
             raise GroupRewoundError(
-                f"{self.stream}: the group's last-delivered id {last} is behind {_text(args[-1])}, which "
+                f"{self.stream}: the group's last-delivered id {last} is behind {taken}, which "
                 f"{self.owner} already took: the server lost the entries after {last} (older snapshot or "
                 "a replica that was behind); state is rebuilt from what the stream holds"
             )
         if not reply or int(reply[0]) != 1:
             holder = await self.redis.get(self.lease)
+            held_by = reply_text(holder) if holder is not None else "nobody"
             raise LeaseLostError(
                 f"{self.owner} no longer holds the lease of {self.stream} "
-                f"(held by {_text(holder) if holder is not None else 'nobody'}): nothing read or acknowledged"
+                f"(held by {held_by}): nothing read or acknowledged"
             )
         return list(reply)
 
@@ -144,8 +141,8 @@ class Fence:
     async def check(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is this instance's now."""
         holder = await self.redis.get(self.lease)
-        if holder is None or _text(holder) != self.owner:
+        if holder is None or reply_text(holder) != self.owner:
             raise LeaseLostError(
                 f"{self.owner} no longer holds the lease of {self.stream} "
-                f"(held by {_text(holder) if holder is not None else 'nobody'}): outputs not sent"
+                f"(held by {reply_text(holder) if holder is not None else 'nobody'}): outputs not sent"
             )

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from core.errors import TransportError
 from core.logging import get_logger
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, reply_text
 
 __all__ = ["DEFAULT_SWEEP_INTERVAL_S", "GroupJanitor"]
 
@@ -42,10 +42,6 @@ DEFAULT_SWEEP_INTERVAL_S = 300.0
 
 _TROUBLE = (RedisError, OSError, TransportError)
 _log = get_logger("core.redis.group_cleanup")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class GroupJanitor:
@@ -78,7 +74,7 @@ class GroupJanitor:
         gone: list[str] = []
         for stream in self.streams:
             for info in await self._consumers(stream):
-                name = _text(info.get("name", b""))
+                name = reply_text(info.get("name", b""))
                 if (
                     name == self.instance
                     or int(info.get("pending", 1))

@@ -19,39 +19,19 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from core.errors import ConfigError
 from core.logging import get_logger
-from core.redis.modes import AsyncClient
+from core.redis.leases import RELEASE_IF_OWNER, TAKE_OR_EXTEND
+from core.redis.modes import AsyncClient, reply_text
 from core.topics import KeySpace, ServiceName
 
 __all__ = ["InstanceClaim", "claimed"]
 
 _log = get_logger("core.redis.instance_claim")
 
-# Extend one's own claim; re-take it if it expired and nobody took the name meanwhile.
-_REFRESH = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if v == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+# A claim is taken, extended and given back exactly like a partition lease (an owner token with a
+# TTL): core.redis.leases' scripts serve both.
 
 
 class InstanceClaim:
@@ -82,7 +62,7 @@ class InstanceClaim:
                     "INSTANCE",
                     self.instance,
                     ["a name no live process of this service uses"],
-                    f"a live process already runs as {self.instance} ({_text(holder)}, {self.key}, "
+                    f"a live process already runs as {self.instance} ({reply_text(holder)}, {self.key}, "
                     f"claim refreshed while it runs, expires in {max(int(ttl), 0)} ms if it died); "
                     "two processes with one name would both own its partitions",
                 )
@@ -91,11 +71,11 @@ class InstanceClaim:
     async def refresh(self) -> bool:
         """Extend the claim; False if this process no longer holds it (it expired and another
         process took the name: this one must stop)."""
-        return int(await self.redis.eval(_REFRESH, 1, self.key, self.token, str(self.ttl_ms)) or 0) == 1
+        return int(await self.redis.eval(TAKE_OR_EXTEND, 1, self.key, self.token, str(self.ttl_ms)) or 0) == 1
 
     async def release(self) -> None:
         """Give the name back (clean stop)."""
-        await self.redis.eval(_RELEASE, 1, self.key, self.token)
+        await self.redis.eval(RELEASE_IF_OWNER, 1, self.key, self.token)
 
 
 @contextlib.asynccontextmanager

@@ -22,15 +22,12 @@ as duplicates, never as a loss (docs/scaling.md).
 
 from __future__ import annotations
 
-from typing import Any
-
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, reply_text
 from core.topics import KeySpace, ServiceName
 
-__all__ = ["PartitionLeases", "desired_partitions"]
+__all__ = ["RELEASE_IF_OWNER", "TAKE_OR_EXTEND", "PartitionLeases", "desired_partitions"]
 
-# KEYS[1] lease, ARGV[1] owner, ARGV[2] ttl ms. Take a free lease or extend one's own.
-_ACQUIRE = """
+TAKE_OR_EXTEND = """
 local v = redis.call('GET', KEYS[1])
 if v == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -42,6 +39,8 @@ if v == ARGV[1] then
 end
 return 0
 """
+"""Script: KEYS[1] a token key, ARGV[1] the owner's token, ARGV[2] ttl ms. Take it if free or extend
+one's own (1); 0 if another owner holds it."""
 # Extend only a lease still held: a lease that expired meanwhile is lost (someone may
 # have taken the partition and moved on); the owner must stop and acquire it anew.
 _RENEW = """
@@ -50,12 +49,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_RELEASE = """
+RELEASE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+"""Script: KEYS[1] a token key, ARGV[1] the owner's token. Delete it only if this owner holds it."""
 # KEYS[1] members zset, ARGV[1] member ('' = only read), ARGV[2] ttl ms, ARGV[3] '1' = leave.
 _MEMBERS = """
 local t = redis.call('TIME')
@@ -78,10 +78,6 @@ def desired_partitions(members: list[str], me: str, partitions: int) -> set[int]
     if me not in ordered:
         return set()
     return {p for p in range(partitions) if ordered[p % len(ordered)] == me}
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class PartitionLeases:
@@ -110,7 +106,7 @@ class PartitionLeases:
 
     async def acquire(self, partition: int) -> bool:
         """Take ``partition``'s lease if it is free (or already this instance's); True if held now."""
-        return await self._script(_ACQUIRE, partition) == 1
+        return await self._script(TAKE_OR_EXTEND, partition) == 1
 
     async def renew(self, partition: int) -> bool:
         """Extend this instance's lease; False if it is no longer this instance's."""
@@ -118,12 +114,12 @@ class PartitionLeases:
 
     async def release(self, partition: int) -> bool:
         """Delete the lease if this instance holds it; True if it did."""
-        return await self._script(_RELEASE, partition) == 1
+        return await self._script(RELEASE_IF_OWNER, partition) == 1
 
     async def owner(self, partition: int) -> str | None:
         """The instance holding ``partition``'s lease now, if any."""
         raw = await self.redis.get(self.keys.lease(self.service, partition))
-        return None if raw is None else _text(raw)
+        return None if raw is None else reply_text(raw)
 
     async def _script(self, script: str, partition: int) -> int:
         key = self.keys.lease(self.service, partition)
@@ -133,4 +129,4 @@ class PartitionLeases:
     async def _members(self, member: str, *, leave: bool) -> list[str]:
         key = self.keys.members(self.service)
         reply = await self.redis.eval(_MEMBERS, 1, key, member, str(self.ttl_ms), "1" if leave else "0")
-        return sorted(_text(m) for m in reply or [])
+        return sorted(reply_text(m) for m in reply or [])

@@ -41,12 +41,18 @@ __all__ = [
     "detect_mode_sync",
     "is_cluster",
     "mode_of_hello",
+    "reply_text",
 ]
 
 AsyncClient = aioredis.Redis | AsyncRedisCluster
 """An asyncio client of any mode (a Sentinel-managed primary is a plain ``Redis``)."""
 SyncClient = redis.Redis | SyncRedisCluster
 """A blocking client of any mode."""
+
+
+def reply_text(value: Any) -> str:
+    """A Redis reply value as text (bytes decoded as UTF-8, undecodable bytes replaced)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def decodes_responses(client: AsyncClient | SyncClient) -> bool:
