@@ -151,6 +151,7 @@ class StreamConsumer:
             path=codec.path.value,
             profile=codec.profile.value if codec.profile else None,
             max_deliveries=self.max_deliveries,
+            partition=partition,
         )
         self._recover_own = True
         self._next_reclaim = 0.0

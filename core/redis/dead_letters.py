@@ -102,6 +102,9 @@ class DeadLetter:
     """Size of the original payload in bytes (``len(raw)`` unless truncated)."""
     raw_sha256: str | None = None
     """SHA-256 (hex) of the original payload, kept when ``raw`` was truncated."""
+    partition: int | None = None
+    """The partition stream the original entry was read from (``None``: not recorded). Entry
+    ids are unique per stream only, so two partitions can hold different entries under one id."""
 
     @property
     def truncated(self) -> bool:
@@ -134,7 +137,12 @@ class DeadLetter:
             deliveries=int(_text(get("deliveries", b"0")) or 0),
             raw_size=max(len(raw), int(_text(get("raw_size", b"0")) or 0)),
             raw_sha256=_text(get("raw_sha256")) if get("raw_sha256") else None,
+            partition=_partition(_text(get("partition", b""))),
         )
+
+
+def _partition(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
 
 
 def _text(value: Any) -> str:
@@ -174,6 +182,7 @@ def letter_fields(
     path: str,
     profile: str | None = None,
     stream_id: str = "",
+    partition: int | None = None,
     deliveries: int = 0,
     cause: DeadLetterCause | None = None,
     reason: str | None = None,
@@ -202,6 +211,7 @@ def letter_fields(
         "path": str(path),
         "profile": str(profile or ""),
         "stream_id": stream_id,
+        "partition": "" if partition is None else str(partition),
         "cause": (cause or default_cause).value,
         "reason": reason or default_reason,
         "error": json.dumps(errors, default=str, ensure_ascii=False),

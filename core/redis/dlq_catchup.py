@@ -29,18 +29,17 @@ with the same id. Letters whose original entry is gone (trimmed) need ``cdb dlq 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
-from core.redis.dlq_impact import entry_key, group_position, iter_stream
+from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partition
 from core.redis.dlq_replay import iter_letters, redecode, replay_marks
 from core.redis.modes import SyncClient
 from core.status import LiveState
-from core.topics import KeySpace, ServiceName, Topic, partition_of
+from core.topics import KeySpace, ServiceName, Topic
 
 __all__ = ["CatchUpPlan", "PartitionCatchUp", "catch_up", "plan_catch_up"]
 
@@ -118,24 +117,6 @@ def _live_instances(client: SyncClient, keys: KeySpace, service: ServiceName) ->
     return found
 
 
-def _original(client: SyncClient, keys: KeySpace, topic: Topic, letter: DeadLetter) -> int | None:
-    """The partition whose stream still holds the letter's original entry, or ``None``."""
-    candidates = list(range(keys.partitions))
-    try:
-        rendered = json.loads(letter.raw.decode("utf-8"))
-        symbol = json.loads(rendered["symbol"])
-        first = partition_of(str(symbol), keys.partitions)
-        candidates.remove(first)
-        candidates.insert(0, first)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        pass
-    for partition in candidates:
-        entries: Any = client.xrange(keys.stream(topic, partition), letter.stream_id, letter.stream_id)
-        if entries:
-            return partition
-    return None
-
-
 def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec) -> CatchUpPlan:
     """Work out the catch-up of ``topic`` for its consuming service, decoding with ``codec``
     (the codec the service will run when restarted). Writes nothing."""
@@ -155,11 +136,12 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         )
     marks = replay_marks(client, keys, topic)
     every = list(iter_letters(client, keys, topic))
-    parked = {x.stream_id for x in every if x.stream_id}
+    where = {x.entry_id: letter_partition(client, keys, topic, x) for x in every if x.stream_id}
+    parked = {(where[x.entry_id], x.stream_id) for x in every if x.stream_id}
     mine = [x for x in every if x.stream_id and x.service == service.value and x.entry_id not in marks]
     by_partition: dict[int, list[tuple[DeadLetter, bool]]] = {}
     for letter in mine:
-        partition = _original(client, keys, topic, letter)
+        partition = where[letter.entry_id]
         if partition is None:
             plan.gone.append(letter.entry_id)
             continue
@@ -183,7 +165,7 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         for entry_id, _ in iter_stream(client, part.stream, f"{first[0]}-{first[1]}"):
             if entry_key(entry_id) > end:
                 break
-            if entry_id not in parked:
+            if (part.partition, entry_id) not in parked:
                 part.handled_again += 1
     return plan
 

@@ -33,9 +33,17 @@ from redis.exceptions import ResponseError
 from core.codec import Decoded
 from core.redis.dead_letters import DeadLetter
 from core.redis.modes import SyncClient, reply_text
-from core.topics import KeySpace, ServiceName, Topic
+from core.topics import KeySpace, ServiceName, Topic, partition_of
 
-__all__ = ["ReplayImpact", "assess_replay", "entry_key", "group_position", "iter_stream"]
+__all__ = [
+    "ReplayImpact",
+    "assess_replay",
+    "entry_key",
+    "group_position",
+    "iter_stream",
+    "letter_partition",
+    "parked_entries",
+]
 
 _PAGE = 1_000
 _ID_FIELD = {Topic.SIGNALS: "signal_id", Topic.ORDERS: "order_id"}
@@ -69,6 +77,43 @@ def group_position(client: SyncClient, stream: str, group: str) -> str | None:
         if reply_text(info["name"]) == group:
             return reply_text(info["last-delivered-id"])
     return None
+
+
+def letter_partition(client: SyncClient, keys: KeySpace, topic: Topic, letter: DeadLetter) -> int | None:
+    """The partition whose stream still holds the letter's original entry, or ``None``.
+
+    Entry ids are unique per stream only: the partition the letter recorded decides; for older
+    letters (none recorded) the symbol's partition is tried first."""
+    if letter.partition is not None:
+        if letter.partition >= keys.partitions:
+            return None
+        found: Any = client.xrange(keys.stream(topic, letter.partition), letter.stream_id, letter.stream_id)
+        return letter.partition if found else None
+    candidates = list(range(keys.partitions))
+    try:
+        rendered = json.loads(letter.raw.decode("utf-8"))
+        symbol = json.loads(rendered["symbol"])
+        first = partition_of(str(symbol), keys.partitions)
+        candidates.remove(first)
+        candidates.insert(0, first)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    for partition in candidates:
+        entries: Any = client.xrange(keys.stream(topic, partition), letter.stream_id, letter.stream_id)
+        if entries:
+            return partition
+    return None
+
+
+def parked_entries(client: SyncClient, keys: KeySpace, topic: Topic) -> set[tuple[str, str]]:
+    """(partition stream, entry id) of every original entry of ``topic`` that was dead-lettered."""
+    found = set()
+    for letter in _all_letters(client, keys, topic):
+        if letter.stream_id:
+            partition = letter_partition(client, keys, topic, letter)
+            if partition is not None:
+                found.add((keys.stream(topic, partition), letter.stream_id))
+    return found
 
 
 def _field(fields: Mapping[Any, Any], name: str) -> Any:
@@ -105,7 +150,7 @@ def assess_replay(
 ) -> ReplayImpact:
     """Which of ``selected`` (letters that re-decode, in replay order) the consumer would ignore."""
     consumer = _CONSUMER.get(topic)
-    parked = {x.stream_id for x in _all_letters(client, keys, topic) if x.stream_id}
+    parked = parked_entries(client, keys, topic)
     behind = _behind_group(client, keys, topic, consumer, [x for x, _ in selected])
     if topic is Topic.MARKET_DATA:
         ignored = _stale_trades(client, keys, selected, parked)
@@ -144,13 +189,13 @@ def _stale_trades(
     client: SyncClient,
     keys: KeySpace,
     selected: Sequence[tuple[DeadLetter, Decoded]],
-    parked: set[str],
+    parked: set[tuple[str, str]],
 ) -> dict[str, str]:
     symbols = {str(getattr(d.message, "symbol", "")) for _, d in selected}
     newest: dict[str, tuple[int, str]] = {}
     for stream in keys.streams(Topic.MARKET_DATA):
         for entry_id, fields in iter_stream(client, stream):
-            if entry_id in parked:
+            if (stream, entry_id) in parked:
                 continue
             symbol, ts = _field(fields, "symbol"), _field(fields, "timestamp")
             usable = symbol in symbols and isinstance(ts, int) and not isinstance(ts, bool)
@@ -177,7 +222,7 @@ def _duplicates(
     keys: KeySpace,
     topic: Topic,
     selected: Sequence[tuple[DeadLetter, Decoded]],
-    parked: set[str],
+    parked: set[tuple[str, str]],
 ) -> dict[str, str]:
     name = _ID_FIELD[topic]
     wanted = {str(getattr(d.message, name, "")) for _, d in selected}
@@ -185,7 +230,7 @@ def _duplicates(
     for stream in keys.streams(topic):
         for entry_id, fields in iter_stream(client, stream):
             value = _field(fields, name)
-            if entry_id not in parked and value in wanted:
+            if (stream, entry_id) not in parked and value in wanted:
                 on_stream.setdefault(str(value), entry_id)
     ignored: dict[str, str] = {}
     consumer = _CONSUMER[topic].value

@@ -35,6 +35,8 @@ class ConsumerIdentity:
     path: str
     profile: str | None
     max_deliveries: int
+    partition: int | None = None
+    """The partition stream being read (recorded on dead letters: ids are unique per stream)."""
     failures: dict[str, BaseException] = field(default_factory=dict)
     """Last handler error per entry left pending, so a later give-up can name it."""
 
@@ -239,6 +241,7 @@ class BatchLedger:
                     path=me.path,
                     profile=me.profile,
                     stream_id=raw_id.decode("ascii"),
+                    partition=me.partition,
                     deliveries=deliveries,
                     **kw,
                 )
