@@ -21,6 +21,7 @@ from pathlib import Path
 
 from core.env_files import BackupKind, EnvFileError, FileChange, resolve_env, rewrite_env
 from core.errors import ConfigError
+from core.settings import ServiceSettings
 from core.status import LiveState
 from core.topics import ServiceName, Topic
 from core.versions.declaration import known_versions, version_key
@@ -74,12 +75,13 @@ def retire_target(topic: Topic, version: str, consumers: list[LiveState]) -> str
 
 
 def _flags(
-    service: ServiceName, topic: Topic, version: str, retired: list[str], writes: str, target: str
+    service: ServiceName, topic: Topic, version: str, now: ServiceSettings, target: str
 ) -> dict[str, str]:
+    retired = now.retired_versions(topic)
     flags: dict[str, str] = {}
     if version not in retired:
         flags[retired_flag(topic)] = ",".join(sorted({*retired, version}, key=version_key))
-    if service.produces is topic and writes in {*retired, version}:
+    if service.produces is topic and now.produce_version(topic) in {*retired, version}:
         flags[produce_flag(topic)] = target
     return flags
 
@@ -99,8 +101,7 @@ def plan_retirement(env_dir: Path, topic: Topic, version: str, target: str) -> l
             now = resolve_env(service, before)
         except ConfigError as exc:
             raise EnvFileError(f"{path} does not load now: {exc}") from exc
-        retired = now.retired_versions(topic)
-        flags = _flags(service, topic, version, retired, now.produce_version(topic), target)
+        flags = _flags(service, topic, version, now, target)
         after = rewrite_env(before.decode("utf-8"), service, flags).encode("utf-8") if flags else before
         try:
             settings = resolve_env(service, after)
