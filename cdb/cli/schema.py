@@ -40,7 +40,8 @@ def export(
         bool, typer.Option("--check", help="Write nothing; exit 1 if the committed export is stale.")
     ] = False,
 ) -> None:
-    """Write contracts/json-schema/<Model>.json (strict and lenient) and contracts/asyncapi.json."""
+    """Write contracts/json-schema/<Model>.json (strict and lenient), contracts/versions/<topic>/<version>.json
+    and contracts/asyncapi.json (every declared version of every topic)."""
     root = directory or default_contracts_dir()
     if check_only:
         stale = stale_exports(root)
