@@ -215,6 +215,9 @@ def test_codec__a_retired_version_is_refused_and_no_longer_reported_as_read() ->
             refuse()
         assert caught.value.reason == "retired_api_version"
         assert "reads v1.1, v2.0" in caught.value.errors[0]["msg"]
+    assert (
+        "a message without api_version (read as v1.0) is retired on orders" in caught.value.errors[0]["msg"]
+    )
     v11 = VersionedCodec(STRICT, writes={Topic.ORDERS: "v1.1"})
     assert codec.decode(Topic.ORDERS, v11.encode(Topic.ORDERS, order())).message == order()
 

@@ -173,7 +173,12 @@ class VersionedCodec:
         )
 
     def _refuse_retired(self, topic: Topic, version: str | None, raw: bytes | Callable[[], bytes]) -> None:
-        version = version or BASE_VERSION  # no api_version: what a lenient reader fills in
+        said = (
+            f"api_version {version!r}"
+            if version
+            else f"a message without api_version (read as {BASE_VERSION})"
+        )
+        version = version or BASE_VERSION  # what a lenient reader would fill in
         if version not in self._retired[topic]:
             return
         raise self._errors.error(
@@ -183,7 +188,7 @@ class VersionedCodec:
                 {
                     "type": "retired_api_version",
                     "loc": ("api_version",),
-                    "msg": f"api_version {version!r} is retired on {topic.value} here "
+                    "msg": f"{said} is retired on {topic.value} here "
                     f"(RETIRED_VERSIONS_{topic.value.upper()}); this reader reads "
                     f"{', '.join(self.reads(topic))}; its producer must write one of those",
                     "input": version,
