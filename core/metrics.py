@@ -53,6 +53,9 @@ _OWN_REASONS = frozenset(
         "handler_error",  # the service's handler raised
         "max_deliveries",  # delivered too often without an ack (a consumer kept dying)
         "decoder_crash",  # the codec raised something other than ContractError (a bug)
+        "unknown_api_version",  # a contract version this reader does not know (core.versions)
+        "retired_api_version",  # a version retired here (RETIRED_VERSIONS_<TOPIC>)
+        "version_conversion",  # a version that does not convert to the one the code reads
     }
 )
 KNOWN_REASONS: frozenset[str] = frozenset(typing.get_args(ErrorType)) | _OWN_REASONS

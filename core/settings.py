@@ -175,9 +175,23 @@ class ServiceSettings(BaseSettings):
     produce_version_orders: str = Field(default="v1.0", description="Version written on orders.")
     produce_version_order_results: str = Field(default="v1.0", description="Version on order_results.")
 
+    # Versions retired per topic (docs/changing-a-contract.md, "Retiring the old version"): a
+    # consumer dead-letters them (retired_api_version) and no longer reports reading them; a
+    # producer may not write one. Written by `cdb versions retire-apply`.
+    retired_versions_market_data: str = Field(default="", description="Versions retired on market_data.")
+    retired_versions_signals: str = Field(default="", description="Versions retired on signals.")
+    retired_versions_orders: str = Field(default="", description="Versions retired on orders.")
+    retired_versions_order_results: str = Field(default="", description="Versions retired on order_results.")
+
     def produce_version(self, topic: Topic) -> str:
         """The contract version this instance writes on ``topic`` (``PRODUCE_VERSION_<TOPIC>``)."""
         return str(getattr(self, f"produce_version_{topic.value}"))
+
+    def retired_versions(self, topic: Topic) -> list[str]:
+        """The versions of ``topic`` this instance neither reads nor writes (``RETIRED_VERSIONS_<TOPIC>``,
+        comma-separated), in the order given."""
+        text = str(getattr(self, f"retired_versions_{topic.value}"))
+        return [v.strip() for v in text.split(",") if v.strip()]
 
     @property
     def dlq_payload_limit(self) -> int:
@@ -400,6 +414,7 @@ def _check_relations(settings: ServiceSettings, origins: Mapping[str, str]) -> N
             "else entries a live consumer is still reading look abandoned",
         )
     _check_produce_versions(settings, origins)
+    _check_retired_versions(settings, origins)
     idle = settings.dead_consumer_idle_ms
     if 0 < idle < 60_000:
         raise ConfigError(
@@ -429,6 +444,50 @@ def _check_produce_versions(settings: ServiceSettings, origins: Mapping[str, str
                 value,
                 [BASE_VERSION],
                 "the legacy path writes v1.0 only; set USE_PYDANTIC_CONTRACTS=true to write a later version",
+            )
+
+
+def _check_retired_versions(settings: ServiceSettings, origins: Mapping[str, str]) -> None:
+    from core.versions.declaration import BASE_VERSION, known_versions  # the contracts load lazily
+
+    service = settings.service
+    for topic in Topic:
+        name = f"retired_versions_{topic.value}"
+        retired = settings.retired_versions(topic)
+        value = getattr(settings, name)
+        declared = known_versions(topic)
+        if any(v not in declared for v in retired):
+            raise ConfigError(
+                _variable(name, origins),
+                value,
+                [f"a comma-separated list of {', '.join(declared)}", "empty"],
+                f"the contract versions declared for {topic.value} (core/versions/declaration.py)",
+            )
+        if service is None or topic not in (service.consumes, service.produces) or not retired:
+            continue  # only the topics this service reads or writes constrain it
+        if set(declared) <= set(retired):
+            raise ConfigError(
+                _variable(name, origins),
+                value,
+                declared,
+                f"retiring every version leaves nothing to read on {topic.value}",
+            )
+        if BASE_VERSION in retired and not settings.use_pydantic_contracts:
+            raise ConfigError(
+                _variable(name, origins),
+                value,
+                [v for v in declared if v != BASE_VERSION],
+                f"the legacy path reads and writes {BASE_VERSION} only; "
+                "set USE_PYDANTIC_CONTRACTS=true first",
+            )
+        produce = f"produce_version_{topic.value}"
+        if topic is service.produces and settings.produce_version(topic) in retired:
+            raise ConfigError(
+                _variable(produce, origins),
+                settings.produce_version(topic),
+                [v for v in declared if v not in retired],
+                f"{settings.produce_version(topic)} is retired on {topic.value} "
+                f"({_variable(name, origins)}={value}): write a version its consumers still read",
             )
 
 

@@ -17,11 +17,13 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from core.codec import CONTRACTS, build_codec
+from core.codec import build_codec
 from core.errors import ContractError
 from core.redis import letter_fields
 from core.schema import asyncapi_document, default_contracts_dir
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from core.versions.codec import VersionedCodec
+from core.versions.declaration import VERSIONS, known_versions
 
 SPEC = json.loads((Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json").read_text("utf-8"))
 SPEC_VALIDATOR = jsonschema.Draft7Validator(SPEC)
@@ -127,14 +129,34 @@ def test_asyncapi__ws_and_signal_dead_letter_to_market_data() -> None:
 
 
 @pytest.mark.parametrize("topic", list(Topic))
-def test_asyncapi__message_payload_accepts_a_real_encoded_message(topic: Topic) -> None:
+def test_asyncapi__each_channel_and_operation_lists_a_message_per_declared_version(topic: Topic) -> None:
+    names = [VERSIONS[topic].model(v).__name__ for v in known_versions(topic)]
+    for channel in (KeySpace().channel(topic), KeySpace().stream(topic)):
+        assert list(DOC["channels"][channel]["messages"]) == names
+        versions = [
+            _pointer(DOC, r["$ref"])["x-api-version"] for r in DOC["channels"][channel]["messages"].values()
+        ]
+        assert versions == known_versions(topic)
+    for op in DOC["operations"].values():
+        if op["channel"]["$ref"] == f"#/channels/{KeySpace().stream(topic)}":
+            assert [r["$ref"].rsplit("/", 1)[1] for r in op["messages"]] == names
+    assert DOC["components"]["messages"][names[0]]["payload"] == {"$ref": f"#/components/schemas/{names[0]}"}
+
+
+def _payload_validator(message_ref: str) -> jsonschema.Draft7Validator:
     registry = Registry().with_resource("urn:cdb:asyncapi", Resource.from_contents(DOC, DRAFT7))
+    payload_ref = _pointer(DOC, message_ref)["payload"]["$ref"]
+    return jsonschema.Draft7Validator({"$ref": f"urn:cdb:asyncapi{payload_ref}"}, registry=registry)
+
+
+@pytest.mark.parametrize(("topic", "version"), [(t, v) for t in Topic for v in known_versions(t)])
+def test_asyncapi__message_payload_accepts_a_real_encoded_message_of_its_version_only(
+    topic: Topic, version: str
+) -> None:
     channel = DOC["channels"][KeySpace().stream(topic)]
-    (message_ref,) = channel["messages"].values()
-    payload_ref = _pointer(DOC, message_ref["$ref"])["payload"]["$ref"]
-    validator = jsonschema.Draft7Validator({"$ref": f"urn:cdb:asyncapi{payload_ref}"}, registry=registry)
-    codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
-    model = CONTRACTS[topic]
+    validators = {name: _payload_validator(ref["$ref"]) for name, ref in channel["messages"].items()}
+    codec = VersionedCodec(build_codec(CodecPath.PYDANTIC, Profile.STRICT), writes={topic: version})
+    model = VERSIONS[topic].model(version)
     sample = {
         Topic.MARKET_DATA: {
             "symbol": "BTC/USDT",
@@ -170,9 +192,10 @@ def test_asyncapi__message_payload_accepts_a_real_encoded_message(topic: Topic) 
         },
     }[topic]
     doc = json.loads(codec.encode(topic, codec.build(topic, {**sample, "timestamp": 1_767_225_600_000})))
-    assert validator.is_valid(doc), list(validator.iter_errors(doc))
-    assert not validator.is_valid({**doc, "side": "HOLD"})
-    assert model.__name__ in channel["messages"]
+    assert doc["api_version"] == version
+    accepted = [name for name, validator in validators.items() if validator.is_valid(doc)]
+    assert accepted == [model.__name__], list(validators[model.__name__].iter_errors(doc))
+    assert not validators[model.__name__].is_valid({**doc, "side": "HOLD"})
 
 
 def _dead_letter_validator() -> jsonschema.Draft7Validator:

@@ -22,6 +22,7 @@ from core.codec.registry import profile_models
 from core.errors import ContractError
 from core.schema import contract_schema, default_contracts_dir, exported_files, exported_models, stale_exports
 from core.topics import CodecPath, Profile, Topic
+from core.versions.declaration import VERSIONS
 from tests.samples import SAMPLE_TS, VALID_MESSAGES, valid_message
 from tests.strategies import contract_values, legacy_values
 
@@ -57,6 +58,18 @@ def test_schema_export__covers_the_strict_and_lenient_model_of_every_topic() -> 
         assert {model.__name__, f"{model.__name__}Lenient"} <= names
     unversioned = {f for f in exported_files() if not f.startswith("versions/")}  # tests/test_versions.py
     assert {f"json-schema/{n}.json" for n in names} | {"asyncapi.json"} == unversioned
+
+
+def test_schema_export__asyncapi_states_each_version_as_its_versions_file_does() -> None:
+    files = exported_files()
+    asyncapi = json.loads(files["asyncapi.json"])["components"]["schemas"]
+    for topic, declared in VERSIONS.items():
+        for version in declared.versions:
+            own = json.loads(files[f"versions/{topic.value}/{version}.json"])
+            name = declared.model(version).__name__
+            for part in ("required", "allOf", "x-cdb-changes"):
+                assert asyncapi[name].get(part) == own.get(part), (name, part)
+            assert asyncapi[name]["properties"]["api_version"]["const"] == version
 
 
 @pytest.mark.parametrize("topic", list(Topic))

@@ -229,3 +229,28 @@ def test_week4__dlq_review_says_there_is_no_cutover_to_review(week4: tuple[Path,
     assert result.returncode != 0
     assert "migration plug-in is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_week4__retiring_a_version_edits_and_restores_env_files_without_the_plug_in(
+    week4: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    for name in ("ws", "signal", "risk", "execution"):
+        (tmp_path / f"{name}.env").write_bytes(b"CONTRACT_PROFILE=strict\n")
+    args = ("--topic", "signals", "--version", "v1.0", "--env-dir", str(tmp_path))
+    applied = _cdb(
+        week4,
+        "versions",
+        "retire-apply",
+        *args,
+        "--force",
+        "--reason",
+        "t",
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert (tmp_path / "risk.env").read_bytes() == b"CONTRACT_PROFILE=strict\nRETIRED_VERSIONS_SIGNALS=v1.0\n"
+    assert b"PRODUCE_VERSION_SIGNALS=v2.0" in (tmp_path / "signal.env").read_bytes()
+    rolled = _cdb(week4, "versions", "retire-rollback", "--env-dir", str(tmp_path))
+    assert rolled.returncode == 0, rolled.stderr
+    assert {p.read_bytes() for p in tmp_path.glob("*.env")} == {b"CONTRACT_PROFILE=strict\n"}

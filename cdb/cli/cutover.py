@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from cdb.cli.cutover_progress import window_progress
+from cdb.cli.env_changes import print_changes
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
     AsJson,
@@ -34,7 +35,6 @@ from migration.cutover import CheckOptions, CutoverReport, Verdict, check_cutove
 from migration.cutover_files import (
     RECREATE_ORDER,
     CutoverFileError,
-    FileChange,
     apply_changes,
     latest_backup,
     plan_cutover,
@@ -113,14 +113,6 @@ def _print_report(report: CutoverReport) -> None:
     console.print(f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {prefix})")
 
 
-def _print_changes(changes: list[FileChange], label: str) -> None:
-    diffs = [c.diff(label) for c in changes if c.changed]
-    if not diffs:
-        console.print("no file would change")
-    for text in diffs:
-        console.print(escape(text), highlight=False, end="")
-
-
 def _print_recreate(verb: str) -> None:
     console.print(f"\nNow recreate each container, one at a time, to {verb}:")
     for command in recreate_commands(RECREATE_ORDER):
@@ -189,7 +181,7 @@ def apply(
     go = report is not None and report.verdict is Verdict.GO
     if plan:
         console.print("\n[bold]plan[/] (nothing written):")
-        _print_changes(changes, "strict")
+        print_changes(changes, "strict")
         return
     if not go and not force:
         console.print('[bold red]refused:[/] no GO. Fix the findings above, or --force --reason "..."')
@@ -197,7 +189,7 @@ def apply(
     if not any(c.changed for c in changes):
         console.print("every env file already says pydantic/strict: nothing to write")
         return
-    _print_changes(changes, "strict")
+    print_changes(changes, "strict")
     evidence: Any = report.to_dict() if report is not None else None
     verdict = report.verdict.value if report is not None else "unknown"
     backup, line = apply_changes(
@@ -229,7 +221,7 @@ def rollback_cmd(
         exit_with(exc)
     if plan:
         console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
-        _print_changes(changes, "restored")
+        print_changes(changes, "restored")
         return
     line = rollback(env_dir, source, changes)
     console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)

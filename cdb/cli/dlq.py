@@ -1,9 +1,10 @@
 """``cdb dlq list / show / replay / review``: inspect dead letters, put fixed ones back, record a review.
 
 ``replay`` re-validates each selected letter with the codec the consuming service
-uses now (``--path``/``--profile``, default pydantic and the installed default profile), publishes what
-decodes through that codec into the topic stream, and leaves what still fails in
-the dead-letter stream. It deletes replayed letters only with
+uses now (``--path``/``--profile``, default pydantic and the installed default profile; on the
+Pydantic path it reads every declared contract version but those given with ``--retired``),
+publishes what decodes into the topic stream, in the contract version it was written in, and
+leaves what still fails in the dead-letter stream. It deletes replayed letters only with
 ``--delete-replayed``; otherwise it marks them as replayed.
 """
 
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cdb.cli.dlq_catchup import catch_up_command, pipeline_redis
+from cdb.cli.dlq_catchup import Retired, catch_up_command, consumer_codec, pipeline_redis
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
     AsJson,
@@ -24,7 +25,6 @@ from cdb.cli.options import (
     with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json, shown, table
-from core.codec import build_codec
 from core.codec_modes import default_profile
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter, is_entry_id
@@ -194,6 +194,7 @@ def replay(
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES now.")
     ] = 65_536,
+    retired: Retired = "",
     delete_replayed: Annotated[
         bool, typer.Option("--delete-replayed", help="Delete replayed letters (default: mark them).")
     ] = False,
@@ -231,7 +232,7 @@ def replay(
     )
     client, keys = pipeline_redis(redis)
     profile = profile or default_profile()
-    codec = build_codec(path, profile, max_bytes=max_bytes)
+    codec = consumer_codec(topic, path, profile, max_bytes, retired)
     report = replay_letters(
         client,
         keys,

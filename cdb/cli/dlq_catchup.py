@@ -21,15 +21,26 @@ from cdb.cli.options import (
     with_redis_options,
 )
 from cdb.cli.output import console, exit_with, print_json, table
-from core.codec import build_codec
+from core.codec import Codec, build_codec
 from core.codec_modes import default_profile
-from core.errors import CdbError
+from core.errors import CdbError, ConfigError
 from core.redis.dlq_catchup import CatchUpPlan, catch_up
 from core.redis.modes import SyncClient
 from core.redis.topology import read_partitions_sync
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from core.versions.codec import VersionedCodec
+from core.versions.declaration import known_versions
 
-__all__ = ["catch_up_command", "pipeline_redis"]
+__all__ = ["Retired", "catch_up_command", "consumer_codec", "pipeline_redis"]
+
+Retired = Annotated[
+    str,
+    typer.Option(
+        "--retired",
+        help="Versions of the topic its consumer has retired (its RETIRED_VERSIONS_<TOPIC>), "
+        "comma-separated; default: none (it reads every declared version).",
+    ),
+]
 
 
 def pipeline_redis(redis: RedisOptions) -> tuple[SyncClient, KeySpace]:
@@ -41,6 +52,21 @@ def pipeline_redis(redis: RedisOptions) -> tuple[SyncClient, KeySpace]:
     except CdbError as exc:
         exit_with(exc)
     return client, keys.with_partitions(read_partitions_sync(client, keys) or 1)
+
+
+def consumer_codec(
+    topic: Topic, path: CodecPath, profile: Profile | None, max_bytes: int, retired: str
+) -> Codec:
+    """The codec the consuming service of ``topic`` reads with on ``path``: on the Pydantic path it
+    reads every declared contract version but the ``retired`` ones (as ``core.codec.codec_for``);
+    a bad ``--retired`` exits with its one-line error."""
+    codec = build_codec(path, profile or default_profile(), max_bytes=max_bytes)
+    if path is not CodecPath.PYDANTIC:
+        return codec  # the legacy path reads v1.0 only
+    gone = [v.strip() for v in retired.split(",") if v.strip()]
+    if any(v not in known_versions(topic) for v in gone):
+        exit_with(ConfigError("--retired", retired, known_versions(topic), "comma-separated"))
+    return VersionedCodec(codec, max_bytes=max_bytes, retired={topic: gone})
 
 
 @with_redis_options
@@ -58,6 +84,7 @@ def catch_up_command(
         int,
         typer.Option("--max-bytes", envvar="MAX_MESSAGE_BYTES", min=1, help="Its MAX_MESSAGE_BYTES then."),
     ] = 65_536,
+    retired: Retired = "",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what it would do; change nothing.")
     ] = False,
@@ -69,7 +96,7 @@ def catch_up_command(
     if not any(s.consumes is topic for s in ServiceName):
         exit_with(CdbError(f"{topic.value} has no consuming service in the pipeline: nothing re-reads it"))
     client, keys = pipeline_redis(redis)
-    codec = build_codec(path, profile or default_profile(), max_bytes=max_bytes)
+    codec = consumer_codec(topic, path, profile, max_bytes, retired)
     plan = catch_up(client, keys, topic, codec, dry_run=dry_run)
     if as_json:
         print_json(plan.to_dict())

@@ -40,7 +40,9 @@ def export(
         bool, typer.Option("--check", help="Write nothing; exit 1 if the committed export is stale.")
     ] = False,
 ) -> None:
-    """Write contracts/json-schema/<Model>.json (strict and lenient) and contracts/asyncapi.json."""
+    """Write contracts/: json-schema/<Model>.json, versions/<topic>/<version>.json and asyncapi.json.
+
+    JSON Schema per model (strict and lenient) and per contract version; AsyncAPI with every version."""
     root = directory or default_contracts_dir()
     if check_only:
         stale = stale_exports(root)

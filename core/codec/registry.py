@@ -137,7 +137,7 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     In shadow mode it is the shadow codec: the flag-selected codec wrapped with the other
     path's (same profile), reporting each comparison to ``on_shadow``. On the Pydantic path the
     primary codec is a :class:`~core.versions.codec.VersionedCodec`: it reads every declared
-    contract version and writes ``PRODUCE_VERSION_<TOPIC>``.
+    contract version not retired (``RETIRED_VERSIONS_<TOPIC>``) and writes ``PRODUCE_VERSION_<TOPIC>``.
     ``CONTRACT_SHADOW_SAMPLE`` below 1 compares that share of the messages only.
     """
     mode, primary_of = codec_mode(settings), primary_mode(settings)
@@ -148,7 +148,10 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
         from core.versions.codec import VersionedCodec  # imports the contracts of every version
 
         writes = {topic: settings.produce_version(topic) for topic in Topic}
-        primary = VersionedCodec(primary, writes=writes, max_bytes=settings.max_message_bytes)
+        retired = {topic: settings.retired_versions(topic) for topic in Topic}
+        primary = VersionedCodec(
+            primary, writes=writes, max_bytes=settings.max_message_bytes, retired=retired
+        )
     if mode is not CodecMode.SHADOW:
         return primary
     other = CodecPath.PYDANTIC if primary_of is CodecMode.LEGACY else CodecPath.LEGACY

@@ -26,6 +26,12 @@ consumer and holds the entry's field map rendered as JSON
 (:func:`core.codec.fields.field_map_bytes`); one without came from ws (a JSON
 body, or an exchange frame that no codec reads: it stays).
 
+A letter of a later contract version (v1.1, v2.0) is checked with the consuming service's
+codec (a :class:`~core.versions.codec.VersionedCodec`: does it read that version now, and does
+it convert to the version its code reads?) but published **in the version it was written in**,
+every stream field as the producer wrote it: a replay never converts a message to a version
+its producer did not write (:func:`as_written`).
+
 At least once: the message is published before the letter is marked or deleted,
 so an interruption in between can replay it twice; consumers dedupe on the
 message's id.
@@ -39,19 +45,21 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.codec import Codec, Decoded
+from core.codec import Codec, Decoded, build_codec
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_impact import ReplayImpact, assess_replay
 from core.redis.modes import SyncClient, reply_text
 from core.redis.publisher import publish_message
-from core.topics import KeySpace, Topic
+from core.topics import CodecPath, KeySpace, Topic
+from core.versions.codec import VersionedCodec
 
 __all__ = [
     "IgnoredPolicy",
     "ReplayOutcome",
     "ReplayReport",
     "ReplayStatus",
+    "as_written",
     "find_letter",
     "iter_letters",
     "redecode",
@@ -180,6 +188,30 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
     return codec.from_fields(topic, rendered, entry_id=letter.stream_id)
 
 
+def _letter_version(letter: DeadLetter) -> str | None:
+    """The ``api_version`` the letter's payload says (None when it says none or is no JSON object)."""
+    try:
+        body = json.loads(letter.raw.decode("utf-8"))
+        value = body.get("api_version") if isinstance(body, dict) else None
+        if letter.stream_id and isinstance(value, str):  # a field map: each value is JSON text
+            value = json.loads(value)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def as_written(codec: Codec, topic: Topic, letter: DeadLetter, decoded: Decoded) -> tuple[Codec, Decoded]:
+    """The codec that writes ``letter`` in the contract version it was written in, and the letter
+    decoded by it (no conversion); ``codec`` and ``decoded`` themselves when ``codec`` writes that
+    version already or is not versioned (the legacy path reads and writes v1.0 only)."""
+    version = _letter_version(letter)
+    if not isinstance(codec, VersionedCodec) or version is None or version == codec.writes(topic):
+        return codec, decoded
+    inner = build_codec(CodecPath.PYDANTIC, codec.profile)  # what fills v1.0 defaults, as the consumer
+    same = VersionedCodec(inner, writes={topic: version}, own={topic: version})
+    return same, redecode(same, topic, letter)
+
+
 def _write(
     client: SyncClient,
     keys: KeySpace,
@@ -190,6 +222,7 @@ def _write(
     delete: bool,
 ) -> str:
     letter, decoded = item
+    codec, decoded = as_written(codec, topic, letter, decoded)
     stream_id = publish_message(client, topic, decoded.message, codec=codec, keys=keys)
     if delete:
         client.xdel(keys.dlq(topic), letter.entry_id)
@@ -226,7 +259,8 @@ def replay_letters(
     again: bool = False,
     policy: IgnoredPolicy = IgnoredPolicy.REFUSE,
 ) -> ReplayReport:
-    """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``.
+    """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``, the
+    consuming service's (each is published in its own contract version: :func:`as_written`).
 
     Before writing, it works out which replayed copies the consuming service would ignore
     (:func:`core.redis.dlq_impact.assess_replay`). With ``policy`` ``REFUSE`` (the default)

@@ -1,9 +1,11 @@
 """The AsyncAPI 3.0 document of the pipeline: channels, streams, messages and who uses them.
 
-Derived from :data:`core.codec.CONTRACTS` (messages and payload schemas),
-:class:`core.topics.KeySpace` (addresses) and :class:`core.topics.ServiceName`
-(which service sends or receives on each channel), so a renamed topic, a key
-prefix or a new consumer shows up here without editing this module.
+Derived from the version declaration (:data:`core.versions.declaration.VERSIONS`: one
+message and payload schema per declared contract version of each topic, ``api_version``
+telling them apart), :class:`core.topics.KeySpace` (addresses) and
+:class:`core.topics.ServiceName` (which service sends or receives on each channel), so a
+new version, a renamed topic, a key prefix or a new consumer shows up here without
+editing this module.
 
 Each topic has three channels: the Pub/Sub channel (``market_data``), the Redis
 Stream that carries it durably (``market_data_stream``, read with consumer
@@ -17,11 +19,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from core.codec import CONTRACTS
-from core.domain.contracts import API_VERSION
 from core.redis.dead_letters import DeadLetterCause
-from core.schema.rules import cross_field_rules
 from core.topics import KeySpace, ServiceName, Topic
+from core.versions.declaration import VERSIONS, version_key
+from core.versions.schema import version_changes, version_rules
 
 __all__ = ["ASYNCAPI_VERSION", "DEAD_LETTER", "asyncapi_document"]
 
@@ -34,6 +35,10 @@ DEAD_LETTER = "DeadLetter"
 _STREAM_ENCODING = (
     "Redis Stream entry: one stream field per message field, each value the JSON encoding "
     "of that field's value (so `redis-cli XRANGE` shows it readably and null/true/false survive)."
+)
+_VERSIONS_TEXT = (
+    "Messages of contract versions {versions}: the `api_version` field says which; a producer writes "
+    "one (PRODUCE_VERSION_<TOPIC>), a consumer reads all it has not retired."
 )
 _TEXT = {"type": "string"}
 _DEAD_LETTER_FIELDS: dict[str, dict[str, Any]] = {
@@ -78,16 +83,27 @@ def _summary(model: type[BaseModel]) -> str:
     return (model.__doc__ or model.__name__).strip().splitlines()[0]
 
 
+def _versions() -> list[tuple[Topic, str, type[BaseModel]]]:
+    """Every declared (topic, version, model), oldest version first within a topic."""
+    return [(t, v, VERSIONS[t].model(v)) for t in Topic for v in VERSIONS[t].versions]
+
+
 def _schemas() -> dict[str, Any]:
+    versions = _versions()
     _, top = models_json_schema(
-        [(model, "validation") for model in CONTRACTS.values()],
+        [(model, "validation") for _, _, model in versions],
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = dict(top["$defs"])
-    for model in CONTRACTS.values():
-        rules = cross_field_rules(model)
+    for topic, version, model in versions:
+        schema = schemas[model.__name__]
+        rules = version_rules(topic, schema)
         if rules:
-            schemas[model.__name__] = {**schemas[model.__name__], "allOf": rules}
+            schema = {**schema, "allOf": rules}
+        changes = version_changes(topic, version)
+        if changes is not None:
+            schema = {**schema, "x-cdb-changes": changes}
+        schemas[model.__name__] = schema
     schemas[DEAD_LETTER] = _DEAD_LETTER_SCHEMA
     return schemas
 
@@ -96,12 +112,15 @@ def _messages() -> dict[str, Any]:
     messages: dict[str, Any] = {
         model.__name__: {
             "name": model.__name__,
-            "title": model.__name__,
+            "title": f"{topic.value} {version}",
             "summary": _summary(model),
+            "description": f"A {topic.value} message of contract version {version}: its `api_version` "
+            f"is `{version}`, which tells it apart from the other versions on the same channel.",
             "contentType": "application/json",
             "payload": _ref("components", "schemas", model.__name__),
+            "x-api-version": version,
         }
-        for model in CONTRACTS.values()
+        for topic, version, model in _versions()
     }
     messages[DEAD_LETTER] = {
         "name": DEAD_LETTER,
@@ -115,18 +134,24 @@ def _messages() -> dict[str, Any]:
 def _channels(keys: KeySpace) -> dict[str, Any]:
     ids = KeySpace()  # channel ids are the unprefixed names; addresses carry the prefix
     channels: dict[str, Any] = {}
-    for topic, model in CONTRACTS.items():
-        message = {model.__name__: _ref("components", "messages", model.__name__)}
+    for topic in Topic:
+        message = {
+            model.__name__: _ref("components", "messages", model.__name__)
+            for model in (VERSIONS[topic].model(v) for v in VERSIONS[topic].versions)
+        }
+        versions = _VERSIONS_TEXT.format(versions=", ".join(VERSIONS[topic].versions))
         channels[ids.channel(topic)] = {
             "address": keys.channel(topic),
             "title": f"{topic.value} (Pub/Sub)",
-            "description": f"Redis Pub/Sub channel of {topic.value}: one JSON document per message.",
+            "description": f"Redis Pub/Sub channel of {topic.value}: one JSON document per message. "
+            f"{versions}",
             "messages": message,
         }
         channels[ids.stream(topic)] = {
             "address": keys.stream(topic),
             "title": f"{topic.value} (stream)",
-            "description": f"Durable copy of {topic.value}, read by consumer groups. {_STREAM_ENCODING}",
+            "description": f"Durable copy of {topic.value}, read by consumer groups. {_STREAM_ENCODING} "
+            f"{versions}",
             "messages": message,
         }
         channels[ids.dlq(topic)] = {
@@ -138,14 +163,21 @@ def _channels(keys: KeySpace) -> dict[str, Any]:
     return channels
 
 
-def _operation(action: str, channel: str, message: str, service: ServiceName, summary: str) -> dict[str, Any]:
+def _operation(
+    action: str, channel: str, messages: list[str], service: ServiceName, summary: str
+) -> dict[str, Any]:
     return {
         "action": action,
         "channel": _ref("channels", channel),
         "summary": summary,
-        "messages": [_ref("channels", channel, "messages", message)],
+        "messages": [_ref("channels", channel, "messages", m) for m in messages],
         "tags": [{"name": service.value}],
     }
+
+
+def _names(topic: Topic) -> list[str]:
+    """The message names of every declared version of ``topic``, oldest first."""
+    return [VERSIONS[topic].model(v).__name__ for v in VERSIONS[topic].versions]
 
 
 def _operations(keys: KeySpace) -> dict[str, Any]:
@@ -153,21 +185,31 @@ def _operations(keys: KeySpace) -> dict[str, Any]:
     ops: dict[str, Any] = {}
     for service in ServiceName:
         out: Topic = service.produces
-        name = CONTRACTS[out].__name__
+        names = _names(out)
+        writes = f" in the version PRODUCE_VERSION_{out.value.upper()} names"
         ops[f"{service.value}_publishes_{ids.channel(out)}"] = _operation(
-            "send", ids.channel(out), name, service, f"{service.value} publishes every {out.value} message."
+            "send",
+            ids.channel(out),
+            names,
+            service,
+            f"{service.value} publishes every {out.value} message{writes}.",
         )
         ops[f"{service.value}_appends_{ids.stream(out)}"] = _operation(
-            "send", ids.stream(out), name, service, f"{service.value} appends every {out.value} message."
+            "send",
+            ids.stream(out),
+            names,
+            service,
+            f"{service.value} appends every {out.value} message{writes}.",
         )
         source = service.consumes
         if source is not None:
             op = _operation(
                 "receive",
                 ids.stream(source),
-                CONTRACTS[source].__name__,
+                _names(source),
                 service,
-                f"{service.value} reads {source.value} in consumer group {keys.group(service)}.",
+                f"{service.value} reads {source.value} in consumer group {keys.group(service)}: every "
+                f"declared version but those retired in RETIRED_VERSIONS_{source.value.upper()}.",
             )
             op["x-consumer-group"] = keys.group(service)
             ops[f"{service.value}_reads_{ids.stream(source)}"] = op
@@ -175,7 +217,7 @@ def _operations(keys: KeySpace) -> dict[str, Any]:
         ops[f"{service.value}_dead_letters_{ids.dlq(bad)}"] = _operation(
             "send",
             ids.dlq(bad),
-            DEAD_LETTER,
+            [DEAD_LETTER],
             service,
             f"{service.value} parks {bad.value} input it cannot handle.",
         )
@@ -188,11 +230,14 @@ def asyncapi_document(keys: KeySpace) -> dict[str, Any]:
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
             "title": "cdb-contracts pipeline",
-            "version": API_VERSION,
+            "version": max((v for t in Topic for v in VERSIONS[t].versions), key=version_key),
             "description": (
                 "ws -> market_data -> signal -> signals -> risk -> orders -> execution -> order_results. "
                 "Every topic is a Redis Pub/Sub channel plus a Redis Stream of the same messages. "
-                "Consumers are tolerant readers: unknown fields are ignored. Timestamps are epoch ms."
+                "Each channel carries every declared contract version of its topic (one message per "
+                "version; `api_version` tells them apart; core/versions/declaration.py); the document's "
+                "version is the newest declared one. Consumers are tolerant readers: unknown fields are "
+                "ignored. Timestamps are epoch ms."
             ),
             "tags": [{"name": s.value, "description": f"the {s.value} service"} for s in ServiceName],
         },

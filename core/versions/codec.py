@@ -5,13 +5,15 @@ every v1.0 message exactly as before. A message of another declared version is v
 that version's model and converted (:mod:`core.versions.convert`) to the version the service's
 code is written against (``own``, v1.0 for every service today). Outgoing, a message is converted
 to the version ``PRODUCE_VERSION_<TOPIC>`` names. An ``api_version`` that is not declared is a
-:class:`~core.errors.ContractError` (``unknown_api_version``): dead-lettered, never guessed.
+:class:`~core.errors.ContractError` (``unknown_api_version``): dead-lettered, never guessed. A
+version retired on the topic (``RETIRED_VERSIONS_<TOPIC>``) is one too (``retired_api_version``);
+a message without ``api_version`` counts as v1.0 there.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -47,6 +49,7 @@ class VersionedCodec:
         writes: Mapping[Topic, str] | None = None,
         own: Mapping[Topic, str] | None = None,
         max_bytes: int = 65_536,
+        retired: Mapping[Topic, Collection[str]] | None = None,
     ) -> None:
         self._inner = inner
         self._writes = {t: (writes or {}).get(t, BASE_VERSION) for t in Topic}
@@ -55,6 +58,7 @@ class VersionedCodec:
             if version not in known_versions(topic):
                 raise ValueError(f"{version!r} is not a declared version of {topic.value}")
         self._errors = CodecErrors(CodecPath.PYDANTIC, inner.profile, max_bytes)
+        self._retired = {t: frozenset((retired or {}).get(t, ())) for t in Topic}
         self._last: tuple[Any, str, BaseModel] | None = None  # one-slot cache: encode then to_fields
         self.seen: dict[Topic, dict[str, int]] = {}
         """Per topic, when each version was last decoded (epoch ms): evidence to retire one."""
@@ -70,8 +74,8 @@ class VersionedCodec:
         return self._inner.profile
 
     def reads(self, topic: Topic) -> list[str]:
-        """The versions of ``topic`` this codec reads (every declared one)."""
-        return known_versions(topic)
+        """The versions of ``topic`` this codec reads (every declared one not retired)."""
+        return [v for v in known_versions(topic) if v not in self._retired[topic]]
 
     def writes(self, topic: Topic) -> str:
         """The version this codec writes on ``topic``."""
@@ -80,6 +84,8 @@ class VersionedCodec:
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a JSON body of any declared version into the code's own version."""
         version = None if _BASE_JSON in raw or len(raw) > self._errors.max_bytes else _json_version(raw)
+        if self._retired[topic] and len(raw) <= self._errors.max_bytes:
+            self._refuse_retired(topic, version, raw)
         if version is None or version == BASE_VERSION:
             return self._to_own(topic, self._inner.decode(topic, raw, entry_id=entry_id), raw)
         model = self._model(topic, version, raw)
@@ -91,6 +97,8 @@ class VersionedCodec:
     def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream entry of any declared version into the code's own version."""
         version = _field_version(fields)
+        if self._retired[topic]:
+            self._refuse_retired(topic, version, lambda: field_map_bytes(fields))
         if version is None or version == BASE_VERSION:
             decoded = self._inner.from_fields(topic, fields, entry_id=entry_id)
             if self._own[topic] == BASE_VERSION:  # the common case today: nothing to convert
@@ -159,6 +167,30 @@ class VersionedCodec:
                     "loc": ("api_version",),
                     "msg": f"api_version {version!r} is not a version of {topic.value} this reader knows "
                     f"({', '.join(known_versions(topic))}); upgrade this consumer before its producers",
+                    "input": version,
+                }
+            ],
+        )
+
+    def _refuse_retired(self, topic: Topic, version: str | None, raw: bytes | Callable[[], bytes]) -> None:
+        said = (
+            f"api_version {version!r}"
+            if version
+            else f"a message without api_version (read as {BASE_VERSION})"
+        )
+        version = version or BASE_VERSION  # what a lenient reader would fill in
+        if version not in self._retired[topic]:
+            return
+        raise self._errors.error(
+            topic,
+            raw if isinstance(raw, bytes) else raw(),
+            [
+                {
+                    "type": "retired_api_version",
+                    "loc": ("api_version",),
+                    "msg": f"{said} is retired on {topic.value} here "
+                    f"(RETIRED_VERSIONS_{topic.value.upper()}); this reader reads "
+                    f"{', '.join(self.reads(topic))}; its producer must write one of those",
                     "input": version,
                 }
             ],

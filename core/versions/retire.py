@@ -33,6 +33,8 @@ class RetireReport:
     reasons: list[str] = field(default_factory=list)
     """Why not (empty on GO)."""
     evidence: list[str] = field(default_factory=list)
+    consumers: list[LiveState] = field(default_factory=list)
+    """The live states of the topic's consumers the verdict rests on."""
 
     @property
     def go(self) -> bool:
@@ -61,6 +63,7 @@ def retire_check(
         if s.writes.get(topic.value) == version:
             report.reasons.append(f"{s.service}/{s.instance} still writes {version} on {topic.value}")
     consumers = [s for s in states if ServiceName(s.service).consumes is topic]
+    report.consumers = consumers
     if not consumers:
         report.reasons.append(f"no running consumer of {topic.value} reports what it reads: no evidence")
     for s in consumers:

@@ -17,7 +17,7 @@ from core.versions.changes import ValueConverted
 from core.versions.declaration import BASE_VERSION, VERSIONS
 from core.versions.fields import POSITIVE_DECIMAL_PATTERN
 
-__all__ = ["VERSIONS_DIR", "version_files", "version_schema"]
+__all__ = ["VERSIONS_DIR", "version_changes", "version_files", "version_rules", "version_schema"]
 
 VERSIONS_DIR = "versions"
 """The directory under ``contracts/`` holding one schema per topic and version."""
@@ -49,26 +49,40 @@ def _decimal_rule(rule: dict[str, Any], decimals: set[str]) -> dict[str, Any]:
     return {**rule, "then": then}
 
 
+def version_rules(topic: Topic, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The topic's cross-field rules for a version whose model schema is ``body`` (a decimal
+    field's checks stated for decimal strings)."""
+    decimals = {name for name, prop in body.get("properties", {}).items() if _is_decimal(prop)}
+    return [_decimal_rule(r, decimals) for r in cross_field_rules(VERSIONS[topic].model(BASE_VERSION))]
+
+
+def version_changes(topic: Topic, version: str) -> dict[str, Any] | None:
+    """``x-cdb-changes`` of ``version``: the declared changes from the version before it (and
+    the exact rounding of a converted value); ``None`` for the oldest version."""
+    step = next((s for s in VERSIONS[topic].steps if s.newer == version), None)
+    if step is None:
+        return None
+    changes: dict[str, Any] = {
+        "from": step.older,
+        "breaking": step.breaking,
+        "changes": [c.describe() for c in step.changes],
+    }
+    roundings = sorted({c.rounding for c in step.changes if isinstance(c, ValueConverted)})
+    if roundings:
+        changes["rounding"] = roundings
+    return changes
+
+
 def version_schema(topic: Topic, version: str) -> dict[str, Any]:
     """The standalone JSON Schema (2020-12) of ``version`` of ``topic``."""
-    declared = VERSIONS[topic]
-    model = declared.model(version)
-    body = model.model_json_schema(mode="validation")
+    body = VERSIONS[topic].model(version).model_json_schema(mode="validation")
     schema: dict[str, Any] = {"$schema": _DIALECT, **body}
-    decimals = {name for name, prop in body.get("properties", {}).items() if _is_decimal(prop)}
-    rules = [_decimal_rule(r, decimals) for r in cross_field_rules(declared.model(BASE_VERSION))]
+    rules = version_rules(topic, body)
     if rules:
         schema["allOf"] = rules
-    step = next((s for s in declared.steps if s.newer == version), None)
-    if step is not None:
-        schema["x-cdb-changes"] = {
-            "from": step.older,
-            "breaking": step.breaking,
-            "changes": [c.describe() for c in step.changes],
-        }
-        roundings = sorted({c.rounding for c in step.changes if isinstance(c, ValueConverted)})
-        if roundings:
-            schema["x-cdb-changes"]["rounding"] = roundings
+    changes = version_changes(topic, version)
+    if changes is not None:
+        schema["x-cdb-changes"] = changes
     return schema
 
 
