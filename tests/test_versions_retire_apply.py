@@ -205,11 +205,14 @@ def test_codec__a_retired_version_is_refused_and_no_longer_reported_as_read() ->
     codec = VersionedCodec(STRICT, retired={Topic.ORDERS: {"v1.0"}})
     assert codec.reads(Topic.ORDERS) == ["v1.1", "v2.0"]
     assert codec.reads(Topic.SIGNALS) == ["v1.0", "v2.0"]
+    lenient = VersionedCodec(
+        build_codec(CodecPath.PYDANTIC, Profile.LENIENT), retired={Topic.ORDERS: {"v1.0"}}
+    )
     body = STRICT.encode(Topic.ORDERS, order())
     for refuse in (
         lambda: codec.decode(Topic.ORDERS, body),
         lambda: codec.from_fields(Topic.ORDERS, STRICT.to_fields(Topic.ORDERS, order())),
-        lambda: codec.decode(Topic.ORDERS, body.replace(b'"api_version":"v1.0",', b"")),
+        lambda: lenient.decode(Topic.ORDERS, body.replace(b'"api_version":"v1.0",', b"")),
     ):
         with pytest.raises(ContractError) as caught:
             refuse()
@@ -218,6 +221,13 @@ def test_codec__a_retired_version_is_refused_and_no_longer_reported_as_read() ->
     assert (
         "a message without api_version (read as v1.0) is retired on orders" in caught.value.errors[0]["msg"]
     )
+    # A broken message is refused for what is wrong with it, not as a retired version.
+    with pytest.raises(ContractError) as caught:
+        codec.decode(Topic.ORDERS, body[:-3])
+    assert caught.value.reason == "json_invalid"
+    with pytest.raises(ContractError) as caught:
+        codec.decode(Topic.ORDERS, body.replace(b'"api_version":"v1.0",', b""))
+    assert caught.value.reason == "missing"  # strict: api_version is required
     v11 = VersionedCodec(STRICT, writes={Topic.ORDERS: "v1.1"})
     assert codec.decode(Topic.ORDERS, v11.encode(Topic.ORDERS, order())).message == order()
 

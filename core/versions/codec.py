@@ -84,10 +84,14 @@ class VersionedCodec:
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a JSON body of any declared version into the code's own version."""
         version = None if _BASE_JSON in raw or len(raw) > self._errors.max_bytes else _json_version(raw)
-        if self._retired[topic] and len(raw) <= self._errors.max_bytes:
-            self._refuse_retired(topic, version, raw)
         if version is None or version == BASE_VERSION:
-            return self._to_own(topic, self._inner.decode(topic, raw, entry_id=entry_id), raw)
+            # Decoded first: a broken body is reported for what is wrong with it, not as retired.
+            decoded = self._inner.decode(topic, raw, entry_id=entry_id)
+            if self._retired[topic]:
+                self._refuse_retired(topic, version, raw)
+            return self._to_own(topic, decoded, raw)
+        if self._retired[topic]:
+            self._refuse_retired(topic, version, raw)
         model = self._model(topic, version, raw)
         try:
             return self._to_own(topic, Decoded(model.model_validate_json(raw)), raw)
@@ -97,14 +101,16 @@ class VersionedCodec:
     def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream entry of any declared version into the code's own version."""
         version = _field_version(fields)
-        if self._retired[topic]:
-            self._refuse_retired(topic, version, lambda: field_map_bytes(fields))
         if version is None or version == BASE_VERSION:
             decoded = self._inner.from_fields(topic, fields, entry_id=entry_id)
+            if self._retired[topic]:  # after decoding, as in decode()
+                self._refuse_retired(topic, version, lambda: field_map_bytes(fields))
             if self._own[topic] == BASE_VERSION:  # the common case today: nothing to convert
                 self.seen.setdefault(topic, {})[BASE_VERSION] = now_ms()
                 return decoded
             return self._to_own(topic, decoded, lambda: field_map_bytes(fields))
+        if self._retired[topic]:
+            self._refuse_retired(topic, version, lambda: field_map_bytes(fields))
         size, document = scan_fields(fields, self._errors.max_bytes)
         if size > self._errors.max_bytes:
             self._errors.check_fields_size(topic, fields)  # raises payload_too_large, nothing parsed
