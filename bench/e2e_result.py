@@ -70,7 +70,10 @@ class E2eResult:
     """One point per offered rate: offered, consumed, and both latencies' percentiles."""
     comparator: dict[str, object] = field(default_factory=dict)
     """With a comparator: its largest backlog per phase and whether it caught up."""
-    probe: bool = False
+    lift_limits: bool = False
+    """Risk's position and exposure limits were lifted (every signal an order)."""
+    hops: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Latency phase, per hop (``<service> <topic>``): p50/p95/p99 ms and samples, every entry."""
 
     @property
     def contended(self) -> float:
