@@ -54,9 +54,8 @@ async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.1)
 
 
-async def _latency_phase(
-    feed: Feed, progress: GroupProgress, rate: float, seconds: float, result: E2eResult, hops: Hops
-) -> tuple[int, int]:
+async def _latency_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> tuple[int, int]:
+    feed, progress, hops = rig.feed, rig.progress[0], rig.hops
     stop = asyncio.Event()
     marked = False
     sampler = asyncio.create_task(_sampler(progress, stop))
@@ -100,7 +99,7 @@ async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eR
     for rate in rates:
         await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point = E2eResult(result.setting, rate=rate)
-        first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, point, rig.hops)
+        first_ms, last_ms = await _latency_phase(rig, rate, seconds, point)
         point.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point.hops = await rig.hops.since()
         results = await read_latencies(rig.client, rig.keys, Topic.ORDER_RESULTS, first_ms, last_ms)
@@ -142,7 +141,7 @@ async def rate_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -
     foreign = ForeignCpu(list(rig.named.values()))
     if rig.watch is not None:
         rig.watch.start_sampling()
-    first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, result, rig.hops)
+    first_ms, last_ms = await _latency_phase(rig, rate, seconds, result)
     result.foreign_cpu["latency"] = foreign.share()
     result.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
     result.hops = await rig.hops.since()

@@ -134,12 +134,21 @@ are the figures of record; the microsecond splits below come from those profilin
   (`Trade` checks, `model_validate`). Latency is batching: a trade waits for the signal
   consumer's current batch, its signal for the end of that batch (the deferred flush), then for
   risk's and execution's reads; execution stores each result in PostgreSQL before publishing it.
-  With the default risk limits few trades make an order (most signals are rejected once
-  exposure is full), so the benchmark lifts risk's position and exposure limits (the probe:
-  every signal becomes an order) and the market_data -> order_result p99 rests on thousands of
-  samples; execution then stores and publishes every order, one PostgreSQL round trip after
-  another, which is the slowest hop of the chain. The consumers already batch by what is
-  there: a read returns at once with whatever entries are waiting (up to the batch size) and
-  the outputs go out at the end of that batch, and ws's outbox sends whatever is queued as soon
-  as the previous send returned; the latency curve shows how the wait grows with the offered
-  rate."""
+  Risk keeps its default limits, so the pipeline does per trade what it does in production:
+  once exposure is full most signals are rejected and only a few hundred trades a run make an
+  order, so market_data -> order_result (from the ids) rests on those few. Latency is therefore
+  also measured per hop on every message: each consumer counts, for every entry it
+  acknowledges, the time from the entry's XADD to the end of its batch
+  (`cdb_consume_latency_seconds`, ~0.2 us an entry counted per batch; prometheus-client's own
+  `observe` would cost ~1.2 us), so signal's hop rests on every trade and risk's on every
+  signal. A probe symbol that always makes an order cannot fit the default limits: exposure
+  is shared by every symbol and is full, so an order that grows a position is refused whatever
+  its symbol; lifting the exposure limit alone lets ~85 % of signals through (measured), and
+  `--lift-limits` (every signal an order, ~4 % of trades) turns the run into a stress of
+  execution, which writes PostgreSQL for every order (store, publish, mark published: one
+  round trip after another) and becomes the slowest hop. The consumers already batch by what
+  is there: a read returns at once with whatever entries are waiting (up to the batch size),
+  blocking only when nothing was handled, and the outputs go out at the end of that batch; ws's
+  outbox sends whatever is queued as soon as the previous send returned
+  (tests/test_adaptive_batching.py); the latency curve shows how the wait grows with the
+  offered rate."""

@@ -182,7 +182,8 @@ class ServiceMetrics:
             ["service", "topic", "field"],
         )
         self.consume_latency = ConsumeLatency(self.service, self.registry, namespace)
-        """``cdb_consume_latency_seconds{service,topic}``: XADD to finished, every entry (:mod:`core.metrics_latency`)."""
+        """``cdb_consume_latency_seconds{service,topic}``: XADD to finished, on every entry
+        (:mod:`core.metrics_latency`)."""
         # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
         self.ops = OperatorMetrics(self.service, self.registry, namespace)
 
