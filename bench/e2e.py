@@ -27,8 +27,11 @@ Latency per hop, on every message: each service serves /metrics (``METRICS_PORT`
 finished it) is read before and after each latency window (:mod:`bench.e2e_hops`): signal's
 hop rests on every market_data entry, risk's on every signal, execution's on every order.
 Risk runs with its default limits, so the pipeline does per trade what it does in
-production: few trades become orders, and market_data -> order_result (from the ids) rests on
-those few. ``lift_limits`` lifts risk's position and exposure limits so every signal becomes
+production: few trades become orders. So that market_data -> order_result (from the ids) rests
+on thousands of orders anyway, in the latency phases every ``probe_every``-th trade is the
+probe symbol's (:mod:`bench.e2e_probe`): one order per 21 probe trades, each within the
+default limits (the probe is primed, its first order made, before the capacity phase, which
+runs without it). ``lift_limits`` lifts risk's position and exposure limits so every signal becomes
 an order (~4 % of trades): a stress of execution (a PostgreSQL write per order), not the
 pipeline's normal work.
 """
@@ -45,7 +48,7 @@ from typing import Any
 
 from bench.e2e_hops import Hops, free_port
 from bench.e2e_load import Feed, GroupProgress
-from bench.e2e_phases import Rig, capacity_phase, curve_phase, rate_phase
+from bench.e2e_phases import Rig, capacity_phase, curve_phase, prime_probe, rate_phase
 from bench.e2e_procs import (
     CONSUMERS,
     STREAM_MAXLEN,
@@ -129,8 +132,9 @@ async def _one(
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
     lift_limits: bool = False,
+    probe_every: int = 0,
 ) -> E2eResult:
-    result = E2eResult(setting, rate=rate, lift_limits=lift_limits)
+    result = E2eResult(setting, rate=rate, lift_limits=lift_limits, probe_every=probe_every)
     hops = Hops({})
     keys = KeySpace(f"cdbbench:e2e:{uuid.uuid4().hex[:8]}:")
     client = connect_async(url)
@@ -149,7 +153,9 @@ async def _one(
             named = {"ws": os.getpid(), **{s.value: p.pid for s, p in procs.items()}, "redis": server_pid}
             if watch is not None:
                 named["comparator"] = watch.proc.pid
-            rig = Rig(_feed(setting, keys, client), progress, client, keys, named, watch, hops)
+            rig = Rig(_feed(setting, keys, client), progress, client, keys, named, watch, hops, probe_every)
+            if probe_every:
+                result.probe_primed = await prime_probe(rig)
             await capacity_phase(rig, seconds, result)
             await rate_phase(rig, rate, seconds, result)
             await curve_phase(rig, [r for r in curve or [] if r != rate], curve_seconds, result)
@@ -158,6 +164,7 @@ async def _one(
             result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}
             result.counts |= {f"{t.value}_dlq": int(await client.xlen(keys.dlq(t))) for t in Topic}
             result.counts["market_data_sent"] = rig.feed.sent
+            result.counts["probe_trades"] = rig.feed.probes
             stop(procs)
     finally:
         stop(procs)
@@ -181,6 +188,7 @@ async def run_e2e(
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
     lift_limits: bool = False,
+    probe_every: int = 0,
 ) -> list[E2eResult]:
     """Run every setting in turn (capacity, then latency at ``rate``); service logs go to a
     temporary directory (copied to ``keep_logs`` if given).
@@ -206,6 +214,7 @@ async def run_e2e(
                     curve=curve if setting.shadow == "" else None,  # the curve: plain settings only
                     curve_seconds=curve_seconds,
                     lift_limits=lift_limits,
+                    probe_every=probe_every,
                 )
                 result.attempts = attempt
                 if best is None or result.contended < best.contended:

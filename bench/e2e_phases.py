@@ -17,7 +17,7 @@ from bench.machine import ForeignCpu
 from bench.stats import Figure
 from core.topics import KeySpace, Topic
 
-__all__ = ["Rig", "capacity_phase", "curve_phase", "rate_phase"]
+__all__ = ["Rig", "capacity_phase", "curve_phase", "prime_probe", "rate_phase"]
 
 LAG_CAP = 20_000
 WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
@@ -56,6 +56,16 @@ async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
 
 async def _latency_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> tuple[int, int]:
     feed, progress, hops = rig.feed, rig.progress[0], rig.hops
+    feed.probe_every = rig.probe_every  # the probe runs in the latency windows only
+    try:
+        return await _offer(feed, progress, hops, rate=rate, seconds=seconds, result=result)
+    finally:
+        feed.probe_every = 0
+
+
+async def _offer(
+    feed: Feed, progress: GroupProgress, hops: Hops, *, rate: float, seconds: float, result: E2eResult
+) -> tuple[int, int]:
     stop = asyncio.Event()
     marked = False
     sampler = asyncio.create_task(_sampler(progress, stop))
@@ -93,6 +103,19 @@ class Rig:
     named: dict[str, int]
     watch: ComparatorWatch | None
     hops: Hops
+    probe_every: int = 0
+
+
+async def prime_probe(rig: Rig, timeout_s: float = 60.0) -> bool:
+    """Publish the probe's first trades and wait for its first order (risk approves it with an
+    empty book); False if no order came within ``timeout_s``."""
+    await rig.feed.prime()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await rig.client.xlen(rig.keys.stream(Topic.ORDERS)) > 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eResult) -> None:

@@ -137,6 +137,8 @@ def e2e_extra_json(r: E2eResult) -> dict[str, Any]:
     return {
         "shadow": r.setting.shadow,
         "lift_limits": r.lift_limits,
+        "probe_every": r.probe_every,
+        "probe_primed": r.probe_primed,
         "hop_latency_ms": r.hops,
         "cpu_us_per_market_data_message": r.cpu_us,
         "latency_curve": r.curve,
