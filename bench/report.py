@@ -137,7 +137,14 @@ def _risk_params(results: list[E2eResult]) -> str:
             "risk's position and exposure limits lifted (`--lift-limits`: every signal becomes an order, "
             "a stress of execution), venue parameters the defaults"
         )
-    return "risk and venue parameters are the defaults (few trades become orders, as in production)"
+    every = max((r.probe_every for r in results), default=0)
+    probe = (
+        f"; in the latency phases every {every}th trade is a probe symbol's, whose signals flip one "
+        "position and so pass the default limits (one order per 21 probe trades, `bench/e2e_probe.py`)"
+        if every
+        else ""
+    )
+    return "risk and venue parameters are the defaults (few trades become orders, as in production)" + probe
 
 
 def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
