@@ -53,9 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--curve-seconds", type=float, default=10.0, help="seconds per curve point (default 10)")
     p.add_argument(
-        "--no-probe",
+        "--lift-limits",
         action="store_true",
-        help="keep risk's default limits (few orders) instead of letting every signal become an order",
+        help="lift risk's position and exposure limits so every signal becomes an order (a stress of"
+        " execution; default: risk's default limits, as in production)",
+    )
+    p.add_argument(
+        "--probe-every",
+        type=int,
+        default=5,
+        help="in the latency phases, every N-th trade is the probe symbol's (one order per 21 of them,"
+        " within risk's default limits); 0: no probe (default 5)",
     )
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     p.add_argument(
@@ -122,7 +130,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             attempts=1 if args.quick else max(1, args.attempts),
             curve=[float(r) for r in args.curve.split(",") if r.strip()],
             curve_seconds=args.curve_seconds,
-            probe=not args.no_probe,
+            lift_limits=args.lift_limits,
+            probe_every=0 if args.lift_limits else max(0, args.probe_every),
         )
     result.load_end = load_average()
     previous = load_previous(args.out)

@@ -19,11 +19,21 @@ CPU time of every process (ws = the benchmark process, each service, a comparato
 over the capacity phase, divided by the market_data entries signal finished, gives CPU
 microseconds per message (:mod:`bench.e2e_cpu`). A setting with ``shadow="comparator"``
 also runs ``cdb shadow signal`` (the out-of-band comparator) and records how far behind it
-fell; ``shadow="inproc"`` turns ``CONTRACT_SHADOW`` on in signal instead. With ``probe``,
-risk's position and exposure limits are lifted so every signal becomes an order: the
-market_data -> order_result latency then rests on every signal, not on the few hundred
-trades the default limits let through. Peak RSS (VmHWM) of each service process is read at
-the end.
+fell; ``shadow="inproc"`` turns ``CONTRACT_SHADOW`` on in signal instead. Peak RSS (VmHWM)
+of each service process is read at the end.
+
+Latency per hop, on every message: each service serves /metrics (``METRICS_PORT``), and its
+``cdb_consume_latency_seconds`` histogram (XADD of an input entry to the end of the batch that
+finished it) is read before and after each latency window (:mod:`bench.e2e_hops`): signal's
+hop rests on every market_data entry, risk's on every signal, execution's on every order.
+Risk runs with its default limits, so the pipeline does per trade what it does in
+production: few trades become orders. So that market_data -> order_result (from the ids) rests
+on thousands of orders anyway, in the latency phases every ``probe_every``-th trade is the
+probe symbol's (:mod:`bench.e2e_probe`): one order per 21 probe trades, each within the
+default limits (the probe is primed, its first order made, before the capacity phase, which
+runs without it). ``lift_limits`` lifts risk's position and exposure limits so every signal becomes
+an order (~4 % of trades): a stress of execution (a PostgreSQL write per order), not the
+pipeline's normal work.
 """
 
 from __future__ import annotations
@@ -36,8 +46,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.e2e_hops import Hops, free_port
 from bench.e2e_load import Feed, GroupProgress
-from bench.e2e_phases import Rig, capacity_phase, curve_phase, rate_phase
+from bench.e2e_phases import Rig, capacity_phase, curve_phase, prime_probe, rate_phase
 from bench.e2e_procs import (
     CONSUMERS,
     STREAM_MAXLEN,
@@ -64,14 +75,15 @@ CONTENDED = 0.15  # foreign share of the CPU above which a setting is run again
 
 
 def _start_services(
-    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, probe: bool
+    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, lift_limits: bool, hops: Hops
 ) -> dict[ServiceName, subprocess.Popen[bytes]]:
     procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
     for service in CONSUMERS:
         log = (work / f"{setting.name}-{service.value}.log").open("wb")
+        port = hops.ports[service] = free_port()
         procs[service] = subprocess.Popen(
             service_command(service),
-            env=service_env(setting, service, url, keys, db_url, probe=probe),
+            env=service_env(setting, service, url, keys, db_url, lift_limits=lift_limits, metrics_port=port),
             cwd=work,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -80,12 +92,12 @@ def _start_services(
 
 
 async def _start_comparator(
-    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, client: Any, probe: bool
+    setting: Setting, url: str, keys: KeySpace, db_url: str, work: Path, *, client: Any, lift_limits: bool
 ) -> ComparatorWatch:
     log = (work / f"{setting.name}-shadow.log").open("wb")
     proc = subprocess.Popen(
         comparator_command(),
-        env=service_env(setting, ServiceName.SIGNAL, url, keys, db_url, probe=probe),
+        env=service_env(setting, ServiceName.SIGNAL, url, keys, db_url, lift_limits=lift_limits),
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -119,25 +131,31 @@ async def _one(
     work: Path,
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
-    probe: bool = True,
+    lift_limits: bool = False,
+    probe_every: int = 0,
 ) -> E2eResult:
-    result = E2eResult(setting, rate=rate, probe=probe)
+    result = E2eResult(setting, rate=rate, lift_limits=lift_limits, probe_every=probe_every)
+    hops = Hops({})
     keys = KeySpace(f"cdbbench:e2e:{uuid.uuid4().hex[:8]}:")
     client = connect_async(url)
     procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
     watch: ComparatorWatch | None = None
     try:
         with Database(admin_url) as db:
-            procs = _start_services(setting, url, keys, db.url, work, probe=probe)
+            procs = _start_services(setting, url, keys, db.url, work, lift_limits=lift_limits, hops=hops)
             progress = [GroupProgress(client, keys, s) for s in CONSUMERS]
             await wait_groups(client, keys, procs)
             if setting.shadow == "comparator":
-                watch = await _start_comparator(setting, url, keys, db.url, work, client=client, probe=probe)
+                watch = await _start_comparator(
+                    setting, url, keys, db.url, work, client=client, lift_limits=lift_limits
+                )
             server_pid = int((await client.info("server"))["process_id"])
             named = {"ws": os.getpid(), **{s.value: p.pid for s, p in procs.items()}, "redis": server_pid}
             if watch is not None:
                 named["comparator"] = watch.proc.pid
-            rig = Rig(_feed(setting, keys, client), progress, client, keys, named, watch)
+            rig = Rig(_feed(setting, keys, client), progress, client, keys, named, watch, hops, probe_every)
+            if probe_every:
+                result.probe_primed = await prime_probe(rig)
             await capacity_phase(rig, seconds, result)
             await rate_phase(rig, rate, seconds, result)
             await curve_phase(rig, [r for r in curve or [] if r != rate], curve_seconds, result)
@@ -146,6 +164,7 @@ async def _one(
             result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}
             result.counts |= {f"{t.value}_dlq": int(await client.xlen(keys.dlq(t))) for t in Topic}
             result.counts["market_data_sent"] = rig.feed.sent
+            result.counts["probe_trades"] = rig.feed.probes
             stop(procs)
     finally:
         stop(procs)
@@ -168,7 +187,8 @@ async def run_e2e(
     attempts: int = 3,
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
-    probe: bool = True,
+    lift_limits: bool = False,
+    probe_every: int = 0,
 ) -> list[E2eResult]:
     """Run every setting in turn (capacity, then latency at ``rate``); service logs go to a
     temporary directory (copied to ``keep_logs`` if given).
@@ -193,7 +213,8 @@ async def run_e2e(
                     work=work,
                     curve=curve if setting.shadow == "" else None,  # the curve: plain settings only
                     curve_seconds=curve_seconds,
-                    probe=probe,
+                    lift_limits=lift_limits,
+                    probe_every=probe_every,
                 )
                 result.attempts = attempt
                 if best is None or result.contended < best.contended:

@@ -3,15 +3,21 @@
 The feed replays the bundled trades (``services/ws/data/trades.csv``) over and over as ``COPIES`` copies of
 each symbol (``BTC/USDT`` -> ``BTC0/USDT`` ... ``BTC63/USDT``), each copy starting at a
 different point of the series, so signals do not all fire at once. Every trade gets a fresh
-``trade_id`` and a fresh timestamp: the wall clock in ms when it is built, bumped by one ms
-when its symbol already used that ms (the strategy ignores a trade not newer than the last
-of its symbol). The largest bump is reported: it bounds how far a timestamp ran ahead.
+``trade_id`` and a fresh timestamp: the wall clock in ms when it is built (never before the last
+of its symbol; trades of a symbol sharing a millisecond all count, so there is no bump that
+would make a trade look younger than it is). ``max_ahead_ms`` reports how far a timestamp
+ran ahead of the clock (0 unless the clock stepped back).
 
 Latency needs no clock in the services: the signal id carries the trade's timestamp
 (``sig-<symbol>-<trade ms>``), the order id carries the signal id and the order result the
 order id, and each Redis Stream entry id starts with the server's clock at ``XADD``. So
 market_data -> order_result latency = (order_results entry id ms) - (trade ms), at 1 ms
 resolution, on the one clock of this machine.
+
+With ``probe_every`` > 0 every that-many-th trade is one of the probe symbol's
+(:mod:`bench.e2e_probe`) instead: one order per 21 probe trades, every one within risk's
+default limits. :meth:`Feed.prime` publishes the probe's first 20 trades (its first order)
+before anything else.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.e2e_probe import PRIMING, SYMBOL, ProbeSeries
 from core.topics import KeySpace, ServiceName, Topic
 from services.ws.replay import BUNDLED_TRADES, load_trades
 from services.ws.service import WsService
-from services.ws.trades import Trade
+from services.ws.trades import Side, Trade
 
 __all__ = ["COPIES", "Feed", "GroupProgress", "backlog", "read_latencies", "wait_idle"]
 
@@ -44,18 +51,40 @@ class Feed:
         self.base = load_trades(BUNDLED_TRADES)
         self.sent = 0
         self.max_ahead_ms = 0
+        self.probe_every = 0
+        """Every that-many-th trade is the probe symbol's (0: none)."""
+        self.probes = 0
+        """Probe trades built so far."""
         self._last: dict[str, int] = {}
         self._symbols = {
             (t.symbol, k): t.symbol.replace("/", f"{k}/", 1) for t in self.base for k in range(COPIES)
         }
 
+    def _stamp(self, symbol: str, now_ms: int) -> int:
+        ts = max(now_ms, self._last.get(symbol, 0))
+        self._last[symbol] = ts
+        self.max_ahead_ms = max(self.max_ahead_ms, ts - now_ms)
+        return ts
+
+    def _probe(self, now_ms: int) -> Trade:
+        k, self.probes = self.probes, self.probes + 1
+        ts = self._stamp(SYMBOL, now_ms)
+        return Trade(
+            symbol=SYMBOL,
+            price=ProbeSeries.price(k),
+            volume=1.0,
+            side=Side.BUY,
+            timestamp=ts,
+            trade_id=f"p{k}",
+        )
+
     def _trade(self, n: int, now_ms: int) -> Trade:
+        if self.probe_every and n % self.probe_every == 0:
+            return self._probe(now_ms)
         copy, step = n % COPIES, n // COPIES
         base = self.base[(step + copy * _PHASE_STEP) % len(self.base)]
         symbol = self._symbols[(base.symbol, copy)]
-        ts = max(now_ms, self._last.get(symbol, 0) + 1)
-        self._last[symbol] = ts
-        self.max_ahead_ms = max(self.max_ahead_ms, ts - now_ms)
+        ts = self._stamp(symbol, now_ms)
         return Trade(
             symbol=symbol,
             price=base.price,
@@ -71,6 +100,14 @@ class Feed:
         now_ms = time.time_ns() // 1_000_000
         for _ in range(count):
             await self.ws.on_trade(self._trade(self.sent, now_ms))
+            self.sent += 1
+        await self.ws.flush()
+
+    async def prime(self) -> None:
+        """Publish the probe's first trades (its first order) before any other trade."""
+        now_ms = time.time_ns() // 1_000_000
+        for _ in range(PRIMING - self.probes):
+            await self.ws.on_trade(self._probe(now_ms))
             self.sent += 1
         await self.ws.flush()
 
@@ -136,7 +173,8 @@ async def read_latencies(
         if not entries:
             return out
         for entry_id, fields in entries:
-            trade_ms = int(json.loads(fields[field_name]).rsplit("-", 1)[1])
+            # sig-<symbol>-<trade ms>[#<n-th trade of that ms>] (services.signal.strategy.signal_id)
+            trade_ms = int(json.loads(fields[field_name]).rsplit("-", 1)[1].partition("#")[0])
             if first_ms <= trade_ms <= last_ms:
                 out.append(int(entry_id.split(b"-")[0]) - trade_ms)
         start = b"(" + entries[-1][0]

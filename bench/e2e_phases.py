@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.e2e_cpu import CpuMeter, per_message_us
+from bench.e2e_hops import Hops
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
 from bench.e2e_result import E2eResult, summarize
 from bench.e2e_shadow import ComparatorWatch
@@ -16,7 +17,7 @@ from bench.machine import ForeignCpu
 from bench.stats import Figure
 from core.topics import KeySpace, Topic
 
-__all__ = ["Rig", "capacity_phase", "curve_phase", "rate_phase"]
+__all__ = ["Rig", "capacity_phase", "curve_phase", "prime_probe", "rate_phase"]
 
 LAG_CAP = 20_000
 WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
@@ -53,15 +54,28 @@ async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.1)
 
 
-async def _latency_phase(
-    feed: Feed, progress: GroupProgress, rate: float, seconds: float, result: E2eResult
+async def _latency_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> tuple[int, int]:
+    feed, progress, hops = rig.feed, rig.progress[0], rig.hops
+    feed.probe_every = rig.probe_every  # the probe runs in the latency windows only
+    try:
+        return await _offer(feed, progress, hops, rate=rate, seconds=seconds, result=result)
+    finally:
+        feed.probe_every = 0
+
+
+async def _offer(
+    feed: Feed, progress: GroupProgress, hops: Hops, *, rate: float, seconds: float, result: E2eResult
 ) -> tuple[int, int]:
     stop = asyncio.Event()
+    marked = False
     sampler = asyncio.create_task(_sampler(progress, stop))
     start = time.monotonic()
     first_ms = time.time_ns() // 1_000_000 + int(_warmup(seconds) * 1000)
     sent_before = feed.sent
     while (elapsed := time.monotonic() - start) < seconds:
+        if not marked and elapsed >= _warmup(seconds):
+            await hops.mark()  # the per-hop window starts with the id-based one (after warm-up)
+            marked = True
         due = int(rate * elapsed) - (feed.sent - sent_before)
         while due > 0:  # in batches of at most BURST, each stamped when built
             await feed.publish(min(due, BURST))
@@ -88,14 +102,29 @@ class Rig:
     keys: KeySpace
     named: dict[str, int]
     watch: ComparatorWatch | None
+    hops: Hops
+    probe_every: int = 0
+
+
+async def prime_probe(rig: Rig, timeout_s: float = 60.0) -> bool:
+    """Publish the probe's first trades and wait for its first order (risk approves it with an
+    empty book); False if no order came within ``timeout_s``."""
+    await rig.feed.prime()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await rig.client.xlen(rig.keys.stream(Topic.ORDERS)) > 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eResult) -> None:
     for rate in rates:
         await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point = E2eResult(result.setting, rate=rate)
-        first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, point)
+        first_ms, last_ms = await _latency_phase(rig, rate, seconds, point)
         point.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+        point.hops = await rig.hops.since()
         results = await read_latencies(rig.client, rig.keys, Topic.ORDER_RESULTS, first_ms, last_ms)
         signals = await read_latencies(rig.client, rig.keys, Topic.SIGNALS, first_ms, last_ms)
         result.curve.append(_point(point, results, signals))
@@ -109,6 +138,7 @@ def _point(r: E2eResult, results: list[int], signals: list[int]) -> dict[str, ob
         "drained": r.drained,
         "results": summarize(results),
         "signals": summarize(signals),
+        "hops": r.hops,
     }
 
 
@@ -134,9 +164,10 @@ async def rate_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -
     foreign = ForeignCpu(list(rig.named.values()))
     if rig.watch is not None:
         rig.watch.start_sampling()
-    first_ms, last_ms = await _latency_phase(rig.feed, rig.progress[0], rate, seconds, result)
+    first_ms, last_ms = await _latency_phase(rig, rate, seconds, result)
     result.foreign_cpu["latency"] = foreign.share()
     result.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
+    result.hops = await rig.hops.since()
     if rig.watch is not None:
         result.comparator["max_backlog_at_rate"] = await rig.watch.stop_sampling()
         result.comparator["caught_up_after_latency"] = await rig.watch.wait_idle(timeout_s=60)

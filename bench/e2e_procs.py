@@ -46,15 +46,26 @@ def service_command(service: ServiceName) -> list[str]:
 
 
 def service_env(
-    setting: Setting, service: ServiceName, url: str, keys: KeySpace, db_url: str, *, probe: bool = False
+    setting: Setting,
+    service: ServiceName,
+    url: str,
+    keys: KeySpace,
+    db_url: str,
+    *,
+    lift_limits: bool = False,
+    metrics_port: int = 0,
 ) -> dict[str, str]:
     """The environment of one service process of ``setting`` (also of its comparator).
 
-    ``probe``: risk's position and exposure limits lifted, so every signal becomes an order
-    and the market_data -> order_result latency is measured on every signal."""
+    ``lift_limits``: risk's position and exposure limits lifted, so every signal becomes an
+    order (~4 % of trades instead of a few hundred a run): a stress of execution, which then
+    writes PostgreSQL for each, not the pipeline's normal work. ``metrics_port``: where the
+    process serves /metrics (its per-hop latency histogram; 0: nowhere)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    if probe:
+    if lift_limits:
         env |= {"RISK_MAX_POSITION_NOTIONAL": "1e15", "RISK_MAX_EXPOSURE_NOTIONAL": "1e15"}
+    if metrics_port:
+        env["METRICS_PORT"] = str(metrics_port)
     if setting.shadow == "inproc" and service is ServiceName.SIGNAL:
         env["CONTRACT_SHADOW"] = "true"
     return env | {

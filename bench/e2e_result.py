@@ -70,7 +70,14 @@ class E2eResult:
     """One point per offered rate: offered, consumed, and both latencies' percentiles."""
     comparator: dict[str, object] = field(default_factory=dict)
     """With a comparator: its largest backlog per phase and whether it caught up."""
-    probe: bool = False
+    lift_limits: bool = False
+    """Risk's position and exposure limits were lifted (every signal an order)."""
+    probe_every: int = 0
+    """In the latency windows every that-many-th trade was the probe symbol's (0: no probe)."""
+    probe_primed: bool = False
+    """The probe's first order was made before the capacity phase (so its orders pass risk)."""
+    hops: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Latency phase, per hop (``<service> <topic>``): p50/p95/p99 ms and samples, every entry."""
 
     @property
     def contended(self) -> float:

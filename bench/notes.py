@@ -134,12 +134,25 @@ are the figures of record; the microsecond splits below come from those profilin
   (`Trade` checks, `model_validate`). Latency is batching: a trade waits for the signal
   consumer's current batch, its signal for the end of that batch (the deferred flush), then for
   risk's and execution's reads; execution stores each result in PostgreSQL before publishing it.
-  With the default risk limits few trades make an order (most signals are rejected once
-  exposure is full), so the benchmark lifts risk's position and exposure limits (the probe:
-  every signal becomes an order) and the market_data -> order_result p99 rests on thousands of
-  samples; execution then stores and publishes every order, one PostgreSQL round trip after
-  another, which is the slowest hop of the chain. The consumers already batch by what is
-  there: a read returns at once with whatever entries are waiting (up to the batch size) and
-  the outputs go out at the end of that batch, and ws's outbox sends whatever is queued as soon
-  as the previous send returned; the latency curve shows how the wait grows with the offered
-  rate."""
+  Risk keeps its default limits, so the pipeline does per trade what it does in production:
+  once exposure (shared by every symbol) is full, most signals are rejected and only a few
+  hundred trades a run make an order. Two things give the latency figures thousands of
+  samples without changing that. (1) Every hop is measured on every message: each consumer
+  counts, for every entry it acknowledges, the time from the entry's XADD to the end of its
+  batch (`cdb_consume_latency_seconds`, ~0.2 us an entry counted per batch in plain integers;
+  prometheus-client's own `observe` would cost ~1.2 us), so signal's hop rests on every trade
+  and risk's on every signal. (2) In the latency phases every 5th trade (`--probe-every`) is a
+  probe symbol's whose prices make the strategy fire a BUY, SELL, BUY ... that flips one
+  position between +h and -h: a flip does not grow the position, so risk approves it under
+  the default limits even with exposure full (`bench/e2e_probe.py`; the first, half-size order
+  is made before the capacity phase, with an empty book). One order per 21 probe trades: at
+  20,000 msg/s offered that is ~190 orders/s, ~5,300 in the 28 s after a 30-s phase's warm-up
+  (by construction; 407 were measured in the 8-s window of a 5,000 msg/s run), where lifting
+  the limits (`--lift-limits`) made every signal an order (~4 % of trades, ~800/s) and
+  measured execution's overload: execution writes PostgreSQL for every order (read, insert,
+  publish, mark published: one round trip after another, ~0.4 ms per commit here), so the
+  order rate it is given sets its queue. The consumers already batch by what is there: a read
+  returns at once with whatever entries are waiting (up to the batch size), blocking only when
+  nothing was handled, and the outputs go out at the end of that batch; ws's outbox sends
+  whatever is queued as soon as the previous send returned (tests/test_adaptive_batching.py);
+  the latency curve shows how the wait grows with the offered rate."""

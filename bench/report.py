@@ -10,7 +10,7 @@ from bench.codec_cost import CASES, Costs
 from bench.e2e_result import E2eResult
 from bench.machine import QuietGate
 from bench.notes import GAPS, METHOD, OPTIMIZED
-from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, shadow_lines
+from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, hop_lines, shadow_lines
 from bench.stats import Figure
 from bench.summary import summary_from_json
 from bench.targets import Target, paired, per_message_us
@@ -131,6 +131,22 @@ def _throughput_table(
     return lines
 
 
+def _risk_params(results: list[E2eResult]) -> str:
+    if any(r.lift_limits for r in results):
+        return (
+            "risk's position and exposure limits lifted (`--lift-limits`: every signal becomes an order, "
+            "a stress of execution), venue parameters the defaults"
+        )
+    every = max((r.probe_every for r in results), default=0)
+    probe = (
+        f"; in the latency phases every {every}th trade is a probe symbol's, whose signals flip one "
+        "position and so pass the default limits (one order per 21 probe trades, `bench/e2e_probe.py`)"
+        if every
+        else ""
+    )
+    return "risk and venue parameters are the defaults (few trades become orders, as in production)" + probe
+
+
 def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
     lines = [
         "## 4. End to end: ws -> signal -> risk -> execution on real Redis and PostgreSQL",
@@ -138,7 +154,7 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
         "signal, risk and execution run as **one process each** (`cdb service NAME`, flags from the "
         "environment as in their containers; execution stores in a PostgreSQL database of the run's own); "
         "ws is the benchmark process (a `WsService` fed with fresh trades, `bench/e2e_load.py`). Pydantic "
-        "services use the lenient profile; risk and venue parameters are the defaults. Capacity: ws "
+        f"services use the lenient profile; {_risk_params(results)}. Capacity: ws "
         "publishes as fast as signal keeps up (at most 20,000 entries ahead); the figure is market_data "
         f"entries signal finished per second ({seconds:g} s; median of 1-s samples after a "
         f"{min(2.0, seconds / 5):g}-s warm-up, "
@@ -162,7 +178,8 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
         )
     lines += [
         "",
-        "Stream counts at the end of each setting (both phases) and the largest timestamp bump:",
+        "Stream counts at the end of each setting (both phases) and how far trade timestamps ran ahead "
+        "of the clock:",
         "",
     ]
     for r in results:
@@ -176,7 +193,7 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
             f"{r.foreign_cpu.get('capacity', 0):.0%} / {r.foreign_cpu.get('latency', 0):.0%} of the CPU "
             f"during the capacity / latency phase (attempt {r.attempts})."
         )
-    extra = [cpu_lines(results), curve_lines(results), shadow_lines(results)]
+    extra = [cpu_lines(results), curve_lines(results), hop_lines(results), shadow_lines(results)]
     for part in extra:
         if part:
             lines += ["", *part]

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.e2e_result import E2eResult
 
-__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "shadow_lines"]
+__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "hop_lines", "shadow_lines"]
 
 _PROCS = ("ws", "signal", "risk", "execution", "comparator", "redis")
 
@@ -64,6 +64,38 @@ def curve_lines(results: list[E2eResult]) -> list[str]:
     return lines
 
 
+_HOP_NAMES = ("signal market_data", "risk signals", "execution orders")
+
+
+def hop_lines(results: list[E2eResult]) -> list[str]:
+    """Per-hop latency (p50 / p99 ms and samples) at each offered rate, from every entry."""
+    rows = [(r, p) for r in results for p in r.curve if p.get("hops")]
+    if not rows:
+        return []
+    lines = [
+        "Latency per hop, on every message: each service's `cdb_consume_latency_seconds` histogram "
+        "(from an input entry's XADD, its id, to the end of the batch that finished it: outputs "
+        "published, entry acknowledged), read from its /metrics before and after the window (after "
+        "the warm-up, through the drain). signal's hop counts every market_data entry, risk's every "
+        "signal, execution's every order. p50 / p99 in ms (samples), interpolated inside the "
+        "histogram's buckets (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ... ms).",
+        "",
+        "| setting | asked msg/s | " + " | ".join(f"{h} p50 / p99 (n)" for h in _HOP_NAMES) + " |",
+        "|---|---:|" + "---|" * len(_HOP_NAMES),
+    ]
+    for r, p in rows:
+        hops: Any = p["hops"]
+        cells = " | ".join(_hop(hops.get(h)) for h in _HOP_NAMES)
+        lines.append(f"| {r.setting.name} | {_f(p['rate'])} | {cells} |")
+    return lines
+
+
+def _hop(d: Any) -> str:
+    if not d:
+        return "n/a"
+    return f"{_f(d['p50'], 1)} / {_f(d['p99'], 1)} ({_f(d['samples'])})"
+
+
 def shadow_lines(results: list[E2eResult]) -> list[str]:
     """The comparator's lag and what it and in-process shadow cost signal."""
     base = next((r for r in results if r.setting.name == "all-pydantic"), None)
@@ -104,7 +136,10 @@ def e2e_extra_json(r: E2eResult) -> dict[str, Any]:
     """The newer figures of one setting, for BENCHMARKS.json."""
     return {
         "shadow": r.setting.shadow,
-        "probe": r.probe,
+        "lift_limits": r.lift_limits,
+        "probe_every": r.probe_every,
+        "probe_primed": r.probe_primed,
+        "hop_latency_ms": r.hops,
         "cpu_us_per_market_data_message": r.cpu_us,
         "latency_curve": r.curve,
         "comparator": r.comparator,

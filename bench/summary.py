@@ -64,6 +64,7 @@ def summary_lines(targets: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[st
                 f"- {row['setting']}: {capacity:,.0f} messages/s at full speed (median); at "
                 f"{row['offered_rate']:,.0f} messages/s offered it consumed {row['consumed_average']:,.0f}/s"
                 + (f", trade to order result p99 {p99:.0f} ms" if isinstance(p99, int | float) else "")
+                + _hops(row.get("hop_latency_ms") or {})
                 + "."
             )
     ratio = next((t["measured"].split("x")[0] for t in targets if t["name"] == _LENIENT_VS_LEGACY), None)
@@ -76,6 +77,16 @@ def summary_lines(targets: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[st
             "of a service's migration.",
         ]
     return lines
+
+
+def _hops(hops: Mapping[str, Any]) -> str:
+    """``; per hop, every message: signal p99 .. ms (n), ...`` (empty without hop figures)."""
+    parts = [
+        f"{name.split()[0]} p99 {d['p99']:.1f} ms ({d['samples']:,.0f})"
+        for name, d in hops.items()
+        if isinstance(d.get("p99"), int | float) and d["p99"] == d["p99"]
+    ]
+    return f"; per hop, on every message: {', '.join(parts)}" if parts else ""
 
 
 def summary_from_json(document: Mapping[str, Any]) -> list[str]:

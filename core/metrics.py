@@ -23,6 +23,7 @@ from pydantic_core.core_schema import ErrorType
 
 from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
 from core.metric_families import Families, samples
+from core.metrics_latency import ConsumeLatency
 from core.metrics_ops import OperatorMetrics
 from core.topics import ServiceName, Topic
 
@@ -183,6 +184,9 @@ class ServiceMetrics:
             "Fields where the two paths decoded a message differently (field '<decode>': one side refused).",
             ["service", "topic", "field"],
         )
+        self.consume_latency = ConsumeLatency(self.service, self.registry, namespace)
+        """``cdb_consume_latency_seconds{service,topic}``: XADD to finished, on every entry
+        (:mod:`core.metrics_latency`)."""
         # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
         self.ops = OperatorMetrics(self.service, self.registry, namespace)
 

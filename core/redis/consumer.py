@@ -403,6 +403,8 @@ class StreamConsumer:
         if ledger.done:
             await self.io.ack(ledger.done)
             self._me.forget(ledger.done)
+            # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
+            self.metrics.consume_latency.observe_ids(self.topic.value, ledger.done)
             if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
                 self._acked_through = max(self._acked_through, *map(id_key, ledger.done))
 
