@@ -18,7 +18,16 @@ import typer
 from rich.markup import escape
 
 from cdb.cli.cutover_progress import window_progress
-from cdb.cli.env_changes import print_changes
+from cdb.cli.env_changes import (
+    Backup,
+    EnvDir,
+    ForceRollback,
+    Plan,
+    print_changes,
+    print_recreate,
+    print_written,
+    restore,
+)
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
     AsJson,
@@ -39,7 +48,6 @@ from migration.cutover_files import (
     latest_backup,
     plan_cutover,
     plan_rollback,
-    recreate_commands,
     rollback,
 )
 
@@ -72,9 +80,6 @@ ReviewedBefore = Annotated[
         help="Dead letters at or before this entry id (or epoch ms) count as reviewed.",
     ),
 ]
-EnvDir = Annotated[Path, typer.Option("--env-dir", help="Directory of the services' <service>.env files.")]
-Plan = Annotated[bool, typer.Option("--plan", help="Show the unified diff only; write nothing.")]
-
 _ORDER_WHY = (
     "Order: from the end of the pipeline backwards. At GO every producer already sends api_version "
     "and timestamp, so no order loses data; end-first keeps a surprise small (execution's mistakes "
@@ -114,11 +119,8 @@ def _print_report(report: CutoverReport) -> None:
 
 
 def _print_recreate(verb: str) -> None:
-    console.print(f"\nNow recreate each container, one at a time, to {verb}:")
-    for command in recreate_commands(RECREATE_ORDER):
-        console.print(f"  {shown(command)}")
-        console.print("    then: cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)")
-    console.print(_ORDER_WHY)
+    then = "cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)"
+    print_recreate(RECREATE_ORDER, verb, then=then, why=_ORDER_WHY)
 
 
 @app.command("check")
@@ -195,9 +197,7 @@ def apply(
     backup, line = apply_changes(
         env_dir, changes, verdict=verdict, forced=force and not go, reason=reason, evidence=evidence
     )
-    console.print(f"\nwritten; originals in {shown(backup)}/ ; log: {escape(line)}", highlight=False)
-    if force and not go:
-        console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
+    print_written(backup, line, forced=force and not go, reason=reason)
     _print_recreate("switch it to strict")
     console.print(f"Undo: cdb cutover rollback --env-dir {shown(env_dir)}")
 
@@ -205,13 +205,9 @@ def apply(
 @app.command("rollback")
 def rollback_cmd(
     env_dir: EnvDir = Path("env"),
-    backup: Annotated[
-        Path | None, typer.Option("--backup", help="Backup directory to restore (default: the latest).")
-    ] = None,
+    backup: Backup = None,
     plan: Plan = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Roll back even if the files were edited since apply.")
-    ] = False,
+    force: ForceRollback = False,
 ) -> None:
     """Restore the env files of the last apply byte for byte (the replaced ones are kept)."""
     try:
@@ -219,10 +215,5 @@ def rollback_cmd(
         changes = plan_rollback(env_dir, source, force=force or plan)
     except CdbError as exc:
         exit_with(exc)
-    if plan:
-        console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
-        print_changes(changes, "restored")
-        return
-    line = rollback(env_dir, source, changes)
-    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
-    _print_recreate("switch it back")
+    if restore(source, changes, plan=plan, write=lambda: rollback(env_dir, source, changes)):
+        _print_recreate("switch it back")

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from cdb.cli.env_changes import print_changes
+from cdb.cli.env_changes import (
+    Backup,
+    EnvDir,
+    ForceRollback,
+    Plan,
+    print_changes,
+    print_recreate,
+    print_written,
+    restore,
+)
 from cdb.cli.options import DEFAULT_REDIS_OPTIONS, AsJson, RedisOptions, with_redis_options
 from cdb.cli.output import console, exit_with, print_json, shown
 from cdb.cli.status import load_pipeline
@@ -114,21 +123,15 @@ def _print_report(report: RetireReport) -> None:
         console.print(f"  {line}", markup=False)
 
 
-EnvDir = Annotated[Path, typer.Option("--env-dir", help="Directory of the services' <service>.env files.")]
-Plan = Annotated[bool, typer.Option("--plan", help="Show the unified diff only; write nothing.")]
+_ORDER_WHY = (
+    "Order: retiring, the producer first (it stops writing the version), then the consumers "
+    "(they stop reading it); rolling back, the consumers first. So no message is refused on the way."
+)
 
 
 def _print_recreate(services: list[ServiceName], verb: str) -> None:
-    from core.env_files import recreate_commands
-
-    console.print(f"\nNow recreate each container, one at a time, to {verb}:")
-    for command in recreate_commands(services):
-        console.print(f"  {shown(command)}")
-        console.print("    then: cdb status --json  (reads/writes of the new instance), cdb dlq list")
-    console.print(
-        "Order: retiring, the producer first (it stops writing the version), then the consumers "
-        "(they stop reading it); rolling back, the consumers first. So no message is refused on the way."
-    )
+    then = "cdb status --json  (reads/writes of the new instance), cdb dlq list"
+    print_recreate(services, verb, then=then, why=_ORDER_WHY)
 
 
 @app.command("retire-apply")
@@ -217,9 +220,7 @@ def retire_apply(
         record=record,
         summary=f"retire {topic} {version} verdict={verdict}{why}",
     )
-    console.print(f"\nwritten; originals in {shown(backup)}/ ; log: {escape(line)}", highlight=False)
-    if forced:
-        console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
+    print_written(backup, line, forced=forced, reason=reason)
     _print_recreate(
         [c.service for c in changes if c.changed] or retire_services(chosen), f"stop using {version}"
     )
@@ -229,13 +230,9 @@ def retire_apply(
 @app.command("retire-rollback")
 def retire_rollback(
     env_dir: EnvDir = Path("env"),
-    backup: Annotated[
-        Path | None, typer.Option("--backup", help="Backup directory to restore (default: the latest).")
-    ] = None,
+    backup: Backup = None,
     plan: Plan = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Roll back even if the files were edited since apply.")
-    ] = False,
+    force: ForceRollback = False,
 ) -> None:
     """Restore the env files of the last retire-apply byte for byte (the replaced ones are kept)."""
     from core.env_files import latest_backup, plan_rollback, read_manifest, rollback
@@ -249,10 +246,5 @@ def retire_rollback(
     what = read_manifest(source)
     changed = {c.service for c in changes if c.changed}
     order = [s for s in reversed(retire_services(Topic(what["topic"]))) if s in changed]
-    if plan:
-        console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
-        print_changes(changes, "restored")
-        return
-    line = rollback(source, changes, RETIREMENT)
-    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
-    _print_recreate(order, f"read {what['version']} again")
+    if restore(source, changes, plan=plan, write=lambda: rollback(source, changes, RETIREMENT)):
+        _print_recreate(order, f"read {what['version']} again")
