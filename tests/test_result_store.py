@@ -165,7 +165,8 @@ async def test_store__postgres_upgrade_turns_float_columns_into_exact_numeric(
         await new.migrate()
         assert _money(await new.rows()) == _expected_upgrade()
         stored = await new.get("ord-a")
-        assert stored is not None and stored.published  # the rest of the row is untouched
+        assert stored is not None
+        assert stored.published
         with psycopg.connect(pg_database) as conn:
             types = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
@@ -200,7 +201,8 @@ async def test_store__sqlite_upgrade_keeps_every_float_as_its_exact_decimal(
         await new.migrate()
         assert _money(await new.rows()) == _expected_upgrade()
         stored = await new.get("ord-b")
-        assert stored is not None and stored.published
+        assert stored is not None
+        assert stored.published
         await new.migrate()
         assert _money(await new.rows()) == _expected_upgrade()
     finally:

@@ -68,7 +68,8 @@ COLUMNS = (
 """The business columns of a stored order result (the contract's fields minus envelope)."""
 
 DECIMAL_COLUMNS = ("filled_quantity", "average_price", "fee")
-"""The columns holding exact decimals (read back as :class:`~decimal.Decimal`; ``average_price`` may be null)."""
+"""The columns holding exact decimals (read back as :class:`~decimal.Decimal`; ``average_price``
+may be null)."""
 
 _CREATE_V1 = """
     CREATE TABLE IF NOT EXISTS order_results (
@@ -89,9 +90,7 @@ _CREATE_V1 = """
 # PostgreSQL's own float8 -> numeric cast keeps only 15 significant digits (0.30000000000000004
 # would become 0.3); float8's text output with extra_float_digits >= 1 is the shortest string
 # that reads back as the same double (what Python's repr and the v1 -> v2 converter write).
-_TO_NUMERIC = ", ".join(
-    f"ALTER COLUMN {c} TYPE NUMERIC USING {c}::text::numeric" for c in DECIMAL_COLUMNS
-)
+_TO_NUMERIC = ", ".join(f"ALTER COLUMN {c} TYPE NUMERIC USING {c}::text::numeric" for c in DECIMAL_COLUMNS)
 _MIGRATIONS: tuple[str, ...] = (
     _CREATE_V1,
     f"ALTER TABLE order_results {_TO_NUMERIC}",
@@ -334,9 +333,7 @@ def _sqlite_to_text(db: sqlite3.Connection) -> None:
     # value written as its shortest round-tripping decimal (SQLite's own CAST keeps 15 digits).
     db.execute("ALTER TABLE order_results RENAME TO order_results_v1")
     db.execute(
-        _CREATE_V1.replace("DOUBLE PRECISION", "TEXT").replace(
-            "CREATE TABLE IF NOT EXISTS", "CREATE TABLE"
-        )
+        _CREATE_V1.replace("DOUBLE PRECISION", "TEXT").replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE")
     )
     cols = ", ".join((*COLUMNS, "path", "published_stream_id"))
     for row in db.execute(f"SELECT {cols} FROM order_results_v1").fetchall():
