@@ -202,7 +202,7 @@ class VersionedCodec:
         last = self._last
         if last is not None and last[0] is message and last[1] == target:
             return last[2]
-        out = self._convert(topic, message, target, repr(message).encode())
+        out = self._convert(topic, message, target, lambda: repr(message).encode())  # only for an error
         self._last = (message, target, out)
         return out
 

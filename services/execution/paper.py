@@ -57,7 +57,15 @@ class PaperVenue:
     """Fills orders deterministically: MARKET at the reference price plus slippage, LIMIT at the limit."""
 
     def __init__(self, params: VenueParams | None = None) -> None:
-        self.params = params or VenueParams()
+        self.params = p = params or VenueParams()
+        # The settings as exact decimals, once (each float read as its shortest decimal: 10.0 bps
+        # is exactly 0.001 of the notional).
+        self._buy_slip = 1 + exact(p.slippage_bps) / _BPS
+        self._sell_slip = 1 - exact(p.slippage_bps) / _BPS
+        self._fee_rate = exact(p.fee_bps) / _BPS
+        self._min_notional = exact(p.min_notional)
+        self._max_notional = exact(p.max_fill_notional)
+        self._lot = exact(p.quantity_step)
 
     def fill(self, order: OrderView) -> dict[str, Any]:
         """The order result's values in contract v2.0 terms (sizes, price, fee as ``Decimal``);
@@ -77,19 +85,17 @@ class PaperVenue:
             return {**base, **_rejected("no reference price for a paper fill")}
         reference, ordered = exact(order.price), exact(order.quantity)
         if str(order.order_type) == "MARKET":
-            direction = 1 if order.side == "BUY" else -1
-            slipped = reference * (1 + direction * exact(p.slippage_bps) / _BPS)
+            slipped = reference * (self._buy_slip if order.side == "BUY" else self._sell_slip)
             fill_price = slipped.quantize(_PRICE_STEP, ROUND_HALF_EVEN)
         else:
             fill_price = reference
-        if ordered * fill_price < exact(p.min_notional):
+        if ordered * fill_price < self._min_notional:
             return {**base, **_rejected(f"notional below minimum {p.min_notional:g}")}
         quantity, status = ordered, "FILLED"
-        if quantity * fill_price > exact(p.max_fill_notional):
-            lot = exact(p.quantity_step)
-            steps = (exact(p.max_fill_notional) / fill_price / lot).to_integral_value(ROUND_FLOOR)
-            quantity, status = steps * lot, "PARTIALLY_FILLED"
-        fee = (quantity * fill_price * exact(p.fee_bps) / _BPS).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
+        if quantity * fill_price > self._max_notional:
+            steps = (self._max_notional / fill_price / self._lot).to_integral_value(ROUND_FLOOR)
+            quantity, status = steps * self._lot, "PARTIALLY_FILLED"
+        fee = (quantity * fill_price * self._fee_rate).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
         return {
             **base,
             "status": status,

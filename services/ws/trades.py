@@ -3,7 +3,8 @@
 A source (the live MEXC client, the CSV replay) builds :class:`Trade` objects and
 hands them to an async callback; it never knows Redis or the codec. The callback
 turns a trade into a ``market_data`` message with
-``codec.build(Topic.MARKET_DATA, trade.as_values())`` on either path.
+``codec.build(Topic.MARKET_DATA, trade.as_values(version))`` on either path, ``version`` being the
+one the codec builds (v2.0 keeps the venue's decimal strings exact, :meth:`Trade.from_text`).
 
 Symbols: MEXC writes a pair without a separator (``BTCUSDT``); the pipeline writes
 ``BASE/QUOTE`` (``BTC/USDT``). MEXC publishes no separator, so the split is found
