@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import fakeredis
 import pytest
@@ -45,8 +46,8 @@ class _Order:
     symbol: str
     side: str
     order_type: str
-    quantity: float
-    price: float | None
+    quantity: float | Decimal
+    price: float | Decimal | None
 
 
 def _feed(strategy: MomentumStrategy, prices: list[float], symbol: str = "BTC/USDT") -> list[dict]:
@@ -176,21 +177,21 @@ def test_venue__market_buy_fills_at_reference_plus_slippage_with_fee() -> None:
     venue = PaperVenue(VenueParams(fee_bps=10, slippage_bps=5, max_fill_notional=10_000))
     result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 2.0, 100.0))
     assert result["status"] == "FILLED"
-    assert result["average_price"] == pytest.approx(100.05)
-    assert result["fee"] == pytest.approx(2.0 * 100.05 * 0.001)
+    assert result["average_price"] == Decimal("100.05")  # exact decimals, no float residue
+    assert result["fee"] == Decimal("0.2001")
     assert result["reason"] is None
 
 
 def test_venue__market_sell_slips_downwards() -> None:
     result = PaperVenue(VenueParams(slippage_bps=5)).fill(_Order("o1", "X", "SELL", "MARKET", 1.0, 100.0))
-    assert result["average_price"] == pytest.approx(99.95)
+    assert result["average_price"] == Decimal("99.95")
 
 
 def test_venue__large_order_fills_partially() -> None:
     venue = PaperVenue(VenueParams(max_fill_notional=500, slippage_bps=0))
     result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 10.0, 100.0))
     assert result["status"] == "PARTIALLY_FILLED"
-    assert result["filled_quantity"] == pytest.approx(5.0)
+    assert result["filled_quantity"] == Decimal("5")
 
 
 def test_venue__tiny_order_and_missing_price_are_rejected() -> None:
@@ -200,6 +201,18 @@ def test_venue__tiny_order_and_missing_price_are_rejected() -> None:
     assert (tiny["status"], blind["status"]) == ("REJECTED", "REJECTED")
     assert tiny["average_price"] is None
     assert blind["reason"] == "no reference price for a paper fill"
+
+
+def test_venue__decimal_order_fills_exactly_and_a_float_one_as_its_shortest_decimal() -> None:
+    venue = PaperVenue(VenueParams(fee_bps=10, slippage_bps=0, max_fill_notional=1e9))
+    exact = venue.fill(
+        _Order("o1", "X", "BUY", "MARKET", Decimal("0.123456789012345678"), Decimal("64250.1"))
+    )
+    assert exact["filled_quantity"] == Decimal("0.123456789012345678")  # beyond a float's 17 digits
+    assert exact["average_price"] == Decimal("64250.1")
+    assert exact["fee"] == Decimal("7.93211104")  # 7.9321110397... rounded half-even to 8 places
+    floats = venue.fill(_Order("o2", "X", "BUY", "MARKET", 0.1, 100.0))
+    assert floats["filled_quantity"] == Decimal("0.1")  # not 0.1000000000000000055511...
 
 
 def test_service_config__bad_value_names_the_variable() -> None:

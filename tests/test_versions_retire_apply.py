@@ -20,6 +20,7 @@ from core.redis import StreamConsumer
 from core.settings import ServiceSettings, read_env_file
 from core.status import LiveState
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from core.versions import convert
 from core.versions.codec import VersionedCodec
 from core.versions.live import check_producer
 from core.versions.retire_env import RETIREMENT, retire_target
@@ -265,7 +266,8 @@ async def test_retired_version__a_consumer_dead_letters_v1_0_orders_counted_whil
     )
 
     assert handled.ids == ids[1:]
-    assert handled.messages == orders[1:]  # handed to the code as v1.0, as before
+    # Handed to the code in execution's own version (core.versions.own: v2.0, exact decimals).
+    assert handled.messages == [convert(Topic.ORDERS, o, "v2.0") for o in orders[1:]]
     [letter] = await consumer.dead_letters.read(Topic.ORDERS)
     assert (letter.stream_id, letter.reason) == (ids[0], "retired_api_version")
     snap = consumer.metrics.snapshot()

@@ -137,7 +137,9 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     In shadow mode it is the shadow codec: the flag-selected codec wrapped with the other
     path's (same profile), reporting each comparison to ``on_shadow``. On the Pydantic path the
     primary codec is a :class:`~core.versions.codec.VersionedCodec`: it reads every declared
-    contract version not retired (``RETIRED_VERSIONS_<TOPIC>``) and writes ``PRODUCE_VERSION_<TOPIC>``.
+    contract version not retired (``RETIRED_VERSIONS_<TOPIC>``), hands the code the version
+    :mod:`core.versions.own` names for the service (v1.0 in shadow mode) and writes
+    ``PRODUCE_VERSION_<TOPIC>``.
     ``CONTRACT_SHADOW_SAMPLE`` below 1 compares that share of the messages only.
     """
     mode, primary_of = codec_mode(settings), primary_mode(settings)
@@ -146,11 +148,14 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     primary = codec_for_mode(primary_of, max_bytes=settings.max_message_bytes)
     if primary_of is not CodecMode.LEGACY:
         from core.versions.codec import VersionedCodec  # imports the contracts of every version
+        from core.versions.own import own_versions
 
         writes = {topic: settings.produce_version(topic) for topic in Topic}
         retired = {topic: settings.retired_versions(topic) for topic in Topic}
+        # Shadow mode compares the two paths' v1.0 readings: the code gets v1.0 there.
+        own = own_versions(settings.service, writes) if mode is not CodecMode.SHADOW else {}
         primary = VersionedCodec(
-            primary, writes=writes, max_bytes=settings.max_message_bytes, retired=retired
+            primary, writes=writes, own=own, max_bytes=settings.max_message_bytes, retired=retired
         )
     if mode is not CodecMode.SHADOW:
         return primary

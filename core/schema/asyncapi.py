@@ -47,6 +47,12 @@ _DEAD_LETTER_FIELDS: dict[str, dict[str, Any]] = {
     "path": {**_TEXT, "description": "Codec path that refused it: legacy or pydantic."},
     "profile": {**_TEXT, "description": "lenient or strict on the pydantic path; empty on legacy."},
     "stream_id": {**_TEXT, "description": "Its id in the topic stream; empty for ws's exchange frames."},
+    "partition": {
+        **_TEXT,
+        "pattern": "^[0-9]*$",
+        "description": "Partition stream it was read from (decimal); empty when not read from a partition "
+        "stream or written before it was recorded. Entry ids are unique per stream only.",
+    },
     "cause": {**_TEXT, "description": "Why it was parked.", "enum": [c.value for c in DeadLetterCause]},
     "reason": {**_TEXT, "description": "Type of the first error: a bounded value, safe as a metric label."},
     "error": {

@@ -3,11 +3,12 @@
 It wraps the flag-selected Pydantic codec (strict or lenient, shadow or not), which still decodes
 every v1.0 message exactly as before. A message of another declared version is validated with
 that version's model and converted (:mod:`core.versions.convert`) to the version the service's
-code is written against (``own``, v1.0 for every service today). Outgoing, a message is converted
-to the version ``PRODUCE_VERSION_<TOPIC>`` names. An ``api_version`` that is not declared is a
-:class:`~core.errors.ContractError` (``unknown_api_version``): dead-lettered, never guessed. A
-version retired on the topic (``RETIRED_VERSIONS_<TOPIC>``) is one too (``retired_api_version``);
-a message without ``api_version`` counts as v1.0 there.
+code is written against (``own``: :mod:`core.versions.own` per service, v1.0 when not given).
+Outgoing, a message is converted to the version ``PRODUCE_VERSION_<TOPIC>`` names. An
+``api_version`` that is not declared is a :class:`~core.errors.ContractError`
+(``unknown_api_version``): dead-lettered, never guessed. A version retired on the topic
+(``RETIRED_VERSIONS_<TOPIC>``) is one too (``retired_api_version``); a message without
+``api_version`` counts as v1.0 there.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.codec.fields import (
     field_map_bytes,
     scan_fields,
 )
+from core.errors import ContractError
 from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import now_ms
 from core.versions.convert import ConversionError, convert, version_of
@@ -80,6 +82,10 @@ class VersionedCodec:
     def writes(self, topic: Topic) -> str:
         """The version this codec writes on ``topic``."""
         return self._writes[topic]
+
+    def own(self, topic: Topic) -> str:
+        """The version of ``topic`` this codec hands the code and builds."""
+        return self._own[topic]
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a JSON body of any declared version into the code's own version."""
@@ -149,11 +155,27 @@ class VersionedCodec:
         return encode_field_map(out.__pydantic_serializer__.to_python(out, mode="json"))
 
     def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
-        """A new message in the code's own version (built as v1.0, then converted)."""
-        message = self._inner.build(topic, values)
-        if self._own[topic] == BASE_VERSION:
-            return message
-        return self._convert(topic, message, self._own[topic], repr(dict(values)).encode())
+        """A new message in the code's own version (a clock ``timestamp`` unless given).
+
+        ``values`` are of the own version (a v2.0 price as a ``Decimal`` stays exact); values
+        that version refuses but v1.0 takes (floats, ``volume``: what code written against v1.0
+        gives) are built as v1.0 and converted by the declared converter, so such code builds
+        the same message. Refused by both: the own version's errors.
+        """
+        own = self._own[topic]
+        if own == BASE_VERSION:
+            return self._inner.build(topic, values)
+        data = {**values, "api_version": own}
+        data.setdefault("timestamp", now_ms())
+        try:
+            return VERSIONS[topic].model(own).model_validate(data)
+        except ValidationError as exc:
+            refused = exc
+        try:
+            older = self._inner.build(topic, {**values, "timestamp": data["timestamp"]})
+        except ContractError:
+            raise self._errors.from_validation(topic, repr(dict(values)).encode(), refused) from None
+        return self._convert(topic, older, own, repr(dict(values)).encode())
 
     def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
         """The message's values in JSON mode (any version)."""
@@ -218,7 +240,7 @@ class VersionedCodec:
         last = self._last
         if last is not None and last[0] is message and last[1] == target:
             return last[2]
-        out = self._convert(topic, message, target, repr(message).encode())
+        out = self._convert(topic, message, target, lambda: repr(message).encode())  # only for an error
         self._last = (message, target, out)
         return out
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from core.topics import Topic
-from core.versions.changes import ConversionError
+from core.versions.changes import Change, ConversionError
 from core.versions.declaration import VERSIONS
 
 __all__ = ["ConversionError", "convert", "convert_values", "version_of"]
@@ -24,14 +24,36 @@ def version_of(message: BaseModel) -> str:
     return str(message.api_version)  # type: ignore[attr-defined]
 
 
+_Plan = tuple[tuple[tuple[Change, ...], bool, str], ...]
+_PLANS: dict[tuple[Topic, str, str], _Plan] = {}
+"""Per (topic, source, target): each step's changes in the order they apply, its direction and the
+version it reaches. Derived once from the declaration (which never changes at run time): services
+whose code is on another version convert every message, so the walk must not be re-planned each time."""
+
+
+def _plan(topic: Topic, source: str, target: str) -> _Plan:
+    key = (topic, source, target)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = tuple(
+            (
+                step.changes if upwards else tuple(reversed(step.changes)),
+                upwards,
+                step.newer if upwards else step.older,
+            )
+            for step, upwards in VERSIONS[topic].path(source, target)
+        )
+        _PLANS[key] = plan
+    return plan
+
+
 def convert_values(topic: Topic, values: dict[str, Any], source: str, target: str) -> dict[str, Any]:
     """``values`` (of version ``source``) moved to ``target``, unvalidated."""
     out = dict(values)
-    for step, upwards in VERSIONS[topic].path(source, target):
-        changes = step.changes if upwards else tuple(reversed(step.changes))
+    for changes, upwards, reached in _plan(topic, source, target):
         for change in changes:
             change.up(out) if upwards else change.down(out)
-        out["api_version"] = step.newer if upwards else step.older
+        out["api_version"] = reached
     return out
 
 

@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 BASE_VERSION = API_VERSION
-"""The version every service's code is written against today, and the default it writes."""
+"""The oldest declared version: what a service's code gets unless :mod:`core.versions.own` names
+another, and what every producer writes by default."""
 
 DECIMAL_ROUNDING = (
     "v1 float -> v2 decimal: the float's shortest round-tripping decimal (Python repr; 0.1 -> '0.1'), "

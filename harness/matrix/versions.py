@@ -1,7 +1,8 @@
 """``cdb matrix --versions``: the pipeline with every mix of contract versions its producers write.
 
 Every service runs on the Pydantic path (lenient), reads every declared version and hands its
-code v1.0 (the version every service's code is written against today); what varies is the
+code its own version (:mod:`core.versions.own`: execution v2.0, ws the version it writes, signal
+and risk v1.0; the baseline's legacy path hands every one v1.0); what varies is the
 version each producer writes (``PRODUCE_VERSION_<TOPIC>``): ws v1.0|v2.0, signal v1.0|v2.0,
 risk v1.0|v1.1|v2.0, execution v1.0|v1.1|v2.0, 36 mixes. The expectation, stated up front:
 every mix trades exactly like the all-legacy (= all-v1.0) baseline, because the versions carry

@@ -1,14 +1,23 @@
-"""The execution service's business logic: a deterministic paper venue."""
+"""The execution service's business logic: a deterministic paper venue, in exact decimals.
+
+An order's size and price arrive as :class:`~decimal.Decimal` (contract v2.0) or as floats (v1.0,
+the legacy path); a float is read as its shortest round-tripping decimal, exactly as the declared
+v1 -> v2 converter reads it, so both paths fill the same order identically. Every amount of the
+fill is a ``Decimal``; the only rounding is the one stated below (half to even, 8 decimals for
+prices and fees, the lot size for partial fills).
+"""
 
 from __future__ import annotations
 
-import math
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any, Protocol
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["OrderView", "PaperVenue", "VenueParams"]
+from core.versions.changes import float_to_decimal
+
+__all__ = ["OrderView", "PaperVenue", "VenueParams", "exact"]
 
 
 class VenueParams(BaseSettings):
@@ -40,18 +49,31 @@ class OrderView(Protocol):
     symbol: str
     side: str
     order_type: str
-    quantity: float
-    price: float | None
+    quantity: float | Decimal
+    price: float | Decimal | None
 
 
 class PaperVenue:
     """Fills orders deterministically: MARKET at the reference price plus slippage, LIMIT at the limit."""
 
     def __init__(self, params: VenueParams | None = None) -> None:
-        self.params = params or VenueParams()
+        self.params = p = params or VenueParams()
+        # The settings as exact decimals, once (each float read as its shortest decimal: 10.0 bps
+        # is exactly 0.001 of the notional).
+        self._buy_slip = 1 + exact(p.slippage_bps) / _BPS
+        self._sell_slip = 1 - exact(p.slippage_bps) / _BPS
+        self._fee_rate = exact(p.fee_bps) / _BPS
+        self._min_notional = exact(p.min_notional)
+        self._max_notional = exact(p.max_fill_notional)
+        self._lot = exact(p.quantity_step)
 
     def fill(self, order: OrderView) -> dict[str, Any]:
-        """The order result's values (for ``codec.build``); never raises for a valid order."""
+        """The order result's values in contract v2.0 terms (sizes, price, fee as ``Decimal``);
+        never raises for a valid order. ``filled_quantity <= order.quantity`` always."""
+        with localcontext(_CONTEXT):
+            return self._fill(order)
+
+    def _fill(self, order: OrderView) -> dict[str, Any]:
         p = self.params
         base = {
             "order_id": order.order_id,
@@ -61,19 +83,19 @@ class PaperVenue:
         }
         if order.price is None:
             return {**base, **_rejected("no reference price for a paper fill")}
-        reference = order.price
+        reference, ordered = exact(order.price), exact(order.quantity)
         if str(order.order_type) == "MARKET":
-            direction = 1.0 if order.side == "BUY" else -1.0
-            fill_price = round(reference * (1.0 + direction * p.slippage_bps / 10_000.0), 8)
+            slipped = reference * (self._buy_slip if order.side == "BUY" else self._sell_slip)
+            fill_price = slipped.quantize(_PRICE_STEP, ROUND_HALF_EVEN)
         else:
             fill_price = reference
-        if order.quantity * fill_price < p.min_notional:
+        if ordered * fill_price < self._min_notional:
             return {**base, **_rejected(f"notional below minimum {p.min_notional:g}")}
-        quantity, status = order.quantity, "FILLED"
-        if quantity * fill_price > p.max_fill_notional:
-            steps = math.floor(p.max_fill_notional / fill_price / p.quantity_step)
-            quantity, status = round(steps * p.quantity_step, 10), "PARTIALLY_FILLED"
-        fee = round(quantity * fill_price * p.fee_bps / 10_000.0, 8)
+        quantity, status = ordered, "FILLED"
+        if quantity * fill_price > self._max_notional:
+            steps = (self._max_notional / fill_price / self._lot).to_integral_value(ROUND_FLOOR)
+            quantity, status = steps * self._lot, "PARTIALLY_FILLED"
+        fee = (quantity * fill_price * self._fee_rate).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
         return {
             **base,
             "status": status,
@@ -84,5 +106,26 @@ class PaperVenue:
         }
 
 
+_CONTEXT = Context(prec=80, rounding=ROUND_HALF_EVEN)
+"""Products of two 64-character decimals stay exact before the stated rounding (not 28 digits)."""
+_BPS = Decimal(10_000)
+_PRICE_STEP = Decimal("1E-8")  # fill prices and fees: 8 decimals, as the float venue rounded them
+_ZERO = Decimal(0)
+
+
+def exact(value: float | Decimal) -> Decimal:
+    """``value`` as an exact decimal: a ``Decimal`` unchanged, a float (or int) as its shortest
+    round-tripping decimal (``0.1`` -> ``Decimal("0.1")``), as the v1 -> v2 converter reads it."""
+    if isinstance(value, Decimal):
+        return value
+    return float_to_decimal(float(value))
+
+
 def _rejected(reason: str) -> dict[str, Any]:
-    return {"status": "REJECTED", "filled_quantity": 0.0, "average_price": None, "fee": 0.0, "reason": reason}
+    return {
+        "status": "REJECTED",
+        "filled_quantity": _ZERO,
+        "average_price": None,
+        "fee": _ZERO,
+        "reason": reason,
+    }

@@ -1,11 +1,22 @@
-"""The execution service: orders in, paper fills out (stream + Pub/Sub + database)."""
+"""The execution service: orders in, paper fills out (stream + Pub/Sub + database).
+
+Its code is on contract v2.0 (:mod:`core.versions.own`): the order's size and price, the fill,
+the stored row and the result it builds are exact decimals; the result is written in the version
+``PRODUCE_VERSION_ORDER_RESULTS`` names (v1.0 by default, converted down by the codec). On the
+legacy path (or in shadow mode) the codec hands it v1.0 floats and builds v1.0: the fill is the
+same (:mod:`services.execution.paper`) and is moved to v1.0 by the declared converter.
+"""
 
 from __future__ import annotations
 
-from core.codec import Decoded
+from typing import Any
+
+from core.codec import Decoded, Message
 from core.logging import get_logger
 from core.metrics import IgnoreReason
 from core.topics import Topic
+from core.versions.convert import convert_values
+from core.versions.own import own_version
 from services.execution.once import OncePublisher
 from services.execution.paper import PaperVenue, VenueParams
 from services.execution.store import ResultStore, StoredResult
@@ -14,6 +25,9 @@ from services.runtime import ServiceContext
 __all__ = ["ExecutionService"]
 
 _log = get_logger("services.execution")
+
+_FILL_VERSION = "v2.0"
+"""The contract version of the venue's fill values and of the stored row (exact decimals)."""
 
 
 class ExecutionService:
@@ -45,7 +59,7 @@ class ExecutionService:
         values = stored.values if stored is not None else self.venue.fill(order)
         if stored is None:
             await self.store.insert(values, self.ctx.codec.path.value)
-        result = self.ctx.codec.build(Topic.ORDER_RESULTS, values)
+        result = self._result(values)
         # Idempotent in Redis (services.execution.once): after a failed mark, the redelivery
         # gets the first stream id back instead of publishing the result a second time.
         published = await self.results.publish(order.order_id, result)
@@ -58,7 +72,7 @@ class ExecutionService:
         """A redelivered order whose result the store marks published: trust the mark only if
         the stream still holds that result (services.execution.once checks it in the same
         script); a result the server lost (older snapshot, a replica behind) is published again."""
-        result = self.ctx.codec.build(Topic.ORDER_RESULTS, stored.values)
+        result = self._result(stored.values)
         published = await self.results.publish(order_id, result)
         if not published.new:
             # ``duplicate_orders`` is kept for existing readers (the matrix's kill fault).
@@ -72,6 +86,17 @@ class ExecutionService:
         )
         self.ctx.count("results_republished")
         await self.store.mark_published(order_id, published.stream_id)
+
+    def _result(self, values: dict[str, Any]) -> Message:
+        """The result message of a fill (v2.0 values, as the venue and the store give them) in the
+        version the codec builds: as they are on v2.0, else moved down by the declared converter."""
+        own = own_version(self.ctx.codec, Topic.ORDER_RESULTS)
+        if own != _FILL_VERSION:
+            values = convert_values(
+                Topic.ORDER_RESULTS, {**values, "api_version": _FILL_VERSION}, _FILL_VERSION, own
+            )
+            del values["api_version"]  # the codec sets its own
+        return self.ctx.codec.build(Topic.ORDER_RESULTS, values)
 
     async def close(self) -> None:
         """Nothing to release: whoever opened the store closes it."""

@@ -18,7 +18,12 @@ What the store promises (and what it does not):
   while the database is down; the service's consumer leaves the order pending and
   retries it. A broken connection is replaced on the next call.
 
-The table is created by a versioned migration that runs at start.
+The table is created and upgraded by versioned migrations that run at start. Sizes, prices and
+fees are exact decimals (contract v2.0): ``NUMERIC`` in PostgreSQL, the decimal's text in SQLite
+(whose ``NUMERIC`` affinity would turn it back into a binary float); every call takes a
+:class:`~decimal.Decimal` or a float (read as its shortest round-tripping decimal, as the v1 -> v2
+converter does) and returns :class:`~decimal.Decimal`. Migration 2 moved the v1 ``DOUBLE
+PRECISION`` columns there, each existing value becoming that same shortest decimal.
 """
 
 from __future__ import annotations
@@ -27,14 +32,27 @@ import asyncio
 import re
 import sqlite3
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
 
-__all__ = ["COLUMNS", "PostgresStore", "ResultStore", "SqliteStore", "StoredResult", "open_store"]
+from core.versions.changes import float_to_decimal
+from core.versions.fields import plain_decimal
+
+__all__ = [
+    "COLUMNS",
+    "DECIMAL_COLUMNS",
+    "PostgresStore",
+    "ResultStore",
+    "SqliteStore",
+    "StoredResult",
+    "open_store",
+]
 
 COLUMNS = (
     "order_id",
@@ -49,8 +67,11 @@ COLUMNS = (
 )
 """The business columns of a stored order result (the contract's fields minus envelope)."""
 
-_MIGRATIONS: tuple[str, ...] = (
-    """
+DECIMAL_COLUMNS = ("filled_quantity", "average_price", "fee")
+"""The columns holding exact decimals (read back as :class:`~decimal.Decimal`; ``average_price``
+may be null)."""
+
+_CREATE_V1 = """
     CREATE TABLE IF NOT EXISTS order_results (
         order_id TEXT PRIMARY KEY,
         symbol TEXT NOT NULL,
@@ -64,8 +85,17 @@ _MIGRATIONS: tuple[str, ...] = (
         path TEXT NOT NULL,
         published_stream_id TEXT
     )
-    """,
+"""
+
+# PostgreSQL's own float8 -> numeric cast keeps only 15 significant digits (0.30000000000000004
+# would become 0.3); float8's text output with extra_float_digits >= 1 is the shortest string
+# that reads back as the same double (what Python's repr and the v1 -> v2 converter write).
+_TO_NUMERIC = ", ".join(f"ALTER COLUMN {c} TYPE NUMERIC USING {c}::text::numeric" for c in DECIMAL_COLUMNS)
+_MIGRATIONS: tuple[str, ...] = (
+    _CREATE_V1,
+    f"ALTER TABLE order_results {_TO_NUMERIC}",
 )
+"""PostgreSQL: version N is ``_MIGRATIONS[N - 1]``; never edit a shipped one, append."""
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -139,6 +169,7 @@ class PostgresStore:
         conn = await self._connection()
         async with conn.transaction():
             await self._migration_lock(conn)  # before the table exists: nobody races its creation
+            await conn.execute("SET LOCAL extra_float_digits = 1")  # float8 as text: shortest exact
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
             cur = await conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
             row = await cur.fetchone()
@@ -168,7 +199,7 @@ class PostgresStore:
         marks = ", ".join(["%s"] * (len(COLUMNS) + 1))
         cur = await conn.execute(
             f"INSERT INTO order_results ({cols}) VALUES ({marks}) ON CONFLICT (order_id) DO NOTHING",
-            (*(values[c] for c in COLUMNS), path),
+            (*_exact_row(values), path),
         )
         return cur.rowcount == 1
 
@@ -212,10 +243,17 @@ class SqliteStore:
         async with self._lock:
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
             done = self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-            for version, sql in enumerate(_MIGRATIONS, 1):
+            for version, step in enumerate(_SQLITE_MIGRATIONS, 1):
                 if version > done:
-                    self._db.execute(sql)
-                    self._db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                    # One transaction per migration: a crash leaves the table as it was before it.
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        step(self._db)
+                        self._db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                    self._db.execute("COMMIT")
 
     async def get(self, order_id: str) -> StoredResult | None:
         """The stored result of ``order_id``, if any."""
@@ -226,9 +264,7 @@ class SqliteStore:
             ).fetchone()
         if row is None:
             return None
-        values = dict(zip(COLUMNS, row[:-1], strict=True))
-        values["simulated"] = bool(values["simulated"])
-        return StoredResult(values, row[-1] is not None)
+        return StoredResult(_from_sqlite(row[:-1]), row[-1] is not None)
 
     async def insert(self, values: dict[str, Any], path: str) -> bool:
         """``INSERT OR IGNORE``: idempotent on ``order_id``."""
@@ -237,7 +273,7 @@ class SqliteStore:
         async with self._lock:
             cur = self._db.execute(
                 f"INSERT OR IGNORE INTO order_results ({cols}) VALUES ({marks})",
-                (*(values[c] for c in COLUMNS), path),
+                (*_text_row(values), path),
             )
         return cur.rowcount == 1
 
@@ -254,14 +290,66 @@ class SqliteStore:
             rows = self._db.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM order_results ORDER BY order_id"
             ).fetchall()
-        out = [dict(zip(COLUMNS, r, strict=True)) for r in rows]
-        for item in out:
-            item["simulated"] = bool(item["simulated"])
-        return out
+        return [_from_sqlite(r) for r in rows]
 
     async def close(self) -> None:
         """Close the database file."""
         self._db.close()
+
+
+def _exact(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"an exact decimal, float or int is stored, not {type(value).__name__}")
+    return float_to_decimal(float(value))
+
+
+def _exact_row(values: dict[str, Any]) -> list[Any]:
+    """The row's values in column order, sizes/prices/fees as :class:`Decimal`."""
+    return [_exact(values[c]) if c in DECIMAL_COLUMNS else values[c] for c in COLUMNS]
+
+
+def _text_row(values: dict[str, Any]) -> list[Any]:
+    """The SQLite row: the decimals as their plain text (exact, whatever SQLite's affinity)."""
+    row = _exact_row(values)
+    for i, c in enumerate(COLUMNS):
+        if c in DECIMAL_COLUMNS and row[i] is not None:
+            row[i] = plain_decimal(row[i])
+    return row
+
+
+def _from_sqlite(row: Any) -> dict[str, Any]:
+    values = dict(zip(COLUMNS, row, strict=True))
+    values["simulated"] = bool(values["simulated"])
+    for c in DECIMAL_COLUMNS:
+        if values[c] is not None:
+            values[c] = Decimal(values[c])
+    return values
+
+
+def _sqlite_to_text(db: sqlite3.Connection) -> None:
+    # SQLite cannot change a column's type: the table is rebuilt with TEXT columns, each REAL
+    # value written as its shortest round-tripping decimal (SQLite's own CAST keeps 15 digits).
+    db.execute("ALTER TABLE order_results RENAME TO order_results_v1")
+    db.execute(
+        _CREATE_V1.replace("DOUBLE PRECISION", "TEXT").replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE")
+    )
+    cols = ", ".join((*COLUMNS, "path", "published_stream_id"))
+    for row in db.execute(f"SELECT {cols} FROM order_results_v1").fetchall():
+        values = dict(zip((*COLUMNS, "path", "published_stream_id"), row, strict=True))
+        db.execute(
+            f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['?'] * (len(COLUMNS) + 2))})",
+            (*_text_row(values), values["path"], values["published_stream_id"]),
+        )
+    db.execute("DROP TABLE order_results_v1")
+
+
+_SQLITE_MIGRATIONS: tuple[Callable[[sqlite3.Connection], Any], ...] = (
+    lambda db: db.execute(_CREATE_V1),
+    _sqlite_to_text,
+)
+"""SQLite: the same versions as :data:`_MIGRATIONS`, the second one done in Python."""
 
 
 def open_store(database_url: str | None, *, sqlite_path: str | Path, schema: str = "public") -> ResultStore:

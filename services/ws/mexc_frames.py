@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from google.protobuf.message import DecodeError
 
 from core.domain.contracts import Side
+from core.versions.fields import plain_decimal
 from services.ws.proto.PushDataV3ApiWrapper_pb2 import PushDataV3ApiWrapper
 from services.ws.trades import QUOTE_CURRENCIES, SourceError, Trade, to_mexc_symbol, to_pair
 
@@ -70,7 +72,7 @@ def decode_deals(raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUO
     for index, deal in enumerate(wrapper.publicAggreDeals.deals):
         try:
             trades.append(
-                Trade(
+                Trade.from_text(
                     symbol=pair,
                     price=_decimal("price", deal.price),
                     volume=_decimal("quantity", deal.quantity),
@@ -98,8 +100,8 @@ def encode_deals(
     wrapper.publicAggreDeals.eventType = channel.rpartition("@")[0]
     for trade in trades:
         deal = wrapper.publicAggreDeals.deals.add()
-        deal.price = _format(trade.price)
-        deal.quantity = _format(trade.volume)
+        deal.price = _format(trade.price, trade.exact_price)
+        deal.quantity = _format(trade.volume, trade.exact_volume)
         deal.tradeType = _SIDE_CODES[trade.side]
         deal.time = trade.timestamp
         if trade.trade_id is not None:
@@ -111,11 +113,12 @@ def encode_deals(
     return wrapper.SerializeToString()
 
 
-def _decimal(name: str, text: str) -> float:
-    # float() alone would accept "nan", "inf", " 1", "1_000": none of them is a MEXC decimal.
+def _decimal(name: str, text: str) -> str:
+    # Decimal() alone would accept "nan", "inf", " 1", "1_000": none of them is a MEXC decimal.
+    # The text itself is kept (Trade.from_text): a v2.0 message carries it exact.
     if not _DECIMAL.fullmatch(text):
         raise SourceError(f"{name}_invalid", f"{name} {text!r} is not a decimal string")
-    return float(text)
+    return text
 
 
 def _side(trade_type: int) -> Side:
@@ -126,6 +129,7 @@ def _side(trade_type: int) -> Side:
         raise SourceError("trade_type_unknown", detail) from None
 
 
-def _format(value: float) -> str:
-    # repr() is the shortest string that reads back to the same float.
-    return repr(value)
+def _format(value: float, exact: Decimal | None) -> str:
+    # The venue's own decimal when known; else repr(), the shortest string that reads back to
+    # the same float.
+    return plain_decimal(exact) if exact is not None else repr(value)

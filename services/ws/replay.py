@@ -122,22 +122,15 @@ def _trade(row: list[str], venue: str) -> Trade:
         side_value = Side(side)
     except ValueError:
         raise SourceError("side_invalid", f"side {side!r} is neither BUY nor SELL") from None
-    return Trade(
+    return Trade.from_text(
         symbol=symbol,
-        price=_float("price", price),
-        volume=_float("volume", volume),
+        price=price,
+        volume=volume,
         side=side_value,
         timestamp=_int("timestamp", timestamp),
         venue=venue,
         trade_id=trade_id or None,
     )
-
-
-def _float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise SourceError(f"{name}_invalid", f"{name} {text!r} is not a number") from None
 
 
 def _int(name: str, text: str) -> int:

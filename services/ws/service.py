@@ -16,6 +16,7 @@ from core.errors import ContractError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.redis.dead_letters import DeadLetterCause
 from core.topics import Topic
+from core.versions.own import own_version
 from services.runtime import ServiceContext
 from services.ws.trades import Trade
 
@@ -33,12 +34,15 @@ class WsService:
         self.batch_size = batch_size
         self._pending: list[object] = []
         self._log = get_logger(service=ctx.service.value)
+        # The version the codec builds market_data in (the one it writes, core.versions.own):
+        # v2.0 carries the venue's decimal strings exact, v1.0 their floats.
+        self._version = own_version(ctx.codec, Topic.MARKET_DATA)
 
     async def build(self, trade: Trade) -> object | None:
         """The ``market_data`` message of ``trade``; ``None`` when the codec refuses it (then
         it was dead-lettered, or counted as lost if Redis is down too)."""
         try:
-            message: object = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values())
+            message: object = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values(self._version))
         except ContractError as exc:
             await self._park(exc)
             return None

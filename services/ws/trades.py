@@ -3,7 +3,8 @@
 A source (the live MEXC client, the CSV replay) builds :class:`Trade` objects and
 hands them to an async callback; it never knows Redis or the codec. The callback
 turns a trade into a ``market_data`` message with
-``codec.build(Topic.MARKET_DATA, trade.as_values())`` on either path.
+``codec.build(Topic.MARKET_DATA, trade.as_values(version))`` on either path, ``version`` being the
+one the codec builds (v2.0 keeps the venue's decimal strings exact, :meth:`Trade.from_text`).
 
 Symbols: MEXC writes a pair without a separator (``BTCUSDT``); the pipeline writes
 ``BASE/QUOTE`` (``BTC/USDT``). MEXC publishes no separator, so the split is found
@@ -18,11 +19,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from core.domain.contracts import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, Side
 from core.errors import CdbError
+from core.versions.changes import float_to_decimal
 
 __all__ = [
     "QUOTE_CURRENCIES",
@@ -94,6 +97,11 @@ class Trade:
     (finite, >= 0), ``side`` the taker side, ``timestamp`` epoch **milliseconds**.
     A value the ``market_data`` contract would refuse raises :class:`SourceError`
     here, at the source, where the raw input is still at hand.
+
+    ``exact_price`` / ``exact_volume``: the decimals the venue wrote (MEXC's strings, the CSV's
+    text), when known; ``price``/``volume`` are then their nearest floats. A v2.0 message carries
+    the exact ones; a trade without them carries its floats' shortest decimals. They do not take
+    part in equality (a trade read back from a frame equals the one written).
     """
 
     symbol: str
@@ -103,6 +111,8 @@ class Trade:
     timestamp: int
     venue: str = "mexc"
     trade_id: str | None = None
+    exact_price: Decimal | None = field(default=None, compare=False, repr=False)
+    exact_volume: Decimal | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.symbol) > _MAX_SYMBOL or not _SYMBOL.fullmatch(self.symbol):
@@ -116,24 +126,57 @@ class Trade:
             raise SourceError("time_invalid", f"timestamp {ts!r} is not epoch milliseconds")
         if not self.venue:
             raise SourceError("venue_invalid", "venue is empty")
+        for name, exact in (("price", self.exact_price), ("volume", self.exact_volume)):
+            if exact is not None and (not isinstance(exact, Decimal) or float(exact) != getattr(self, name)):
+                raise SourceError(f"{name}_invalid", f"exact {name} {exact!r} is not the decimal of {name}")
 
-    def as_values(self) -> dict[str, Any]:
-        """The values ``codec.build(Topic.MARKET_DATA, ...)`` takes, on either path.
+    @classmethod
+    def from_text(cls, *, price: str, volume: str, **fields: Any) -> Trade:
+        """A trade whose price and volume the venue wrote as decimal strings, kept exact; the
+        floats are their nearest values. Text that is no finite number: :class:`SourceError`."""
+        exact_price, exact_volume = _exact("price", price), _exact("volume", volume)
+        return cls(
+            price=float(exact_price),
+            volume=float(exact_volume),
+            exact_price=exact_price,
+            exact_volume=exact_volume,
+            **fields,
+        )
 
-        ``trade_id`` is included only when known; the legacy path ignores it, the
-        Pydantic path carries it. ``api_version`` is left to the codec.
+    def as_values(self, version: str = "v1.0") -> dict[str, Any]:
+        """The values ``codec.build(Topic.MARKET_DATA, ...)`` takes in contract ``version``
+        (the one the codec builds: :func:`core.versions.own.own_version`).
+
+        v1.0: ``price``/``volume`` as floats. v2.0: ``price``/``quantity`` as exact decimals, the
+        venue's own when known. ``trade_id`` is included only when known; the legacy path
+        ignores it, the Pydantic path carries it. ``api_version`` is left to the codec.
         """
-        values: dict[str, Any] = {
-            "symbol": self.symbol,
-            "price": self.price,
-            "volume": self.volume,
-            "side": self.side,
-            "venue": self.venue,
-            "timestamp": self.timestamp,
-        }
+        values: dict[str, Any] = {"symbol": self.symbol}
+        if version == "v2.0":
+            values["price"] = (
+                self.exact_price if self.exact_price is not None else float_to_decimal(self.price)
+            )
+            values["quantity"] = (
+                self.exact_volume if self.exact_volume is not None else float_to_decimal(self.volume)
+            )
+        elif version == "v1.0":
+            values["price"], values["volume"] = self.price, self.volume
+        else:
+            raise ValueError(f"a trade is built as market_data v1.0 or v2.0, not {version!r}")
+        values.update(side=self.side, venue=self.venue, timestamp=self.timestamp)
         if self.trade_id is not None:
             values["trade_id"] = self.trade_id
         return values
+
+
+def _exact(name: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise SourceError(f"{name}_invalid", f"{name} {text!r} is not a number") from None
+    if not value.is_finite():
+        raise SourceError(f"{name}_invalid", f"{name} {text!r} is not finite")
+    return value
 
 
 def _number(name: str, value: object, *, positive: bool) -> float:
