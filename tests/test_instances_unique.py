@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from cdb.cli.main import app
-
 from core.errors import ConfigError
 from core.redis.instance_claim import InstanceClaim, claimed
 from core.redis.topology import ensure_lease_setting, ensure_topology

@@ -101,7 +101,7 @@ def set_count(
     console.print(f"{keys.topology()}: {before} -> {partitions}")
     if cleared:
         shown = ", ".join(f"{s.value} {ms if ms is not None else '?'}" for s, ms in cleared.items())
-        console.print(f"lease TTLs cleared ({shown} ms): each service's next start records its PARTITION_LEASE_MS")
+        console.print(f"lease TTLs cleared ({shown} ms): each service's next start records its own")
 
 
 @app.command("reset")
