@@ -475,9 +475,11 @@ class StreamConsumer:
         failed = self._me.failures
         for raw_id, _ in entries:
             if id_key(raw_id) <= self._acked_through and raw_id.decode("ascii") not in failed:
+                acked = "-".join(map(str, self._acked_through))
                 raise GroupRewoundError(
                     f"{self.topic.value} entry {raw_id.decode()} came back after this consumer acknowledged "
-                    "it: the server lost acknowledged writes (fail-over); state must be rebuilt"
+                    f"it (acknowledged through {acked}): the server lost acknowledged writes (fail-over); "
+                    "state must be rebuilt"
                 )
 
     def _on_retry(self, operation: str, attempt: int, exc: BaseException) -> None:
