@@ -180,9 +180,9 @@ async def test_replicated_cluster__a_fail_over_mid_run__trades_like_the_baseline
     cluster: LocalRedisCluster, kill: bool, while_publishing: bool
 ) -> None:
     """Every entry is handled in order and the fills equal the baseline, whatever the client
-    re-sends. On a fail-over redis-py's cluster client closes every node's connections (the
-    MOVED replies make it reload its slot map), in-flight commands included, and re-sends
-    them: a fenced read the server had already run is then answered with the entries it
+    re-sends. On a fail-over redis-py's cluster client closes every node's connections (each
+    fifth MOVED reply, or CLUSTERDOWN, makes it reload its slot map), in-flight commands
+    included, and re-sends them: a fenced read the server had already run is then answered with the entries it
     delivered, not the next ones (core.redis.fence). Before that, the manual-failover case
     diverged in 2 of 30 runs (3 of 30 lost a read's reply); after it, 0 divergences in the
     runs given in docs/scaling.md."""
