@@ -22,6 +22,9 @@ LOW_RATE_P99_MS = 5
 COMPARATOR_CPU_RATIO = 1.05
 BARE_RATIO = 0.97
 FASTSTREAM_RATIO = 2.0
+FENCED_READ_RATIO = 0.6
+"""A fenced read (lease check + own-pending check + XREADGROUP in one script) may cost at most
+about 1.7x a plain XREADGROUP round trip: rate ratio fenced/plain >= 0.6."""
 SAMPLED_SHADOW_RATIO = 1.2
 
 
@@ -101,6 +104,16 @@ def _throughput_targets(rates: dict[str, Figure]) -> list[Target]:
         ),
         _ratio("publish_many vs naive loop", ">= 10x", ratio("publish_many", "naive"), 10.0, at_most=False),
     ]
+    if {"read_fenced", "read_plain"} <= rates.keys():
+        out.append(
+            _ratio(
+                "fenced read vs plain XREADGROUP (COUNT 1, per read)",
+                f">= {FENCED_READ_RATIO}x",
+                ratio("read_fenced", "read_plain"),
+                FENCED_READ_RATIO,
+                at_most=False,
+            )
+        )
     for label in ("strict", "lenient"):
         out.append(
             _ratio(

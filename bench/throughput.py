@@ -27,12 +27,13 @@ from bench.transport import (
     bench_publish,
     bench_publish_many,
     bench_publish_message,
+    bench_reads,
 )
 from core.codec import Codec, build_codec
 from core.redis import Publisher, connect_async, connect_sync
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 
-__all__ = ["CONSUME", "PUBLISH", "Row", "measure_throughput"]
+__all__ = ["CONSUME", "PUBLISH", "Row", "fence_jobs", "measure_throughput"]
 
 TOPIC = Topic.MARKET_DATA
 
@@ -108,6 +109,24 @@ CONSUME = [
         "as above, decodes nothing",
     ),
     Row(
+        "consume_noop_fenced",
+        "StreamConsumer, no-op codec, fenced (partition lease held)",
+        "reference",
+        "as above, every read and ack inside the lease-checking script (core.redis.fence)",
+    ),
+    Row(
+        "read_plain",
+        "one read per entry: XREADGROUP COUNT 1",
+        "reference",
+        "GroupIO.read_new(1), no lease: one round trip per entry, nothing decoded or acked",
+    ),
+    Row(
+        "read_fenced",
+        "one read per entry: fenced script COUNT 1",
+        "reference",
+        "as above through the script: GET lease, own-pending check, XREADGROUP > (per-read cost of fencing)",
+    ),
+    Row(
         "bare_legacy",
         "bare redis-py loop, legacy",
         "peer",
@@ -144,6 +163,17 @@ async def _fill(client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace) ->
     await Publisher(client, codec, keys=keys, service=ServiceName.WS).publish_many(
         TOPIC, built(codec, TOPIC, n)
     )
+
+
+def fence_jobs(client: aioredis.Redis, n: int) -> dict[str, Callable[[KeySpace], Awaitable[float]]]:
+    """The rows pricing fencing: the no-op consumer holding a lease, and single reads plain and
+    fenced (``n/10`` reads: one round trip each)."""
+    reads = max(200, n // 10)
+    return {
+        "consume_noop_fenced": lambda k: bench_consume(client, _NullCodec(), n, k, fenced=True),  # type: ignore[arg-type]
+        "read_plain": lambda k: bench_reads(client, reads, k, fenced=False),
+        "read_fenced": lambda k: bench_reads(client, reads, k, fenced=True),
+    }
 
 
 async def measure_throughput(
@@ -196,6 +226,7 @@ async def measure_throughput(
         }
         for key, consumer in consumers.items():
             jobs[key] = lambda k, c=consumer: consume(k, c)  # type: ignore[misc]
+        jobs.update(fence_jobs(client, n))
         for path in ("legacy", "lenient", "strict"):
             jobs[f"bare_{path}"] = lambda k, c=consumers[f"consume_{path}"]: bare(k, c)  # type: ignore[misc]
         order = list(jobs)

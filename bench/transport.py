@@ -127,12 +127,16 @@ async def bench_publish_many(
     return len(messages) / await _atimed(run)
 
 
-async def bench_consume(client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace) -> float:
-    """Read + decode + ack ``n`` stream entries with ``codec``; the stream is filled first."""
+async def _filled_consumer(
+    client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace, *, fenced: bool, batch_size: int
+) -> StreamConsumer:
     producer_codec = build_codec(CodecPath.PYDANTIC, Profile.STRICT)
     await Publisher(client, producer_codec, keys=keys, service=ServiceName.WS).publish_many(
         TOPIC, _messages(producer_codec, n)
     )
+    lease = keys.lease(ServiceName.SIGNAL, 0) if fenced else None
+    if lease is not None:
+        await client.set(lease, "bench")  # held by this consumer for the whole run
     consumer = StreamConsumer(
         client,
         topic=TOPIC,
@@ -140,15 +144,39 @@ async def bench_consume(client: aioredis.Redis, codec: Codec, n: int, keys: KeyS
         codec=codec,
         keys=keys,
         instance="bench",
-        batch_size=500,
+        batch_size=batch_size,
         block_ms=10,
+        lease=lease,
     )
     await consumer.ensure_group()
+    return consumer
+
+
+async def bench_consume(
+    client: aioredis.Redis, codec: Codec, n: int, keys: KeySpace, *, fenced: bool = False
+) -> float:
+    """Read + decode + ack ``n`` stream entries with ``codec``; the stream is filled first.
+    ``fenced``: holding a partition lease, so every read and ack runs in the lease-checking
+    script (:mod:`core.redis.fence`), as a partitioned service's do."""
+    consumer = await _filled_consumer(client, codec, n, keys, fenced=fenced, batch_size=500)
 
     async def run() -> None:
         done = 0
         while done < n:
             done += await consumer.poll_once(_noop)
+
+    return n / await _atimed(run)
+
+
+async def bench_reads(client: aioredis.Redis, n: int, keys: KeySpace, *, fenced: bool) -> float:
+    """Reads per second of ``n`` reads of one new entry each (``GroupIO.read_new(1)``, nothing
+    decoded or acked): the cost of one read, plain ``XREADGROUP`` or the fenced script (lease
+    check, own-pending check after the newest id received, ``XREADGROUP >``)."""
+    consumer = await _filled_consumer(client, _NullCodec(), n, keys, fenced=fenced, batch_size=1)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        for _ in range(n):
+            await consumer.io.read_new(1, None)
 
     return n / await _atimed(run)
 

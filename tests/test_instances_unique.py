@@ -5,16 +5,19 @@ a service must use the same lease TTL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from typer.testing import CliRunner
 
+from cdb.cli.main import app
 from core.errors import ConfigError
 from core.redis.instance_claim import InstanceClaim, claimed
-from core.redis.topology import ensure_lease_setting
+from core.redis.topology import ensure_lease_setting, ensure_topology
 from core.topics import KeySpace, ServiceName, Topic
 from services.execution.store import PostgresStore
 from tests.fence_helpers import procs, wait_owners
@@ -80,6 +83,33 @@ async def test_lease_setting__a_different_ttl_than_the_running_instances_is_refu
     with pytest.raises(ConfigError, match=r"PARTITION_LEASE_MS=5000 is not accepted; use one of: 2000"):
         await ensure_lease_setting(redis_async, keys, ServiceName.SIGNAL, 5_000)
     assert await ensure_lease_setting(redis_async, keys, ServiceName.RISK, 5_000) == 5_000  # per service
+
+
+async def test_cdb_topology_set__records_the_count_and_clears_the_lease_ttls_like_reset(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """The lease TTL error tells the operator to run `cdb topology set N` (or reset); set used to
+    leave the recorded TTLs, so a restart with another PARTITION_LEASE_MS was still refused."""
+    await ensure_topology(redis_async, keys.with_partitions(2))
+    await ensure_lease_setting(redis_async, keys, ServiceName.SIGNAL, 2_000)
+    await ensure_lease_setting(redis_async, keys, ServiceName.RISK, 2_000)
+    where = ["--redis-url", redis_url, "--prefix", keys.prefix]
+    shown = CliRunner().invoke(app, ["topology", "show", "--json", *where])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["partition_lease_ms"] == {"signal": 2_000, "risk": 2_000}
+    changed = CliRunner().invoke(app, ["topology", "set", "4", *where])
+    assert changed.exit_code == 0, changed.output
+    assert "2 -> 4" in changed.output
+    assert "lease TTLs cleared (signal 2000, risk 2000 ms)" in changed.output
+    # Re-recorded as one piece by the next starts: the new count, and each service's new TTL.
+    assert await ensure_topology(redis_async, keys.with_partitions(4)) == 4
+    assert await ensure_lease_setting(redis_async, keys, ServiceName.SIGNAL, 5_000) == 5_000
+    with pytest.raises(ConfigError, match=r"PARTITION_LEASE_MS=2000 is not accepted; use one of: 5000"):
+        await ensure_lease_setting(redis_async, keys, ServiceName.SIGNAL, 2_000)
+    again = CliRunner().invoke(app, ["topology", "set", "4", *where])
+    assert "lease TTLs cleared (signal 5000 ms)" in again.output
+    shown = CliRunner().invoke(app, ["topology", "show", "--json", *where])
+    assert json.loads(shown.output) == {"key": keys.topology(), "partitions": 4, "partition_lease_ms": {}}
 
 
 async def test_duplicate_instance_process__refused_and_a_clean_stop_leaves_the_group(

@@ -2,7 +2,9 @@
 
 Services record the count once (``SETNX``) and may never change it; these commands are
 the deliberate change, run with ``REDIS_URL`` logged in as ``cdb-operator`` after every
-instance was stopped and the consumer groups drained (docs/scaling.md).
+instance was stopped and the consumer groups drained (docs/scaling.md). Each service's
+recorded ``PARTITION_LEASE_MS`` belongs to the same check: ``show`` lists them, and ``set``
+and ``reset`` both clear them (each service's next start records its own).
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ from cdb.cli.options import (
 from cdb.cli.output import console, exit_with, print_json
 from core.errors import CdbError, TransportError
 from core.redis.modes import SyncClient
-from core.redis.topology import read_partitions_sync, reset_topology_sync, set_topology_sync
-from core.topics import KeySpace
+from core.redis.topology import (
+    read_lease_settings_sync,
+    read_partitions_sync,
+    reset_topology_sync,
+    set_topology_sync,
+)
+from core.topics import KeySpace, ServiceName
 
 T = TypeVar("T")
 
@@ -60,13 +67,21 @@ def _refused(url: str, exc: RedisError) -> TransportError:
 @app.command("show")
 @with_redis_options
 def show(as_json: AsJson = False, redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
-    """The partition count the running pipeline recorded (none: the first start records one)."""
-    recorded, keys = _on_pipeline(redis, read_partitions_sync)
+    """The partition count the running pipeline recorded (none: the first start records one),
+    and each service's recorded lease TTL."""
+
+    def read(client: SyncClient, keys: KeySpace) -> tuple[int | None, dict[ServiceName, int | None]]:
+        return read_partitions_sync(client, keys), read_lease_settings_sync(client, keys)
+
+    (recorded, leases), keys = _on_pipeline(redis, read)
     if as_json:
-        print_json({"key": keys.topology(), "partitions": recorded})
+        lease_ms = {s.value: ms for s, ms in leases.items()}
+        print_json({"key": keys.topology(), "partitions": recorded, "partition_lease_ms": lease_ms})
         return
     shown = "none recorded (the first service start records its TOPIC_PARTITIONS)"
     console.print(f"{keys.topology()}: {recorded if recorded is not None else shown}")
+    for service, ms in leases.items():
+        console.print(f"{keys.lease_setting(service)}: PARTITION_LEASE_MS={ms if ms is not None else '?'}")
 
 
 @app.command("set")
@@ -75,20 +90,23 @@ def set_count(
     partitions: Annotated[int, typer.Argument(min=1, help="The new partition count.")],
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
-    """Record PARTITIONS as the pipeline's count, replacing the old one (stop every instance first)."""
+    """Record PARTITIONS as the pipeline's count, replacing the old one, and clear the recorded
+    lease TTLs (each service's next start records its own); stop every instance first."""
 
-    def replace(client: SyncClient, keys: KeySpace) -> int | None:
+    def replace(client: SyncClient, keys: KeySpace) -> tuple[int | None, dict[ServiceName, int | None]]:
         before = read_partitions_sync(client, keys)
-        set_topology_sync(client, keys, partitions)
-        return before
+        return before, set_topology_sync(client, keys, partitions)
 
-    before, keys = _on_pipeline(redis, replace)
+    (before, cleared), keys = _on_pipeline(redis, replace)
     console.print(f"{keys.topology()}: {before} -> {partitions}")
+    if cleared:
+        shown = ", ".join(f"{s.value} {ms if ms is not None else '?'}" for s, ms in cleared.items())
+        console.print(f"lease TTLs cleared ({shown} ms): each service's next start records its own")
 
 
 @app.command("reset")
 @with_redis_options
 def reset(redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
-    """Delete the recorded count; the next service start records its TOPIC_PARTITIONS."""
+    """Delete the recorded count and lease TTLs; the next service start records its own."""
     removed, keys = _on_pipeline(redis, reset_topology_sync)
     console.print(f"{keys.topology()}: {'deleted' if removed else 'was not set'}")

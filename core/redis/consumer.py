@@ -214,7 +214,20 @@ class StreamConsumer:
         block = self.block_ms if handled == 0 and self.block_ms > 0 else None
         entries = await self._read_new(block, stop)
         if entries:
-            handled += await self._process(entries, handler, None)
+            if self.io.recovered:
+                # An earlier read's reply was lost and a retry re-sent it (core.redis.fence):
+                # these entries come first, with the delivery counts they really have.
+                self.metrics.count_retry("read_recovered")
+                _log.warning(
+                    "consumer.read_recovered",
+                    service=self.service.value,
+                    stream=self.io.stream,
+                    entries=len(entries),
+                    first=entries[0][0].decode("ascii"),
+                )
+                handled += await self._process(entries, handler, await self._deliveries(entries))
+            else:
+                handled += await self._process(entries, handler, None)
         return handled
 
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
@@ -465,9 +478,11 @@ class StreamConsumer:
         failed = self._me.failures
         for raw_id, _ in entries:
             if id_key(raw_id) <= self._acked_through and raw_id.decode("ascii") not in failed:
+                acked = "-".join(map(str, self._acked_through))
                 raise GroupRewoundError(
                     f"{self.topic.value} entry {raw_id.decode()} came back after this consumer acknowledged "
-                    "it: the server lost acknowledged writes (fail-over); state must be rebuilt"
+                    f"it (acknowledged through {acked}): the server lost acknowledged writes (fail-over); "
+                    "state must be rebuilt"
                 )
 
     def _on_retry(self, operation: str, attempt: int, exc: BaseException) -> None:

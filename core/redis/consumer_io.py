@@ -61,7 +61,10 @@ class GroupIO:
         self.retry = retry
         self.group_start = group_start
         self._on_retry = on_retry
-        self._taken: bytes | None = None  # the newest entry this consumer read with ">"
+        # The newest entry this consumer received by any read (new, own pending, claimed): its
+        # pending entries after it were delivered by a read whose reply was lost (core.redis.fence).
+        self._taken: bytes | None = None
+        self.recovered = False  # the last read_new returned such entries, not new ones
         self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
@@ -84,23 +87,25 @@ class GroupIO:
         """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``.
 
         Fenced: taken by the lease-checking script; the wait in between is a group-less
-        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause)."""
+        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause). If an earlier
+        read's reply was lost (a retry re-sent it), the entries it delivered come first, and
+        :attr:`recovered` says so (they were delivered before: their counts matter)."""
         fence = self.fence
+        self.recovered = False
         if fence is not None:
-            entries, last = await self._call(
-                "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
-            )
-            if not entries and block_ms and last is not None:
+            read = await self._call("read", lambda: fence.read(self.consumer, count, ">", taken=self._taken))
+            if not read.entries and block_ms and read.wait_after is not None:
+                last = read.wait_after
                 await self._call(
                     "wait",
                     lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms),
                 )
-                entries, _ = await self._call(
+                read = await self._call(
                     "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
                 )
-            if entries:
-                self._taken = entries[-1][0]
-            return entries
+            self.recovered = read.recovered
+            self._received(read.entries)
+            return read.entries
         reply = await self._call(
             "read",
             lambda: self.redis.xreadgroup(
@@ -115,7 +120,9 @@ class GroupIO:
         cursor = self._own_cursor
         fence = self.fence
         if fence is not None:
-            entries, _ = await self._call("read_pending", lambda: fence.read(self.consumer, count, cursor))
+            read = await self._call("read_pending", lambda: fence.read(self.consumer, count, cursor))
+            entries = read.entries
+            self._received(entries)
         else:
             reply = await self._call(
                 "read_pending",
@@ -144,7 +151,15 @@ class GroupIO:
             next_cursor, entries = reply[0], list(reply[1])
         self._claim_cursor = next_cursor
         more = next_cursor not in (b"0-0", "0-0")
-        return [(i, f) for i, f in entries if i is not None], more
+        claimed = [(i, f) for i, f in entries if i is not None]
+        if fence is not None:
+            self._received(claimed)
+        return claimed, more
+
+    def _received(self, entries: Sequence[Entry]) -> None:
+        # Every read returns its entries in id order: the last is the newest.
+        if entries and (self._taken is None or id_key(entries[-1][0]) > id_key(self._taken)):
+            self._taken = entries[-1][0]
 
     async def delivery_counts(self, ids: Sequence[bytes], *, extra: int = 0) -> dict[bytes, int]:
         """How often each of ``ids`` (pending for this consumer) has been delivered."""

@@ -14,23 +14,37 @@ slot (:meth:`core.topics.KeySpace.lease`), so this works on a cluster too.
 Waiting for new entries uses a plain ``XREAD BLOCK`` with no group: it moves nothing, so
 a re-sent wait (redis-py's retry after a pause) is harmless; the entries are then taken by
 the fenced read. A refused command raises :class:`~core.errors.LeaseLostError`.
+
+**A read of new entries is safe to send twice.** ``XREADGROUP >`` moves what it returns into
+the consumer's pending list; if its reply is lost (the connection torn down after the server
+ran it) and the read is sent again, by the transport's retry or by redis-py's own (its
+cluster client re-sends a command whose connection it closed itself, e.g. while refreshing
+its slot map on the ``MOVED`` replies of a fail-over), a plain second read would take the
+*next* entries and leave the first ones behind, to be handled after newer ones, out of
+order. So the script is given the newest id this consumer received, and when the
+consumer's pending list holds entries after it (delivered, never received), it returns
+those again, flagged, instead of taking new ones: whichever layer re-sends the read, the
+caller receives every entry once, in id order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import GroupRewoundError, LeaseLostError
 from core.redis.modes import AsyncClient, reply_text
 
-__all__ = ["Fence", "FencedReply"]
+__all__ = ["Fence", "FencedRead", "FencedReply"]
 
 FencedReply = Any
 """The raw RESP2 reply of the fenced command (converted from Lua: flat field lists)."""
 
 # KEYS[1] lease, KEYS[2] stream; ARGV[1] owner, ARGV[2] operation, ARGV[3..] its arguments.
-# Returns {0} when the lease is not ARGV[1]'s, else {1, reply} ({1, reply, last id} for an
+# Returns {0} when the lease is not ARGV[1]'s, {2, last-delivered} when the group is behind
+# what this owner took, {3, reply} for entries delivered to this consumer after the newest
+# id it received (a read whose reply was lost), else {1, reply} ({1, false, last id} for an
 # empty read of new entries: the id to wait after).
 _FENCED = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -43,7 +57,7 @@ local function older(a, b)
   ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
   return ams < bms or (ams == bms and aseq < bseq)
 end
-if op == 'read' and ARGV[7] and redis.call('EXISTS', KEYS[2]) == 1 then
+if op == 'read' and ARGV[7] and ARGV[7] ~= '0-0' and redis.call('EXISTS', KEYS[2]) == 1 then
   -- ARGV[7]: the newest id this owner took. The group's last-delivered id never goes back
   -- by itself: behind it, the server lost writes; say so before anything new is taken.
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
@@ -54,6 +68,15 @@ if op == 'read' and ARGV[7] and redis.call('EXISTS', KEYS[2]) == 1 then
     if name == ARGV[3] and older(last, ARGV[7]) then
       return {2, last}
     end
+  end
+end
+if op == 'read' and ARGV[6] == '>' and ARGV[7] then
+  -- ARGV[7]: the newest id this consumer received. Entries pending for it after that id were
+  -- delivered by a read whose reply never arrived: hand them over before anything new.
+  local mine = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', ARGV[5],
+                          'STREAMS', KEYS[2], ARGV[7])
+  if mine and mine[1] and #mine[1][2] > 0 then
+    return {3, mine}
   end
 end
 if op == 'read' then
@@ -87,6 +110,20 @@ def entries_of(raw: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     return [(row[0], _fields(row[1] if len(row) > 1 else None)) for row in raw or []]
 
 
+@dataclass(frozen=True, slots=True)
+class FencedRead:
+    """What a fenced read returned.
+
+    ``entries``: in id order. ``wait_after``: for an empty read of new entries, the stream's
+    last id (what to wait after), else ``None``. ``recovered``: the entries were delivered to
+    this consumer before, by a read whose reply was lost (they are pending for it; see the
+    module docstring), not taken new now."""
+
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    wait_after: bytes | None = None
+    recovered: bool = False
+
+
 class Fence:
     """The fenced commands of one instance on one partition stream of its group."""
 
@@ -106,7 +143,7 @@ class Fence:
                 f"{self.owner} already took: the server lost the entries after {last} (older snapshot or "
                 "a replica that was behind); state is rebuilt from what the stream holds"
             )
-        if not reply or int(reply[0]) != 1:
+        if not reply or int(reply[0]) not in (1, 3):
             holder = await self.redis.get(self.lease)
             held_by = reply_text(holder) if holder is not None else "nobody"
             raise LeaseLostError(
@@ -117,17 +154,22 @@ class Fence:
 
     async def read(
         self, consumer: str, count: int, start: bytes | str, *, taken: bytes | None = None
-    ) -> tuple[list[Any], bytes | None]:
-        """XREADGROUP (no BLOCK) from ``start`` (``>``: new entries); returns the entries and,
-        for an empty read of new entries, the stream's last id (what to wait after).
-        ``taken``: the newest id this owner read before; a group now behind it lost writes
-        (:class:`GroupRewoundError`, before anything is taken)."""
-        extra = () if taken is None else (taken,)
-        reply = await self._run("read", self.group, consumer, count, start, *extra)
+    ) -> FencedRead:
+        """XREADGROUP (no BLOCK) from ``start`` (``>``: new entries, own pending entries: an id).
+
+        For new entries, ``taken`` is the newest id this consumer received before (``None``:
+        none yet). A group whose last-delivered id is behind it lost writes
+        (:class:`GroupRewoundError`, before anything is taken); entries pending for this
+        consumer after it are returned again, ``recovered``, instead of new ones, so a read
+        sent twice (its first reply lost) delivers nothing out of order."""
+        if start in (">", b">"):
+            reply = await self._run("read", self.group, consumer, count, start, taken or "0-0")
+        else:
+            reply = await self._run("read", self.group, consumer, count, start)
         batches = reply[1] if len(reply) > 1 else None
         if not batches:
-            return [], (reply[2] if len(reply) > 2 else None)
-        return entries_of(batches[0][1]), None
+            return FencedRead([], reply[2] if len(reply) > 2 else None)
+        return FencedRead(entries_of(batches[0][1]), recovered=int(reply[0]) == 3)
 
     async def claim(self, consumer: str, min_idle_ms: int, start: bytes | str, count: int) -> tuple[Any, Any]:
         """XAUTOCLAIM; returns (next cursor, entries)."""

@@ -10,6 +10,11 @@ with a :class:`~core.errors.ConfigError` naming ``TOPIC_PARTITIONS`` and the com
 fixes it. Changing the count is a deliberate operator action (``cdb-operator`` may SET and
 DEL the key): stop every instance, let the consumer groups drain, run
 ``cdb topology set N`` (or ``cdb topology reset``, and the first start records its count).
+
+Each service's ``PARTITION_LEASE_MS`` is part of the same check (``KeySpace.lease_setting``,
+recorded by its first consuming instance). Both operator commands clear the recorded TTLs,
+so the topology is always re-recorded as one piece: after either, each service's next start
+records its own TTL and the ones after it must agree.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "TOPOLOGY_KEY_HELP",
     "ensure_lease_setting",
     "ensure_topology",
+    "read_lease_settings_sync",
     "read_partitions",
     "read_partitions_sync",
     "reset_topology_sync",
@@ -62,19 +68,48 @@ def _document(partitions: int) -> str:
     return json.dumps({"partitions": partitions})
 
 
-def set_topology_sync(redis: SyncClient, keys: KeySpace, partitions: int) -> None:
-    """Record ``partitions`` as the pipeline's count, replacing any (an operator action)."""
+def _parse_lease(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(json.loads(raw)["partition_lease_ms"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def read_lease_settings_sync(redis: SyncClient, keys: KeySpace) -> dict[ServiceName, int | None]:
+    """Each service's recorded PARTITION_LEASE_MS (only the services that recorded one;
+    ``None``: recorded but unreadable)."""
+    found: dict[ServiceName, int | None] = {}
+    for service in ServiceName:
+        raw = redis.get(keys.lease_setting(service))
+        if raw is not None:
+            found[service] = _parse_lease(raw)
+    return found
+
+
+def _clear_lease_settings(redis: SyncClient, keys: KeySpace) -> dict[ServiceName, int | None]:
+    cleared = read_lease_settings_sync(redis, keys)
+    for service in ServiceName:
+        redis.delete(keys.lease_setting(service))  # one key per command: cluster-safe
+    return cleared
+
+
+def set_topology_sync(redis: SyncClient, keys: KeySpace, partitions: int) -> dict[ServiceName, int | None]:
+    """Record ``partitions`` as the pipeline's count, replacing any (an operator action), and
+    clear the recorded lease TTLs as :func:`reset_topology_sync` does (each service's next
+    start records its own); returns the TTLs cleared."""
     if partitions < 1:
         raise ConfigError("partitions", partitions, ["an integer >= 1"], "the pipeline's partition count")
     redis.set(keys.topology(), _document(partitions))
+    return _clear_lease_settings(redis, keys)
 
 
 def reset_topology_sync(redis: SyncClient, keys: KeySpace) -> bool:
     """Delete the recorded count and lease TTLs (the next service start records its own);
     True if a count was set."""
     found = bool(redis.delete(keys.topology()))
-    for service in ServiceName:
-        redis.delete(keys.lease_setting(service))
+    _clear_lease_settings(redis, keys)
     return found
 
 
@@ -90,11 +125,7 @@ async def ensure_lease_setting(
         key = keys.lease_setting(service)
         if await redis.setnx(key, json.dumps({"partition_lease_ms": lease_ms})):
             return lease_ms
-        raw = await redis.get(key)
-        try:
-            recorded: int | None = int(json.loads(raw or "")["partition_lease_ms"])
-        except (ValueError, TypeError, KeyError):
-            recorded = None
+        recorded = _parse_lease(await redis.get(key))
         if recorded is None or recorded != lease_ms:
             raise ConfigError(
                 "PARTITION_LEASE_MS",
