@@ -73,12 +73,17 @@ def list_versions(as_json: AsJson = False) -> None:
             )
 
 
+RetiredTopic = Annotated[str, typer.Option("--topic", help="The topic whose version to retire.")]
+RetiredVersion = Annotated[str, typer.Option("--version", help="The version to retire, e.g. v1.0.")]
+Window = Annotated[float, typer.Option("--window", min=0, help="Seconds without that version.")]
+
+
 @app.command("retire-check")
 @with_redis_options
 def retire_check_command(
-    topic: Annotated[str, typer.Option("--topic", help="The topic whose version to retire.")],
-    version: Annotated[str, typer.Option("--version", help="The version to retire, e.g. v1.0.")],
-    window: Annotated[float, typer.Option("--window", min=0, help="Seconds without that version.")] = 600.0,
+    topic: RetiredTopic,
+    version: RetiredVersion,
+    window: Window = 600.0,
     as_json: AsJson = False,
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
@@ -137,9 +142,9 @@ def _print_recreate(services: list[ServiceName], verb: str) -> None:
 @app.command("retire-apply")
 @with_redis_options
 def retire_apply(
-    topic: Annotated[str, typer.Option("--topic", help="The topic whose version to retire.")],
-    version: Annotated[str, typer.Option("--version", help="The version to retire, e.g. v1.0.")],
-    window: Annotated[float, typer.Option("--window", min=0, help="Seconds without that version.")] = 600.0,
+    topic: RetiredTopic,
+    version: RetiredVersion,
+    window: Window = 600.0,
     env_dir: EnvDir = Path("env"),
     produce: Annotated[
         str | None,
