@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -28,7 +27,7 @@ from services.pipeline import service_backlog
 from services.runtime import ServiceContext
 from services.ws.service import WsService
 from services.ws.trades import Trade
-from tests.ops_helpers import CDB, CLEAN_ENV
+from tests.proc_helpers import read_log, spawn_cdb, stop_gracefully
 
 LEASE_MS = 1_000
 """Short leases: a paused owner loses its partitions within about 1.3 s."""
@@ -46,34 +45,22 @@ class Procs:
 
     def start(self, service: ServiceName, instance: str, **env: str) -> subprocess.Popen[bytes]:
         """Start ``cdb service <service>`` named ``instance``."""
-        full = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-        full.update(
-            {
-                "REDIS_URL": self.redis_url,
-                "KEY_PREFIX": self.keys.prefix,
-                "TOPIC_PARTITIONS": str(self.keys.partitions),
-                "PARTITION_LEASE_MS": str(LEASE_MS),
-                "INSTANCE": instance,
-                **self.env,
-                **env,
-            }
-        )
-        log = (self.workdir / f"{instance}.log").open("ab")
-        proc = subprocess.Popen(
-            [str(CDB), "service", service.value],
-            cwd=self.workdir,
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        full = {
+            "REDIS_URL": self.redis_url,
+            "KEY_PREFIX": self.keys.prefix,
+            "TOPIC_PARTITIONS": str(self.keys.partitions),
+            "PARTITION_LEASE_MS": str(LEASE_MS),
+            "INSTANCE": instance,
+            **self.env,
+            **env,
+        }
+        proc = spawn_cdb(["service", service.value], full, self.workdir / f"{instance}.log", cwd=self.workdir)
         self.procs[instance] = proc
         return proc
 
     def log(self, instance: str) -> str:
         """What ``instance`` wrote so far."""
-        path = self.workdir / f"{instance}.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return read_log(self.workdir / f"{instance}.log")
 
     def pause(self, instance: str) -> None:
         """SIGSTOP: the process is frozen, sockets and timers included."""
@@ -85,15 +72,7 @@ class Procs:
 
     def stop(self, instance: str, timeout_s: float = 20.0) -> int:
         """SIGTERM (after SIGCONT, in case it is paused) and wait; returns the exit code."""
-        proc = self.procs.pop(instance)
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+        return stop_gracefully(self.procs.pop(instance), timeout_s)
 
     def close(self) -> None:
         """Stop every process still running."""

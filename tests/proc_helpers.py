@@ -6,6 +6,7 @@ what the test gives; its stderr (JSON logs) goes to a file shown when an asserti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT, cdb_json
 
-__all__ = ["ServiceProc", "poll", "status_rows"]
+__all__ = ["ServiceProc", "poll", "read_log", "spawn_cdb", "status_rows", "stop_gracefully"]
 
 T = TypeVar("T")
 
@@ -37,6 +38,40 @@ def poll(
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout_s}s waiting for {what or check}")
         time.sleep(every_s)
+
+
+def spawn_cdb(
+    args: list[str], env: dict[str, str], log: Path, *, cwd: Path = ROOT, drop_ws_env: bool = False
+) -> subprocess.Popen[bytes]:
+    """``cdb *args`` in a clean environment (nothing leaks in from the test process but the
+    basics) plus ``env``; stdout and stderr appended to ``log``."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in CLEAN_ENV and not (drop_ws_env and k.startswith("WS_"))
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(CDB), *args], cwd=cwd, env={**base, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
+    """SIGCONT (in case it is paused) and SIGTERM, then wait; killed after ``timeout_s``. The exit code."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def read_log(path: Path, *, tail: int | None = None) -> str:
+    """What a process wrote to ``path`` so far (the last ``tail`` characters if given)."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return text[-tail:] if tail else text
 
 
 def status_rows(redis_url: str, prefix: str) -> list[dict[str, Any]]:
@@ -64,22 +99,17 @@ class ServiceProc:
     def start(self, **env: str) -> ServiceProc:
         """Start it (again), with ``env`` on top of its environment."""
         self.env.update(env)
-        base = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV and not k.startswith("WS_")}
-        log = (self.log_dir / f"{self.instance}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [str(CDB), "service", self.name, *self.args],
-            cwd=ROOT,
-            env={**base, "PYTHONUNBUFFERED": "1", **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.proc = spawn_cdb(
+            ["service", self.name, *self.args],
+            {"PYTHONUNBUFFERED": "1", **self.env},
+            self.log_dir / f"{self.instance}.log",
+            drop_ws_env=True,
         )
-        log.close()
         return self
 
     def log(self) -> str:
         """What the process wrote (JSON log lines)."""
-        path = self.log_dir / f"{self.instance}.log"
-        return path.read_text(encoding="utf-8", errors="replace")[-4000:] if path.exists() else ""
+        return read_log(self.log_dir / f"{self.instance}.log", tail=4000)
 
     def terminate(self) -> tuple[int, float]:
         """SIGTERM; wait for the exit (at most :data:`STOP_BUDGET_S`); (exit code, seconds)."""

@@ -8,8 +8,6 @@ flip is what an operator does: edit the env file, stop the process, start it aga
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.topics import KeySpace, ServiceName
-from tests.ops_helpers import CDB, CLEAN_ENV
+from tests.proc_helpers import read_log, spawn_cdb, stop_gracefully
 
 __all__ = ["ServiceProcs", "free_port", "scrape", "service_procs"]
 
@@ -67,43 +65,26 @@ class ServiceProcs:
     def start(self, service: ServiceName, **env: str) -> None:
         """Start ``service`` from its env file (write it first with :meth:`write_flags`)."""
         port = self.ports.setdefault(service, free_port())
-        full = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-        full.update(
-            {
-                "REDIS_URL": self.redis_url,
-                "KEY_PREFIX": self.keys.prefix,
-                "INSTANCE": f"{service.value}-1",
-                "METRICS_PORT": str(port),
-                "CONSUMER_BLOCK_MS": "50",
-                "WS_REPLAY_PACE": "0",
-                **self.extra_env,
-                **env,
-            }
-        )
-        log = (self.workdir / f"{service.value}.log").open("ab")
-        self.procs[service] = subprocess.Popen(
-            [str(CDB), "service", service.value, "--env-file", str(self.env_file(service))],
-            cwd=self.workdir,
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        full = {
+            "REDIS_URL": self.redis_url,
+            "KEY_PREFIX": self.keys.prefix,
+            "INSTANCE": f"{service.value}-1",
+            "METRICS_PORT": str(port),
+            "CONSUMER_BLOCK_MS": "50",
+            "WS_REPLAY_PACE": "0",
+            **self.extra_env,
+            **env,
+        }
+        args = ["service", service.value, "--env-file", str(self.env_file(service))]
+        self.procs[service] = spawn_cdb(args, full, self.workdir / f"{service.value}.log", cwd=self.workdir)
 
     def stop(self, service: ServiceName, timeout_s: float = 20.0) -> int:
         """SIGTERM ``service`` and wait for it; returns its exit code."""
-        proc = self.procs.pop(service)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+        return stop_gracefully(self.procs.pop(service), timeout_s)
 
     def log(self, service: ServiceName) -> str:
         """What ``service`` wrote so far."""
-        path = self.workdir / f"{service.value}.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return read_log(self.workdir / f"{service.value}.log")
 
     def close(self) -> None:
         """Stop every process still running."""
