@@ -198,13 +198,16 @@ async def test_versions_e2e__execution_keeps_a_v2_order_exact_to_the_row_and_the
             Decimal("64250.10000001"),
             fee,
         )
+        assert row["ordered_quantity"] == Decimal("0.012345678901234567")  # the order's size, exact
         ((_, fields),) = await redis_async.xrange(keys.stream(Topic.ORDER_RESULTS))
         assert json.loads(fields[b"api_version"]) == results_version
         filled = json.loads(fields[b"filled_quantity"])
         if results_version == "v2.0":
             assert filled == "0.012345678901234567"  # the exact decimal, as a JSON string
+            assert json.loads(fields[b"ordered_quantity"]) == "0.012345678901234567"
         else:
             assert filled == float(Decimal("0.012345678901234567"))  # the nearest float, converted down
+            assert b"ordered_quantity" not in fields  # v1.0 has no such field: dropped going down
     finally:
         await checker.drop_schema()
         await checker.close()
