@@ -274,7 +274,11 @@ class PartitionedConsumer:
             # Outputs the handler deferred are flushed before the batch's ack, each tied to the
             # entry that made it (a failure dead-letters that entry alone); a business object's
             # own per-batch step (``before_ack``, e.g. execution's marks) runs just before.
-            **{"outputs": ctx.publisher, "before_ack": getattr(svc, "before_ack", None), **self.consumer_options},
+            **{
+                "outputs": ctx.publisher,
+                "before_ack": getattr(svc, "before_ack", None),
+                **self.consumer_options,
+            },
         )
 
         def held() -> bool:

@@ -281,7 +281,9 @@ async def test_execution__results_carry_the_ordered_quantity_and_a_rebuilt_resul
     stream = keys.stream(Topic.ORDER_RESULTS)
     try:
         for order in orders:
-            await svc.handle(ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0")
+            await svc.handle(
+                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0"
+            )
         await svc.before_ack()
         first = await redis_async.xrange(stream)
         # The server loses the results and their markers (restarted from an older snapshot):
@@ -289,7 +291,9 @@ async def test_execution__results_carry_the_ordered_quantity_and_a_rebuilt_resul
         await redis_async.xdel(stream, *[entry_id for entry_id, _ in first])
         await redis_async.delete(*[keys.published_marker(Topic.ORDER_RESULTS, oid) for oid in sizes])
         for order in orders:
-            await svc.handle(ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "2-0")
+            await svc.handle(
+                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "2-0"
+            )
         await svc.before_ack()
         rebuilt = await redis_async.xrange(stream)
         rows = {r["order_id"]: r for r in await store.rows()}

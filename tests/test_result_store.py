@@ -263,10 +263,14 @@ async def test_store__migration_3_adds_ordered_quantity_null_in_the_rows_before_
         cols = ", ".join((*store_module.COLUMNS, "path", "published_stream_id"))
         if isinstance(old, PostgresStore):
             conn = await old._connection()
-            await conn.execute(f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['%s'] * len(row))})", row)
+            await conn.execute(
+                f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['%s'] * len(row))})", row
+            )
         else:
             text = [*store_module._text_row(old_shape, store_module.COLUMNS), "pydantic", "1-0"]
-            old._db.execute(f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['?'] * len(text))})", text)
+            old._db.execute(
+                f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['?'] * len(text))})", text
+            )
     await old.close()
     new = open_store()
     try:

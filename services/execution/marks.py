@@ -19,9 +19,10 @@ Why deferring the mark keeps every guarantee (tests/test_execution_once.py):
   (``results_already_published``) and queue their mark again.
 * **Even acknowledged-unmarked would not double publish.** Should an order ever be acknowledged
   with its row unmarked, a later redelivery of it behaves as after a failed mark: the script
-  finds the marker and returns the first id. Only after the marker expires (``marker_ttl_s``, 7 days) would it be
-  published again, and so would a marked one: the script cannot tell an expired marker from a
-  result the server lost, and republishes both (by design, see :mod:`services.execution.once`).
+  finds the marker and returns the first id. Only after the marker expires (``marker_ttl_s``,
+  7 days) would it be published again, and so would a marked one: the script cannot tell an
+  expired marker from a result the server lost, and republishes both (by design, see
+  :mod:`services.execution.once`).
   The mark is the lasting audit record and decides which counter a redelivery adds to, never
   whether a result is published.
 * **A redelivery before the flush is a duplicate, as before.** The same order read twice within

@@ -135,9 +135,8 @@ _PG_MARK = (
     "FROM unnest(%s::text[], %s::text[]) AS m(order_id, stream_id) WHERE r.order_id = m.order_id"
 )
 _LITE_GET = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ?"
-_LITE_INSERT = (
-    f"INSERT OR IGNORE INTO order_results ({_INSERT_COLS}) VALUES ({', '.join(['?'] * (len(STORED_COLUMNS) + 1))})"
-)
+_LITE_MARKS = ", ".join(["?"] * (len(STORED_COLUMNS) + 1))
+_LITE_INSERT = f"INSERT OR IGNORE INTO order_results ({_INSERT_COLS}) VALUES ({_LITE_MARKS})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +245,9 @@ class PostgresStore:
         """One statement (one round trip, one commit): the insert's ``RETURNING`` row, or the
         row that was there (read in the same statement)."""
         conn = await self._connection()
-        cur = await conn.execute(_PG_INSERT_OR_GET, (*_exact_row(values, STORED_COLUMNS), path, values["order_id"]))
+        cur = await conn.execute(
+            _PG_INSERT_OR_GET, (*_exact_row(values, STORED_COLUMNS), path, values["order_id"])
+        )
         row = await cur.fetchone()
         if row is not None:
             return _pg_stored(row)
