@@ -12,11 +12,12 @@ Why deferring the mark keeps every guarantee (tests/test_execution_once.py):
   retry, another instance) gets the first stream id back and adds nothing, whether or not the
   database says "published". A mark that is late, lost or never written cannot add a result.
 * **Acknowledged implies marked.** :meth:`PendingMarks.flush` returns only once every mark queued
-  before it was called is committed: it holds a lock, so a flush started earlier (another
-  partition's batch, sharing this service) has finished first, and marks whose flush failed stay
-  queued for it. If it raises, the consumer acknowledges nothing of the batch: its orders come
-  back, find their row unpublished, get the first stream id back from the script
-  (``results_already_published``) and queue their mark again.
+  before it was called is committed: a mark leaves the queue only after a write of it succeeded,
+  so a flush writes every mark still queued, including those whose earlier flush failed. (A lock
+  makes a flush wait for one in flight, e.g. another partition's batch sharing this service, so
+  the marks that one writes are not written twice.) If it raises, the consumer acknowledges
+  nothing of the batch: its orders come back, find their row unpublished, get the first stream
+  id back from the script (``results_already_published``) and queue their mark again.
 * **Even acknowledged-unmarked would not double publish.** Should an order ever be acknowledged
   with its row unmarked, a later redelivery of it behaves as after a failed mark: the script
   finds the marker and returns the first id. Only after the marker expires (``marker_ttl_s``,
