@@ -4,6 +4,7 @@ of one without ``ordered_quantity``)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +17,8 @@ import pytest
 
 from core.versions.changes import float_to_decimal
 from services.execution import store as store_module
-from services.execution.store import PostgresStore, ResultStore, SqliteStore
+from services.execution.store import STORED_COLUMNS, PostgresStore, ResultStore, SqliteStore
+from tests.transport_helpers import poll_until
 
 RESULT = {
     "order_id": "ord-1",
@@ -287,3 +289,47 @@ async def test_store__migration_3_adds_ordered_quantity_null_in_the_rows_before_
     assert stored.values == {**old_shape, "ordered_quantity": None}  # unknown, not invented
     assert fresh.values == {**RESULT, "order_id": "ord-2"}
     assert [r["ordered_quantity"] for r in rows] == [None, RESULT["ordered_quantity"]]
+
+
+@pytest.mark.integration
+async def test_store__insert_or_get_racing_another_instance_returns_the_row_that_won(
+    pg_database: str,
+) -> None:
+    # Another instance inserts the same order in a transaction still open when this call starts:
+    # the call waits on that row, finds it committed after its statement's snapshot, inserts
+    # nothing, and must still return the winner's row (not nothing, not its own values).
+    store = PostgresStore(pg_database, schema=f"t_{uuid.uuid4().hex[:8]}")
+    await store.migrate()
+    winner = {**RESULT, "fee": Decimal("0.5")}
+    other = await psycopg.AsyncConnection.connect(pg_database)
+    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)  # fresh view each poll
+    try:
+        await other.execute(f'SET search_path TO "{store._schema}"')
+        await other.execute(
+            store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
+        )
+        racing = asyncio.create_task(store.insert_or_get(RESULT, "pydantic"))
+
+        waiting: list[bool] = []
+
+        async def poll() -> None:
+            cur = await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query LIKE 'WITH inserted AS%%'"
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                waiting.append(True)
+            else:
+                await asyncio.sleep(0.01)
+
+        await poll_until(poll, lambda: bool(waiting), timeout_s=30)  # the call waits on that row
+        await other.commit()
+        stored = await racing
+        assert stored.values == winner
+        assert await store.rows() == [winner]
+    finally:
+        await other.close()
+        await watcher.close()
+        await store.drop_schema()
+        await store.close()
