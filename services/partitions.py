@@ -272,8 +272,13 @@ class PartitionedConsumer:
             # on the server (core.redis.fence); fakeredis (one process, no Lua) needs no fence.
             lease=None if solo else ctx.keys.lease(ctx.service, worker.partition),
             # Outputs the handler deferred are flushed before the batch's ack, each tied to the
-            # entry that made it (a failure dead-letters that entry alone).
-            **{"outputs": ctx.publisher, **self.consumer_options},
+            # entry that made it (a failure dead-letters that entry alone); a business object's
+            # own per-batch step (``before_ack``, e.g. execution's marks) runs just before.
+            **{
+                "outputs": ctx.publisher,
+                "before_ack": getattr(svc, "before_ack", None),
+                **self.consumer_options,
+            },
         )
 
         def held() -> bool:

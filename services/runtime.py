@@ -136,7 +136,12 @@ def _janitor(ctx: ServiceContext) -> GroupJanitor:
 
 
 class ConsumingService(Protocol):
-    """A service that reads one topic's stream (signal, risk, execution)."""
+    """A service that reads one topic's stream (signal, risk, execution).
+
+    It may also have ``async def before_ack(self) -> None``: awaited once per batch, after the
+    batch's handlers and before its acknowledgement (raising leaves the whole batch pending;
+    :class:`~core.errors.TransportError` makes the consumer back off and re-read it).
+    """
 
     async def start(self) -> None:
         """Prepare (e.g. run database migrations) before the first message."""

@@ -1,5 +1,6 @@
 """Exactly one order result per order on the stream, also when PostgreSQL fails between
-publish and mark (real PostgreSQL, real Redis, the real consumer loop)."""
+publish and mark (real PostgreSQL, real Redis, the real consumer loop); every result carries the
+order's size in the versions that have it, and one rebuilt from the row is the same result."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -67,7 +69,8 @@ class _DatabaseKiller:
 
 class _MarkFailsStore(PostgresStore):
     """A real PostgresStore whose connection is killed just before each of the first
-    ``failures`` marks of every order (after its result was published)."""
+    ``failures`` marks of every order (after its result was published; marks are written a
+    batch at a time, so every order of a batch whose mark fails counts one failure)."""
 
     def __init__(self, url: str, schema: str, killer: _DatabaseKiller, failures: int) -> None:
         super().__init__(url, schema)
@@ -75,11 +78,11 @@ class _MarkFailsStore(PostgresStore):
         self.failures = failures
         self.failed: Counter[str] = Counter()
 
-    async def mark_published(self, order_id: str, stream_id: str) -> None:
-        if self.failed[order_id] < self.failures:
-            self.failed[order_id] += 1
+    async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
+        if any(self.failed[order_id] < self.failures for order_id, _ in marks):
+            self.failed.update(order_id for order_id, _ in marks)
             await self.killer.terminate()  # the real call below now fails on a dead connection
-        await super().mark_published(order_id, stream_id)
+        await super().mark_published_many(marks)
 
 
 class _OutageStore(PostgresStore):
@@ -92,12 +95,12 @@ class _OutageStore(PostgresStore):
         self.outage_s = outage_s
         self.outage: asyncio.Task[None] | None = None
 
-    async def mark_published(self, order_id: str, stream_id: str) -> None:
+    async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
         if self.outage is None:
             await self.killer.allow_connections(False)
             await self.killer.terminate()
             self.outage = asyncio.create_task(self._end_outage())
-        await super().mark_published(order_id, stream_id)
+        await super().mark_published_many(marks)
 
     async def _end_outage(self) -> None:
         await asyncio.sleep(self.outage_s)
@@ -242,3 +245,78 @@ def test_published_marker__shares_its_stream_slot_and_starts_with_the_prefix(key
         assert key_slot(marker.encode()) == key_slot(stream.encode())
         assert marker.startswith(keys.prefix)
         assert marker != stream
+
+
+def _results(entries: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each result's fields (JSON-decoded) by order id, without the build time."""
+    return {
+        json.loads(f[b"order_id"]): {k.decode(): json.loads(v) for k, v in f.items() if k != b"timestamp"}
+        for _, f in entries
+    }
+
+
+@pytest.mark.parametrize("version", ["v1.0", "v1.1", "v2.0"])
+async def test_execution__results_carry_the_ordered_quantity_and_a_rebuilt_result_is_the_same(
+    redis_async: aioredis.Redis, keys: KeySpace, pg_database: str, version: str
+) -> None:
+    settings = ServiceSettings.load(
+        ServiceName.EXECUTION,
+        environ={},
+        overrides={
+            "key_prefix": keys.prefix,
+            "use_pydantic_contracts": True,
+            "produce_version_order_results": version,
+        },
+    )
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, redis_async)
+    store = PostgresStore(pg_database, schema=f"ordered_{uuid.uuid4().hex[:8]}")
+    svc = ExecutionService(ctx, store)
+    await svc.start()
+    # Filled, partially filled (notional above the venue's 900), rejected (below its 10).
+    sizes = {"ord-full": 0.011, "ord-part": 0.05, "ord-tiny": 0.0001}
+    orders = [
+        ctx.codec.build(Topic.ORDERS, {**_order(i), "order_id": oid, "quantity": qty})
+        for i, (oid, qty) in enumerate(sizes.items())
+    ]
+    stream = keys.stream(Topic.ORDER_RESULTS)
+    try:
+        for order in orders:
+            await svc.handle(
+                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0"
+            )
+        await svc.before_ack()
+        first = await redis_async.xrange(stream)
+        # The server loses the results and their markers (restarted from an older snapshot):
+        # the redelivered orders rebuild them from their rows and publish them again.
+        await redis_async.xdel(stream, *[entry_id for entry_id, _ in first])
+        await redis_async.delete(*[keys.published_marker(Topic.ORDER_RESULTS, oid) for oid in sizes])
+        for order in orders:
+            await svc.handle(
+                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "2-0"
+            )
+        await svc.before_ack()
+        rebuilt = await redis_async.xrange(stream)
+        rows = {r["order_id"]: r for r in await store.rows()}
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+    results = _results(first)
+    assert {oid: r["status"] for oid, r in results.items()} == {
+        "ord-full": "FILLED",
+        "ord-part": "PARTIALLY_FILLED",
+        "ord-tiny": "REJECTED",
+    }
+    assert ctx.extra_counts["results_republished"] == len(orders)
+    assert _results(rebuilt) == results  # field for field, ordered_quantity included
+    for oid, size in sizes.items():
+        assert rows[oid]["ordered_quantity"] == Decimal(repr(size))  # stored exact, as ordered
+        result = results[oid]
+        if version == "v1.0":
+            assert "ordered_quantity" not in result  # dropped by the declared down-conversion
+            continue
+        ordered, filled = Decimal(str(result["ordered_quantity"])), Decimal(str(result["filled_quantity"]))
+        assert ordered == Decimal(repr(size))
+        assert filled <= ordered
+        if version == "v2.0":
+            assert isinstance(result["ordered_quantity"], str)  # an exact decimal string on the wire

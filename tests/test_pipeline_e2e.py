@@ -143,12 +143,16 @@ async def test_execution__crash_between_store_and_publish_is_repaired_on_redeliv
     await store.insert(svc.venue.fill(order), "legacy")  # stored, then the process died
     try:
         await svc.handle(ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0")
+        unmarked = await store.get("ord-9")
+        await svc.before_ack()  # what the consumer does before acknowledging the batch
         published = await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS))
         stored = await store.get("ord-9")
     finally:
         await store.drop_schema()
         await store.close()
     assert published == 1
+    assert unmarked is not None
+    assert not unmarked.published  # marks are written per batch, before its acknowledgement
     assert stored is not None
     assert stored.published
 

@@ -1,8 +1,10 @@
 """The execution store: migration at start, idempotent on order id, exact decimals, on
-PostgreSQL and SQLite (including the upgrade of a table the float-column migration created)."""
+PostgreSQL and SQLite (including the upgrade of a table the float-column migration created, and
+of one without ``ordered_quantity``)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +17,8 @@ import pytest
 
 from core.versions.changes import float_to_decimal
 from services.execution import store as store_module
-from services.execution.store import PostgresStore, ResultStore, SqliteStore
+from services.execution.store import STORED_COLUMNS, PostgresStore, ResultStore, SqliteStore
+from tests.transport_helpers import poll_until
 
 RESULT = {
     "order_id": "ord-1",
@@ -27,6 +30,7 @@ RESULT = {
     "fee": Decimal("0.0001"),
     "reason": None,
     "simulated": True,
+    "ordered_quantity": Decimal("0.0123"),
 }
 
 # Floats as the v1 (DOUBLE PRECISION) table held them, including ones that need 16-17 digits
@@ -119,6 +123,37 @@ async def test_store__a_float_is_stored_as_its_shortest_decimal(store: ResultSto
     )
 
 
+@pytest.mark.integration
+async def test_store__insert_or_get_stores_the_first_and_returns_it_on_every_call(store: ResultStore) -> None:
+    first = await store.insert_or_get(RESULT, "pydantic")
+    again = await store.insert_or_get({**RESULT, "fee": Decimal("99"), "ordered_quantity": None}, "legacy")
+    assert first.values == again.values == RESULT  # the first fill, not the second call's values
+    assert (first.published, again.published) == (False, False)
+    await store.mark_published("ord-1", "1-0")
+    marked = await store.insert_or_get(RESULT, "pydantic")
+    assert marked.published
+    assert marked.values == RESULT
+    assert await store.rows() == [RESULT]
+
+
+@pytest.mark.integration
+async def test_store__mark_published_many_marks_every_order_given_and_only_those(store: ResultStore) -> None:
+    for order_id in ("ord-1", "ord-2", "ord-3"):
+        await store.insert({**RESULT, "order_id": order_id}, "pydantic")
+    await store.mark_published_many([("ord-1", "1-0"), ("ord-3", "3-0"), ("ord-unknown", "9-0")])
+    await store.mark_published_many([])  # an empty batch is no call
+    states = [await store.get(order_id) for order_id in ("ord-1", "ord-2", "ord-3")]
+    assert [s.published if s is not None else None for s in states] == [True, False, True]
+    assert len(await store.rows()) == 3  # an unknown order id adds no row
+
+
+@pytest.mark.integration
+async def test_store__a_result_without_ordered_quantity_stores_null(store: ResultStore) -> None:
+    old_shape = {k: v for k, v in RESULT.items() if k != "ordered_quantity"}
+    stored = await store.insert_or_get(old_shape, "legacy")
+    assert stored.values == {**old_shape, "ordered_quantity": None}
+
+
 def _old_row(order_id: str, filled: float, price: float | None, fee: float) -> tuple[Any, ...]:
     status = "FILLED" if price is not None else "REJECTED"
     return (order_id, "BTC/USDT", "BUY", status, filled, price, fee, None, True, "legacy", "1-0")
@@ -175,7 +210,7 @@ async def test_store__postgres_upgrade_turns_float_columns_into_exact_numeric(
             ).fetchall()
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
         assert sorted(types) == [(c, "numeric") for c in sorted(store_module.DECIMAL_COLUMNS)]
-        assert [v for (v,) in versions] == [1, 2]
+        assert [v for (v,) in versions] == [1, 2, 3]
         await new.migrate()  # a second start changes nothing
         assert _money(await new.rows()) == _expected_upgrade()
     finally:
@@ -207,3 +242,94 @@ async def test_store__sqlite_upgrade_keeps_every_float_as_its_exact_decimal(
         assert _money(await new.rows()) == _expected_upgrade()
     finally:
         await new.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("engine", ["postgres", "sqlite"])
+async def test_store__migration_3_adds_ordered_quantity_null_in_the_rows_before_it(
+    engine: str, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema, path = f"t_{uuid.uuid4().hex[:8]}", tmp_path / "results.sqlite3"
+
+    def open_store() -> PostgresStore | SqliteStore:
+        return PostgresStore(pg_database, schema=schema) if engine == "postgres" else SqliteStore(path)
+
+    old = open_store()
+    with monkeypatch.context() as patch:  # the store as shipped with migrations 1 and 2
+        patch.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:2])
+        patch.setattr(store_module, "_SQLITE_MIGRATIONS", store_module._SQLITE_MIGRATIONS[:2])
+        await old.migrate()
+        old_shape = {k: v for k, v in RESULT.items() if k != "ordered_quantity"}
+        # What that version wrote: the v1.0 columns only, marked published.
+        row = [*store_module._exact_row(old_shape, store_module.COLUMNS), "pydantic", "1-0"]
+        cols = ", ".join((*store_module.COLUMNS, "path", "published_stream_id"))
+        if isinstance(old, PostgresStore):
+            conn = await old._connection()
+            await conn.execute(
+                f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['%s'] * len(row))})", row
+            )
+        else:
+            text = [*store_module._text_row(old_shape, store_module.COLUMNS), "pydantic", "1-0"]
+            old._db.execute(
+                f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['?'] * len(text))})", text
+            )
+    await old.close()
+    new = open_store()
+    try:
+        await new.migrate()
+        await new.migrate()  # a second start changes nothing
+        stored = await new.insert_or_get(RESULT, "pydantic")
+        fresh = await new.insert_or_get({**RESULT, "order_id": "ord-2"}, "pydantic")
+        rows = await new.rows()
+    finally:
+        if isinstance(new, PostgresStore):
+            await new.drop_schema()
+        await new.close()
+    assert stored.published  # the old row, as it was
+    assert stored.values == {**old_shape, "ordered_quantity": None}  # unknown, not invented
+    assert fresh.values == {**RESULT, "order_id": "ord-2"}
+    assert [r["ordered_quantity"] for r in rows] == [None, RESULT["ordered_quantity"]]
+
+
+@pytest.mark.integration
+async def test_store__insert_or_get_racing_another_instance_returns_the_row_that_won(
+    pg_database: str,
+) -> None:
+    # Another instance inserts the same order in a transaction still open when this call starts:
+    # the call waits on that row, finds it committed after its statement's snapshot, inserts
+    # nothing, and must still return the winner's row (not nothing, not its own values).
+    store = PostgresStore(pg_database, schema=f"t_{uuid.uuid4().hex[:8]}")
+    await store.migrate()
+    winner = {**RESULT, "fee": Decimal("0.5")}
+    other = await psycopg.AsyncConnection.connect(pg_database)
+    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)  # fresh view each poll
+    try:
+        await other.execute(f'SET search_path TO "{store._schema}"')
+        await other.execute(
+            store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
+        )
+        racing = asyncio.create_task(store.insert_or_get(RESULT, "pydantic"))
+
+        waiting: list[bool] = []
+
+        async def poll() -> None:
+            cur = await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query LIKE 'WITH inserted AS%%'"
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                waiting.append(True)
+            else:
+                await asyncio.sleep(0.01)
+
+        await poll_until(poll, lambda: bool(waiting), timeout_s=30)  # the call waits on that row
+        await other.commit()
+        stored = await racing
+        assert stored.values == winner
+        assert await store.rows() == [winner]
+    finally:
+        await other.close()
+        await watcher.close()
+        await store.drop_schema()
+        await store.close()

@@ -18,7 +18,7 @@ from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from core.versions.models import OrderV2
 from services.execution.service import ExecutionService
-from services.execution.store import DECIMAL_COLUMNS, PostgresStore
+from services.execution.store import COLUMNS, DECIMAL_COLUMNS, PostgresStore
 from services.pipeline import PipelineResult, read_stream, run_pipeline
 from services.runtime import ServiceContext, run_consuming_service
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
@@ -115,14 +115,19 @@ async def test_versions_e2e__services_on_different_versions_trade_like_the_all_v
     # The stored rows are exact decimals: the shortest decimal of each result's value, never a
     # binary expansion (0.1 is 0.1, not 0.1000000000000000055511151231257827).
     by_id = {r["order_id"]: r for r in mixed.order_results}
+    # ... and the order's size, as the order carried it (a v2.0 string, else a float's shortest).
+    sizes = {json.loads(f[b"order_id"]): json.loads(f[b"quantity"]) for f in streams[Topic.ORDERS]}
     for row in mixed.stored_rows:
-        for column in DECIMAL_COLUMNS:
+        for column in (c for c in DECIMAL_COLUMNS if c in COLUMNS):  # what the v1.0 results carry
             value, published = row[column], by_id[row["order_id"]][column]
             if published is None:
                 assert value is None
                 continue
             assert isinstance(value, Decimal), column
             assert value == Decimal(repr(published)), (row["order_id"], column)
+        size = sizes[row["order_id"]]
+        assert row["ordered_quantity"] == Decimal(size if isinstance(size, str) else repr(size))
+        assert row["filled_quantity"] <= row["ordered_quantity"]
 
 
 async def test_versions_e2e__ws_v2_carries_the_csv_decimals_exact(redis_url: str, pg_database: str) -> None:
@@ -198,13 +203,16 @@ async def test_versions_e2e__execution_keeps_a_v2_order_exact_to_the_row_and_the
             Decimal("64250.10000001"),
             fee,
         )
+        assert row["ordered_quantity"] == Decimal("0.012345678901234567")  # the order's size, exact
         ((_, fields),) = await redis_async.xrange(keys.stream(Topic.ORDER_RESULTS))
         assert json.loads(fields[b"api_version"]) == results_version
         filled = json.loads(fields[b"filled_quantity"])
         if results_version == "v2.0":
             assert filled == "0.012345678901234567"  # the exact decimal, as a JSON string
+            assert json.loads(fields[b"ordered_quantity"]) == "0.012345678901234567"
         else:
             assert filled == float(Decimal("0.012345678901234567"))  # the nearest float, converted down
+            assert b"ordered_quantity" not in fields  # v1.0 has no such field: dropped going down
     finally:
         await checker.drop_schema()
         await checker.close()

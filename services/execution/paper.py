@@ -68,22 +68,25 @@ class PaperVenue:
         self._lot = exact(p.quantity_step)
 
     def fill(self, order: OrderView) -> dict[str, Any]:
-        """The order result's values in contract v2.0 terms (sizes, price, fee as ``Decimal``);
-        never raises for a valid order. ``filled_quantity <= order.quantity`` always."""
+        """The order result's values in contract v2.0 terms (sizes, price, fee as ``Decimal``),
+        ``ordered_quantity`` the order's size; never raises for a valid order.
+        ``filled_quantity <= ordered_quantity`` always (nothing when rejected)."""
         with localcontext(_CONTEXT):
             return self._fill(order)
 
     def _fill(self, order: OrderView) -> dict[str, Any]:
         p = self.params
+        ordered = exact(order.quantity)
         base = {
             "order_id": order.order_id,
             "symbol": order.symbol,
             "side": str(order.side),
             "simulated": True,
+            "ordered_quantity": ordered,
         }
         if order.price is None:
             return {**base, **_rejected("no reference price for a paper fill")}
-        reference, ordered = exact(order.price), exact(order.quantity)
+        reference = exact(order.price)
         if str(order.order_type) == "MARKET":
             slipped = reference * (self._buy_slip if order.side == "BUY" else self._sell_slip)
             fill_price = slipped.quantize(_PRICE_STEP, ROUND_HALF_EVEN)

@@ -5,9 +5,13 @@ What the store promises (and what it does not):
 * **One row per order.** :meth:`ResultStore.insert` is idempotent on ``order_id``: the
   first fill is kept, a second insert of the same order changes nothing. The result is
   stored *before* it is published, so a redelivered order is never filled twice.
-* **A published state.** ``published_stream_id`` is empty until :meth:`mark_published`
-  records the stream id the result got. A crash or a database failure between insert
-  and mark leaves the row unpublished; the redelivered order then finishes the job.
+* **One round trip to store or find.** :meth:`ResultStore.insert_or_get` inserts the result
+  unless the order has a row, and returns the row either way (the first fill): one statement in
+  PostgreSQL, where a ``SELECT`` then an ``INSERT`` took two round trips.
+* **A published state.** ``published_stream_id`` is empty until :meth:`mark_published` (or
+  :meth:`mark_published_many`, one statement and one commit for a whole batch) records the
+  stream id the result got. A crash or a database failure between insert and mark leaves the
+  row unpublished; the redelivered order then finishes the job.
 * **Not, by itself, one publish per order.** The store cannot know whether a publish it
   has not yet recorded reached Redis. That half is
   :class:`services.execution.once.OncePublisher`'s: the publish is idempotent per order
@@ -23,7 +27,9 @@ fees are exact decimals (contract v2.0): ``NUMERIC`` in PostgreSQL, the decimal'
 (whose ``NUMERIC`` affinity would turn it back into a binary float); every call takes a
 :class:`~decimal.Decimal` or a float (read as its shortest round-tripping decimal, as the v1 -> v2
 converter does) and returns :class:`~decimal.Decimal`. Migration 2 moved the v1 ``DOUBLE
-PRECISION`` columns there, each existing value becoming that same shortest decimal.
+PRECISION`` columns there, each existing value becoming that same shortest decimal. Migration 3
+added ``ordered_quantity`` (the order's size, which v1.1+ results carry): nullable, ``NULL`` in
+the rows stored before it, so a result rebuilt from such a row says "unknown", as v1.1 allows.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import asyncio
 import re
 import sqlite3
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +53,7 @@ from core.versions.fields import plain_decimal
 __all__ = [
     "COLUMNS",
     "DECIMAL_COLUMNS",
+    "STORED_COLUMNS",
     "PostgresStore",
     "ResultStore",
     "SqliteStore",
@@ -65,11 +72,19 @@ COLUMNS = (
     "reason",
     "simulated",
 )
-"""The business columns of a stored order result (the contract's fields minus envelope)."""
+"""The business columns of a stored order result that every contract version carries (v1.0's
+fields minus envelope)."""
 
-DECIMAL_COLUMNS = ("filled_quantity", "average_price", "fee")
+STORED_COLUMNS = (*COLUMNS, "ordered_quantity")
+"""Every business column stored: :data:`COLUMNS` and the order's size (migration 3; v1.1+
+results carry it, ``None`` for rows stored before it)."""
+
+DECIMAL_COLUMNS = ("filled_quantity", "average_price", "fee", "ordered_quantity")
 """The columns holding exact decimals (read back as :class:`~decimal.Decimal`; ``average_price``
-may be null)."""
+and ``ordered_quantity`` may be null)."""
+
+_V1_DECIMALS = ("filled_quantity", "average_price", "fee")
+"""The decimal columns of the v1 table, as migration 2 converted them (never changes)."""
 
 _CREATE_V1 = """
     CREATE TABLE IF NOT EXISTS order_results (
@@ -90,13 +105,38 @@ _CREATE_V1 = """
 # PostgreSQL's own float8 -> numeric cast keeps only 15 significant digits (0.30000000000000004
 # would become 0.3); float8's text output with extra_float_digits >= 1 is the shortest string
 # that reads back as the same double (what Python's repr and the v1 -> v2 converter write).
-_TO_NUMERIC = ", ".join(f"ALTER COLUMN {c} TYPE NUMERIC USING {c}::text::numeric" for c in DECIMAL_COLUMNS)
+_TO_NUMERIC = ", ".join(f"ALTER COLUMN {c} TYPE NUMERIC USING {c}::text::numeric" for c in _V1_DECIMALS)
 _MIGRATIONS: tuple[str, ...] = (
     _CREATE_V1,
     f"ALTER TABLE order_results {_TO_NUMERIC}",
+    "ALTER TABLE order_results ADD COLUMN ordered_quantity NUMERIC",
 )
 """PostgreSQL: version N is ``_MIGRATIONS[N - 1]``; never edit a shipped one, append."""
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_OPTIONAL = frozenset({"ordered_quantity"})
+"""Columns a caller may leave out of ``values`` (stored as ``NULL``)."""
+
+_COLS = ", ".join(STORED_COLUMNS)
+_INSERT_COLS = f"{_COLS}, path"
+_PG_GET = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = %s"
+_PG_INSERT = (
+    f"INSERT INTO order_results ({_INSERT_COLS}) VALUES ({', '.join(['%s'] * (len(STORED_COLUMNS) + 1))}) "
+    "ON CONFLICT (order_id) DO NOTHING"
+)
+# One statement: the inserted row (RETURNING), else the row that was there. The second branch reads
+# the statement's snapshot, taken before the insert: it never sees the row this insert adds, so the
+# two branches never both return a row.
+_PG_INSERT_OR_GET = (
+    f"WITH inserted AS ({_PG_INSERT} RETURNING {_COLS}, published_stream_id) "
+    f"SELECT * FROM inserted UNION ALL {_PG_GET}"
+)
+_PG_MARK = (
+    "UPDATE order_results AS r SET published_stream_id = m.stream_id "
+    "FROM unnest(%s::text[], %s::text[]) AS m(order_id, stream_id) WHERE r.order_id = m.order_id"
+)
+_LITE_GET = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ?"
+_LITE_MARKS = ", ".join(["?"] * (len(STORED_COLUMNS) + 1))
+_LITE_INSERT = f"INSERT OR IGNORE INTO order_results ({_INSERT_COLS}) VALUES ({_LITE_MARKS})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +162,17 @@ class ResultStore(Protocol):
         """Store a result; ``False`` if ``order_id`` was already stored (nothing changes)."""
         ...
 
+    async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
+        """Store a result unless ``order_id`` was stored; either way return the stored row (the
+        first one: its values, not ``values``, when the order was stored before)."""
+        ...
+
     async def mark_published(self, order_id: str, stream_id: str) -> None:
         """Record that the result reached the stream."""
+        ...
+
+    async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
+        """Record ``(order_id, stream_id)`` pairs at once: all of them or (raising) none."""
         ...
 
     async def rows(self) -> list[dict[str, Any]]:
@@ -182,38 +231,48 @@ class PostgresStore:
     async def get(self, order_id: str) -> StoredResult | None:
         """The stored result of ``order_id``, if any."""
         conn = await self._connection()
-        cur = await conn.execute(
-            f"SELECT {', '.join(COLUMNS)}, published_stream_id FROM order_results WHERE order_id = %s",
-            (order_id,),
-        )
+        cur = await conn.execute(_PG_GET, (order_id,))
         row = await cur.fetchone()
-        if row is None:
-            return None
-        published = row.pop("published_stream_id") is not None
-        return StoredResult(dict(row), published)
+        return None if row is None else _pg_stored(row)
 
     async def insert(self, values: dict[str, Any], path: str) -> bool:
         """``INSERT ... ON CONFLICT (order_id) DO NOTHING``."""
         conn = await self._connection()
-        cols = ", ".join((*COLUMNS, "path"))
-        marks = ", ".join(["%s"] * (len(COLUMNS) + 1))
-        cur = await conn.execute(
-            f"INSERT INTO order_results ({cols}) VALUES ({marks}) ON CONFLICT (order_id) DO NOTHING",
-            (*_exact_row(values), path),
-        )
+        cur = await conn.execute(_PG_INSERT, (*_exact_row(values, STORED_COLUMNS), path))
         return cur.rowcount == 1
+
+    async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
+        """One statement (one round trip, one commit): the insert's ``RETURNING`` row, or the
+        row that was there (read in the same statement)."""
+        conn = await self._connection()
+        cur = await conn.execute(
+            _PG_INSERT_OR_GET, (*_exact_row(values, STORED_COLUMNS), path, values["order_id"])
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            return _pg_stored(row)
+        # Neither: another instance inserted the order after this statement's snapshot was
+        # taken (its insert waited for that one and did nothing). A new statement sees it.
+        stored = await self.get(values["order_id"])
+        if stored is None:  # pragma: no cover - the conflict means the row exists (never deleted)
+            raise RuntimeError(f"order {values['order_id']} conflicted but has no row")
+        return stored
 
     async def mark_published(self, order_id: str, stream_id: str) -> None:
         """Record the stream id the result was published under."""
+        await self.mark_published_many([(order_id, stream_id)])
+
+    async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
+        """One ``UPDATE ... FROM unnest(...)`` for every pair (one statement, one commit)."""
+        if not marks:
+            return
         conn = await self._connection()
-        await conn.execute(
-            "UPDATE order_results SET published_stream_id = %s WHERE order_id = %s", (stream_id, order_id)
-        )
+        await conn.execute(_PG_MARK, ([m[0] for m in marks], [m[1] for m in marks]))
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every stored result, ordered by ``order_id``."""
         conn = await self._connection()
-        cur = await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM order_results ORDER BY order_id")
+        cur = await conn.execute(f"SELECT {', '.join(STORED_COLUMNS)} FROM order_results ORDER BY order_id")
         return [dict(r) for r in await cur.fetchall()]
 
     async def drop_schema(self) -> None:
@@ -258,37 +317,53 @@ class SqliteStore:
     async def get(self, order_id: str) -> StoredResult | None:
         """The stored result of ``order_id``, if any."""
         async with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(COLUMNS)}, published_stream_id FROM order_results WHERE order_id = ?",
-                (order_id,),
-            ).fetchone()
+            return self._get(order_id)
+
+    def _get(self, order_id: str) -> StoredResult | None:
+        row = self._db.execute(_LITE_GET, (order_id,)).fetchone()
         if row is None:
             return None
         return StoredResult(_from_sqlite(row[:-1]), row[-1] is not None)
 
     async def insert(self, values: dict[str, Any], path: str) -> bool:
         """``INSERT OR IGNORE``: idempotent on ``order_id``."""
-        cols = ", ".join((*COLUMNS, "path"))
-        marks = ", ".join(["?"] * (len(COLUMNS) + 1))
         async with self._lock:
-            cur = self._db.execute(
-                f"INSERT OR IGNORE INTO order_results ({cols}) VALUES ({marks})",
-                (*_text_row(values), path),
-            )
+            cur = self._db.execute(_LITE_INSERT, (*_text_row(values, STORED_COLUMNS), path))
         return cur.rowcount == 1
+
+    async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
+        """``INSERT OR IGNORE`` then read the row back (a local file: no round trip to save)."""
+        async with self._lock:
+            self._db.execute(_LITE_INSERT, (*_text_row(values, STORED_COLUMNS), path))
+            stored = self._get(values["order_id"])
+        assert stored is not None  # just inserted, or there before
+        return stored
 
     async def mark_published(self, order_id: str, stream_id: str) -> None:
         """Record the stream id the result was published under."""
+        await self.mark_published_many([(order_id, stream_id)])
+
+    async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
+        """Every pair in one transaction."""
+        if not marks:
+            return
         async with self._lock:
-            self._db.execute(
-                "UPDATE order_results SET published_stream_id = ? WHERE order_id = ?", (stream_id, order_id)
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "UPDATE order_results SET published_stream_id = ? WHERE order_id = ?",
+                    [(stream_id, order_id) for order_id, stream_id in marks],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every stored result, ordered by ``order_id``."""
         async with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM order_results ORDER BY order_id"
+                f"SELECT {', '.join(STORED_COLUMNS)} FROM order_results ORDER BY order_id"
             ).fetchall()
         return [_from_sqlite(r) for r in rows]
 
@@ -305,27 +380,36 @@ def _exact(value: Any) -> Decimal | None:
     return float_to_decimal(float(value))
 
 
-def _exact_row(values: dict[str, Any]) -> list[Any]:
-    """The row's values in column order, sizes/prices/fees as :class:`Decimal`."""
-    return [_exact(values[c]) if c in DECIMAL_COLUMNS else values[c] for c in COLUMNS]
+def _exact_row(values: dict[str, Any], columns: Sequence[str]) -> list[Any]:
+    """The row's values in ``columns`` order, sizes/prices/fees as :class:`Decimal`
+    (``ordered_quantity`` may be missing: a result built without it stores ``NULL``)."""
+    return [
+        _exact(values.get(c) if c in _OPTIONAL else values[c]) if c in DECIMAL_COLUMNS else values[c]
+        for c in columns
+    ]
 
 
-def _text_row(values: dict[str, Any]) -> list[Any]:
+def _text_row(values: dict[str, Any], columns: Sequence[str]) -> list[Any]:
     """The SQLite row: the decimals as their plain text (exact, whatever SQLite's affinity)."""
-    row = _exact_row(values)
-    for i, c in enumerate(COLUMNS):
+    row = _exact_row(values, columns)
+    for i, c in enumerate(columns):
         if c in DECIMAL_COLUMNS and row[i] is not None:
             row[i] = plain_decimal(row[i])
     return row
 
 
 def _from_sqlite(row: Any) -> dict[str, Any]:
-    values = dict(zip(COLUMNS, row, strict=True))
+    values = dict(zip(STORED_COLUMNS, row, strict=True))
     values["simulated"] = bool(values["simulated"])
     for c in DECIMAL_COLUMNS:
         if values[c] is not None:
             values[c] = Decimal(values[c])
     return values
+
+
+def _pg_stored(row: dict[str, Any]) -> StoredResult:
+    published = row.pop("published_stream_id") is not None
+    return StoredResult(row, published)
 
 
 def _sqlite_to_text(db: sqlite3.Connection) -> None:
@@ -340,7 +424,7 @@ def _sqlite_to_text(db: sqlite3.Connection) -> None:
         values = dict(zip((*COLUMNS, "path", "published_stream_id"), row, strict=True))
         db.execute(
             f"INSERT INTO order_results ({cols}) VALUES ({', '.join(['?'] * (len(COLUMNS) + 2))})",
-            (*_text_row(values), values["path"], values["published_stream_id"]),
+            (*_text_row(values, COLUMNS), values["path"], values["published_stream_id"]),
         )
     db.execute("DROP TABLE order_results_v1")
 
@@ -348,6 +432,8 @@ def _sqlite_to_text(db: sqlite3.Connection) -> None:
 _SQLITE_MIGRATIONS: tuple[Callable[[sqlite3.Connection], Any], ...] = (
     lambda db: db.execute(_CREATE_V1),
     _sqlite_to_text,
+    # The decimal's text, as migration 2 made the other amounts (NUMERIC affinity would not keep it).
+    lambda db: db.execute("ALTER TABLE order_results ADD COLUMN ordered_quantity TEXT"),
 )
 """SQLite: the same versions as :data:`_MIGRATIONS`, the second one done in Python."""
 
