@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 from zlib import crc32
 
 from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap, ShadowCallback
@@ -210,16 +210,18 @@ class ShadowCodec:
         except ContractError as exc:
             refused = exc
         theirs: Decoded | None = None
+        why = "no result"
         try:
             theirs = shadow(topic, payload, entry_id=entry_id)
         except ContractError as exc:
             why = f"{exc.reason}: {exc}"
         except Exception as exc:  # a shadow bug is a difference to count, never an outage
             why = f"crash: {type(exc).__name__}: {exc}"
-        if mine is None:
+        if refused is not None:
             # Both refusing is agreement; the primary's error is the service's either way.
             self._record(topic, [] if theirs is None else [(DECODE_FIELD, f"refused ({refused})", "decoded")])
-            raise cast(ContractError, refused)
+            raise refused
+        assert mine is not None
         if theirs is None:
             self._record(topic, [(DECODE_FIELD, "decoded", f"refused ({why})")])
         else:
