@@ -13,6 +13,7 @@ counts as a plain dict, for live status.
 
 from __future__ import annotations
 
+import collections
 import typing
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -232,12 +233,16 @@ class ServiceMetrics:
         self.consumer_lag.labels(self.service, _label(topic)).set(lag)
         self.consumer_pending.labels(self.service, _label(topic)).set(pending)
 
-    def count_shadow(self, topic: Topic, fields: Sequence[str]) -> None:
-        """Count one message compared in shadow mode and its mismatching ``fields`` (bounded here)."""
-        self.shadow_compared.labels(self.service, _label(topic)).inc()
-        for name in fields:
+    def count_shadow(self, topic: Topic, fields: Sequence[str], compared: int = 1) -> None:
+        """Count ``compared`` messages compared in shadow mode (one by default: a
+        :data:`~core.codec.base.ShadowCallback`) and their mismatching ``fields``, one name per
+        mismatch (bounded here). The out-of-band comparator counts a whole batch at once."""
+        self.shadow_compared.labels(self.service, _label(topic)).inc(compared)
+        if not fields:
+            return
+        for name, n in collections.Counter(fields).items():
             label = name if name == SHADOW_DECODE_FIELD else bounded_field(name)
-            self.shadow_mismatches.labels(self.service, _label(topic), label).inc()
+            self.shadow_mismatches.labels(self.service, _label(topic), label).inc(n)
 
     def snapshot(self) -> dict[str, Any]:
         """The counts as a plain dict (summed over topics and paths), for live status.

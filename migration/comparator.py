@@ -16,6 +16,11 @@ path accepts it. Every entry is acknowledged in the comparator's group once
 compared; entries pending for a comparator instance that died are reclaimed after
 ``reclaim_idle_ms`` by another one (several instances share a group's work, as
 service instances do). Partition-aware: one reader per partition stream.
+
+Cost per entry (it must keep up with the pipeline on the same cores): the codec's
+counts reach the metrics once per batch, not once per entry (a Prometheus label
+look-up per entry costs about a tenth of a comparison), and after a full batch the
+next one is asked for before this one is compared, so Redis prepares it meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from core.errors import ContractError, TransportError
@@ -50,6 +56,8 @@ class ShadowComparator:
 
     ``partitions``: which partition streams to read (default: all of ``keys.partitions``).
     ``group_start``: where a new group starts (``"0"``: every entry still held; ``"$"``: new ones).
+    The comparator reports the codec's counts to ``metrics`` itself, once per batch: it takes
+    the codec's per-message callback (``on_compare``) over, so nothing is counted twice.
     """
 
     def __init__(
@@ -94,6 +102,11 @@ class ShadowComparator:
         }
         self.compared = 0
         """Entries decoded on both paths so far (also in ``cdb_shadow_compared_total``)."""
+        codec.on_compare = None  # counted per batch by _report instead
+        self._reported = 0  # codec.compared[topic] as last told to metrics
+        self._reported_fields: Counter[str] = Counter()  # and its mismatches per field
+        self._ahead: dict[int, asyncio.Future[list[Entry]]] = {}  # partition -> next batch, asked for
+        self._history_left: dict[int, bool] = {}  # partition -> own pending history not read to its end
 
     async def ensure_groups(self) -> None:
         """Create the comparator's group on every partition stream it reads (idempotent)."""
@@ -114,19 +127,52 @@ class ShadowComparator:
                 _log.error("comparator.decode_crash", topic=topic.value, entry=raw_id, error=repr(exc))
             n += 1
         self.compared += n
+        self._report()
         return n
+
+    def _report(self) -> None:
+        """Tell ``metrics`` what the codec counted since the last call (one call per batch)."""
+        codec, topic = self.codec, self.topic
+        compared = codec.compared[topic] - self._reported
+        if not compared:
+            return
+        self._reported += compared
+        fields: list[str] = []
+        for (of, name), count in codec.mismatches.items():
+            new = count - self._reported_fields[name] if of is topic else 0
+            if new:
+                fields += [name] * new
+                self._reported_fields[name] = count
+        self.metrics.count_shadow(topic, fields, compared=compared)
 
     async def poll_once(self, partition: int, *, own_first: bool = False, reclaim: bool = False) -> int:
         """One round on one partition: own pending (after a start), due reclaims, one new batch."""
         io, handled = self.readers[partition], 0
         batches: list[list[Entry]] = []
+        ahead = self._ahead.pop(partition, None)
         if own_first:
-            batches.append(await io.read_own_pending(self.batch_size))
+            if ahead is not None:
+                # Whatever the read asked ahead delivered is pending for this instance: the
+                # history read below holds it, so it is compared once, from there.
+                with contextlib.suppress(Exception):
+                    await ahead
+                ahead = None
+            own = await io.read_own_pending(self.batch_size)
+            self._history_left[partition] = len(own) >= self.batch_size
+            batches.append(own)
         if reclaim:
             batches.append((await io.reclaim(self.reclaim_idle_ms, self.batch_size))[0])
         batches = [b for b in batches if b]
-        block = self.block_ms if not batches and self.block_ms > 0 else None
-        batches.append(await io.read_new(self.batch_size, block))
+        if ahead is not None:
+            batches.append(await ahead)
+        else:
+            block = self.block_ms if not batches and self.block_ms > 0 else None
+            batches.append(await io.read_new(self.batch_size, block))
+        if len(batches[-1]) >= self.batch_size and not own_first:
+            # More is waiting: ask for it now, so Redis prepares the reply while this batch is
+            # compared (delivered entries stay pending until acknowledged, as any read's).
+            self._ahead[partition] = asyncio.ensure_future(io.read_new(self.batch_size, None))
+            await asyncio.sleep(0)  # let the read go out before the comparing starts
         for entries in batches:
             if entries:
                 handled += self.compare(entries)
@@ -155,6 +201,18 @@ class ShadowComparator:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self._finish_ahead()
+
+    async def _finish_ahead(self) -> None:
+        """Compare and acknowledge the batches asked for ahead, so a clean stop leaves none of
+        them pending (on an error they stay pending: re-read at the next start, or reclaimed)."""
+        for partition, ahead in list(self._ahead.items()):
+            del self._ahead[partition]
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                entries = await ahead
+                if entries:
+                    self.compare(entries)
+                    await self.readers[partition].ack([raw_id for raw_id, _ in entries])
 
     async def _run_partition(self, partition: int, stop: asyncio.Event) -> None:
         own, pause, next_reclaim = True, 0.0, 0.0
@@ -164,8 +222,8 @@ class ShadowComparator:
                 due = now >= next_reclaim
                 if due:
                     next_reclaim = now + max(self.reclaim_idle_ms / 2000, 0.01)
-                handled = await self.poll_once(partition, own_first=own, reclaim=due)
-                own = own and handled >= self.batch_size  # own history re-read until it runs dry
+                await self.poll_once(partition, own_first=own, reclaim=due)
+                own = own and self._history_left[partition]  # own history re-read until it runs dry
                 pause = 0.0
             except TransportError as exc:
                 own, pause = True, min(max(pause * 2, 0.1), 5.0)

@@ -20,6 +20,12 @@ Comparison rules (what counts as "the same"):
 - the shadow codec crashing with anything but a ContractError is a ``<decode>``
   mismatch too: shadow mode must never take a service down.
 
+Most messages agree, so agreement is decided first on the decoded attributes
+(:mod:`migration.shadow_plain`): when every shared field holds plainly equal values
+(same plain type and equal, finite numbers, an enum and its string) the plain forms
+are equal too and nothing else is built. Any other message is compared on its plain
+forms by the rules above, so a difference is found and reported exactly as before.
+
 With ``sample`` below 1 (``CONTRACT_SHADOW_SAMPLE``) only the messages
 :class:`~core.codec.shadow_sample.ShadowSampler` picks are decoded twice; the others
 cost the primary's decode alone and are not counted as compared.
@@ -35,12 +41,14 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
+from zlib import crc32
 
 from core.codec.base import Codec, Decoded, EntryId, FieldMap, Message, RawFieldMap, ShadowCallback
-from core.codec.shadow_sample import ShadowSampler
+from core.codec.shadow_sample import HASH_SPACE, ShadowSampler
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import CodecPath, Profile, Topic
+from migration.shadow_plain import plain_fields, plainly_same
 
 __all__ = [
     "ABS_TOL",
@@ -116,7 +124,20 @@ class ShadowCodec:
     ``log_limit`` diffs per (topic, field) are logged with both values; ``sample``: the
     share of messages compared (1: all; below 1 picked by entry id, see
     :mod:`core.codec.shadow_sample`).
+
+    What a message not compared costs on top of the primary's decode is one call and the
+    sampling decision (a crc32 of the entry id, made here rather than in another call);
+    encoding and building cost nothing extra: they *are* the primary's bound methods.
     """
+
+    encode: Callable[[Topic, Message], bytes]
+    """The primary's Pub/Sub body (the primary's own method: no extra call)."""
+    to_fields: Callable[[Topic, Message], FieldMap]
+    """The primary's stream field map."""
+    build: Callable[[Topic, Mapping[str, Any]], Message]
+    """The primary's outgoing message."""
+    as_dict: Callable[[Topic, Message], dict[str, Any]]
+    """The primary's plain values of a message."""
 
     def __init__(
         self,
@@ -134,6 +155,14 @@ class ShadowCodec:
         self.log_limit = log_limit
         self.compared: Counter[Topic] = Counter()
         self.mismatches: Counter[tuple[Topic, str]] = Counter()
+        self.encode, self.to_fields = primary.encode, primary.to_fields
+        self.build, self.as_dict = primary.build, primary.as_dict
+        self._plain: dict[tuple[Topic, type, type], tuple[str, ...] | None] = {}
+        """Fields of the quick agreement check per (topic, primary class, shadow class)."""
+        # The sampler's rule for a stream entry id, inlined (the hot case: called per entry);
+        # other ids (str, or None for a Pub/Sub body) ask the sampler itself.
+        self._every = self.sampler.every
+        self._threshold = int(self.sampler.rate * HASH_SPACE)
 
     @property
     def path(self) -> CodecPath:
@@ -147,31 +176,17 @@ class ShadowCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a Pub/Sub body on both paths; the primary's result (or error) wins."""
-        if not self.sampler.take(entry_id):
+        if not self._every and not self._take(entry_id):
             return self.primary.decode(topic, raw, entry_id=entry_id)
-        return self._both(topic, lambda codec: codec.decode(topic, raw, entry_id=entry_id))
+        return self._both(topic, self.primary.decode, self.shadow.decode, raw, entry_id)
 
     def from_fields(self, topic: Topic, fields: RawFieldMap, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a stream field map on both paths; the primary's result (or error) wins."""
-        if not self.sampler.take(entry_id):
+        if not self._every and not (
+            crc32(entry_id) < self._threshold if type(entry_id) is bytes else self.sampler.take(entry_id)
+        ):
             return self.primary.from_fields(topic, fields, entry_id=entry_id)
-        return self._both(topic, lambda codec: codec.from_fields(topic, fields, entry_id=entry_id))
-
-    def encode(self, topic: Topic, message: Message) -> bytes:
-        """The primary's Pub/Sub body."""
-        return self.primary.encode(topic, message)
-
-    def to_fields(self, topic: Topic, message: Message) -> FieldMap:
-        """The primary's stream field map."""
-        return self.primary.to_fields(topic, message)
-
-    def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
-        """The primary's outgoing message."""
-        return self.primary.build(topic, values)
-
-    def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
-        """The primary's plain values of ``message``."""
-        return self.primary.as_dict(topic, message)
+        return self._both(topic, self.primary.from_fields, self.shadow.from_fields, fields, entry_id)
 
     def mismatch_counts(self) -> dict[str, dict[str, int]]:
         """Mismatches so far as ``{topic: {field: count}}`` (for status and tests)."""
@@ -180,48 +195,52 @@ class ShadowCodec:
             out.setdefault(topic.value, {})[name] = n
         return out
 
-    def _both(self, topic: Topic, run: Callable[[Codec], Decoded]) -> Decoded:
-        primary_error: ContractError | None = None
-        mine: Decoded | None
+    def _take(self, entry_id: EntryId | None) -> bool:
+        if type(entry_id) is bytes:
+            return crc32(entry_id) < self._threshold
+        return self.sampler.take(entry_id)
+
+    def _both(
+        self, topic: Topic, primary: _Decode, shadow: _Decode, payload: Any, entry_id: EntryId | None
+    ) -> Decoded:
+        refused: ContractError | None = None
+        mine: Decoded | None = None
         try:
-            mine = run(self.primary)
+            mine = primary(topic, payload, entry_id=entry_id)
         except ContractError as exc:
-            primary_error, mine = exc, None
-        theirs: Decoded | None
-        shadow_error: str | None = None
+            refused = exc
+        theirs: Decoded | None = None
+        why = "no result"
         try:
-            theirs = run(self.shadow)
+            theirs = shadow(topic, payload, entry_id=entry_id)
         except ContractError as exc:
-            theirs, shadow_error = None, f"{exc.reason}: {exc}"
+            why = f"{exc.reason}: {exc}"
         except Exception as exc:  # a shadow bug is a difference to count, never an outage
-            theirs, shadow_error = None, f"crash: {type(exc).__name__}: {exc}"
-        diffs = self._compare(topic, mine, theirs, primary_error, shadow_error)
-        self._record(topic, diffs)
-        if primary_error is not None:
-            raise primary_error
+            why = f"crash: {type(exc).__name__}: {exc}"
+        if refused is not None:
+            # Both refusing is agreement; the primary's error is the service's either way.
+            self._record(topic, [] if theirs is None else [(DECODE_FIELD, f"refused ({refused})", "decoded")])
+            raise refused
         assert mine is not None
+        if theirs is None:
+            self._record(topic, [(DECODE_FIELD, "decoded", f"refused ({why})")])
+        else:
+            self._record(topic, self._diff(topic, mine.message, theirs.message))
         return mine
 
-    def _compare(
-        self,
-        topic: Topic,
-        mine: Decoded | None,
-        theirs: Decoded | None,
-        primary_error: ContractError | None,
-        shadow_error: str | None,
-    ) -> list[FieldDiff]:
-        if mine is None and theirs is None:
-            return []
-        if mine is None:
-            return [(DECODE_FIELD, f"refused ({primary_error})", "decoded")]
-        if theirs is None:
-            return [(DECODE_FIELD, "decoded", f"refused ({shadow_error})")]
+    def _diff(self, topic: Topic, mine: Message, theirs: Message) -> list[FieldDiff]:
+        key = (topic, type(mine), type(theirs))
+        names = self._plain.get(key)  # None: not known yet, or always compared in full
+        if names and plainly_same(names, mine, theirs):
+            return []  # the common case: every shared field plainly equal (migration.shadow_plain)
         try:
-            return diff_values(
-                self.primary.as_dict(topic, mine.message), self.shadow.as_dict(topic, theirs.message)
-            )
+            plain_mine, plain_theirs = self.primary.as_dict(topic, mine), self.shadow.as_dict(topic, theirs)
+            diffs = diff_values(plain_mine, plain_theirs)
         except Exception as exc:  # comparison must not fail the message either
             return [(DECODE_FIELD, "decoded", f"not comparable: {type(exc).__name__}: {exc}")]
+        if key not in self._plain:  # the first full comparison of this pair of classes
+            self._plain[key] = plain_fields(mine, theirs, plain_mine, plain_theirs)
+        return diffs
 
     def _record(self, topic: Topic, diffs: list[FieldDiff]) -> None:
         self.compared[topic] += 1
@@ -240,4 +259,8 @@ class ShadowCodec:
                     occurrence=self.mismatches[key],
                 )
         if self.on_compare is not None:
-            self.on_compare(topic, [name for name, _, _ in diffs])
+            self.on_compare(topic, [name for name, _, _ in diffs] if diffs else ())
+
+
+_Decode = Callable[..., Decoded]
+"""A codec's ``decode`` or ``from_fields`` (topic, payload, entry_id=...)."""

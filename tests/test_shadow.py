@@ -12,8 +12,10 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, field_serializer
 
 from core.codec import Decoded, build_codec, codec_for, encode_field_map
+from core.codec.shadow_sample import ShadowSampler
 from core.domain.contracts import Side
 from core.errors import ContractError
 from core.logging import configure_logging
@@ -22,9 +24,10 @@ from core.redis import Publisher
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
+from migration.shadow_plain import plain_fields, same_plain
 from tests.ops_helpers import live_service, service_settings
 from tests.strategies import contract_messages
-from tests.transport_helpers import consume_until, make_messages, valid_values
+from tests.transport_helpers import BASE_MS, consume_until, make_messages, valid_values
 
 PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 LEGACY = build_codec(CodecPath.LEGACY)
@@ -225,3 +228,137 @@ def test_shadow__any_valid_v1_message_decodes_the_same_on_both_paths(
     codec.from_fields(topic, PYDANTIC.to_fields(topic, message))
     codec.decode(topic, PYDANTIC.encode(topic, message))
     assert codec.mismatch_counts() == {}
+
+
+class ChangingLegacyCodec(LegacyCodec):
+    """Test only: a legacy path that, once ``change`` is set, alters one field after decoding."""
+
+    change: tuple[str, Any] | None = None
+
+    def from_fields(self, topic: Topic, fields: Any, *, entry_id: Any = None) -> Decoded:
+        decoded = super().from_fields(topic, fields, entry_id=entry_id)
+        if self.change is not None:
+            name, value = self.change
+            setattr(decoded.message, name, value(getattr(decoded.message, name)))
+        return decoded
+
+
+@pytest.mark.parametrize(
+    ("topic", "field", "value", "differs"),
+    [
+        (Topic.MARKET_DATA, "volume", lambda v: v * (1 + 1e-9), True),
+        (Topic.MARKET_DATA, "side", lambda v: "SELL" if v == "BUY" else "BUY", True),
+        (Topic.MARKET_DATA, "price", lambda v: float("inf"), True),
+        (Topic.MARKET_DATA, "price", lambda v: float("nan"), True),
+        (Topic.MARKET_DATA, "symbol", lambda v: v.lower(), True),
+        (Topic.ORDER_RESULTS, "simulated", int, True),  # True vs 1: a bool is never a number
+        (Topic.ORDER_RESULTS, "reason", lambda v: "", True),  # None vs ""
+        (Topic.ORDERS, "quantity", lambda v: v * (1 + 1e-14), False),  # float formatting
+        (Topic.ORDER_RESULTS, "fee", lambda v: int(v) if v == int(v) else v, False),  # 0 vs 0.0
+    ],
+)
+def test_shadow__the_quick_agreement_check_never_hides_a_difference(
+    topic: Topic, field: str, value: Any, differs: bool
+) -> None:
+    shadow = ChangingLegacyCodec(65_536)
+    codec = ShadowCodec(PYDANTIC, shadow)
+    codec.from_fields(topic, _fields(topic, 0))  # the first of a pair of classes: compared in full
+    shadow.change = (field, value)
+    for i in range(1, 4):  # then the quick check runs first
+        codec.from_fields(topic, _fields(topic, i))
+    assert codec.mismatch_counts() == ({topic.value: {field: 3}} if differs else {})
+    assert codec.compared[topic] == 4
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-1, max_value=2),  # small: equal to booleans and floats often
+    st.integers(),
+    st.sampled_from([0.0, 1.0, -0.0, 2.0, float("inf"), float("-inf"), float("nan")]),
+    st.floats(),
+    st.text(max_size=3),
+    st.sampled_from(["BUY", "SELL", ""]),
+    st.sampled_from(Side),
+)
+
+
+@settings(max_examples=500)
+@given(a=_VALUES, b=_VALUES)
+def test_same_plain__only_ever_says_same_where_the_comparison_rules_do(a: Any, b: Any) -> None:
+    if same_plain(a, b):
+        assert same_value(a, b)
+        assert same_value(b, a)
+
+
+def test_same_plain__decides_the_common_cases() -> None:
+    for a, b in [
+        ("BTC/USDT", "BTC/USDT"),
+        (Side.BUY, "BUY"),
+        ("SELL", Side.SELL),
+        (None, None),
+        (0.5, 0.5),
+        (7, 7),
+    ]:
+        assert same_plain(a, b)
+    for a, b in [(True, 1), (5, 5.0), (float("inf"), float("inf")), (Side.BUY, "SELL"), ([1], [1])]:
+        assert not same_plain(a, b)  # left to the full comparison
+
+
+def test_plain_fields__only_classes_whose_plain_form_is_their_attributes_get_the_quick_check() -> None:
+    topic = Topic.MARKET_DATA
+    mine = PYDANTIC.from_fields(topic, _fields(topic, 0)).message
+    theirs = LEGACY.from_fields(topic, _fields(topic, 0)).message
+    plain_mine, plain_theirs = PYDANTIC.as_dict(topic, mine), LEGACY.as_dict(topic, theirs)
+    names = plain_fields(mine, theirs, plain_mine, plain_theirs)
+    assert names == ("symbol", "price", "volume", "side", "venue", "timestamp")  # the fields both have
+    assert plain_fields(mine, theirs, plain_mine, {**plain_theirs, "price": 1.0}) is None  # not the attribute
+    assert plain_fields(mine, theirs, plain_mine, {**plain_theirs, "extra": 1}) is None  # not its fields
+
+    class Rounded(BaseModel):
+        price: float
+
+        @field_serializer("price")
+        def _round(self, value: float) -> float:
+            return round(value)
+
+    rounded = Rounded(price=1.0)
+    assert plain_fields(rounded, theirs, rounded.model_dump(mode="json"), plain_theirs) is None
+
+
+def test_shadow__encoding_and_building_are_the_primary_codec_s_own() -> None:
+    codec = ShadowCodec(PYDANTIC, LEGACY)
+    assert (codec.encode, codec.to_fields, codec.build, codec.as_dict) == (
+        PYDANTIC.encode,
+        PYDANTIC.to_fields,
+        PYDANTIC.build,
+        PYDANTIC.as_dict,
+    )
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_shadow_sample__compares_exactly_the_entries_the_sampler_picks(as_text: bool) -> None:
+    codec = ShadowCodec(PYDANTIC, VolumeDoublingLegacyCodec(65_536), sample=0.1)
+    ids = [f"{BASE_MS + i}-{i % 3}" for i in range(1_000)]
+    picked = [i for i in ids if ShadowSampler(0.1).take(i)]
+    for n, entry_id in enumerate(ids):
+        decoded = codec.from_fields(
+            Topic.MARKET_DATA,
+            _fields(Topic.MARKET_DATA, n),
+            entry_id=entry_id if as_text else entry_id.encode(),
+        )
+        assert decoded.message.volume == valid_values(Topic.MARKET_DATA, n)["volume"]  # the primary's result
+    assert 50 <= len(picked) <= 150
+    assert codec.compared[Topic.MARKET_DATA] == len(picked)
+    assert codec.mismatch_counts() == {
+        "market_data": {"volume": len(picked)}
+    }  # each compared one shows the bug
+
+
+def test_shadow_sample__bodies_without_entry_ids_compare_every_tenth() -> None:
+    codec = ShadowCodec(PYDANTIC, VolumeDoublingLegacyCodec(65_536), sample=0.1)
+    for n in range(100):
+        codec.decode(Topic.MARKET_DATA, json.dumps(valid_values(Topic.MARKET_DATA, n)).encode())
+        codec.from_fields(Topic.MARKET_DATA, _fields(Topic.MARKET_DATA, n))
+    assert codec.compared[Topic.MARKET_DATA] == 20
+    assert codec.mismatch_counts() == {"market_data": {"volume": 20}}
