@@ -93,6 +93,9 @@ def pack_command(args: Iterable[str | bytes]) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(parts)
 
 
+_MAX_TEMPLATES = 64
+"""Field-name sets a packer remembers the XADD template of (a topic has one or two)."""
+
 Message = tuple[bytes, Mapping[str, str], *tuple[Any, ...]]
 """A message to pack: its Pub/Sub body, its stream field map, then anything (ignored)."""
 
@@ -100,13 +103,14 @@ Message = tuple[bytes, Mapping[str, str], *tuple[Any, ...]]
 class PublishPacker:
     """Packs ``PUBLISH <channel> <body>`` + ``XADD <stream> [trim] * <fields>`` for one topic."""
 
-    __slots__ = ("_names", "_publish_head", "_stream", "_trim")
+    __slots__ = ("_names", "_publish_head", "_stream", "_templates", "_trim")
 
     def __init__(self, channel: str, stream: str, trim: StreamTrim) -> None:
         self._publish_head = b"*3\r\n" + b"".join(_command(["PUBLISH", channel]))
         self._stream = stream
         self._trim = trim
         self._names: dict[str, bytes] = {}  # field name -> its packed bulk string (a topic has few)
+        self._templates: dict[tuple[str, ...], str | None] = {}  # field names -> their XADD part, see pack
 
     @property
     def stream(self) -> str:
@@ -117,25 +121,47 @@ class PublishPacker:
         """The wire bytes of every (body, fields, ...) message; two replies per message follow."""
         head_args = _command(["XADD", self._stream, *self._trim.args(now_ms), "*"])
         head, head_len = b"".join(head_args), len(head_args)
-        pub, names = self._publish_head, self._names
+        pub = self._publish_head
         out: list[bytes] = []
-        for body, fields, *_ in messages:
-            parts = [
-                pub,
-                b"$%d\r\n" % len(body),
-                body,
-                b"\r\n",
-                b"*%d\r\n" % (head_len + 2 * len(fields)),
-                head,
-            ]
-            for name, value in fields.items():
-                packed_name = names.get(name)
-                if packed_name is None:
-                    packed_name = names[name] = _bulk(name.encode("utf-8"))
-                v = value.encode("utf-8")
-                parts += (packed_name, b"$%d\r\n" % len(v), v, b"\r\n")
-            out.append(b"".join(parts))
+        for message in messages:
+            body, fields = message[0], message[1]
+            values = tuple(fields.values())
+            front = b"%b$%d\r\n%b\r\n*%d\r\n%b" % (pub, len(body), body, head_len + 2 * len(values), head)
+            # The common message, all ASCII: one format of the field part (names packed in its
+            # template), where a character is a byte, so a value's length is its bulk length.
+            template = self._template(tuple(fields)) if "".join(values).isascii() else None
+            if template is not None:
+                lengths_and_values: list[object] = [0] * (2 * len(values))
+                lengths_and_values[0::2] = map(len, values)
+                lengths_and_values[1::2] = values
+                out.append(front + (template % tuple(lengths_and_values)).encode("ascii"))
+            else:
+                out.append(front + self._fields_utf8(fields))
         return out
+
+    def _template(self, names: tuple[str, ...]) -> str | None:
+        template = self._templates.get(names, "")
+        if template == "":
+            # Only ASCII names (a name's length must be its byte length); a name may hold '%',
+            # which is doubled, not a placeholder. None: packed field by field.
+            template = (
+                "".join(f"${len(n)}\r\n{n.replace('%', '%%')}\r\n$%d\r\n%s\r\n" for n in names)
+                if "".join(names).isascii()
+                else None
+            )
+            if len(self._templates) < _MAX_TEMPLATES:
+                self._templates[names] = template
+        return template
+
+    def _fields_utf8(self, fields: Mapping[str, str]) -> bytes:
+        names, parts = self._names, []
+        for name, value in fields.items():
+            packed_name = names.get(name)
+            if packed_name is None:
+                packed_name = names[name] = _bulk(name.encode("utf-8"))
+            v = value.encode("utf-8")
+            parts += (packed_name, b"$%d\r\n" % len(v), v, b"\r\n")
+        return b"".join(parts)
 
 
 Chunk = tuple[list[bytes], int]
