@@ -112,7 +112,10 @@ class VersionedCodec:
             if self._retired[topic]:  # after decoding, as in decode()
                 self._refuse_retired(topic, version, lambda: field_map_bytes(fields))
             if self._own[topic] == BASE_VERSION:  # the common case today: nothing to convert
-                self.seen.setdefault(topic, {})[BASE_VERSION] = now_ms()
+                seen = self.seen.get(topic)  # _saw(), inline: every message of the common case
+                if seen is None:
+                    seen = self.seen[topic] = {}
+                seen[BASE_VERSION] = now_ms()
                 return decoded
             return self._to_own(topic, decoded, lambda: field_map_bytes(fields))
         if self._retired[topic]:
@@ -187,6 +190,12 @@ class VersionedCodec:
             return message.model_dump(mode="json")
         return self._inner.as_dict(topic, message)
 
+    def _saw(self, topic: Topic, version: str) -> None:
+        seen = self.seen.get(topic)
+        if seen is None:  # not setdefault(topic, {}): that makes a dict for every message
+            seen = self.seen[topic] = {}
+        seen[version] = now_ms()
+
     def _model(self, topic: Topic, version: str, raw: bytes) -> type[BaseModel]:
         if version in VERSIONS[topic].models:
             return VERSIONS[topic].model(version)
@@ -232,7 +241,7 @@ class VersionedCodec:
         message = decoded.message
         own = self._own[topic]
         version = version_of(message) if isinstance(message, BaseModel) else BASE_VERSION
-        self.seen.setdefault(topic, {})[version] = now_ms()
+        self._saw(topic, version)
         if not isinstance(message, BaseModel) or version == own:
             return decoded
         return Decoded(self._convert(topic, message, own, raw), decoded.defaulted)

@@ -135,9 +135,9 @@ class Trade:
         if type(self.side) is not Side and not isinstance(self.side, Side):
             raise SourceError("side_invalid", f"side {self.side!r} is not a Side")
         ts = self.timestamp
-        if type(ts) is not int or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
-            if isinstance(ts, bool) or not isinstance(ts, int) or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
-                raise SourceError("time_invalid", f"timestamp {ts!r} is not epoch milliseconds")
+        not_int = type(ts) is not int and (isinstance(ts, bool) or not isinstance(ts, int))
+        if not_int or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
+            raise SourceError("time_invalid", f"timestamp {ts!r} is not epoch milliseconds")
         if not self.venue:
             raise SourceError("venue_invalid", "venue is empty")
         if self.exact_price is None and self.exact_volume is None:
