@@ -3,11 +3,14 @@
 Why not ``client.pipeline()``: redis-py's asyncio pipeline packs every argument in
 Python and wraps every reply read in its own timeout, about 30 us per message on
 loopback, more than the encoding costs. Here the constant parts of each command
-(channel, stream, trim clause, field names) are packed once, a message costs one
-``bytes`` join, a chunk is written in one go, its replies are read under a single
-timeout, and the next chunk is packed and written while Redis works on the
-previous one. It is the same non-transactional pipeline (no MULTI/EXEC: the
-commands are not atomic as a group), only cheaper to build.
+(channel, stream, trim clause, field names) are packed once, a message costs two
+formats (its body; its field values into a template of the field names, when all ASCII),
+a chunk is written in one go, its replies are read under a single timeout (straight
+from hiredis's buffer when redis-py uses it, not one ``read_response`` coroutine chain per
+reply), and the next chunk is packed and written while Redis works on the previous one.
+It is the same non-transactional pipeline (no MULTI/EXEC: the commands are not atomic as
+a group), only cheaper to build. ``tests/test_redis_wire.py`` holds both shortcuts to
+the general forms.
 
 On a Redis Cluster the commands of one call must live on one node: the caller names
 the ``key`` (the stream) and the pipeline goes to the node that serves its slot
