@@ -167,19 +167,29 @@ class Trade:
         venue's own when known. ``trade_id`` is included only when known; the legacy path
         ignores it, the Pydantic path carries it. ``api_version`` is left to the codec.
         """
-        values: dict[str, Any] = {"symbol": self.symbol}
-        if version == "v2.0":
-            values["price"] = (
-                self.exact_price if self.exact_price is not None else float_to_decimal(self.price)
-            )
-            values["quantity"] = (
-                self.exact_volume if self.exact_volume is not None else float_to_decimal(self.volume)
-            )
-        elif version == "v1.0":
-            values["price"], values["volume"] = self.price, self.volume
+        values: dict[str, Any]
+        if version == "v1.0":  # one literal per version: this runs for every trade
+            values = {
+                "symbol": self.symbol,
+                "price": self.price,
+                "volume": self.volume,
+                "side": self.side,
+                "venue": self.venue,
+                "timestamp": self.timestamp,
+            }
+        elif version == "v2.0":
+            values = {
+                "symbol": self.symbol,
+                "price": self.exact_price if self.exact_price is not None else float_to_decimal(self.price),
+                "quantity": (
+                    self.exact_volume if self.exact_volume is not None else float_to_decimal(self.volume)
+                ),
+                "side": self.side,
+                "venue": self.venue,
+                "timestamp": self.timestamp,
+            }
         else:
             raise ValueError(f"a trade is built as market_data v1.0 or v2.0, not {version!r}")
-        values.update(side=self.side, venue=self.venue, timestamp=self.timestamp)
         if self.trade_id is not None:
             values["trade_id"] = self.trade_id
         return values
