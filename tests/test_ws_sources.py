@@ -62,11 +62,19 @@ def test_to_pair__refuses_a_name_without_a_known_quote(name: str) -> None:
         ({"price": 0.0}, "price_invalid"),
         ({"price": float("nan")}, "price_invalid"),
         ({"price": True}, "price_invalid"),
+        ({"price": -1.0}, "price_invalid"),
+        ({"price": float("inf")}, "price_invalid"),
+        ({"price": "1.0"}, "price_invalid"),
         ({"volume": -1.0}, "volume_invalid"),
         ({"volume": float("inf")}, "volume_invalid"),
+        ({"volume": float("nan")}, "volume_invalid"),
         ({"timestamp": T0 // 1000}, "time_invalid"),
+        ({"timestamp": True}, "time_invalid"),
+        ({"timestamp": float(T0)}, "time_invalid"),
         ({"side": "BUY"}, "side_invalid"),
         ({"symbol": "btc/usdt"}, "symbol_invalid"),
+        ({"symbol": "BTC/USDT/"}, "symbol_invalid"),
+        ({"symbol": "A" * 33}, "symbol_invalid"),
         ({"venue": ""}, "venue_invalid"),
     ],
 )
@@ -80,7 +88,19 @@ def test_trade__refuses_values_the_contract_would_refuse(changes: dict[str, obje
 
 
 def test_trade__stores_an_int_price_as_float() -> None:
-    assert Trade("BTC/USDT", 94_000, 1, Side.BUY, T0).price == 94_000.0
+    trade = Trade("BTC/USDT", 94_000, 1, Side.BUY, T0)
+    assert (trade.price, trade.volume) == (94_000.0, 1.0)
+    assert (type(trade.price), type(trade.volume)) == (float, float)
+
+
+def test_trade__a_symbol_accepted_before_still_passes_and_a_bad_one_is_refused_every_time() -> None:
+    # Accepted symbols are remembered (the check runs once per symbol): that must not let a
+    # refused one through on a second try.
+    for _ in range(2):
+        assert Trade("SOL/USDT", 1.0, 1.0, Side.BUY, T0).symbol == "SOL/USDT"
+        with pytest.raises(SourceError) as caught:
+            Trade("sol/usdt", 1.0, 1.0, Side.BUY, T0)
+        assert caught.value.reason == "symbol_invalid"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from core.codec.fields import (
     scan_fields,
 )
 from core.domain.contracts import API_VERSION, MarketDataV1, OrderResultV1, OrderV1, SignalV1
+from core.domain.time_units import explain_validation_error
 from core.topics import CodecPath, Profile, Topic
 from core.utils.clock import now_ms
 
@@ -39,6 +40,7 @@ def _serialises_plainly(model: type[BaseModel]) -> bool:
 
 
 _PLAIN_CONTRACTS = frozenset(m for m in CONTRACTS.values() if _serialises_plainly(m))
+_VALIDATORS = {topic: model.__pydantic_validator__ for topic, model in CONTRACTS.items()}
 
 
 class ContractReader(Protocol):
@@ -138,11 +140,15 @@ class PydanticCodec:
     def build(self, topic: Topic, values: Mapping[str, Any]) -> Message:
         """A validated contract; adds ``api_version`` and a clock ``timestamp`` unless given."""
         data = {"api_version": API_VERSION, **values}
-        data.setdefault("timestamp", now_ms())
+        if "timestamp" not in data:  # the clock only when needed (ws gives every trade's time)
+            data["timestamp"] = now_ms()
         try:
-            return CONTRACTS[topic].model_validate(data)
+            # The contract's validator itself: what model_validate runs, without its two Python
+            # frames (~0.4 us of ws's per-trade cost); its errors get the same unit hints below.
+            return _VALIDATORS[topic].validate_python(data)
         except ValidationError as exc:
-            raise self._errors.from_validation(topic, repr(dict(values)).encode(), exc) from None
+            explained = explain_validation_error(exc)
+            raise self._errors.from_validation(topic, repr(dict(values)).encode(), explained) from None
 
     def as_dict(self, topic: Topic, message: Message) -> dict[str, Any]:
         """The contract's values in JSON mode."""

@@ -94,8 +94,11 @@ def utf8_checked(codec: Codec, topic: Topic, body: bytes, fields: dict[str, str]
     """Refuse (:class:`~core.errors.ContractError`, reason ``serialization``) a stream field map
     the wire cannot write: a value holding a lone surrogate (``"\\ud800"`` decoded by a lenient
     reader) has no UTF-8 form, and finding out while packing a batch would fail the batch."""
+    text = "".join(fields.values())
+    if text.isascii():  # the common map: known at once, nothing encoded
+        return
     try:
-        "".join(fields.values()).encode("utf-8")
+        text.encode("utf-8")
         return
     except UnicodeEncodeError:
         pass

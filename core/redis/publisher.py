@@ -237,9 +237,10 @@ class Publisher:
         return len(sent), failed
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
-        body, fields = self.codec.encode(topic, message), self.codec.to_fields(topic, message)
-        outbox.utf8_checked(self.codec, topic, body, fields)
-        return body, fields, message_partition(self.keys, topic, message)
+        codec = self.codec
+        body, fields = codec.encode(topic, message), codec.to_fields(topic, message)
+        outbox.utf8_checked(codec, topic, body, fields)
+        return body, fields, 0 if self.keys.partitions == 1 else message_partition(self.keys, topic, message)
 
     async def _send(self, topic: Topic, encoded: Sequence[Encoded | Deferred]) -> list[str]:
         if not encoded:

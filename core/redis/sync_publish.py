@@ -32,6 +32,7 @@ from core.redis.wire import (
     SlotMovedError,
     StreamTrim,
     pack_command,
+    plain_replies,
     redirect_in,
 )
 from core.topics import CodecPath, KeySpace, Profile, Topic
@@ -135,10 +136,12 @@ def publish_message(
 
 def stream_ids(topic: Topic, replies: Sequence[Any]) -> list[str]:
     """The XADD ids from the (PUBLISH, XADD) reply pairs; TransportError on a refused command."""
+    xadds = replies[1::2]
+    if plain_replies(replies) and set(map(type, xadds)) == {bytes}:
+        return [i.decode("ascii") for i in xadds]  # the common chunk: no error, every id bytes
     errors = [r for r in replies if isinstance(r, ResponseError)]
     if errors:
         raise TransportError(f"Redis refused a publish to {topic.value}: {errors[0]}")
-    xadds = replies[1::2]
     return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in xadds]
 
 

@@ -86,6 +86,12 @@ class TradeOutcome:
     repeated: bool = False
 
 
+_APPLIED = TradeOutcome()
+_TIME_FILLED = TradeOutcome(None, IgnoreReason.TIME_FILLED)
+_DUPLICATE = TradeOutcome(None, IgnoreReason.DUPLICATE)
+_STALE = TradeOutcome(None, IgnoreReason.STALE)
+
+
 @dataclass
 class _SymbolState:
     prices: deque[float]
@@ -131,28 +137,32 @@ class MomentumStrategy:
         - strictly older than the symbol's last trade (out of order): refused as ``stale``;
         - otherwise applied, same millisecond as the last trade included.
         """
-        state = self._state.get(trade.symbol)
+        symbol = trade.symbol
+        state = self._state.get(symbol)
         if state is None:
-            state = self._state[trade.symbol] = _SymbolState(prices=deque(maxlen=self.params.window))
-        delivery = (trade.symbol, entry_id) if entry_id is not None else None
-        if delivery is not None and delivery in self._entries:
+            state = self._state[symbol] = _SymbolState(prices=deque(maxlen=self.params.window))
+        entries = self._entries
+        delivery = (symbol, entry_id) if entry_id is not None else None
+        if delivery is not None and delivery in entries:
             self.ignored[IgnoreReason.DUPLICATE] += 1
-            return TradeOutcome(self._entries[delivery], IgnoreReason.DUPLICATE, repeated=True)
+            return TradeOutcome(entries[delivery], IgnoreReason.DUPLICATE, repeated=True)
         key = trade_key(trade)
+        # The outcomes without a signal are the same immutable values every time (most trades).
         if time_filled:
-            outcome = TradeOutcome(None, IgnoreReason.TIME_FILLED)
+            outcome = _TIME_FILLED
         elif key in state.recent:
-            outcome = TradeOutcome(None, IgnoreReason.DUPLICATE)
+            outcome = _DUPLICATE
         elif trade.timestamp < state.last_timestamp:
-            outcome = TradeOutcome(None, IgnoreReason.STALE)
+            outcome = _STALE
         else:
-            outcome = TradeOutcome(self._apply(state, trade, key))
+            signal = self._apply(state, trade, key)
+            outcome = _APPLIED if signal is None else TradeOutcome(signal)
         if outcome.ignored is not None:
             self.ignored[outcome.ignored] += 1
         if delivery is not None:
-            self._entries[delivery] = outcome.signal
-            if len(self._entries) > _REMEMBERED_ENTRIES:
-                self._entries.popitem(last=False)
+            entries[delivery] = outcome.signal
+            if len(entries) > _REMEMBERED_ENTRIES:
+                entries.popitem(last=False)
         return outcome
 
     def _apply(self, state: _SymbolState, trade: TradeView, key: TradeKey) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ class Outbox:
         self._idle.set()
         self._log = get_logger(service=ws.ctx.service.value)
         self._metrics = _metrics(ws)
+        self._buffered_gauge = self._metrics[1].labels(ws.ctx.service.value)  # set on every put
 
     @property
     def buffered(self) -> int:
@@ -211,7 +212,7 @@ class Outbox:
 
     def _gauge(self) -> None:
         self.ws.ctx.extra_counts["ws_buffered"] = self.buffered
-        self._metrics[1].labels(self.ws.ctx.service.value).set(self.buffered)
+        self._buffered_gauge.set(self.buffered)
 
 
 async def first_done(*waits: Coroutine[Any, Any, object]) -> None:

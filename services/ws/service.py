@@ -41,18 +41,27 @@ class WsService:
     async def build(self, trade: Trade) -> object | None:
         """The ``market_data`` message of ``trade``; ``None`` when the codec refuses it (then
         it was dead-lettered, or counted as lost if Redis is down too)."""
-        try:
-            message: object = self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values(self._version))
-        except ContractError as exc:
-            await self._park(exc)
+        message = self.build_or_refusal(trade)
+        if isinstance(message, ContractError):
+            await self._park(message)
             return None
         return message
+
+    def build_or_refusal(self, trade: Trade) -> object:
+        """The ``market_data`` message of ``trade``, or the codec's :class:`ContractError` (not
+        raised, not yet dead-lettered: the caller parks it, see :meth:`build`). Synchronous: a
+        valid trade, every trade but a few, costs no coroutine of its own."""
+        try:
+            return self.ctx.codec.build(Topic.MARKET_DATA, trade.as_values(self._version))
+        except ContractError as exc:
+            return exc
 
     async def on_trade(self, trade: Trade) -> None:
         """Queue one trade; publishes when a batch is full (a direct, unbuffered feed: the
         service process puts :class:`~services.ws.outbox.Outbox` in between)."""
-        message = await self.build(trade)
-        if message is None:
+        message = self.build_or_refusal(trade)
+        if isinstance(message, ContractError):
+            await self._park(message)
             return
         self._pending.append(message)
         if len(self._pending) >= self.batch_size:

@@ -41,6 +41,10 @@ QUOTE_CURRENCIES: tuple[str, ...] = ("USDT", "USDC", "USDE", "FDUSD", "TUSD", "E
 _MAX_SYMBOL = 32  # the contract's limit for MarketDataV1.symbol
 _SYMBOL = re.compile(r"[A-Z0-9]+(?:[/_-][A-Z0-9]+)?")  # the contract's pattern for MarketDataV1.symbol
 _CODE = re.compile(r"[A-Z0-9]+")
+_INF = math.inf
+_VALID_SYMBOLS: set[str] = set()
+"""Symbols that passed the check once (a feed has a few hundred): the regex runs once for each."""
+_MAX_VALID_SYMBOLS = 65_536
 
 
 class SourceError(CdbError):
@@ -115,17 +119,29 @@ class Trade:
     exact_volume: Decimal | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.symbol) > _MAX_SYMBOL or not _SYMBOL.fullmatch(self.symbol):
-            raise SourceError("symbol_invalid", f"symbol {self.symbol!r} is not like 'BTC/USDT'")
-        object.__setattr__(self, "price", _number("price", self.price, positive=True))
-        object.__setattr__(self, "volume", _number("volume", self.volume, positive=False))
-        if not isinstance(self.side, Side):
+        # Every check below runs for every trade (ws's hot path): the common, valid trade passes
+        # each in one cheap test; anything else takes the full check, which says what is wrong.
+        symbol = self.symbol
+        if symbol not in _VALID_SYMBOLS:
+            if len(symbol) > _MAX_SYMBOL or not _SYMBOL.fullmatch(symbol):
+                raise SourceError("symbol_invalid", f"symbol {symbol!r} is not like 'BTC/USDT'")
+            if len(_VALID_SYMBOLS) < _MAX_VALID_SYMBOLS:
+                _VALID_SYMBOLS.add(symbol)
+        price, volume = self.price, self.volume
+        if type(price) is not float or not 0.0 < price < _INF:
+            object.__setattr__(self, "price", _number("price", price, positive=True))
+        if type(volume) is not float or not 0.0 <= volume < _INF:
+            object.__setattr__(self, "volume", _number("volume", volume, positive=False))
+        if type(self.side) is not Side and not isinstance(self.side, Side):
             raise SourceError("side_invalid", f"side {self.side!r} is not a Side")
         ts = self.timestamp
-        if isinstance(ts, bool) or not isinstance(ts, int) or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
+        not_int = type(ts) is not int and (isinstance(ts, bool) or not isinstance(ts, int))
+        if not_int or not MIN_TIMESTAMP_MS <= ts <= MAX_TIMESTAMP_MS:
             raise SourceError("time_invalid", f"timestamp {ts!r} is not epoch milliseconds")
         if not self.venue:
             raise SourceError("venue_invalid", "venue is empty")
+        if self.exact_price is None and self.exact_volume is None:
+            return
         for name, exact in (("price", self.exact_price), ("volume", self.exact_volume)):
             if exact is not None and (not isinstance(exact, Decimal) or float(exact) != getattr(self, name)):
                 raise SourceError(f"{name}_invalid", f"exact {name} {exact!r} is not the decimal of {name}")
@@ -151,19 +167,29 @@ class Trade:
         venue's own when known. ``trade_id`` is included only when known; the legacy path
         ignores it, the Pydantic path carries it. ``api_version`` is left to the codec.
         """
-        values: dict[str, Any] = {"symbol": self.symbol}
-        if version == "v2.0":
-            values["price"] = (
-                self.exact_price if self.exact_price is not None else float_to_decimal(self.price)
-            )
-            values["quantity"] = (
-                self.exact_volume if self.exact_volume is not None else float_to_decimal(self.volume)
-            )
-        elif version == "v1.0":
-            values["price"], values["volume"] = self.price, self.volume
+        values: dict[str, Any]
+        if version == "v1.0":  # one literal per version: this runs for every trade
+            values = {
+                "symbol": self.symbol,
+                "price": self.price,
+                "volume": self.volume,
+                "side": self.side,
+                "venue": self.venue,
+                "timestamp": self.timestamp,
+            }
+        elif version == "v2.0":
+            values = {
+                "symbol": self.symbol,
+                "price": self.exact_price if self.exact_price is not None else float_to_decimal(self.price),
+                "quantity": (
+                    self.exact_volume if self.exact_volume is not None else float_to_decimal(self.volume)
+                ),
+                "side": self.side,
+                "venue": self.venue,
+                "timestamp": self.timestamp,
+            }
         else:
             raise ValueError(f"a trade is built as market_data v1.0 or v2.0, not {version!r}")
-        values.update(side=self.side, venue=self.venue, timestamp=self.timestamp)
         if self.trade_id is not None:
             values["trade_id"] = self.trade_id
         return values
