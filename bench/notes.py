@@ -64,6 +64,35 @@ _CHANGES = [
         "1 per batch",
     ),
     (
+        "ws per market_data message (trade -> build -> encode -> pack -> publish, in process)",
+        "the contract's validator called directly; the XADD field part from one template per set of "
+        "field names when all ASCII; publish replies read from hiredis's buffer; a valid `Trade` "
+        "passes each check in one test (callgrind instructions, n vs 2n messages)",
+        "188,850 instr.",
+        "147,416 instr.",
+    ),
+    (
+        "signal per market_data message (consume, decode, strategy, outputs, in process)",
+        "shared outcome constants when a trade fires nothing; no dict per message for the "
+        "versioned codec's seen-times (callgrind instructions)",
+        "129,053 instr.",
+        "117,654 instr.",
+    ),
+    (
+        "in-process shadow, sample 1/10 (from_fields + encode)",
+        "the primary's own methods for the unsampled 9 in 10; sampling decided inline; agreement "
+        "on plainly equal attributes before any plain form is built (callgrind instructions)",
+        "111,240 instr. (1.20x)",
+        "107,400 instr. (1.16x)",
+    ),
+    (
+        "`cdb shadow` comparator, per entry",
+        "counts to the metrics once per batch; the next batch read while one is compared; the same "
+        "quick agreement check (callgrind instructions)",
+        "232,312 instr.",
+        "185,739 instr.",
+    ),
+    (
         "execution service",
         "one PostgreSQL statement per order (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, the row "
         "already there read in the same statement) instead of a `SELECT` then an `INSERT`; the "
@@ -79,7 +108,9 @@ OPTIMIZED = "\n".join(
         "## What was optimised (before -> after)",
         "",
         "Codec rows: one market_data message, median of 7 timings of 20,000 calls, the commit before "
-        "(714c0d9) and after, measured back to back on this machine.",
+        "(714c0d9) and after, measured back to back on this machine. Rows in instructions: "
+        "`valgrind --tool=callgrind`, n and 2n messages, the difference per message (repeatable "
+        "whatever else runs), before = commit 397425b.",
         "",
         "| where | change | before | after |",
         "|---|---|---:|---:|",
@@ -126,43 +157,52 @@ are the figures of record; the microsecond splits below come from those profilin
   on and the rewind check made on a batch's first id): ~8 % less CPU per entry on that path.
 - **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~10-11 us per message:
   encode ~2.8 us (body 0.8 + stream entry 2.0; both at their floor in Python: a dispatch table
-  or one C encoder call per map measured slower), packing ~3 us and reading the two replies
-  ~2.5 us (`core/redis/wire.py`), the rest waiting on Redis. FastStream's row writes one
+  or one C encoder call per map measured slower), packing and reading the two replies (now one
+  template format per all-ASCII message and the replies taken straight from hiredis's buffer,
+  `core/redis/wire.py`; ws's whole path -22 % instructions per message), the rest waiting on
+  Redis. FastStream's row writes one
   command per message (XADD) to our two (PUBLISH + XADD); doing the same work (the context
   row) FastStream runs at half its stream-only rate and publish_many is ~6x. The verdict uses
   the stream-only row, as the target states it, and sits at the 3x line. Before the benchmark
   froze its fixtures, the collector's passes over the 20,000 pre-built messages made
   publish_many swing between ~78,000 and ~111,000 msg/s from round to round.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service
-  processes, Redis and PostgreSQL on it. With a legacy ws (all-legacy, mixed) the ws process is
-  the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us per
-  message) is its largest cost. With a Pydantic ws, py-spy shows the signal process spending
+  processes, Redis and PostgreSQL on it. It is CPU-bound: 2 cores divided by the CPU the
+  processes spend per market_data message (section 4: the pipeline plus Redis) is the ceiling,
+  and the measured capacity sits just under it; 45,000 msg/s would need the whole chain, Redis
+  included, under ~44 us per message on two cores. With a legacy ws (all-legacy, mixed) the ws
+  process is the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us
+  per message) is its largest cost. With a Pydantic ws, py-spy shows the signal process spending
   ~35 % of its time in `from_fields` (most of it Pydantic's `validate_json`), ~13 % idle in
-  epoll, ~10 % writing to the socket and ~8 % parsing replies, and the ws process about half
-  in `publish_many` (encode ~20 %, packing ~15 %) and a quarter building trades and messages
+  epoll, ~10 % writing to the socket and ~8 % parsing replies, and the ws process about half in
+  `publish_many` (encode ~20 %, packing ~15 %) and a quarter building trades and messages
   (`Trade` checks, `model_validate`). Latency is batching: a trade waits for the signal
   consumer's current batch, its signal for the end of that batch (the deferred flush), then for
   risk's and execution's reads; execution stores each result in PostgreSQL before publishing it.
-  Risk keeps its default limits, so the pipeline does per trade what it does in production:
-  once exposure (shared by every symbol) is full, most signals are rejected and only a few
-  hundred trades a run make an order. Two things give the latency figures thousands of
-  samples without changing that. (1) Every hop is measured on every message: each consumer
-  counts, for every entry it acknowledges, the time from the entry's XADD to the end of its
-  batch (`cdb_consume_latency_seconds`, ~0.2 us an entry counted per batch in plain integers;
+  Risk keeps its default limits, so the pipeline does per trade what it does in production: once
+  exposure (shared by every symbol) is full, most signals are rejected and only a few hundred
+  trades a run make an order. Two things give the latency figures thousands of samples without
+  changing that. (1) Every hop is measured on every message: each consumer counts, for every
+  entry it acknowledges, the time from the entry's XADD to the end of its batch
+  (`cdb_consume_latency_seconds`, ~0.2 us an entry counted per batch in plain integers;
   prometheus-client's own `observe` would cost ~1.2 us), so signal's hop rests on every trade
   and risk's on every signal. (2) In the latency phases every 5th trade (`--probe-every`) is a
   probe symbol's whose prices make the strategy fire a BUY, SELL, BUY ... that flips one
-  position between +h and -h: a flip does not grow the position, so risk approves it under
-  the default limits even with exposure full (`bench/e2e_probe.py`; the first, half-size order
-  is made before the capacity phase, with an empty book). One order per 21 probe trades: at
-  20,000 msg/s offered that is ~190 orders/s, ~5,300 in the 28 s after a 30-s phase's warm-up
-  (by construction; 407 were measured in the 8-s window of a 5,000 msg/s run), where lifting
-  the limits (`--lift-limits`) made every signal an order (~4 % of trades, ~800/s) and
-  measured execution's overload: execution writes PostgreSQL for every order (one
-  insert-or-get statement, then the publish; ~0.4 ms per commit here; the marks go in one
-  statement per batch), so the order rate it is given sets its queue. The consumers already
-  batch by what is there: a read returns at once with whatever entries are waiting (up to the
-  batch size), blocking only when nothing was handled, and the outputs go out at the end of
-  that batch; ws's outbox sends whatever is queued as soon as the previous send returned
-  (tests/test_adaptive_batching.py); the latency curve shows how the wait grows with the
-  offered rate."""
+  position between +h and -h: a flip does not grow the position, so risk approves it under the
+  default limits even with exposure full (`bench/e2e_probe.py`; the first, half-size order is
+  made before the capacity phase, with an empty book). One order per 21 probe trades: at 20,000
+  msg/s offered that is ~190 orders/s, ~5,300 in the 28 s after a 30-s phase's warm-up (by
+  construction; 407 were measured in the 8-s window of a 5,000 msg/s run), where lifting the
+  limits (`--lift-limits`) made every signal an order (~4 % of trades, ~800/s) and measured
+  execution's overload: execution writes PostgreSQL for every order (one insert-or-get
+  statement, then the publish; ~3.2 ms per durable commit here, 0.4 ms for the same statement on
+  an unlogged table: the disk's fsync; the marks go in one statement per batch), so the order
+  rate it is given sets its queue, and one commit is the floor of the market_data ->
+  order_result latency at any rate (a trade crosses three hops and that commit: the 1,000 msg/s
+  p99 < 5 ms target sits below what this disk allows, as the result is stored before it is
+  published so a redelivered order never fills twice). The consumers already batch by what is
+  there: a read returns at once with whatever entries are waiting (up to the batch size),
+  blocking only when nothing was handled, and the outputs go out at the end of that batch; ws's
+  outbox sends whatever is queued as soon as the previous send returned
+  (tests/test_adaptive_batching.py); the latency curve shows how the wait grows with the offered
+  rate."""
