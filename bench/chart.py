@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.targets import BARE_RATIO, CAPACITY_TARGET, FASTSTREAM_RATIO, P99_TARGET_MS
 from bench.throughput import CONSUME, PUBLISH, Row
 
 __all__ = ["draw_chart", "main"]
 
 COLOURS = {"project": "#2b6cb0", "peer": "#dd6b20", "reference": "#718096"}
 TARGET_COLOUR = "#c53030"
-E2E_TARGET = 20_000
-P99_TARGET_MS = 50
+E2E_TARGET = CAPACITY_TARGET  # the targets are bench.targets', drawn where they fall
 
 # (panel, multiple of which row's median, label): each throughput target as a rate on its panel.
 _PUBLISH_TARGETS = (
@@ -31,8 +31,8 @@ _PUBLISH_TARGETS = (
     (10.0, "naive", "target: 10x naive"),
 )
 _CONSUME_TARGETS = (
-    (3.0, "faststream_batch", "target: 3x FastStream batch"),
-    (0.8, "bare_strict", "target: 0.8x bare loop (strict)"),
+    (FASTSTREAM_RATIO, "faststream_batch", f"target: {FASTSTREAM_RATIO:g}x FastStream batch"),
+    (BARE_RATIO, "bare_strict", f"target: {BARE_RATIO:g}x bare loop (strict)"),
 )
 
 
@@ -89,7 +89,7 @@ def _e2e_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     ax.axvline(E2E_TARGET, color=TARGET_COLOUR, linestyle="--", linewidth=1)
     ax.text(E2E_TARGET, len(rows) - 0.4, f" target: {E2E_TARGET:,} msg/s", color=TARGET_COLOUR, fontsize=7)
     top = max(c["max"] for c in caps)
-    ax.set_xlim(0, top * 1.6)
+    ax.set_xlim(0, max(top, E2E_TARGET) * 1.6)  # the target line always on the panel
     ax.set_ylim(-0.6, len(rows) + 0.3)
     for yi, m, c, r in zip(y, medians, caps, rows, strict=True):
         p99 = (r.get("latency_ms_market_data_to_order_result") or {}).get("p99")
