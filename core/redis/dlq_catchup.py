@@ -35,7 +35,7 @@ from typing import Any
 from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
-from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partition
+from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
 from core.redis.dlq_replay import iter_letters, redecode, replay_marks
 from core.redis.modes import SyncClient
 from core.status import LiveState
@@ -136,8 +136,8 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         )
     marks = replay_marks(client, keys, topic)
     every = list(iter_letters(client, keys, topic))
-    where = {x.entry_id: letter_partition(client, keys, topic, x) for x in every if x.stream_id}
-    parked = {(where[x.entry_id], x.stream_id) for x in every if x.stream_id}
+    where = letter_partitions(client, keys, topic, every)
+    parked = parked_entries(keys, topic, every, where)
     mine = [x for x in every if x.stream_id and x.service == service.value and x.entry_id not in marks]
     by_partition: dict[int, list[tuple[DeadLetter, bool]]] = {}
     for letter in mine:
@@ -165,7 +165,7 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         for entry_id, _ in iter_stream(client, part.stream, f"{first[0]}-{first[1]}"):
             if entry_key(entry_id) > end:
                 break
-            if (part.partition, entry_id) not in parked:
+            if (part.stream, entry_id) not in parked:
                 part.handled_again += 1
     return plan
 

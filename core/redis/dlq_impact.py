@@ -24,7 +24,7 @@ has moved past where they were). ``cdb dlq catch-up`` makes such letters count.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "group_position",
     "iter_stream",
     "letter_partition",
+    "letter_partitions",
     "parked_entries",
 ]
 
@@ -105,15 +106,24 @@ def letter_partition(client: SyncClient, keys: KeySpace, topic: Topic, letter: D
     return None
 
 
-def parked_entries(client: SyncClient, keys: KeySpace, topic: Topic) -> set[tuple[str, str]]:
-    """(partition stream, entry id) of every original entry of ``topic`` that was dead-lettered."""
-    found = set()
-    for letter in _all_letters(client, keys, topic):
-        if letter.stream_id:
-            partition = letter_partition(client, keys, topic, letter)
-            if partition is not None:
-                found.add((keys.stream(topic, partition), letter.stream_id))
-    return found
+def letter_partitions(
+    client: SyncClient, keys: KeySpace, topic: Topic, letters: Iterable[DeadLetter]
+) -> dict[str, int | None]:
+    """Dead-letter id -> the partition holding its original entry (``None``: gone), for every
+    letter of ``letters`` read from a stream (:func:`letter_partition`, once each)."""
+    return {x.entry_id: letter_partition(client, keys, topic, x) for x in letters if x.stream_id}
+
+
+def parked_entries(
+    keys: KeySpace, topic: Topic, letters: Iterable[DeadLetter], where: Mapping[str, int | None]
+) -> set[tuple[str, str]]:
+    """(partition stream, entry id) of the original entry of each of ``letters`` still in its
+    stream (``where``: :func:`letter_partitions`): ids are unique per stream only."""
+    return {
+        (keys.stream(topic, partition), x.stream_id)
+        for x in letters
+        if (partition := where.get(x.entry_id)) is not None
+    }
 
 
 def _field(fields: Mapping[Any, Any], name: str) -> Any:
@@ -150,7 +160,8 @@ def assess_replay(
 ) -> ReplayImpact:
     """Which of ``selected`` (letters that re-decode, in replay order) the consumer would ignore."""
     consumer = _CONSUMER.get(topic)
-    parked = parked_entries(client, keys, topic)
+    letters = list(_all_letters(client, keys, topic))
+    parked = parked_entries(keys, topic, letters, letter_partitions(client, keys, topic, letters))
     behind = _behind_group(client, keys, topic, consumer, [x for x, _ in selected])
     if topic is Topic.MARKET_DATA:
         ignored = _stale_trades(client, keys, selected, parked)
