@@ -38,6 +38,7 @@ __all__ = [
     "check_redis_url",
     "read_env_file",
     "redact_url",
+    "version_list",
 ]
 
 BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
@@ -55,6 +56,12 @@ and no glob characters (``* ? [ ] \\``); hostnames and ``<hostname>-<pid>`` qual
 
 def _default_instance() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def version_list(text: str) -> list[str]:
+    """A comma-separated list of contract versions (``RETIRED_VERSIONS_<TOPIC>``, ``--retired``),
+    blanks dropped, in the order given."""
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 class ServiceSettings(BaseSettings):
@@ -190,8 +197,7 @@ class ServiceSettings(BaseSettings):
     def retired_versions(self, topic: Topic) -> list[str]:
         """The versions of ``topic`` this instance neither reads nor writes (``RETIRED_VERSIONS_<TOPIC>``,
         comma-separated), in the order given."""
-        text = str(getattr(self, f"retired_versions_{topic.value}"))
-        return [v.strip() for v in text.split(",") if v.strip()]
+        return version_list(str(getattr(self, f"retired_versions_{topic.value}")))
 
     @property
     def dlq_payload_limit(self) -> int:

@@ -27,6 +27,7 @@ from core.errors import CdbError, ConfigError
 from core.redis.dlq_catchup import CatchUpPlan, catch_up
 from core.redis.modes import SyncClient
 from core.redis.topology import read_partitions_sync
+from core.settings import version_list
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from core.versions.declaration import known_versions
@@ -63,7 +64,7 @@ def consumer_codec(
     codec = build_codec(path, profile or default_profile(), max_bytes=max_bytes)
     if path is not CodecPath.PYDANTIC:
         return codec  # the legacy path reads v1.0 only
-    gone = [v.strip() for v in retired.split(",") if v.strip()]
+    gone = version_list(retired)
     if any(v not in known_versions(topic) for v in gone):
         exit_with(ConfigError("--retired", retired, known_versions(topic), "comma-separated"))
     return VersionedCodec(codec, max_bytes=max_bytes, retired={topic: gone})
