@@ -134,6 +134,7 @@ _PG_MARK = (
     "UPDATE order_results AS r SET published_stream_id = m.stream_id "
     "FROM unnest(%s::text[], %s::text[]) AS m(order_id, stream_id) WHERE r.order_id = m.order_id"
 )
+_ROWS = f"SELECT {_COLS} FROM order_results ORDER BY order_id"
 _LITE_GET = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ?"
 _LITE_MARKS = ", ".join(["?"] * (len(STORED_COLUMNS) + 1))
 _LITE_INSERT = f"INSERT OR IGNORE INTO order_results ({_INSERT_COLS}) VALUES ({_LITE_MARKS})"
@@ -272,7 +273,7 @@ class PostgresStore:
     async def rows(self) -> list[dict[str, Any]]:
         """Every stored result, ordered by ``order_id``."""
         conn = await self._connection()
-        cur = await conn.execute(f"SELECT {', '.join(STORED_COLUMNS)} FROM order_results ORDER BY order_id")
+        cur = await conn.execute(_ROWS)
         return [dict(r) for r in await cur.fetchall()]
 
     async def drop_schema(self) -> None:
@@ -362,9 +363,7 @@ class SqliteStore:
     async def rows(self) -> list[dict[str, Any]]:
         """Every stored result, ordered by ``order_id``."""
         async with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(STORED_COLUMNS)} FROM order_results ORDER BY order_id"
-            ).fetchall()
+            rows = self._db.execute(_ROWS).fetchall()
         return [_from_sqlite(r) for r in rows]
 
     async def close(self) -> None:
