@@ -26,7 +26,7 @@ from cdb.cli.env_changes import (
     print_changes,
     print_recreate,
     print_written,
-    restore,
+    roll_back,
 )
 from cdb.cli.options import (
     DEFAULT_REDIS_OPTIONS,
@@ -42,13 +42,11 @@ from core.redis.modes import RedisTarget
 from core.topics import KeySpace
 from migration.cutover import CheckOptions, CutoverReport, Verdict, check_cutover
 from migration.cutover_files import (
+    CUTOVER,
     RECREATE_ORDER,
     CutoverFileError,
     apply_changes,
-    latest_backup,
     plan_cutover,
-    plan_rollback,
-    rollback,
 )
 
 __all__ = ["app"]
@@ -210,10 +208,5 @@ def rollback_cmd(
     force: ForceRollback = False,
 ) -> None:
     """Restore the env files of the last apply byte for byte (the replaced ones are kept)."""
-    try:
-        source = backup or latest_backup(env_dir)
-        changes = plan_rollback(env_dir, source, force=force or plan)
-    except CdbError as exc:
-        exit_with(exc)
-    if restore(source, changes, plan=plan, write=lambda: rollback(env_dir, source, changes)):
+    if roll_back(env_dir, backup, CUTOVER, plan=plan, force=force) is not None:
         _print_recreate("switch it back")

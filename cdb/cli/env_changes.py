@@ -3,15 +3,16 @@ the diff, what was written, the restore and the recreate list, shown the same wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from cdb.cli.output import console, shown
-from core.env_files import FileChange, recreate_commands
+from cdb.cli.output import console, exit_with, shown
+from core.env_files import BackupKind, FileChange, latest_backup, plan_rollback, recreate_commands, rollback
+from core.errors import CdbError
 from core.topics import ServiceName
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "print_changes",
     "print_recreate",
     "print_written",
-    "restore",
+    "roll_back",
 ]
 
 EnvDir = Annotated[Path, typer.Option("--env-dir", help="Directory of the services' <service>.env files.")]
@@ -51,15 +52,24 @@ def print_written(backup: Path, log_line: str, *, forced: bool, reason: str | No
         console.print(f"[bold yellow]forced without a GO[/], reason: {escape(reason or '')}")
 
 
-def restore(source: Path, changes: list[FileChange], *, plan: bool, write: Callable[[], str]) -> bool:
-    """Show the restore from ``source`` (``plan``: only that) or run ``write`` (the rollback,
-    returning its log line); ``True`` if files were written."""
+def roll_back(
+    env_dir: Path, backup: Path | None, kind: BackupKind, *, plan: bool, force: bool
+) -> tuple[Path, list[FileChange]] | None:
+    """Restore the env files of the last apply of ``kind`` (or of ``backup``) byte for byte, or
+    with ``plan`` only show the restore; ``(backup used, changes)`` once written, ``None`` for a
+    plan. A refusal (no backup, files edited since without ``force``) exits with its one line."""
+    try:
+        source = backup or latest_backup(env_dir, kind)
+        changes = plan_rollback(env_dir, source, kind, force=force or plan)
+    except CdbError as exc:
+        exit_with(exc)
     if plan:
         console.print(f"[bold]plan[/]: restore from {shown(source)}/ (nothing written):")
         print_changes(changes, "restored")
-        return False
-    console.print(f"restored from {shown(source)}/ ; log: {escape(write())}", highlight=False)
-    return True
+        return None
+    line = rollback(source, changes, kind)
+    console.print(f"restored from {shown(source)}/ ; log: {escape(line)}", highlight=False)
+    return source, changes
 
 
 def print_recreate(services: Sequence[ServiceName], verb: str, *, then: str, why: str) -> None:

@@ -24,7 +24,7 @@ from cdb.cli.env_changes import (
     print_changes,
     print_recreate,
     print_written,
-    restore,
+    roll_back,
 )
 from cdb.cli.options import DEFAULT_REDIS_OPTIONS, AsJson, RedisOptions, with_redis_options
 from cdb.cli.output import console, exit_with, print_json, shown
@@ -240,16 +240,13 @@ def retire_rollback(
     force: ForceRollback = False,
 ) -> None:
     """Restore the env files of the last retire-apply byte for byte (the replaced ones are kept)."""
-    from core.env_files import latest_backup, plan_rollback, read_manifest, rollback
+    from core.env_files import read_manifest
     from core.versions.retire_env import RETIREMENT, retire_services
 
-    try:
-        source = backup or latest_backup(env_dir, RETIREMENT)
-        changes = plan_rollback(env_dir, source, RETIREMENT, force=force or plan)
-    except CdbError as exc:
-        exit_with(exc)
-    what = read_manifest(source)
-    changed = {c.service for c in changes if c.changed}
-    order = [s for s in reversed(retire_services(Topic(what["topic"]))) if s in changed]
-    if restore(source, changes, plan=plan, write=lambda: rollback(source, changes, RETIREMENT)):
+    done = roll_back(env_dir, backup, RETIREMENT, plan=plan, force=force)
+    if done is not None:
+        source, changes = done
+        what = read_manifest(source)
+        changed = {c.service for c in changes if c.changed}
+        order = [s for s in reversed(retire_services(Topic(what["topic"]))) if s in changed]
         _print_recreate(order, f"read {what['version']} again")
