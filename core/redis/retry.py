@@ -8,9 +8,12 @@ are used up the caller gets :class:`~core.errors.TransportError`, never silence.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import random
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -54,6 +57,21 @@ class RetryPolicy:
     jitter_s: float = 0.1
     deadline_s: float = 30.0
 
+    def first_pause_s(self) -> float:
+        """The wait after a failed first attempt (before the second): ``initial_s`` plus jitter."""
+        return min(self.initial_s, self.max_s) + random.uniform(0, self.jitter_s)
+
+    def after_first(self, elapsed_s: float) -> RetryPolicy:
+        """The rest of this policy once its first attempt failed and ``elapsed_s`` went by (that
+        attempt and the pause after it): one attempt fewer, the backoff one step on, the deadline
+        what is left of it. Running it after the first attempt is running this policy whole."""
+        return replace(
+            self,
+            attempts=self.attempts - 1,
+            initial_s=self.initial_s * 2,
+            deadline_s=self.deadline_s - elapsed_s,
+        )
+
     def _kwargs(self, on_retry: OnRetry | None) -> dict[str, object]:
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
@@ -82,9 +100,21 @@ async def call_async(
     *,
     on_retry: OnRetry | None = None,
 ) -> T:
-    """``await fn()``, retried on connection errors; :class:`TransportError` when it keeps failing."""
+    """``await fn()``, retried on connection errors; :class:`TransportError` when it keeps failing.
+
+    The first attempt is a plain call: the retry machinery is built only once it failed (it
+    costs more than many a command it would wrap), and then runs the policy's remaining
+    attempts, waits and deadline exactly as if it had made the first attempt itself.
+    """
+    started = time.monotonic()
     try:
-        async for attempt in AsyncRetrying(**policy._kwargs(on_retry)):  # type: ignore[arg-type]
+        return await fn()
+    except RETRYABLE as exc:
+        first = exc
+    rest = _after_failure(policy, what, first, on_retry)
+    await asyncio.sleep(rest.pause_s)
+    try:
+        async for attempt in AsyncRetrying(**rest.policy(started)._kwargs(rest.on_retry)):  # type: ignore[arg-type]
             with attempt:
                 return await fn()
     except RETRYABLE as exc:
@@ -99,11 +129,42 @@ def call_sync(
     *,
     on_retry: OnRetry | None = None,
 ) -> T:
-    """``fn()``, retried on connection errors; :class:`TransportError` when it keeps failing."""
+    """``fn()``, retried on connection errors; :class:`TransportError` when it keeps failing
+    (the first attempt a plain call, as in :func:`call_async`)."""
+    started = time.monotonic()
     try:
-        for attempt in Retrying(**policy._kwargs(on_retry)):  # type: ignore[arg-type]
+        return fn()
+    except RETRYABLE as exc:
+        first = exc
+    rest = _after_failure(policy, what, first, on_retry)
+    time.sleep(rest.pause_s)
+    try:
+        for attempt in Retrying(**rest.policy(started)._kwargs(rest.on_retry)):  # type: ignore[arg-type]
             with attempt:
                 return fn()
     except RETRYABLE as exc:
         raise _give_up(what, policy, exc) from exc
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class _Rest:
+    """What is left of a policy after its first attempt failed."""
+
+    whole: RetryPolicy
+    pause_s: float
+    on_retry: OnRetry | None
+
+    def policy(self, started: float) -> RetryPolicy:
+        return self.whole.after_first(time.monotonic() - started)
+
+
+def _after_failure(policy: RetryPolicy, what: str, first: BaseException, on_retry: OnRetry | None) -> _Rest:
+    """Report the failed first attempt (attempt 1) and plan the rest, whose attempts the
+    callback sees numbered from 2 on; a policy of one attempt gives up at once."""
+    if policy.attempts <= 1:
+        raise _give_up(what, policy, first) from first
+    if on_retry is not None:
+        on_retry(1, first)
+    shifted = None if on_retry is None else (lambda n, exc: on_retry(n + 1, exc))
+    return _Rest(policy, policy.first_pause_s(), shifted)
