@@ -106,6 +106,14 @@ class LocalRedisCluster:
                 )
             for port in self.ports:
                 _wait(lambda p=port: _replica_synced(p), f"replica {port} did not sync", timeout_s)
+            # Synced is not yet known to every node: each one's CLUSTER SLOTS must list the
+            # replicas (gossip), or a test asking one node for a primary's replica finds none.
+            for port in self.ports:
+                _wait(
+                    lambda p=port: _replicas_listed(p, self.replicas),
+                    f"node {port} does not list {self.replicas} replica(s) per primary",
+                    timeout_s,
+                )
         except BaseException:
             self.close()
             raise
@@ -123,6 +131,15 @@ def _replica_synced(port: int) -> bool:
     try:
         info = client.info("replication")
         return info.get("role") == "master" or info.get("master_link_status") == "up"
+    finally:
+        client.close()
+
+
+def _replicas_listed(port: int, replicas: int) -> bool:
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        ranges = client.execute_command("CLUSTER", "SLOTS")
+        return bool(ranges) and all(len(row) - 3 >= replicas for row in ranges)
     finally:
         client.close()
 

@@ -200,20 +200,24 @@ async def test_fenced_read__a_re_sent_read_after_a_lost_reply__every_entry_once_
     delivered again", and the rebuilt state applies them after the newer ones (fills differed)."""
     space = KeySpace(keys.prefix)
     ids = _publish(redis_sync, space, 6)
-    real_eval = redis_async.eval
     lost: list[Any] = []
 
-    async def eval_losing_one_read_reply(script: str, numkeys: int, *args: Any) -> Any:
-        reply = await real_eval(script, numkeys, *args)  # type: ignore[misc]
-        # args: lease, stream, owner, operation, group, consumer, count, start, ...
-        if not lost and args[3] == "read" and args[7] == ">" and reply[1]:
-            lost.append(reply)
-            if resent_by == "transport-retry":
-                raise redis.ConnectionError("Connection closed by server.")
-            return await real_eval(script, numkeys, *args)  # type: ignore[misc]
-        return reply
+    def losing_one_read_reply(real: Any) -> Any:
+        async def call(script_or_sha: str, numkeys: int, *args: Any) -> Any:
+            reply = await real(script_or_sha, numkeys, *args)
+            # args: lease, stream, owner, operation, group, consumer, count, start, ...
+            if not lost and args[3] == "read" and args[7] == ">" and reply[1]:
+                lost.append(reply)
+                if resent_by == "transport-retry":
+                    raise redis.ConnectionError("Connection closed by server.")
+                return await real(script_or_sha, numkeys, *args)
+            return reply
 
-    monkeypatch.setattr(redis_async, "eval", eval_losing_one_read_reply)
+        return call
+
+    # By hash, or with its source on a server that lacks it (core.redis.scripts): either way.
+    monkeypatch.setattr(redis_async, "eval", losing_one_read_reply(redis_async.eval))
+    monkeypatch.setattr(redis_async, "evalsha", losing_one_read_reply(redis_async.evalsha))
     consumer = _consumer(redis_async, space, "a", batch_size=3, reclaim_idle_ms=0, detect_rewind=True)
     await consumer.ensure_group()
     await redis_async.set(space.lease(SERVICE, 0), "a")

@@ -65,7 +65,9 @@ def test_call_sync__succeeds_first_time__no_retry_machinery_is_built(no_tenacity
 async def test_call_async__fails_then_succeeds__every_failed_attempt_reported_in_order(failures: int) -> None:
     seen: list[tuple[int, str]] = []
     fn = Flaky(failures)
-    result = await call_async(FAST, "read", fn.call, on_retry=lambda n, exc: seen.append((n, type(exc).__name__)))
+    result = await call_async(
+        FAST, "read", fn.call, on_retry=lambda n, exc: seen.append((n, type(exc).__name__))
+    )
     assert result == "ok"
     assert fn.calls == failures + 1
     assert seen == [(n, "ConnectionError") for n in range(1, failures + 1)]
@@ -128,6 +130,7 @@ def test_after_first__continues_the_same_schedule() -> None:
     rest = policy.after_first(1.5)
     assert rest.attempts == 9
     assert rest.initial_s == pytest.approx(0.1)  # the wait after attempt 2 is the policy's second step
-    assert rest.max_s == policy.max_s and rest.jitter_s == policy.jitter_s
+    assert rest.max_s == policy.max_s
+    assert rest.jitter_s == policy.jitter_s
     assert rest.deadline_s == pytest.approx(28.5)
     assert policy.initial_s <= policy.first_pause_s() <= policy.initial_s + policy.jitter_s

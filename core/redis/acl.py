@@ -225,10 +225,11 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in readers), "+scan", "+get"))
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
-        # appends and publishes. EVAL needs both its keys in one selector; the script's own
-        # XADD/PUBLISH pass the selector above, its GET/SET on the markers the second one.
+        # appends and publishes (EVALSHA, EVAL when the server lacks it). Each needs both its
+        # keys in one selector; the script's own XADD/PUBLISH pass the selector above, its
+        # GET/SET on the markers the second one.
         markers = [f"~{keys.published_pattern(out, p)}" for p in range(keys.partitions)]
-        rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), *markers, "+eval"))
+        rules.append(_selector(*(f"~{s}" for s in keys.streams(out)), *markers, "+eval", "+evalsha"))
         rules.append(_selector(*markers, "+get", "+set"))
         # The same script checks a marker's entry is still on the stream (a lost result is
         # published again): XRANGE on its own output streams.
@@ -240,9 +241,10 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         rules.append(_selector(f"~{keys.lease_setting(service)}", *_TOPOLOGY))
         leases = [f"~{k}" for k in keys.leases(service)]
         rules.append(_selector(*leases, f"~{keys.members(service)}", *_LEASES))
-        # core.redis.fence: one script checks the lease and reads/acks the stream (EVAL needs
-        # both keys in one selector; its GET passes the lease rule, XREADGROUP/XACK the stream's).
-        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval"))
+        # core.redis.fence: one script checks the lease and reads/acks the stream (EVALSHA, EVAL
+        # when the server lacks it: core.redis.scripts). Each needs both keys in one selector;
+        # its GET passes the lease rule, XREADGROUP/XACK the stream's.
+        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval", "+evalsha"))
     return rules
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from core.errors import GroupRewoundError, LeaseLostError
 from core.redis.modes import AsyncClient, reply_text
+from core.redis.scripts import LuaScript
 
 __all__ = ["Fence", "FencedRead", "FencedReply"]
 
@@ -96,6 +97,7 @@ elseif op == 'ack' then
 end
 return redis.error_reply('unknown fenced operation ' .. op)
 """
+_FENCED_SCRIPT = LuaScript(_FENCED)
 
 
 def _fields(flat: Any) -> dict[bytes, bytes]:
@@ -135,7 +137,7 @@ class Fence:
         self.owner = owner
 
     async def _run(self, *args: str | bytes | int) -> list[Any]:
-        reply = await self.redis.eval(_FENCED, 2, self.lease, self.stream, self.owner, *args)
+        reply = await _FENCED_SCRIPT.run(self.redis, 2, self.lease, self.stream, self.owner, *args)
         if reply and int(reply[0]) == 2:
             last, taken = reply_text(reply[1]), reply_text(args[-1])
             raise GroupRewoundError(

@@ -30,6 +30,7 @@ from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
+from core.redis.scripts import LuaScript, is_noscript
 from core.redis.sync_publish import message_partition, wall_ms
 from core.redis.wire import pack_command, send_pipelined
 from core.topics import Topic
@@ -72,6 +73,7 @@ redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {id, 1}
 """
+_ONCE_SCRIPT = LuaScript(_ONCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +118,14 @@ class OncePublisher:
             args += [str(len(trim)), *trim]
             for name, value in fields.items():
                 args += (name, value)
-            commands = [pack_command(["EVAL", _ONCE, "2", stream, marker, *args])]
-            if wait:
-                commands.append(pack_command(["WAIT", str(wait), str(pub.wait_timeout_ms)]))
-            await send_pipelined(pub.redis, [(commands, len(commands))], replies.extend, key=stream)
+            call = [pack_command(_ONCE_SCRIPT.command(2, stream, marker, *args))]
+            after = [pack_command(["WAIT", str(wait), str(pub.wait_timeout_ms)])] if wait else []
+            await send_pipelined(pub.redis, [(call + after, 1 + len(after))], replies.extend, key=stream)
+            if is_noscript(replies[0]):
+                # The server lacks the script (restart, fail-over) and ran nothing: send its source.
+                replies.clear()
+                call = [pack_command(_ONCE_SCRIPT.source_command(2, stream, marker, *args))]
+                await send_pipelined(pub.redis, [(call + after, 1 + len(after))], replies.extend, key=stream)
 
         if _in_process(pub.redis):
             replies.append(await self._without_scripts(stream, marker, body, fields))

@@ -1,0 +1,106 @@
+"""Lua scripts by hash (core.redis.scripts): the source crosses the wire only to a server that
+lacks the script, and a server that lost it (restart, fail-over) still runs every call once.
+
+Each test has a redis-server of its own: counting EVAL/EVALSHA calls and restarting need it.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+from core.redis.retry import RetryPolicy, call_async
+from core.redis.scripts import LuaScript, is_noscript
+from core.settings import ServiceSettings
+from core.topics import KeySpace, ServiceName, Topic
+from services.execution.once import OncePublisher
+from services.runtime import ServiceContext
+from tests.support.servers import ThrowawayRedis
+
+# Not idempotent on purpose: a call run twice would show as a count of 2.
+COUNTER = LuaScript("return redis.call('INCR', KEYS[1])")
+
+
+def _calls(sync: redis.Redis, command: str) -> int:
+    stats = sync.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_lua_script__new_server__sends_the_source_once_then_only_the_hash(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    sync = redis.Redis.from_url(throwaway_redis.url)
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    try:
+        replies = [await COUNTER.run(client, 1, "n") for _ in range(3)]
+        assert replies == [1, 2, 3]  # every call ran exactly once
+        assert _calls(sync, "eval") == 1  # the first, after NOSCRIPT
+        assert _calls(sync, "evalsha") == 3  # the refused one (nothing ran) and the two after it
+    finally:
+        await client.aclose()
+        sync.close()
+
+
+async def test_lua_script__server_restarted_without_its_scripts__runs_the_call_once(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    try:
+        assert await COUNTER.run(client, 1, "n") == 1
+        throwaway_redis.restart()  # the data may come back from disk, the script cache never does
+        # As the transport calls it: the broken connection is retried, then NOSCRIPT -> EVAL.
+        after = await call_async(RetryPolicy(), "count", lambda: COUNTER.run(client, 1, "n"))
+        assert after == int(await client.get("n") or 0)  # ran once more, not twice
+        sync = redis.Redis.from_url(throwaway_redis.url)
+        assert _calls(sync, "eval") == 1  # the restarted server was sent the source
+        sync.close()
+    finally:
+        await client.aclose()
+
+
+def test_is_noscript__only_the_noscript_refusal() -> None:
+    assert is_noscript(redis.exceptions.NoScriptError("No matching script"))
+    assert is_noscript(redis.exceptions.ResponseError("NOSCRIPT No matching script. Please use EVAL."))
+    assert not is_noscript(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+    assert not is_noscript([b"1-0", 1])
+
+
+def test_lua_script__commands__hash_or_source_with_the_same_arguments() -> None:
+    assert COUNTER.command(1, "n") == ["EVALSHA", COUNTER.sha, "1", "n"]
+    assert COUNTER.source_command(1, "n") == ["EVAL", COUNTER.source, "1", "n"]
+    assert len(COUNTER.sha) == 40
+
+
+async def test_once_publisher__server_without_the_script__publishes_once_by_hash_after(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    sync = redis.Redis.from_url(throwaway_redis.url)
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    keys = KeySpace("scripts:")
+    try:
+        overrides = {"key_prefix": keys.prefix}
+        settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
+        ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
+        once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+        values = {
+            "order_id": "ord-1",
+            "symbol": "BTC/USDT",
+            "side": "BUY",
+            "status": "FILLED",
+            "filled_quantity": 0.01,
+            "average_price": 50_000.0,
+            "fee": 0.05,
+            "reason": None,
+            "simulated": True,
+        }
+        result = ctx.codec.build(Topic.ORDER_RESULTS, values)
+        first = await once.publish("ord-1", result)
+        again = await once.publish("ord-1", result)
+
+        assert (first.new, again.new) == (True, False)
+        assert again.stream_id == first.stream_id
+        assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1
+        assert (_calls(sync, "eval"), _calls(sync, "evalsha")) == (1, 2)
+    finally:
+        await client.aclose()
+        sync.close()
