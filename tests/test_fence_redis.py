@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from core.codec import Decoded, build_codec
 from core.errors import GroupRewoundError, LeaseLostError, StateAheadError, TransportError
 from core.redis import Publisher, StreamConsumer, publish_message
+from core.redis import fence as fence_module
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from tests.samples import valid_message
 
@@ -202,22 +203,19 @@ async def test_fenced_read__a_re_sent_read_after_a_lost_reply__every_entry_once_
     ids = _publish(redis_sync, space, 6)
     lost: list[Any] = []
 
-    def losing_one_read_reply(real: Any) -> Any:
-        async def call(script_or_sha: str, numkeys: int, *args: Any) -> Any:
-            reply = await real(script_or_sha, numkeys, *args)
-            # args: lease, stream, owner, operation, group, consumer, count, start, ...
-            if not lost and args[3] == "read" and args[7] == ">" and reply[1]:
-                lost.append(reply)
-                if resent_by == "transport-retry":
-                    raise redis.ConnectionError("Connection closed by server.")
-                return await real(script_or_sha, numkeys, *args)
-            return reply
+    real_run = fence_module.FENCED_SCRIPT.run
 
-        return call
+    async def run_losing_one_read_reply(client: Any, numkeys: int, *args: Any) -> Any:
+        reply = await real_run(client, numkeys, *args)
+        # args: lease, stream, owner, operation, group, consumer, count, start, ...
+        if not lost and args[3] == "read" and args[7] == ">" and reply[1]:
+            lost.append(reply)
+            if resent_by == "transport-retry":
+                raise redis.ConnectionError("Connection closed by server.")
+            return await real_run(client, numkeys, *args)
+        return reply
 
-    # By hash, or with its source on a server that lacks it (core.redis.scripts): either way.
-    monkeypatch.setattr(redis_async, "eval", losing_one_read_reply(redis_async.eval))
-    monkeypatch.setattr(redis_async, "evalsha", losing_one_read_reply(redis_async.evalsha))
+    monkeypatch.setattr(fence_module.FENCED_SCRIPT, "run", run_losing_one_read_reply)
     consumer = _consumer(redis_async, space, "a", batch_size=3, reclaim_idle_ms=0, detect_rewind=True)
     await consumer.ensure_group()
     await redis_async.set(space.lease(SERVICE, 0), "a")

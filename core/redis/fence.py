@@ -36,8 +36,9 @@ from typing import Any
 from core.errors import GroupRewoundError, LeaseLostError
 from core.redis.modes import AsyncClient, reply_text
 from core.redis.scripts import LuaScript
+from core.redis.wire import send_one
 
-__all__ = ["Fence", "FencedRead", "FencedReply"]
+__all__ = ["FENCED_SCRIPT", "Fence", "FencedRead", "FencedReply"]
 
 FencedReply = Any
 """The raw RESP2 reply of the fenced command (converted from Lua: flat field lists)."""
@@ -97,7 +98,8 @@ elseif op == 'ack' then
 end
 return redis.error_reply('unknown fenced operation ' .. op)
 """
-_FENCED_SCRIPT = LuaScript(_FENCED)
+FENCED_SCRIPT = LuaScript(_FENCED)
+"""The fence's one script (every fenced read, claim and acknowledgement runs it)."""
 
 
 def _fields(flat: Any) -> dict[bytes, bytes]:
@@ -137,7 +139,7 @@ class Fence:
         self.owner = owner
 
     async def _run(self, *args: str | bytes | int) -> list[Any]:
-        reply = await _FENCED_SCRIPT.run(self.redis, 2, self.lease, self.stream, self.owner, *args)
+        reply = await FENCED_SCRIPT.run(self.redis, 2, self.lease, self.stream, self.owner, *args)
         if reply and int(reply[0]) == 2:
             last, taken = reply_text(reply[1]), reply_text(args[-1])
             raise GroupRewoundError(
@@ -184,7 +186,9 @@ class Fence:
 
     async def check(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is this instance's now."""
-        holder = await self.redis.get(self.lease)
+        holder = await send_one(self.redis, ["GET", self.lease], self.lease)
+        if isinstance(holder, Exception):
+            raise holder
         if holder is None or reply_text(holder) != self.owner:
             raise LeaseLostError(
                 f"{self.owner} no longer holds the lease of {self.stream} "

@@ -7,6 +7,11 @@ the 40-character hash. A server that does not hold the script (restarted, a repl
 by a fail-over, ``SCRIPT FLUSH``) answers ``NOSCRIPT`` without running anything; the call is
 then made once with ``EVAL``, which also caches the script there for the next ones. Running
 nothing on ``NOSCRIPT`` is what makes the fallback safe for any script, idempotent or not.
+
+A call goes out on the transport's own wire path (:func:`core.redis.wire.send_pipelined`: one
+packed command, its reply read straight from the parser), not through redis-py's
+``execute_command``, whose per-command machinery (connection checks, timers, event hooks)
+cost more CPU than the fence's whole script; on a cluster it goes to the node of the first key.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from core.redis.modes import AsyncClient
+from core.redis.wire import send_one
 
 __all__ = ["LuaScript", "is_noscript"]
 
@@ -29,19 +35,24 @@ class LuaScript:
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def run(self, redis: AsyncClient, numkeys: int, *keys_and_args: Any) -> Any:
-        """The script's reply for ``keys_and_args`` (``numkeys`` keys first), as ``EVAL`` gives it."""
-        try:
-            return await redis.evalsha(self.sha, numkeys, *keys_and_args)
-        except NoScriptError:
-            return await redis.eval(self.source, numkeys, *keys_and_args)
+        """The script's reply for ``keys_and_args`` (``numkeys`` keys first), as ``EVAL`` gives
+        it; an error reply is raised (a ``ResponseError``), connection trouble raises redis-py's
+        ``ConnectionError``/``TimeoutError`` (the caller's retry decides)."""
+        key = str(keys_and_args[0]) if numkeys else None
+        reply = await send_one(redis, self.command(numkeys, *keys_and_args), key)
+        if is_noscript(reply):
+            reply = await send_one(redis, self.source_command(numkeys, *keys_and_args), key)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def command(self, numkeys: int, *keys_and_args: Any) -> list[Any]:
         """The ``EVALSHA`` command as a list of arguments (for a hand-packed pipeline)."""
-        return ["EVALSHA", self.sha, str(numkeys), *keys_and_args]
+        return ["EVALSHA", self.sha, str(numkeys), *map(_arg, keys_and_args)]
 
     def source_command(self, numkeys: int, *keys_and_args: Any) -> list[Any]:
         """The same call as ``EVAL`` with the source: what to send after :func:`is_noscript`."""
-        return ["EVAL", self.source, str(numkeys), *keys_and_args]
+        return ["EVAL", self.source, str(numkeys), *map(_arg, keys_and_args)]
 
 
 def is_noscript(reply: Any) -> bool:
@@ -49,3 +60,7 @@ def is_noscript(reply: Any) -> bool:
     return isinstance(reply, NoScriptError) or (
         isinstance(reply, Exception) and str(reply).startswith("NOSCRIPT")
     )
+
+
+def _arg(value: Any) -> str | bytes:
+    return value if isinstance(value, str | bytes) else str(value)

@@ -52,6 +52,7 @@ __all__ = [
     "pack_command",
     "plain_replies",
     "redirect_in",
+    "send_one",
     "send_pipelined",
 ]
 
@@ -262,6 +263,15 @@ async def send_pipelined(
             owed = replies
         if owed is not None:
             on_replies(await _checked(client, await _read_replies(conn, owed, limit)))
+
+
+async def send_one(client: AsyncClient, command: Sequence[str | bytes], key: str | None) -> Any:
+    """One command's reply, sent and read as :func:`send_pipelined` does (an error reply is
+    returned in place, not raised): for calls made once per batch, whose cost in redis-py's
+    ``execute_command`` (connection checks, a timer, event hooks) exceeds the command's own."""
+    replies: list[Any] = []
+    await send_pipelined(client, [([pack_command(command)], 1)], replies.extend, key=key)
+    return replies[0]
 
 
 def redirect_in(replies: Sequence[Any]) -> BaseException | None:
