@@ -1,20 +1,11 @@
-"""A service freezes what exists once it is set up (cdb.launcher.freeze_startup_objects): the
-garbage collector's full passes then skip the process's start-up objects, never live data."""
+"""A running service keeps what existed once it was set up out of the garbage collector's full
+passes (cdb.launcher.startup_objects_frozen), never live data, and hands it back at the stop."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
-import pytest
-
-from cdb.launcher import freeze_startup_objects
-
-
-@pytest.fixture
-def unfrozen_after() -> Iterator[None]:
-    yield
-    gc.unfreeze()  # the test process is not a service: give its objects back to the collector
+from cdb.launcher import startup_objects_frozen
 
 
 class _Node:
@@ -22,17 +13,21 @@ class _Node:
         self.me = self  # a reference cycle: only the collector can free it
 
 
-def test_freeze_startup_objects__objects_alive_at_start_leave_the_collectors_passes(
-    unfrozen_after: None,
-) -> None:
+def _tracked(node: _Node) -> bool:
+    return any(obj is node for obj in gc.get_objects())
+
+
+def test_startup_objects_frozen__objects_alive_at_start_leave_the_passes_until_the_stop() -> None:
     kept = [_Node() for _ in range(100)]
-    frozen = freeze_startup_objects()
-    assert frozen >= len(kept)
-    assert gc.get_freeze_count() == frozen
-    assert not any(any(obj is node for obj in gc.get_objects()) for node in kept[:3])
+    with startup_objects_frozen() as frozen:
+        assert frozen >= len(kept)
+        assert gc.get_freeze_count() >= len(kept)
+        assert not _tracked(kept[0])
+    assert gc.get_freeze_count() == 0
+    assert _tracked(kept[0])
 
 
-def test_freeze_startup_objects__start_up_garbage_is_collected_not_frozen(unfrozen_after: None) -> None:
+def test_startup_objects_frozen__start_up_garbage_is_collected_not_frozen() -> None:
     collected: list[int] = []
 
     def note(phase: str, info: dict[str, int]) -> None:
@@ -43,14 +38,15 @@ def test_freeze_startup_objects__start_up_garbage_is_collected_not_frozen(unfroz
         _Node()  # garbage: a cycle nobody references
     gc.callbacks.append(note)
     try:
-        freeze_startup_objects()
+        with startup_objects_frozen():
+            pass
     finally:
         gc.callbacks.remove(note)
     assert sum(collected) >= 50
 
 
-def test_freeze_startup_objects__objects_made_after_are_still_collected(unfrozen_after: None) -> None:
-    freeze_startup_objects()
-    for _ in range(50):
-        _Node()
-    assert gc.collect() >= 50
+def test_startup_objects_frozen__objects_made_while_running_are_still_collected() -> None:
+    with startup_objects_frozen():
+        for _ in range(50):
+            _Node()
+        assert gc.collect() >= 50
