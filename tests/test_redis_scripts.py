@@ -15,6 +15,7 @@ from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from services.execution.once import OncePublisher
 from services.runtime import ServiceContext
+from tests.samples import valid_message
 from tests.support.servers import ThrowawayRedis
 
 # Not idempotent on purpose: a call run twice would show as a count of 2.
@@ -82,18 +83,7 @@ async def test_once_publisher__server_without_the_script__publishes_once_by_hash
         settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
         ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
         once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
-        values = {
-            "order_id": "ord-1",
-            "symbol": "BTC/USDT",
-            "side": "BUY",
-            "status": "FILLED",
-            "filled_quantity": 0.01,
-            "average_price": 50_000.0,
-            "fee": 0.05,
-            "reason": None,
-            "simulated": True,
-        }
-        result = ctx.codec.build(Topic.ORDER_RESULTS, values)
+        result = ctx.codec.build(Topic.ORDER_RESULTS, valid_message(Topic.ORDER_RESULTS))
         first = await once.publish("ord-1", result)
         again = await once.publish("ord-1", result)
 
