@@ -46,14 +46,9 @@ def _raw_entries(reply: Any) -> list[Entry]:
     if not reply:
         return []
     batch = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-    out: list[Entry] = []
-    for entry_id, flat in batch:
-        if flat:
-            pairs = iter(flat)
-            out.append((entry_id, dict(zip(pairs, pairs, strict=False))))
-        else:  # deleted while pending (only a history read can meet one)
-            out.append((entry_id, {}))
-    return out
+    # One comprehension, zip without keywords: ~0.35 us an entry (a loop with zip(strict=...)
+    # costs ~0.5). A deleted entry (nil fields, only in a history read) gets no fields.
+    return [(entry_id, dict(zip(p, p))) for entry_id, flat in batch for p in (iter(flat or ()),)]  # noqa: B905
 
 
 class GroupIO:
@@ -86,6 +81,7 @@ class GroupIO:
         self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
+        self._ack_head: bytes | None = None  # "XACK <stream> <group>" packed, without the count
         self._reads: dict[tuple[int, int | None], bytes] = {}  # packed XREADGROUP > per (count, block)
 
     async def ensure_group(self, start: str | None = None) -> None:
@@ -238,7 +234,15 @@ class GroupIO:
         await self._call("ack", send)
 
     def _ack_command(self, ids: Sequence[bytes]) -> bytes:
-        return pack_command(["XACK", self.stream, self.group, *ids])
+        # The head packed once; each id in one format (pack_command's per-argument checks cost
+        # ~0.14 us an id, a batch's XACK carries hundreds). Ids are bytes, as the reads return them.
+        if self._ack_head is None:
+            self._ack_head = pack_command(["XACK", self.stream, self.group]).partition(b"\r\n")[2]
+        return b"*%d\r\n%b%b" % (
+            len(ids) + 3,
+            self._ack_head,
+            b"".join([b"$%d\r\n%b\r\n" % (len(i), i) for i in ids]),
+        )
 
     async def position(self) -> tuple[bytes, set[bytes]]:
         """The group's last-delivered id and the ids pending in it (for any consumer): every
