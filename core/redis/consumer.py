@@ -267,6 +267,8 @@ class StreamConsumer:
             self._acked(ids)
 
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
+        if stop is not None and stop.is_set():
+            return []  # stopping: take nothing new (an owed ack is sent by run or flush_acks)
         if self._owed or self._busy or block is None:
             # Busy (or told not to wait): a read that does not block, carrying the owed ack, so a
             # batch costs one round trip and no stop race; only when it finds nothing does the
@@ -286,8 +288,6 @@ class StreamConsumer:
     async def _read_blocking(self, block: int, stop: asyncio.Event | None) -> list[Entry]:
         if stop is None:
             return await self.io.read_new(self.batch_size, block)
-        if stop.is_set():
-            return []
         # A stop must not wait out CONSUMER_BLOCK_MS: race the blocking XREADGROUP with it and
         # cancel the read (redis-py drops that connection). Entries the server may already
         # have delivered stay pending for this consumer, unacknowledged: the next owner takes
