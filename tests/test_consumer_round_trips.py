@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.codec import Decoded
 from core.errors import TransportError
-from core.redis import Publisher, StreamConsumer
+from core.redis import Publisher, StreamConsumer, consumer_io
+from core.redis.retry import RetryPolicy
 from core.topics import KeySpace, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages
 
@@ -167,3 +169,27 @@ async def test_run_on_a_full_stream__fewer_round_trips_than_a_read_and_an_ack_pe
     # Start-up (own pending, reclaim), a backlog report (its ack sent alone) and the final
     # ack add a few; a read and an ack per batch would be 2 * batches at least.
     assert writes[0] < 2 * batches
+
+
+async def test_read_carrying_the_ack_losing_its_connection__retried_and_counted_as_ack_and_read(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = consumer(redis_async, keys, retry=RetryPolicy(attempts=3, initial_s=0.0, jitter_s=0.0))
+    await c.ensure_group()
+    published = await publish(redis_async, keys, 2 * BATCH)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    real, failed = consumer_io.send_pipelined, []
+
+    async def drops_the_first(client: Any, chunks: Any, on_replies: Any, **kw: Any) -> None:
+        chunks = list(chunks)
+        if not failed and chunks[0][1] == 2:  # XACK + XREADGROUP: lost before anything was sent
+            failed.append(True)
+            raise RedisConnectionError("connection reset")
+        await real(client, chunks, on_replies, **kw)
+
+    monkeypatch.setattr(consumer_io, "send_pipelined", drops_the_first)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    retries = c.metrics.transport_retries
+    service = c.metrics.service
+    assert [retries.labels(service, op)._value.get() for op in ("ack", "read")] == [1, 1]
+    assert await pending_ids(redis_async, keys) == published[BATCH:]  # the first batch acked
