@@ -157,6 +157,13 @@ class StreamConsumer:
         self._next_reclaim = 0.0
         self.detect_rewind = detect_rewind
         self._acked_through = (0, 0)
+        # Acks owed: ids of handled batches (before_ack done) whose XACK rides with the next read
+        # (one round trip per batch, not two). Only unfenced and without detect_rewind: the fence
+        # acks through its lease-checking script, and a stateful consumer must learn of a failed
+        # ack with its own batch (StateAheadError). See flush_acks for when they are sent alone.
+        self._owed: list[bytes] = []
+        self._defer_acks = self.fence is None and not detect_rewind
+        self._busy = False  # the last read of new entries returned some: more are likely waiting
 
     @classmethod
     def from_settings(
@@ -190,14 +197,32 @@ class StreamConsumer:
         """Create the group (and the stream) if missing; idempotent (``XGROUP CREATE ... MKSTREAM``)."""
         await self.io.ensure_group()
 
-    async def poll_once(self, handler: Handler, stop: asyncio.Event | None = None) -> int:
+    async def poll_once(
+        self, handler: Handler, stop: asyncio.Event | None = None, *, carry_ack: bool = False
+    ) -> int:
         """Handle one round: own pending entries after a (re)start, due reclaims, one new batch.
 
         Returns how many entries were handled, dead-lettered included.
         Raises :class:`~core.errors.TransportError` when Redis stays unreachable.
         Setting ``stop`` ends a blocking wait for new entries at once (see :meth:`_read_new`).
+
+        Every entry handled (and not left pending to retry) is acknowledged when this returns,
+        unless ``carry_ack`` (what :meth:`run` does): then, unfenced and without ``detect_rewind``,
+        the XACK of the last batch may still be owed, to go with the next call's read in one round
+        trip (a busy consumer makes one round trip per batch, not two). An owed ack is sent on
+        its own before any blocking wait, reclaim, own-pending read, :meth:`take_over`,
+        :meth:`lag`, and when :meth:`run` ends; a caller that drives this method itself with
+        ``carry_ack`` calls :meth:`flush_acks` before it stops (otherwise the batch stays pending
+        and is handled again after a restart).
         """
+        handled = await self._poll(handler, stop)
+        if not carry_ack:
+            await self.flush_acks()
+        return handled
+
+    async def _poll(self, handler: Handler, stop: asyncio.Event | None) -> int:
         if self._recover_own:
+            await self.flush_acks()  # else our own pending list still holds handled entries
             entries = await self.io.read_own_pending(self.batch_size)
             if len(entries) < self.batch_size:
                 self._recover_own = False
@@ -206,6 +231,7 @@ class StreamConsumer:
         handled = 0
         now = time.monotonic()
         if now >= self._next_reclaim:
+            await self.flush_acks()  # never reclaim (and handle again) what we handled
             claimed, more = await self.io.reclaim(self.reclaim_idle_ms, self.batch_size)
             if not more:
                 self._next_reclaim = now + max(self.reclaim_idle_ms / 2000, 0.01)
@@ -230,11 +256,38 @@ class StreamConsumer:
                 handled += await self._process(entries, handler, None)
         return handled
 
+    async def flush_acks(self) -> None:
+        """Send the XACK still owed for handled batches (see :meth:`poll_once`), if any; when it
+        returns nothing this consumer handled is left unacknowledged. Raises
+        :class:`~core.errors.TransportError` when Redis stays unreachable (the ids stay owed)."""
+        if self._owed:
+            ids = self._owed
+            await self.io.ack(ids)
+            self._owed = []
+            self._acked(ids)
+
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
-        if block is None or stop is None:
+        if stop is not None and stop.is_set():
+            return []  # stopping: take nothing new (an owed ack is sent by run or flush_acks)
+        if self._owed or self._busy or block is None:
+            # Busy (or told not to wait): a read that does not block, carrying the owed ack, so a
+            # batch costs one round trip and no stop race; only when it finds nothing does the
+            # blocking read follow, with nothing owed any more.
+            owed = self._owed
+            entries = await self.io.read_new(self.batch_size, None, ack=owed)
+            if owed:
+                self._owed = []
+                self._acked(owed)
+            self._busy = bool(entries)
+            if entries or block is None:
+                return entries
+        entries = await self._read_blocking(block, stop)
+        self._busy = bool(entries)
+        return entries
+
+    async def _read_blocking(self, block: int, stop: asyncio.Event | None) -> list[Entry]:
+        if stop is None:
             return await self.io.read_new(self.batch_size, block)
-        if stop.is_set():
-            return []
         # A stop must not wait out CONSUMER_BLOCK_MS: race the blocking XREADGROUP with it and
         # cancel the read (redis-py drops that connection). Entries the server may already
         # have delivered stay pending for this consumer, unacknowledged: the next owner takes
@@ -261,6 +314,7 @@ class StreamConsumer:
         released), so what it read and did not acknowledge is handled now, before any new
         entry, and each symbol's order holds.
         """
+        await self.flush_acks()
         self.io.restart_reclaim()
         handled, more = 0, True
         while more:
@@ -274,12 +328,32 @@ class StreamConsumer:
         self, handler: Handler, stop: asyncio.Event, *, keep_going: Callable[[], bool] | None = None
     ) -> None:
         """Poll until ``stop`` is set (or ``keep_going()`` turns false, e.g. a partition lease
-        that could not be renewed); rides out Redis outages (logs, backs off, resumes)."""
+        that could not be renewed); rides out Redis outages (logs, backs off, resumes). Acks still
+        owed are sent before it returns (when Redis answers): a clean stop leaves nothing that was
+        handled pending."""
+        try:
+            await self._run(handler, stop, keep_going)
+        finally:
+            if self._owed:
+                try:
+                    await self.flush_acks()
+                except TransportError as exc:  # they stay pending: handled again after a restart
+                    _log.error(
+                        "consumer.ack_lost_at_stop",
+                        service=self.service.value,
+                        topic=self.topic.value,
+                        entries=len(self._owed),
+                        error=str(exc),
+                    )
+
+    async def _run(
+        self, handler: Handler, stop: asyncio.Event, keep_going: Callable[[], bool] | None
+    ) -> None:
         next_backlog = 0.0
         pause = 0.0
         while not stop.is_set() and (keep_going is None or keep_going()):
             try:
-                await self.poll_once(handler, stop)
+                await self.poll_once(handler, stop, carry_ack=True)
                 if time.monotonic() >= next_backlog:
                     await self.lag()
                     next_backlog = time.monotonic() + _BACKLOG_EVERY_S
@@ -301,6 +375,7 @@ class StreamConsumer:
 
     async def lag(self) -> int:
         """Entries of the stream not yet delivered to the group, plus those pending (unacked)."""
+        await self.flush_acks()  # handled entries count as done, not pending
         undelivered, pending = await self.io.backlog()
         if self.detect_rewind:
             self._check_lost_writes()
@@ -414,12 +489,19 @@ class StreamConsumer:
         if ledger.letters:
             await self.dead_letters.park_many(self.topic, ledger.letters)
         if ledger.done:
+            if self._defer_acks:
+                self._owed += ledger.done  # sent with the next read (see poll_once)
+                return
             await self.io.ack(ledger.done)
-            self._me.forget(ledger.done)
-            # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
-            self.metrics.consume_latency.observe_ids(self.topic.value, ledger.done)
-            if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
-                self._acked_through = max(self._acked_through, *map(id_key, ledger.done))
+            self._acked(ledger.done)
+
+    def _acked(self, ids: Sequence[bytes]) -> None:
+        """Bookkeeping once ``ids`` are acknowledged."""
+        self._me.forget(ids)
+        # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
+        self.metrics.consume_latency.observe_ids(self.topic.value, ids)
+        if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
+            self._acked_through = max(self._acked_through, *map(id_key, ids))
 
     def _check_lost_writes(self) -> None:
         # The group's last-delivered id never goes back by itself: behind what this consumer

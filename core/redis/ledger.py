@@ -56,7 +56,7 @@ class ConsumerIdentity:
 class BatchLedger:
     """The outcome of each entry of one batch."""
 
-    __slots__ = ("defaults", "done", "gone_count", "letters", "me", "outcomes", "reasons")
+    __slots__ = ("defaults", "done", "gone_count", "letters", "me", "ok_count", "outcomes", "reasons")
 
     def __init__(self, me: ConsumerIdentity) -> None:
         self.me = me
@@ -65,6 +65,10 @@ class BatchLedger:
         self.letters: list[dict[str, Any]] = []
         """Dead letters to write before acknowledging."""
         self.outcomes: Counter[Outcome] = Counter()
+        """Every outcome but ok, which is :attr:`ok_count`."""
+        self.ok_count = 0
+        """Entries handled fine: a plain int, because counting by an enum key hashes it in
+        Python (``Enum.__hash__``), ~0.2 us an entry on the consumer's hot path."""
         self.reasons: Counter[str] = Counter()
         self.defaults: Counter[str] = Counter()
         self.gone_count = 0
@@ -72,7 +76,7 @@ class BatchLedger:
     def ok(self, raw_id: bytes, defaulted: Iterable[str]) -> None:
         """The handler finished with the entry."""
         self.done.append(raw_id)
-        self.outcomes[Outcome.OK] += 1
+        self.ok_count += 1
         if defaulted:  # rare (a lenient fill): skip the loop set-up on every other entry
             for name in defaulted:
                 self.defaults[name] += 1
@@ -121,7 +125,7 @@ class BatchLedger:
             stream_id=raw_id.decode("ascii"),
             error=f"{type(exc).__name__}: {exc}",
         )
-        self.outcomes[Outcome.OK] -= 1
+        self.ok_count -= 1
         self.done.remove(raw_id)
         self._park(
             raw_id,
@@ -213,6 +217,8 @@ class BatchLedger:
     def count_into(self, metrics: ServiceMetrics) -> None:
         """Add this batch's counts to ``metrics``."""
         topic, path = self.me.topic, self.me.path
+        if self.ok_count:
+            metrics.count_handled(topic, path, Outcome.OK, self.ok_count)
         for outcome, n in self.outcomes.items():
             metrics.count_handled(topic, path, outcome, n)
         if self.reasons:

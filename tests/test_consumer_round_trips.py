@@ -1,0 +1,195 @@
+"""A busy consumer's round trips: each batch's XACK travels with the next read, and an ack
+owed is never left behind (stop, failed before_ack, idle wait)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from core.codec import Decoded
+from core.errors import TransportError
+from core.redis import Publisher, StreamConsumer, consumer_io
+from core.redis.retry import RetryPolicy
+from core.topics import KeySpace, ServiceName, Topic
+from tests.transport_helpers import CODECS, Collector, make_messages
+
+pytestmark = pytest.mark.integration
+
+CODEC = CODECS["pydantic-strict"]
+TOPIC = Topic.ORDERS
+BATCH = 100
+
+
+def consumer(redis: aioredis.Redis, keys: KeySpace, **options: Any) -> StreamConsumer:
+    return StreamConsumer(
+        redis,
+        topic=TOPIC,
+        service=ServiceName.EXECUTION,
+        codec=CODEC,
+        keys=keys,
+        instance="c1",
+        batch_size=BATCH,
+        block_ms=20,
+        **options,
+    )
+
+
+async def publish(redis: aioredis.Redis, keys: KeySpace, n: int) -> list[str]:
+    publisher = Publisher(redis, CODEC, keys=keys, service=ServiceName.RISK)
+    return await publisher.publish_many(TOPIC, make_messages(CODEC, TOPIC, n))
+
+
+async def pending_ids(redis: aioredis.Redis, keys: KeySpace) -> list[str]:
+    rows = await redis.xpending_range(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION), "-", "+", 10_000)
+    return [row["message_id"].decode() for row in rows]
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a connection wrote to Redis (one write, then its replies: a round trip);
+    redis-py's commands and the pipelined sends both go through ``send_packed_command``."""
+    count = [0]
+    original = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        count[0] += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return count
+
+
+async def test_busy_consumer__one_round_trip_per_batch_the_ack_riding_with_the_next_read(
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int]
+) -> None:
+    c = consumer(redis_async, keys)
+    await c.ensure_group()
+    await publish(redis_async, keys, 6 * BATCH)
+    seen = Collector()
+    assert await c.poll_once(seen, carry_ack=True) == BATCH  # own pending, reclaim, first batch
+    for n in range(2, 6):
+        writes[0] = 0
+        assert await c.poll_once(seen, carry_ack=True) == BATCH
+        assert writes[0] == 1  # one round trip a batch (the bare loop: XREADGROUP, then XACK)
+        # The previous batches are acknowledged: only the one just handled is still pending.
+        assert await pending_ids(redis_async, keys) == seen.ids[(n - 1) * BATCH :]
+
+
+async def test_owed_ack__is_sent_before_the_consumer_waits_for_new_entries(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = consumer(redis_async, keys)
+    await c.ensure_group()
+    await publish(redis_async, keys, BATCH)
+    seen = Collector()
+    assert await c.poll_once(seen, carry_ack=True) == BATCH
+    assert len(await pending_ids(redis_async, keys)) == BATCH  # owed: it goes with the next read
+    assert await c.poll_once(seen, carry_ack=True) == 0  # nothing new: a blocking wait
+    assert await pending_ids(redis_async, keys) == []
+
+
+async def test_poll_once_without_carry_ack__acknowledges_its_batch_before_returning(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = consumer(redis_async, keys)
+    await c.ensure_group()
+    await publish(redis_async, keys, 2 * BATCH)
+    assert await c.poll_once(Collector()) == BATCH
+    assert await pending_ids(redis_async, keys) == []
+
+
+async def test_run_stopped_mid_stream__leaves_nothing_it_handled_pending(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = consumer(redis_async, keys)
+    await c.ensure_group()
+    published = await publish(redis_async, keys, 5 * BATCH)
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(decoded: Decoded, entry_id: str) -> None:
+        seen.append(entry_id)
+        if len(seen) == 2 * BATCH + 50:
+            stop.set()  # mid-batch: the batch is finished, then run ends
+
+    await asyncio.wait_for(c.run(handle, stop), timeout=20)
+    assert seen == published[: 3 * BATCH]
+    assert await pending_ids(redis_async, keys) == []  # the last batch's ack was not left owed
+    undelivered, pending = await c.io.backlog()
+    assert (undelivered, pending) == (2 * BATCH, 0)
+
+
+async def test_failing_before_ack__leaves_its_batch_unacknowledged_and_the_earlier_one_acked(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    fail = False
+
+    async def before_ack() -> None:
+        if fail:
+            raise TransportError("outputs could not be confirmed")
+
+    c = consumer(redis_async, keys, before_ack=before_ack)
+    await c.ensure_group()
+    published = await publish(redis_async, keys, 3 * BATCH)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH  # first batch: its ack owed
+    fail = True
+    with pytest.raises(TransportError):
+        await c.poll_once(Collector(), carry_ack=True)
+    # The read that took the second batch carried the first one's ack; the second batch's
+    # outputs were not confirmed, so it is not acknowledged, now or by a later flush.
+    assert await pending_ids(redis_async, keys) == published[BATCH : 2 * BATCH]
+    await c.flush_acks()
+    assert await pending_ids(redis_async, keys) == published[BATCH : 2 * BATCH]
+
+
+async def test_run_on_a_full_stream__fewer_round_trips_than_a_read_and_an_ack_per_batch(
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int]
+) -> None:
+    batches = 20
+    c = consumer(redis_async, keys)
+    await c.ensure_group()
+    published = await publish(redis_async, keys, batches * BATCH)
+    stop = asyncio.Event()
+    seen = Collector()
+
+    async def handle(decoded: Decoded, entry_id: str) -> None:
+        await seen(decoded, entry_id)
+        if len(seen.ids) == len(published):
+            stop.set()
+
+    writes[0] = 0
+    await asyncio.wait_for(c.run(handle, stop), timeout=20)
+    assert seen.ids == published
+    assert await pending_ids(redis_async, keys) == []
+    # Start-up (own pending, reclaim), a backlog report (its ack sent alone) and the final
+    # ack add a few; a read and an ack per batch would be 2 * batches at least.
+    assert writes[0] < 2 * batches
+
+
+async def test_read_carrying_the_ack_losing_its_connection__retried_and_counted_as_ack_and_read(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = consumer(redis_async, keys, retry=RetryPolicy(attempts=3, initial_s=0.0, jitter_s=0.0))
+    await c.ensure_group()
+    published = await publish(redis_async, keys, 2 * BATCH)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    real, failed = consumer_io.send_pipelined, []
+
+    async def drops_the_first(client: Any, chunks: Any, on_replies: Any, **kw: Any) -> None:
+        chunks = list(chunks)
+        if not failed and chunks[0][1] == 2:  # XACK + XREADGROUP: lost before anything was sent
+            failed.append(True)
+            raise RedisConnectionError("connection reset")
+        await real(client, chunks, on_replies, **kw)
+
+    monkeypatch.setattr(consumer_io, "send_pipelined", drops_the_first)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    retries = c.metrics.transport_retries
+    service = c.metrics.service
+    assert [retries.labels(service, op)._value.get() for op in ("ack", "read")] == [1, 1]
+    assert await pending_ids(redis_async, keys) == published[BATCH:]  # the first batch acked
