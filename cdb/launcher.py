@@ -25,7 +25,7 @@ from services.observability import flags_file, observed
 from services.redis_connect import connect
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
-from services.runtime import ConsumingService, ServiceContext, run_consuming_service
+from services.runtime import ConsumingService, ServiceContext, run_consuming_service, service_gc
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
 from services.ws.outbox import Outbox, Overflow, first_done
@@ -78,7 +78,8 @@ async def run_service(
             claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
             observed(ctx, target, flags_file(env_file)),
         ):
-            await _run(service, ctx, stop, from_start=from_start)
+            with service_gc():  # start-up's objects out of the collector's passes, rarer passes
+                await _run(service, ctx, stop, from_start=from_start)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,7 +31,42 @@ from core.versions.live import check_producer, seen_by, versions_of
 if TYPE_CHECKING:
     from services.partitions import PartitionedConsumer
 
-__all__ = ["ConsumingService", "ServiceContext", "package_version", "run_consuming_service"]
+__all__ = [
+    "GC_THRESHOLD",
+    "ConsumingService",
+    "ServiceContext",
+    "package_version",
+    "run_consuming_service",
+    "service_gc",
+]
+
+GC_THRESHOLD = (10_000, 10, 10)
+"""The cyclic collector's thresholds while a service runs (Python's default: 700, 10, 10).
+
+A batch holds a few objects per entry alive at once (the reply's field maps, the decoded
+messages), so with 700 the collector ran a young pass every few hundred entries, each
+walking the batch again: ~5 % of signal's and ~3 % of ws's instructions per message
+(callgrind). With 10,000 it runs ~15x less often and finds the same garbage (the message
+path makes no reference cycles; what one leaves is collected a pass later, a bounded delay)."""
+
+
+@contextlib.contextmanager
+def service_gc() -> Iterator[None]:
+    """Run the block with the collector set for a long-running service: everything alive at
+    entry (modules, contract schemas, settings: start-up's objects, which live as long as the
+    process) is moved out of the collector's passes (``gc.freeze``, after a collection so no
+    start-up garbage is kept), and young passes are rarer (:data:`GC_THRESHOLD`). Objects made
+    inside the block are collected as usual. Both are undone on exit (tests run services in
+    one process with everything else)."""
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
 
 
 def package_version() -> str:
