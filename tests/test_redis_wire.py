@@ -95,8 +95,17 @@ async def test_send_pipelined__a_resp3_push_between_replies_is_handed_to_the_par
 ) -> None:
     # redis-py 8 speaks RESP3 unless told otherwise: with client tracking on, the server pushes
     # an invalidation to this very connection when it changes a key it read, between replies.
+    fast_reads: list[int] = []
     if reader == "redis-py":
         monkeypatch.setattr(wire, "_HiredisParser", None)
+    else:
+        read_hiredis = wire._read_hiredis
+
+        async def counted(conn: object, parser: object, count: int, limit: float) -> list[object]:
+            fast_reads.append(count)
+            return await read_hiredis(conn, parser, count, limit)
+
+        monkeypatch.setattr(wire, "_read_hiredis", counted)
     assert await redis_async.ping()
     conn = await redis_async.connection_pool.get_connection()
     protocol = conn.protocol
@@ -116,4 +125,5 @@ async def test_send_pipelined__a_resp3_push_between_replies_is_handed_to_the_par
     await send_pipelined(redis_async, [([pack_command(c) for c in commands], len(commands))], got.append)
 
     assert got == [[b"OK", b"OK", b"a", b"OK", b"OK", b"PONG"]]
+    assert fast_reads == ([len(commands)] if reader == "hiredis" else [])  # RESP3 on the fast reader
     assert await redis_async.get(key) == b"b"  # the connection went back to the pool in step

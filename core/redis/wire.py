@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import check_protocol_version
 
 from core.redis.modes import AsyncClient
+
+_REDIS_READ_RESPONSE = AbstractConnection.read_response
 
 try:  # redis-py's hiredis parser (the `hiredis` extra): replies are read straight from it
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
@@ -288,7 +291,13 @@ async def _checked(client: AsyncClient, replies: list[Any]) -> list[Any]:
 
 async def _read_replies(conn: Any, count: int, limit: float) -> list[Any]:
     parser: Any = getattr(conn, "_parser", None)
-    hiredis = _HiredisParser is not None and type(parser) is _HiredisParser
+    # Only in place of redis-py's own read_response: a connection class with its own (fakeredis
+    # answers from memory, not from the parser's socket) keeps it.
+    hiredis = (
+        _HiredisParser is not None
+        and type(parser) is _HiredisParser
+        and getattr(type(conn), "read_response", None) is _REDIS_READ_RESPONSE
+    )
     # RESP3 (redis-py's default protocol since 8.0) may put push messages between replies: the
     # fast reader hands them to the parser as read_response does, when hiredis marks them
     # (hiredis >= 3.2); an older hiredis under RESP3 takes the general loop.
