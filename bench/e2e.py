@@ -3,7 +3,8 @@
 signal, risk and execution each run as their own process (``cdb service NAME``, exactly as a
 container runs them: flags from the environment, execution storing in its own PostgreSQL
 database); ws is the benchmark process itself (a ``WsService`` on the same code path as
-``cdb service ws``, fed by :class:`bench.e2e_load.Feed`). Per setting, two phases:
+``cdb service ws``, fed by :class:`bench.e2e_load.Feed`, with the collector set alike:
+:func:`services.runtime.service_gc`). Per setting, two phases:
 
 1. **capacity**: ws publishes as fast as signal keeps up (at most ``LAG_CAP`` entries
    ahead), for ``seconds``; the figure is market_data entries signal finished per second
@@ -66,7 +67,7 @@ from bench.machine import QuietGate
 from core.redis import connect_async
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
-from services.runtime import ServiceContext
+from services.runtime import ServiceContext, service_gc
 from services.ws.service import WsService
 
 __all__ = ["SETTINGS", "E2eResult", "Setting", "run_e2e"]
@@ -154,11 +155,13 @@ async def _one(
             if watch is not None:
                 named["comparator"] = watch.proc.pid
             rig = Rig(_feed(setting, keys, client), progress, client, keys, named, watch, hops, probe_every)
-            if probe_every:
-                result.probe_primed = await prime_probe(rig)
-            await capacity_phase(rig, seconds, result)
-            await rate_phase(rig, rate, seconds, result)
-            await curve_phase(rig, [r for r in curve or [] if r != rate], curve_seconds, result)
+            # ws here runs with the collector set as ``cdb service ws`` runs it.
+            with service_gc():
+                if probe_every:
+                    result.probe_primed = await prime_probe(rig)
+                await capacity_phase(rig, seconds, result)
+                await rate_phase(rig, rate, seconds, result)
+                await curve_phase(rig, [r for r in curve or [] if r != rate], curve_seconds, result)
             result.curve.sort(key=lambda p: float(p["rate"]))  # type: ignore[arg-type]
             result.rss_mb = {s.value: rss_mb(p.pid) for s, p in procs.items()}
             result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}

@@ -116,8 +116,8 @@ _CHANGES = [
         "a full garbage collection in a service process",
         "the objects alive once the service is set up (~75,000: modules, classes, compiled "
         "contracts) frozen out of the collector's passes while it runs "
-        "(`cdb.launcher.startup_objects_frozen`); signal had 27 full passes in one 80-s run, "
-        "each stalling every message in flight",
+        "(`services.runtime.service_gc`, with young passes 15x rarer); signal had 27 full "
+        "passes in one 80-s run, each stalling every message in flight",
         "25-35 ms idle, 55-70 ms under load",
         "0.6 ms",
     ),

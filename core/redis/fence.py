@@ -105,8 +105,10 @@ FENCED_SCRIPT = LuaScript(_FENCED)
 def _fields(flat: Any) -> dict[bytes, bytes]:
     if not flat:
         return {}
-    items = list(flat)
-    return dict(zip(items[::2], items[1::2], strict=True))
+    if len(flat) % 2:
+        raise ValueError(f"a stream entry's field list has an odd length ({len(flat)})")
+    pairs = iter(flat)  # names and values alternate: one iterator zipped with itself pairs them
+    return dict(zip(pairs, pairs, strict=False))  # even length: checked above
 
 
 def entries_of(raw: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -181,7 +183,9 @@ class Fence:
         return reply[0], entries_of(reply[1])
 
     async def ack(self, ids: Sequence[bytes]) -> int:
-        """XACK ``ids``; how many were pending."""
+        """XACK ``ids``; how many were pending. An error reply (e.g. ``NOGROUP``) is raised as
+        redis-py raises it. (Packed by :mod:`core.redis.wire`, like every fenced call: redis-py's
+        own packer costs about 1 us per argument, and a batch acknowledges hundreds.)"""
         return int((await self._run("ack", self.group, *ids))[1] or 0)
 
     async def check(self) -> None:

@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import check_protocol_version
 
 from core.redis.modes import AsyncClient
+
+_REDIS_READ_RESPONSE = AbstractConnection.read_response
 
 try:  # redis-py's hiredis parser (the `hiredis` extra): replies are read straight from it
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
@@ -297,9 +300,20 @@ async def _checked(client: AsyncClient, replies: list[Any]) -> list[Any]:
 
 
 async def _read_replies(conn: Any, count: int, limit: float) -> list[Any]:
-    parser = getattr(conn, "_parser", None)
-    hiredis = _HiredisParser is not None and type(parser) is _HiredisParser
-    if hiredis and not check_protocol_version(conn.protocol, 3):
+    parser: Any = getattr(conn, "_parser", None)
+    # Only in place of redis-py's own read_response: a connection class with its own (fakeredis
+    # answers from memory, not from the parser's socket) keeps it.
+    hiredis = (
+        _HiredisParser is not None
+        and type(parser) is _HiredisParser
+        and getattr(type(conn), "read_response", None) is _REDIS_READ_RESPONSE
+    )
+    # RESP3 (redis-py's default protocol since 8.0) may put push messages between replies: the
+    # fast reader hands them to the parser as read_response does, when hiredis marks them
+    # (hiredis >= 3.2); an older hiredis under RESP3 takes the general loop.
+    if hiredis and (
+        not check_protocol_version(conn.protocol, 3) or parser._hiredis_PushNotificationType is not None
+    ):
         return await _read_hiredis(conn, parser, count, limit)
     out: list[Any] = []
     try:
@@ -318,9 +332,11 @@ async def _read_replies(conn: Any, count: int, limit: float) -> list[Any]:
 async def _read_hiredis(conn: Any, parser: Any, count: int, limit: float) -> list[Any]:
     """The replies ``conn.read_response`` would give one by one (an error reply as its
     ``ResponseError``, in place), taken straight from hiredis's buffer: redis-py's three
-    coroutine layers per reply cost ~0.6 us each, two replies per published message. RESP2
-    only (no push messages can come in between); anything else takes the general loop."""
+    coroutine layers per reply cost ~0.6 us each, two replies per published message. A RESP3
+    push message in between (a client-tracking invalidation, ...) is no reply: it goes to the
+    parser's push handlers, as ``read_response`` sends it, and the next reply is read."""
     out: list[Any] = []
+    push = parser._hiredis_PushNotificationType
     try:
         async with asyncio.timeout(limit):
             if not parser._connected:
@@ -332,6 +348,8 @@ async def _read_hiredis(conn: Any, parser: Any, count: int, limit: float) -> lis
                     await parser.read_from_socket()
                 elif isinstance(reply, RedisConnectionError):
                     raise reply
+                elif push is not None and isinstance(reply, push):
+                    await parser.handle_push_response(reply)
                 else:
                     if type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
                         raise reply[0]

@@ -89,7 +89,9 @@ class VersionedCodec:
 
     def decode(self, topic: Topic, raw: bytes, *, entry_id: EntryId | None = None) -> Decoded:
         """Decode a JSON body of any declared version into the code's own version."""
-        version = None if _BASE_JSON in raw or len(raw) > self._errors.max_bytes else _json_version(raw)
+        # find(), not ``in``: bytes.__contains__ makes and drops a TypeError first (CPython 3.11).
+        base = raw.find(_BASE_JSON) != -1
+        version = None if base or len(raw) > self._errors.max_bytes else _json_version(raw)
         if version is None or version == BASE_VERSION:
             # Decoded first: a broken body is reported for what is wrong with it, not as retired.
             decoded = self._inner.decode(topic, raw, entry_id=entry_id)
