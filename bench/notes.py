@@ -179,69 +179,76 @@ are the figures of record; the microsecond splits below come from those profilin
   so the service pays nothing. On a 2-core machine that process still takes CPU the pipeline
   would otherwise use (its cost per message is in the shadow table of section 4): the
   service's own cost is unchanged, the machine's total is not.
-- **Consumer vs FastStream (>= 2x).** FastStream's batch subscriber runs at ~45,000-55,000 msg/s
-  here, so 2x asks for ~100,000 msg/s: under ~6.7 us per entry for read + decode + validate +
-  ack. The consumer's transport alone (the no-op codec row) already takes ~5-8 us per entry
-  (XREADGROUP reply parsing in redis-py/hiredis ~1.5 us, the per-entry loop, ledger and counters
-  ~1.5 us, XACK and the server's own work ~2 us), and a Pydantic decode of one entry ~4.5 us
-  (`scan_fields` ~1.6 us, `validate_json` ~1.1 us, the `Decoded` result and calls ~1 us). Even
-  msgspec's decode (~3 us on the same entries) would not reach 3x on this transport. What the
-  project adds over a bare redis-py loop doing the same decoding is the delivery machinery
-  (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks): the "vs bare
-  loop" rows; that code is the transport's (`core/redis`), not the codec's. py-spy of the
-  no-op-codec consumer: about half of the transport is redis-py reading and turning the
-  XREADGROUP reply into dicts (`pairs_to_dict`), which the bare loop pays too; of the rest, the
-  per-entry handler coroutine, parsing every acknowledged id for rewind detection and the
-  ledger were cut (no coroutine of our own per entry, ids parsed only when rewind detection is
-  on and the rewind check made on a batch's first id): ~8 % less CPU per entry on that path.
-- **publish_many vs FastStream pipelined (>= 3x).** publish_many costs ~10-11 us per message:
-  encode ~2.8 us (body 0.8 + stream entry 2.0; both at their floor in Python: a dispatch table
-  or one C encoder call per map measured slower), packing and reading the two replies (now one
-  template format per all-ASCII message and the replies taken straight from hiredis's buffer,
-  `core/redis/wire.py`; ws's whole path -22 % instructions per message), the rest waiting on
-  Redis. FastStream's row writes one
+- **Consumer (met: >= 0.97x the bare loop, >= 2x FastStream).** What the consumer does beyond a
+  bare redis-py loop (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks)
+  used to cost it ~0.3 ms per batch and a few per cent; three changes put it level or ahead: a
+  busy batch's XACK goes with the next XREADGROUP in one pipelined round trip (one round trip
+  per batch where the bare loop makes two; an owed ack is sent on its own before any blocking
+  wait, reclaim, take-over, backlog report and at the stop), the reply is turned into entries
+  in one comprehension (~0.35 us an entry; redis-py's parse ~1 us) and the ledger counts
+  handled entries in an int. Fenced consumers (partitioned services) still acknowledge each
+  batch in its own script call. FastStream's batch subscriber runs at ~45,000-55,000 msg/s
+  here; the consumer decodes with Pydantic at ~100,000.
+- **publish_many vs FastStream pipelined (met, >= 3x).** publish_many costs ~9-10 us per
+  message: encode ~2.8 us (body 0.8 + stream entry 2.0), packing (one template format per
+  all-ASCII message) and the replies read straight from hiredis's buffer, which before this run
+  happened only under RESP2: redis-py 8 speaks RESP3, so the fast reader never ran; it now
+  reads RESP3 too (push messages handed to redis-py's parser). FastStream's row writes one
   command per message (XADD) to our two (PUBLISH + XADD); doing the same work (the context
-  row) FastStream runs at half its stream-only rate and publish_many is ~6x. The verdict uses
-  the stream-only row, as the target states it, and sits at the 3x line. Before the benchmark
-  froze its fixtures, the collector's passes over the 20,000 pre-built messages made
-  publish_many swing between ~78,000 and ~111,000 msg/s from round to round.
+  row) publish_many is ~6x.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service
-  processes, Redis and PostgreSQL on it. It is CPU-bound: 2 cores divided by the CPU the
-  processes spend per market_data message (section 4: the pipeline plus Redis) is the ceiling,
-  and the measured capacity sits just under it; 45,000 msg/s would need the whole chain, Redis
-  included, under ~44 us per message on two cores. With a legacy ws (all-legacy, mixed) the ws
-  process is the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us
-  per message) is its largest cost. With a Pydantic ws, py-spy shows the signal process spending
-  ~35 % of its time in `from_fields` (most of it Pydantic's `validate_json`), ~13 % idle in
-  epoll, ~10 % writing to the socket and ~8 % parsing replies, and the ws process about half in
-  `publish_many` (encode ~20 %, packing ~15 %) and a quarter building trades and messages
-  (`Trade` checks, `model_validate`). Latency is batching: a trade waits for the signal
-  consumer's current batch, its signal for the end of that batch (the deferred flush), then for
-  risk's and execution's reads; execution stores each result in PostgreSQL before publishing it.
-  Risk keeps its default limits, so the pipeline does per trade what it does in production: once
-  exposure (shared by every symbol) is full, most signals are rejected and only a few hundred
-  trades a run make an order. Two things give the latency figures thousands of samples without
-  changing that. (1) Every hop is measured on every message: each consumer counts, for every
-  entry it acknowledges, the time from the entry's XADD to the end of its batch
-  (`cdb_consume_latency_seconds`, ~0.2 us an entry counted per batch in plain integers;
-  prometheus-client's own `observe` would cost ~1.2 us), so signal's hop rests on every trade
-  and risk's on every signal. (2) In the latency phases every 5th trade (`--probe-every`) is a
-  probe symbol's whose prices make the strategy fire a BUY, SELL, BUY ... that flips one
-  position between +h and -h: a flip does not grow the position, so risk approves it under the
-  default limits even with exposure full (`bench/e2e_probe.py`; the first, half-size order is
-  made before the capacity phase, with an empty book). One order per 21 probe trades: at 20,000
-  msg/s offered that is ~190 orders/s, ~5,300 in the 28 s after a 30-s phase's warm-up (by
-  construction; 407 were measured in the 8-s window of a 5,000 msg/s run), where lifting the
-  limits (`--lift-limits`) made every signal an order (~4 % of trades, ~800/s) and measured
-  execution's overload: execution writes PostgreSQL for every order (one insert-or-get
-  statement, then the publish; ~3.2 ms per durable commit here, 0.4 ms for the same statement on
-  an unlogged table: the disk's fsync; the marks go in one statement per batch), so the order
-  rate it is given sets its queue, and one commit is the floor of the market_data ->
-  order_result latency at any rate (a trade crosses three hops and that commit: the 1,000 msg/s
-  p99 < 5 ms target sits below what this disk allows, as the result is stored before it is
-  published so a redelivered order never fills twice). The consumers already batch by what is
-  there: a read returns at once with whatever entries are waiting (up to the batch size),
-  blocking only when nothing was handled, and the outputs go out at the end of that batch; ws's
-  outbox sends whatever is queued as soon as the previous send returned
-  (tests/test_adaptive_batching.py); the latency curve shows how the wait grows with the offered
-  rate."""
+  processes, Redis and PostgreSQL on it, and it is CPU-bound: 2 cores divided by the CPU the
+  processes spend per market_data message (section 4: 30.6 us for the pipeline plus 7.8 us for
+  Redis) is a ceiling of ~52,000 msg/s; the median of 1-s samples, 42,848 (39,700-45,956), is
+  ~82 % of it (the rest: PostgreSQL, the benchmark's own counting and progress, the kernel).
+  45,000 needs ~5 % less CPU per message, or less of everything else. Since the run of
+  2026-11-30 13:36 UTC (71.2 us) the cuts were: ws and signal instructions (section "What was optimised"), the
+  fence's script by hash on the wire path, the collector kept off start-up objects, the
+  consumer's reply parsing. callgrind of signal (`bench.hot_path`): most of what is left is
+  interpreter work per entry (decode: `scan_fields` with its JSON-scalar regex, `validate_json`; the
+  strategy; the deferred signal's encode). With a legacy ws (all-legacy, mixed) the ws process
+  is the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us per
+  message) is its largest cost.
+
+  Latency is round trips and batches. Per hop, an idle consumer wakes from a group-less
+  `XREAD BLOCK`, takes the entries with the fenced read, handles them, checks its lease before
+  any output goes out (a stale owner sends nothing), flushes the outputs, acknowledges: four
+  to five round trips, each 0.2-0.5 ms when the process was idle. Execution, timed in process
+  at one order per 100 ms (p50): fenced read 0.29 ms, the insert-or-get 1.23 ms (a durable
+  commit: 1.0 ms when the disk was idle, 0.2 ms back to back on this machine; 3.2 ms on the
+  previous session's machine, so this floor is the machine's), the publish-once script
+  0.54 ms, the lease check 0.23 ms, the batch's marks 0.61 ms, the ack 0.20 ms; its result is
+  on the stream ~2.1 ms after the read. At 1,000 msg/s the hops are signal 1.1 / 2.0 ms, risk
+  1.6 / 3.0, execution 4.5 / 7.4 (p50 / p99, every message) and market_data -> order_result p99
+  6 ms over 62 samples (an 8-s curve point: the p99 is nearly the largest); under 5 ms needs
+  about one round trip less per hop: the lease check folded into the outputs' flush (today a
+  separate `GET`, because a cluster puts the lease and the output streams in different slots),
+  each fenced batch's ack sent with the next fenced read (done for unfenced consumers only),
+  execution's inserts and publishes per batch rather than per order, or a deterministic paper
+  fill published before its commit (which changes the store-first rule that keeps a redelivered
+  order from filling twice). At 20,000 msg/s: p50 / p95 / p99 8 / 13 / 18 ms over 5,541
+  samples (signal 4.0 / 9.8, risk 2.9 / 7.3, execution 5.3 / 14.4): queueing in batches at ~47 %
+  of capacity, execution's orders (~190/s) each taking two round trips plus a commit. Before
+  the collector was kept off the start-up objects, every full pass in signal stalled all
+  messages in flight for 55-70 ms (27 passes in one run), which was most of the old 107 ms
+  p99.
+
+  How the latency figures get thousands of samples without changing what the pipeline does.
+  Risk keeps its default limits, so once exposure (shared by every symbol) is full, most
+  signals are rejected and only a few hundred trades a run make an order. (1) Every hop is
+  measured on every message: each consumer counts, for every entry it acknowledges, the time
+  from the entry's XADD to the end of its batch (`cdb_consume_latency_seconds`, ~0.2 us an
+  entry counted per batch in plain integers; prometheus-client's own `observe` would cost
+  ~1.2 us), so signal's hop rests on every trade and risk's on every signal. (2) In the
+  latency phases every 5th trade (`--probe-every`) is a probe symbol's whose prices make the
+  strategy fire a BUY, SELL, BUY ... that flips one position between +h and -h: a flip does not
+  grow the position, so risk approves it under the default limits even with exposure full
+  (`bench/e2e_probe.py`; the first, half-size order is made before the capacity phase, with an
+  empty book). One order per 21 probe trades: at 20,000 msg/s offered that is ~190 orders/s,
+  ~5,500 in a 30-s phase after its warm-up; lifting the limits (`--lift-limits`) makes every
+  signal an order (~4 % of trades, ~800/s), a stress of execution's PostgreSQL writes. The
+  consumers already batch by what is there: a read returns at once with whatever entries are
+  waiting (up to the batch size), blocking only when nothing was handled, and the outputs go
+  out at the end of that batch; ws's outbox sends whatever is queued as soon as the previous
+  send returned (tests/test_adaptive_batching.py); the latency curve shows how the wait grows
+  with the offered rate."""
