@@ -16,7 +16,7 @@ from core.errors import TransportError
 from core.redis import Publisher, StreamConsumer, consumer_io
 from core.redis.retry import RetryPolicy
 from core.topics import KeySpace, ServiceName, Topic
-from tests.transport_helpers import CODECS, Collector, make_messages
+from tests.transport_helpers import CODECS, Collector, make_messages, orders_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +26,7 @@ BATCH = 100
 
 
 def consumer(redis: aioredis.Redis, keys: KeySpace, **options: Any) -> StreamConsumer:
-    return StreamConsumer(
-        redis,
-        topic=TOPIC,
-        service=ServiceName.EXECUTION,
-        codec=CODEC,
-        keys=keys,
-        instance="c1",
-        batch_size=BATCH,
-        block_ms=20,
-        **options,
-    )
+    return orders_consumer(redis, keys, batch_size=BATCH, **options)
 
 
 async def publish(redis: aioredis.Redis, keys: KeySpace, n: int) -> list[str]:

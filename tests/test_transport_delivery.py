@@ -13,7 +13,7 @@ from core.codec import Decoded
 from core.errors import TransportError
 from core.redis import DeadLetterCause, Publisher, StreamConsumer
 from core.topics import KeySpace, ServiceName, Topic
-from tests.transport_helpers import CODECS, Collector, make_messages, poll_until
+from tests.transport_helpers import CODECS, Collector, make_messages, orders_consumer, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +21,7 @@ CODEC = CODECS["pydantic-strict"]
 TOPIC = Topic.ORDERS
 
 
-def consumer(redis: aioredis.Redis, keys: KeySpace, instance: str, **options: Any) -> StreamConsumer:
-    options.setdefault("batch_size", 100)
-    options.setdefault("block_ms", 20)
-    return StreamConsumer(
-        redis,
-        topic=TOPIC,
-        service=ServiceName.EXECUTION,
-        codec=CODEC,
-        keys=keys,
-        instance=instance,
-        **options,
-    )
+consumer = orders_consumer
 
 
 async def publish(redis: aioredis.Redis, keys: KeySpace, n: int) -> list[str]:

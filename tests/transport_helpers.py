@@ -12,7 +12,15 @@ from core.redis import StreamConsumer
 from core.redis.modes import AsyncClient
 from core.topics import KeySpace, ServiceName, Topic
 
-__all__ = ["CODECS", "Collector", "consume_until", "make_messages", "poll_until", "valid_values"]
+__all__ = [
+    "CODECS",
+    "Collector",
+    "consume_until",
+    "make_messages",
+    "orders_consumer",
+    "poll_until",
+    "valid_values",
+]
 
 BASE_MS = 1_767_225_600_000
 
@@ -132,3 +140,21 @@ async def consume_until(
     handled = Collector()
     await poll_until(lambda: consumer.poll_once(handled), lambda: done(handled))
     return handled
+
+
+def orders_consumer(
+    redis: AsyncClient, keys: KeySpace, instance: str = "c1", **options: Any
+) -> StreamConsumer:
+    """Execution's consumer of ``orders`` (strict Pydantic), batches of 100, 20-ms blocking reads
+    unless ``options`` say otherwise: the transport tests' common subject."""
+    options.setdefault("batch_size", 100)
+    options.setdefault("block_ms", 20)
+    return StreamConsumer(
+        redis,
+        topic=Topic.ORDERS,
+        service=ServiceName.EXECUTION,
+        codec=CODECS["pydantic-strict"],
+        keys=keys,
+        instance=instance,
+        **options,
+    )
