@@ -111,10 +111,11 @@ async def call_async(
         return await fn()
     except RETRYABLE as exc:
         first = exc
-    rest = _after_failure(policy, what, first, on_retry)
-    await asyncio.sleep(rest.pause_s)
+    pause_s, rest_on_retry = _after_failure(policy, what, first, on_retry)
+    await asyncio.sleep(pause_s)
+    rest = policy.after_first(time.monotonic() - started)
     try:
-        async for attempt in AsyncRetrying(**rest.policy(started)._kwargs(rest.on_retry)):  # type: ignore[arg-type]
+        async for attempt in AsyncRetrying(**rest._kwargs(rest_on_retry)):  # type: ignore[arg-type]
             with attempt:
                 return await fn()
     except RETRYABLE as exc:
@@ -136,10 +137,11 @@ def call_sync(
         return fn()
     except RETRYABLE as exc:
         first = exc
-    rest = _after_failure(policy, what, first, on_retry)
-    time.sleep(rest.pause_s)
+    pause_s, rest_on_retry = _after_failure(policy, what, first, on_retry)
+    time.sleep(pause_s)
+    rest = policy.after_first(time.monotonic() - started)
     try:
-        for attempt in Retrying(**rest.policy(started)._kwargs(rest.on_retry)):  # type: ignore[arg-type]
+        for attempt in Retrying(**rest._kwargs(rest_on_retry)):  # type: ignore[arg-type]
             with attempt:
                 return fn()
     except RETRYABLE as exc:
@@ -147,24 +149,15 @@ def call_sync(
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True)
-class _Rest:
-    """What is left of a policy after its first attempt failed."""
-
-    whole: RetryPolicy
-    pause_s: float
-    on_retry: OnRetry | None
-
-    def policy(self, started: float) -> RetryPolicy:
-        return self.whole.after_first(time.monotonic() - started)
-
-
-def _after_failure(policy: RetryPolicy, what: str, first: BaseException, on_retry: OnRetry | None) -> _Rest:
-    """Report the failed first attempt (attempt 1) and plan the rest, whose attempts the
-    callback sees numbered from 2 on; a policy of one attempt gives up at once."""
+def _after_failure(
+    policy: RetryPolicy, what: str, first: BaseException, on_retry: OnRetry | None
+) -> tuple[float, OnRetry | None]:
+    """Report the failed first attempt (attempt 1); returns the pause before the second and the
+    callback for the rest, which sees their attempts numbered from 2 on. A policy of one
+    attempt gives up at once."""
     if policy.attempts <= 1:
         raise _give_up(what, policy, first) from first
     if on_retry is not None:
         on_retry(1, first)
     shifted = None if on_retry is None else (lambda n, exc: on_retry(n + 1, exc))
-    return _Rest(policy, policy.first_pause_s(), shifted)
+    return policy.first_pause_s(), shifted
