@@ -17,12 +17,13 @@ cost more CPU than the fence's whole script; on a cluster it goes to the node of
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from core.redis.modes import AsyncClient
-from core.redis.wire import send_one
+from core.redis.wire import pack_command, send_pipelined
 
 __all__ = ["LuaScript", "is_noscript"]
 
@@ -38,13 +39,28 @@ class LuaScript:
         """The script's reply for ``keys_and_args`` (``numkeys`` keys first), as ``EVAL`` gives
         it; an error reply is raised (a ``ResponseError``), connection trouble raises redis-py's
         ``ConnectionError``/``TimeoutError`` (the caller's retry decides)."""
-        key = str(keys_and_args[0]) if numkeys else None
-        reply = await send_one(redis, self.command(numkeys, *keys_and_args), key)
-        if is_noscript(reply):
-            reply = await send_one(redis, self.source_command(numkeys, *keys_and_args), key)
+        reply = (await self.send(redis, numkeys, *keys_and_args))[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def send(
+        self, redis: AsyncClient, numkeys: int, *keys_and_args: Any, then: Sequence[Sequence[str]] = ()
+    ) -> list[Any]:
+        """The replies of the script's call and of the commands ``then`` sent right after it in
+        the same round trip (e.g. a ``WAIT``), error replies in place; the whole pipeline is sent
+        again with the source when the server lacks the script (nothing of it ran: a ``then``
+        command did, and runs once more)."""
+        key = str(keys_and_args[0]) if numkeys else None
+        after = [pack_command(command) for command in then]
+        replies: list[Any] = []
+        for call in (self.command, self.source_command):
+            replies.clear()
+            chunk = [pack_command(call(numkeys, *keys_and_args)), *after]
+            await send_pipelined(redis, [(chunk, len(chunk))], replies.extend, key=key)
+            if not is_noscript(replies[0]):
+                break
+        return replies
 
     def command(self, numkeys: int, *keys_and_args: Any) -> list[Any]:
         """The ``EVALSHA`` command as a list of arguments (for a hand-packed pipeline)."""

@@ -30,9 +30,8 @@ from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
-from core.redis.scripts import LuaScript, is_noscript
+from core.redis.scripts import LuaScript
 from core.redis.sync_publish import message_partition, wall_ms
-from core.redis.wire import pack_command, send_pipelined
 from core.topics import Topic
 
 __all__ = ["DEFAULT_MARKER_TTL_S", "OncePublisher", "Published"]
@@ -118,14 +117,8 @@ class OncePublisher:
             args += [str(len(trim)), *trim]
             for name, value in fields.items():
                 args += (name, value)
-            call = [pack_command(_ONCE_SCRIPT.command(2, stream, marker, *args))]
-            after = [pack_command(["WAIT", str(wait), str(pub.wait_timeout_ms)])] if wait else []
-            await send_pipelined(pub.redis, [(call + after, 1 + len(after))], replies.extend, key=stream)
-            if is_noscript(replies[0]):
-                # The server lacks the script (restart, fail-over) and ran nothing: send its source.
-                replies.clear()
-                call = [pack_command(_ONCE_SCRIPT.source_command(2, stream, marker, *args))]
-                await send_pipelined(pub.redis, [(call + after, 1 + len(after))], replies.extend, key=stream)
+            then = [["WAIT", str(wait), str(pub.wait_timeout_ms)]] if wait else []
+            replies.extend(await _ONCE_SCRIPT.send(pub.redis, 2, stream, marker, *args, then=then))
 
         if _in_process(pub.redis):
             replies.append(await self._without_scripts(stream, marker, body, fields))
