@@ -12,7 +12,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.codec import Decoded
-from core.errors import TransportError
+from core.errors import LeaseLostError, StateAheadError, TransportError
 from core.redis import Publisher, StreamConsumer, consumer_io
 from core.redis.retry import RetryPolicy
 from core.topics import KeySpace, ServiceName, Topic
@@ -183,3 +183,102 @@ async def test_read_carrying_the_ack_losing_its_connection__retried_and_counted_
     service = c.metrics.service
     assert [retries.labels(service, op)._value.get() for op in ("ack", "read")] == [1, 1]
     assert await pending_ids(redis_async, keys) == published[BATCH:]  # the first batch acked
+
+
+# Fenced consumers (a partition lease): the owed ack rides inside the next read's
+# lease-checking script, so it is refused, like the read, once the lease has moved.
+
+
+async def fenced(redis: aioredis.Redis, keys: KeySpace, **options: Any) -> StreamConsumer:
+    lease = keys.lease(ServiceName.EXECUTION, 0)
+    await redis.set(lease, "c1")
+    c = consumer(redis, keys, lease=lease, **options)
+    await c.ensure_group()
+    return c
+
+
+async def test_busy_fenced_consumer__the_ack_rides_in_the_next_fenced_read(
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int]
+) -> None:
+    c = await fenced(redis_async, keys)
+    await publish(redis_async, keys, 5 * BATCH)
+    seen = Collector()
+    assert await c.poll_once(seen, carry_ack=True) == BATCH
+    for n in range(2, 5):
+        writes[0] = 0
+        assert await c.poll_once(seen, carry_ack=True) == BATCH
+        # The fenced read carrying the last batch's ack, then the lease check before outputs
+        # (a read, a lease check and an ack of its own would be three).
+        assert writes[0] == 2
+        assert await pending_ids(redis_async, keys) == seen.ids[(n - 1) * BATCH :]
+
+
+async def test_fenced_owed_ack__refused_with_the_read_once_the_lease_moved(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = await fenced(redis_async, keys)
+    published = await publish(redis_async, keys, 2 * BATCH)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    await redis_async.set(keys.lease(ServiceName.EXECUTION, 0), "c2")  # paused past the lease
+    seen = Collector()
+    with pytest.raises(LeaseLostError):
+        await c.poll_once(seen, carry_ack=True)
+    assert seen.ids == []  # nothing new taken...
+    assert await pending_ids(redis_async, keys) == published[:BATCH]  # ...and nothing acked
+
+
+async def test_fenced_owed_ack_lost__a_stateful_consumer_asks_for_a_rebuild_a_stateless_one_retries(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(redis_async, keys, 2 * BATCH)
+    for stateful in (True, False):
+        c = await fenced(
+            redis_async,
+            keys,
+            instance="c1",
+            detect_rewind=stateful,
+            retry=RetryPolicy(attempts=2, initial_s=0.0, jitter_s=0.0),
+        )
+        assert await c.poll_once(Collector(), carry_ack=True) in (BATCH, 2 * BATCH)
+        assert c.fence is not None
+
+        async def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise RedisConnectionError("connection reset")
+
+        with monkeypatch.context() as m:
+            m.setattr(c.fence, "read", unreachable)
+            with pytest.raises(TransportError) as caught:
+                await c.poll_once(Collector(), carry_ack=True)
+        # Handled but perhaps not acknowledged: a stateful consumer's state is ahead of Redis.
+        assert isinstance(caught.value, StateAheadError) is stateful
+
+
+async def test_idle_fenced_consumer__waits_after_an_empty_read_without_reading_again(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await fenced(redis_async, keys)
+    await publish(redis_async, keys, BATCH)
+    assert c.fence is not None
+    calls: list[str] = []
+    read, xread = c.fence.read, redis_async.xread
+
+    async def counted_read(*args: Any, **kwargs: Any) -> Any:
+        calls.append("ack+read" if kwargs.get("ack") else "read")
+        return await read(*args, **kwargs)
+
+    async def counted_xread(*args: Any, **kwargs: Any) -> Any:
+        calls.append("wait")
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(c.fence, "read", counted_read)
+    monkeypatch.setattr(redis_async, "xread", counted_xread)
+    assert await c.poll_once(Collector(), carry_ack=True) == BATCH
+    calls.clear()
+    assert await c.poll_once(Collector(), carry_ack=True) == 0
+    # The read carrying the ack found the stream drained: the wait follows at once, then one
+    # read after it (not a second read before the wait).
+    assert calls == ["ack+read", "wait", "read"]
+    assert await pending_ids(redis_async, keys) == []
+    calls.clear()
+    assert await c.poll_once(Collector(), carry_ack=True) == 0
+    assert calls == ["wait", "read"]  # still drained: straight to the wait

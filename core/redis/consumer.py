@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from redis.exceptions import ResponseError
 
@@ -61,6 +62,7 @@ retry would not change): that entry is dead-lettered at once."""
 
 _log = get_logger("core.redis.consumer")
 _BACKLOG_EVERY_S = 1.0
+T = TypeVar("T")
 
 
 class StreamConsumer:
@@ -158,11 +160,11 @@ class StreamConsumer:
         self.detect_rewind = detect_rewind
         self._acked_through = (0, 0)
         # Acks owed: ids of handled batches (before_ack done) whose XACK rides with the next read
-        # (one round trip per batch, not two). Only unfenced and without detect_rewind: the fence
-        # acks through its lease-checking script, and a stateful consumer must learn of a failed
-        # ack with its own batch (StateAheadError). See flush_acks for when they are sent alone.
+        # (one round trip per batch, not two; fenced: in the read's lease-checking script). A
+        # stateful consumer whose owed ack fails learns it from that read (StateAheadError), as
+        # it would from its own batch's ack. See flush_acks for when they are sent alone.
         self._owed: list[bytes] = []
-        self._defer_acks = self.fence is None and not detect_rewind
+        self._owed_newest = b"0-0"  # the newest owed id (rewind detection parses one per batch)
         self._busy = False  # the last read of new entries returned some: more are likely waiting
 
     @classmethod
@@ -207,8 +209,8 @@ class StreamConsumer:
         Setting ``stop`` ends a blocking wait for new entries at once (see :meth:`_read_new`).
 
         Every entry handled (and not left pending to retry) is acknowledged when this returns,
-        unless ``carry_ack`` (what :meth:`run` does): then, unfenced and without ``detect_rewind``,
-        the XACK of the last batch may still be owed, to go with the next call's read in one round
+        unless ``carry_ack`` (what :meth:`run` does): then the XACK of the last batch may still be
+        owed, to go with the next call's read in one round
         trip (a busy consumer makes one round trip per batch, not two). An owed ack is sent on
         its own before any blocking wait, reclaim, own-pending read, :meth:`take_over`,
         :meth:`lag`, and when :meth:`run` ends; a caller that drives this method itself with
@@ -262,9 +264,8 @@ class StreamConsumer:
         :class:`~core.errors.TransportError` when Redis stays unreachable (the ids stay owed)."""
         if self._owed:
             ids = self._owed
-            await self.io.ack(ids)
-            self._owed = []
-            self._acked(ids)
+            await self._sending_owed(self.io.ack(ids))
+            self._acked_owed()
 
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
         if stop is not None and stop.is_set():
@@ -274,10 +275,11 @@ class StreamConsumer:
             # batch costs one round trip and no stop race; only when it finds nothing does the
             # blocking read follow, with nothing owed any more.
             owed = self._owed
-            entries = await self.io.read_new(self.batch_size, None, ack=owed)
             if owed:
-                self._owed = []
-                self._acked(owed)
+                entries = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
+                self._acked_owed()
+            else:
+                entries = await self.io.read_new(self.batch_size, None)
             self._busy = bool(entries)
             if entries or block is None:
                 return entries
@@ -496,19 +498,34 @@ class StreamConsumer:
         if ledger.letters:
             await self.dead_letters.park_many(self.topic, ledger.letters)
         if ledger.done:
-            if self._defer_acks:
-                self._owed += ledger.done  # sent with the next read (see poll_once)
-                return
-            await self.io.ack(ledger.done)
-            self._acked(ledger.done, entries)
+            self._owed += ledger.done  # sent with the next read (see poll_once)
+            if self.detect_rewind:  # one id parsed per batch, not every one (~0.2 us an entry)
+                self._owed_newest = max(self._owed_newest, _newest(entries, ledger.done), key=id_key)
 
-    def _acked(self, ids: Sequence[bytes], batch: Sequence[Entry] = ()) -> None:
-        """Bookkeeping once ``ids`` (of ``batch``, when known) are acknowledged."""
+    async def _sending_owed(self, call: Awaitable[T]) -> T:
+        """``call``, which acknowledges the owed ids. A stateful consumer whose ack may have
+        failed is ahead of Redis (those entries would come back and be handled twice):
+        :class:`StateAheadError`, as when a batch's own ack fails."""
+        try:
+            return await call
+        except (GroupRewoundError, LeaseLostError):
+            raise
+        except TransportError as exc:
+            if not self.detect_rewind:
+                raise  # stateless: they come back and are handled the same way again
+            raise StateAheadError(
+                f"{self.topic.value}: {len(self._owed)} handled entries not acknowledged ({exc}): "
+                "the partition's state is rebuilt from the streams"
+            ) from exc
+
+    def _acked_owed(self) -> None:
+        """Bookkeeping once the owed ids are acknowledged."""
+        ids, self._owed = self._owed, []
         self._me.forget(ids)
         # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
         self.metrics.consume_latency.observe_ids(self.topic.value, ids)
-        if self.detect_rewind:  # one id parsed per batch, not every one (~0.2 us an entry)
-            self._acked_through = max(self._acked_through, id_key(_newest(batch, ids)))
+        if self.detect_rewind:
+            self._acked_through = max(self._acked_through, id_key(self._owed_newest))
 
     def _check_lost_writes(self) -> None:
         # The group's last-delivered id never goes back by itself: behind what this consumer

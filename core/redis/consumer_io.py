@@ -83,6 +83,9 @@ class GroupIO:
         self._claim_cursor: bytes | str = "0-0"
         self._ack_head: bytes | None = None  # "XACK <stream> <group>" packed, without the count
         self._reads: dict[tuple[int, int | None], bytes] = {}  # packed XREADGROUP > per (count, block)
+        # Fenced: where the stream ended when the last read of new entries found nothing (the
+        # next blocking read waits after it at once); any read of new entries takes it.
+        self._drained_at: bytes | None = None
 
     async def ensure_group(self, start: str | None = None) -> None:
         """``XGROUP CREATE <stream> <group> <start> MKSTREAM``; an existing group is fine."""
@@ -102,28 +105,30 @@ class GroupIO:
         """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``.
 
         ``ack``: ids to acknowledge first, in the same round trip (``XACK`` then ``XREADGROUP``,
-        pipelined): when this returns they are acknowledged; when it raises, they may or may
-        not be (an ``XACK`` is safe to send again). Fenced: acknowledged by :meth:`ack` first.
+        pipelined; fenced: in the lease-checking script): when this returns they are
+        acknowledged; when it raises, they may or may not be (an ``XACK`` is safe to send again).
 
         Fenced: taken by the lease-checking script; the wait in between is a group-less
-        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause). If an earlier
-        read's reply was lost (a retry re-sent it), the entries it delivered come first, and
-        :attr:`recovered` says so (they were delivered before: their counts matter)."""
+        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause). A blocking call
+        right after a non-blocking one that found nothing waits at once (that read said where
+        the stream ended), instead of reading again first. If an earlier read's reply was lost
+        (a retry re-sent it), the entries it delivered come first, and :attr:`recovered` says
+        so (they were delivered before: their counts matter)."""
         fence = self.fence
         self.recovered = False
         if fence is not None:
-            if ack:
-                await self.ack(ack)  # the lease-checking script: one command per step
-            read = await self._call("read", lambda: fence.read(self.consumer, count, ">", taken=self._taken))
-            if not read.entries and block_ms and read.wait_after is not None:
-                last = read.wait_after
-                await self._call(
-                    "wait",
-                    lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms),
-                )
-                read = await self._call(
-                    "read", lambda: fence.read(self.consumer, count, ">", taken=self._taken)
-                )
+            drained, self._drained_at = self._drained_at, None
+            if block_ms and drained is not None and not ack:
+                return await self._wait_and_read(fence, count, block_ms, drained)
+            read = await self._call(
+                "read",
+                lambda: fence.read(self.consumer, count, ">", taken=self._taken, ack=ack),
+                also="ack" if ack else None,
+            )
+            if not read.entries and read.wait_after is not None:
+                if block_ms:
+                    return await self._wait_and_read(fence, count, block_ms, read.wait_after)
+                self._drained_at = read.wait_after
             self.recovered = read.recovered
             self._received(read.entries)
             return read.entries
@@ -135,6 +140,17 @@ class GroupIO:
         # twice is harmless; a read sent twice is what _on_retry("read") recovers from), and a
         # retry counts for both, as if each had been sent alone.
         return await self._call("read", lambda: self._send_read(commands, 2), also="ack")
+
+    async def _wait_and_read(self, fence: Fence, count: int, block_ms: int, last: bytes) -> list[Entry]:
+        """Fenced: wait (group-less, moving nothing) for an entry after ``last``, then take new
+        entries through the lease-checking script."""
+        await self._call("wait", lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms))
+        read = await self._call("read", lambda: fence.read(self.consumer, count, ">", taken=self._taken))
+        if not read.entries and read.wait_after is not None:
+            self._drained_at = read.wait_after
+        self.recovered = read.recovered
+        self._received(read.entries)
+        return read.entries
 
     def _read_command(self, count: int, block_ms: int | None) -> bytes:
         key = (count, block_ms)

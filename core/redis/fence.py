@@ -44,15 +44,20 @@ FencedReply = Any
 """The raw RESP2 reply of the fenced command (converted from Lua: flat field lists)."""
 
 # KEYS[1] lease, KEYS[2] stream; ARGV[1] owner, ARGV[2] operation, ARGV[3..] its arguments.
-# Returns {0} when the lease is not ARGV[1]'s, {2, last-delivered} when the group is behind
-# what this owner took, {3, reply} for entries delivered to this consumer after the newest
-# id it received (a read whose reply was lost), else {1, reply} ({1, false, last id} for an
-# empty read of new entries: the id to wait after).
+# A read of new entries may carry ids to acknowledge first (ARGV[8..]): the batch before it,
+# settled, acknowledged in the read's round trip under the same lease check.
+# Returns {0} when the lease is not ARGV[1]'s (nothing acknowledged), {2, last-delivered}
+# when the group is behind what this owner took, {3, reply} for entries delivered to this
+# consumer after the newest id it received (a read whose reply was lost), else {1, reply}
+# ({1, false, last id} for an empty read of new entries: the id to wait after).
 _FENCED = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 local op = ARGV[2]
+if op == 'read' and #ARGV > 7 then
+  redis.call('XACK', KEYS[2], ARGV[3], unpack(ARGV, 8))
+end
 local function older(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
@@ -159,9 +164,19 @@ class Fence:
         return list(reply)
 
     async def read(
-        self, consumer: str, count: int, start: bytes | str, *, taken: bytes | None = None
+        self,
+        consumer: str,
+        count: int,
+        start: bytes | str,
+        *,
+        taken: bytes | None = None,
+        ack: Sequence[bytes] = (),
     ) -> FencedRead:
         """XREADGROUP (no BLOCK) from ``start`` (``>``: new entries, own pending entries: an id).
+
+        ``ack`` (new entries only): ids acknowledged first, in the same script and under the same
+        lease check; when this returns they are acknowledged, when it raises
+        :class:`LeaseLostError` none is (an ``XACK`` is safe to send again after other errors).
 
         For new entries, ``taken`` is the newest id this consumer received before (``None``:
         none yet). A group whose last-delivered id is behind it lost writes
@@ -169,8 +184,10 @@ class Fence:
         consumer after it are returned again, ``recovered``, instead of new ones, so a read
         sent twice (its first reply lost) delivers nothing out of order."""
         if start in (">", b">"):
-            reply = await self._run("read", self.group, consumer, count, start, taken or "0-0")
+            reply = await self._run("read", self.group, consumer, count, start, taken or "0-0", *ack)
         else:
+            if ack:
+                raise ValueError("only a read of new entries carries acknowledgements")
             reply = await self._run("read", self.group, consumer, count, start)
         batches = reply[1] if len(reply) > 1 else None
         if not batches:
