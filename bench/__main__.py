@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--curve-seconds", type=float, default=10.0, help="seconds per curve point (default 10)")
     p.add_argument(
+        "--curve-samples",
+        type=int,
+        default=300,
+        help="a curve point runs longer than --curve-seconds (up to 60 s) until the probe can make about"
+        " this many orders (default 300; 0: --curve-seconds only)",
+    )
+    p.add_argument(
         "--lift-limits",
         action="store_true",
         help="lift risk's position and exposure limits so every signal becomes an order (a stress of"
@@ -86,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def _quick(args: argparse.Namespace) -> None:
     args.rounds, args.n, args.codec_n = 2, 400, 100
     args.seconds, args.rate, args.quiet_wait = 2.0, 1_000.0, 0.0
-    args.curve, args.curve_seconds = "500", 2.0
+    args.curve, args.curve_seconds, args.curve_samples = "500", 2.0, 0
     if args.settings == _parser().get_default("settings"):
         args.settings = "all-pydantic"
 
@@ -130,6 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             attempts=1 if args.quick else max(1, args.attempts),
             curve=[float(r) for r in args.curve.split(",") if r.strip()],
             curve_seconds=args.curve_seconds,
+            curve_samples=args.curve_samples,
             lift_limits=args.lift_limits,
             probe_every=0 if args.lift_limits else max(0, args.probe_every),
         )

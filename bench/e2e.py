@@ -132,6 +132,7 @@ async def _one(
     work: Path,
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
+    curve_samples: int = 0,
     lift_limits: bool = False,
     probe_every: int = 0,
 ) -> E2eResult:
@@ -161,7 +162,8 @@ async def _one(
                     result.probe_primed = await prime_probe(rig)
                 await capacity_phase(rig, seconds, result)
                 await rate_phase(rig, rate, seconds, result)
-                await curve_phase(rig, [r for r in curve or [] if r != rate], curve_seconds, result)
+                rates = [r for r in curve or [] if r != rate]
+                await curve_phase(rig, rates, curve_seconds, result, samples=curve_samples)
             result.curve.sort(key=lambda p: float(p["rate"]))  # type: ignore[arg-type]
             result.rss_mb = {s.value: rss_mb(p.pid) for s, p in procs.items()}
             result.counts = {t.value: int(await client.xlen(keys.stream(t))) for t in Topic}
@@ -190,6 +192,7 @@ async def run_e2e(
     attempts: int = 3,
     curve: list[float] | None = None,
     curve_seconds: float = 10.0,
+    curve_samples: int = 0,
     lift_limits: bool = False,
     probe_every: int = 0,
 ) -> list[E2eResult]:
@@ -216,6 +219,7 @@ async def run_e2e(
                     work=work,
                     curve=curve if setting.shadow == "" else None,  # the curve: plain settings only
                     curve_seconds=curve_seconds,
+                    curve_samples=curve_samples,
                     lift_limits=lift_limits,
                     probe_every=probe_every,
                 )

@@ -11,6 +11,7 @@ from typing import Any
 from bench.e2e_cpu import CpuMeter, per_message_us
 from bench.e2e_hops import Hops
 from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.e2e_probe import CYCLE
 from bench.e2e_result import E2eResult, summarize
 from bench.e2e_shadow import ComparatorWatch
 from bench.machine import ForeignCpu
@@ -20,6 +21,8 @@ from core.topics import KeySpace, Topic
 __all__ = ["Rig", "capacity_phase", "curve_phase", "prime_probe", "rate_phase"]
 
 LAG_CAP = 20_000
+MAX_POINT_S = 60.0
+"""The longest a curve point runs to collect its samples."""
 WARMUP_S = 2.0  # at most; a fifth of a short (--quick) phase
 TICK_S = 0.002
 BURST = 1_000
@@ -118,11 +121,25 @@ async def prime_probe(rig: Rig, timeout_s: float = 60.0) -> bool:
     return False
 
 
-async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eResult) -> None:
+def point_seconds(rate: float, seconds: float, samples: int, probe_every: int) -> float:
+    """How long a curve point at ``rate`` runs: ``seconds``, or longer (up to
+    :data:`MAX_POINT_S`) when that is what it takes for the probe to make about ``samples``
+    orders after the warm-up, so a low rate's p99 is not merely the largest of a few dozen."""
+    if samples <= 0 or probe_every <= 0 or rate <= 0:
+        return seconds
+    needed = samples * probe_every * CYCLE / rate + _warmup(seconds)
+    return min(max(seconds, needed), MAX_POINT_S)
+
+
+async def curve_phase(
+    rig: Rig, rates: list[float], seconds: float, result: E2eResult, *, samples: int = 0
+) -> None:
+    """Latency at each offered rate of ``rates``, one point each (see :func:`point_seconds`)."""
     for rate in rates:
         await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point = E2eResult(result.setting, rate=rate)
-        first_ms, last_ms = await _latency_phase(rig, rate, seconds, point)
+        point.seconds = point_seconds(rate, seconds, samples, rig.probe_every)
+        first_ms, last_ms = await _latency_phase(rig, rate, point.seconds, point)
         point.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point.hops = await rig.hops.since()
         results = await read_latencies(rig.client, rig.keys, Topic.ORDER_RESULTS, first_ms, last_ms)
@@ -133,6 +150,7 @@ async def curve_phase(rig: Rig, rates: list[float], seconds: float, result: E2eR
 def _point(r: E2eResult, results: list[int], signals: list[int]) -> dict[str, object]:
     return {
         "rate": r.rate,
+        "seconds": r.seconds,
         "offered": r.offered,
         "consumed": r.consumed_avg,
         "drained": r.drained,
@@ -161,6 +179,7 @@ async def capacity_phase(rig: Rig, seconds: float, result: E2eResult) -> None:
 
 async def rate_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> None:
     rig.feed.max_ahead_ms = 0
+    result.seconds = seconds
     foreign = ForeignCpu(list(rig.named.values()))
     if rig.watch is not None:
         rig.watch.start_sampling()

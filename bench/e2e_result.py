@@ -50,6 +50,8 @@ class E2eResult:
 
     setting: Setting
     rate: float = 0.0
+    seconds: float = 0.0
+    """How long the latency phase at ``rate`` ran (warm-up included)."""
     capacity: Figure = field(default_factory=Figure)
     capacity_avg: float = 0.0
     capacity_backlog: dict[str, int] = field(default_factory=dict)

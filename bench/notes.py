@@ -186,9 +186,10 @@ are the figures of record; the microsecond splits below come from those profilin
   per batch where the bare loop makes two; an owed ack is sent on its own before any blocking
   wait, reclaim, take-over, backlog report and at the stop), the reply is turned into entries
   in one comprehension (~0.35 us an entry; redis-py's parse ~1 us) and the ledger counts
-  handled entries in an int. Fenced consumers (partitioned services) carry the ack inside the
-  next read's lease-checking script (since 2026-11-30 22:20 UTC, after this run). FastStream's batch subscriber runs at ~45,000-55,000 msg/s
-  here; the consumer decodes with Pydantic at ~100,000.
+  handled entries in an int. Fenced consumers (partitioned services) acknowledged each batch
+  in its own script call in this run; they now carry the ack inside the next read's
+  lease-checking script. FastStream's batch subscriber runs at ~45,000-55,000 msg/s here; the
+  consumer decodes with Pydantic at ~100,000.
 - **publish_many vs FastStream pipelined (met, >= 3x).** publish_many costs ~9-10 us per
   message: encode ~2.8 us (body 0.8 + stream entry 2.0), packing (one template format per
   all-ASCII message) and the replies read straight from hiredis's buffer, which before this run

@@ -49,16 +49,19 @@ def curve_lines(results: list[E2eResult]) -> list[str]:
         return []
     lines = [
         "Latency curve: a fixed rate asked of ws per point (the headline rate is the setting's "
-        "latency phase, the others are shorter), what ws managed to offer, and latency p50 / p99 "
-        "in ms (samples). Offered below asked means the benchmark's own ws process was short of CPU.",
+        "latency phase; a low rate's point runs longer, until the probe can make a few hundred "
+        "orders), what ws managed to offer, and latency p50 / p99 in ms (samples). Offered below "
+        "asked means the benchmark's own ws process was short of CPU.",
         "",
-        "| setting | asked msg/s | offered msg/s | consumed msg/s | drained | md->result p50 / p99 (n) "
-        "| md->signal p50 / p99 (n) |",
-        "|---|---:|---:|---:|---|---|---|",
+        "| setting | asked msg/s | seconds | offered msg/s | consumed msg/s | drained "
+        "| md->result p50 / p99 (n) | md->signal p50 / p99 (n) |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for r, p in rows:
+        seconds = float(p.get("seconds") or 0)  # type: ignore[arg-type]
         lines.append(
-            f"| {r.setting.name} | {_f(p['rate'])} | {_f(p['offered'])} | {_f(p['consumed'])} | "
+            f"| {r.setting.name} | {_f(p['rate'])} | {seconds:.0f} | {_f(p['offered'])} | "
+            f"{_f(p['consumed'])} | "
             f"{'yes' if p['drained'] else 'no'} | {_lat(p['results'])} | {_lat(p['signals'])} |"
         )
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from bench.e2e_phases import MAX_POINT_S, point_seconds
 from bench.e2e_probe import CYCLE, PRIMING, SYMBOL, ProbeSeries
 from services.risk.limits import RiskEngine, RiskLimits
 from services.signal.strategy import MomentumStrategy, SignalParams
@@ -31,3 +32,14 @@ def test_probe__with_exposure_full_after_its_first_order__every_signal_is_approv
     assert len(sides) == ProbeSeries.orders_before(TRADES) == 1 + (TRADES - PRIMING) // CYCLE
     assert sides[:4] == ["BUY", "SELL", "BUY", "SELL"]
     assert abs(risk.positions[SYMBOL]) * ProbeSeries.price(1) == 500.0  # +-h: flipped, never grown
+
+
+def test_curve_point__a_low_rate_runs_long_enough_for_its_samples_a_high_rate_for_its_seconds() -> None:
+    # 1,000 msg/s, every 5th trade a probe's, one order per CYCLE probe trades: ~9.5 orders/s.
+    low = point_seconds(1_000, 10.0, 300, 5)
+    assert low > 30.0
+    assert 1_000 / (5 * CYCLE) * (low - 2.0) >= 300  # the warm-up's orders are not counted
+    assert point_seconds(20_000, 10.0, 300, 5) == 10.0
+    assert point_seconds(100, 10.0, 300, 5) == MAX_POINT_S
+    assert point_seconds(1_000, 10.0, 0, 5) == 10.0  # no sample count asked
+    assert point_seconds(1_000, 10.0, 300, 0) == 10.0  # no probe: only natural orders
