@@ -68,6 +68,28 @@ def _rtt_us(url: str) -> float:
         client.close()
 
 
+def python_speed_ms(rounds: int = 5) -> float:
+    """Median milliseconds one core takes for a fixed pure-Python workload (a loop of integer
+    additions and dict stores, ~1M bytecode steps): how fast this machine runs the services'
+    own kind of code, so runs on different machines can be told apart (the absolute msg/s and
+    latency targets are one machine's; instruction counts and ratios travel)."""
+
+    def work() -> int:
+        seen: dict[int, int] = {}
+        total = 0
+        for i in range(200_000):
+            total += i & 0xFF
+            seen[i & 0x3FF] = total
+        return total + len(seen)
+
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
 def describe_machine(redis_url: str, pg_url: str) -> dict[str, Any]:
     """Machine, servers and package versions, with the date and the load average now."""
     client = redis.Redis.from_url(redis_url)
@@ -90,6 +112,7 @@ def describe_machine(redis_url: str, pg_url: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "redis_server": redis_version,
         "redis_ping_us": round(_rtt_us(redis_url), 1),
+        "python_speed_ms": round(python_speed_ms(), 1),
         "postgresql": pg_version,
         "packages": {p: _version(p) for p in PACKAGES},
         "load_average_start": load_average(),
