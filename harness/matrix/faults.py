@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -81,12 +81,16 @@ class _Tripwire:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def handle(self, decoded: Decoded, entry_id: str) -> None:
+    async def handle(self, decoded: Decoded, entry_id: str) -> object:
         self.seen += 1
         if self.seen == self.at:
             self.reached.set()
             await asyncio.Event().wait()
-        await self.inner.handle(decoded, entry_id)
+        return await self.inner.handle(decoded, entry_id)
+
+    async def finish_batch(self, work: Mapping[str, object]) -> Mapping[str, BaseException]:
+        step = getattr(self.inner, "finish_batch", None)  # the wrapped object's batch step, if any
+        return {} if step is None else await step(work)
 
     async def before_ack(self) -> None:
         hook = getattr(self.inner, "before_ack", None)  # the wrapped object's per-batch step, if any
