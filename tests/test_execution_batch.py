@@ -18,10 +18,11 @@ import redis.asyncio as aioredis
 
 import core.redis.scripts as scripts_module
 from core.codec import Decoded
-from core.errors import LeaseLostError, TransportError
+from core.errors import LeaseLostError, NotReplicatedError, TransportError
 from core.redis import StreamConsumer
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
+from services.execution.once import OncePublisher
 from services.execution.service import ExecutionService
 from services.execution.store import PostgresStore, StoredResult
 from services.runtime import ServiceContext
@@ -271,3 +272,28 @@ async def test_fenced_consumer_loses_its_lease_mid_batch__nothing_stored_or_publ
     assert rig.store.calls == []  # the batch step never ran
     assert await rig.results() == Counter()
     assert await rig.pending() == 3  # the new owner takes them over
+
+
+async def test_replicas_short_after_a_batch__the_batch_fails_and_its_retry_adds_no_result(
+    rig: _Rig, redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    # One WAIT after the batch's scripts, on their connection; this server has no replica.
+    overrides = {"key_prefix": keys.prefix, "use_pydantic_contracts": True}
+    overrides |= {"redis_wait_replicas": 1, "redis_wait_timeout_ms": 10}
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
+    once = OncePublisher(
+        ServiceContext.create(ServiceName.EXECUTION, settings, redis_async).publisher, Topic.ORDER_RESULTS
+    )
+    values = {"symbol": "BTC/USDT", "side": "BUY", "status": "FILLED", "filled_quantity": 0.01}
+    values |= {"average_price": 50_000.0, "fee": 0.05, "reason": None, "simulated": True}
+    batch = [
+        (f"ord-{i}", rig.ctx.codec.build(Topic.ORDER_RESULTS, {**values, "order_id": f"ord-{i}"}))
+        for i in range(3)
+    ]
+
+    with pytest.raises(NotReplicatedError):
+        await once.publish_many(batch)
+    assert len(rig.redis_trips) == 1  # three scripts and the WAIT in one round trip
+    with pytest.raises(NotReplicatedError):
+        await once.publish_many(batch)  # the retry, still without a replica ...
+    assert await rig.results() == Counter({f"ord-{i}": 1 for i in range(3)})  # ... finds them
