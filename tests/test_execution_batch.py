@@ -16,10 +16,10 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-import core.redis.scripts as scripts_module
 from core.codec import Decoded
 from core.errors import LeaseLostError, NotReplicatedError, TransportError
 from core.redis import StreamConsumer
+from core.redis.wire import send_pipelined
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from services.execution.once import OncePublisher
@@ -106,7 +106,7 @@ class _Rig:
 
     async def results(self) -> Counter[str]:
         """How many entries each order id has on the results stream."""
-        entries = await self.redis.xrange(self.keys.stream(Topic.ORDER_RESULTS))
+        entries: Any = await self.redis.xrange(self.keys.stream(Topic.ORDER_RESULTS))
         return Counter(json.loads(fields[b"order_id"]) for _, fields in entries)
 
     async def pending(self) -> int:
@@ -136,13 +136,12 @@ async def rig(
     svc = ExecutionService(ctx, store)
     await svc.start()
     trips: list[int] = []
-    send = scripts_module.send_pipelined
 
     async def counted(*args: Any, **kwargs: Any) -> None:
         trips.append(1)
-        await send(*args, **kwargs)
+        await send_pipelined(*args, **kwargs)
 
-    monkeypatch.setattr(scripts_module, "send_pipelined", counted)
+    monkeypatch.setattr("core.redis.scripts.send_pipelined", counted)
     try:
         yield _Rig(ctx, store, svc, redis_async, keys, trips)
     finally:
@@ -186,7 +185,7 @@ async def test_one_bad_order__the_others_of_its_batch_are_stored_published_and_a
     assert await rig.results() == Counter(good)
     assert len(rig.redis_trips) == 1
     assert await rig.pending() == 1  # order 1, for a retry; order 3 acknowledged as dead-lettered
-    letters = await rig.redis.xrange(rig.keys.dlq(Topic.ORDERS))
+    letters: Any = await rig.redis.xrange(rig.keys.dlq(Topic.ORDERS))
     assert len(letters) == 1
     assert orders[3]["order_id"] in str(letters[0][1])
 
