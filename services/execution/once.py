@@ -15,10 +15,15 @@ and expires after ``marker_ttl_s`` (7 days by default): the database's
 ``published_stream_id`` is the lasting record; the marker only has to outlive the
 time it takes the database to come back and take the mark.
 
-With replica acknowledgement (``REDIS_WAIT_REPLICAS``) the script is followed by
+A batch goes out in one round trip (:meth:`OncePublisher.publish_many`): every script of a
+partition stream pipelined by hash (``EVALSHA``; the calls a server without the script refuses
+are sent again with the source, :meth:`core.redis.scripts.LuaScript.send_many`), each message's
+outcome its own: one that cannot be encoded, or whose script Redis refuses, fails alone.
+
+With replica acknowledgement (``REDIS_WAIT_REPLICAS``) the scripts are followed by one
 ``WAIT`` on the same connection; too few acknowledgements raise
-:class:`~core.errors.NotReplicatedError`, the order is retried, and the script finds
-the marker (still on the primary) or, after a fail-over that lost both, publishes anew.
+:class:`~core.errors.NotReplicatedError` (for the whole batch), the orders are retried, and the
+script finds the marker (still on the primary) or, after a fail-over that lost both, publishes anew.
 """
 
 from __future__ import annotations
