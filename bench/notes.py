@@ -58,8 +58,8 @@ _CHANGES = [
     (
         "signal, risk services",
         "outputs deferred and flushed once per batch before the ack (`Publisher.defer` + "
-        "`before_ack=publisher.flush`) instead of one round trip per output; execution still "
-        "publishes per order (it needs the stream id)",
+        "`before_ack=publisher.flush`) instead of one round trip per output; execution "
+        "publishes its batch's results in one pipeline of scripts (it needs the stream ids)",
         "1 round trip per output",
         "1 per batch",
     ),
@@ -94,12 +94,13 @@ _CHANGES = [
     ),
     (
         "execution service",
-        "one PostgreSQL statement per order (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, the row "
-        "already there read in the same statement) instead of a `SELECT` then an `INSERT`; the "
-        "batch's marks in one `UPDATE` before its ack (`services/execution/marks.py`) instead of "
-        "one per order",
-        "3 statements (commits) per order",
-        "1 per order + 1 per batch",
+        "one PostgreSQL statement per batch (`INSERT ... SELECT FROM unnest ... ON CONFLICT DO "
+        "NOTHING RETURNING`, the rows already there read in the same statement) and one Redis round "
+        "trip for the batch's publish scripts (`ExecutionService.finish_batch`), instead of a "
+        "`SELECT`, an `INSERT` and a script per order; the batch's marks in one `UPDATE` before its "
+        "ack (`services/execution/marks.py`) instead of one per order",
+        "3 statements (commits) + 1 round trip per order",
+        "2 statements + 1 round trip per batch",
     ),
     (
         "signal and ws per market_data message, as `cdb service` runs them (`python -m "

@@ -273,9 +273,12 @@ class PartitionedConsumer:
             lease=None if solo else ctx.keys.lease(ctx.service, worker.partition),
             # Outputs the handler deferred are flushed before the batch's ack, each tied to the
             # entry that made it (a failure dead-letters that entry alone); a business object's
-            # own per-batch step (``before_ack``, e.g. execution's marks) runs just before.
+            # own per-batch steps run just before, after the lease check: ``finish_batch`` (the
+            # work its handler returned, e.g. execution's store and publish), then ``before_ack``
+            # (e.g. execution's marks).
             **{
                 "outputs": ctx.publisher,
+                "finish_batch": getattr(svc, "finish_batch", None),
                 "before_ack": getattr(svc, "before_ack", None),
                 **self.consumer_options,
             },

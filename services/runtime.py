@@ -183,15 +183,19 @@ class ConsumingService(Protocol):
 
     It may also have ``async def before_ack(self) -> None``: awaited once per batch, after the
     batch's handlers and before its acknowledgement (raising leaves the whole batch pending;
-    :class:`~core.errors.TransportError` makes the consumer back off and re-read it).
+    :class:`~core.errors.TransportError` makes the consumer back off and re-read it); and
+    ``async def finish_batch(self, work) -> dict[str, BaseException]``: the batch step for the
+    work its ``handle`` returned (``{entry id: work}``; ``{entry id: error}`` for the entries it
+    could not finish), run before ``before_ack`` (:class:`core.redis.StreamConsumer`).
     """
 
     async def start(self) -> None:
         """Prepare (e.g. run database migrations) before the first message."""
         ...
 
-    async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Act on one decoded message; raising leaves it pending for a retry."""
+    async def handle(self, decoded: Decoded, entry_id: str) -> object:
+        """Act on one decoded message; raising leaves it pending for a retry. Returns ``None``,
+        or work for the service's ``finish_batch`` step."""
         ...
 
     async def close(self) -> None:

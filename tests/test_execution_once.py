@@ -23,6 +23,7 @@ from services.execution.once import OncePublisher
 from services.execution.service import ExecutionService
 from services.execution.store import PostgresStore
 from services.runtime import ServiceContext, run_consuming_service
+from tests.support.execution import execute_batch
 from tests.support.servers import PG_ADMIN_URL
 from tests.transport_helpers import poll_until
 
@@ -280,21 +281,14 @@ async def test_execution__results_carry_the_ordered_quantity_and_a_rebuilt_resul
     ]
     stream = keys.stream(Topic.ORDER_RESULTS)
     try:
-        for order in orders:
-            await svc.handle(
-                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0"
-            )
-        await svc.before_ack()
+        decoded = [ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, o)) for o in orders]
+        assert await execute_batch(svc, [(d, f"1-{i}") for i, d in enumerate(decoded)]) == {}
         first = await redis_async.xrange(stream)
         # The server loses the results and their markers (restarted from an older snapshot):
         # the redelivered orders rebuild them from their rows and publish them again.
         await redis_async.xdel(stream, *[entry_id for entry_id, _ in first])
         await redis_async.delete(*[keys.published_marker(Topic.ORDER_RESULTS, oid) for oid in sizes])
-        for order in orders:
-            await svc.handle(
-                ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "2-0"
-            )
-        await svc.before_ack()
+        assert await execute_batch(svc, [(d, f"2-{i}") for i, d in enumerate(decoded)]) == {}
         rebuilt = await redis_async.xrange(stream)
         rows = {r["order_id"]: r for r in await store.rows()}
     finally:

@@ -25,6 +25,7 @@ from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 from services.ws.service import WsService
 from services.ws.trades import Trade
 from tests.ops_helpers import service_settings
+from tests.support.execution import execute_batch
 from tests.support.fake_mexc import FakeMexc, eventually
 
 pytestmark = pytest.mark.integration
@@ -107,9 +108,10 @@ async def test_execution__redelivered_order_creates_no_second_fill_or_row(
     )
     decoded = ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order))
     try:
-        await svc.handle(decoded, "1-0")
-        await svc.handle(decoded, "1-0")  # the same entry delivered again
-        await svc.handle(decoded, "2-0")  # the same order published twice upstream
+        # Three batches, each before the previous one's marks were written (as in one busy batch).
+        assert await execute_batch(svc, [(decoded, "1-0")], mark=False) == {}
+        assert await execute_batch(svc, [(decoded, "1-0")], mark=False) == {}  # the same entry again
+        assert await execute_batch(svc, [(decoded, "2-0")], mark=False) == {}  # the order published twice
         rows = await store.rows()
         results = await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS))
     finally:
@@ -142,7 +144,8 @@ async def test_execution__crash_between_store_and_publish_is_repaired_on_redeliv
     order = ctx.codec.build(Topic.ORDERS, values)
     await store.insert(svc.venue.fill(order), "legacy")  # stored, then the process died
     try:
-        await svc.handle(ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order)), "1-0")
+        decoded = ctx.codec.from_fields(Topic.ORDERS, ctx.codec.to_fields(Topic.ORDERS, order))
+        assert await execute_batch(svc, [(decoded, "1-0")], mark=False) == {}
         unmarked = await store.get("ord-9")
         await svc.before_ack()  # what the consumer does before acknowledging the batch
         published = await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS))

@@ -13,7 +13,7 @@ from core.redis.retry import RetryPolicy, call_async
 from core.redis.scripts import LuaScript, is_noscript
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
-from services.execution.once import OncePublisher
+from services.execution.once import OncePublisher, Published
 from services.runtime import ServiceContext
 from tests.samples import valid_message
 from tests.support.servers import ThrowawayRedis
@@ -94,3 +94,52 @@ async def test_once_publisher__server_without_the_script__publishes_once_by_hash
     finally:
         await client.aclose()
         sync.close()
+
+
+async def test_lua_script__many_calls_on_a_server_without_it__one_round_trip_then_each_runs_once(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    sync = redis.Redis.from_url(throwaway_redis.url)
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    try:
+        replies = await COUNTER.send_many(client, [(1, ["n"]), (1, ["n"]), (1, ["m"])], then=[["PING"]])
+        assert replies == [1, 2, 1, b"PONG"]  # each call ran once, in order; PING's reply last
+        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (3, 3)  # all refused, all resent
+        assert await COUNTER.send_many(client, [(1, ["n"]), (1, ["m"])]) == [3, 2]
+        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (5, 3)  # by hash from now on
+    finally:
+        await client.aclose()
+        sync.close()
+
+
+async def test_once_publisher__a_batch_on_a_server_without_the_script__each_result_published_once(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    keys = KeySpace("scripts:")
+    try:
+        settings = ServiceSettings.load(
+            ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix}
+        )
+        ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
+        once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+        values = valid_message(Topic.ORDER_RESULTS)
+        batch = [
+            (f"ord-{i}", ctx.codec.build(Topic.ORDER_RESULTS, {**values, "order_id": f"ord-{i}"}))
+            for i in range(3)
+        ]
+        first = await once.publish_many(batch)
+        again = await once.publish_many([batch[1], batch[1], batch[2]])
+
+        assert all(isinstance(p, Published) for p in [*first, *again])
+        ids = [p.stream_id for p in first if isinstance(p, Published)]
+        assert [p.new for p in first if isinstance(p, Published)] == [True, True, True]
+        assert len(set(ids)) == 3
+        assert [(p.new, p.stream_id) for p in again if isinstance(p, Published)] == [
+            (False, ids[1]),
+            (False, ids[1]),
+            (False, ids[2]),
+        ]
+        assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 3
+    finally:
+        await client.aclose()

@@ -333,3 +333,71 @@ async def test_store__insert_or_get_racing_another_instance_returns_the_row_that
         await watcher.close()
         await store.drop_schema()
         await store.close()
+
+
+@pytest.mark.integration
+async def test_store__insert_or_get_many_stores_new_rows_keeps_old_ones_and_returns_every_first_row(
+    store: ResultStore,
+) -> None:
+    await store.insert({**RESULT, "order_id": "ord-old", "fee": Decimal("0.5")}, "legacy")
+    await store.mark_published("ord-old", "1-0")
+    rows = [
+        {**RESULT, "order_id": "ord-new"},
+        {**RESULT, "order_id": "ord-old"},  # stored before: that row wins
+        {**RESULT, "order_id": "ord-new", "fee": Decimal("99")},  # twice in one batch: the first wins
+        {**RESULT, "order_id": "ord-null", "average_price": None, "ordered_quantity": None},
+    ]
+
+    stored = await store.insert_or_get_many(rows, "pydantic")
+
+    assert sorted(stored) == ["ord-new", "ord-null", "ord-old"]
+    assert stored["ord-new"].values == rows[0]
+    assert stored["ord-old"].values == {**RESULT, "order_id": "ord-old", "fee": Decimal("0.5")}
+    assert stored["ord-null"].values == rows[3]
+    assert [stored[o].published for o in ("ord-new", "ord-old", "ord-null")] == [False, True, False]
+    assert len(await store.rows()) == 3
+    assert await store.insert_or_get_many([], "pydantic") == {}
+
+
+@pytest.mark.integration
+async def test_store__insert_or_get_many_racing_another_instance_returns_the_rows_that_won(
+    pg_database: str,
+) -> None:
+    # As for insert_or_get: a row another instance commits after this statement's snapshot is
+    # read back (a second statement), so every order of the batch comes back with its first row.
+    store = PostgresStore(pg_database, schema=f"t_{uuid.uuid4().hex[:8]}")
+    await store.migrate()
+    winner = {**RESULT, "fee": Decimal("0.5")}
+    other = await psycopg.AsyncConnection.connect(pg_database)
+    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)
+    try:
+        await other.execute(f'SET search_path TO "{store._schema}"')
+        await other.execute(
+            store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
+        )
+        batch = [RESULT, {**RESULT, "order_id": "ord-2"}]
+        racing = asyncio.create_task(store.insert_or_get_many(batch, "pydantic"))
+        waiting: list[bool] = []
+
+        async def poll() -> None:
+            cur = await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query LIKE 'WITH input AS%%'"
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                waiting.append(True)
+            else:
+                await asyncio.sleep(0.01)
+
+        await poll_until(poll, lambda: bool(waiting), timeout_s=30)
+        await other.commit()
+        stored = await racing
+        assert stored["ord-1"].values == winner
+        assert stored["ord-2"].values == {**RESULT, "order_id": "ord-2"}
+        assert await store.rows() == [winner, {**RESULT, "order_id": "ord-2"}]
+    finally:
+        await other.close()
+        await watcher.close()
+        await store.drop_schema()
+        await store.close()

@@ -52,12 +52,18 @@ from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from core.utils.tasks import cancel_firmly
 
-__all__ = ["Handler", "StreamConsumer"]
+__all__ = ["FinishBatch", "Handler", "StreamConsumer"]
 
-Handler = Callable[[Decoded, str], Awaitable[None]]
+Handler = Callable[[Decoded, str], Awaitable[object]]
 """Handles one decoded message; gets the stream entry id. Raising leaves the entry pending,
 except a :class:`~core.errors.ContractError` (its output cannot be built or encoded, which a
-retry would not change): that entry is dead-lettered at once."""
+retry would not change): that entry is dead-lettered at once. With a ``finish_batch`` step, a
+handler may return work (anything but ``None``) that step finishes for the whole batch."""
+
+FinishBatch = Callable[[Mapping[str, object]], Awaitable[Mapping[str, BaseException]]]
+"""The batch step (:class:`StreamConsumer`'s ``finish_batch``): gets ``{entry id: work}``, what
+the batch's handlers returned, and returns ``{entry id: error}`` for the entries it could not
+finish (each settled as if its handler had raised that error); raising fails the whole batch."""
 
 
 _log = get_logger("core.redis.consumer")
@@ -86,6 +92,15 @@ class StreamConsumer:
     ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
     read, claim and ack is refused by the server without it, and the lease is checked again
     before the outputs are flushed; losing it raises :class:`LeaseLostError` from :meth:`run`.
+    ``finish_batch``: one step for the work of the whole batch (e.g. execution's store and
+    publish: one round trip for all its orders instead of one per order). A handler that returns
+    something other than ``None`` hands that work to it; the step runs after the lease check and
+    before ``before_ack``, with ``{entry id: work}``, and returns ``{entry id: error}`` for the
+    entries it could not finish: each is settled as if its handler had raised that error (its
+    outputs taken back; a :class:`~core.errors.ContractError` dead-letters it at once, another
+    error leaves it pending for a retry, dead-lettered on its last delivery), the others go on.
+    If the step raises, nothing of the batch is acknowledged (a :class:`TransportError` backs off
+    and the batch comes back, as when ``before_ack`` raises).
     """
 
     def __init__(
@@ -107,6 +122,7 @@ class StreamConsumer:
         group_start: str = "0",
         before_ack: Callable[[], Awaitable[object]] | None = None,
         outputs: DeferredOutputs | None = None,
+        finish_batch: FinishBatch | None = None,
         partition: int = 0,
         on_backlog: Callable[[int, int], None] | None = None,
         detect_rewind: bool = False,
@@ -147,6 +163,7 @@ class StreamConsumer:
         )
         self.before_ack = before_ack
         self.outputs = outputs
+        self.finish_batch = finish_batch
         self._me = ConsumerIdentity(
             topic=topic,
             service=service,
@@ -400,6 +417,8 @@ class StreamConsumer:
         ledger = BatchLedger(self._me)
         self.metrics.ops.count_received(topic, entries)  # wire shape: legacy vs v1.0, per batch
         handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]] = {}
+        finishing = self.finish_batch is not None
+        waiting: dict[str, _Waiting] = {}
         for raw_id, fields in entries:
             count = deliveries.get(raw_id, 2) if deliveries is not None else 1
             if not fields:
@@ -421,18 +440,41 @@ class StreamConsumer:
             if outputs is not None:
                 outputs.begin(entry_id)
             try:
-                await handler(decoded, entry_id)
+                work = await handler(decoded, entry_id)
             except Exception as exc:
                 self._failed(exc, (raw_id, fields, count), entry_id=entry_id, ledger=ledger)
                 continue
+            if work is not None and finishing:
+                waiting[entry_id] = (work, (raw_id, fields, count), decoded.defaulted)
+                continue  # done once the batch step finished it (_finish)
             ledger.ok(raw_id, decoded.defaulted)
             if outputs is not None:
                 handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
-        await self._settle_fenced(ledger, handled, entries)
+        await self._settle_fenced(ledger, handled, entries, waiting)
         ledger.count_into(self.metrics)
         return len(entries)
+
+    async def _finish(
+        self,
+        waiting: Mapping[str, _Waiting],
+        ledger: BatchLedger,
+        handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]],
+    ) -> None:
+        """Run the batch step on the work the handlers returned; each entry it could not finish
+        is settled as a failed handler, the others as handled."""
+        assert self.finish_batch is not None
+        failures = await self.finish_batch({entry_id: w[0] for entry_id, w in waiting.items()})
+        for entry_id, (_, entry, defaulted) in waiting.items():
+            error = failures.get(entry_id)
+            if error is not None:
+                exc = error if isinstance(error, Exception) else RuntimeError(repr(error))
+                self._failed(exc, entry, entry_id=entry_id, ledger=ledger)
+                continue
+            ledger.ok(entry[0], defaulted)
+            if self.outputs is not None:
+                handled[entry_id] = entry
 
     def _failed(
         self,
@@ -456,16 +498,17 @@ class StreamConsumer:
     async def _settle_fenced(
         self,
         ledger: BatchLedger,
-        handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]],
+        handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]],
         entries: Sequence[Entry],
+        waiting: Mapping[str, _Waiting],
     ) -> None:
         """:meth:`_settle`, turning its failures into what the caller must do next."""
         size = len(entries)
         try:
-            await self._settle(ledger, handled, entries)
+            await self._settle(ledger, handled, entries, waiting)
         except LeaseLostError:
             if self.outputs is not None:
-                for source in handled:  # a stale owner's outputs never go out later either
+                for source in (*handled, *waiting):  # a stale owner's outputs never go out later either
                     self.outputs.discard(source)
             raise
         except GroupRewoundError:
@@ -481,13 +524,17 @@ class StreamConsumer:
     async def _settle(
         self,
         ledger: BatchLedger,
-        handled: Mapping[str, tuple[bytes, Mapping[bytes, bytes], int]],
+        handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]],
         entries: Sequence[Entry],
+        waiting: Mapping[str, _Waiting],
     ) -> None:
-        # Outputs first (before_ack), then dead letters, then the ack: if any step fails
-        # nothing is acked and the entries come back (a duplicate at worst, never a loss).
+        # Outputs first (finish_batch, before_ack, deferred outputs), then dead letters, then the
+        # ack: if any step fails nothing is acked and the entries come back (a duplicate at
+        # worst, never a loss).
         if self.fence is not None:
-            await self.fence.check()  # a stale owner sends nothing
+            await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
+        if waiting:
+            await self._finish(waiting, ledger, handled)
         if self.before_ack is not None:
             await self.before_ack()
         if self.outputs is not None:
@@ -605,6 +652,11 @@ class StreamConsumer:
             attempt=attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+_Waiting = tuple[object, tuple[bytes, Mapping[bytes, bytes], int], Sequence[str]]
+"""An entry whose handler returned work for the batch step: the work, the entry (id, fields,
+deliveries) and the fields its decoding defaulted (counted once it is done)."""
 
 
 def _newest(entries: Sequence[Entry], done: Sequence[bytes]) -> bytes:

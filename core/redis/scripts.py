@@ -51,15 +51,37 @@ class LuaScript:
         the same round trip (e.g. a ``WAIT``), error replies in place; the whole pipeline is sent
         again with the source when the server lacks the script (nothing of it ran: a ``then``
         command did, and runs once more)."""
-        key = str(keys_and_args[0]) if numkeys else None
+        return await self.send_many(redis, [(numkeys, keys_and_args)], then=then)
+
+    async def send_many(
+        self,
+        redis: AsyncClient,
+        calls: Sequence[tuple[int, Sequence[Any]]],
+        *,
+        then: Sequence[Sequence[str]] = (),
+    ) -> list[Any]:
+        """The replies of several calls of the script (``(numkeys, keys_and_args)`` each) and of
+        the commands ``then``, all sent in one round trip, error replies in place; calls the
+        server refused with ``NOSCRIPT`` (nothing of them ran) are sent again with the source in
+        one more round trip, followed by ``then`` again (which ran once already: it runs twice,
+        e.g. a ``WAIT`` that now also covers the calls sent again). On a cluster the pipeline
+        goes to the node of the first call's first key: every call's keys must live there."""
+        if not calls:
+            return []
+        first_numkeys, first_args = calls[0]
+        key = str(first_args[0]) if first_numkeys else None
         after = [pack_command(command) for command in then]
         replies: list[Any] = []
-        for call in (self.command, self.source_command):
-            replies.clear()
-            chunk = [pack_command(call(numkeys, *keys_and_args)), *after]
-            await send_pipelined(redis, [(chunk, len(chunk))], replies.extend, key=key)
-            if not is_noscript(replies[0]):
-                break
+        chunk = [pack_command(self.command(n, *args)) for n, args in calls] + after
+        await send_pipelined(redis, [(chunk, len(chunk))], replies.extend, key=key)
+        missing = [i for i in range(len(calls)) if is_noscript(replies[i])]
+        if missing:
+            again: list[Any] = []
+            chunk = [pack_command(self.source_command(calls[i][0], *calls[i][1])) for i in missing] + after
+            await send_pipelined(redis, [(chunk, len(chunk))], again.extend, key=key)
+            for position, i in enumerate(missing):
+                replies[i] = again[position]
+            replies[len(calls) :] = again[len(missing) :]
         return replies
 
     def command(self, numkeys: int, *keys_and_args: Any) -> list[Any]:

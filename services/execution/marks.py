@@ -1,9 +1,11 @@
 """Marking results published once per batch, not once per order.
 
-Execution publishes each result at once (:mod:`services.execution.once`) and records the stream
-id it got in the store (``published_stream_id``). That record used to be one ``UPDATE`` and one
-commit per order; :class:`PendingMarks` queues it instead, and the consumer's ``before_ack`` hook
-writes a whole batch's marks in one statement before the batch is acknowledged.
+Execution publishes a batch's results together, right after storing them
+(:meth:`services.execution.service.ExecutionService.finish_batch`, :mod:`services.execution.once`),
+and records the stream id each got in the store (``published_stream_id``). That record used to
+be one ``UPDATE`` and one commit per order; :class:`PendingMarks` queues it instead, and the
+consumer's ``before_ack`` hook writes a whole batch's marks in one statement before the batch is
+acknowledged.
 
 Why deferring the mark keeps every guarantee (tests/test_execution_once.py):
 

@@ -15,19 +15,27 @@ and expires after ``marker_ttl_s`` (7 days by default): the database's
 ``published_stream_id`` is the lasting record; the marker only has to outlive the
 time it takes the database to come back and take the mark.
 
-With replica acknowledgement (``REDIS_WAIT_REPLICAS``) the script is followed by
+A batch goes out in one round trip (:meth:`OncePublisher.publish_many`): every script of a
+partition stream pipelined by hash (``EVALSHA``; the calls a server without the script refuses
+are sent again with the source, :meth:`core.redis.scripts.LuaScript.send_many`), each message's
+outcome its own: one that cannot be encoded, or whose script Redis refuses, fails alone.
+
+With replica acknowledgement (``REDIS_WAIT_REPLICAS``) the scripts are followed by one
 ``WAIT`` on the same connection; too few acknowledgements raise
-:class:`~core.errors.NotReplicatedError`, the order is retried, and the script finds
-the marker (still on the primary) or, after a fail-over that lost both, publishes anew.
+:class:`~core.errors.NotReplicatedError` (for the whole batch), the orders are retried, and the
+script finds the marker (still on the primary) or, after a fail-over that lost both, publishes anew.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
+from core.redis.outbox import utf8_checked
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
 from core.redis.scripts import LuaScript
@@ -101,43 +109,94 @@ class OncePublisher:
         """Publish ``message`` unless ``message_id`` was published before; either way return
         its stream id. Safe to call again after any failure (connection lost mid-call,
         :class:`~core.errors.TransportError`, a crash before the caller recorded the id).
+        Raises what :meth:`publish_many` reports for it.
+        """
+        outcome = (await self.publish_many([(message_id, message)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def publish_many(self, items: Sequence[tuple[str, Message]]) -> list[Published | Exception]:
+        """:meth:`publish` for each ``(message_id, message)``, the scripts of all of them in one
+        round trip (one per partition stream; ``WAIT`` after them on the same connection).
+
+        Returns one outcome per item, in order: its :class:`Published`, or the error that is its
+        own (a :class:`~core.errors.ContractError` when it cannot be encoded or written, a
+        :class:`~core.errors.TransportError` when Redis refused its script), which affects no
+        other item. Raises :class:`~core.errors.TransportError` (nothing is known of any item)
+        when Redis stays unreachable, and :class:`~core.errors.NotReplicatedError` when too few
+        replicas acknowledged the batch; calling again is safe either way (the scripts are
+        idempotent per id: what went through is found, not published twice).
         """
         pub, topic = self.publisher, self.topic
-        body, fields = pub.codec.encode(topic, message), pub.codec.to_fields(topic, message)
-        partition = message_partition(pub.keys, topic, message)
+        outcomes: list[Published | Exception | None] = [None] * len(items)
+        groups: dict[int, list[_Pending]] = {}
+        for position, (message_id, message) in enumerate(items):
+            try:
+                body, fields = pub.codec.encode(topic, message), pub.codec.to_fields(topic, message)
+                # A value the wire cannot write would fail the packing of the whole pipeline.
+                utf8_checked(pub.codec, topic, body, fields)
+                partition = message_partition(pub.keys, topic, message)
+            except Exception as exc:
+                outcomes[position] = exc
+                continue
+            marker = pub.keys.published_marker(topic, message_id, partition)
+            groups.setdefault(partition, []).append(_Pending(position, message_id, marker, body, fields))
+        sends = [self._send(partition, group, outcomes) for partition, group in groups.items()]
+        if len(sends) == 1:
+            await sends[0]
+        elif sends:  # several partition streams (maybe several cluster nodes): side by side
+            await asyncio.gather(*sends)
+        added = sum(1 for o in outcomes if isinstance(o, Published) and o.new)
+        if added and pub.metrics is not None:
+            pub.metrics.count_published(topic, pub.codec.path, added)
+        return [o if o is not None else TransportError("no reply") for o in outcomes]
+
+    async def _send(
+        self, partition: int, group: Sequence[_Pending], outcomes: list[Published | Exception | None]
+    ) -> None:
+        """One partition's scripts in one round trip (all keys share the stream's slot); fills
+        ``outcomes`` at the group's positions."""
+        pub, topic = self.publisher, self.topic
         stream = pub.keys.stream(topic, partition)
-        marker = pub.keys.published_marker(topic, message_id, partition)
+        if _in_process(pub.redis):
+            for item in group:
+                raw_id, added = await self._without_scripts(stream, item.marker, item.body, item.fields)
+                outcomes[item.position] = Published(_text(raw_id), bool(added))
+            return
         wait = pub.wait_replicas
         replies: list[Any] = []
 
         async def send() -> None:
             replies.clear()
             trim = pub.trim.args(wall_ms())
-            args: list[str | bytes] = [pub.keys.channel(topic), body, str(self.marker_ttl_s)]
-            args += [str(len(trim)), *trim]
-            for name, value in fields.items():
-                args += (name, value)
+            head: list[str | bytes] = [pub.keys.channel(topic)]
+            calls: list[tuple[int, Sequence[Any]]] = []
+            for item in group:
+                args: list[str | bytes] = [stream, item.marker, *head, item.body, str(self.marker_ttl_s)]
+                args += [str(len(trim)), *trim]
+                for name, value in item.fields.items():
+                    args += (name, value)
+                calls.append((2, args))
             then = [["WAIT", str(wait), str(pub.wait_timeout_ms)]] if wait else []
-            replies.extend(await _ONCE_SCRIPT.send(pub.redis, 2, stream, marker, *args, then=then))
+            replies.extend(await _ONCE_SCRIPT.send_many(pub.redis, calls, then=then))
 
-        if _in_process(pub.redis):
-            replies.append(await self._without_scripts(stream, marker, body, fields))
-        else:
-            await call_async(pub.retry, f"publish {topic.value} {message_id}", send)
-        outcome = replies[0]
-        if isinstance(outcome, Exception):
-            raise TransportError(f"Redis refused the publish of {topic.value} {message_id}: {outcome}")
-        raw_id, added = outcome
-        stream_id = raw_id.decode("ascii") if isinstance(raw_id, bytes) else str(raw_id)
+        ids = group[0].message_id if len(group) == 1 else f"{len(group)} ids"
+        await call_async(pub.retry, f"publish {topic.value} {ids}", send)
         if wait:
-            acked = replies[1]
+            acked = replies[len(group)]
             if isinstance(acked, Exception):
                 raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
             if int(acked) < wait:
-                raise NotReplicatedError(topic.value, [0], wait, int(acked))
-        if added and pub.metrics is not None:
-            pub.metrics.count_published(topic, pub.codec.path, 1)
-        return Published(stream_id, bool(added))
+                raise NotReplicatedError(topic.value, [item.position for item in group], wait, int(acked))
+        for item, outcome in zip(group, replies, strict=False):
+            if isinstance(outcome, Exception):
+                outcomes[item.position] = TransportError(
+                    f"Redis refused the publish of {topic.value} {item.message_id}: {outcome}"
+                )
+            else:
+                raw_id, added = outcome
+                outcomes[item.position] = Published(_text(raw_id), bool(added))
 
     async def _without_scripts(self, stream: str, marker: str, body: bytes, fields: FieldMap) -> list[Any]:
         # Embedded fakeredis (``cdb run`` without REDIS_URL) has no Lua. It lives in this very
@@ -150,6 +209,21 @@ class OncePublisher:
         await pub.redis.set(marker, stream_id, ex=self.marker_ttl_s)
         await pub.redis.publish(pub.keys.channel(self.topic), body)
         return [stream_id, 1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One message of a :meth:`OncePublisher.publish_many` call, encoded, with its marker key."""
+
+    position: int
+    message_id: str
+    marker: str
+    body: bytes
+    fields: FieldMap
+
+
+def _text(raw_id: Any) -> str:
+    return raw_id.decode("ascii") if isinstance(raw_id, bytes) else str(raw_id)
 
 
 def _in_process(redis: object) -> bool:

@@ -8,15 +8,33 @@ same (:mod:`services.execution.paper`) and is moved to v1.0 by the declared conv
 result carries the order's size (``ordered_quantity``, v1.1+; a v1.0 result drops it by the
 declared down-conversion), stored with the fill so a result rebuilt from the row is the same.
 
-Per order: one store round trip (:meth:`~services.execution.store.ResultStore.insert_or_get`)
-and one Redis script (the publish); the marks of a whole batch are written in one statement in
-:meth:`ExecutionService.before_ack`, which the consumer awaits before acknowledging the batch
-(why that is safe: :mod:`services.execution.marks`).
+Per batch, not per order (the consumer's batch step, :meth:`ExecutionService.finish_batch`):
+:meth:`~ExecutionService.handle` only fills the order (deterministic, cheap) and returns it; once
+the batch's handlers ran and the partition lease is checked, one store round trip stores every
+fill and returns every stored row (:meth:`~services.execution.store.ResultStore.insert_or_get_many`,
+one commit), the results are built from those rows and published in one Redis round trip
+(:meth:`~services.execution.once.OncePublisher.publish_many`), and the marks of the batch are
+written in one statement by :meth:`ExecutionService.before_ack`, which the consumer awaits
+next, before acknowledging the batch (why deferring marks is safe: :mod:`services.execution.marks`).
+So a batch of k orders waits for one commit and one Redis round trip, not k of each.
+
+What fails where (every guarantee of the one-order path holds, tests/test_execution_batch.py):
+
+* The store or Redis unreachable (or replicas short): :meth:`finish_batch` raises
+  :class:`~core.errors.TransportError`; nothing of the batch is acknowledged, it comes back, and
+  the store (first fill kept) and the publish scripts (per-order markers) make the redelivery
+  add no second row or result.
+* One order's fill fails: its handler raises (retry, dead letter), as before. Its result cannot
+  be built or encoded, or Redis refuses its script: :meth:`finish_batch` returns that error for
+  its entry alone, which the consumer settles as a failed handler (``ContractError``: dead letter
+  at once; else retried); the other orders are stored, published and marked.
+* Store-first: nothing is published before the batch's insert has committed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from core.codec import Decoded, Message
 from core.errors import TransportError
@@ -26,7 +44,7 @@ from core.topics import Topic
 from core.versions.convert import convert_values
 from core.versions.own import own_version
 from services.execution.marks import PendingMarks
-from services.execution.once import OncePublisher
+from services.execution.once import OncePublisher, Published
 from services.execution.paper import PaperVenue, VenueParams
 from services.execution.store import ResultStore, StoredResult
 from services.runtime import ServiceContext
@@ -53,32 +71,84 @@ class ExecutionService:
         """Run the database migrations."""
         await self.store.migrate()
 
-    async def handle(self, decoded: Decoded, entry_id: str) -> None:
-        """Fill, store, publish once, queue the mark; on redelivery finish what is missing.
+    async def handle(self, decoded: Decoded, entry_id: str) -> dict[str, Any]:
+        """The order's fill, for :meth:`finish_batch` (nothing stored or published yet). The
+        fill is deterministic and cheap: computing it for a redelivered order (whose stored row
+        wins) saves a read first."""
+        return self.venue.fill(decoded.message)
 
-        Exactly one row and one result per order reach the store and the stream whichever
-        step fails: the store keeps the first fill (and the result is built from the stored
-        row, so a redelivery rebuilds the very same one), the publish is idempotent per order
-        id in Redis, and the mark records the stream id (:meth:`before_ack`, per batch).
-        Publishes at once, not deferred: the mark needs the confirmed stream id (and orders
-        are a few per cent of market data).
+    async def finish_batch(self, work: Mapping[str, object]) -> dict[str, BaseException]:
+        """Store, publish once and queue the mark of every fill of the batch (``{entry id:
+        fill}``, as :meth:`handle` returned them); returns ``{entry id: error}`` for the orders
+        that could not be finished (the others were). Raises
+        :class:`~core.errors.TransportError` when the store or Redis fails for the whole batch.
+
+        Exactly one row and one result per order whichever step fails: the store keeps the first
+        fill and the result is built from the stored row (a redelivery rebuilds the very same
+        one), the publish is idempotent per order id in Redis, and the mark records the stream id
+        (:meth:`before_ack`). An order that comes twice in one batch is finished by its first
+        entry; the second is a duplicate (or fails with the first's error).
         """
-        order = decoded.message
-        # The fill is deterministic and cheap: computing it for a redelivered order (whose
-        # row wins) saves the separate read that used to come first.
-        stored = await self.store.insert_or_get(self.venue.fill(order), self.ctx.codec.path.value)
-        if stored.published or self.marks.holds(order.order_id):
-            await self._verify_published(order.order_id, stored)
-            return
-        values = stored.values
-        result = self._result(values)
-        # Idempotent in Redis (services.execution.once): after a failed mark, the redelivery
-        # gets the first stream id back instead of publishing the result a second time.
-        published = await self.results.publish(order.order_id, result)
-        if not published.new:
-            self.ctx.count("results_already_published")
-        self.marks.add(order.order_id, published.stream_id)
-        self.ctx.count("fills" if values["status"] in ("FILLED", "PARTIALLY_FILLED") else "rejected_orders")
+        fills = cast("Mapping[str, dict[str, Any]]", work)
+        first: dict[str, str] = {}  # order id -> the entry that finishes it
+        for entry_id, fill in fills.items():
+            first.setdefault(fill["order_id"], entry_id)
+        try:
+            stored = await self.store.insert_or_get_many(
+                [fills[entry_id] for entry_id in first.values()], self.ctx.codec.path.value
+            )
+        except Exception as exc:
+            raise TransportError(
+                f"execution could not store {len(first)} results: {type(exc).__name__}: {exc}"
+            ) from exc
+        failed: dict[str, BaseException] = {}
+        outgoing: list[tuple[str, Message]] = []  # (order id, result), one per order
+        for order_id, entry_id in first.items():
+            try:
+                outgoing.append((order_id, self._result(stored[order_id].values)))
+            except Exception as exc:  # this order's result cannot be built: it alone fails
+                failed[entry_id] = exc
+        outcomes = dict(
+            zip((oid for oid, _ in outgoing), await self.results.publish_many(outgoing), strict=True)
+        )
+        for order_id, outcome in outcomes.items():
+            if isinstance(outcome, Exception):
+                failed[first[order_id]] = outcome
+            else:
+                self._published(order_id, stored[order_id], outcome)
+        for entry_id, fill in fills.items():
+            order_id = fill["order_id"]
+            if first[order_id] == entry_id:
+                continue
+            if first[order_id] in failed:
+                failed[entry_id] = failed[first[order_id]]
+            else:  # the same order twice in one batch: the first entry published it
+                self._duplicate(order_id)
+        return failed
+
+    def _published(self, order_id: str, stored: StoredResult, published: Published) -> None:
+        """Count the publish of a stored order and queue its mark."""
+        if stored.published or self.marks.holds(order_id):
+            # Marked published (in the store, or queued): the script found the result still on
+            # the stream (services.execution.once checks it), or the server had lost it (an
+            # older snapshot, a replica behind) and it was published again.
+            if not published.new:
+                self._duplicate(order_id)
+                return
+            _log.error("execution.result_lost", order_id=order_id, republished_as=published.stream_id)
+            self.ctx.count("results_republished")
+        else:
+            if not published.new:
+                # After a failed mark the redelivery gets the first stream id back, no second result.
+                self.ctx.count("results_already_published")
+            status = stored.values["status"]
+            self.ctx.count("fills" if status in ("FILLED", "PARTIALLY_FILLED") else "rejected_orders")
+        self.marks.add(order_id, published.stream_id)
+
+    def _duplicate(self, order_id: str) -> None:
+        # ``duplicate_orders`` is kept for existing readers (the matrix's kill fault).
+        self.ctx.count("duplicate_orders")
+        self.ctx.ignore(Topic.ORDERS, IgnoreReason.DUPLICATE, order_id=order_id)
 
     async def before_ack(self) -> None:
         """Record every queued mark in one store call; the consumer awaits this before it
@@ -90,26 +160,6 @@ class ExecutionService:
             raise TransportError(
                 f"execution could not mark {len(self.marks)} results published: {type(exc).__name__}: {exc}"
             ) from exc
-
-    async def _verify_published(self, order_id: str, stored: StoredResult) -> None:
-        """A redelivered order whose result is marked published (in the store, or queued): trust
-        the mark only if the stream still holds that result (services.execution.once checks it
-        in the same script); a result the server lost (older snapshot, a replica behind) is
-        published again."""
-        result = self._result(stored.values)
-        published = await self.results.publish(order_id, result)
-        if not published.new:
-            # ``duplicate_orders`` is kept for existing readers (the matrix's kill fault).
-            self.ctx.count("duplicate_orders")
-            self.ctx.ignore(Topic.ORDERS, IgnoreReason.DUPLICATE, order_id=order_id)
-            return
-        _log.error(
-            "execution.result_lost",
-            order_id=order_id,
-            republished_as=published.stream_id,
-        )
-        self.ctx.count("results_republished")
-        self.marks.add(order_id, published.stream_id)
 
     def _result(self, values: dict[str, Any]) -> Message:
         """The result message of a fill (v2.0 values, as the venue and the store give them) in the

@@ -8,6 +8,9 @@ What the store promises (and what it does not):
 * **One round trip to store or find.** :meth:`ResultStore.insert_or_get` inserts the result
   unless the order has a row, and returns the row either way (the first fill): one statement in
   PostgreSQL, where a ``SELECT`` then an ``INSERT`` took two round trips.
+* **A batch in one round trip.** :meth:`ResultStore.insert_or_get_many` does the same for a
+  batch of orders in one statement and one commit (all stored or, raising, none): execution
+  stores a whole batch's fills before publishing any of them.
 * **A published state.** ``published_stream_id`` is empty until :meth:`mark_published` (or
   :meth:`mark_published_many`, one statement and one commit for a whole batch) records the
   stream id the result got. A crash or a database failure between insert and mark leaves the
@@ -130,6 +133,26 @@ _PG_INSERT_OR_GET = (
     f"WITH inserted AS ({_PG_INSERT} RETURNING {_COLS}, published_stream_id) "
     f"SELECT * FROM inserted UNION ALL {_PG_GET}"
 )
+_PG_TYPES = {
+    "filled_quantity": "numeric",
+    "average_price": "numeric",
+    "fee": "numeric",
+    "ordered_quantity": "numeric",
+    "simulated": "boolean",
+}
+# Many rows in one statement: one array per column (unnest), the inserted rows (RETURNING) and the
+# rows that were there, read from the statement's snapshot (taken before the insert, so it never
+# sees a row this insert adds: no order comes back twice).
+_PG_INSERT_OR_GET_MANY = (
+    "WITH input AS (SELECT * FROM unnest("
+    + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in STORED_COLUMNS)
+    + f") AS t({_COLS})), "
+    f"inserted AS (INSERT INTO order_results ({_INSERT_COLS}) SELECT {_COLS}, %s FROM input "
+    f"ON CONFLICT (order_id) DO NOTHING RETURNING {_COLS}, published_stream_id) "
+    f"SELECT * FROM inserted UNION ALL "
+    f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ANY(%s)"
+)
+_PG_GET_MANY = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ANY(%s)"
 _PG_MARK = (
     "UPDATE order_results AS r SET published_stream_id = m.stream_id "
     "FROM unnest(%s::text[], %s::text[]) AS m(order_id, stream_id) WHERE r.order_id = m.order_id"
@@ -166,6 +189,12 @@ class ResultStore(Protocol):
     async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
         """Store a result unless ``order_id`` was stored; either way return the stored row (the
         first one: its values, not ``values``, when the order was stored before)."""
+        ...
+
+    async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
+        """:meth:`insert_or_get` for every row at once (one round trip, one commit: all of them
+        or, raising, none), the stored row by ``order_id``; a second row of an ``order_id``
+        already in ``rows`` changes nothing (the first one is stored)."""
         ...
 
     async def mark_published(self, order_id: str, stream_id: str) -> None:
@@ -259,6 +288,26 @@ class PostgresStore:
             raise RuntimeError(f"order {values['order_id']} conflicted but has no row")
         return stored
 
+    async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
+        """One statement (one round trip, one commit) for every row: ``INSERT ... SELECT FROM
+        unnest(...) ON CONFLICT DO NOTHING RETURNING``, and the rows that were there."""
+        unique = _first_per_order(rows)
+        if not unique:
+            return {}
+        conn = await self._connection()
+        columns = list(zip(*(_exact_row(values, STORED_COLUMNS) for values in unique), strict=True))
+        ids = [values["order_id"] for values in unique]
+        cur = await conn.execute(_PG_INSERT_OR_GET_MANY, (*map(list, columns), path, ids))
+        stored = {row["order_id"]: _pg_stored(row) for row in await cur.fetchall()}
+        missing = [order_id for order_id in ids if order_id not in stored]
+        if missing:
+            # Inserted by another instance after this statement's snapshot (see insert_or_get).
+            cur = await conn.execute(_PG_GET_MANY, (missing,))
+            stored.update((row["order_id"], _pg_stored(row)) for row in await cur.fetchall())
+        if len(stored) < len(ids):  # pragma: no cover - a conflict means the row exists
+            raise RuntimeError(f"orders {sorted(set(ids) - stored.keys())} conflicted but have no row")
+        return stored
+
     async def mark_published(self, order_id: str, stream_id: str) -> None:
         """Record the stream id the result was published under."""
         await self.mark_published_many([(order_id, stream_id)])
@@ -340,6 +389,22 @@ class SqliteStore:
         assert stored is not None  # just inserted, or there before
         return stored
 
+    async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
+        """Every ``INSERT OR IGNORE`` and the read back in one transaction (one commit)."""
+        unique = _first_per_order(rows)
+        if not unique:
+            return {}
+        async with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(_LITE_INSERT, [(*_text_row(v, STORED_COLUMNS), path) for v in unique])
+                stored = {v["order_id"]: self._get(v["order_id"]) for v in unique}
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return {order_id: s for order_id, s in stored.items() if s is not None}
+
     async def mark_published(self, order_id: str, stream_id: str) -> None:
         """Record the stream id the result was published under."""
         await self.mark_published_many([(order_id, stream_id)])
@@ -369,6 +434,14 @@ class SqliteStore:
     async def close(self) -> None:
         """Close the database file."""
         self._db.close()
+
+
+def _first_per_order(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without a second row of the same ``order_id`` (the first one is stored)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for values in rows:
+        seen.setdefault(values["order_id"], values)
+    return list(seen.values())
 
 
 def _exact(value: Any) -> Decimal | None:
