@@ -1,9 +1,10 @@
 """The codec's fast paths decide exactly what the field-by-field path decides.
 
 ``from_fields`` joins a stream entry into one JSON document when every name is a plain
-identifier and every value one JSON scalar (:func:`core.codec.fields.scan_fields`); the
-lenient profile tries the strict contract first when ``api_version`` and ``timestamp``
-are present; ``encode_field_map`` formats scalars without ``JSONEncoder``. These tests
+identifier and every value is free of JSON structure or one JSON scalar
+(:func:`core.codec.fields.scan_fields`); the lenient profile tries the strict contract
+first when ``api_version`` and ``timestamp`` are present; ``encode_field_map`` formats
+scalars without ``JSONEncoder``. These tests
 hold each shortcut to the general path it replaces: same message, same defaults, same
 refusal (error types and locations).
 
