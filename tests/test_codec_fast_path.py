@@ -1,9 +1,10 @@
 """The codec's fast paths decide exactly what the field-by-field path decides.
 
 ``from_fields`` joins a stream entry into one JSON document when every name is a plain
-identifier and every value one JSON scalar (:func:`core.codec.fields.scan_fields`); the
-lenient profile tries the strict contract first when ``api_version`` and ``timestamp``
-are present; ``encode_field_map`` formats scalars without ``JSONEncoder``. These tests
+identifier and every value is free of JSON structure or one JSON scalar
+(:func:`core.codec.fields.scan_fields`); the lenient profile tries the strict contract
+first when ``api_version`` and ``timestamp`` are present; ``encode_field_map`` formats
+scalars without ``JSONEncoder``. These tests
 hold each shortcut to the general path it replaces: same message, same defaults, same
 refusal (error types and locations).
 
@@ -14,8 +15,10 @@ never joined, so they take the field-by-field path.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,12 +95,53 @@ def test_scan_fields__size_is_the_wire_size_for_any_map(fields: dict[bytes, byte
 
 
 @pytest.mark.parametrize(
-    "value",
-    [b'1,"side":"SELL"', b'"BUY","side":"SELL"', b'"a" ', b" 1", b"[1]", b'{"a":1}', b"01", b"NaN", b"1."],
+    "value", [b'1,"side":"SELL"', b'"BUY","side":"SELL"', b"[1]", b'{"a":1}', b'"a,b" 1', b'"\\" 1']
 )
-def test_scan_fields__value_that_is_not_exactly_one_scalar_is_not_joined(value: bytes) -> None:
+def test_scan_fields__value_with_structure_that_is_not_exactly_one_scalar_is_not_joined(
+    value: bytes,
+) -> None:
     fields = {b"side": b'"BUY"', b"price": value}
     assert scan_fields(fields, LIMIT)[1] is None
+
+
+@pytest.mark.parametrize("value", [b'"a,b"', b'"x\\"y"', b'"\\u00e9:{}"', b'"[1]"'])
+def test_scan_fields__string_holding_structure_or_escapes_is_still_joined(value: bytes) -> None:
+    fields = {b"side": b'"BUY"', b"price": value}
+    document = scan_fields(fields, LIMIT)[1]
+    assert document is not None
+    assert json.loads(document) == decode_field_map(fields)
+
+
+unstructured = st.binary(max_size=10) | st.lists(
+    st.sampled_from([b'"', b"1", b"-", b".", b"e", b"N", b"a", b"true", b" ", b"\t", b"\x00", b"\xc3"]),
+    max_size=8,
+).map(b"".join)
+"""Values without ``,:[]{}`` (mostly): quotes, number and word pieces, blanks, NUL, broken UTF-8."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.dictionaries(identifiers.map(str.encode), unstructured, min_size=1, max_size=6))
+def test_scan_fields__any_joined_document_that_parses_is_the_field_by_field_result(
+    fields: dict[bytes, bytes],
+) -> None:
+    """Whatever the values, a document that parses (either parser) is what decoding field by
+    field returns: no value can swallow or add a field, even with a stray quote."""
+    document = scan_fields(fields, LIMIT)[1]
+    if document is None:
+        return
+    for parse in (lambda d: json.loads(d.decode("utf-8")), pydantic_core.from_json):
+        try:
+            parsed = parse(document)
+        except ValueError:
+            continue  # the codecs then decode field by field
+        assert parsed == decode_field_map(fields) or _nan_equal(parsed, decode_field_map(fields))
+
+
+def _nan_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(a.values(), b.values(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("name", [b'price":1,"side', b"has space", b"1st", b"", "pr\u00efce".encode()])
@@ -168,6 +212,23 @@ def test_from_fields__awkward_scalar_text_decides_the_same_on_both_paths(
     raw = data.draw(awkward_scalars)
     fields[name] = raw.encode("utf-8", "surrogatepass") if raw.startswith(("-", "1")) else _quoted(raw)
     _assert_paths_agree(topic, fields)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"NaN", b"-Infinity", b" 2.5", b"2.5 ", b"01", b"1.", b'"a', b'"BTC/USDT"x', b'"a""b"', b"tru", b""],
+)
+@pytest.mark.parametrize("name", ["price", "symbol", "timestamp"])
+def test_from_fields__raw_text_that_is_no_strict_scalar_decides_the_same_on_both_paths(
+    raw: bytes, name: str
+) -> None:
+    """Values the joined document now carries without the scalar pattern's say (no structure
+    in them): parsed in the document or refused there and decoded field by field, the outcome
+    is the field-by-field one."""
+    values = {"api_version": "v1.0", "symbol": "BTC/USDT", "price": 2.5, "volume": 1.0, "side": "BUY"}
+    fields = _as_bytes(values | {"venue": "mexc", "timestamp": NOW_MS})
+    fields[name.encode()] = raw
+    _assert_paths_agree(Topic.MARKET_DATA, fields)
 
 
 def _quoted(text: str) -> bytes:
