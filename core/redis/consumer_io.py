@@ -83,9 +83,6 @@ class GroupIO:
         self._claim_cursor: bytes | str = "0-0"
         self._ack_head: bytes | None = None  # "XACK <stream> <group>" packed, without the count
         self._reads: dict[tuple[int, int | None], bytes] = {}  # packed XREADGROUP > per (count, block)
-        # Fenced: where the stream ended when the last read of new entries found nothing (the
-        # next blocking read waits after it at once); any read of new entries takes it.
-        self._drained_at: bytes | None = None
 
     async def ensure_group(self, start: str | None = None) -> None:
         """``XGROUP CREATE <stream> <group> <start> MKSTREAM``; an existing group is fine."""
@@ -110,25 +107,21 @@ class GroupIO:
 
         Fenced: taken by the lease-checking script; the wait in between is a group-less
         ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause). A blocking call
-        right after a non-blocking one that found nothing waits at once (that read said where
-        the stream ended), instead of reading again first. If an earlier read's reply was lost
+        reads before it waits, even right after a non-blocking read that found nothing: under a
+        steady trickle the entry has often arrived by then, and one read beats a wait and a read.
+        If an earlier read's reply was lost
         (a retry re-sent it), the entries it delivered come first, and :attr:`recovered` says
         so (they were delivered before: their counts matter)."""
         fence = self.fence
         self.recovered = False
         if fence is not None:
-            drained, self._drained_at = self._drained_at, None
-            if block_ms and drained is not None and not ack:
-                return await self._wait_and_read(fence, count, block_ms, drained)
             read = await self._call(
                 "read",
                 lambda: fence.read(self.consumer, count, ">", taken=self._taken, ack=ack),
                 also="ack" if ack else None,
             )
-            if not read.entries and read.wait_after is not None:
-                if block_ms:
-                    return await self._wait_and_read(fence, count, block_ms, read.wait_after)
-                self._drained_at = read.wait_after
+            if not read.entries and block_ms and read.wait_after is not None:
+                return await self._wait_and_read(fence, count, block_ms, read.wait_after)
             self.recovered = read.recovered
             self._received(read.entries)
             return read.entries
@@ -146,8 +139,6 @@ class GroupIO:
         entries through the lease-checking script."""
         await self._call("wait", lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms))
         read = await self._call("read", lambda: fence.read(self.consumer, count, ">", taken=self._taken))
-        if not read.entries and read.wait_after is not None:
-            self._drained_at = read.wait_after
         self.recovered = read.recovered
         self._received(read.entries)
         return read.entries
