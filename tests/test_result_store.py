@@ -60,6 +60,25 @@ async def store(
 
 
 @pytest.mark.integration
+async def waits_on_a_lock(watcher: Any, query_start: str) -> None:
+    """Return once a statement starting with ``query_start`` waits on a row lock in this database."""
+    waiting: list[bool] = []
+
+    async def poll() -> None:
+        cur = await watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND query LIKE %s",
+            (query_start + "%",),
+        )
+        row = await cur.fetchone()
+        if row and row[0]:
+            waiting.append(True)
+        else:
+            await asyncio.sleep(0.01)
+
+    await poll_until(poll, lambda: bool(waiting), timeout_s=30)
+
+
 async def test_store__insert_is_idempotent_on_order_id(store: ResultStore) -> None:
     assert await store.insert(RESULT, "pydantic") is True
     assert await store.insert({**RESULT, "fee": Decimal("99")}, "legacy") is False
@@ -310,20 +329,7 @@ async def test_store__insert_or_get_racing_another_instance_returns_the_row_that
         )
         racing = asyncio.create_task(store.insert_or_get(RESULT, "pydantic"))
 
-        waiting: list[bool] = []
-
-        async def poll() -> None:
-            cur = await watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database() AND query LIKE 'WITH inserted AS%%'"
-            )
-            row = await cur.fetchone()
-            if row and row[0]:
-                waiting.append(True)
-            else:
-                await asyncio.sleep(0.01)
-
-        await poll_until(poll, lambda: bool(waiting), timeout_s=30)  # the call waits on that row
+        await waits_on_a_lock(watcher, "WITH inserted AS")  # the call waits on that row
         await other.commit()
         stored = await racing
         assert stored.values == winner
@@ -377,20 +383,7 @@ async def test_store__insert_or_get_many_racing_another_instance_returns_the_row
         )
         batch = [RESULT, {**RESULT, "order_id": "ord-2"}]
         racing = asyncio.create_task(store.insert_or_get_many(batch, "pydantic"))
-        waiting: list[bool] = []
-
-        async def poll() -> None:
-            cur = await watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database() AND query LIKE 'WITH input AS%%'"
-            )
-            row = await cur.fetchone()
-            if row and row[0]:
-                waiting.append(True)
-            else:
-                await asyncio.sleep(0.01)
-
-        await poll_until(poll, lambda: bool(waiting), timeout_s=30)
+        await waits_on_a_lock(watcher, "WITH input AS")
         await other.commit()
         stored = await racing
         assert stored["ord-1"].values == winner
