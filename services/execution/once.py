@@ -35,6 +35,7 @@ from typing import Any
 
 from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
+from core.redis.modes import reply_text
 from core.redis.outbox import utf8_checked
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
@@ -162,7 +163,7 @@ class OncePublisher:
         if _in_process(pub.redis):
             for item in group:
                 raw_id, added = await self._without_scripts(stream, item.marker, item.body, item.fields)
-                outcomes[item.position] = Published(_text(raw_id), bool(added))
+                outcomes[item.position] = Published(reply_text(raw_id), bool(added))
             return
         wait = pub.wait_replicas
         replies: list[Any] = []
@@ -170,10 +171,10 @@ class OncePublisher:
         async def send() -> None:
             replies.clear()
             trim = pub.trim.args(wall_ms())
-            head: list[str | bytes] = [pub.keys.channel(topic)]
+            channel = pub.keys.channel(topic)
             calls: list[tuple[int, Sequence[Any]]] = []
             for item in group:
-                args: list[str | bytes] = [stream, item.marker, *head, item.body, str(self.marker_ttl_s)]
+                args: list[str | bytes] = [stream, item.marker, channel, item.body, str(self.marker_ttl_s)]
                 args += [str(len(trim)), *trim]
                 for name, value in item.fields.items():
                     args += (name, value)
@@ -196,7 +197,7 @@ class OncePublisher:
                 )
             else:
                 raw_id, added = outcome
-                outcomes[item.position] = Published(_text(raw_id), bool(added))
+                outcomes[item.position] = Published(reply_text(raw_id), bool(added))
 
     async def _without_scripts(self, stream: str, marker: str, body: bytes, fields: FieldMap) -> list[Any]:
         # Embedded fakeredis (``cdb run`` without REDIS_URL) has no Lua. It lives in this very
@@ -220,10 +221,6 @@ class _Pending:
     marker: str
     body: bytes
     fields: FieldMap
-
-
-def _text(raw_id: Any) -> str:
-    return raw_id.decode("ascii") if isinstance(raw_id, bytes) else str(raw_id)
 
 
 def _in_process(redis: object) -> bool:
