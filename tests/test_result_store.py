@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import pytest
 
 from core.versions.changes import float_to_decimal
 from services.execution import store as store_module
-from services.execution.store import STORED_COLUMNS, PostgresStore, ResultStore, SqliteStore
+from services.execution.store import STORED_COLUMNS, PostgresStore, ResultStore, SqliteStore, StoredResult
 from tests.transport_helpers import poll_until
 
 RESULT = {
@@ -311,37 +311,6 @@ async def test_store__migration_3_adds_ordered_quantity_null_in_the_rows_before_
 
 
 @pytest.mark.integration
-async def test_store__insert_or_get_racing_another_instance_returns_the_row_that_won(
-    pg_database: str,
-) -> None:
-    # Another instance inserts the same order in a transaction still open when this call starts:
-    # the call waits on that row, finds it committed after its statement's snapshot, inserts
-    # nothing, and must still return the winner's row (not nothing, not its own values).
-    store = PostgresStore(pg_database, schema=f"t_{uuid.uuid4().hex[:8]}")
-    await store.migrate()
-    winner = {**RESULT, "fee": Decimal("0.5")}
-    other = await psycopg.AsyncConnection.connect(pg_database)
-    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)  # fresh view each poll
-    try:
-        await other.execute(f'SET search_path TO "{store._schema}"')
-        await other.execute(
-            store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
-        )
-        racing = asyncio.create_task(store.insert_or_get(RESULT, "pydantic"))
-
-        await waits_on_a_lock(watcher, "WITH inserted AS")  # the call waits on that row
-        await other.commit()
-        stored = await racing
-        assert stored.values == winner
-        assert await store.rows() == [winner]
-    finally:
-        await other.close()
-        await watcher.close()
-        await store.drop_schema()
-        await store.close()
-
-
-@pytest.mark.integration
 async def test_store__insert_or_get_many_stores_new_rows_keeps_old_ones_and_returns_every_first_row(
     store: ResultStore,
 ) -> None:
@@ -365,30 +334,50 @@ async def test_store__insert_or_get_many_stores_new_rows_keeps_old_ones_and_retu
     assert await store.insert_or_get_many([], "pydantic") == {}
 
 
+async def _store_one(store: PostgresStore, rows: list[dict[str, Any]]) -> dict[str, StoredResult]:
+    return {rows[0]["order_id"]: await store.insert_or_get(rows[0], "pydantic")}
+
+
+async def _store_many(store: PostgresStore, rows: list[dict[str, Any]]) -> dict[str, StoredResult]:
+    return await store.insert_or_get_many(rows, "pydantic")
+
+
 @pytest.mark.integration
-async def test_store__insert_or_get_many_racing_another_instance_returns_the_rows_that_won(
+@pytest.mark.parametrize(
+    ("call", "batch"),
+    [
+        pytest.param(_store_one, [RESULT], id="one order"),
+        pytest.param(_store_many, [RESULT, {**RESULT, "order_id": "ord-2"}], id="a batch"),
+    ],
+)
+async def test_store__insert_or_get_racing_another_instance_returns_the_rows_that_won(
     pg_database: str,
+    call: Callable[[PostgresStore, list[dict[str, Any]]], Awaitable[dict[str, StoredResult]]],
+    batch: list[dict[str, Any]],
 ) -> None:
-    # As for insert_or_get: a row another instance commits after this statement's snapshot is
-    # read back (a second statement), so every order of the batch comes back with its first row.
+    # Another instance inserts the same order in a transaction still open when this call starts:
+    # the call waits on that row, finds it committed after its statement's snapshot, inserts
+    # nothing for it, and must still return the winner's row (not nothing, not its own values),
+    # beside the rest of the batch as given.
     store = PostgresStore(pg_database, schema=f"t_{uuid.uuid4().hex[:8]}")
     await store.migrate()
     winner = {**RESULT, "fee": Decimal("0.5")}
     other = await psycopg.AsyncConnection.connect(pg_database)
-    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)
+    watcher = await psycopg.AsyncConnection.connect(pg_database, autocommit=True)  # fresh view each poll
     try:
         await other.execute(f'SET search_path TO "{store._schema}"')
         await other.execute(
             store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
         )
-        batch = [RESULT, {**RESULT, "order_id": "ord-2"}]
-        racing = asyncio.create_task(store.insert_or_get_many(batch, "pydantic"))
-        await waits_on_a_lock(watcher, "WITH input AS")
+        racing = asyncio.create_task(call(store, batch))
+        await waits_on_a_lock(watcher, "WITH input AS")  # the call waits on that row
         await other.commit()
         stored = await racing
-        assert stored["ord-1"].values == winner
-        assert stored["ord-2"].values == {**RESULT, "order_id": "ord-2"}
-        assert await store.rows() == [winner, {**RESULT, "order_id": "ord-2"}]
+        expected = [winner, *batch[1:]]
+        assert {order_id: s.values for order_id, s in stored.items()} == {
+            row["order_id"]: row for row in expected
+        }
+        assert await store.rows() == expected
     finally:
         await other.close()
         await watcher.close()

@@ -126,13 +126,6 @@ _PG_INSERT = (
     f"INSERT INTO order_results ({_INSERT_COLS}) VALUES ({', '.join(['%s'] * (len(STORED_COLUMNS) + 1))}) "
     "ON CONFLICT (order_id) DO NOTHING"
 )
-# One statement: the inserted row (RETURNING), else the row that was there. The second branch reads
-# the statement's snapshot, taken before the insert: it never sees the row this insert adds, so the
-# two branches never both return a row.
-_PG_INSERT_OR_GET = (
-    f"WITH inserted AS ({_PG_INSERT} RETURNING {_COLS}, published_stream_id) "
-    f"SELECT * FROM inserted UNION ALL {_PG_GET}"
-)
 _PG_TYPES = {
     "filled_quantity": "numeric",
     "average_price": "numeric",
@@ -272,21 +265,8 @@ class PostgresStore:
         return cur.rowcount == 1
 
     async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
-        """One statement (one round trip, one commit): the insert's ``RETURNING`` row, or the
-        row that was there (read in the same statement)."""
-        conn = await self._connection()
-        cur = await conn.execute(
-            _PG_INSERT_OR_GET, (*_exact_row(values, STORED_COLUMNS), path, values["order_id"])
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            return _pg_stored(row)
-        # Neither: another instance inserted the order after this statement's snapshot was
-        # taken (its insert waited for that one and did nothing). A new statement sees it.
-        stored = await self.get(values["order_id"])
-        if stored is None:  # pragma: no cover - the conflict means the row exists (never deleted)
-            raise RuntimeError(f"order {values['order_id']} conflicted but has no row")
-        return stored
+        """:meth:`insert_or_get_many` of one row."""
+        return (await self.insert_or_get_many([values], path))[values["order_id"]]
 
     async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
         """One statement (one round trip, one commit) for every row: ``INSERT ... SELECT FROM
@@ -301,7 +281,9 @@ class PostgresStore:
         stored = {row["order_id"]: _pg_stored(row) for row in await cur.fetchall()}
         missing = [order_id for order_id in ids if order_id not in stored]
         if missing:
-            # Inserted by another instance after this statement's snapshot (see insert_or_get).
+            # Neither inserted nor in the snapshot: another instance inserted the order after this
+            # statement's snapshot was taken (this insert waited for it and did nothing). A new
+            # statement sees it.
             cur = await conn.execute(_PG_GET_MANY, (missing,))
             stored.update((row["order_id"], _pg_stored(row)) for row in await cur.fetchall())
         if len(stored) < len(ids):  # pragma: no cover - a conflict means the row exists
@@ -382,12 +364,8 @@ class SqliteStore:
         return cur.rowcount == 1
 
     async def insert_or_get(self, values: dict[str, Any], path: str) -> StoredResult:
-        """``INSERT OR IGNORE`` then read the row back (a local file: no round trip to save)."""
-        async with self._lock:
-            self._db.execute(_LITE_INSERT, (*_text_row(values, STORED_COLUMNS), path))
-            stored = self._get(values["order_id"])
-        assert stored is not None  # just inserted, or there before
-        return stored
+        """:meth:`insert_or_get_many` of one row."""
+        return (await self.insert_or_get_many([values], path))[values["order_id"]]
 
     async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
         """Every ``INSERT OR IGNORE`` and the read back in one transaction (one commit)."""
