@@ -108,6 +108,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.report import Run, merge_document, to_json, to_markdown
     from bench.targets import evaluate
     from bench.throughput import measure_throughput
+    from bench.yardstick import compare
     from core.logging import configure_logging
 
     configure_logging("WARNING")
@@ -143,6 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     result.load_end = load_average()
     previous = load_previous(args.out)
+    committed = previous if args.out.resolve() == ROOT else load_previous(ROOT)
     ran = {s for s in SECTIONS if s in only}
     targets = carried_targets(previous, ran) + evaluate(result.costs, result.rates, result.e2e)
     order = ("codec:", "publish_many", "consumer", "end to end", "shadow")  # sections' order, carried or not
@@ -152,6 +154,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     if result.rates or previous.get(CARRIED_KEYS["throughput"]):
         result.chart = "BENCHMARKS.png"
+    # Before carried figures join the document: only this run's msgspec costs tell its machine.
+    result.yardstick = compare(to_json(result, args.seconds), committed)
     document = to_json(result, args.seconds)
     document["section_dates"] = section_dates(previous, ran, machine["date"])
     for section, key in CARRIED_KEYS.items():

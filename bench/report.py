@@ -15,6 +15,7 @@ from bench.stats import Figure
 from bench.summary import summary_from_json
 from bench.targets import Target, paired, per_message_us
 from bench.throughput import CONSUME, PUBLISH
+from bench.yardstick import Yardstick
 from core.topics import Topic
 
 __all__ = ["FOLDED", "Run", "merge_document", "to_json", "to_markdown"]
@@ -36,6 +37,8 @@ class Run:
     chart: str | None = None
     load_end: tuple[float, float, float] | None = None
     gate: QuietGate | None = None
+    yardstick: Yardstick | None = None
+    """This run's machine against the committed run's (None: no committed run to compare)."""
 
 
 FOLDED = ("## Transport (issue 3)",)
@@ -308,6 +311,8 @@ def to_json(run: Run, seconds: float) -> dict[str, Any]:
         "quiet_gate": run.gate.to_json() if run.gate else None,
         "targets": [t.to_json() for t in run.targets],
     }
+    if run.yardstick is not None:
+        out["machine_vs_committed"] = run.yardstick.to_json()
     if run.costs:
         out["codec_us_per_message"] = [
             {"case": c, "topic": t, "operation": op, **fig.to_json()}

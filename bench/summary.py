@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.yardstick import Yardstick
+
 __all__ = ["summary_from_json", "summary_lines"]
 
 _GROUPS = (  # target name prefix -> what a reader calls it
@@ -31,8 +33,13 @@ def _group(name: str) -> str:
     return "other"
 
 
-def summary_lines(targets: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The section's Markdown lines; ``targets`` and ``e2e`` as BENCHMARKS.json holds them."""
+def summary_lines(
+    targets: Sequence[Mapping[str, Any]],
+    e2e: Sequence[Mapping[str, Any]],
+    machine: Yardstick | None = None,
+) -> list[str]:
+    """The section's Markdown lines; ``targets`` and ``e2e`` as BENCHMARKS.json holds them,
+    ``machine``: how this run's machine compares with the committed run's."""
     met = [t for t in targets if t["met"]]
     missed = [t for t in targets if not t["met"]]
     lines = [
@@ -47,6 +54,8 @@ def summary_lines(targets: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[st
         f"Verdicts: {len(met)} of {len(targets)} targets met.",
         "",
     ]
+    if machine is not None and machine.sentence():
+        lines += [machine.sentence(), ""]
     for label in dict.fromkeys(_group(t["name"]) for t in targets):
         mine = [t for t in targets if _group(t["name"]) == label]
         ok = sum(1 for t in mine if t["met"])
@@ -91,4 +100,9 @@ def _hops(hops: Mapping[str, Any]) -> str:
 
 def summary_from_json(document: Mapping[str, Any]) -> list[str]:
     """:func:`summary_lines` from a BENCHMARKS.json document."""
-    return summary_lines(document.get("targets", []), document.get("end_to_end", []))
+    machine = document.get("machine_vs_committed")
+    return summary_lines(
+        document.get("targets", []),
+        document.get("end_to_end", []),
+        Yardstick.from_json(machine) if machine else None,
+    )
