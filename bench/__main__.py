@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.yardstick import Yardstick, compare
 from cdb.plugins import install_plugins
 
 __all__ = ["main", "run"]
@@ -108,7 +109,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.report import Run, merge_document, to_json, to_markdown
     from bench.targets import evaluate
     from bench.throughput import measure_throughput
-    from bench.yardstick import compare
     from core.logging import configure_logging
 
     configure_logging("WARNING")
@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     document = asyncio.run(run(args))
     for t in document["targets"]:
         print(f"{'met   ' if t['met'] else 'MISSED'} {t['name']}: {t['measured']} (wanted {t['wanted']})")
+    machine = document.get("machine_vs_committed")
+    if machine:
+        print(Yardstick.from_json(machine).sentence())
     print(
         f"wrote {args.out / 'BENCHMARKS.md'}, BENCHMARKS.json"
         + (", BENCHMARKS.png" if (args.out / "BENCHMARKS.png").exists() else "")

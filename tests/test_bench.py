@@ -43,7 +43,9 @@ def test_bench_quick__writes_markdown_json_and_chart_for_every_section(tmp_path:
     assert machine["reference"].startswith(committed["machine"]["date"])
     assert machine["msgspec"] > 0
     assert machine["ping"] > 0
-    assert f"msgspec's unchanged code took {machine['msgspec']:.1f}x as long" in markdown
+    told = f"msgspec's unchanged code took {machine['msgspec']:.1f}x as long"
+    assert told in markdown
+    assert told in done.stdout  # and on the console, beside the verdicts
 
 
 def test_cdb_bench__passes_its_options_to_the_benchmark() -> None:
