@@ -197,20 +197,75 @@ async def fenced(redis: aioredis.Redis, keys: KeySpace, **options: Any) -> Strea
     return c
 
 
+class Forwarding(Collector):
+    """A handler that defers one output per entry (its input, forwarded as a result)."""
+
+    def __init__(self, outputs: Publisher) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    async def __call__(self, decoded: Decoded, entry_id: str) -> None:
+        await super().__call__(decoded, entry_id)
+        self.outputs.defer(Topic.ORDER_RESULTS, make_messages(CODEC, Topic.ORDER_RESULTS, 1)[0])
+
+
+@pytest.mark.parametrize(
+    ("forwards", "round_trips"),
+    [
+        # The fenced read carrying the last batch's ack, the lease check, the outputs (a read, a
+        # lease check, the outputs and an ack of its own would be four).
+        pytest.param(True, 3, id="outputs: lease checked before them"),
+        # Nothing but the ack, which the next read's script fences: no check of its own.
+        pytest.param(False, 1, id="nothing to send: the read alone"),
+    ],
+)
 async def test_busy_fenced_consumer__the_ack_rides_in_the_next_fenced_read(
-    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int]
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int], forwards: bool, round_trips: int
 ) -> None:
-    c = await fenced(redis_async, keys)
+    outputs = Publisher(redis_async, CODEC, keys=keys, service=ServiceName.EXECUTION)
+    c = await fenced(redis_async, keys, outputs=outputs)
     await publish(redis_async, keys, 5 * BATCH)
-    seen = Collector()
+    seen = Forwarding(outputs) if forwards else Collector()
     assert await c.poll_once(seen, carry_ack=True) == BATCH
     for n in range(2, 5):
         writes[0] = 0
         assert await c.poll_once(seen, carry_ack=True) == BATCH
-        # The fenced read carrying the last batch's ack, then the lease check before outputs
-        # (a read, a lease check and an ack of its own would be three).
-        assert writes[0] == 2
+        assert writes[0] == round_trips
         assert await pending_ids(redis_async, keys) == seen.ids[(n - 1) * BATCH :]
+    assert await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS)) == (4 * BATCH if forwards else 0)
+
+
+@pytest.mark.parametrize("forwards", [True, False], ids=["outputs", "nothing to send"])
+async def test_stale_fenced_owner__its_batch_changes_nothing_in_redis_whether_or_not_it_sends(
+    redis_async: aioredis.Redis, keys: KeySpace, forwards: bool
+) -> None:
+    # The lease moves while the batch is handled (a pause past the lease): the outputs are held
+    # back by the check before them; a batch without outputs skips that check, and its ack is
+    # refused with the next read instead. Either way nothing of the stale batch reaches Redis.
+    outputs = Publisher(redis_async, CODEC, keys=keys, service=ServiceName.EXECUTION)
+    c = await fenced(redis_async, keys, outputs=outputs)
+    published = await publish(redis_async, keys, 2 * BATCH)
+    lease = keys.lease(ServiceName.EXECUTION, 0)
+
+    class PausedPastTheLease(Forwarding):
+        async def __call__(self, decoded: Decoded, entry_id: str) -> None:
+            if forwards:
+                await super().__call__(decoded, entry_id)
+            else:
+                await Collector.__call__(self, decoded, entry_id)
+            await redis_async.set(lease, "c2")
+
+    handled = PausedPastTheLease(outputs)
+    if forwards:
+        with pytest.raises(LeaseLostError):
+            await c.poll_once(handled, carry_ack=True)  # refused at the check before the outputs
+    else:
+        assert await c.poll_once(handled, carry_ack=True) == BATCH  # nothing to send: no check
+        with pytest.raises(LeaseLostError):
+            await c.poll_once(Collector(), carry_ack=True)  # the read carrying its ack is refused
+    assert handled.ids == published[:BATCH]
+    assert await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS)) == 0
+    assert await pending_ids(redis_async, keys) == published[:BATCH]  # nothing acknowledged
 
 
 async def test_fenced_owed_ack__refused_with_the_read_once_the_lease_moved(

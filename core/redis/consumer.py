@@ -91,7 +91,9 @@ class StreamConsumer:
     a batch whose outputs or ack fail raises :class:`StateAheadError` (the state must be rebuilt).
     ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
     read, claim and ack is refused by the server without it, and the lease is checked again
-    before the outputs are flushed; losing it raises :class:`LeaseLostError` from :meth:`run`.
+    before a batch's outputs, dead letters or batch step are sent (a batch with none of them has
+    only its ack, which the next read's script fences); losing it raises :class:`LeaseLostError`
+    from :meth:`run`.
     ``finish_batch``: one step for the work of the whole batch (e.g. execution's store and
     publish: one round trip for all its orders instead of one per order). A handler that returns
     something other than ``None`` hands that work to it; the step runs after the lease check and
@@ -531,7 +533,7 @@ class StreamConsumer:
         # Outputs first (finish_batch, before_ack, deferred outputs), then dead letters, then the
         # ack: if any step fails nothing is acked and the entries come back (a duplicate at
         # worst, never a loss).
-        if self.fence is not None:
+        if self.fence is not None and self._writes_besides_ack(waiting, ledger):
             await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
         if waiting:
             await self._finish(waiting, ledger, handled)
@@ -548,6 +550,18 @@ class StreamConsumer:
             self._owed += ledger.done  # sent with the next read (see poll_once)
             if self.detect_rewind:  # one id parsed per batch, not every one (~0.2 us an entry)
                 self._owed_newest = max(self._owed_newest, _newest(entries, ledger.done), key=id_key)
+
+    def _writes_besides_ack(self, waiting: Mapping[str, _Waiting], ledger: BatchLedger) -> bool:
+        """Whether settling the batch writes anything but its ack: a batch step, the before-ack
+        hook, outputs or dead letters. Only then is the lease checked on its own: an ack alone
+        goes with the next read (or the stop's ack), whose script checks the lease first, so a
+        stale owner's batch that sends nothing still changes nothing in Redis."""
+        return bool(
+            waiting
+            or self.before_ack is not None
+            or ledger.letters
+            or (self.outputs is not None and self.outputs.deferred)
+        )
 
     async def _sending_owed(self, call: Awaitable[T]) -> T:
         """``call``, which acknowledges the owed ids. A stateful consumer whose ack may have

@@ -43,6 +43,11 @@ class DeferredOutputs(Protocol):
         (the rest were); raises TransportError when nothing can be confirmed."""
         ...
 
+    @property
+    def deferred(self) -> int:
+        """How many outputs are queued (0: a flush would send nothing)."""
+        ...
+
 
 class Outbox:
     """Deferred outputs per topic, in order, each with its source."""
