@@ -54,8 +54,9 @@ def summary_lines(
         f"Verdicts: {len(met)} of {len(targets)} targets met.",
         "",
     ]
-    if machine is not None and machine.sentence():
-        lines += [machine.sentence(), ""]
+    told = machine.sentence() if machine is not None else ""
+    if told:
+        lines += [told, ""]
     for label in dict.fromkeys(_group(t["name"]) for t in targets):
         mine = [t for t in targets if _group(t["name"]) == label]
         ok = sum(1 for t in mine if t["met"])

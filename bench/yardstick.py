@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = ["Yardstick", "compare"]
@@ -37,12 +37,7 @@ class Yardstick:
 
     def to_json(self) -> dict[str, Any]:
         """As BENCHMARKS.json keeps it."""
-        return {
-            "reference": self.reference,
-            "msgspec": self.msgspec,
-            "ping": self.ping,
-            "python": self.python,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Yardstick:

@@ -247,20 +247,19 @@ async def test_stale_fenced_owner__its_batch_changes_nothing_in_redis_whether_or
     published = await publish(redis_async, keys, 2 * BATCH)
     lease = keys.lease(ServiceName.EXECUTION, 0)
 
-    class PausedPastTheLease(Forwarding):
-        async def __call__(self, decoded: Decoded, entry_id: str) -> None:
-            if forwards:
-                await super().__call__(decoded, entry_id)
-            else:
-                await Collector.__call__(self, decoded, entry_id)
-            await redis_async.set(lease, "c2")
+    handled = Forwarding(outputs) if forwards else Collector()
 
-    handled = PausedPastTheLease(outputs)
+    async def paused_past_the_lease(decoded: Decoded, entry_id: str) -> None:
+        await handled(decoded, entry_id)
+        await redis_async.set(lease, "c2")
+
     if forwards:
         with pytest.raises(LeaseLostError):
-            await c.poll_once(handled, carry_ack=True)  # refused at the check before the outputs
+            await c.poll_once(
+                paused_past_the_lease, carry_ack=True
+            )  # refused at the check before the outputs
     else:
-        assert await c.poll_once(handled, carry_ack=True) == BATCH  # nothing to send: no check
+        assert await c.poll_once(paused_past_the_lease, carry_ack=True) == BATCH  # nothing to send: no check
         with pytest.raises(LeaseLostError):
             await c.poll_once(Collector(), carry_ack=True)  # the read carrying its ack is refused
     assert handled.ids == published[:BATCH]
