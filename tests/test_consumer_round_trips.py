@@ -212,9 +212,9 @@ class Forwarding(Collector):
 @pytest.mark.parametrize(
     ("forwards", "round_trips"),
     [
-        # The fenced read carrying the last batch's ack, the lease check, the outputs (a read, a
-        # lease check, the outputs and an ack of its own would be four).
-        pytest.param(True, 3, id="outputs: lease checked before them"),
+        # The fenced read carrying the last batch's ack, the outputs in the script that checks
+        # the lease first (a read, a lease check, the outputs and an ack would be four).
+        pytest.param(True, 2, id="outputs: sent under the lease"),
         # Nothing but the ack, which the next read's script fences: no check of its own.
         pytest.param(False, 1, id="nothing to send: the read alone"),
     ],
@@ -307,29 +307,78 @@ async def test_fenced_owed_ack_lost__a_stateful_consumer_asks_for_a_rebuild_a_st
         assert isinstance(caught.value, StateAheadError) is stateful
 
 
-async def test_idle_fenced_consumer__the_ack_rides_the_first_read_then_it_reads_and_waits(
-    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+async def test_idle_fenced_consumer__the_ack_rides_the_first_read_then_it_reads_then_waits_and_reads_in_one(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch, writes: list[int]
 ) -> None:
-    c = await fenced(redis_async, keys)
+    c = await fenced(redis_async, keys, block_ms=50)
     await publish(redis_async, keys, BATCH)
     assert c.fence is not None
     calls: list[str] = []
-    read, xread = c.fence.read, redis_async.xread
+    read, wait_and_read = c.fence.read, c.fence.wait_and_read
 
     async def counted_read(*args: Any, **kwargs: Any) -> Any:
         calls.append("ack+read" if kwargs.get("ack") else "read")
         return await read(*args, **kwargs)
 
-    async def counted_xread(*args: Any, **kwargs: Any) -> Any:
-        calls.append("wait")
-        return await xread(*args, **kwargs)
+    async def counted_wait_and_read(*args: Any, **kwargs: Any) -> Any:
+        calls.append("wait+read")
+        return await wait_and_read(*args, **kwargs)
 
     monkeypatch.setattr(c.fence, "read", counted_read)
-    monkeypatch.setattr(redis_async, "xread", counted_xread)
+    monkeypatch.setattr(c.fence, "wait_and_read", counted_wait_and_read)
     assert await c.poll_once(Collector(), carry_ack=True) == BATCH
     calls.clear()
+    writes[0] = 0
     assert await c.poll_once(Collector(), carry_ack=True) == 0
     # The read carrying the ack found the stream drained; the blocking read reads first (an
-    # entry may have come meanwhile), then waits, then reads what the wait announced.
-    assert calls == ["ack+read", "read", "wait", "read"]
+    # entry may have come meanwhile), then waits and reads what the wait announced: one round
+    # trip, the server running the read as soon as the wait ends (here: it timed out).
+    assert calls == ["ack+read", "read", "wait+read"]
+    assert writes[0] == 3
     assert await pending_ids(redis_async, keys) == []
+
+
+async def test_idle_fenced_consumer__an_entry_arriving_during_the_wait_is_taken_in_the_waits_round_trip(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=2_000)
+    assert c.fence is not None
+    seen = Collector()
+    assert await c.poll_once(seen, carry_ack=True) == 0  # nothing yet: it reads, waits, reads
+    calls: list[str] = []
+    read, wait_and_read = c.fence.read, c.fence.wait_and_read
+
+    async def counted_read(*args: Any, **kwargs: Any) -> Any:
+        calls.append("read")
+        return await read(*args, **kwargs)
+
+    async def counted_wait_and_read(*args: Any, **kwargs: Any) -> Any:
+        calls.append("wait+read")
+        reply = await wait_and_read(*args, **kwargs)
+        calls.append(f"took {len(reply.entries)}")
+        return reply
+
+    monkeypatch.setattr(c.fence, "read", counted_read)
+    monkeypatch.setattr(c.fence, "wait_and_read", counted_wait_and_read)
+    waiting = asyncio.ensure_future(c.poll_once(seen, carry_ack=True))
+    await asyncio.sleep(0.2)  # the consumer is inside its wait now (its connection blocked)
+    await publish(redis_async, keys, 3)  # on another connection of the pool
+    assert await asyncio.wait_for(waiting, 1.5) == 3  # woken by the entries, long before the wait's end
+    assert calls == ["read", "wait+read", "took 3"]  # no read of its own after the wait
+    # Taken through the group (pending for this consumer until the ack owed is sent), once each.
+    assert await pending_ids(redis_async, keys) == seen.ids
+    await c.flush_acks()
+    assert await pending_ids(redis_async, keys) == []
+
+
+async def test_fenced_wait__a_stale_owner_is_refused_when_the_wait_ends(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=50)
+    assert await c.poll_once(Collector(), carry_ack=True) == 0
+    await publish(redis_async, keys, 3)
+    await redis_async.set(keys.lease(ServiceName.EXECUTION, 0), "c2")  # another owner now
+    assert c.fence is not None
+    with pytest.raises(LeaseLostError):
+        await c.fence.wait_and_read("c1", BATCH, b"0-0", 50, taken=None)
+    assert await pending_ids(redis_async, keys) == []  # nothing taken from under the new owner

@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
+from core.redis.fence import Fence
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.scripts import LuaScript, is_noscript
 from core.settings import ServiceSettings
@@ -143,3 +144,28 @@ async def test_once_publisher__a_batch_on_a_server_without_the_script__each_resu
         assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 3
     finally:
         await client.aclose()
+
+
+async def test_fenced_wait_and_read__on_a_server_without_the_fence_script__takes_each_entry_once(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    sync = redis.Redis.from_url(throwaway_redis.url)
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    try:
+        sync.set("lease", "me")
+        sync.xgroup_create("s", "g", id="0", mkstream=True)
+        first = sync.xadd("s", {"n": "1"})
+        fence = Fence(client, lease="lease", stream="s", group="g", owner="me")
+        # The wait ends at once (an entry after 0-0); the read behind it is refused NOSCRIPT, so
+        # nothing of it ran, and is sent again alone with the source.
+        read = await fence.wait_and_read("c", 10, b"0-0", 1_000)
+        assert [entry_id for entry_id, _ in read.entries] == [first]
+        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (1, 1)
+        second = sync.xadd("s", {"n": "2"})
+        read = await fence.wait_and_read("c", 10, first, 1_000, taken=first)
+        assert [entry_id for entry_id, _ in read.entries] == [second]  # by hash from now on
+        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (2, 1)
+        assert [row["message_id"] for row in sync.xpending_range("s", "g", "-", "+", 10)] == [first, second]
+    finally:
+        await client.aclose()
+        sync.close()

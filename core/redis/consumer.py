@@ -533,14 +533,18 @@ class StreamConsumer:
         # Outputs first (finish_batch, before_ack, deferred outputs), then dead letters, then the
         # ack: if any step fails nothing is acked and the entries come back (a duplicate at
         # worst, never a loss).
+        guard = None
         if self.fence is not None and self._writes_besides_ack(waiting, ledger):
-            await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
+            if waiting or self.before_ack is not None or ledger.letters:
+                await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
+            else:  # outputs alone: sent under the lease, checked in their own round trip
+                guard = self.fence.guard
         if waiting:
             await self._finish(waiting, ledger, handled)
         if self.before_ack is not None:
             await self.before_ack()
         if self.outputs is not None:
-            for source, error in (await self.outputs.flush_outputs()).items():
+            for source, error in (await self.outputs.flush_outputs(guard)).items():
                 if source in handled:
                     raw_id, fields, count = handled[source]
                     ledger.output_failed(raw_id, fields, error, count)

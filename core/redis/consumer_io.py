@@ -105,8 +105,9 @@ class GroupIO:
         pipelined; fenced: in the lease-checking script): when this returns they are
         acknowledged; when it raises, they may or may not be (an ``XACK`` is safe to send again).
 
-        Fenced: taken by the lease-checking script; the wait in between is a group-less
-        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause). A blocking call
+        Fenced: taken by the lease-checking script; the wait before it is a group-less
+        ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause), pipelined with
+        the script so that waking and taking are one round trip. A blocking call
         reads before it waits, even right after a non-blocking read that found nothing: under a
         steady trickle the entry has often arrived by then, and one read beats a wait and a read.
         If an earlier read's reply was lost
@@ -136,9 +137,14 @@ class GroupIO:
 
     async def _wait_and_read(self, fence: Fence, count: int, block_ms: int, last: bytes) -> list[Entry]:
         """Fenced: wait (group-less, moving nothing) for an entry after ``last``, then take new
-        entries through the lease-checking script."""
-        await self._call("wait", lambda: self.redis.xread({self.stream: last}, count=1, block=block_ms))
-        read = await self._call("read", lambda: fence.read(self.consumer, count, ">", taken=self._taken))
+        entries through the lease-checking script, in one round trip (:meth:`Fence.wait_and_read`:
+        an idle hop's wake costs no round trip of its own). Retried as one: a re-sent wait is
+        harmless, a re-sent read is what the script's ``taken`` check recovers from."""
+        read = await self._call(
+            "read",
+            lambda: fence.wait_and_read(self.consumer, count, last, block_ms, taken=self._taken),
+            also="wait",
+        )
         self.recovered = read.recovered
         self._received(read.entries)
         return read.entries

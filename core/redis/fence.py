@@ -13,7 +13,9 @@ slot (:meth:`core.topics.KeySpace.lease`), so this works on a cluster too.
 
 Waiting for new entries uses a plain ``XREAD BLOCK`` with no group: it moves nothing, so
 a re-sent wait (redis-py's retry after a pause) is harmless; the entries are then taken by
-the fenced read. A refused command raises :class:`~core.errors.LeaseLostError`.
+the fenced read, pipelined right behind the wait (:meth:`Fence.wait_and_read`: the server
+runs it the moment the wait ends, so waking costs no round trip of its own). A refused
+command raises :class:`~core.errors.LeaseLostError`.
 
 **A read of new entries is safe to send twice.** ``XREADGROUP >`` moves what it returns into
 the consumer's pending list; if its reply is lost (the connection torn down after the server
@@ -34,9 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import GroupRewoundError, LeaseLostError
+from core.redis.guarded import LeaseGuard
 from core.redis.modes import AsyncClient, reply_text
-from core.redis.scripts import LuaScript
-from core.redis.wire import send_one
+from core.redis.scripts import LuaScript, is_noscript
+from core.redis.wire import pack_command, send_one, send_pipelined
 
 __all__ = ["FENCED_SCRIPT", "Fence", "FencedRead", "FencedReply"]
 
@@ -116,6 +119,14 @@ def _fields(flat: Any) -> dict[bytes, bytes]:
     return dict(zip(pairs, pairs, strict=False))  # even length: checked above
 
 
+def _read_of(reply: Sequence[Any]) -> FencedRead:
+    """A fenced read's accepted reply (``{1 or 3, batches}``, or ``{1, false, last id}``)."""
+    batches = reply[1] if len(reply) > 1 else None
+    if not batches:
+        return FencedRead([], reply[2] if len(reply) > 2 else None)
+    return FencedRead(entries_of(batches[0][1]), recovered=int(reply[0]) == 3)
+
+
 def entries_of(raw: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """``[[id, [f, v, ...] or nil], ...]`` as (id, fields) pairs; a deleted entry has no fields."""
     return [(row[0], _fields(row[1] if len(row) > 1 else None)) for row in raw or []]
@@ -147,6 +158,10 @@ class Fence:
 
     async def _run(self, *args: str | bytes | int) -> list[Any]:
         reply = await FENCED_SCRIPT.run(self.redis, 2, self.lease, self.stream, self.owner, *args)
+        return await self._accepted(reply, args)
+
+    async def _accepted(self, reply: Any, args: Sequence[str | bytes | int]) -> list[Any]:
+        """The script's reply to ``args``, or the refusal it stands for raised."""
         if reply and int(reply[0]) == 2:
             last, taken = reply_text(reply[1]), reply_text(args[-1])
             raise GroupRewoundError(
@@ -189,10 +204,35 @@ class Fence:
             if ack:
                 raise ValueError("only a read of new entries carries acknowledgements")
             reply = await self._run("read", self.group, consumer, count, start)
-        batches = reply[1] if len(reply) > 1 else None
-        if not batches:
-            return FencedRead([], reply[2] if len(reply) > 2 else None)
-        return FencedRead(entries_of(batches[0][1]), recovered=int(reply[0]) == 3)
+        return _read_of(reply)
+
+    async def wait_and_read(
+        self, consumer: str, count: int, after: bytes, block_ms: int, *, taken: bytes | None = None
+    ) -> FencedRead:
+        """Wait up to ``block_ms`` for an entry after ``after`` with a group-less ``XREAD BLOCK``
+        (it moves nothing), then :meth:`read` new entries, both in one round trip: the server
+        holds a blocked client's next command until the wait ends, so the read runs the moment
+        an entry arrives (or the wait times out: then it finds what came meanwhile, often
+        nothing), without a second round trip from here.
+
+        If the reply is lost (a stop cancelling the wait, a dropped connection), entries the read
+        took are pending for ``consumer`` after ``taken``: the next read returns them first, as
+        after any lost read (see the module docstring)."""
+        args = ("read", self.group, consumer, count, ">", taken or "0-0")
+        wait: list[str | bytes] = ["XREAD", "COUNT", "1", "BLOCK", str(block_ms)]
+        wait += ["STREAMS", self.stream, after]
+        read = FENCED_SCRIPT.command(2, self.lease, self.stream, self.owner, *args)
+        replies: list[Any] = []
+        await send_pipelined(
+            self.redis, [([pack_command(wait), pack_command(read)], 2)], replies.extend, key=self.stream
+        )
+        reply = replies[1]
+        if is_noscript(reply):  # nothing of it ran; the wait is over: the read alone, with the source
+            source = FENCED_SCRIPT.source_command(2, self.lease, self.stream, self.owner, *args)
+            reply = await send_one(self.redis, source, self.stream)
+        if isinstance(reply, Exception):
+            raise reply  # e.g. NOGROUP (the caller recreates the group); the wait's own error is this one's
+        return _read_of(await self._accepted(reply, args))
 
     async def claim(self, consumer: str, min_idle_ms: int, start: bytes | str, count: int) -> tuple[Any, Any]:
         """XAUTOCLAIM; returns (next cursor, entries)."""
@@ -207,11 +247,9 @@ class Fence:
 
     async def check(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is this instance's now."""
-        holder = await send_one(self.redis, ["GET", self.lease], self.lease)
-        if isinstance(holder, Exception):
-            raise holder
-        if holder is None or reply_text(holder) != self.owner:
-            raise LeaseLostError(
-                f"{self.owner} no longer holds the lease of {self.stream} "
-                f"(held by {reply_text(holder) if holder is not None else 'nobody'}): outputs not sent"
-            )
+        await self.guard.check(self.redis)
+
+    @property
+    def guard(self) -> LeaseGuard:
+        """This lease, for outputs sent under it (:mod:`core.redis.guarded`)."""
+        return LeaseGuard(self.lease, self.owner, self.stream)

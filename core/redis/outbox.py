@@ -19,6 +19,7 @@ from typing import Protocol
 
 from core.codec import Codec
 from core.errors import ContractError
+from core.redis.guarded import LeaseGuard
 from core.topics import Topic
 
 __all__ = ["Deferred", "DeferredOutputs", "Outbox", "unpackable", "utf8_checked"]
@@ -38,9 +39,11 @@ class DeferredOutputs(Protocol):
         """Drop what ``source`` queued (its handler failed)."""
         ...
 
-    async def flush_outputs(self) -> dict[str, BaseException]:
+    async def flush_outputs(self, guard: LeaseGuard | None = None) -> dict[str, BaseException]:
         """Send everything queued; ``{source: error}`` for inputs whose outputs could not be sent
-        (the rest were); raises TransportError when nothing can be confirmed."""
+        (the rest were); raises TransportError when nothing can be confirmed. With ``guard``,
+        only while that lease is held (LeaseLostError otherwise), checked by the server with
+        the writes where it can (:mod:`core.redis.guarded`)."""
         ...
 
     @property

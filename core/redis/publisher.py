@@ -36,11 +36,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from core.codec import Codec, Message
-from core.errors import CdbError, NotReplicatedError, TransportError
+from core.errors import CdbError, LeaseLostError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis import outbox
-from core.redis.modes import AsyncClient
+from core.redis.guarded import GUARDED_PUBLISH, LeaseGuard, guarded_args, guarded_ids
+from core.redis.modes import AsyncClient, is_cluster
 from core.redis.outbox import Deferred, Outbox
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.sync_publish import message_partition, publish_message, stream_ids, wall_ms
@@ -195,30 +196,38 @@ class Publisher:
             raise next(iter(failed.values()))
         return sent
 
-    async def flush_outputs(self) -> dict[str, BaseException]:
+    async def flush_outputs(self, guard: LeaseGuard | None = None) -> dict[str, BaseException]:
         """Publish every deferred message like :meth:`flush`, containing a failure to the input
         whose output caused it: returns ``{source: error}`` for inputs whose outputs could not
         be sent (the rest were sent), and still raises :class:`~core.errors.TransportError`
-        when Redis is away (then nothing may be acknowledged)."""
-        return (await self._flush())[1]
+        when Redis is away (then nothing may be acknowledged).
 
-    async def _flush(self) -> tuple[int, dict[str, BaseException]]:
+        ``guard``: only while this lease is held. On one server every output stream's messages
+        go in a script that checks the lease first (:mod:`core.redis.guarded`: no round trip of
+        its own); on a cluster the lease is read first. Either way a lost lease raises
+        :class:`~core.errors.LeaseLostError` (the outputs taken, none sent after it was lost)."""
+        if guard is not None and is_cluster(self.redis) and self._outbox:
+            await guard.check(self.redis)
+            guard = None
+        return (await self._flush(guard))[1]
+
+    async def _flush(self, guard: LeaseGuard | None = None) -> tuple[int, dict[str, BaseException]]:
         queued = self._outbox.take()
         sent = 0
         failed: dict[str, BaseException] = {}
         for topic, items in queued.items():
             try:
-                sent += len(await self._send(topic, items))
+                sent += len(await self._send(topic, items, guard))
             except CdbError:
                 raise  # the transport's (or a re-raised contract) error: the whole batch waits
             except Exception as exc:
-                good, failures = await self._contain(topic, items, exc)
+                good, failures = await self._contain(topic, items, exc, guard)
                 sent += good
                 failed.update(failures)
         return sent, failed
 
     async def _contain(
-        self, topic: Topic, items: Sequence[Deferred], exc: Exception
+        self, topic: Topic, items: Sequence[Deferred], exc: Exception, guard: LeaseGuard | None
     ) -> tuple[int, dict[str, BaseException]]:
         # A bug-class failure while packing (defer already checked every value): find the outputs
         # that cannot be packed alone, send the others again (a duplicate at worst: at least
@@ -233,7 +242,7 @@ class Publisher:
         failed: dict[str, BaseException] = {}
         for i, error in bad.items():
             failed.setdefault(items[i][3] or "", error)
-        sent = await self._send(topic, [item for i, item in enumerate(items) if i not in bad])
+        sent = await self._send(topic, [item for i, item in enumerate(items) if i not in bad], guard)
         return len(sent), failed
 
     def _encode(self, topic: Topic, message: Message) -> Encoded:
@@ -242,16 +251,18 @@ class Publisher:
         outbox.utf8_checked(codec, topic, body, fields)
         return body, fields, 0 if self.keys.partitions == 1 else message_partition(self.keys, topic, message)
 
-    async def _send(self, topic: Topic, encoded: Sequence[Encoded | Deferred]) -> list[str]:
+    async def _send(
+        self, topic: Topic, encoded: Sequence[Encoded | Deferred], guard: LeaseGuard | None = None
+    ) -> list[str]:
         if not encoded:
             return []
         if self.keys.partitions == 1:
-            return await self._send_partition(topic, 0, encoded)
+            return await self._send_partition(topic, 0, encoded, guard)
         positions: dict[int, list[int]] = {}
         for i, item in enumerate(encoded):
             positions.setdefault(item[2], []).append(i)
         outcomes = await asyncio.gather(
-            *(self._send_partition(topic, p, [encoded[i] for i in at]) for p, at in positions.items()),
+            *(self._send_partition(topic, p, [encoded[i] for i in at], guard) for p, at in positions.items()),
             return_exceptions=True,
         )
         ids = [""] * len(encoded)
@@ -271,10 +282,12 @@ class Publisher:
         return ids
 
     async def _send_partition(
-        self, topic: Topic, partition: int, encoded: Sequence[Encoded | Deferred]
+        self, topic: Topic, partition: int, encoded: Sequence[Encoded | Deferred], guard: LeaseGuard | None
     ) -> list[str]:
         packer, size, wait = self._packer(topic, partition), self.chunk, self.wait_replicas
         ids: list[str] = []
+        if guard is not None:
+            return await self._send_guarded(topic, packer.stream, encoded, guard)
 
         def confirmed(replies: list[Any]) -> None:
             if not wait:
@@ -314,6 +327,42 @@ class Publisher:
                 self.written[packer.stream] = ids[-1]
         return ids
 
+    async def _send_guarded(
+        self, topic: Topic, stream: str, encoded: Sequence[Encoded | Deferred], guard: LeaseGuard
+    ) -> list[str]:
+        """:meth:`_send_partition` under ``guard`` (one server): one guarded script per chunk,
+        every chunk in one round trip, sent again whole after a connection error."""
+        size, wait, channel = self.chunk, self.wait_replicas, self.keys.channel(topic)
+        ids: list[str] = []
+
+        async def send() -> None:
+            trim = self.trim.args(wall_ms())
+            calls = [
+                (2, guarded_args(guard, stream, channel, trim, encoded[i : i + size]))
+                for i in range(0, len(encoded), size)
+            ]
+            then = [["WAIT", str(wait), str(self.wait_timeout_ms)]] if wait else []
+            replies = await GUARDED_PUBLISH.send_many(self.redis, calls, then=then)
+            if wait:
+                acked = replies.pop()
+                if isinstance(acked, Exception):
+                    raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
+                if int(acked) < wait:
+                    raise _ShortError(int(acked))
+            ids[:] = guarded_ids(guard, topic.value, replies)
+
+        try:
+            await call_async(self.retry, f"publish {topic.value}", send, on_retry=self._on_retry)
+        except _ShortError as short:
+            unconfirmed = list(range(len(encoded)))
+            raise NotReplicatedError(topic.value, unconfirmed, wait, short.acknowledged) from None
+        finally:
+            if self.metrics is not None:
+                self.metrics.count_published(topic, self.codec.path, len(ids))
+            if ids:
+                self.written[stream] = ids[-1]
+        return ids
+
     def _packer(self, topic: Topic, partition: int) -> PublishPacker:
         packer = self._packers.get((topic, partition))
         if packer is None:
@@ -349,6 +398,9 @@ def _combined(
         acked = min(f.acknowledged for f in failures if isinstance(f, NotReplicatedError))
         return NotReplicatedError(topic.value, short, first.wanted, acked)
     cause = next(f for f in failures if not isinstance(f, NotReplicatedError))
+    lost = next((f for f in failures if isinstance(f, LeaseLostError)), None)
+    if lost is not None:
+        return lost  # a lost lease stops the batch whatever else failed: the caller must see it
     if not isinstance(cause, TransportError):
         return cause  # a bug or a ContractError: not the transport's to rename
     error = TransportError(f"{cause} ({confirmed} of {total} messages were confirmed in all partitions)")
