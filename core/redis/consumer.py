@@ -91,9 +91,10 @@ class StreamConsumer:
     a batch whose outputs or ack fail raises :class:`StateAheadError` (the state must be rebuilt).
     ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
     read, claim and ack is refused by the server without it, and the lease is checked again
-    before a batch's outputs, dead letters or batch step are sent (a batch with none of them has
-    only its ack, which the next read's script fences); losing it raises :class:`LeaseLostError`
-    from :meth:`run`.
+    before a batch's outputs, dead letters or batch step are sent (outputs alone go under the
+    lease, :mod:`core.redis.guarded`: on one server the check rides in their write; a batch with
+    none of them has only its ack, which the next read's script fences); losing it raises
+    :class:`LeaseLostError` from :meth:`run`.
     ``finish_batch``: one step for the work of the whole batch (e.g. execution's store and
     publish: one round trip for all its orders instead of one per order). A handler that returns
     something other than ``None`` hands that work to it; the step runs after the lease check and
@@ -557,9 +558,10 @@ class StreamConsumer:
 
     def _writes_besides_ack(self, waiting: Mapping[str, _Waiting], ledger: BatchLedger) -> bool:
         """Whether settling the batch writes anything but its ack: a batch step, the before-ack
-        hook, outputs or dead letters. Only then is the lease checked on its own: an ack alone
-        goes with the next read (or the stop's ack), whose script checks the lease first, so a
-        stale owner's batch that sends nothing still changes nothing in Redis."""
+        hook, outputs or dead letters. Only then is the lease checked before them (for outputs
+        alone, in their own write where the server allows): an ack alone goes with the next read
+        (or the stop's ack), whose script checks the lease first, so a stale owner's batch that
+        sends nothing still changes nothing in Redis."""
         return bool(
             waiting
             or self.before_ack is not None
