@@ -21,7 +21,8 @@ What each user may do (and nothing else):
   can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
   positions (``KeySpace.source_positions()``); a consuming service also
   runs the lease and membership scripts (EVAL: GET/SET/PEXPIRE/DEL on its own
-  partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set);
+  partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set) and the
+  script that writes a batch's outputs under its lease (EVAL on its leases and output streams);
   execution also runs its publish-once script (EVAL on its output stream and its
   ``{<stream>}:published:*`` markers, GET/SET on those markers).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
@@ -245,6 +246,9 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         # when the server lacks it: core.redis.scripts). Each needs both keys in one selector;
         # its GET passes the lease rule, XREADGROUP/XACK the stream's.
         rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval", "+evalsha"))
+        # core.redis.guarded: a batch's outputs are written by a script that checks the lease
+        # first (its GET passes the lease rule, its PUBLISH/XADD the output rule above).
+        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(out)), "+eval", "+evalsha"))
     return rules
 
 
