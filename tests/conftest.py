@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import fakeredis
 import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 
 from cdb.plugins import install_plugins
 from core.topics import KeySpace
@@ -124,3 +126,30 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
     server = ThrowawayRedis().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+async def throwaway_clients(
+    throwaway_redis: ThrowawayRedis,
+) -> AsyncIterator[tuple[redis.Redis, aioredis.Redis]]:
+    """A blocking and an asyncio client of the test's own redis-server (``throwaway_redis``)."""
+    sync = redis.Redis.from_url(throwaway_redis.url)
+    client = aioredis.Redis.from_url(throwaway_redis.url)
+    yield sync, client
+    await client.aclose()
+    sync.close()
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a connection wrote to Redis (one write, then its replies: a round trip);
+    redis-py's commands and the pipelined sends both go through ``send_packed_command``."""
+    count = [0]
+    original = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        count[0] += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return count

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.codec import Decoded
@@ -37,21 +36,6 @@ async def publish(redis: aioredis.Redis, keys: KeySpace, n: int) -> list[str]:
 async def pending_ids(redis: aioredis.Redis, keys: KeySpace) -> list[str]:
     rows = await redis.xpending_range(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION), "-", "+", 10_000)
     return [row["message_id"].decode() for row in rows]
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times a connection wrote to Redis (one write, then its replies: a round trip);
-    redis-py's commands and the pipelined sends both go through ``send_packed_command``."""
-    count = [0]
-    original = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        count[0] += 1
-        await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return count
 
 
 async def test_busy_consumer__one_round_trip_per_batch_the_ack_riding_with_the_next_read(

@@ -12,7 +12,6 @@ import redis
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio.connection import AbstractConnection
 
 from core.codec import build_codec
 from core.errors import LeaseLostError, NotReplicatedError
@@ -22,7 +21,6 @@ from core.redis.guarded import LeaseGuard
 from core.redis.modes import RedisTarget
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from harness.local_topologies import LocalRedisCluster
-from tests.support.servers import ThrowawayRedis
 from tests.transport_helpers import make_messages, valid_values
 
 pytestmark = pytest.mark.integration
@@ -51,20 +49,6 @@ async def _stream_ids(client: Any, keys: KeySpace) -> list[str]:
     for stream in keys.streams(TOPIC):
         ids += [entry_id.decode() for entry_id, _ in await client.xrange(stream)]
     return ids
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times a connection wrote to Redis (a round trip each)."""
-    count = [0]
-    original = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        count[0] += 1
-        await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return count
 
 
 async def test_guarded_flush__lease_held__every_output_on_its_stream_and_channel_in_one_round_trip(
@@ -146,25 +130,20 @@ async def test_guarded_flush__replica_wait_on_a_server_without_replicas__names_e
 
 
 async def test_guarded_flush__server_without_the_script__each_output_written_once(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    sync = redis.Redis.from_url(throwaway_redis.url)
-    client = aioredis.Redis.from_url(throwaway_redis.url)
+    sync, client = throwaway_clients
     keys = KeySpace("guarded:")
-    try:
-        sync.set(_guard(keys).lease, "me")
-        publisher = _publisher(client, keys)
-        _defer(publisher, make_messages(CODEC, TOPIC, 4))
-        assert await publisher.flush_outputs(_guard(keys)) == {}
-        _defer(publisher, make_messages(CODEC, TOPIC, 2, start=4))
-        assert await publisher.flush_outputs(_guard(keys)) == {}
-        assert sync.xlen(keys.stream(TOPIC)) == 6
-        stats = sync.info("commandstats")
-        assert stats["cmdstat_eval"]["calls"] == 1  # the source once, after NOSCRIPT
-        assert stats["cmdstat_evalsha"]["calls"] == 2
-    finally:
-        await client.aclose()
-        sync.close()
+    sync.set(_guard(keys).lease, "me")
+    publisher = _publisher(client, keys)
+    _defer(publisher, make_messages(CODEC, TOPIC, 4))
+    assert await publisher.flush_outputs(_guard(keys)) == {}
+    _defer(publisher, make_messages(CODEC, TOPIC, 2, start=4))
+    assert await publisher.flush_outputs(_guard(keys)) == {}
+    assert sync.xlen(keys.stream(TOPIC)) == 6
+    stats = sync.info("commandstats")
+    assert stats["cmdstat_eval"]["calls"] == 1  # the source once, after NOSCRIPT
+    assert stats["cmdstat_evalsha"]["calls"] == 2
 
 
 _REASON = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)

@@ -29,18 +29,13 @@ def _calls(sync: redis.Redis, command: str) -> int:
 
 
 async def test_lua_script__new_server__sends_the_source_once_then_only_the_hash(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    sync = redis.Redis.from_url(throwaway_redis.url)
-    client = aioredis.Redis.from_url(throwaway_redis.url)
-    try:
-        replies = [await COUNTER.run(client, 1, "n") for _ in range(3)]
-        assert replies == [1, 2, 3]  # every call ran exactly once
-        assert _calls(sync, "eval") == 1  # the first, after NOSCRIPT
-        assert _calls(sync, "evalsha") == 3  # the refused one (nothing ran) and the two after it
-    finally:
-        await client.aclose()
-        sync.close()
+    sync, client = throwaway_clients
+    replies = [await COUNTER.run(client, 1, "n") for _ in range(3)]
+    assert replies == [1, 2, 3]  # every call ran exactly once
+    assert _calls(sync, "eval") == 1  # the first, after NOSCRIPT
+    assert _calls(sync, "evalsha") == 3  # the refused one (nothing ran) and the two after it
 
 
 async def test_lua_script__server_restarted_without_its_scripts__runs_the_call_once(
@@ -74,98 +69,78 @@ def test_lua_script__commands__hash_or_source_with_the_same_arguments() -> None:
 
 
 async def test_once_publisher__server_without_the_script__publishes_once_by_hash_after(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    sync = redis.Redis.from_url(throwaway_redis.url)
-    client = aioredis.Redis.from_url(throwaway_redis.url)
+    sync, client = throwaway_clients
     keys = KeySpace("scripts:")
-    try:
-        overrides = {"key_prefix": keys.prefix}
-        settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
-        ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
-        once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
-        result = ctx.codec.build(Topic.ORDER_RESULTS, valid_message(Topic.ORDER_RESULTS))
-        first = await once.publish("ord-1", result)
-        again = await once.publish("ord-1", result)
+    overrides = {"key_prefix": keys.prefix}
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
+    once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+    result = ctx.codec.build(Topic.ORDER_RESULTS, valid_message(Topic.ORDER_RESULTS))
+    first = await once.publish("ord-1", result)
+    again = await once.publish("ord-1", result)
 
-        assert (first.new, again.new) == (True, False)
-        assert again.stream_id == first.stream_id
-        assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1
-        assert (_calls(sync, "eval"), _calls(sync, "evalsha")) == (1, 2)
-    finally:
-        await client.aclose()
-        sync.close()
+    assert (first.new, again.new) == (True, False)
+    assert again.stream_id == first.stream_id
+    assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1
+    assert (_calls(sync, "eval"), _calls(sync, "evalsha")) == (1, 2)
 
 
 async def test_lua_script__many_calls_on_a_server_without_it__one_round_trip_then_each_runs_once(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    sync = redis.Redis.from_url(throwaway_redis.url)
-    client = aioredis.Redis.from_url(throwaway_redis.url)
-    try:
-        replies = await COUNTER.send_many(client, [(1, ["n"]), (1, ["n"]), (1, ["m"])], then=[["PING"]])
-        assert replies == [1, 2, 1, b"PONG"]  # each call ran once, in order; PING's reply last
-        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (3, 3)  # all refused, all resent
-        assert await COUNTER.send_many(client, [(1, ["n"]), (1, ["m"])]) == [3, 2]
-        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (5, 3)  # by hash from now on
-    finally:
-        await client.aclose()
-        sync.close()
+    sync, client = throwaway_clients
+    replies = await COUNTER.send_many(client, [(1, ["n"]), (1, ["n"]), (1, ["m"])], then=[["PING"]])
+    assert replies == [1, 2, 1, b"PONG"]  # each call ran once, in order; PING's reply last
+    assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (3, 3)  # all refused, all resent
+    assert await COUNTER.send_many(client, [(1, ["n"]), (1, ["m"])]) == [3, 2]
+    assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (5, 3)  # by hash from now on
 
 
 async def test_once_publisher__a_batch_on_a_server_without_the_script__each_result_published_once(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    client = aioredis.Redis.from_url(throwaway_redis.url)
+    client = throwaway_clients[1]
     keys = KeySpace("scripts:")
-    try:
-        settings = ServiceSettings.load(
-            ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix}
-        )
-        ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
-        once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
-        values = valid_message(Topic.ORDER_RESULTS)
-        batch = [
-            (f"ord-{i}", ctx.codec.build(Topic.ORDER_RESULTS, {**values, "order_id": f"ord-{i}"}))
-            for i in range(3)
-        ]
-        first = await once.publish_many(batch)
-        again = await once.publish_many([batch[1], batch[1], batch[2]])
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix})
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
+    once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+    values = valid_message(Topic.ORDER_RESULTS)
+    batch = [
+        (f"ord-{i}", ctx.codec.build(Topic.ORDER_RESULTS, {**values, "order_id": f"ord-{i}"}))
+        for i in range(3)
+    ]
+    first = await once.publish_many(batch)
+    again = await once.publish_many([batch[1], batch[1], batch[2]])
 
-        assert all(isinstance(p, Published) for p in [*first, *again])
-        ids = [p.stream_id for p in first if isinstance(p, Published)]
-        assert [p.new for p in first if isinstance(p, Published)] == [True, True, True]
-        assert len(set(ids)) == 3
-        assert [(p.new, p.stream_id) for p in again if isinstance(p, Published)] == [
-            (False, ids[1]),
-            (False, ids[1]),
-            (False, ids[2]),
-        ]
-        assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 3
-    finally:
-        await client.aclose()
+    assert all(isinstance(p, Published) for p in [*first, *again])
+    ids = [p.stream_id for p in first if isinstance(p, Published)]
+    assert [p.new for p in first if isinstance(p, Published)] == [True, True, True]
+    assert len(set(ids)) == 3
+    assert [(p.new, p.stream_id) for p in again if isinstance(p, Published)] == [
+        (False, ids[1]),
+        (False, ids[1]),
+        (False, ids[2]),
+    ]
+    assert await client.xlen(keys.stream(Topic.ORDER_RESULTS)) == 3
 
 
 async def test_fenced_wait_and_read__on_a_server_without_the_fence_script__takes_each_entry_once(
-    throwaway_redis: ThrowawayRedis,
+    throwaway_clients: tuple[redis.Redis, aioredis.Redis],
 ) -> None:
-    sync = redis.Redis.from_url(throwaway_redis.url)
-    client = aioredis.Redis.from_url(throwaway_redis.url)
-    try:
-        sync.set("lease", "me")
-        sync.xgroup_create("s", "g", id="0", mkstream=True)
-        first = sync.xadd("s", {"n": "1"})
-        fence = Fence(client, lease="lease", stream="s", group="g", owner="me")
-        # The wait ends at once (an entry after 0-0); the read behind it is refused NOSCRIPT, so
-        # nothing of it ran, and is sent again alone with the source.
-        read = await fence.wait_and_read("c", 10, b"0-0", 1_000)
-        assert [entry_id for entry_id, _ in read.entries] == [first]
-        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (1, 1)
-        second = sync.xadd("s", {"n": "2"})
-        read = await fence.wait_and_read("c", 10, first, 1_000, taken=first)
-        assert [entry_id for entry_id, _ in read.entries] == [second]  # by hash from now on
-        assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (2, 1)
-        assert [row["message_id"] for row in sync.xpending_range("s", "g", "-", "+", 10)] == [first, second]
-    finally:
-        await client.aclose()
-        sync.close()
+    sync, client = throwaway_clients
+    sync.set("lease", "me")
+    sync.xgroup_create("s", "g", id="0", mkstream=True)
+    first = sync.xadd("s", {"n": "1"})
+    fence = Fence(client, lease="lease", stream="s", group="g", owner="me")
+    # The wait ends at once (an entry after 0-0); the read behind it is refused NOSCRIPT, so
+    # nothing of it ran, and is sent again alone with the source.
+    read = await fence.wait_and_read("c", 10, b"0-0", 1_000)
+    assert [entry_id for entry_id, _ in read.entries] == [first]
+    assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (1, 1)
+    second = sync.xadd("s", {"n": "2"})
+    read = await fence.wait_and_read("c", 10, first, 1_000, taken=first)
+    assert [entry_id for entry_id, _ in read.entries] == [second]  # by hash from now on
+    assert (_calls(sync, "evalsha"), _calls(sync, "eval")) == (2, 1)
+    assert [row["message_id"] for row in sync.xpending_range("s", "g", "-", "+", 10)] == [first, second]
