@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from bench.e2e_probe import PRIMING, SYMBOL, ProbeSeries
 from core.topics import KeySpace, ServiceName, Topic
+from services.pipeline import group_backlog
 from services.ws.replay import BUNDLED_TRADES, load_trades
 from services.ws.service import WsService
 from services.ws.trades import Side, Trade
@@ -194,12 +195,4 @@ async def backlog(p: GroupProgress) -> int:
     """Entries the group has not finished: undelivered (lag) plus pending."""
     topic = p.service.consumes
     assert topic is not None
-    try:
-        groups: list[dict[str, Any]] = await p.redis.xinfo_groups(p.keys.stream(topic))
-    except aioredis.ResponseError:
-        return 0
-    for info in groups:
-        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        if name == p.keys.group(p.service):
-            return int(info.get("lag") or 0) + int(info["pending"])
-    return 0
+    return await group_backlog(p.redis, p.keys.stream(topic), p.keys.group(p.service))

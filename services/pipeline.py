@@ -16,6 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from core.codec import build_codec
 from core.redis import Publisher
+from core.redis.consumer_io import undelivered
 from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
@@ -83,11 +84,7 @@ async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
     for info in groups:
         name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
         if name == group:
-            lag = info.get("lag")
-            if lag is None:  # unknown after trimming: compare ids instead
-                last = (await redis.xinfo_stream(stream))["last-generated-id"]
-                lag = 0 if info["last-delivered-id"] == last else 1
-            return int(lag) + int(info["pending"])
+            return await undelivered(redis, stream, info) + int(info["pending"])
     return await redis.xlen(stream)  # group not created yet: everything is waiting
 
 

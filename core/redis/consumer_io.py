@@ -7,7 +7,7 @@ commands it takes (XGROUP, XREADGROUP, XAUTOCLAIM, XPENDING, XACK, XINFO).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
@@ -17,7 +17,7 @@ from core.redis.modes import AsyncClient
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
 
-__all__ = ["Entry", "GroupIO", "id_key"]
+__all__ = ["Entry", "GroupIO", "id_key", "undelivered"]
 
 T = TypeVar("T")
 
@@ -296,17 +296,12 @@ class GroupIO:
     async def backlog(self) -> tuple[int, int]:
         """(entries not yet delivered to the group, entries delivered but not acked)."""
         groups = await self._call("info", lambda: self.redis.xinfo_groups(self.stream))
-        for info in groups:
-            name = info.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) != self.group:
-                continue
-            self.last_delivered = _as_bytes(info.get("last-delivered-id") or b"0-0")
-            pending = int(info.get("pending") or 0)
-            lag = info.get("lag")
-            if lag is None:  # Redis cannot tell after deletions: the stream length bounds it
-                lag = await self._call("info", lambda: self.redis.xlen(self.stream))
-            return int(lag or 0), pending
-        return 0, 0
+        mine = next((g for g in groups if _as_text(g.get("name")) == self.group), None)
+        if mine is None:
+            return 0, 0
+        self.last_delivered = _as_bytes(mine.get("last-delivered-id") or b"0-0")
+        lag = await self._call("info", lambda: undelivered(self.redis, self.stream, mine))
+        return lag, int(mine.get("pending") or 0)
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, also: str | None = None) -> T:
         async def attempt() -> T:
@@ -341,7 +336,30 @@ class GroupIO:
         return both
 
 
+async def undelivered(redis: AsyncClient, stream: str, group: Mapping[str, Any]) -> int:
+    """How many entries of ``stream`` are not yet delivered to the group ``group`` describes (its
+    ``XINFO GROUPS`` row).
+
+    Redis's own ``lag`` is taken when it is 0. Otherwise it may be wrong: it is unknown (``None``)
+    after deletions, and up to Redis 7.4 it stays too high, by the entries trimmed before the
+    group read them, even once the group has read everything (redis/redis#13957). So the
+    stream is asked: a group that has delivered its last entry has none left, and the stream's
+    length bounds the rest."""
+    lag = group.get("lag")
+    if lag == 0:
+        return 0
+    info = await redis.xinfo_stream(stream)
+    if _as_bytes(group.get("last-delivered-id") or b"0-0") == _as_bytes(info["last-generated-id"]):
+        return 0
+    length = int(info["length"])
+    return length if lag is None else min(int(lag), length)
+
+
 _PAGE = 1_000
+
+
+def _as_text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _as_bytes(value: bytes | str) -> bytes:
