@@ -179,7 +179,14 @@ are the figures of record; the microsecond splits below come from those profilin
   SERVICE` does the whole comparison out of band in a process and consumer group of its own,
   so the service pays nothing. On a 2-core machine that process still takes CPU the pipeline
   would otherwise use (its cost per message is in the shadow table of section 4): the
-  service's own cost is unchanged, the machine's total is not.
+  service's own cost is unchanged, the machine's total is not. In this run signal's CPU with
+  the comparator running read 1.06x (11.2 vs 10.6 us; 1.00x in the run before): signal alone
+  read 9.7-10.6 us over four quick runs on this machine, so the 0.01x over the target is
+  within that spread. At full speed the pipeline outruns the comparator on 2 cores: its
+  backlog after the capacity phase was 254,000 entries, near the benchmark's stream bound
+  (300,000); an earlier attempt passed it, ~7,000 entries were trimmed before it compared them,
+  and Redis 7.0 then reported a lag that never went away (fixed on our side: a group's backlog
+  is asked of the stream when Redis's lag is not 0). At 20,000 msg/s it keeps up.
 - **Consumer (met: >= 0.97x the bare loop, >= 2x FastStream).** What the consumer does beyond a
   bare redis-py loop (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks)
   used to cost it ~0.3 ms per batch and a few per cent; three changes put it level or ahead: a
@@ -200,10 +207,11 @@ are the figures of record; the microsecond splits below come from those profilin
   row) publish_many is ~6x.
 - **End to end.** Capacity is what the whole 2-core machine does with ws, three service
   processes, Redis and PostgreSQL on it, and it is CPU-bound: 2 cores divided by the CPU the
-  processes spend per market_data message (section 4: 30.6 us for the pipeline plus 7.8 us for
-  Redis) is a ceiling of ~52,000 msg/s; the median of 1-s samples, 42,848 (39,700-45,956), is
-  ~82 % of it (the rest: PostgreSQL, the benchmark's own counting and progress, the kernel).
-  45,000 needs ~5 % less CPU per message, or less of everything else. Since the run of
+  processes spend per market_data message (section 4: 24.1 us for the pipeline plus 6.7 us for
+  Redis) is a ceiling of ~65,000 msg/s; the median of 1-s samples, 50,920 (46,443-55,691), is
+  ~78 % of it (the rest: PostgreSQL, the benchmark's own counting and progress, the kernel).
+  The committed run before (2026-11-30 20:21 UTC, a machine on which msgspec took 1.1x as
+  long) measured 30.6 + 7.8 us and 42,848 msg/s. Since the run of
   2026-11-30 13:36 UTC (71.2 us) the cuts were: ws and signal instructions (section "What was optimised"), the
   fence's script by hash on the wire path, the collector kept off start-up objects, the
   consumer's reply parsing. callgrind of signal (`bench.hot_path`): most of what is left is
@@ -212,28 +220,29 @@ are the figures of record; the microsecond splits below come from those profilin
   is the limit: the legacy encode (`to_dict()` = `dataclasses.asdict` plus JSON, ~16 us per
   message) is its largest cost.
 
-  Latency is round trips and batches. Per hop, an idle consumer wakes from a group-less
-  `XREAD BLOCK`, takes the entries with the fenced read, handles them, checks its lease before
-  any output goes out (a stale owner sends nothing), flushes the outputs, acknowledges: four
-  to five round trips, each 0.2-0.5 ms when the process was idle. Execution, timed in process
-  at one order per 100 ms (p50): fenced read 0.29 ms, the insert-or-get 1.23 ms (a durable
-  commit: 1.0 ms when the disk was idle, 0.2 ms back to back on this machine; 3.2 ms on the
-  previous session's machine, so this floor is the machine's), the publish-once script
-  0.54 ms, the lease check 0.23 ms, the batch's marks 0.61 ms, the ack 0.20 ms; its result is
-  on the stream ~2.1 ms after the read. At 1,000 msg/s the hops are signal 1.1 / 2.0 ms, risk
-  1.6 / 3.0, execution 4.5 / 7.4 (p50 / p99, every message) and market_data -> order_result p99
-  6 ms over 62 samples (an 8-s curve point: the p99 is nearly the largest); under 5 ms needs
-  about one round trip less per hop: the lease check folded into the outputs' flush (today a
-  separate `GET`, because a cluster puts the lease and the output streams in different slots),
-  each fenced batch's ack sent with the next fenced read (done for unfenced consumers only),
-  execution's inserts and publishes per batch rather than per order, or a deterministic paper
-  fill published before its commit (which changes the store-first rule that keeps a redelivered
-  order from filling twice). At 20,000 msg/s: p50 / p95 / p99 8 / 13 / 18 ms over 5,541
-  samples (signal 4.0 / 9.8, risk 2.9 / 7.3, execution 5.3 / 14.4): queueing in batches at ~47 %
-  of capacity, execution's orders (~190/s) each taking two round trips plus a commit. Before
-  the collector was kept off the start-up objects, every full pass in signal stalled all
-  messages in flight for 55-70 ms (27 passes in one run), which was most of the old 107 ms
-  p99.
+  Latency is round trips and batches. Per hop, an idle consumer waits in a group-less
+  `XREAD BLOCK` with the fenced read pipelined behind it (the server runs the read the moment
+  the wait ends: waking and taking are one round trip), handles the entries, and sends their
+  outputs in a script that checks the lease first (one round trip, no `GET` of its own; on a
+  cluster a `GET` before them); the ack goes with the next read. Execution still reads its
+  lease on its own before it stores (store-first: a stale owner stores and publishes
+  nothing), then commits the batch's rows (one durable commit: ~0.85 ms here when the disk is
+  idle, 3.2 ms on a slower machine, so this floor is the machine's), then publishes once per
+  order. Probed in process (one execution process, 20 orders/s, this machine): order ->
+  result 2.0 ms mean (1-ms ids: 1 ms 7 %, 2 ms 87 %, 3 ms 6 %), ~0.75 ms of it the process's
+  own CPU (py-spy: the v1.0 -> v2.0 decode 0.11 ms, the insert's parameters 0.10 ms, the
+  publish script 0.17 ms, asyncio ~60 us a round trip). Same machine, quick runs at 1,000
+  msg/s (30 s, ~275 samples each), mean of the 1-ms md->result differences: 3.84 / 3.16 ms
+  before the pipelined wake and the guarded outputs, 2.75 / 2.42 / 3.38 / 3.13 ms after; p99
+  4-7 ms either way. In this run the 1,000 msg/s point came right after the 20,000 msg/s
+  phase: p50 / p99 4 / 7 ms over 313 samples, hops signal 1.0 / 2.4, risk 1.5 / 3.9,
+  execution 5.9 / 9.1 (its hop ends at the ack, after the marks' commit; 3.5-4.0 ms p50 in
+  the steady quick runs): the tail is PostgreSQL's commits while it writes back the burst.
+  Under 5 ms at p99 needs the commit off the path, which the store-first rule forbids, or a
+  disk that commits faster. At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
+  samples (signal 3.0 / 7.5, risk 2.0 / 4.9, execution 4.6 / 10.0). Before the collector was
+  kept off the start-up objects, every full pass in signal stalled all messages in flight for
+  55-70 ms (27 passes in one run), which was most of the old 107 ms p99.
 
   How the latency figures get thousands of samples without changing what the pipeline does.
   Risk keeps its default limits, so once exposure (shared by every symbol) is full, most
