@@ -237,9 +237,12 @@ are the figures of record; the microsecond splits below come from those profilin
   4-7 ms either way. In this run the 1,000 msg/s point came right after the 20,000 msg/s
   phase: p50 / p99 4 / 7 ms over 313 samples, hops signal 1.0 / 2.4, risk 1.5 / 3.9,
   execution 5.9 / 9.1 (its hop ends at the ack, after the marks' commit; 3.5-4.0 ms p50 in
-  the steady quick runs): the tail is PostgreSQL's commits while it writes back the burst.
-  Under 5 ms at p99 needs the commit off the path, which the store-first rule forbids, or a
-  disk that commits faster. At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
+  the steady quick runs). A quick run in the same order (20,000 then 1,000) reproduced it
+  (execution 5.9 / 8.3), but execution alone was not slower after a burst (the in-process
+  probe after 5,000 orders: 2.1-2.5 ms mean order -> result, as without one), so what slows
+  the hop after the 20,000 msg/s phase is elsewhere on the shared machine and not yet found.
+  What is left on execution's path is deliberate: the lease read before the store and one
+  durable commit before the publish (store-first). At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
   samples (signal 3.0 / 7.5, risk 2.0 / 4.9, execution 4.6 / 10.0). Before the collector was
   kept off the start-up objects, every full pass in signal stalled all messages in flight for
   55-70 ms (27 passes in one run), which was most of the old 107 ms p99.
