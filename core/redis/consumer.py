@@ -534,12 +534,15 @@ class StreamConsumer:
         # Outputs first (finish_batch, before_ack, deferred outputs), then dead letters, then the
         # ack: if any step fails nothing is acked and the entries come back (a duplicate at
         # worst, never a loss).
+        # Fenced, the lease is checked before anything but the ack is written; an ack alone goes
+        # with the next read (or the stop's ack), whose script checks the lease first, so a stale
+        # owner's batch that sends nothing still changes nothing in Redis.
         guard = None
-        if self.fence is not None and self._writes_besides_ack(waiting, ledger):
+        if self.fence is not None:
             if waiting or self.before_ack is not None or ledger.letters:
                 await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
-            else:  # outputs alone: sent under the lease, checked in their own round trip
-                guard = self.fence.guard
+            elif self.outputs is not None and self.outputs.deferred:
+                guard = self.fence.guard  # outputs alone: the lease checked in their own write
         if waiting:
             await self._finish(waiting, ledger, handled)
         if self.before_ack is not None:
@@ -555,19 +558,6 @@ class StreamConsumer:
             self._owed += ledger.done  # sent with the next read (see poll_once)
             if self.detect_rewind:  # one id parsed per batch, not every one (~0.2 us an entry)
                 self._owed_newest = max(self._owed_newest, _newest(entries, ledger.done), key=id_key)
-
-    def _writes_besides_ack(self, waiting: Mapping[str, _Waiting], ledger: BatchLedger) -> bool:
-        """Whether settling the batch writes anything but its ack: a batch step, the before-ack
-        hook, outputs or dead letters. Only then is the lease checked before them (for outputs
-        alone, in their own write where the server allows): an ack alone goes with the next read
-        (or the stop's ack), whose script checks the lease first, so a stale owner's batch that
-        sends nothing still changes nothing in Redis."""
-        return bool(
-            waiting
-            or self.before_ack is not None
-            or ledger.letters
-            or (self.outputs is not None and self.outputs.deferred)
-        )
 
     async def _sending_owed(self, call: Awaitable[T]) -> T:
         """``call``, which acknowledges the owed ids. A stateful consumer whose ack may have

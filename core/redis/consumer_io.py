@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from core.redis.fence import Fence
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, reply_text
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
 
@@ -296,7 +296,7 @@ class GroupIO:
     async def backlog(self) -> tuple[int, int]:
         """(entries not yet delivered to the group, entries delivered but not acked)."""
         groups = await self._call("info", lambda: self.redis.xinfo_groups(self.stream))
-        mine = next((g for g in groups if _as_text(g.get("name")) == self.group), None)
+        mine = next((g for g in groups if reply_text(g.get("name")) == self.group), None)
         if mine is None:
             return 0, 0
         self.last_delivered = _as_bytes(mine.get("last-delivered-id") or b"0-0")
@@ -356,10 +356,6 @@ async def undelivered(redis: AsyncClient, stream: str, group: Mapping[str, Any])
 
 
 _PAGE = 1_000
-
-
-def _as_text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _as_bytes(value: bytes | str) -> bytes:

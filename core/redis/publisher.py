@@ -33,8 +33,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from core.codec import Codec, Message
 from core.errors import CdbError, LeaseLostError, NotReplicatedError, TransportError
 from core.logging import get_logger
@@ -284,10 +282,11 @@ class Publisher:
     async def _send_partition(
         self, topic: Topic, partition: int, encoded: Sequence[Encoded | Deferred], guard: LeaseGuard | None
     ) -> list[str]:
-        packer, size, wait = self._packer(topic, partition), self.chunk, self.wait_replicas
-        ids: list[str] = []
+        packer = self._packer(topic, partition)
         if guard is not None:
             return await self._send_guarded(topic, packer.stream, encoded, guard)
+        size, wait = self.chunk, self.wait_replicas
+        ids: list[str] = []
 
         def confirmed(replies: list[Any]) -> None:
             if not wait:
@@ -295,10 +294,7 @@ class Publisher:
                 return
             acked = replies.pop()
             written = stream_ids(topic, replies)
-            if isinstance(acked, ResponseError):
-                raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
-            if int(acked) < wait:
-                raise _ShortError(int(acked))
+            self._check_replicas(topic, acked)
             ids.extend(written)
 
         async def send_unconfirmed() -> None:
@@ -319,12 +315,7 @@ class Publisher:
         except TransportError as exc:
             raise TransportError(f"{exc} ({len(ids)} of {len(encoded)} messages were confirmed)") from exc
         finally:
-            if self.metrics is not None:
-                self.metrics.count_published(topic, self.codec.path, len(ids))
-            if ids:
-                # The newest entry this publisher wrote per stream: a stream whose tail is older
-                # later lost it (core.redis.consumer checks, issue 16).
-                self.written[packer.stream] = ids[-1]
+            self._confirmed(topic, packer.stream, ids)
         return ids
 
     async def _send_guarded(
@@ -344,11 +335,7 @@ class Publisher:
             then = [["WAIT", str(wait), str(self.wait_timeout_ms)]] if wait else []
             replies = await GUARDED_PUBLISH.send_many(self.redis, calls, then=then)
             if wait:
-                acked = replies.pop()
-                if isinstance(acked, Exception):
-                    raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
-                if int(acked) < wait:
-                    raise _ShortError(int(acked))
+                self._check_replicas(topic, replies.pop())
             ids[:] = guarded_ids(guard, topic.value, replies)
 
         try:
@@ -357,11 +344,24 @@ class Publisher:
             unconfirmed = list(range(len(encoded)))
             raise NotReplicatedError(topic.value, unconfirmed, wait, short.acknowledged) from None
         finally:
-            if self.metrics is not None:
-                self.metrics.count_published(topic, self.codec.path, len(ids))
-            if ids:
-                self.written[stream] = ids[-1]
+            self._confirmed(topic, stream, ids)
         return ids
+
+    def _check_replicas(self, topic: Topic, acked: Any) -> None:
+        """Raise unless the ``WAIT`` after a publish (its reply ``acked``) reached enough replicas."""
+        if isinstance(acked, Exception):
+            raise TransportError(f"Redis refused WAIT after a publish to {topic.value}: {acked}")
+        if int(acked) < self.wait_replicas:
+            raise _ShortError(int(acked))
+
+    def _confirmed(self, topic: Topic, stream: str, ids: Sequence[str]) -> None:
+        """Count the messages Redis confirmed on ``stream`` and remember the newest."""
+        if self.metrics is not None:
+            self.metrics.count_published(topic, self.codec.path, len(ids))
+        if ids:
+            # The newest entry this publisher wrote per stream: a stream whose tail is older
+            # later lost it (core.redis.consumer checks, issue 16).
+            self.written[stream] = ids[-1]
 
     def _packer(self, topic: Topic, partition: int) -> PublishPacker:
         packer = self._packers.get((topic, partition))
