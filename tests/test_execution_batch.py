@@ -257,23 +257,54 @@ async def test_redelivered_after_publish_before_mark__no_second_result(rig: _Rig
     assert await rig.results() == Counter({_order(i)["order_id"]: 1 for i in range(3)})
 
 
-async def test_fenced_consumer_loses_its_lease_mid_batch__nothing_stored_or_published(rig: _Rig) -> None:
+async def test_fenced_execution_loses_its_lease_mid_batch__publishes_nothing__the_heir_publishes_its_fills(
+    rig: _Rig,
+) -> None:
     await rig.send_orders([_order(i) for i in range(3)])
     lease = rig.keys.lease(ServiceName.EXECUTION, 0)
-    consumer = rig.consumer("a", lease=lease)
-    await consumer.ensure_group()
+    stale = rig.consumer("a", lease=lease)
+    await stale.ensure_group()
     await rig.redis.set(lease, "a")
 
     async def handle_then_freeze(decoded: Decoded, entry_id: str) -> object:
         await rig.redis.set(lease, "b")  # paused past its lease: "b" owns the partition now
         return await rig.svc.handle(decoded, entry_id)
 
-    with pytest.raises(LeaseLostError):
-        await consumer.poll_once(handle_then_freeze)
+    with pytest.raises(LeaseLostError, match="held by b"):
+        await stale.poll_once(handle_then_freeze)
 
-    assert rig.store.calls == []  # the batch step never ran
+    # What it read under its lease it may have stored (the rows a crash after the commit
+    # leaves too); nothing went out and nothing is marked or acknowledged.
+    assert rig.store.calls == ["insert_or_get_many"]
+    stored = {row["order_id"]: row for row in await rig.store.rows()}
     assert await rig.results() == Counter()
-    assert await rig.pending() == 3  # the new owner takes them over
+    assert await rig.pending() == 3
+
+    heir = rig.consumer("b", lease=lease)
+    assert await heir.take_over(rig.svc.handle) == 3
+    await heir.flush_acks()
+
+    assert await rig.results() == Counter({_order(i)["order_id"]: 1 for i in range(3)})
+    assert {row["order_id"]: row for row in await rig.store.rows()} == stored  # the same fills
+    assert await rig.pending() == 0
+
+
+async def test_fenced_batch__its_lease_check_rides_in_the_publish__three_round_trips(
+    rig: _Rig, writes: list[int]
+) -> None:
+    lease = rig.keys.lease(ServiceName.EXECUTION, 0)
+    consumer = rig.consumer("a", lease=lease)
+    await consumer.ensure_group()
+    await rig.redis.set(lease, "a")
+    assert await consumer.poll_once(rig.svc.handle) == 0  # the fence's scripts are loaded now
+    await rig.send_orders([_order(i) for i in range(3)])
+    writes[0] = 0
+
+    assert await consumer.poll_once(rig.svc.handle) == 3
+
+    assert writes[0] == 3  # the fenced read, the results (checking the lease), the fenced ack
+    assert await rig.results() == Counter({_order(i)["order_id"]: 1 for i in range(3)})
+    assert await rig.pending() == 0
 
 
 async def test_replicas_short_after_a_batch__the_batch_fails_and_its_retry_adds_no_result(

@@ -17,9 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from core.errors import LeaseLostError
+from core.redis.guarded import LeaseGuard
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
-from services.execution.once import OncePublisher
+from services.execution.once import OncePublisher, Published
 from services.execution.service import ExecutionService
 from services.execution.store import PostgresStore
 from services.runtime import ServiceContext, run_consuming_service
@@ -236,6 +238,49 @@ async def test_once_publisher__called_again__returns_the_first_id_and_adds_nothi
     marker = keys.published_marker(Topic.ORDER_RESULTS, "ord-1")
     assert (await redis_async.get(marker)) == first.stream_id.encode()
     assert 0 < await redis_async.ttl(marker) <= once.marker_ttl_s
+
+
+def _result_values(order_id: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "symbol": "BTC/USDT",
+        "side": "BUY",
+        "status": "FILLED",
+        "filled_quantity": 0.01,
+        "average_price": 50_000.0,
+        "fee": 0.05,
+        "reason": None,
+        "simulated": True,
+    }
+
+
+async def test_once_publisher_under_a_lease__publishes_while_it_is_held_and_nothing_once_it_moved(
+    any_redis: aioredis.Redis, keys: KeySpace
+) -> None:
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix})
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, any_redis)
+    once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+    results = {i: ctx.codec.build(Topic.ORDER_RESULTS, _result_values(f"ord-{i}")) for i in (1, 2)}
+    guard = LeaseGuard(keys.lease(ServiceName.EXECUTION, 0), "me", keys.stream(Topic.ORDERS, 0))
+    await any_redis.set(guard.lease, "me")
+
+    [first] = await once.publish_many([("ord-1", results[1])], guard)
+    assert isinstance(first, Published)
+    assert first.new
+
+    await any_redis.set(guard.lease, "heir")
+    with pytest.raises(LeaseLostError, match="held by heir"):
+        await once.publish_many([("ord-2", results[2]), ("ord-1", results[1])], guard)
+    await any_redis.delete(guard.lease)
+    with pytest.raises(LeaseLostError, match="held by nobody"):
+        await once.publish_many([("ord-2", results[2])], guard)
+
+    entries = await any_redis.xrange(keys.stream(Topic.ORDER_RESULTS))
+    assert [e[0].decode() for e in entries] == [first.stream_id]  # nothing after the lease moved
+    assert await any_redis.get(keys.published_marker(Topic.ORDER_RESULTS, "ord-2")) is None
+    [unguarded] = await once.publish_many([("ord-2", results[2])])  # no lease asked: published
+    assert isinstance(unguarded, Published)
+    assert unguarded.new
 
 
 @pytest.mark.parametrize("keys", [KeySpace(), KeySpace("staging:"), KeySpace("{cdb}:"), KeySpace("x:", 4)])

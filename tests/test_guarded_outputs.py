@@ -4,6 +4,7 @@ outputs cost no round trip of their own for the check; on a cluster the lease is
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -19,8 +20,11 @@ from core.redis import Publisher
 from core.redis.connection import open_target
 from core.redis.guarded import LeaseGuard
 from core.redis.modes import RedisTarget
+from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from harness.local_topologies import LocalRedisCluster
+from services.execution.once import OncePublisher, Published
+from services.runtime import ServiceContext
 from tests.transport_helpers import make_messages, valid_values
 
 pytestmark = pytest.mark.integration
@@ -188,3 +192,67 @@ async def test_guarded_flush__on_a_cluster__the_lease_is_read_first_and_a_moved_
         assert len(await _stream_ids(client, cluster_keys)) == 12  # nothing more
     finally:
         await client.aclose()
+
+
+async def test_once_publisher_under_a_lease__on_a_cluster__reads_it_first_and_a_moved_one_stops_it(
+    cluster: LocalRedisCluster, cluster_keys: KeySpace
+) -> None:
+    client = await open_target(RedisTarget(cluster.url))
+    try:
+        overrides = {"key_prefix": cluster_keys.prefix, "topic_partitions": 4}
+        settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides=overrides)
+        ctx = ServiceContext.create(ServiceName.EXECUTION, settings, client)
+        once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+        items = [
+            (f"ord-{i}", ctx.codec.build(Topic.ORDER_RESULTS, valid_values(Topic.ORDER_RESULTS, i)))
+            for i in range(12)
+        ]
+        guard = LeaseGuard(
+            cluster_keys.lease(ServiceName.EXECUTION, 0), "me", cluster_keys.stream(Topic.ORDERS, 0)
+        )
+        await client.set(guard.lease, "me")
+        outcomes = await once.publish_many(items, guard)  # results in other slots than the lease
+        assert all(isinstance(o, Published) and o.new for o in outcomes)
+        await client.set(guard.lease, "the-new-owner")
+        with pytest.raises(LeaseLostError, match="held by the-new-owner"):
+            await once.publish_many([(f"new-{i}", m) for i, (_, m) in enumerate(items)], guard)
+        streams = ctx.publisher.keys.streams(Topic.ORDER_RESULTS)
+        assert len(streams) == 4
+        written = sum([len(await client.xrange(s)) for s in streams])
+        assert written == 12  # nothing more
+    finally:
+        await client.aclose()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reasons=st.lists(_REASON, min_size=1, max_size=4))
+async def test_once_publisher_under_a_lease__any_field_text__writes_what_it_writes_without_one(
+    redis_async: aioredis.Redis, keys: KeySpace, reasons: list[str]
+) -> None:
+    # The lease owner rides after the fields: the script must count it out of them.
+    run = uuid.uuid4().hex[:8]
+    written = []
+    for space, fenced in (
+        (KeySpace(f"{keys.prefix}{run}:g:"), True),
+        (KeySpace(f"{keys.prefix}{run}:p:"), False),
+    ):
+        settings_ = ServiceSettings.load(
+            ServiceName.EXECUTION, environ={}, overrides={"key_prefix": space.prefix}
+        )
+        ctx = ServiceContext.create(ServiceName.EXECUTION, settings_, redis_async)
+        guard = LeaseGuard(space.lease(ServiceName.EXECUTION, 0), "owner %s ✓", space.stream(Topic.ORDERS, 0))
+        await redis_async.set(guard.lease, guard.owner)
+        items = [
+            (
+                f"ord-{i}",
+                ctx.codec.build(Topic.ORDER_RESULTS, {**valid_values(Topic.ORDER_RESULTS, i), "reason": r}),
+            )
+            for i, r in enumerate(reasons)
+        ]
+        outcomes = await OncePublisher(ctx.publisher, Topic.ORDER_RESULTS).publish_many(
+            items, guard if fenced else None
+        )
+        assert all(isinstance(o, Published) and o.new for o in outcomes)
+        written.append([fields for _, fields in await redis_async.xrange(space.stream(Topic.ORDER_RESULTS))])
+    assert written[0] == written[1]
+    assert [json.loads(fields[b"reason"]) for fields in written[0]] == reasons

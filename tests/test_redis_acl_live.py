@@ -37,6 +37,7 @@ from core.redis import (
     read_dead_letters,
 )
 from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file, acl_user, apply_acl, delete_acl_users
+from core.redis.guarded import LeaseGuard
 from core.settings import redact_url
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
@@ -352,6 +353,13 @@ async def test_acl_live__execution_publishes_a_result_once_and_no_other_user_may
         await once(ServiceName.RISK).publish("ord-2", result)
     assert (first.new, again.new, again.stream_id) == (True, False, first.stream_id)
     assert redis_sync.xlen(keys.stream(Topic.ORDER_RESULTS)) == 1
+    # Under its partition lease (execution's batch step), the script reads the lease too.
+    guard = LeaseGuard(keys.lease(ServiceName.EXECUTION, 0), "me", keys.stream(Topic.ORDERS, 0))
+    redis_sync.set(guard.lease, "me")
+    [guarded] = await once(ServiceName.EXECUTION).publish_many([("ord-3", result)], guard)
+    assert not isinstance(guarded, Exception)
+    assert guarded.new
+    assert redis_sync.xlen(keys.stream(Topic.ORDER_RESULTS)) == 2
 
 
 def test_acl_live__urls_carry_credentials_that_redaction_hides(users: AclUsers) -> None:

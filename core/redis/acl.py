@@ -24,7 +24,7 @@ What each user may do (and nothing else):
   partition leases, TIME/ZADD/ZREM/ZREMRANGEBYSCORE/ZRANGE on its own members set) and the
   script that writes a batch's outputs under its lease (EVAL on its leases and output streams);
   execution also runs its publish-once script (EVAL on its output stream and its
-  ``{<stream>}:published:*`` markers, GET/SET on those markers).
+  ``{<stream>}:published:*`` markers, with its leases when fenced; GET/SET on those markers).
   With ``TOPIC_PARTITIONS`` > 1 every partition stream is named exactly.
 - ``operator`` (``cdb status``, ``cdb dlq list/show``, ``cdb cutover``, ``cdb topology``):
   read every key of the key space (SCAN, GET, HGETALL, XRANGE, XINFO, ...), SUBSCRIBE to the
@@ -224,6 +224,7 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     if readers:
         # core.versions.live: before writing, read what the consumers of its output can read.
         rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in readers), "+scan", "+get"))
+    markers: list[str] = []
     if service in _ONCE_PUBLISHERS:
         # services.execution.once: one script checks a per-message marker beside the stream,
         # appends and publishes (EVALSHA, EVAL when the server lacks it). Each needs both its
@@ -247,8 +248,10 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         # its GET passes the lease rule, XREADGROUP/XACK the stream's.
         rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(source)), "+eval", "+evalsha"))
         # core.redis.guarded: a batch's outputs are written by a script that checks the lease
-        # first (its GET passes the lease rule, its PUBLISH/XADD the output rule above).
-        rules.append(_selector(*leases, *(f"~{s}" for s in keys.streams(out)), "+eval", "+evalsha"))
+        # first (its GET passes the lease rule, its PUBLISH/XADD the output rule above); the
+        # publish-once script does too under a lease, with its marker as a third key.
+        outputs = [f"~{s}" for s in keys.streams(out)]
+        rules.append(_selector(*leases, *outputs, *markers, "+eval", "+evalsha"))
     return rules
 
 

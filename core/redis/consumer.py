@@ -44,6 +44,7 @@ from core.metrics import ServiceMetrics
 from core.redis.consumer_io import Entry, GroupIO, id_key
 from core.redis.dead_letters import DeadLetters
 from core.redis.fence import Fence
+from core.redis.guarded import LeaseGuard
 from core.redis.ledger import BatchLedger, ConsumerIdentity
 from core.redis.modes import AsyncClient, decodes_responses
 from core.redis.outbox import DeferredOutputs
@@ -60,10 +61,14 @@ except a :class:`~core.errors.ContractError` (its output cannot be built or enco
 retry would not change): that entry is dead-lettered at once. With a ``finish_batch`` step, a
 handler may return work (anything but ``None``) that step finishes for the whole batch."""
 
-FinishBatch = Callable[[Mapping[str, object]], Awaitable[Mapping[str, BaseException]]]
+FinishBatch = Callable[[Mapping[str, object], LeaseGuard | None], Awaitable[Mapping[str, BaseException]]]
 """The batch step (:class:`StreamConsumer`'s ``finish_batch``): gets ``{entry id: work}``, what
 the batch's handlers returned, and returns ``{entry id: error}`` for the entries it could not
-finish (each settled as if its handler had raised that error); raising fails the whole batch."""
+finish (each settled as if its handler had raised that error); raising fails the whole batch.
+Fenced, it also gets the partition's :class:`~core.redis.guarded.LeaseGuard`: what it writes to
+Redis it writes under that lease (raising :class:`~core.errors.LeaseLostError` when it is lost:
+``OncePublisher.publish_many(items, guard)``, ``Publisher.flush_outputs(guard)``); ``None``
+when the lease was already read for this batch, or the consumer is not fenced."""
 
 
 _log = get_logger("core.redis.consumer")
@@ -91,17 +96,19 @@ class StreamConsumer:
     a batch whose outputs or ack fail raises :class:`StateAheadError` (the state must be rebuilt).
     ``lease``: the partition lease this instance must hold (:mod:`core.redis.fence`): every
     read, claim and ack is refused by the server without it, and the lease is checked again
-    before a batch's outputs, dead letters or batch step are sent (outputs alone go under the
-    lease, :mod:`core.redis.guarded`: on one server the check rides in their write; a batch with
-    none of them has only its ack, which the next read's script fences); losing it raises
-    :class:`LeaseLostError` from :meth:`run`.
+    before anything else of a batch is written to Redis: the outputs and the batch step's writes
+    go under it (:mod:`core.redis.guarded`: on one server the check rides in their write), dead
+    letters and a ``before_ack`` with no batch step ahead of it wait for one read of it; a
+    batch with none of them has only its ack, which the next read's script fences. Losing it
+    raises :class:`LeaseLostError` from :meth:`run`.
     ``finish_batch``: one step for the work of the whole batch (e.g. execution's store and
     publish: one round trip for all its orders instead of one per order). A handler that returns
-    something other than ``None`` hands that work to it; the step runs after the lease check and
-    before ``before_ack``, with ``{entry id: work}``, and returns ``{entry id: error}`` for the
-    entries it could not finish: each is settled as if its handler had raised that error (its
-    outputs taken back; a :class:`~core.errors.ContractError` dead-letters it at once, another
-    error leaves it pending for a retry, dead-lettered on its last delivery), the others go on.
+    something other than ``None`` hands that work to it; the step runs before ``before_ack``,
+    with ``{entry id: work}`` and the lease to write under (:data:`FinishBatch`), and returns
+    ``{entry id: error}`` for the entries it could not finish: each is settled as if its
+    handler had raised that error (its outputs taken back; a
+    :class:`~core.errors.ContractError` dead-letters it at once, another error leaves it pending
+    for a retry, dead-lettered on its last delivery), the others go on.
     If the step raises, nothing of the batch is acknowledged (a :class:`TransportError` backs off
     and the batch comes back, as when ``before_ack`` raises).
     """
@@ -464,11 +471,12 @@ class StreamConsumer:
         waiting: Mapping[str, _Waiting],
         ledger: BatchLedger,
         handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]],
+        guard: LeaseGuard | None,
     ) -> None:
-        """Run the batch step on the work the handlers returned; each entry it could not finish
-        is settled as a failed handler, the others as handled."""
+        """Run the batch step (under ``guard``) on the work the handlers returned; each entry it
+        could not finish is settled as a failed handler, the others as handled."""
         assert self.finish_batch is not None
-        failures = await self.finish_batch({entry_id: w[0] for entry_id, w in waiting.items()})
+        failures = await self.finish_batch({entry_id: w[0] for entry_id, w in waiting.items()}, guard)
         for entry_id, (_, entry, defaulted) in waiting.items():
             error = failures.get(entry_id)
             if error is not None:
@@ -534,17 +542,19 @@ class StreamConsumer:
         # Outputs first (finish_batch, before_ack, deferred outputs), then dead letters, then the
         # ack: if any step fails nothing is acked and the entries come back (a duplicate at
         # worst, never a loss).
-        # Fenced, the lease is checked before anything but the ack is written; an ack alone goes
-        # with the next read (or the stop's ack), whose script checks the lease first, so a stale
-        # owner's batch that sends nothing still changes nothing in Redis.
+        # Fenced, nothing but the ack is written without the lease: the batch step and the
+        # outputs write under it (the check rides in their write), anything else (dead letters, a
+        # before_ack with no batch step ahead of it) waits for one read of it first. An ack alone
+        # goes with the next read (or the stop's ack), whose script checks the lease first, so a
+        # stale owner's batch that sends nothing still changes nothing in Redis.
         guard = None
         if self.fence is not None:
-            if waiting or self.before_ack is not None or ledger.letters:
+            if ledger.letters or (self.before_ack is not None and not waiting):
                 await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
-            elif self.outputs is not None and self.outputs.deferred:
-                guard = self.fence.guard  # outputs alone: the lease checked in their own write
+            else:
+                guard = self.fence.guard
         if waiting:
-            await self._finish(waiting, ledger, handled)
+            await self._finish(waiting, ledger, handled, guard)
         if self.before_ack is not None:
             await self.before_ack()
         if self.outputs is not None:

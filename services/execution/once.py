@@ -15,6 +15,12 @@ and expires after ``marker_ttl_s`` (7 days by default): the database's
 ``published_stream_id`` is the lasting record; the marker only has to outlive the
 time it takes the database to come back and take the mark.
 
+Under a partition lease (:class:`~core.redis.guarded.LeaseGuard`, execution's batch step) each
+script first checks that the lease still holds its owner and writes nothing otherwise: a stale
+owner publishes no result, with no round trip of its own for the check and no window between
+check and write. A Redis Cluster keeps the lease in another slot than the results, so there the
+lease is read first (one ``GET``), as :mod:`core.redis.guarded` does for outputs.
+
 A batch goes out in one round trip (:meth:`OncePublisher.publish_many`): every script of a
 partition stream pipelined by hash (``EVALSHA``; the calls a server without the script refuses
 are sent again with the source, :meth:`core.redis.scripts.LuaScript.send_many`), each message's
@@ -35,7 +41,8 @@ from typing import Any
 
 from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
-from core.redis.modes import reply_text
+from core.redis.guarded import LeaseGuard
+from core.redis.modes import is_cluster, reply_text
 from core.redis.outbox import utf8_checked
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
@@ -48,11 +55,20 @@ __all__ = ["DEFAULT_MARKER_TTL_S", "OncePublisher", "Published"]
 DEFAULT_MARKER_TTL_S = 7 * 24 * 3600
 """How long a published-marker outlives its publish (longer than any database outage we ride out)."""
 
-# KEYS[1] stream, KEYS[2] marker; ARGV: channel, body, marker ttl s, n trim args, trim args..., fields...
-# A marker whose entry is gone from the stream's tail (ids newer than the first entry still
-# there) was lost with it (the server restarted from an older snapshot, a fail-over to a
-# replica behind): append again. One older than the first entry was trimmed: published.
+# KEYS[1] stream, KEYS[2] marker[, KEYS[3] lease]; ARGV: channel, body, marker ttl s, n trim args,
+# trim args..., fields...[, lease owner]. With a lease, nothing is read or written unless it holds
+# the owner ({holder, -1}). A marker whose entry is gone from the stream's tail (ids newer than
+# the first entry still there) was lost with it (the server restarted from an older snapshot, a
+# fail-over to a replica behind): append again. One older than the first entry was trimmed:
+# published.
 _ONCE = """
+if #KEYS > 2 then
+  local holder = redis.call('GET', KEYS[3])
+  if holder ~= ARGV[#ARGV] then
+    return {holder or '', -1}
+  end
+end
+local last = #ARGV - (#KEYS - 2)
 local function key(s)
   local ms, seq = string.match(s, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -75,7 +91,7 @@ local n = tonumber(ARGV[4])
 local args = {KEYS[1]}
 for i = 5, 4 + n do args[#args + 1] = ARGV[i] end
 args[#args + 1] = '*'
-for i = 5 + n, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 5 + n, last do args[#args + 1] = ARGV[i] end
 id = redis.call('XADD', unpack(args))
 redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -117,9 +133,13 @@ class OncePublisher:
             raise outcome
         return outcome
 
-    async def publish_many(self, items: Sequence[tuple[str, Message]]) -> list[Published | Exception]:
+    async def publish_many(
+        self, items: Sequence[tuple[str, Message]], guard: LeaseGuard | None = None
+    ) -> list[Published | Exception]:
         """:meth:`publish` for each ``(message_id, message)``, the scripts of all of them in one
         round trip (one per partition stream; ``WAIT`` after them on the same connection).
+        ``guard``: only while this lease is held; otherwise :class:`~core.errors.LeaseLostError`
+        (for the whole call) and nothing is written.
 
         Returns one outcome per item, in order: its :class:`Published`, or the error that is its
         own (a :class:`~core.errors.ContractError` when it cannot be encoded or written, a
@@ -130,6 +150,11 @@ class OncePublisher:
         idempotent per id: what went through is found, not published twice).
         """
         pub, topic = self.publisher, self.topic
+        if guard is not None and items and (is_cluster(pub.redis) or _in_process(pub.redis)):
+            # The lease's slot is not the results' (cluster), or there is no Lua (embedded):
+            # read it first.
+            await guard.check(pub.redis)
+            guard = None
         outcomes: list[Published | Exception | None] = [None] * len(items)
         groups: dict[int, list[_Pending]] = {}
         for position, (message_id, message) in enumerate(items):
@@ -143,7 +168,7 @@ class OncePublisher:
                 continue
             marker = pub.keys.published_marker(topic, message_id, partition)
             groups.setdefault(partition, []).append(_Pending(position, message_id, marker, body, fields))
-        sends = [self._send(partition, group, outcomes) for partition, group in groups.items()]
+        sends = [self._send(partition, group, outcomes, guard) for partition, group in groups.items()]
         if len(sends) == 1:
             await sends[0]
         elif sends:  # several partition streams (maybe several cluster nodes): side by side
@@ -154,7 +179,11 @@ class OncePublisher:
         return [o if o is not None else TransportError("no reply") for o in outcomes]
 
     async def _send(
-        self, partition: int, group: Sequence[_Pending], outcomes: list[Published | Exception | None]
+        self,
+        partition: int,
+        group: Sequence[_Pending],
+        outcomes: list[Published | Exception | None],
+        guard: LeaseGuard | None,
     ) -> None:
         """One partition's scripts in one round trip (all keys share the stream's slot); fills
         ``outcomes`` at the group's positions."""
@@ -174,16 +203,24 @@ class OncePublisher:
             channel = pub.keys.channel(topic)
             calls: list[tuple[int, Sequence[Any]]] = []
             for item in group:
-                args: list[str | bytes] = [stream, item.marker, channel, item.body, str(self.marker_ttl_s)]
-                args += [str(len(trim)), *trim]
+                args: list[str | bytes] = [stream, item.marker]
+                if guard is not None:
+                    args.append(guard.lease)
+                args += [channel, item.body, str(self.marker_ttl_s), str(len(trim)), *trim]
                 for name, value in item.fields.items():
                     args += (name, value)
-                calls.append((2, args))
+                if guard is not None:
+                    args.append(guard.owner)
+                calls.append((2 if guard is None else 3, args))
             then = [["WAIT", str(wait), str(pub.wait_timeout_ms)]] if wait else []
             replies.extend(await _ONCE_SCRIPT.send_many(pub.redis, calls, then=then))
 
         ids = group[0].message_id if len(group) == 1 else f"{len(group)} ids"
         await call_async(pub.retry, f"publish {topic.value} {ids}", send)
+        if guard is not None:
+            for outcome in replies[: len(group)]:
+                if not isinstance(outcome, Exception) and int(outcome[1]) < 0:
+                    raise guard.lost(reply_text(outcome[0]) or "nobody")
         if wait:
             acked = replies[len(group)]
             if isinstance(acked, Exception):

@@ -10,10 +10,11 @@ declared down-conversion), stored with the fill so a result rebuilt from the row
 
 Per batch, not per order (the consumer's batch step, :meth:`ExecutionService.finish_batch`):
 :meth:`~ExecutionService.handle` only fills the order (deterministic, cheap) and returns it; once
-the batch's handlers ran and the partition lease is checked, one store round trip stores every
-fill and returns every stored row (:meth:`~services.execution.store.ResultStore.insert_or_get_many`,
-one commit), the results are built from those rows and published in one Redis round trip
-(:meth:`~services.execution.once.OncePublisher.publish_many`), and the marks of the batch are
+the batch's handlers ran, one store round trip stores every fill and returns every stored row
+(:meth:`~services.execution.store.ResultStore.insert_or_get_many`, one commit), the results are
+built from those rows and published in one Redis round trip under the partition's lease
+(:meth:`~services.execution.once.OncePublisher.publish_many`: on one server each script checks
+the lease before it writes, so the check costs no round trip of its own), and the marks of the batch are
 written in one statement by :meth:`ExecutionService.before_ack`, which the consumer awaits
 next, before acknowledging the batch (why deferring marks is safe: :mod:`services.execution.marks`).
 So a batch of k orders waits for one commit and one Redis round trip, not k of each.
@@ -29,6 +30,11 @@ What fails where (every guarantee of the one-order path holds, tests/test_execut
   its entry alone, which the consumer settles as a failed handler (``ContractError``: dead letter
   at once; else retried); the other orders are stored, published and marked.
 * Store-first: nothing is published before the batch's insert has committed.
+* The lease lost (a stale owner, frozen past ``PARTITION_LEASE_MS``): no result is published and
+  nothing is marked or acknowledged (:class:`~core.errors.LeaseLostError`). Fills it stored
+  after it read the orders under its lease stay: they are the rows the next owner finds (the
+  first fill is kept) and publishes, the same rows it would have found had the stale owner
+  stopped right after its commit, so the trades are the same.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from core.codec import Decoded, Message
 from core.errors import TransportError
 from core.logging import get_logger
 from core.metrics import IgnoreReason
+from core.redis.guarded import LeaseGuard
 from core.topics import Topic
 from core.versions.convert import convert_values
 from core.versions.own import own_version
@@ -77,11 +84,15 @@ class ExecutionService:
         wins) saves a read first."""
         return self.venue.fill(decoded.message)
 
-    async def finish_batch(self, work: Mapping[str, object]) -> dict[str, BaseException]:
+    async def finish_batch(
+        self, work: Mapping[str, object], guard: LeaseGuard | None = None
+    ) -> dict[str, BaseException]:
         """Store, publish once and queue the mark of every fill of the batch (``{entry id:
         fill}``, as :meth:`handle` returned them); returns ``{entry id: error}`` for the orders
         that could not be finished (the others were). Raises
-        :class:`~core.errors.TransportError` when the store or Redis fails for the whole batch.
+        :class:`~core.errors.TransportError` when the store or Redis fails for the whole batch,
+        :class:`~core.errors.LeaseLostError` when ``guard``'s lease is lost: no result published,
+        nothing marked (a row stored by then is the one the next owner finds and publishes).
 
         Exactly one row and one result per order whichever step fails: the store keeps the first
         fill and the result is built from the stored row (a redelivery rebuilds the very same
@@ -109,7 +120,7 @@ class ExecutionService:
             except Exception as exc:  # this order's result cannot be built: it alone fails
                 failed[entry_id] = exc
         outcomes = dict(
-            zip((oid for oid, _ in outgoing), await self.results.publish_many(outgoing), strict=True)
+            zip((oid for oid, _ in outgoing), await self.results.publish_many(outgoing, guard), strict=True)
         )
         for order_id, outcome in outcomes.items():
             if isinstance(outcome, Exception):

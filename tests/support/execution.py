@@ -14,7 +14,7 @@ async def execute_batch(
     """Handle each ``(decoded order, entry id)``, then the batch step with what the handlers
     returned, then (``mark``) the marks before the ack; returns the batch step's failures."""
     work = {entry_id: await svc.handle(decoded, entry_id) for decoded, entry_id in batch}
-    failed = await svc.finish_batch(work)
+    failed = await svc.finish_batch(work, None)
     if mark:
         await svc.before_ack()
     return failed
