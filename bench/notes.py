@@ -224,11 +224,13 @@ are the figures of record; the microsecond splits below come from those profilin
   `XREAD BLOCK` with the fenced read pipelined behind it (the server runs the read the moment
   the wait ends: waking and taking are one round trip), handles the entries, and sends their
   outputs in a script that checks the lease first (one round trip, no `GET` of its own; on a
-  cluster a `GET` before them); the ack goes with the next read. Execution still reads its
-  lease on its own before it stores (store-first: a stale owner stores and publishes
-  nothing), then commits the batch's rows (one durable commit: ~0.85 ms here when the disk is
-  idle, 3.2 ms on a slower machine, so this floor is the machine's), then publishes once per
-  order. Probed in process (one execution process, 20 orders/s, this machine): order ->
+  cluster a `GET` before them); the ack goes with the next read. Execution commits the batch's
+  rows (one durable commit: ~0.85 ms here when the disk is idle, 3.2 ms on a slower machine, so
+  this floor is the machine's), then publishes once per order in a script that checks the
+  lease first (since 2026-12-01; it used to read the lease with a `GET` of its own before the
+  store: one cold round trip more per order at a low rate. A slower machine, PING 3.9x, quick
+  runs at 1,000 msg/s alternated 3 and 3: order -> result mean 5.69 -> 4.88 ms, md -> result
+  mean 9.43 -> 8.35 ms). Probed in process (one execution process, 20 orders/s, this machine): order ->
   result 2.0 ms mean (1-ms ids: 1 ms 7 %, 2 ms 87 %, 3 ms 6 %), ~0.75 ms of it the process's
   own CPU (py-spy: the v1.0 -> v2.0 decode 0.11 ms, the insert's parameters 0.10 ms, the
   publish script 0.17 ms, asyncio ~60 us a round trip). Same machine, quick runs at 1,000
@@ -241,8 +243,8 @@ are the figures of record; the microsecond splits below come from those profilin
   (execution 5.9 / 8.3), but execution alone was not slower after a burst (the in-process
   probe after 5,000 orders: 2.1-2.5 ms mean order -> result, as without one), so what slows
   the hop after the 20,000 msg/s phase is elsewhere on the shared machine and not yet found.
-  What is left on execution's path is deliberate: the lease read before the store and one
-  durable commit before the publish (store-first). At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
+  What is left on execution's path is deliberate: one durable commit before the publish
+  (store-first). At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
   samples (signal 3.0 / 7.5, risk 2.0 / 4.9, execution 4.6 / 10.0). Before the collector was
   kept off the start-up objects, every full pass in signal stalled all messages in flight for
   55-70 ms (27 passes in one run), which was most of the old 107 ms p99.
