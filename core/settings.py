@@ -13,6 +13,7 @@ A value that is not a clear boolean or a known choice stops start-up with a
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from collections.abc import Mapping
@@ -284,7 +285,7 @@ class ServiceSettings(BaseSettings):
     ) -> ServiceSettings:
         """Resolve and validate the settings of ``service``; :class:`ConfigError` if any is bad."""
         source = ServiceEnvSource(cls, service.value if service else None, environ, env_file)
-        explicit = _explicit(overrides)
+        explicit = _explicit(overrides, cls.model_fields)
         if service is not None:
             explicit["service"] = service
         token = _ACTIVE_SOURCE.set(source)
@@ -312,7 +313,7 @@ class ServiceSettings(BaseSettings):
         source = ServiceEnvSource(cls, service.value if service else None, environ, env_file)
         values = source()
         origins = dict(source.origins)
-        for name, value in _explicit(overrides).items():
+        for name, value in _explicit(overrides, cls.model_fields).items():
             values[name], origins[name] = value, "option"
         if service is not None:
             values["service"] = service
@@ -338,9 +339,16 @@ _WHY: dict[str, str] = {
 _ACTIVE_SOURCE: ContextVar[ServiceEnvSource | None] = ContextVar("cdb_settings_source", default=None)
 
 
-def _explicit(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The overrides actually given (``None`` means "not given"); an empty URL or mode is unset."""
+def _explicit(overrides: Mapping[str, Any] | None, fields: Mapping[str, object]) -> dict[str, Any]:
+    """The overrides actually given (``None`` means "not given"); an empty URL or mode is unset.
+    :class:`ConfigError` for a name that is no setting (``fields``): the environment may hold
+    anything, but an override is asked for by name, and a misspelt one would be ignored."""
     out = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for name in out.keys() - fields.keys():
+        near = difflib.get_close_matches(name, list(fields), n=1)
+        raise ConfigError(
+            "setting", name, sorted(fields), f"did you mean {near[0]!r}?" if near else "no such setting"
+        )
     for name in EMPTY_MEANS_UNSET:
         if out.get(name) == "":
             out[name] = None

@@ -115,6 +115,19 @@ def test_overrides__beat_every_variable() -> None:
     assert settings.use_pydantic_contracts is True
 
 
+@pytest.mark.parametrize("load", [ServiceSettings.load, ServiceSettings.resolve])
+def test_overrides__a_name_that_is_no_setting_is_refused_with_the_nearest_one(load: object) -> None:
+    with pytest.raises(ConfigError, match=r"'partitions' is not accepted.*did you mean 'topic_partitions'"):
+        load(ServiceName.EXECUTION, environ={}, overrides={"partitions": 4})  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=r"'zzz' is not accepted.*no such setting"):
+        load(ServiceName.EXECUTION, environ={}, overrides={"zzz": 1})  # type: ignore[operator]
+
+
+def test_overrides__unknown_variables_in_the_environment_are_left_alone() -> None:
+    settings = ServiceSettings.load(ServiceName.RISK, environ={"PARTITIONS": "4", "HOME": "/root"})
+    assert settings.topic_partitions == 1
+
+
 def test_resolve__records_where_each_value_came_from() -> None:
     env = {"USE_PYDANTIC_CONTRACTS": "1", "RISK_CONTRACT_PROFILE": "strict"}
     _, origins = ServiceSettings.resolve(ServiceName.RISK, environ=env, overrides={"contract_shadow": True})
