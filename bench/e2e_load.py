@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from services.ws.replay import BUNDLED_TRADES, load_trades
 from services.ws.service import WsService
 from services.ws.trades import Side, Trade
 
-__all__ = ["COPIES", "Feed", "GroupProgress", "backlog", "read_latencies", "wait_idle"]
+__all__ = ["COPIES", "STAGES", "Feed", "GroupProgress", "Window", "backlog", "read_window", "wait_idle"]
 
 COPIES = 64
 _PHASE_STEP = 181  # trades between the starting points of two copies (prime: spreads them)
@@ -161,23 +162,70 @@ class GroupProgress:
         return (d2 - d1) / (t2 - t1)
 
 
-async def read_latencies(
-    redis: aioredis.Redis, keys: KeySpace, topic: Topic, first_ms: int, last_ms: int
-) -> list[int]:
-    """Latency in ms from trade to ``topic`` entry (signals or order_results), for trades
-    built in [first_ms, last_ms] (entries read back with XRANGE from ``first_ms``)."""
-    field_name = b"signal_id" if topic is Topic.SIGNALS else b"order_id"
-    out: list[int] = []
+STAGES = ("trade->signal", "signal->order", "order->result")
+"""The stages of market_data -> order_result: ws and signal, then risk, then execution."""
+
+
+@dataclass
+class Window:
+    """What the pipeline made of the trades built in one window, read back from the streams."""
+
+    results: list[int] = field(default_factory=list)
+    """Trade -> order result, ms, one per result."""
+    signals: list[int] = field(default_factory=list)
+    """Trade -> signal, ms, one per signal."""
+    stages: dict[str, list[int]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    """Each result's latency split at its signal's and its order's XADD (:data:`STAGES`), ms:
+    where the time goes, on the very samples of :attr:`results`."""
+
+
+async def read_window(redis: aioredis.Redis, keys: KeySpace, first_ms: int, last_ms: int) -> Window:
+    """Latencies of the trades built in [first_ms, last_ms] (entries read back with XRANGE from
+    ``first_ms``). Ids chain a result to its trade (``ord-sig-<symbol>-<trade ms>[#n]``:
+    services.risk.limits and services.signal.strategy), and every entry id starts with the
+    server's clock at its XADD, so each stage is the difference of two of them (1 ms apart at
+    best, unbiased on average: both are truncated to the millisecond)."""
+    window = Window()
+    signal_ms: dict[str, int] = {}
+    async for entry_ms, signal_id in _ids(redis, keys.stream(Topic.SIGNALS), b"signal_id", first_ms):
+        trade_ms = _trade_ms(signal_id)
+        if first_ms <= trade_ms <= last_ms:
+            window.signals.append(entry_ms - trade_ms)
+            signal_ms[signal_id] = entry_ms
+    order_ms = {
+        order_id: ms async for ms, order_id in _ids(redis, keys.stream(Topic.ORDERS), b"order_id", first_ms)
+    }
+    async for entry_ms, order_id in _ids(redis, keys.stream(Topic.ORDER_RESULTS), b"order_id", first_ms):
+        trade_ms = _trade_ms(order_id)
+        if not first_ms <= trade_ms <= last_ms:
+            continue
+        window.results.append(entry_ms - trade_ms)
+        signal_at, order_at = signal_ms.get(order_id.removeprefix("ord-")), order_ms.get(order_id)
+        if signal_at is not None and order_at is not None:
+            for stage, ms in zip(
+                STAGES, (signal_at - trade_ms, order_at - signal_at, entry_ms - order_at), strict=True
+            ):
+                window.stages[stage].append(ms)
+    return window
+
+
+def _trade_ms(message_id: str) -> int:
+    # sig-<symbol>-<trade ms>[#<n-th trade of that ms>] (services.signal.strategy.signal_id), or
+    # ord-<that signal id> (services.risk.limits)
+    return int(message_id.rsplit("-", 1)[1].partition("#")[0])
+
+
+async def _ids(
+    redis: aioredis.Redis, stream: str, name: bytes, first_ms: int
+) -> AsyncIterator[tuple[int, str]]:
+    """(entry ms, the JSON string field ``name``) of every entry from ``first_ms`` on."""
     start: bytes | str = f"{first_ms}-0"
     while True:
-        entries: Any = await redis.xrange(keys.stream(topic), min=start, count=5_000)
+        entries: Any = await redis.xrange(stream, min=start, count=5_000)
         if not entries:
-            return out
+            return
         for entry_id, fields in entries:
-            # sig-<symbol>-<trade ms>[#<n-th trade of that ms>] (services.signal.strategy.signal_id)
-            trade_ms = int(json.loads(fields[field_name]).rsplit("-", 1)[1].partition("#")[0])
-            if first_ms <= trade_ms <= last_ms:
-                out.append(int(entry_id.split(b"-")[0]) - trade_ms)
+            yield int(entry_id.split(b"-")[0]), json.loads(fields[name])
         start = b"(" + entries[-1][0]
 
 

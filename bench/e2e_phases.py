@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.e2e_cpu import CpuMeter, per_message_us
 from bench.e2e_hops import Hops
-from bench.e2e_load import Feed, GroupProgress, backlog, read_latencies, wait_idle
+from bench.e2e_load import Feed, GroupProgress, Window, backlog, read_window, wait_idle
 from bench.e2e_probe import CYCLE
 from bench.e2e_result import E2eResult, summarize
 from bench.e2e_shadow import ComparatorWatch
@@ -142,20 +142,19 @@ async def curve_phase(
         first_ms, last_ms = await _latency_phase(rig, rate, point.seconds, point)
         point.drained = await wait_idle(rig.progress, rig.feed.sent, timeout_s=120)
         point.hops = await rig.hops.since()
-        results = await read_latencies(rig.client, rig.keys, Topic.ORDER_RESULTS, first_ms, last_ms)
-        signals = await read_latencies(rig.client, rig.keys, Topic.SIGNALS, first_ms, last_ms)
-        result.curve.append(_point(point, results, signals))
+        result.curve.append(_point(point, await read_window(rig.client, rig.keys, first_ms, last_ms)))
 
 
-def _point(r: E2eResult, results: list[int], signals: list[int]) -> dict[str, object]:
+def _point(r: E2eResult, window: Window) -> dict[str, object]:
     return {
         "rate": r.rate,
         "seconds": r.seconds,
         "offered": r.offered,
         "consumed": r.consumed_avg,
         "drained": r.drained,
-        "results": summarize(results),
-        "signals": summarize(signals),
+        "results": summarize(window.results),
+        "signals": summarize(window.signals),
+        "stages": {stage: summarize(ms) for stage, ms in window.stages.items()},
         "hops": r.hops,
     }
 
@@ -191,7 +190,6 @@ async def rate_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -
         result.comparator["max_backlog_at_rate"] = await rig.watch.stop_sampling()
         result.comparator["caught_up_after_latency"] = await rig.watch.wait_idle(timeout_s=60)
     result.max_ahead_ms = rig.feed.max_ahead_ms
-    keys, client = rig.keys, rig.client
-    result.latency_results = await read_latencies(client, keys, Topic.ORDER_RESULTS, first_ms, last_ms)
-    result.latency_signals = await read_latencies(client, keys, Topic.SIGNALS, first_ms, last_ms)
-    result.curve.append(_point(result, result.latency_results, result.latency_signals))
+    window = await read_window(rig.client, rig.keys, first_ms, last_ms)
+    result.latency_results, result.latency_signals = window.results, window.signals
+    result.curve.append(_point(result, window))

@@ -92,9 +92,10 @@ class E2eResult:
 
 
 def summarize(latencies: list[int]) -> dict[str, float]:
-    """p50/p95/p99/max in ms and the sample count."""
+    """p50/p95/p99/max/mean in ms and the sample count."""
     values = sorted(latencies)
     return {f"p{q}": percentile(values, q) for q in (50, 95, 99)} | {
         "max": float(values[-1]) if values else float("nan"),
+        "mean": sum(values) / len(values) if values else float("nan"),
         "samples": float(len(values)),
     }

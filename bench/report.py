@@ -10,7 +10,7 @@ from bench.codec_cost import CASES, Costs
 from bench.e2e_result import E2eResult
 from bench.machine import QuietGate
 from bench.notes import GAPS, METHOD, OPTIMIZED
-from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, hop_lines, shadow_lines
+from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, hop_lines, shadow_lines, stage_lines
 from bench.stats import Figure
 from bench.summary import summary_from_json
 from bench.targets import Target, paired, per_message_us
@@ -196,7 +196,13 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
             f"{r.foreign_cpu.get('capacity', 0):.0%} / {r.foreign_cpu.get('latency', 0):.0%} of the CPU "
             f"during the capacity / latency phase (attempt {r.attempts})."
         )
-    extra = [cpu_lines(results), curve_lines(results), hop_lines(results), shadow_lines(results)]
+    extra = [
+        cpu_lines(results),
+        curve_lines(results),
+        stage_lines(results),
+        hop_lines(results),
+        shadow_lines(results),
+    ]
     for part in extra:
         if part:
             lines += ["", *part]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.e2e_load import STAGES
 from bench.e2e_result import E2eResult
 
-__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "hop_lines", "shadow_lines"]
+__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "hop_lines", "shadow_lines", "stage_lines"]
 
 _PROCS = ("ws", "signal", "risk", "execution", "comparator", "redis")
 
@@ -91,6 +92,35 @@ def hop_lines(results: list[E2eResult]) -> list[str]:
         cells = " | ".join(_hop(hops.get(h)) for h in _HOP_NAMES)
         lines.append(f"| {r.setting.name} | {_f(p['rate'])} | {cells} |")
     return lines
+
+
+def stage_lines(results: list[E2eResult]) -> list[str]:
+    """market_data -> order_result split into its stages, on the very samples of the curve."""
+    rows = [(r, p) for r in results for p in r.curve if p.get("stages")]
+    if not rows:
+        return []
+    lines = [
+        "Where market_data -> order_result goes, on the same samples: each result's latency split "
+        "where its signal and its order were written (their stream ids: "
+        "`bench.e2e_load.read_window`). trade -> signal is ws and signal, signal -> order risk, "
+        "order -> result execution (up to its results' publish: its marks' commit and ack come "
+        "after). p50 / p99 / mean in ms (samples); ids are 1 ms apart at best, so the mean is "
+        "the sharper figure.",
+        "",
+        "| setting | asked msg/s | " + " | ".join(f"{s} p50 / p99 / mean (n)" for s in STAGES) + " |",
+        "|---|---:|" + "---|" * len(STAGES),
+    ]
+    for r, p in rows:
+        stages: Any = p["stages"]
+        cells = " | ".join(_stage(stages.get(s)) for s in STAGES)
+        lines.append(f"| {r.setting.name} | {_f(p['rate'])} | {cells} |")
+    return lines
+
+
+def _stage(d: Any) -> str:
+    if not d or not d.get("samples"):
+        return "n/a"
+    return f"{_f(d['p50'])} / {_f(d['p99'])} / {_f(d['mean'], 2)} ({_f(d['samples'])})"
 
 
 def _hop(d: Any) -> str:

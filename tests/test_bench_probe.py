@@ -3,10 +3,17 @@ limits, with exposure full, so market_data -> order_result rests on its orders."
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
+import redis.asyncio as aioredis
+
+from bench.e2e_load import STAGES, read_window
 from bench.e2e_phases import MAX_POINT_S, point_seconds
 from bench.e2e_probe import CYCLE, PRIMING, SYMBOL, ProbeSeries
+from bench.e2e_result import SETTINGS, E2eResult, summarize
+from bench.report_e2e import stage_lines
+from core.topics import KeySpace, Topic
 from services.risk.limits import RiskEngine, RiskLimits
 from services.signal.strategy import MomentumStrategy, SignalParams
 
@@ -43,3 +50,45 @@ def test_curve_point__a_low_rate_runs_long_enough_for_its_samples_a_high_rate_fo
     assert point_seconds(100, 10.0, 300, 5) == MAX_POINT_S
     assert point_seconds(1_000, 10.0, 0, 5) == 10.0  # no sample count asked
     assert point_seconds(1_000, 10.0, 300, 0) == 10.0  # no probe: only natural orders
+
+
+async def test_read_window__splits_each_result_where_its_signal_and_order_were_written(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    async def add(topic: Topic, ms: int, name: str, value: str) -> None:
+        await redis_async.xadd(keys.stream(topic), {name: json.dumps(value)}, id=f"{ms}-0")
+
+    # A trade at 1,000 ms: signal at +3, order at +5, result at +9 (the split: 3, 2, 4).
+    await add(Topic.SIGNALS, 1_003, "signal_id", "sig-PROBE/USDT-1000")
+    await add(Topic.ORDERS, 1_005, "order_id", "ord-sig-PROBE/USDT-1000")
+    await add(Topic.ORDER_RESULTS, 1_009, "order_id", "ord-sig-PROBE/USDT-1000")
+    # The second trade of that millisecond: a signal, rejected by risk (no order).
+    await add(Topic.SIGNALS, 1_004, "signal_id", "sig-BTC0/USDT-1000#1")
+    # A result whose order the stream no longer holds: a latency, but no split.
+    await add(Topic.ORDER_RESULTS, 1_012, "order_id", "ord-sig-ETH0/USDT-1001")
+    # A trade after the window.
+    await add(Topic.SIGNALS, 5_001, "signal_id", "sig-PROBE/USDT-5000")
+    await add(Topic.ORDERS, 5_002, "order_id", "ord-sig-PROBE/USDT-5000")
+    await add(Topic.ORDER_RESULTS, 5_003, "order_id", "ord-sig-PROBE/USDT-5000")
+
+    window = await read_window(redis_async, keys, 1_000, 4_999)
+
+    assert sorted(window.signals) == [3, 4]
+    assert sorted(window.results) == [9, 11]
+    assert window.stages == {"trade->signal": [3], "signal->order": [2], "order->result": [4]}
+    assert list(window.stages) == list(STAGES)
+
+
+def test_stage_table__p50_p99_and_mean_per_stage_and_none_for_a_point_without_stages() -> None:
+    setting = SETTINGS[1]
+    result = E2eResult(setting, rate=1_000)
+    stages = {"trade->signal": [1, 1, 2], "signal->order": [1, 2, 2], "order->result": [4, 4, 7]}
+    result.curve = [
+        {"rate": 1_000.0, "stages": {s: summarize(v) for s, v in stages.items()}},
+        {"rate": 5_000.0},
+    ]
+
+    rows = [line for line in stage_lines([result]) if line.startswith(f"| {setting.name} ")]
+
+    assert rows == [f"| {setting.name} | 1,000 | 1 / 2 / 1.33 (3) | 2 / 2 / 1.67 (3) | 4 / 7 / 5.00 (3) |"]
+    assert stage_lines([E2eResult(setting, rate=1_000)]) == []
