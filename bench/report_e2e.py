@@ -4,6 +4,7 @@ or inside the pipeline (BENCHMARKS.md section 4, BENCHMARKS.json ``end_to_end``)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from bench.e2e_load import STAGES
@@ -73,46 +74,46 @@ _HOP_NAMES = ("signal market_data", "risk signals", "execution orders")
 
 def hop_lines(results: list[E2eResult]) -> list[str]:
     """Per-hop latency (p50 / p99 ms and samples) at each offered rate, from every entry."""
-    rows = [(r, p) for r in results for p in r.curve if p.get("hops")]
-    if not rows:
-        return []
-    lines = [
+    intro = (
         "Latency per hop, on every message: each service's `cdb_consume_latency_seconds` histogram "
         "(from an input entry's XADD, its id, to the end of the batch that finished it: outputs "
         "published, entry acknowledged), read from its /metrics before and after the window (after "
         "the warm-up, through the drain). signal's hop counts every market_data entry, risk's every "
         "signal, execution's every order. p50 / p99 in ms (samples), interpolated inside the "
-        "histogram's buckets (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ... ms).",
-        "",
-        "| setting | asked msg/s | " + " | ".join(f"{h} p50 / p99 (n)" for h in _HOP_NAMES) + " |",
-        "|---|---:|" + "---|" * len(_HOP_NAMES),
-    ]
-    for r, p in rows:
-        hops: Any = p["hops"]
-        cells = " | ".join(_hop(hops.get(h)) for h in _HOP_NAMES)
-        lines.append(f"| {r.setting.name} | {_f(p['rate'])} | {cells} |")
-    return lines
+        "histogram's buckets (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ... ms)."
+    )
+    return _point_table(results, "hops", intro, [(f"{h} p50 / p99 (n)", h) for h in _HOP_NAMES], _hop)
 
 
 def stage_lines(results: list[E2eResult]) -> list[str]:
     """market_data -> order_result split into its stages, on the very samples of the curve."""
-    rows = [(r, p) for r in results for p in r.curve if p.get("stages")]
-    if not rows:
-        return []
-    lines = [
+    intro = (
         "Where market_data -> order_result goes, on the same samples: each result's latency split "
         "where its signal and its order were written (their stream ids: "
         "`bench.e2e_load.read_window`). trade -> signal is ws and signal, signal -> order risk, "
         "order -> result execution (up to its results' publish: its marks' commit and ack come "
         "after). p50 / p99 / mean in ms (samples); ids are 1 ms apart at best, so the mean is "
-        "the sharper figure.",
+        "the sharper figure."
+    )
+    return _point_table(results, "stages", intro, [(f"{s} p50 / p99 / mean (n)", s) for s in STAGES], _stage)
+
+
+def _point_table(
+    results: list[E2eResult], key: str, intro: str, columns: list[tuple[str, str]], cell: Callable[[Any], str]
+) -> list[str]:
+    """One row per curve point that has ``key``: its ``(heading, name)`` columns, each ``cell``-ed."""
+    rows = [(r, p) for r in results for p in r.curve if p.get(key)]
+    if not rows:
+        return []
+    lines = [
+        intro,
         "",
-        "| setting | asked msg/s | " + " | ".join(f"{s} p50 / p99 / mean (n)" for s in STAGES) + " |",
-        "|---|---:|" + "---|" * len(STAGES),
+        "| setting | asked msg/s | " + " | ".join(heading for heading, _ in columns) + " |",
+        "|---|---:|" + "---|" * len(columns),
     ]
     for r, p in rows:
-        stages: Any = p["stages"]
-        cells = " | ".join(_stage(stages.get(s)) for s in STAGES)
+        values: Any = p[key]
+        cells = " | ".join(cell(values.get(name)) for _, name in columns)
         lines.append(f"| {r.setting.name} | {_f(p['rate'])} | {cells} |")
     return lines
 

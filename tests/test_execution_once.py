@@ -208,14 +208,9 @@ async def test_execution__database_outage_after_a_publish__one_result_per_order_
     assert len(rows) == ORDERS
 
 
-async def test_once_publisher__called_again__returns_the_first_id_and_adds_nothing(
-    redis_async: aioredis.Redis, keys: KeySpace
-) -> None:
-    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix})
-    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, redis_async)
-    once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
-    values = {
-        "order_id": "ord-1",
+def _result_values(order_id: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
         "symbol": "BTC/USDT",
         "side": "BUY",
         "status": "FILLED",
@@ -225,6 +220,19 @@ async def test_once_publisher__called_again__returns_the_first_id_and_adds_nothi
         "reason": None,
         "simulated": True,
     }
+
+
+def _once_publisher(redis: aioredis.Redis, keys: KeySpace) -> tuple[ServiceContext, OncePublisher]:
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix})
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, redis)
+    return ctx, OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+
+
+async def test_once_publisher__called_again__returns_the_first_id_and_adds_nothing(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    ctx, once = _once_publisher(redis_async, keys)
+    values = _result_values("ord-1")
     result = ctx.codec.build(Topic.ORDER_RESULTS, values)
 
     first = await once.publish("ord-1", result)
@@ -240,26 +248,10 @@ async def test_once_publisher__called_again__returns_the_first_id_and_adds_nothi
     assert 0 < await redis_async.ttl(marker) <= once.marker_ttl_s
 
 
-def _result_values(order_id: str) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "symbol": "BTC/USDT",
-        "side": "BUY",
-        "status": "FILLED",
-        "filled_quantity": 0.01,
-        "average_price": 50_000.0,
-        "fee": 0.05,
-        "reason": None,
-        "simulated": True,
-    }
-
-
 async def test_once_publisher_under_a_lease__publishes_while_it_is_held_and_nothing_once_it_moved(
     any_redis: aioredis.Redis, keys: KeySpace
 ) -> None:
-    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={}, overrides={"key_prefix": keys.prefix})
-    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, any_redis)
-    once = OncePublisher(ctx.publisher, Topic.ORDER_RESULTS)
+    ctx, once = _once_publisher(any_redis, keys)
     results = {i: ctx.codec.build(Topic.ORDER_RESULTS, _result_values(f"ord-{i}")) for i in (1, 2)}
     guard = LeaseGuard(keys.lease(ServiceName.EXECUTION, 0), "me", keys.stream(Topic.ORDERS, 0))
     await any_redis.set(guard.lease, "me")

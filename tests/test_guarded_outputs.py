@@ -153,14 +153,19 @@ async def test_guarded_flush__server_without_the_script__each_output_written_onc
 _REASON = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
 
 
+def _guarded_and_plain(keys: KeySpace) -> tuple[KeySpace, KeySpace]:
+    """Fresh key spaces under ``keys``, one to write under a lease, one without: hypothesis runs
+    every example in the one test's fixtures."""
+    run = uuid.uuid4().hex[:8]
+    return KeySpace(f"{keys.prefix}{run}:g:"), KeySpace(f"{keys.prefix}{run}:p:")
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(reasons=st.lists(_REASON, min_size=1, max_size=6))
 async def test_guarded_flush__any_field_text__reads_back_exactly_as_the_plain_publish_writes_it(
     redis_async: aioredis.Redis, keys: KeySpace, reasons: list[str]
 ) -> None:
-    # Fresh keys per example: hypothesis runs every example in the one test's fixtures.
-    run = uuid.uuid4().hex[:8]
-    guarded, plain = KeySpace(f"{keys.prefix}{run}:g:"), KeySpace(f"{keys.prefix}{run}:p:")
+    guarded, plain = _guarded_and_plain(keys)
     await redis_async.set(_guard(guarded).lease, "me")
     messages = [CODEC.build(TOPIC, {**valid_values(TOPIC, i), "reason": r}) for i, r in enumerate(reasons)]
     publisher = _publisher(redis_async, guarded)
@@ -230,12 +235,8 @@ async def test_once_publisher_under_a_lease__any_field_text__writes_what_it_writ
     redis_async: aioredis.Redis, keys: KeySpace, reasons: list[str]
 ) -> None:
     # The lease owner rides after the fields: the script must count it out of them.
-    run = uuid.uuid4().hex[:8]
     written = []
-    for space, fenced in (
-        (KeySpace(f"{keys.prefix}{run}:g:"), True),
-        (KeySpace(f"{keys.prefix}{run}:p:"), False),
-    ):
+    for space, fenced in zip(_guarded_and_plain(keys), (True, False), strict=True):
         settings_ = ServiceSettings.load(
             ServiceName.EXECUTION, environ={}, overrides={"key_prefix": space.prefix}
         )
