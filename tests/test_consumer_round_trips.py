@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.codec import Decoded
-from core.errors import LeaseLostError, StateAheadError, TransportError
+from core.errors import ContractError, LeaseLostError, StateAheadError, TransportError
 from core.redis import Publisher, StreamConsumer, consumer_io
 from core.redis.retry import RetryPolicy
 from core.topics import KeySpace, ServiceName, Topic
@@ -249,6 +249,38 @@ async def test_stale_fenced_owner__its_batch_changes_nothing_in_redis_whether_or
     assert handled.ids == published[:BATCH]
     assert await redis_async.xlen(keys.stream(Topic.ORDER_RESULTS)) == 0
     assert await pending_ids(redis_async, keys) == published[:BATCH]  # nothing acknowledged
+
+
+def _unbuildable() -> ContractError:
+    return ContractError(topic="order_results", path="pydantic", profile="lenient", raw=b"{}", errors=[])
+
+
+@pytest.mark.parametrize("made_by", ["handler", "batch step"])
+async def test_stale_fenced_owner__parks_no_dead_letter_whichever_step_made_it(
+    redis_async: aioredis.Redis, keys: KeySpace, made_by: str
+) -> None:
+    # Dead letters are not written under the lease: the lease is read before they are parked,
+    # also when the batch step (which reads no lease of its own here) made them.
+    lease = keys.lease(ServiceName.EXECUTION, 0)
+
+    async def step(work: Any, guard: Any) -> dict[str, BaseException]:
+        await redis_async.set(lease, "c2")  # paused past the lease during the batch step
+        return {entry_id: _unbuildable() for entry_id in work}
+
+    async def handle(decoded: Decoded, entry_id: str) -> object:
+        if made_by == "batch step":
+            return entry_id  # its work, for the batch step
+        await redis_async.set(lease, "c2")
+        raise _unbuildable()
+
+    c = await fenced(redis_async, keys, finish_batch=step if made_by == "batch step" else None)
+    published = await publish(redis_async, keys, BATCH)
+
+    with pytest.raises(LeaseLostError, match="held by c2"):
+        await c.poll_once(handle, carry_ack=True)
+
+    assert await redis_async.xlen(keys.dlq(Topic.ORDERS)) == 0
+    assert await pending_ids(redis_async, keys) == published  # nothing acknowledged
 
 
 async def test_fenced_owed_ack__refused_with_the_read_once_the_lease_moved(

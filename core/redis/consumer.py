@@ -543,13 +543,14 @@ class StreamConsumer:
         # ack: if any step fails nothing is acked and the entries come back (a duplicate at
         # worst, never a loss).
         # Fenced, nothing but the ack is written without the lease: the batch step and the
-        # outputs write under it (the check rides in their write), anything else (dead letters, a
-        # before_ack with no batch step ahead of it) waits for one read of it first. An ack alone
-        # goes with the next read (or the stop's ack), whose script checks the lease first, so a
-        # stale owner's batch that sends nothing still changes nothing in Redis.
+        # outputs write under it (the check rides in their write); a before_ack with no batch
+        # step ahead of it, and the dead letters (whichever step made them), wait for one read
+        # of it first. An ack alone goes with the next read (or the stop's ack), whose script
+        # checks the lease first, so a stale owner's batch that sends nothing still changes
+        # nothing in Redis.
         guard = None
         if self.fence is not None:
-            if ledger.letters or (self.before_ack is not None and not waiting):
+            if self.before_ack is not None and not waiting:
                 await self.fence.check()  # a stale owner sends nothing (nor finishes its batch)
             else:
                 guard = self.fence.guard
@@ -563,6 +564,8 @@ class StreamConsumer:
                     raw_id, fields, count = handled[source]
                     ledger.output_failed(raw_id, fields, error, count)
         if ledger.letters:
+            if guard is not None and self.fence is not None:  # not written under the lease
+                await self.fence.check()
             await self.dead_letters.park_many(self.topic, ledger.letters)
         if ledger.done:
             self._owed += ledger.done  # sent with the next read (see poll_once)
