@@ -33,6 +33,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.e2e_probe import PRIMING, SYMBOL, ProbeSeries
+from core.redis.modes import reply_text
 from core.topics import KeySpace, ServiceName, Topic
 from services.pipeline import group_backlog
 from services.ws.replay import BUNDLED_TRADES, load_trades
@@ -133,8 +134,7 @@ class GroupProgress:
             return 0
         want = self.keys.group(self.service)
         for info in groups:
-            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-            if name == want:
+            if reply_text(info["name"]) == want:
                 return int(info.get("entries-read") or 0) - int(info["pending"])
         return 0
 

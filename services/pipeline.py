@@ -17,7 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 from core.codec import build_codec
 from core.redis import Publisher
 from core.redis.consumer_io import undelivered
-from core.redis.modes import AsyncClient
+from core.redis.modes import AsyncClient, reply_text
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from core.versions.codec import VersionedCodec
@@ -82,8 +82,7 @@ async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
     except ResponseError:
         return 0  # no stream yet: nothing to do
     for info in groups:
-        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        if name == group:
+        if reply_text(info["name"]) == group:
             return await undelivered(redis, stream, info) + int(info["pending"])
     return await redis.xlen(stream)  # group not created yet: everything is waiting
 
