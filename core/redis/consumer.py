@@ -68,7 +68,7 @@ finish (each settled as if its handler had raised that error); raising fails the
 Fenced, it also gets the partition's :class:`~core.redis.guarded.LeaseGuard`: what it writes to
 Redis it writes under that lease (raising :class:`~core.errors.LeaseLostError` when it is lost:
 ``OncePublisher.publish_many(items, guard)``, ``Publisher.flush_outputs(guard)``); ``None``
-when the lease was already read for this batch, or the consumer is not fenced."""
+when the consumer is not fenced."""
 
 
 _log = get_logger("core.redis.consumer")
