@@ -4,6 +4,7 @@ owed is never left behind (stop, failed before_ack, idle wait)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -323,7 +324,7 @@ async def test_fenced_owed_ack_lost__a_stateful_consumer_asks_for_a_rebuild_a_st
         assert isinstance(caught.value, StateAheadError) is stateful
 
 
-async def test_idle_fenced_consumer__the_ack_rides_the_first_read_then_it_reads_then_waits_and_reads_in_one(
+async def test_idle_fenced_consumer__the_ack_rides_the_first_read_then_it_waits_and_reads_in_one(
     redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch, writes: list[int]
 ) -> None:
     c = await fenced(redis_async, keys, block_ms=50)
@@ -346,12 +347,43 @@ async def test_idle_fenced_consumer__the_ack_rides_the_first_read_then_it_reads_
     calls.clear()
     writes[0] = 0
     assert await c.poll_once(Collector(), carry_ack=True) == 0
-    # The read carrying the ack found the stream drained; the blocking read reads first (an
-    # entry may have come meanwhile), then waits and reads what the wait announced: one round
-    # trip, the server running the read as soon as the wait ends (here: it timed out).
-    assert calls == ["ack+read", "read", "wait+read"]
-    assert writes[0] == 3
+    # The read carrying the ack found the stream drained; the blocking read waits from where
+    # that read ended and reads what the wait announced: one round trip, the server running the
+    # read as soon as the wait ends (here: it timed out). No second read before the wait.
+    assert calls == ["ack+read", "wait+read"]
+    assert writes[0] == 2
     assert await pending_ids(redis_async, keys) == []
+
+
+async def test_idle_fenced_consumer__an_entry_between_its_empty_read_and_its_wait_ends_the_wait_at_once(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=5_000)
+    await publish(redis_async, keys, BATCH)
+    assert c.fence is not None
+    seen = Collector()
+    assert await c.poll_once(seen, carry_ack=True) == BATCH
+    calls: list[str] = []
+    read, wait_and_read = c.fence.read, c.fence.wait_and_read
+
+    async def read_then_an_entry_comes(*args: Any, **kwargs: Any) -> Any:
+        reply = await read(*args, **kwargs)
+        calls.append(f"read {len(reply.entries)}")
+        await publish(redis_async, keys, 1)  # after the read found nothing, before the wait
+        return reply
+
+    async def counted_wait_and_read(*args: Any, **kwargs: Any) -> Any:
+        reply = await wait_and_read(*args, **kwargs)
+        calls.append(f"wait+read {len(reply.entries)}")
+        return reply
+
+    monkeypatch.setattr(c.fence, "read", read_then_an_entry_comes)
+    monkeypatch.setattr(c.fence, "wait_and_read", counted_wait_and_read)
+    started = time.monotonic()
+    assert await c.poll_once(seen, carry_ack=True) == 1
+    assert time.monotonic() - started < 2.5  # not the 5-s wait: the entry is after where it waits
+    assert calls == ["read 0", "wait+read 1"]
+    assert len(seen.ids) == BATCH + 1
 
 
 async def test_idle_fenced_consumer__an_entry_arriving_during_the_wait_is_taken_in_the_waits_round_trip(

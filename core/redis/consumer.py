@@ -297,10 +297,12 @@ class StreamConsumer:
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
         if stop is not None and stop.is_set():
             return []  # stopping: take nothing new (an owed ack is sent by run or flush_acks)
+        after = None
         if self._owed or self._busy or block is None:
             # Busy (or told not to wait): a read that does not block, carrying the owed ack, so a
             # batch costs one round trip and no stop race; only when it finds nothing does the
-            # blocking read follow, with nothing owed any more.
+            # blocking read follow, with nothing owed any more, waiting from where that read
+            # ended (fenced: no second read before the wait).
             owed = self._owed
             if owed:
                 entries = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
@@ -310,18 +312,21 @@ class StreamConsumer:
             self._busy = bool(entries)
             if entries or block is None:
                 return entries
-        entries = await self._read_blocking(block, stop)
+            after = self.io.idle_after
+        entries = await self._read_blocking(block, stop, after)
         self._busy = bool(entries)
         return entries
 
-    async def _read_blocking(self, block: int, stop: asyncio.Event | None) -> list[Entry]:
+    async def _read_blocking(
+        self, block: int, stop: asyncio.Event | None, after: bytes | None
+    ) -> list[Entry]:
         if stop is None:
-            return await self.io.read_new(self.batch_size, block)
+            return await self.io.read_new(self.batch_size, block, after=after)
         # A stop must not wait out CONSUMER_BLOCK_MS: race the blocking XREADGROUP with it and
         # cancel the read (redis-py drops that connection). Entries the server may already
         # have delivered stay pending for this consumer, unacknowledged: the next owner takes
         # them over (or this instance re-reads them on restart), so nothing is lost.
-        read = asyncio.ensure_future(self.io.read_new(self.batch_size, block))
+        read = asyncio.ensure_future(self.io.read_new(self.batch_size, block, after=after))
         halt = asyncio.ensure_future(stop.wait())
         interrupted = False
         try:

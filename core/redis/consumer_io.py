@@ -79,6 +79,9 @@ class GroupIO:
         self._taken: bytes | None = None
         self.recovered = False  # the last read_new returned such entries, not new ones
         self.last_delivered: bytes | None = None  # the group's, as of the last backlog()
+        # Fenced: the stream's last id as of the last read_new, if it found nothing new (what a
+        # blocking read right after it may wait after, without reading again first).
+        self.idle_after: bytes | None = None
         self._own_cursor: bytes | str = "0-0"
         self._claim_cursor: bytes | str = "0-0"
         self._ack_head: bytes | None = None  # "XACK <stream> <group>" packed, without the count
@@ -98,7 +101,9 @@ class GroupIO:
 
         await call_async(self.retry, f"XGROUP CREATE {self.stream}", create, on_retry=self._retrying("group"))
 
-    async def read_new(self, count: int, block_ms: int | None, *, ack: Sequence[bytes] = ()) -> list[Entry]:
+    async def read_new(
+        self, count: int, block_ms: int | None, *, ack: Sequence[bytes] = (), after: bytes | None = None
+    ) -> list[Entry]:
         """Up to ``count`` entries never delivered to the group (``>``), waiting up to ``block_ms``.
 
         ``ack``: ids to acknowledge first, in the same round trip (``XACK`` then ``XREADGROUP``,
@@ -107,22 +112,28 @@ class GroupIO:
 
         Fenced: taken by the lease-checking script; the wait before it is a group-less
         ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause), pipelined with
-        the script so that waking and taking are one round trip. A blocking call
-        reads before it waits, even right after a non-blocking read that found nothing: under a
-        steady trickle the entry has often arrived by then, and one read beats a wait and a read.
+        the script so that waking and taking are one round trip. A blocking call reads first
+        and waits only if that found nothing, unless ``after`` (the :attr:`idle_after` of a read
+        that just found nothing) says where to wait from: then it waits at once, since an entry
+        that came in between ends the wait at once and is taken in the same round trip.
         If an earlier read's reply was lost
         (a retry re-sent it), the entries it delivered come first, and :attr:`recovered` says
         so (they were delivered before: their counts matter)."""
         fence = self.fence
         self.recovered = False
         if fence is not None:
+            self.idle_after = None
+            if after is not None and block_ms and not ack:
+                return await self._wait_and_read(fence, count, block_ms, after)
             read = await self._call(
                 "read",
                 lambda: fence.read(self.consumer, count, ">", taken=self._taken, ack=ack),
                 also="ack" if ack else None,
             )
-            if not read.entries and block_ms and read.wait_after is not None:
-                return await self._wait_and_read(fence, count, block_ms, read.wait_after)
+            if not read.entries and read.wait_after is not None:
+                if block_ms:
+                    return await self._wait_and_read(fence, count, block_ms, read.wait_after)
+                self.idle_after = read.wait_after
             self.recovered = read.recovered
             self._received(read.entries)
             return read.entries
