@@ -224,7 +224,11 @@ are the figures of record; the microsecond splits below come from those profilin
   `XREAD BLOCK` with the fenced read pipelined behind it (the server runs the read the moment
   the wait ends: waking and taking are one round trip), handles the entries, and sends their
   outputs in a script that checks the lease first (one round trip, no `GET` of its own; on a
-  cluster a `GET` before them); the ack goes with the next read. Execution commits the batch's
+  cluster a `GET` before them); the ack goes with the next read, and when that read finds the
+  stream drained the consumer waits from where it ended, without reading again first (since
+  2026-12-01: going idle costs two round trips, not three; at 1,000 msg/s, where signal wakes
+  ~500 times a second, its CPU fell 16 %, risk's 15 %, execution's 9 % on a slower machine,
+  2 and 2 runs alternated: signal 468 / 477 -> 395 / 393 ms of CPU a second). Execution commits the batch's
   rows (one durable commit: ~0.85 ms here when the disk is idle, 3.2 ms on a slower machine, so
   this floor is the machine's), then publishes once per order in a script that checks the
   lease first (since 2026-12-01; it used to read the lease with a `GET` of its own before the
