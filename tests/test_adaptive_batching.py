@@ -121,8 +121,8 @@ def _consumer(client: aioredis.Redis, keys: KeySpace, *, block_ms: int) -> tuple
     reads: list[Any] = []
     read_new = consumer.io.read_new
 
-    async def counted(count: int, block: int | None) -> Any:
-        got = await read_new(count, block)
+    async def counted(count: int, block: int | None, **options: Any) -> Any:
+        got = await read_new(count, block, **options)
         reads.append(len(got))
         return got
 
