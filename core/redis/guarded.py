@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import LeaseLostError, TransportError
-from core.redis.modes import AsyncClient, reply_text
+from core.redis.modes import AsyncClient, is_cluster, reply_text
 from core.redis.scripts import LuaScript
 from core.redis.wire import send_one
 
-__all__ = ["GUARDED_PUBLISH", "LeaseGuard", "guarded_args", "guarded_ids"]
+__all__ = ["GUARDED_PUBLISH", "LeaseGuard", "guarded_args", "guarded_ids", "script_guard"]
 
 # KEYS[1] the lease, KEYS[2] the output stream; ARGV[1] owner, ARGV[2] channel, ARGV[3] n, then
 # n trim arguments, then per output: its body, 2k, and its k field names and values.
@@ -81,6 +81,19 @@ class LeaseGuard:
         return LeaseLostError(
             f"{self.owner} no longer holds the lease of {self.stream} (held by {holder}): outputs not sent"
         )
+
+
+async def script_guard(
+    guard: LeaseGuard | None, redis: AsyncClient, *, scripts: bool = True
+) -> LeaseGuard | None:
+    """The guard the writing scripts check, or ``None`` once the lease was read here (a ``GET``,
+    :class:`LeaseLostError` if it is lost) because no script can check it: on a cluster the
+    lease lives in another slot than what is written; ``scripts`` false, the server runs no Lua
+    (embedded)."""
+    if guard is not None and (is_cluster(redis) or not scripts):
+        await guard.check(redis)
+        return None
+    return guard
 
 
 def guarded_args(

@@ -38,8 +38,8 @@ from core.errors import CdbError, LeaseLostError, NotReplicatedError, TransportE
 from core.logging import get_logger
 from core.metrics import ServiceMetrics
 from core.redis import outbox
-from core.redis.guarded import GUARDED_PUBLISH, LeaseGuard, guarded_args, guarded_ids
-from core.redis.modes import AsyncClient, is_cluster
+from core.redis.guarded import GUARDED_PUBLISH, LeaseGuard, guarded_args, guarded_ids, script_guard
+from core.redis.modes import AsyncClient
 from core.redis.outbox import Deferred, Outbox
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.sync_publish import message_partition, publish_message, stream_ids, wall_ms
@@ -204,9 +204,8 @@ class Publisher:
         go in a script that checks the lease first (:mod:`core.redis.guarded`: no round trip of
         its own); on a cluster the lease is read first. Either way a lost lease raises
         :class:`~core.errors.LeaseLostError` (the outputs taken, none sent after it was lost)."""
-        if guard is not None and is_cluster(self.redis) and self._outbox:
-            await guard.check(self.redis)
-            guard = None
+        if self._outbox:
+            guard = await script_guard(guard, self.redis)
         return (await self._flush(guard))[1]
 
     async def _flush(self, guard: LeaseGuard | None = None) -> tuple[int, dict[str, BaseException]]:

@@ -41,8 +41,8 @@ from typing import Any
 
 from core.codec import FieldMap, Message
 from core.errors import NotReplicatedError, TransportError
-from core.redis.guarded import LeaseGuard
-from core.redis.modes import is_cluster, reply_text
+from core.redis.guarded import LeaseGuard, script_guard
+from core.redis.modes import reply_text
 from core.redis.outbox import utf8_checked
 from core.redis.publisher import Publisher
 from core.redis.retry import call_async
@@ -150,11 +150,8 @@ class OncePublisher:
         idempotent per id: what went through is found, not published twice).
         """
         pub, topic = self.publisher, self.topic
-        if guard is not None and items and (is_cluster(pub.redis) or _in_process(pub.redis)):
-            # The lease's slot is not the results' (cluster), or there is no Lua (embedded):
-            # read it first.
-            await guard.check(pub.redis)
-            guard = None
+        if items:
+            guard = await script_guard(guard, pub.redis, scripts=not _in_process(pub.redis))
         outcomes: list[Published | Exception | None] = [None] * len(items)
         groups: dict[int, list[_Pending]] = {}
         for position, (message_id, message) in enumerate(items):
