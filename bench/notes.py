@@ -191,8 +191,9 @@ are the figures of record; the microsecond splits below come from those profilin
   bare redis-py loop (ledger, metrics, dead-letter bookkeeping, own-pending and reclaim checks)
   used to cost it ~0.3 ms per batch and a few per cent; three changes put it level or ahead: a
   busy batch's XACK goes with the next XREADGROUP in one pipelined round trip (one round trip
-  per batch where the bare loop makes two; an owed ack is sent on its own before any blocking
-  wait, reclaim, take-over, backlog report and at the stop), the reply is turned into entries
+  per batch where the bare loop makes two; a consumer that caught up sends it with its wait
+  for the next entries; an owed ack is sent on its own before any reclaim, take-over, backlog
+  report and at the stop), the reply is turned into entries
   in one comprehension (~0.35 us an entry; redis-py's parse ~1 us) and the ledger counts
   handled entries in an int. Fenced consumers (partitioned services) acknowledged each batch
   in its own script call in this run; they now carry the ack inside the next read's
@@ -224,11 +225,16 @@ are the figures of record; the microsecond splits below come from those profilin
   `XREAD BLOCK` with the fenced read pipelined behind it (the server runs the read the moment
   the wait ends: waking and taking are one round trip), handles the entries, and sends their
   outputs in a script that checks the lease first (one round trip, no `GET` of its own; on a
-  cluster a `GET` before them); the ack goes with the next read, and when that read finds the
-  stream drained the consumer waits from where it ended, without reading again first (since
-  2026-12-01: going idle costs two round trips, not three; at 1,000 msg/s, where signal wakes
-  ~500 times a second, its CPU fell 16 %, risk's 15 %, execution's 9 % on a slower machine,
-  2 and 2 runs alternated: signal 468 / 477 -> 395 / 393 ms of CPU a second). Execution commits the batch's
+  cluster a `GET` before them); a consumer that caught up (its read was not a full batch)
+  sends the batch's ack, its wait for the next entries and the read behind it in one round trip
+  (the ack runs before the wait; an entry that came meanwhile ends the wait at once). Going
+  idle after a batch cost three round trips before 2026-12-01 (the read carrying the ack, a
+  second read, the wait with its read), then two, now one. At 1,000 msg/s, where signal wakes
+  hundreds of times a second, each step cut the services' CPU on slower machines (2 and 2
+  runs alternated, ms of CPU a second): three -> two: signal 468 / 477 -> 395 / 393, risk
+  -15 %, execution -9 %; two -> one (another machine, Python 3.7x slower than this run's):
+  signal 430 / 414 -> 362 / 348, risk 94 / 98 -> 85 / 77, Redis 155 / 147 -> 131 / 131,
+  md -> result mean 9.84 / 9.72 -> 9.34 / 9.06 ms, capacity unchanged. Execution commits the batch's
   rows (one durable commit: ~0.85 ms here when the disk is idle, 3.2 ms on a slower machine, so
   this floor is the machine's), then publishes once per order in a script that checks the
   lease first (since 2026-12-01; it used to read the lease with a `GET` of its own before the

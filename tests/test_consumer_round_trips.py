@@ -412,7 +412,9 @@ async def test_idle_fenced_consumer__an_entry_arriving_during_the_wait_is_taken_
     await asyncio.sleep(0.2)  # the consumer is inside its wait now (its connection blocked)
     await publish(redis_async, keys, 3)  # on another connection of the pool
     assert await asyncio.wait_for(waiting, 1.5) == 3  # woken by the entries, long before the wait's end
-    assert calls == ["read", "wait+read", "took 3"]  # no read of its own after the wait
+    # No read of its own before the wait (it waits from where its last, empty, wait ended) nor
+    # after it: an idle consumer makes one round trip per wake.
+    assert calls == ["wait+read", "took 3"]
     # Taken through the group (pending for this consumer until the ack owed is sent), once each.
     assert await pending_ids(redis_async, keys) == seen.ids
     await c.flush_acks()
@@ -430,3 +432,127 @@ async def test_fenced_wait__a_stale_owner_is_refused_when_the_wait_ends(
     with pytest.raises(LeaseLostError):
         await c.fence.wait_and_read("c1", BATCH, b"0-0", 50, taken=None)
     assert await pending_ids(redis_async, keys) == []  # nothing taken from under the new owner
+
+
+# A consumer that caught up (its last read was not a full batch) settles that batch and waits
+# for the next in one round trip: the owed ack, the wait and the read go together.
+
+
+@pytest.mark.parametrize("fenced_by_lease", [True, False], ids=["fenced", "plain"])
+async def test_caught_up_consumer__settles_its_batch_and_waits_for_the_next_in_one_round_trip(
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int], fenced_by_lease: bool
+) -> None:
+    if fenced_by_lease:
+        c = await fenced(redis_async, keys, block_ms=300)
+    else:
+        c = consumer(redis_async, keys, block_ms=300)
+        await c.ensure_group()
+    await publish(redis_async, keys, 3)
+    assert await c.poll_once(Collector(), carry_ack=True) == 3  # fewer than a batch: caught up
+    assert len(await pending_ids(redis_async, keys)) == 3  # owed
+    writes[0] = 0
+    started = time.monotonic()
+    assert await c.poll_once(Collector(), carry_ack=True) == 0  # nothing came: the wait ran out
+    assert time.monotonic() - started >= 0.25  # it did wait
+    assert writes[0] == 1  # the ack, the wait and the read: one round trip
+    assert await pending_ids(redis_async, keys) == []  # acknowledged before it waited
+
+
+async def test_caught_up_fenced_consumer__an_entry_that_came_while_it_handled_is_taken_at_once(
+    redis_async: aioredis.Redis, keys: KeySpace, writes: list[int]
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=3_000)
+    first = await publish(redis_async, keys, 3)
+    seen = Collector()
+
+    async def handle(decoded: Decoded, entry_id: str) -> None:
+        await seen(decoded, entry_id)
+        if len(seen.ids) == 3:
+            await publish(redis_async, keys, 1)  # arrives while the batch is handled
+
+    assert await c.poll_once(handle, carry_ack=True) == 3
+    writes[0] = 0
+    started = time.monotonic()
+    assert await c.poll_once(seen, carry_ack=True) == 1
+    assert time.monotonic() - started < 1.5  # not the 3-s wait: the entry was there already
+    assert writes[0] == 1
+    assert await pending_ids(redis_async, keys) == seen.ids[3:]  # the first batch acknowledged
+    assert seen.ids[:3] == first
+
+
+async def test_caught_up_fenced_consumer__a_stale_owner_acknowledges_and_takes_nothing(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=100)
+    published = await publish(redis_async, keys, 3)
+    assert await c.poll_once(Collector(), carry_ack=True) == 3
+    await redis_async.set(keys.lease(ServiceName.EXECUTION, 0), "c2")  # paused past the lease
+    more = await publish(redis_async, keys, 2)
+    seen = Collector()
+    with pytest.raises(LeaseLostError, match="held by c2"):
+        await c.poll_once(seen, carry_ack=True)
+    assert seen.ids == []
+    assert await pending_ids(redis_async, keys) == published  # the ack refused, nothing new taken
+    info = await redis_async.xinfo_groups(keys.stream(TOPIC))
+    assert info[0]["last-delivered-id"].decode() == published[-1]  # the new owner finds `more`
+    assert len(more) == 2
+
+
+async def test_caught_up_fenced_consumer__a_wait_ended_by_an_entry_it_cannot_take_does_not_spin(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An entry delivered to another consumer of the group (here: one read past the fence) ends
+    # a wait from the newest entry this consumer took, with nothing to take. The next wait
+    # starts from the stream's end, so the consumer really waits instead of spinning.
+    c = await fenced(redis_async, keys, block_ms=300)
+    await publish(redis_async, keys, 3)
+    assert await c.poll_once(Collector(), carry_ack=True) == 3
+    await publish(redis_async, keys, 1)
+    stream, group = keys.stream(TOPIC), keys.group(ServiceName.EXECUTION)
+    assert await redis_async.xreadgroup(group, "someone-else", {stream: ">"}, count=10)
+    assert c.fence is not None
+    waits: list[float] = []
+    wait_and_read = c.fence.wait_and_read
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await wait_and_read(*args, **kwargs)
+        finally:
+            waits.append(time.monotonic() - started)
+
+    monkeypatch.setattr(c.fence, "wait_and_read", timed)
+    assert await c.poll_once(Collector(), carry_ack=True) == 0
+    assert await c.poll_once(Collector(), carry_ack=True) == 0
+    assert len(waits) == 2
+    assert waits[0] < 0.2  # ended at once by the entry someone else took
+    assert waits[1] >= 0.25  # then a real wait, from the stream's end
+
+
+async def test_caught_up_consumer__its_hop_latency_ends_at_the_ack_not_after_the_wait(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=600)
+    await publish(redis_async, keys, 3)
+    assert await c.poll_once(Collector(), carry_ack=True) == 3
+    assert await c.poll_once(Collector(), carry_ack=True) == 0  # acked, then waited 600 ms
+    series = c.metrics.consume_latency._series[TOPIC.value]
+    assert sum(series.counts) == 3
+    assert series.sum_ms / 3 < 400  # counted when the ack was sent, not when the wait ended
+
+
+async def test_caught_up_fenced_consumer__stopped_in_its_wait__leaves_nothing_it_handled_pending(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    c = await fenced(redis_async, keys, block_ms=3_000)
+    published = await publish(redis_async, keys, 3)
+    stop = asyncio.Event()
+    seen = Collector()
+    running = asyncio.ensure_future(c.run(seen, stop))
+    while len(seen.ids) < 3:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # inside the wait that carries the batch's ack
+    stop.set()
+    await asyncio.wait_for(running, 2.0)  # the stop ends the 3-s wait at once
+    assert seen.ids == published
+    assert await pending_ids(redis_async, keys) == []

@@ -192,7 +192,7 @@ class StreamConsumer:
         # it would from its own batch's ack. See flush_acks for when they are sent alone.
         self._owed: list[bytes] = []
         self._owed_newest = b"0-0"  # the newest owed id (rewind detection parses one per batch)
-        self._busy = False  # the last read of new entries returned some: more are likely waiting
+        self._busy = False  # the last read of new entries returned a full batch: more are likely waiting
 
     @classmethod
     def from_settings(
@@ -238,8 +238,9 @@ class StreamConsumer:
         Every entry handled (and not left pending to retry) is acknowledged when this returns,
         unless ``carry_ack`` (what :meth:`run` does): then the XACK of the last batch may still be
         owed, to go with the next call's read in one round
-        trip (a busy consumer makes one round trip per batch, not two). An owed ack is sent on
-        its own before any blocking wait, reclaim, own-pending read, :meth:`take_over`,
+        trip (a busy consumer makes one round trip per batch, not two; one that caught up sends
+        it with its wait for the next entries, acknowledged before the wait starts). An owed ack
+        is sent on its own before any reclaim, own-pending read, :meth:`take_over`,
         :meth:`lag`, and when :meth:`run` ends; a caller that drives this method itself with
         ``carry_ack`` calls :meth:`flush_acks` before it stops (otherwise the batch stays pending
         and is handled again after a restart).
@@ -297,36 +298,46 @@ class StreamConsumer:
     async def _read_new(self, block: int | None, stop: asyncio.Event | None) -> list[Entry]:
         if stop is not None and stop.is_set():
             return []  # stopping: take nothing new (an owed ack is sent by run or flush_acks)
-        after = None
-        if self._owed or self._busy or block is None:
-            # Busy (or told not to wait): a read that does not block, carrying the owed ack, so a
-            # batch costs one round trip and no stop race; only when it finds nothing does the
-            # blocking read follow, with nothing owed any more, waiting from where that read
-            # ended (fenced: no second read before the wait).
-            owed = self._owed
+        owed = self._owed
+        if owed and block is not None and not self._busy:
+            # Caught up (the last read was not a full batch): the owed ack rides in the wait
+            # itself, so settling a batch and waiting for the next is one round trip; an entry
+            # that came meanwhile ends the wait at once and is taken in that round trip.
+            acked_ms = time.time() * 1000.0  # the server acknowledges before it waits
+            read = await self._sending_owed(self._read_blocking(block, stop, ack=owed))
+            if read is None:
+                return []  # ended by the stop: the ack may not have run, so it stays owed
+            self._acked_owed(acked_ms)
+        elif owed or self._busy or block is None:
+            # A full batch came (more are likely waiting), or told not to wait: a read that does
+            # not block, carrying the owed ack, so a batch costs one round trip and no stop race;
+            # only when it finds nothing does the blocking read follow, waiting from where that
+            # read ended (fenced: no second read before the wait).
             if owed:
-                entries = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
+                read = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
                 self._acked_owed()
             else:
-                entries = await self.io.read_new(self.batch_size, None)
-            self._busy = bool(entries)
-            if entries or block is None:
-                return entries
-            after = self.io.idle_after
-        entries = await self._read_blocking(block, stop, after)
-        self._busy = bool(entries)
-        return entries
+                read = await self.io.read_new(self.batch_size, None)
+            if not read and block is not None:
+                read = await self._read_blocking(block, stop) or []
+        else:
+            read = await self._read_blocking(block, stop) or []
+        self._busy = len(read) >= self.batch_size
+        return read
 
     async def _read_blocking(
-        self, block: int, stop: asyncio.Event | None, after: bytes | None
-    ) -> list[Entry]:
+        self, block: int, stop: asyncio.Event | None, *, ack: Sequence[bytes] = ()
+    ) -> list[Entry] | None:
+        """A read of new entries that may wait ``block`` ms (from where the last empty read
+        ended, fenced), acknowledging ``ack`` first; ``None`` if ``stop`` ended it first."""
+        read_new = self.io.read_new(self.batch_size, block, ack=ack, after=self.io.idle_after)
         if stop is None:
-            return await self.io.read_new(self.batch_size, block, after=after)
+            return await read_new
         # A stop must not wait out CONSUMER_BLOCK_MS: race the blocking XREADGROUP with it and
         # cancel the read (redis-py drops that connection). Entries the server may already
         # have delivered stay pending for this consumer, unacknowledged: the next owner takes
         # them over (or this instance re-reads them on restart), so nothing is lost.
-        read = asyncio.ensure_future(self.io.read_new(self.batch_size, block, after=after))
+        read = asyncio.ensure_future(read_new)
         halt = asyncio.ensure_future(stop.wait())
         interrupted = False
         try:
@@ -337,7 +348,7 @@ class StreamConsumer:
                 interrupted = True
                 await cancel_firmly(read)
         if interrupted and (read.cancelled() or read.exception() is not None):
-            return []  # ended by the stop: nothing of it was handled, so nothing is acked
+            return None  # ended by the stop: nothing of it was handled, so nothing is acked
         return read.result()
 
     async def take_over(self, handler: Handler) -> int:
@@ -593,12 +604,12 @@ class StreamConsumer:
                 "the partition's state is rebuilt from the streams"
             ) from exc
 
-    def _acked_owed(self) -> None:
-        """Bookkeeping once the owed ids are acknowledged."""
+    def _acked_owed(self, acked_ms: float | None = None) -> None:
+        """Bookkeeping once the owed ids are acknowledged (at ``acked_ms``, default now)."""
         ids, self._owed = self._owed, []
         self._me.forget(ids)
         # Every entry's hop latency (XADD -> outputs out and acked): ~0.2 us an entry.
-        self.metrics.consume_latency.observe_ids(self.topic.value, ids)
+        self.metrics.consume_latency.observe_ids(self.topic.value, ids, acked_ms)
         if self.detect_rewind:
             self._acked_through = max(self._acked_through, id_key(self._owed_newest))
 

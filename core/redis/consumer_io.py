@@ -113,9 +113,14 @@ class GroupIO:
         Fenced: taken by the lease-checking script; the wait before it is a group-less
         ``XREAD BLOCK`` that moves nothing (harmless if re-sent after a pause), pipelined with
         the script so that waking and taking are one round trip. A blocking call reads first
-        and waits only if that found nothing, unless ``after`` (the :attr:`idle_after` of a read
-        that just found nothing) says where to wait from: then it waits at once, since an entry
-        that came in between ends the wait at once and is taken in the same round trip.
+        and waits only if that found nothing, unless it knows where to wait from: ``after`` (the
+        :attr:`idle_after` of a read that just found nothing) or, carrying an ``ack``, the newest
+        entry this consumer received. Then it waits at once, since an entry that came in
+        between ends the wait at once and is taken in the same round trip; with an ``ack``
+        (acknowledged before the wait, in that round trip) a consumer that caught up settles a
+        batch and waits for the next in one round trip. (An entry delivered meanwhile to
+        another consumer ends such a wait too, with nothing to take: then :attr:`idle_after`
+        says where the next wait starts.)
         If an earlier read's reply was lost
         (a retry re-sent it), the entries it delivered come first, and :attr:`recovered` says
         so (they were delivered before: their counts matter)."""
@@ -123,8 +128,9 @@ class GroupIO:
         self.recovered = False
         if fence is not None:
             self.idle_after = None
-            if after is not None and block_ms and not ack:
-                return await self._wait_and_read(fence, count, block_ms, after)
+            wait_from = after if after is not None else (self._taken if ack else None)
+            if block_ms and wait_from is not None:
+                return await self._wait_and_read(fence, count, block_ms, wait_from, ack)
             read = await self._call(
                 "read",
                 lambda: fence.read(self.consumer, count, ">", taken=self._taken, ack=ack),
@@ -146,16 +152,21 @@ class GroupIO:
         # retry counts for both, as if each had been sent alone.
         return await self._call("read", lambda: self._send_read(commands, 2), also="ack")
 
-    async def _wait_and_read(self, fence: Fence, count: int, block_ms: int, last: bytes) -> list[Entry]:
-        """Fenced: wait (group-less, moving nothing) for an entry after ``last``, then take new
-        entries through the lease-checking script, in one round trip (:meth:`Fence.wait_and_read`:
-        an idle hop's wake costs no round trip of its own). Retried as one: a re-sent wait is
-        harmless, a re-sent read is what the script's ``taken`` check recovers from."""
+    async def _wait_and_read(
+        self, fence: Fence, count: int, block_ms: int, last: bytes, ack: Sequence[bytes] = ()
+    ) -> list[Entry]:
+        """Fenced: acknowledge ``ack``, wait (group-less, moving nothing) for an entry after
+        ``last``, then take new entries through the lease-checking script, in one round trip
+        (:meth:`Fence.wait_and_read`: an idle hop's wake costs no round trip of its own).
+        Retried as one: a re-sent ack or wait is harmless, a re-sent read is what the script's
+        ``taken`` check recovers from."""
         read = await self._call(
             "read",
-            lambda: fence.wait_and_read(self.consumer, count, last, block_ms, taken=self._taken),
-            also="wait",
+            lambda: fence.wait_and_read(self.consumer, count, last, block_ms, taken=self._taken, ack=ack),
+            also="ack" if ack else "wait",
         )
+        if not read.entries:
+            self.idle_after = read.wait_after
         self.recovered = read.recovered
         self._received(read.entries)
         return read.entries

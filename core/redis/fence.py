@@ -207,13 +207,26 @@ class Fence:
         return _read_of(reply)
 
     async def wait_and_read(
-        self, consumer: str, count: int, after: bytes, block_ms: int, *, taken: bytes | None = None
+        self,
+        consumer: str,
+        count: int,
+        after: bytes,
+        block_ms: int,
+        *,
+        taken: bytes | None = None,
+        ack: Sequence[bytes] = (),
     ) -> FencedRead:
         """Wait up to ``block_ms`` for an entry after ``after`` with a group-less ``XREAD BLOCK``
         (it moves nothing), then :meth:`read` new entries, both in one round trip: the server
         holds a blocked client's next command until the wait ends, so the read runs the moment
         an entry arrives (or the wait times out: then it finds what came meanwhile, often
         nothing), without a second round trip from here.
+
+        ``ack``: ids acknowledged before the wait, in the same round trip and under the same
+        lease check (:meth:`ack`): a consumer that caught up settles its last batch and waits
+        for the next in one round trip, and holds nothing pending while it waits. When this
+        returns they are acknowledged; when it raises :class:`LeaseLostError` none is (after
+        other errors they may be: an ``XACK`` is safe to send again).
 
         If the reply is lost (a stop cancelling the wait, a dropped connection), entries the read
         took are pending for ``consumer`` after ``taken``: the next read returns them first, as
@@ -222,11 +235,21 @@ class Fence:
         wait: list[str | bytes] = ["XREAD", "COUNT", "1", "BLOCK", str(block_ms)]
         wait += ["STREAMS", self.stream, after]
         read = FENCED_SCRIPT.command(2, self.lease, self.stream, self.owner, *args)
+        commands = [pack_command(wait), pack_command(read)]
+        acked: tuple[str | bytes, ...] = ("ack", self.group, *ack)
+        if ack:
+            settle = FENCED_SCRIPT.command(2, self.lease, self.stream, self.owner, *acked)
+            commands.insert(0, pack_command(settle))
         replies: list[Any] = []
-        await send_pipelined(
-            self.redis, [([pack_command(wait), pack_command(read)], 2)], replies.extend, key=self.stream
-        )
-        reply = replies[1]
+        await send_pipelined(self.redis, [(commands, len(commands))], replies.extend, key=self.stream)
+        if ack:
+            if is_noscript(replies[0]):  # nothing of the script ran: acknowledge with the source
+                await self.ack(ack)
+            elif isinstance(replies[0], Exception):
+                raise replies[0]  # e.g. NOGROUP: the read's own reply is the same error
+            else:
+                await self._accepted(replies[0], acked)  # refused: the read was refused too
+        reply = replies[-1]
         if is_noscript(reply):  # nothing of it ran; the wait is over: the read alone, with the source
             source = FENCED_SCRIPT.source_command(2, self.lease, self.stream, self.owner, *args)
             reply = await send_one(self.redis, source, self.stream)
