@@ -60,10 +60,16 @@ async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
 async def _latency_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> tuple[int, int]:
     feed, progress, hops = rig.feed, rig.progress[0], rig.hops
     feed.probe_every = rig.probe_every  # the probe runs in the latency windows only
+    cpu = CpuMeter(rig.named)
+    done_before = await progress.done()
+    cpu.start()
     try:
-        return await _offer(feed, progress, hops, rate=rate, seconds=seconds, result=result)
+        window = await _offer(feed, progress, hops, rate=rate, seconds=seconds, result=result)
     finally:
         feed.probe_every = 0
+    # What a message costs at this rate: at a low one, each wake carries few entries.
+    result.rate_cpu_us = per_message_us(cpu.seconds(), await progress.done() - done_before)
+    return window
 
 
 async def _offer(
@@ -156,6 +162,7 @@ def _point(r: E2eResult, window: Window) -> dict[str, object]:
         "signals": summarize(window.signals),
         "stages": {stage: summarize(ms) for stage, ms in window.stages.items()},
         "hops": r.hops,
+        "cpu_us": r.rate_cpu_us,
     }
 
 

@@ -68,6 +68,8 @@ class E2eResult:
     attempts: int = 1
     cpu_us: dict[str, float] = field(default_factory=dict)
     """CPU us per market_data message over the capacity phase, per process and ``pipeline``."""
+    rate_cpu_us: dict[str, float] = field(default_factory=dict)
+    """The same over a fixed-rate window (the latency phase or a curve point)."""
     curve: list[dict[str, object]] = field(default_factory=list)
     """One point per offered rate: offered, consumed, and both latencies' percentiles."""
     comparator: dict[str, object] = field(default_factory=dict)

@@ -10,7 +10,15 @@ from bench.codec_cost import CASES, Costs
 from bench.e2e_result import E2eResult
 from bench.machine import QuietGate
 from bench.notes import GAPS, METHOD, OPTIMIZED
-from bench.report_e2e import cpu_lines, curve_lines, e2e_extra_json, hop_lines, shadow_lines, stage_lines
+from bench.report_e2e import (
+    cpu_lines,
+    curve_lines,
+    e2e_extra_json,
+    hop_lines,
+    rate_cpu_lines,
+    shadow_lines,
+    stage_lines,
+)
 from bench.stats import Figure
 from bench.summary import summary_from_json
 from bench.targets import Target, paired, per_message_us
@@ -201,6 +209,7 @@ def _e2e_tables(results: list[E2eResult], seconds: float) -> list[str]:
         curve_lines(results),
         stage_lines(results),
         hop_lines(results),
+        rate_cpu_lines(results),
         shadow_lines(results),
     ]
     for part in extra:

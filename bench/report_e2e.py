@@ -10,7 +10,15 @@ from typing import Any
 from bench.e2e_load import STAGES
 from bench.e2e_result import E2eResult
 
-__all__ = ["cpu_lines", "curve_lines", "e2e_extra_json", "hop_lines", "shadow_lines", "stage_lines"]
+__all__ = [
+    "cpu_lines",
+    "curve_lines",
+    "e2e_extra_json",
+    "hop_lines",
+    "rate_cpu_lines",
+    "shadow_lines",
+    "stage_lines",
+]
 
 _PROCS = ("ws", "signal", "risk", "execution", "comparator", "redis")
 
@@ -96,6 +104,19 @@ def stage_lines(results: list[E2eResult]) -> list[str]:
         "the sharper figure."
     )
     return _point_table(results, "stages", intro, [(f"{s} p50 / p99 / mean (n)", s) for s in STAGES], _stage)
+
+
+def rate_cpu_lines(results: list[E2eResult]) -> list[str]:
+    """CPU microseconds per market_data message per process at each offered rate."""
+    points = [p.get("cpu_us") for r in results for p in r.curve]
+    cols = [c for c in (*_PROCS, "pipeline") if any(isinstance(d, dict) and c in d for d in points)]
+    intro = (
+        "CPU time per market_data message at each offered rate, as in the capacity table but over "
+        "the point's own window (warm-up included; the market_data entries signal finished in it). "
+        "At a low rate each wake of a service carries few entries, so its fixed cost per wake "
+        "(the round trips, the event loop) shows here and not at full speed."
+    )
+    return _point_table(results, "cpu_us", intro, [(f"{c} us", c) for c in cols], lambda v: _f(v, 1))
 
 
 def _point_table(

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import redis.asyncio as aioredis
 
+from bench.e2e_cpu import per_message_us
 from bench.e2e_load import STAGES, read_window
 from bench.e2e_phases import MAX_POINT_S, point_seconds
 from bench.e2e_probe import CYCLE, PRIMING, SYMBOL, ProbeSeries
 from bench.e2e_result import SETTINGS, E2eResult, summarize
-from bench.report_e2e import stage_lines
+from bench.report_e2e import rate_cpu_lines, stage_lines
 from core.topics import KeySpace, Topic
 from services.risk.limits import RiskEngine, RiskLimits
 from services.signal.strategy import MomentumStrategy, SignalParams
@@ -92,3 +93,26 @@ def test_stage_table__p50_p99_and_mean_per_stage_and_none_for_a_point_without_st
 
     assert rows == [f"| {setting.name} | 1,000 | 1 / 2 / 1.33 (3) | 2 / 2 / 1.67 (3) | 4 / 7 / 5.00 (3) |"]
     assert stage_lines([E2eResult(setting, rate=1_000)]) == []
+
+
+def test_rate_cpu_table__cpu_per_message_at_each_offered_rate_with_the_pipeline_sum() -> None:
+    setting = SETTINGS[1]
+    result = E2eResult(setting, rate=20_000)
+    # 30,000 messages at 1,000/s: 3 s of signal's CPU is 100 us a message, Redis left out of
+    # the pipeline; at 20,000/s fewer wakes carry more entries each.
+    low = per_message_us({"ws": 0.6, "signal": 3.0, "risk": 0.3, "execution": 0.15, "redis": 1.2}, 30_000)
+    high = per_message_us({"ws": 6.0, "signal": 7.2, "risk": 1.8, "execution": 0.3, "redis": 4.2}, 600_000)
+    result.curve = [{"rate": 1_000.0, "cpu_us": low}, {"rate": 20_000.0, "cpu_us": high}, {"rate": 5_000.0}]
+
+    lines = rate_cpu_lines([result])
+
+    assert (
+        "| setting | asked msg/s | ws us | signal us | risk us | execution us | redis us | pipeline us |"
+        in lines
+    )
+    rows = [line for line in lines if line.startswith(f"| {setting.name} ")]
+    assert rows == [
+        f"| {setting.name} | 1,000 | 20.0 | 100.0 | 10.0 | 5.0 | 40.0 | 135.0 |",
+        f"| {setting.name} | 20,000 | 10.0 | 12.0 | 3.0 | 0.5 | 7.0 | 25.5 |",
+    ]
+    assert rate_cpu_lines([E2eResult(setting, rate=1_000)]) == []
