@@ -41,8 +41,12 @@ async def test_version_matrix__mixed_producer_versions_match_the_baseline_and_re
         {WS: "v1.0", SIGNAL: "v2.0", RISK: "v1.1", EXECUTION: "v1.1"},
     ]
     config = MatrixConfig(mixes=[], data=BUNDLED_TRADES, redis_url=redis_url, keep=True)
+    baselines_before = {k async for k in redis_async.scan_iter(match="cdb-matrix:base_*", count=1000)}
     rows = await run_version_matrix(config, mixes)
     try:
+        # Kept: each mix's own run; its baseline (reported nowhere) is not left behind.
+        baselines_after = {k async for k in redis_async.scan_iter(match="cdb-matrix:base_*", count=1000)}
+        assert baselines_after <= baselines_before
         assert [(r.ok, r.problems) for r in rows] == [(True, []), (True, [])]
         for row in rows:
             assert row.kept_prefix is not None
@@ -53,9 +57,14 @@ async def test_version_matrix__mixed_producer_versions_match_the_baseline_and_re
                 assert entries, f"{topic.value}: nothing written"
                 written = {json.loads(fields[b"api_version"]) for _, fields in entries}
                 assert written == {row.writes[service.value]}, topic
+            assert row.workspace is not None
+            assert row.workspace.sqlite_file is not None
+            assert row.kept_store == str(row.workspace.sqlite_file)
+            assert row.workspace.sqlite_file.is_file()
     finally:
         for row in rows:
-            if row.kept_prefix:
-                stale = [k async for k in redis_async.scan_iter(match=f"{row.kept_prefix}*", count=1000)]
-                if stale:
-                    await redis_async.unlink(*stale)
+            if row.workspace is not None:
+                await row.workspace.clean()  # its keys and its SQLite file
+    for row in rows:
+        assert row.kept_prefix is not None
+        assert [k async for k in redis_async.scan_iter(match=f"{row.kept_prefix}*", count=1000)] == []

@@ -31,6 +31,7 @@ def _as_dict(row: VersionRow) -> dict[str, Any]:
     }
     if row.kept_prefix is not None:
         out["kept_prefix"] = row.kept_prefix
+        out["kept_store"] = row.kept_store
     return out
 
 
@@ -66,5 +67,9 @@ def run_versions(config: MatrixConfig, *, as_json: bool, json_out: Path | None) 
                 console.print(f"  {row.label}: {problem}", markup=False)
         passed = sum(r.ok for r in rows)
         console.print(f"{passed} of {len(rows)} version mixes as expected")
+        for row in rows:
+            if row.kept_prefix is not None:
+                where = f"key prefix {row.kept_prefix!r}, results in {row.kept_store}"
+                console.print(f"kept {row.label}: {where}", markup=False)
     if not data["ok"]:
         raise SystemExit(1)

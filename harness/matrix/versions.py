@@ -22,6 +22,7 @@ from core.codec import Codec, codec_for
 from core.settings import ServiceSettings
 from core.topics import ServiceName
 from core.versions.declaration import BASE_VERSION, known_versions
+from harness.matrix.isolated import Workspace
 from harness.matrix.mixes import Mix
 from harness.matrix.runner import MatrixConfig, run_matrix
 from services.pipeline_control import CodecFactory
@@ -46,6 +47,10 @@ class VersionRow:
     expectation: str = EXPECTATION
     kept_prefix: str | None = None
     """With ``keep``: the key prefix of the mix's run, left in Redis for inspection."""
+    kept_store: str | None = None
+    """With ``keep``: where that run's results are stored (its SQLite file, or its schema)."""
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
+    """With ``keep``: the kept run itself; ``await workspace.clean()`` removes it."""
 
     @property
     def label(self) -> str:
@@ -75,17 +80,25 @@ async def run_version_matrix(
     *,
     on_row: Callable[[VersionRow], None] | None = None,
 ) -> list[VersionRow]:
-    """Run each version mix (all services on the Pydantic path) against the all-legacy baseline."""
+    """Run each version mix (all services on the Pydantic path) against the all-legacy baseline.
+
+    With ``config.keep`` each mix's own run stays (:attr:`VersionRow.kept_prefix`); its
+    baseline, the same all-legacy run every time and reported nowhere, is removed."""
     rows = []
     for writes in mixes if mixes is not None else version_mixes():
         report = await run_matrix(
             replace(config, mixes=[_ALL_PYDANTIC], faults=(), codec_factory=versioned_factory(writes))
         )
+        baseline = report.baseline.run
+        if baseline is not None and baseline.workspace is not None:
+            await baseline.workspace.clean()
         (row,) = report.rows
         problems = list(report.baseline.verdict.problems) + list(row.verdict.problems)
         out = VersionRow({s.value: v for s, v in writes.items()}, report.ok, row.verdict.summary, problems)
         if config.keep and row.run is not None and row.run.workspace is not None:
-            out.kept_prefix = row.run.workspace.keys.prefix
+            space = out.workspace = row.run.workspace
+            out.kept_prefix = space.keys.prefix
+            out.kept_store = str(space.sqlite_file) if space.sqlite_file else f"schema {space.schema}"
         rows.append(out)
         if on_row is not None:
             on_row(out)
