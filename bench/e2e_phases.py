@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.e2e_cpu import CpuMeter, per_message_us
+from bench.e2e_cpu import WindowCpu
 from bench.e2e_hops import Hops
 from bench.e2e_load import Feed, GroupProgress, Window, backlog, read_window, wait_idle
 from bench.e2e_probe import CYCLE
@@ -60,15 +60,13 @@ async def _sampler(progress: GroupProgress, stop: asyncio.Event) -> None:
 async def _latency_phase(rig: Rig, rate: float, seconds: float, result: E2eResult) -> tuple[int, int]:
     feed, progress, hops = rig.feed, rig.progress[0], rig.hops
     feed.probe_every = rig.probe_every  # the probe runs in the latency windows only
-    cpu = CpuMeter(rig.named)
-    done_before = await progress.done()
-    cpu.start()
+    cpu = await WindowCpu(rig.named, progress.done).start()
     try:
         window = await _offer(feed, progress, hops, rate=rate, seconds=seconds, result=result)
     finally:
         feed.probe_every = 0
     # What a message costs at this rate: at a low one, each wake carries few entries.
-    result.rate_cpu_us = per_message_us(cpu.seconds(), await progress.done() - done_before)
+    result.rate_cpu_us = await cpu.per_message_us()
     return window
 
 
@@ -168,11 +166,9 @@ def _point(r: E2eResult, window: Window) -> dict[str, object]:
 
 async def capacity_phase(rig: Rig, seconds: float, result: E2eResult) -> None:
     foreign = ForeignCpu(list(rig.named.values()))
-    cpu = CpuMeter(rig.named)
-    done_before = await rig.progress[0].done()
-    cpu.start()
+    cpu = await WindowCpu(rig.named, rig.progress[0].done).start()
     await _capacity(rig.feed, rig.progress[0], seconds, result)
-    result.cpu_us = per_message_us(cpu.seconds(), await rig.progress[0].done() - done_before)
+    result.cpu_us = await cpu.per_message_us()
     result.foreign_cpu["capacity"] = foreign.share()
     if rig.watch is not None:
         result.comparator["backlog_after_capacity"] = await rig.watch.backlog()

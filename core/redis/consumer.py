@@ -308,20 +308,20 @@ class StreamConsumer:
             if read is None:
                 return []  # ended by the stop: the ack may not have run, so it stays owed
             self._acked_owed(acked_ms)
-        elif owed or self._busy or block is None:
-            # A full batch came (more are likely waiting), or told not to wait: a read that does
-            # not block, carrying the owed ack, so a batch costs one round trip and no stop race;
-            # only when it finds nothing does the blocking read follow, waiting from where that
-            # read ended (fenced: no second read before the wait).
-            if owed:
-                read = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
-                self._acked_owed()
-            else:
-                read = await self.io.read_new(self.batch_size, None)
+        else:
+            read = []
+            if owed or self._busy or block is None:
+                # A full batch came (more are likely waiting), or told not to wait: a read that
+                # does not block, carrying the owed ack, so a batch costs one round trip and no
+                # stop race; only when it finds nothing does the blocking read follow, waiting
+                # from where that read ended (fenced: no second read before the wait).
+                if owed:
+                    read = await self._sending_owed(self.io.read_new(self.batch_size, None, ack=owed))
+                    self._acked_owed()
+                else:
+                    read = await self.io.read_new(self.batch_size, None)
             if not read and block is not None:
                 read = await self._read_blocking(block, stop) or []
-        else:
-            read = await self._read_blocking(block, stop) or []
         self._busy = len(read) >= self.batch_size
         return read
 
