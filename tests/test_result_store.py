@@ -334,6 +334,34 @@ async def test_store__insert_or_get_many_stores_new_rows_keeps_old_ones_and_retu
     assert await store.insert_or_get_many([], "pydantic") == {}
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("batch_size", [1, 3], ids=["a batch of one", "a batch of three"])
+async def test_store__a_batch_of_one_stores_marks_and_returns_rows_as_a_larger_batch_does(
+    store: ResultStore, batch_size: int
+) -> None:
+    # A batch of one takes its own statements (plain parameters, no arrays): the rows it stores,
+    # keeps and returns, and the marks it writes, are those of any other batch.
+    rows = [
+        {**RESULT, "order_id": "ord-0", "status": "REJECTED", "average_price": None, "reason": "no"},
+        {**RESULT, "order_id": "ord-1", "average_price": Decimal("0.30000000000000004")},
+        {**RESULT, "order_id": "ord-2", "fee": Decimal("1E-7")},
+    ]
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    for batch in batches:
+        stored = await store.insert_or_get_many(batch, "pydantic")
+        assert {o: (s.values, s.published) for o, s in stored.items()} == {
+            row["order_id"]: (row, False) for row in batch
+        }
+    for batch in batches:
+        await store.mark_published_many([(row["order_id"], f"{n}-0") for n, row in enumerate(batch, 1)])
+    for batch in batches:  # again, with other values: the first rows come back, now published
+        again = await store.insert_or_get_many([{**row, "fee": Decimal("99")} for row in batch], "legacy")
+        assert {o: (s.values, s.published) for o, s in again.items()} == {
+            row["order_id"]: (row, True) for row in batch
+        }
+    assert await store.rows() == rows
+
+
 async def _store_one(store: PostgresStore, rows: list[dict[str, Any]]) -> dict[str, StoredResult]:
     return {rows[0]["order_id"]: await store.insert_or_get(rows[0], "pydantic")}
 
@@ -370,7 +398,7 @@ async def test_store__insert_or_get_racing_another_instance_returns_the_rows_tha
             store_module._PG_INSERT, (*store_module._exact_row(winner, STORED_COLUMNS), "legacy")
         )
         racing = asyncio.create_task(call(store, batch))
-        await waits_on_a_lock(watcher, "WITH input AS")  # the call waits on that row
+        await waits_on_a_lock(watcher, "WITH ")  # the call waits on that row
         await other.commit()
         stored = await racing
         expected = [winner, *batch[1:]]

@@ -145,11 +145,21 @@ _PG_INSERT_OR_GET_MANY = (
     f"SELECT * FROM inserted UNION ALL "
     f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ANY(%s)"
 )
+# One row (nearly every batch at a low rate): the same statement with the row as plain
+# parameters. Ten one-element arrays cost PostgreSQL and the client more than the row itself:
+# 0.26 vs 0.15 ms a call back to back (client CPU 160 vs 110 us), 0.79 vs 0.66 ms one call every
+# 110 ms as at 1,000 market_data/s (both without the commit's flush, which adds ~1.1 ms to either).
+_PG_INSERT_OR_GET_ONE = (
+    f"WITH inserted AS ({_PG_INSERT} RETURNING {_COLS}, published_stream_id) "
+    f"SELECT * FROM inserted UNION ALL "
+    f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = %s"
+)
 _PG_GET_MANY = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ANY(%s)"
 _PG_MARK = (
     "UPDATE order_results AS r SET published_stream_id = m.stream_id "
     "FROM unnest(%s::text[], %s::text[]) AS m(order_id, stream_id) WHERE r.order_id = m.order_id"
 )
+_PG_MARK_ONE = "UPDATE order_results SET published_stream_id = %s WHERE order_id = %s"
 _ROWS = f"SELECT {_COLS} FROM order_results ORDER BY order_id"
 _LITE_GET = f"SELECT {_COLS}, published_stream_id FROM order_results WHERE order_id = ?"
 _LITE_MARKS = ", ".join(["?"] * (len(STORED_COLUMNS) + 1))
@@ -270,14 +280,19 @@ class PostgresStore:
 
     async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
         """One statement (one round trip, one commit) for every row: ``INSERT ... SELECT FROM
-        unnest(...) ON CONFLICT DO NOTHING RETURNING``, and the rows that were there."""
+        unnest(...) ON CONFLICT DO NOTHING RETURNING`` (``INSERT ... VALUES`` for one row), and
+        the rows that were there."""
         unique = _first_per_order(rows)
         if not unique:
             return {}
         conn = await self._connection()
-        columns = list(zip(*(_exact_row(values, STORED_COLUMNS) for values in unique), strict=True))
         ids = [values["order_id"] for values in unique]
-        cur = await conn.execute(_PG_INSERT_OR_GET_MANY, (*map(list, columns), path, ids))
+        if len(unique) == 1:
+            params = _exact_row(unique[0], STORED_COLUMNS)
+            cur = await conn.execute(_PG_INSERT_OR_GET_ONE, (*params, path, ids[0]))
+        else:
+            columns = list(zip(*(_exact_row(values, STORED_COLUMNS) for values in unique), strict=True))
+            cur = await conn.execute(_PG_INSERT_OR_GET_MANY, (*map(list, columns), path, ids))
         stored = {row["order_id"]: _pg_stored(row) for row in await cur.fetchall()}
         missing = [order_id for order_id in ids if order_id not in stored]
         if missing:
@@ -295,11 +310,15 @@ class PostgresStore:
         await self.mark_published_many([(order_id, stream_id)])
 
     async def mark_published_many(self, marks: Sequence[tuple[str, str]]) -> None:
-        """One ``UPDATE ... FROM unnest(...)`` for every pair (one statement, one commit)."""
+        """One ``UPDATE ... FROM unnest(...)`` for every pair (a plain ``UPDATE`` for one; one
+        statement, one commit)."""
         if not marks:
             return
         conn = await self._connection()
-        await conn.execute(_PG_MARK, ([m[0] for m in marks], [m[1] for m in marks]))
+        if len(marks) == 1:
+            await conn.execute(_PG_MARK_ONE, (marks[0][1], marks[0][0]))
+        else:
+            await conn.execute(_PG_MARK, ([m[0] for m in marks], [m[1] for m in marks]))
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every stored result, ordered by ``order_id``."""
