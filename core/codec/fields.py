@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any, cast
 
@@ -23,10 +23,13 @@ from core.errors import ErrorDetail
 
 __all__ = [
     "FieldDecodeError",
+    "RepeatedFields",
     "decode_field_map",
     "encode_field_map",
     "field_map_bytes",
     "field_map_size",
+    "fields_of_flat",
+    "fields_of_pairs",
     "scan_fields",
 ]
 
@@ -61,6 +64,42 @@ class FieldDecodeError(ValueError):
     def __init__(self, errors: list[ErrorDetail]) -> None:
         self.errors = errors
         super().__init__(f"{len(errors)} stream field(s) are not JSON values")
+
+
+class RepeatedFields(dict[Any, Any]):
+    """A stream entry that gives a field name more than once. Redis keeps every pair, but a
+    field map holds one value per name, so reading it as a dict would pick one silently (a
+    ``side`` of ``"BUY"`` then ``"SELL"`` would be a SELL). It holds the first value of each
+    name and ``pairs``, the entry as sent; every codec refuses it (``duplicate_field``) and its
+    dead letter keeps every pair."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        super().__init__()
+        for name, value in pairs:
+            self.setdefault(name, value)
+        self.pairs = pairs
+
+    def repeated(self) -> list[Any]:
+        """The names given more than once, in the order they first came."""
+        counts: dict[Any, int] = {}
+        for name, _ in self.pairs:
+            counts[name] = counts.get(name, 0) + 1
+        return [name for name, n in counts.items() if n > 1]
+
+
+def fields_of_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """The field map of an entry's ``(name, value)`` pairs: a plain dict, or
+    :class:`RepeatedFields` when a name comes more than once."""
+    fields = dict(pairs)
+    return fields if len(fields) == len(pairs) else RepeatedFields(pairs)
+
+
+def fields_of_flat(flat: Sequence[Any]) -> dict[Any, Any]:
+    """:func:`fields_of_pairs` of a flat ``[name, value, ...]`` list, as Redis sends an entry."""
+    pairs = iter(flat)
+    return fields_of_pairs(list(zip(pairs, pairs, strict=False)))  # names and values alternate
 
 
 def encode_field_map(values: Mapping[str, Any]) -> FieldMap:
@@ -104,8 +143,11 @@ def _text(value: bytes | str) -> str:
 def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
     """Decode a stream field map back into plain values.
 
-    Raises :class:`FieldDecodeError` naming every field whose value is not JSON.
+    Raises :class:`FieldDecodeError` naming every field whose value is not JSON, or every
+    name an entry gives more than once (:class:`RepeatedFields`).
     """
+    if type(fields) is RepeatedFields:
+        raise FieldDecodeError([_repeated_error(name, fields) for name in fields.repeated()])
     out: dict[str, Any] = {}
     errors: list[ErrorDetail] = []
     for raw_name, raw_value in fields.items():
@@ -137,6 +179,16 @@ def decode_field_map(fields: RawFieldMap) -> dict[str, Any]:
     return out
 
 
+def _repeated_error(name: bytes | str, fields: RepeatedFields) -> ErrorDetail:
+    text = _safe_text(name)
+    times = sum(1 for n, _ in fields.pairs if n == name)
+    return {
+        "type": "duplicate_field",
+        "loc": (text,),
+        "msg": f"stream field {text!r} is given {times} times; an entry holds each field once",
+    }
+
+
 def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]:
     """The field map's wire size (as :func:`field_map_size`) and, when it is within
     ``max_bytes`` and that is safe, the whole map as one JSON object (else ``None``).
@@ -159,6 +211,8 @@ def scan_fields(fields: RawFieldMap, max_bytes: int) -> tuple[int, bytes | None]
     costs a sixth of the scalar pattern's; the pattern still admits the values it misses
     (a string holding a comma, an escape).
     """
+    if type(fields) is RepeatedFields:  # never one document: decode_field_map refuses it
+        return field_map_size(fields), None
     try:
         raw = cast(Mapping[bytes, bytes], fields)
         names = b"\x00".join(raw)
@@ -188,6 +242,8 @@ def _template(fields: Mapping[bytes, bytes]) -> bytes:
 
 def field_map_size(fields: RawFieldMap) -> int:
     """Bytes a field map occupies on the wire (names and values), for the size limit."""
+    if type(fields) is RepeatedFields:
+        return sum(_byte_len(k) + _byte_len(v) for k, v in fields.pairs)
     try:
         raw = cast(Mapping[bytes, bytes], fields)
         return len(b"".join(raw)) + len(b"".join(raw.values()))
@@ -202,7 +258,11 @@ def _byte_len(value: bytes | str) -> int:
 
 
 def field_map_bytes(fields: RawFieldMap) -> bytes:
-    """A faithful, readable rendering of a field map as bytes, for dead letters."""
+    """A faithful, readable rendering of a field map as bytes, for dead letters (a JSON object;
+    for :class:`RepeatedFields`, with every pair as sent, its names repeated)."""
+    if type(fields) is RepeatedFields:
+        text = [json.dumps({_safe_text(k): _safe_text(v)}, ensure_ascii=False)[1:-1] for k, v in fields.pairs]
+        return ("{" + ", ".join(text) + "}").encode("utf-8")
     return json.dumps({_safe_text(k): _safe_text(v) for k, v in fields.items()}, ensure_ascii=False).encode(
         "utf-8"
     )

@@ -46,6 +46,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.codec import Codec, Decoded, build_codec
+from core.codec.fields import fields_of_pairs
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_impact import ReplayImpact, assess_replay
@@ -173,7 +174,8 @@ def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
     if not letter.stream_id:
         return codec.decode(topic, letter.raw)
     try:
-        rendered = json.loads(letter.raw.decode("utf-8"))
+        # A letter of an entry that gave a name twice keeps every pair: read back as it came.
+        rendered = json.loads(letter.raw.decode("utf-8"), object_pairs_hook=fields_of_pairs)
     except ValueError:
         rendered = None
     if not isinstance(rendered, dict) or not all(isinstance(v, str) for v in rendered.values()):

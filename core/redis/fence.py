@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.codec.fields import fields_of_flat
 from core.errors import GroupRewoundError, LeaseLostError
 from core.redis.guarded import LeaseGuard
 from core.redis.modes import AsyncClient, reply_text
@@ -116,7 +117,9 @@ def _fields(flat: Any) -> dict[bytes, bytes]:
     if len(flat) % 2:
         raise ValueError(f"a stream entry's field list has an odd length ({len(flat)})")
     pairs = iter(flat)  # names and values alternate: one iterator zipped with itself pairs them
-    return dict(zip(pairs, pairs, strict=False))  # even length: checked above
+    fields = dict(zip(pairs, pairs, strict=False))  # even length: checked above
+    # Shorter than the pairs: a name came twice; kept whole, for every codec to refuse.
+    return fields if len(fields) * 2 == len(flat) else fields_of_flat(flat)
 
 
 def _read_of(reply: Sequence[Any]) -> FencedRead:
