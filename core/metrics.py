@@ -50,6 +50,7 @@ _OWN_REASONS = frozenset(
     {
         "payload_too_large",  # refused before parsing (MAX_MESSAGE_BYTES)
         "duplicate_field",  # a stream entry that gives a field name twice (core.codec.fields)
+        "store_refused",  # execution's store refused a fill's values (a NUL in a text, ...)
         "serialization",  # a message that could not be encoded
         "frame_invalid",  # an exchange frame ws could not decode
         "none_forbidden",  # legacy guard: null where the contract forbids it

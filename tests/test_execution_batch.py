@@ -168,6 +168,30 @@ async def test_a_batch_of_five_orders__one_store_insert_one_redis_round_trip_one
     assert rig.ctx.extra_counts["fills"] + rig.ctx.extra_counts.get("rejected_orders", 0) == 5
 
 
+@pytest.mark.parametrize("batch", [3, 1], ids=["in a batch of three", "alone"])
+async def test_an_order_the_store_refuses__is_dead_lettered_alone_with_the_store_s_reason(
+    rig: _Rig, batch: int
+) -> None:
+    # PostgreSQL refuses a NUL in a text (the order contract admits it). The batch's one
+    # statement failed for all its orders, which then looked like an outage: retried until
+    # "delivered 6 times", good orders included, the cause nowhere.
+    refused = _order(1, order_id="ord-\u0000-1")
+    orders = [_order(0), refused, _order(2)] if batch > 1 else [refused]
+    await rig.send_orders(orders)
+    consumer = rig.consumer()
+    await consumer.ensure_group()
+
+    await consumer.poll_once(rig.svc.handle)
+
+    good = [o["order_id"] for o in orders if o is not refused]
+    assert await rig.results() == Counter({order_id: 1 for order_id in good})
+    assert await rig.pending() == 0  # the refused order is settled: dead-lettered at once
+    letters: Any = await rig.redis.xrange(rig.keys.dlq(Topic.ORDERS))
+    assert [(f[b"reason"], f[b"cause"]) for _, f in letters] == [(b"store_refused", b"handler_failed")]
+    assert b"NUL" in letters[0][1][b"error"]
+    assert [r["order_id"] for r in await rig.store.rows()] == good
+
+
 async def test_one_bad_order__the_others_of_its_batch_are_stored_published_and_acknowledged(
     rig: _Rig,
 ) -> None:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from core.codec import Decoded
 from core.errors import TransportError
-from core.redis import DeadLetterCause, Publisher, StreamConsumer
+from core.redis import DeadLetterCause, DeadLetters, Publisher, StreamConsumer
 from core.topics import KeySpace, ServiceName, Topic
 from tests.transport_helpers import CODECS, Collector, make_messages, orders_consumer, poll_until
 
@@ -288,6 +288,43 @@ async def test_before_ack__raises__nothing_of_the_batch_is_acked(
 
     pending = await any_redis.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
     assert pending["pending"] == 10
+
+
+@pytest.mark.parametrize("fenced", [False, True], ids=["plain", "fenced"])
+async def test_a_batch_that_cannot_be_settled__comes_back_without_using_up_its_deliveries(
+    redis_async: aioredis.Redis, keys: KeySpace, fenced: bool
+) -> None:
+    # The store (or Redis) down for a while: every retry re-reads the batch, which Redis counts
+    # as a delivery. Those must not count toward max_deliveries: an outage of a few seconds
+    # used to park good orders as "delivered N times without an acknowledgement".
+    outage = 4
+    calls: list[int] = []
+
+    async def store_down_for_a_while() -> None:
+        calls.append(1)
+        if len(calls) <= outage:
+            raise TransportError("execution could not store 10 results: OperationalError: server closed")
+
+    options: dict[str, Any] = {"max_deliveries": 2, "before_ack": store_down_for_a_while}
+    if fenced:
+        options["lease"] = keys.lease(ServiceName.EXECUTION, 0)
+        await redis_async.set(options["lease"], "w")
+    worker = consumer(redis_async, keys, "w", **options)
+    await worker.ensure_group()
+    published = await publish(redis_async, keys, 10)
+    seen = Collector()
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(seen, stop))
+    await poll_until(lambda: asyncio.sleep(0.05), lambda: len(calls) > outage, timeout_s=20)
+    await poll_until(lambda: asyncio.sleep(0.05), lambda: worker._owed == [], timeout_s=5)
+    stop.set()
+    await running
+
+    assert len(calls) == outage + 1
+    assert seen.ids == published * (outage + 1)  # handled again after each failed settle
+    assert await DeadLetters(redis_async, keys).read(TOPIC, count=10) == []
+    pending = await redis_async.xpending(keys.stream(TOPIC), keys.group(ServiceName.EXECUTION))
+    assert pending["pending"] == 0
 
 
 def _filled(order: Any) -> dict[str, Any]:

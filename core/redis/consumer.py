@@ -409,7 +409,7 @@ class StreamConsumer:
                 pause = min(max(pause * 2, 0.1), 5.0)
                 self._recover_own = True
                 _log.error(
-                    "consumer.redis_down",
+                    "consumer.transport_error",  # Redis, or the store of a batch step
                     service=self.service.value,
                     topic=self.topic.value,
                     error=str(exc),
@@ -445,8 +445,9 @@ class StreamConsumer:
         handled: dict[str, tuple[bytes, Mapping[bytes, bytes], int]] = {}
         finishing = self.finish_batch is not None
         waiting: dict[str, _Waiting] = {}
+        counted = self._me.counted
         for raw_id, fields in entries:
-            count = deliveries.get(raw_id, 2) if deliveries is not None else 1
+            count = counted(raw_id, deliveries.get(raw_id, 2)) if deliveries is not None else 1
             if not fields:
                 ledger.gone(raw_id)
                 continue
@@ -478,7 +479,11 @@ class StreamConsumer:
                 handled[entry_id] = (raw_id, fields, count)  # its outputs may still fail to go out
         if outputs is not None:
             outputs.begin(None)
-        await self._settle_fenced(ledger, handled, entries, waiting)
+        try:
+            await self._settle_fenced(ledger, handled, entries, waiting)
+        except TransportError as exc:  # handled, not settled: each comes back, uncounted
+            self._me.requeue((raw_id for raw_id, fields in entries if fields), exc)
+            raise
         ledger.count_into(self.metrics)
         return len(entries)
 

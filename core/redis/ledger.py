@@ -39,6 +39,9 @@ class ConsumerIdentity:
     """The partition stream being read (recorded on dead letters: ids are unique per stream)."""
     failures: dict[str, BaseException] = field(default_factory=dict)
     """Last handler error per entry left pending, so a later give-up can name it."""
+    requeued: dict[str, int] = field(default_factory=dict)
+    """Times each entry left pending came back because its batch could not be settled (Redis
+    or the store unreachable), not because handling it failed (see :meth:`requeue`)."""
 
     def remember(self, entry_id: str, exc: BaseException) -> None:
         """Note ``exc`` as the last failure of ``entry_id`` (bounded memory)."""
@@ -46,11 +49,29 @@ class ConsumerIdentity:
             self.failures.pop(next(iter(self.failures)))
         self.failures[entry_id] = exc
 
+    def requeue(self, raw_ids: Iterable[bytes], exc: BaseException) -> None:
+        """Note that the batch of ``raw_ids`` was handled but could not be settled (``exc``, a
+        :class:`~core.errors.TransportError`): each comes back once more, and that delivery does
+        not count toward ``max_deliveries``. An outage of the store or of Redis must not park
+        good entries; a give-up still names the last error."""
+        for raw_id in raw_ids:
+            entry_id = raw_id.decode("ascii")
+            if entry_id not in self.requeued and len(self.requeued) >= _MAX_REMEMBERED_FAILURES:
+                self.requeued.pop(next(iter(self.requeued)))
+            self.requeued[entry_id] = self.requeued.get(entry_id, 0) + 1
+            self.remember(entry_id, exc)
+
+    def counted(self, raw_id: bytes, deliveries: int) -> int:
+        """The deliveries of ``raw_id`` that count toward ``max_deliveries``."""
+        return deliveries - self.requeued.get(raw_id.decode("ascii"), 0) if self.requeued else deliveries
+
     def forget(self, raw_ids: Iterable[bytes]) -> None:
         """Drop what is remembered about entries that were acknowledged."""
-        if self.failures:
+        if self.failures or self.requeued:
             for raw_id in raw_ids:
-                self.failures.pop(raw_id.decode("ascii"), None)
+                entry_id = raw_id.decode("ascii")
+                self.failures.pop(entry_id, None)
+                self.requeued.pop(entry_id, None)
 
 
 class BatchLedger:
@@ -200,7 +221,7 @@ class BatchLedger:
         msg = f"delivered {deliveries} times without an acknowledgement (max_deliveries={me.max_deliveries})"
         last = me.failures.get(entry_id)
         if last is not None:
-            msg += f"; last handler error: {type(last).__name__}: {last}"
+            msg += f"; last error: {type(last).__name__}: {last}"
         _log.warning(
             "consumer.max_deliveries", topic=me.topic.value, stream_id=entry_id, deliveries=deliveries
         )

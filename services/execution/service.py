@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from core.codec import Decoded, Message
-from core.errors import TransportError
+from core.errors import ContractError, TransportError
 from core.logging import get_logger
 from core.metrics import IgnoreReason
 from core.redis.guarded import LeaseGuard
@@ -53,7 +53,7 @@ from core.versions.own import own_version
 from services.execution.marks import PendingMarks
 from services.execution.once import OncePublisher, Published
 from services.execution.paper import PaperVenue, VenueParams
-from services.execution.store import ResultStore, StoredResult
+from services.execution.store import ResultStore, RowRefusedError, StoredResult
 from services.runtime import ServiceContext
 
 __all__ = ["ExecutionService"]
@@ -104,17 +104,12 @@ class ExecutionService:
         first: dict[str, str] = {}  # order id -> the entry that finishes it
         for entry_id, fill in fills.items():
             first.setdefault(fill["order_id"], entry_id)
-        try:
-            stored = await self.store.insert_or_get_many(
-                [fills[entry_id] for entry_id in first.values()], self.ctx.codec.path.value
-            )
-        except Exception as exc:
-            raise TransportError(
-                f"execution could not store {len(first)} results: {type(exc).__name__}: {exc}"
-            ) from exc
-        failed: dict[str, BaseException] = {}
+        stored, refused = await self._store([fills[entry_id] for entry_id in first.values()])
+        failed: dict[str, BaseException] = {first[order_id]: err for order_id, err in refused.items()}
         outgoing: list[tuple[str, Message]] = []  # (order id, result), one per order
         for order_id, entry_id in first.items():
+            if order_id in refused:
+                continue
             try:
                 outgoing.append((order_id, self._result(stored[order_id].values)))
             except Exception as exc:  # this order's result cannot be built: it alone fails
@@ -136,6 +131,43 @@ class ExecutionService:
             else:  # the same order twice in one batch: the first entry published it
                 self._duplicate(order_id)
         return failed
+
+    async def _store(
+        self, rows: list[dict[str, Any]]
+    ) -> tuple[dict[str, StoredResult], dict[str, ContractError]]:
+        """Store every row (or find it stored); a row the store refuses for its values fails
+        alone, as a :class:`~core.errors.ContractError` (``store_refused``: dead-lettered at once,
+        storing it again would fail again), and the others are stored. Raises
+        :class:`~core.errors.TransportError` when the store fails for the whole batch."""
+        try:
+            return await self.store.insert_or_get_many(rows, self.ctx.codec.path.value), {}
+        except RowRefusedError as exc:
+            if len(rows) == 1:
+                return {}, {rows[0]["order_id"]: self._refused(rows[0], exc)}
+        except Exception as exc:
+            raise TransportError(
+                f"execution could not store {len(rows)} results: {type(exc).__name__}: {exc}"
+            ) from exc
+        # A batch is stored whole or not at all: find the row at fault by storing each alone
+        # (rare: only a batch holding such a row pays it).
+        stored: dict[str, StoredResult] = {}
+        refused: dict[str, ContractError] = {}
+        for row in rows:
+            got, bad = await self._store([row])
+            stored.update(got)
+            refused.update(bad)
+        return stored, refused
+
+    def _refused(self, row: dict[str, Any], exc: RowRefusedError) -> ContractError:
+        codec = self.ctx.codec
+        _log.warning("execution.store_refused", order_id=repr(row["order_id"]), error=str(exc))
+        return ContractError(
+            topic=Topic.ORDER_RESULTS.value,
+            path=codec.path.value,
+            profile=codec.profile.value if codec.profile else None,
+            raw=repr(row).encode("utf-8", errors="backslashreplace"),
+            errors=[{"type": "store_refused", "loc": (), "msg": f"the result store refused the fill: {exc}"}],
+        )
 
     def _published(self, order_id: str, stored: StoredResult, published: Published) -> None:
         """Count the publish of a stored order and queue its mark."""

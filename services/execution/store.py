@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.rows import dict_row
 
+from core.errors import CdbError
 from core.versions.changes import float_to_decimal
 from core.versions.fields import plain_decimal
 
@@ -59,10 +60,18 @@ __all__ = [
     "STORED_COLUMNS",
     "PostgresStore",
     "ResultStore",
+    "RowRefusedError",
     "SqliteStore",
     "StoredResult",
     "open_store",
 ]
+
+
+class RowRefusedError(CdbError):
+    """The store refused a row for what it holds (PostgreSQL's data and integrity errors: a NUL
+    in a text, a number out of the column's range), not because it is unreachable: storing the
+    same row again fails again."""
+
 
 COLUMNS = (
     "order_id",
@@ -197,7 +206,8 @@ class ResultStore(Protocol):
     async def insert_or_get_many(self, rows: Sequence[dict[str, Any]], path: str) -> dict[str, StoredResult]:
         """:meth:`insert_or_get` for every row at once (one round trip, one commit: all of them
         or, raising, none), the stored row by ``order_id``; a second row of an ``order_id``
-        already in ``rows`` changes nothing (the first one is stored)."""
+        already in ``rows`` changes nothing (the first one is stored). Raises
+        :class:`RowRefusedError` when the store refuses a row's values (then none is stored)."""
         ...
 
     async def mark_published(self, order_id: str, stream_id: str) -> None:
@@ -287,12 +297,15 @@ class PostgresStore:
             return {}
         conn = await self._connection()
         ids = [values["order_id"] for values in unique]
-        if len(unique) == 1:
-            params = _exact_row(unique[0], STORED_COLUMNS)
-            cur = await conn.execute(_PG_INSERT_OR_GET_ONE, (*params, path, ids[0]))
-        else:
-            columns = list(zip(*(_exact_row(values, STORED_COLUMNS) for values in unique), strict=True))
-            cur = await conn.execute(_PG_INSERT_OR_GET_MANY, (*map(list, columns), path, ids))
+        try:
+            if len(unique) == 1:
+                params = _exact_row(unique[0], STORED_COLUMNS)
+                cur = await conn.execute(_PG_INSERT_OR_GET_ONE, (*params, path, ids[0]))
+            else:
+                columns = list(zip(*(_exact_row(values, STORED_COLUMNS) for values in unique), strict=True))
+                cur = await conn.execute(_PG_INSERT_OR_GET_MANY, (*map(list, columns), path, ids))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # autocommit: nothing stored
+            raise RowRefusedError(f"PostgreSQL refused the row: {type(exc).__name__}: {exc}") from exc
         stored = {row["order_id"]: _pg_stored(row) for row in await cur.fetchall()}
         missing = [order_id for order_id in ids if order_id not in stored]
         if missing:
