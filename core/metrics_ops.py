@@ -81,6 +81,8 @@ KNOWN_EVENTS: frozenset[str] = frozenset(
         "trades_published",  # ws: trades published
         "trades_resent",  # ws: trades re-sent because the replicas did not confirm them
         "bad_frames",  # ws: trades or frames dead-lettered
+        "replay_skipped",  # a partition's state rebuild skipped an entry it could not apply
+        "partition_worker_failures",  # a partition worker ended with an error and was restarted
     }
 )
 """Business counter names that are label values as they are; any other becomes ``other``."""

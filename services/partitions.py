@@ -10,14 +10,17 @@ tries to take the ones it wants. For each partition it holds it runs a worker:
    another partition's and is rebuilt from scratch when a partition moves;
 2. **state rebuild**: if the object has ``replay(decoded, entry_id)``, every entry of the
    partition's stream the group already finished (up to its last-delivered id, minus
-   what is pending) is fed to it, in order, without publishing anything;
+   what is pending) is fed to it, in order, without publishing anything; an entry it
+   raises for is skipped, logged and counted (``replay_skipped``), never fatal, or one
+   bad entry (e.g. one dead-lettered because its handler failed) would stop the partition;
 3. **takeover**: every entry still pending in the group (the previous owner read it
    and died, or released, before acknowledging) is claimed with ``XAUTOCLAIM`` and
    handled now, before anything new, so each symbol's order holds;
 4. then the ordinary consumer loop, for as long as the lease is known to be held,
    or until the group hands back an entry it had acknowledged (a fail-over lost
    acknowledged writes): the worker then ends and starts again from step 1, so the
-   state is rebuilt from what Redis still holds.
+   state is rebuilt from what Redis still holds. A worker that ends with an error is
+   started again the same way, and counted (``partition_worker_failures``).
 
 An instance that dies stops renewing: after ``PARTITION_LEASE_MS`` its leases and its
 membership expire, and the next tick of a live instance takes its partitions (the
@@ -50,18 +53,25 @@ PartitionFactory = Callable[[ServiceContext], ConsumingService]
 
 _log = get_logger("services.partitions")
 _REPLAY_PAGE = 1_000
+_SKIPS_LOGGED = 10  # per rebuild; every skip is counted (replay_skipped)
 _TROUBLE = (TransportError, RedisError, OSError)
 
 
-async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded, str], object]) -> int:
+async def replay_history(
+    consumer: StreamConsumer,
+    apply: Callable[[Decoded, str], object],
+    on_skip: Callable[[str, Exception], object] | None = None,
+) -> int:
     """Feed ``apply`` every entry of the consumer's stream its group has finished, in order, with
     its entry id (the business object's dedupe key, so a later redelivery of one is recognised);
-    returns how many. Entries that do not decode were dead-lettered then and are skipped."""
+    returns how many it applied. Entries that do not decode were dead-lettered then and are skipped.
+    An entry ``apply`` raises for is skipped too: logged (``partition.replay_skipped``, with its id
+    and the error) and passed to ``on_skip``; the rest of the history is still applied."""
     last, pending = await consumer.io.position()
     if last in (b"0-0", b"0"):
         return 0
     after: bytes | str = "-"
-    applied = 0
+    applied = skipped = 0
     while True:
         entries = await consumer.io.history(after, last, _REPLAY_PAGE)
         for raw_id, fields in entries:
@@ -71,7 +81,26 @@ async def replay_history(consumer: StreamConsumer, apply: Callable[[Decoded, str
                 decoded = consumer.codec.from_fields(consumer.topic, fields, entry_id=raw_id)
             except (ContractError, ValueError):
                 continue
-            apply(decoded, raw_id.decode("ascii"))
+            entry_id = raw_id.decode("ascii")
+            try:
+                apply(decoded, entry_id)
+            except Exception as exc:
+                # Contained: raised out of here it would end the worker, and every rebuild after
+                # would meet the same entry (e.g. one whose handler failed and was dead-lettered),
+                # so the partition would never handle anything again while it still looked owned.
+                skipped += 1
+                if skipped <= _SKIPS_LOGGED:  # a bug failing every entry must not log the stream
+                    _log.error(
+                        "partition.replay_skipped",
+                        instance=consumer.instance,
+                        partition=consumer.partition,
+                        topic=consumer.topic.value,
+                        entry_id=entry_id,
+                        error=repr(exc),
+                    )
+                if on_skip is not None:
+                    on_skip(entry_id, exc)
+                continue
             applied += 1
         if len(entries) < _REPLAY_PAGE:
             return applied
@@ -192,6 +221,10 @@ class PartitionedConsumer:
                 # A worker ended by itself: its lease deadline passed, or it failed. Drop it; the
                 # lease (if still ours) is taken again below and the partition rebuilt.
                 error = None if task.cancelled() else task.exception()
+                if error is not None and not isinstance(error, GroupRewoundError):
+                    # Counted, so a worker that keeps failing and being started again shows in
+                    # live status; a rewind is a planned restart, counted on its own below.
+                    self.ctx.count("partition_worker_failures")
                 if isinstance(error, GroupRewoundError):
                     # Loud: the server lost writes this partition had seen (named in the error).
                     self.ctx.count("lost_writes_detected")
@@ -300,13 +333,7 @@ class PartitionedConsumer:
             try:
                 await consumer.ensure_group()
                 if replay is not None:
-                    replayed = await replay_history(consumer, replay)
-                    _log.info(
-                        "partition.rebuilt",
-                        instance=consumer.instance,
-                        partition=worker.partition,
-                        entries=replayed,
-                    )
+                    await self._rebuild(consumer, replay, worker)
                 claimed = await consumer.take_over(svc.handle)
                 if claimed:
                     _log.info(
@@ -326,3 +353,20 @@ class PartitionedConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(worker.stop.wait(), timeout=pause)
                 pause = min(pause * 2, 2.0)
+
+    async def _rebuild(
+        self, consumer: StreamConsumer, replay: Callable[[Decoded, str], object], worker: _Worker
+    ) -> None:
+        """The state rebuild (:func:`replay_history`); the entries it skipped are counted in
+        ``replay_skipped`` (live status, ``cdb status --json``)."""
+        skipped: list[str] = []
+        replayed = await replay_history(consumer, replay, lambda entry_id, _: skipped.append(entry_id))
+        if skipped:  # counted once the rebuild is done: one retried after a Redis error meets them again
+            self.ctx.count("replay_skipped", len(skipped))
+        _log.info(
+            "partition.rebuilt",
+            instance=consumer.instance,
+            partition=worker.partition,
+            entries=replayed,
+            skipped=len(skipped),
+        )

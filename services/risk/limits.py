@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Decision", "RiskEngine", "RiskLimits", "SignalView"]
 
 _REMEMBERED_SIGNALS = 100_000
+_MAX_LOTS = 2**53
+"""The most lots an order may have: up to here a float counts lots one by one, so the size is a
+whole number of lots; past it (a price near zero, e.g. 1e-300) it is not, and at the far end it
+is not even finite (``math.floor`` would raise). Such a signal is rejected, like one below a lot."""
+_TOO_MANY_LOTS = "order size above 2^53 lots"
 
 
 class RiskLimits(BaseSettings):
@@ -72,6 +77,8 @@ class RiskEngine:
 
     Positions follow approved orders (assumed filled). A redelivered signal gets the
     decision it got the first time, so at-least-once delivery cannot double a position.
+    Every contract-valid signal is decided without raising, however extreme its price: a
+    size that is not a whole number of lots a float can count (more than 2^53) is rejected.
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
@@ -94,35 +101,58 @@ class RiskEngine:
         """Sum of absolute positions at their last marks, in quote currency."""
         return sum(abs(qty) * self.marks.get(sym, 0.0) for sym, qty in self.positions.items())
 
+    def _exposure_marked(self, symbol: str, price: float) -> float:
+        # exposure() as it is once ``symbol`` is marked at ``price``, without marking it yet.
+        marks, positions = self.marks, self.positions
+        return sum(abs(qty) * (price if s == symbol else marks.get(s, 0.0)) for s, qty in positions.items())
+
     def _decide(self, signal: SignalView) -> Decision:
-        limits = self.limits
+        # The decision is worked out on locals and the state written only once it is made: a
+        # signal that fails here (a bug) leaves positions and marks as they were, so its retry,
+        # or a rebuild that skips it, sees the same state. Every decided signal marks its symbol.
+        decision, position = self._judge(signal)
         self.marks[signal.symbol] = signal.price
+        if decision.order is not None:
+            self.positions[signal.symbol] = position
+        return decision
+
+    def _judge(self, signal: SignalView) -> tuple[Decision, float]:
+        # Any contract-valid signal is decided here without raising: prices run from 5e-324 to
+        # 1.8e308, so sizes and notionals can overflow to infinity. Sizes are checked before
+        # math.floor (which refuses infinity); a notional or exposure that overflows compares
+        # above every limit, so such a growth is rejected by the limit it breaks.
+        limits, symbol, price = self.limits, signal.symbol, signal.price
+        current = self.positions.get(symbol, 0.0)
         if limits.kill_switch:
-            return Decision(None, "kill switch is on")
+            return Decision(None, "kill switch is on"), current
         notional = limits.max_order_notional * min(1.0, max(0.1, signal.strength))
-        steps = math.floor(notional / signal.price / limits.quantity_step)
-        quantity = round(steps * limits.quantity_step, 10)
+        lots = notional / price / limits.quantity_step
+        if not lots <= _MAX_LOTS:  # infinity too
+            return Decision(None, _TOO_MANY_LOTS), current
+        quantity = round(math.floor(lots) * limits.quantity_step, 10)
+        if not math.isfinite(quantity):  # a lot size near the float maximum: the product can round up
+            return Decision(None, _TOO_MANY_LOTS), current
         if quantity <= 0:
-            return Decision(None, "order size below one lot")
+            return Decision(None, "order size below one lot"), current
         signed = quantity if signal.side == "BUY" else -quantity
-        current = self.positions.get(signal.symbol, 0.0)
         new_position = current + signed
-        if abs(new_position) * signal.price > limits.max_position_notional and abs(new_position) > abs(
-            current
-        ):
-            return Decision(None, f"position limit {limits.max_position_notional:g} on {signal.symbol}")
-        exposure_after = self.exposure() + (abs(new_position) - abs(current)) * signal.price
-        if exposure_after > limits.max_exposure_notional and abs(new_position) > abs(current):
-            return Decision(None, f"exposure limit {limits.max_exposure_notional:g}")
-        self.positions[signal.symbol] = round(new_position, 10)
-        return Decision(
-            {
-                "order_id": f"ord-{signal.signal_id}",
-                "signal_id": signal.signal_id,
-                "symbol": signal.symbol,
-                "side": signal.side,
-                "order_type": "MARKET",
-                "quantity": quantity,
-                "price": signal.price,
-            }
-        )
+        if new_position == current:
+            # Absorbed by a position so large that a float cannot add it: the position would not
+            # follow the order, and the limits below (which look at the change) would not see it.
+            return Decision(None, f"order size below the precision of the position on {symbol}"), current
+        if abs(new_position) > abs(current):  # the limits bound growth; a reduction always passes
+            if abs(new_position) * price > limits.max_position_notional:
+                return Decision(None, f"position limit {limits.max_position_notional:g} on {symbol}"), current
+            growth = (abs(new_position) - abs(current)) * price
+            if self._exposure_marked(symbol, price) + growth > limits.max_exposure_notional:
+                return Decision(None, f"exposure limit {limits.max_exposure_notional:g}"), current
+        order = {
+            "order_id": f"ord-{signal.signal_id}",
+            "signal_id": signal.signal_id,
+            "symbol": symbol,
+            "side": signal.side,
+            "order_type": "MARKET",
+            "quantity": quantity,
+            "price": price,
+        }
+        return Decision(order), round(new_position, 10)
