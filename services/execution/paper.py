@@ -5,6 +5,14 @@ the legacy path); a float is read as its shortest round-tripping decimal, exactl
 v1 -> v2 converter reads it, so both paths fill the same order identically. Every amount of the
 fill is a ``Decimal``; the only rounding is the one stated below (half to even, 8 decimals for
 prices and fees, the lot size for partial fills).
+
+Every valid order gets a valid result, never an exception, and the same one on both paths: a fill
+an order result could not carry is ``REJECTED`` with the reason. A result's price is > 0, a fill's
+size > 0 (one lot dearer than the venue fills is no partial fill), and each amount an exact decimal
+of at most :data:`~core.versions.fields.DECIMAL_MAX_CHARS` characters (contract v2.0; any such value
+is also within a v1.0 float's range). Any finite float makes a valid v1.0 order: an extreme one (a
+price of ``1e100``, a size of ``5e-324``) gets a ``REJECTED`` result here on the legacy path, while
+on the Pydantic path the v1 -> v2 conversion refuses it before the venue (``version_conversion``).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.versions.changes import float_to_decimal
+from core.versions.fields import DECIMAL_MAX_CHARS, plain_decimal
 
 __all__ = ["OrderView", "PaperVenue", "VenueParams", "exact"]
 
@@ -66,6 +75,7 @@ class PaperVenue:
         self._min_notional = exact(p.min_notional)
         self._max_notional = exact(p.max_fill_notional)
         self._lot = exact(p.quantity_step)
+        self._too_dear = f"one lot ({p.quantity_step:g}) costs more than the paper venue fills"
 
     def fill(self, order: OrderView) -> dict[str, Any]:
         """The order result's values in contract v2.0 terms (sizes, price, fee as ``Decimal``),
@@ -89,16 +99,26 @@ class PaperVenue:
         reference = exact(order.price)
         if str(order.order_type) == "MARKET":
             slipped = reference * (self._buy_slip if order.side == "BUY" else self._sell_slip)
-            fill_price = slipped.quantize(_PRICE_STEP, ROUND_HALF_EVEN)
+            fill_price = _to_price_step(slipped)
+            if fill_price <= 0:  # at most half a step, or slippage of 100% and more
+                return {**base, **_rejected("fill price not above 0 at 8 decimals")}
         else:
             fill_price = reference
+        if not _carried(fill_price):
+            return {**base, **_rejected(_uncarried("price"))}
         if ordered * fill_price < self._min_notional:
             return {**base, **_rejected(f"notional below minimum {p.min_notional:g}")}
         quantity, status = ordered, "FILLED"
         if quantity * fill_price > self._max_notional:
             steps = (self._max_notional / fill_price / self._lot).to_integral_value(ROUND_FLOOR)
+            if not steps:  # a fill of nothing is no fill (a PARTIALLY_FILLED result has a size > 0)
+                return {**base, **_rejected(self._too_dear)}
             quantity, status = steps * self._lot, "PARTIALLY_FILLED"
-        fee = (quantity * fill_price * self._fee_rate).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
+        if not _carried(quantity):
+            return {**base, **_rejected(_uncarried("size"))}
+        fee = _to_price_step(quantity * fill_price * self._fee_rate)
+        if not _carried(fee):
+            return {**base, **_rejected(_uncarried("fee"))}
         return {
             **base,
             "status": status,
@@ -122,6 +142,28 @@ def exact(value: float | Decimal) -> Decimal:
     if isinstance(value, Decimal):
         return value
     return float_to_decimal(float(value))
+
+
+def _to_price_step(value: Decimal) -> Decimal:
+    """``value`` rounded half to even to 8 decimals; one too large for a result to carry is left
+    as it is (rounding it would need more digits than the context has: ``InvalidOperation``)."""
+    if value.adjusted() >= DECIMAL_MAX_CHARS:
+        return value
+    return value.quantize(_PRICE_STEP, ROUND_HALF_EVEN)
+
+
+def _carried(value: Decimal) -> bool:
+    """Whether an order result can carry ``value`` (>= 0): written plain, at most
+    ``DECIMAL_MAX_CHARS`` characters, as contract v2.0 requires of every amount."""
+    text = str(value)  # the plain form already, unless the exponent is large or very negative
+    if "E" not in text:
+        return len(text) <= DECIMAL_MAX_CHARS
+    # The adjusted exponent first: 1E+300 fails without writing out its 301 digits.
+    return abs(value.adjusted()) < DECIMAL_MAX_CHARS and len(plain_decimal(value)) <= DECIMAL_MAX_CHARS
+
+
+def _uncarried(what: str) -> str:
+    return f"the fill's {what} does not fit an order result (at most {DECIMAL_MAX_CHARS} characters)"
 
 
 def _rejected(reason: str) -> dict[str, Any]:
