@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -75,6 +76,23 @@ def test_cap_payload__any_bytes__prefix_kept_with_size_and_hash(raw: bytes, limi
     else:
         assert capped is fields
         assert letter.raw_sha256 is None
+
+
+@given(fields=st.dictionaries(st.binary(max_size=8), st.binary(max_size=16), max_size=5))
+def test_field_map_bytes__any_bytes__every_name_and_value_comes_back_exactly(
+    fields: dict[bytes, bytes],
+) -> None:
+    # A byte that is not UTF-8 used to become U+FFFD in the letter: the entry as sent was lost.
+    raw = field_map_bytes(fields)
+    pairs = json.loads(raw, object_pairs_hook=list)
+    assert [
+        (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in pairs
+    ] == [*fields.items()]
+
+
+def test_field_map_bytes__utf8_text_stays_readable() -> None:
+    raw = field_map_bytes({b"symbol": '"caf\u00e9/USDT"'.encode()})
+    assert raw.decode("utf-8") == '{"symbol": "\\"caf\u00e9/USDT\\""}'
 
 
 def test_dlq_payload_limit__settings_default_matches_the_writer_default() -> None:

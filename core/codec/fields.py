@@ -258,14 +258,27 @@ def _byte_len(value: bytes | str) -> int:
 
 
 def field_map_bytes(fields: RawFieldMap) -> bytes:
-    """A faithful, readable rendering of a field map as bytes, for dead letters (a JSON object;
-    for :class:`RepeatedFields`, with every pair as sent, its names repeated)."""
-    if type(fields) is RepeatedFields:
-        text = [json.dumps({_safe_text(k): _safe_text(v)}, ensure_ascii=False)[1:-1] for k, v in fields.pairs]
-        return ("{" + ", ".join(text) + "}").encode("utf-8")
-    return json.dumps({_safe_text(k): _safe_text(v) for k, v in fields.items()}, ensure_ascii=False).encode(
-        "utf-8"
-    )
+    """A faithful, readable rendering of a field map as bytes, for dead letters: a JSON object of
+    its names and values as text (for :class:`RepeatedFields`, every pair as sent, its names
+    repeated). Bytes that are not UTF-8 are kept, not replaced: then the object is written in
+    ASCII and such a byte is the escape of its surrogate (``\\udcff`` for 0xFF), so
+    ``json.loads`` and ``.encode("utf-8", "surrogateescape")`` give every byte back."""
+    pairs = fields.pairs if type(fields) is RepeatedFields else fields.items()
+    texts = [(_exact_text(k), _exact_text(v)) for k, v in pairs]
+    try:
+        return _json_object(texts, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8: its surrogate cannot be UTF-8 either
+        return _json_object(texts, ensure_ascii=True).encode("ascii")
+
+
+def _json_object(pairs: Sequence[tuple[str, str]], *, ensure_ascii: bool) -> str:
+    # Written member by member, as json.dumps writes a dict, so a repeated name stays repeated.
+    dumps = json.JSONEncoder(ensure_ascii=ensure_ascii).encode
+    return "{" + ", ".join(f"{dumps(name)}: {dumps(value)}" for name, value in pairs) + "}"
+
+
+def _exact_text(value: bytes | str) -> str:
+    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
 
 
 def _safe_text(value: bytes | str) -> str:
