@@ -70,6 +70,9 @@ async def replay_history(
     last, pending = await consumer.io.position()
     if last in (b"0-0", b"0"):
         return 0
+    # In shadow mode, decoded by the primary codec alone: every entry here was compared when it
+    # was handled, and shadow evidence counts handled messages (a rebuild must not inflate it).
+    decode = getattr(consumer.codec, "primary", consumer.codec).from_fields
     after: bytes | str = "-"
     applied = skipped = 0
     while True:
@@ -78,7 +81,7 @@ async def replay_history(
             if raw_id in pending or not fields:
                 continue
             try:
-                decoded = consumer.codec.from_fields(consumer.topic, fields, entry_id=raw_id)
+                decoded = decode(consumer.topic, fields, entry_id=raw_id)
             except (ContractError, ValueError):
                 continue
             entry_id = raw_id.decode("ascii")

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from cdb.cli.status import instance_row
 from core.codec import Decoded, build_codec
+from core.codec.registry import shadow_codec
 from core.redis import StreamConsumer
 from core.status import read_live_states
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
@@ -89,6 +90,38 @@ async def test_replay_history__an_entry_apply_raises_for_is_skipped_and_reported
     assert applied == ["sig-1", "sig-3", "sig-4"]  # in order, past the one it could not apply
     assert count == 3
     assert skipped == [(ids[1], "ValueError('cannot apply')")]
+
+
+async def test_replay_history__in_shadow_mode_compares_nothing_it_replays(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    # The shadow evidence counts messages the service handled: a rebuild re-reads history it
+    # already compared, so counting it again inflated "compared" (540 against 183 handled after
+    # one restart, seen by an outside review).
+    stream = keys.stream(Topic.SIGNALS)
+    for i in range(1, 5):
+        await redis_async.xadd(stream, _signal(i))
+    compared: list[object] = []
+    shadow = shadow_codec(CODEC, build_codec(CodecPath.LEGACY), lambda *report: compared.append(report))
+    old = StreamConsumer(
+        redis_async, topic=Topic.SIGNALS, service=ServiceName.RISK, codec=shadow, keys=keys, instance="old"
+    )
+    await old.ensure_group()
+
+    async def finish(decoded: Decoded, entry_id: str) -> None:
+        return None
+
+    await old.poll_once(finish)
+    assert len(compared) == 4  # handled: compared once each
+    applied: list[str] = []
+    new = StreamConsumer(
+        redis_async, topic=Topic.SIGNALS, service=ServiceName.RISK, codec=shadow, keys=keys, instance="new"
+    )
+
+    assert await replay_history(new, lambda decoded, _: applied.append(decoded.message.signal_id)) == 4
+
+    assert applied == ["sig-1", "sig-2", "sig-3", "sig-4"]
+    assert len(compared) == 4  # replayed, not compared again
 
 
 async def test_a_restarted_risk__rebuilds_past_an_entry_its_replay_raises_for_and_handles_new_signals(
