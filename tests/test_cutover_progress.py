@@ -8,14 +8,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from cdb.cli.cutover_progress import seen_text
-from core.status import LiveState
+from core.status import STOPPED, LiveState
 from core.topics import KeySpace, ServiceName
+from core.utils.clock import now_ms
 from tests.ops_helpers import cdb, report_state, service_settings
 
 
 def _state(instance: str, defaults: int, mismatches: int, started: int = 1) -> LiveState:
     counts = {"defaults_filled": defaults, "shadow_mismatches": mismatches}
-    return LiveState("signal", instance, "pydantic", "lenient", True, "t", started, counts=counts)
+    return LiveState(
+        "signal", instance, "pydantic", "lenient", True, "t", started, counts=counts, reported_ms=now_ms()
+    )
 
 
 def test_seen_text__counts_growth_since_the_window_began_and_restarts_from_zero() -> None:
@@ -25,6 +28,17 @@ def test_seen_text__counts_growth_since_the_window_began_and_restarts_from_zero(
     assert "2 live instance(s) (signal)" in text
     assert "defaults filled +7" in text
     assert "shadow mismatches +2" in text
+
+
+def test_seen_text__stopped_and_stale_instances_are_not_counted_live_but_their_growth_is() -> None:
+    first = [_state("s1", 0, 0), _state("s2", 0, 0), _state("s3", 0, 0)]
+    stopped = _state("s2", 4, 0)
+    stopped.state = STOPPED
+    stale = _state("s3", 1, 0)
+    stale.reported_ms = now_ms() - 600_000
+    text = seen_text(first, [_state("s1", 2, 0), stopped, stale])
+    assert "1 live instance(s) (signal)" in text
+    assert "defaults filled +7" in text
 
 
 @pytest.mark.integration

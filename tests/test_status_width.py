@@ -8,7 +8,7 @@ import re
 import pytest
 import redis.asyncio as aioredis
 
-from core.status import LiveState, StatusReporter
+from core.status import STOPPED, LiveState, StatusReporter
 from core.topics import KeySpace
 from core.utils.clock import now_ms
 from tests.ops_helpers import cdb
@@ -112,6 +112,30 @@ async def test_cdb_status__env_file_asking_for_another_path_is_marked(
     assert rows["ws"].split()[-1] == "recreate"  # legacy now, pydantic in its env file
     assert rows["signal"].split()[-1] == "live"
     assert "env file asks for another path" in result.stdout
+
+
+async def test_cdb_status__a_stopped_instance_is_not_asked_to_be_recreated(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    # Its replacement runs on the new path; the old one's last report still names the old path.
+    state = LiveState(
+        "signal",
+        "sig-old",
+        "legacy",
+        None,
+        False,
+        "test",
+        started_ms=now_ms() - 60_000,
+        state=STOPPED,
+        counts={"desired_path": "pydantic"},
+    )
+    await StatusReporter(redis_async, keys, lambda: state).report_once()
+    result = await asyncio.to_thread(
+        cdb, "status", "--redis-url", redis_url, "--prefix", keys.prefix, COLUMNS="120"
+    )
+    assert result.exit_code in (0, 1), result.output
+    assert "stopped" in result.stdout
+    assert "env file asks for another path" not in result.stdout
 
 
 async def test_cdb_status__watch_redraws_with_fresh_data(

@@ -39,9 +39,10 @@ def seen_text(first: list[LiveState], now: list[LiveState]) -> str:
     for name in ("defaults_filled", "shadow_mismatches"):
         before, after = _total(first, name), _total(now, name)
         grown[name] = sum(max(0, n - before.get(k, 0)) for k, n in after.items())
-    services = sorted({s.service for s in now})
+    live = [s for s in now if s.is_live()]  # a stopped or stale instance still counted above
+    services = sorted({s.service for s in live})
     return (
-        f"{len(now)} live instance(s) ({', '.join(services) or 'none'}); since the window began: "
+        f"{len(live)} live instance(s) ({', '.join(services) or 'none'}); since the window began: "
         f"defaults filled +{grown['defaults_filled']}, shadow mismatches +{grown['shadow_mismatches']}"
     )
 

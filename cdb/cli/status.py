@@ -178,7 +178,10 @@ def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wi
     for row in rows:
         for source, stats in sorted(row["sources"].items()):
             parts.append(Text(_source_line(row["instance"], source, stats)))
-    pending = [r for r in rows if r["desired_path"] and r["desired_path"] != r["path"]]
+    # Only what still runs: a stopped instance was replaced (or is meant to stay down).
+    pending = [
+        r for r in rows if r["state"] != "stopped" and r["desired_path"] and r["desired_path"] != r["path"]
+    ]
     if pending:
         names = ", ".join(escape(r["instance"]) for r in pending)
         parts.append(Text.from_markup(f"[bold yellow]env file asks for another path[/]: recreate {names}"))
