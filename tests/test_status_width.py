@@ -69,6 +69,28 @@ async def test_cdb_status__at_80_columns_every_line_fits_and_path_profile_are_wh
     assert "…" not in result.stdout
 
 
+async def test_cdb_status__at_80_columns_a_stopped_row_folds_no_instance_name(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    # Docker-style 8-character names, hours of uptime, and one instance stopped a moment ago:
+    # its "stopped 25s ago" used to take the room the names needed, folding every one of them.
+    names = {"ws": "vm-24998", "signal": "vm-25631", "risk": "vm-26132", "execution": "vm-24995"}
+    started = now_ms() - 3_700_000
+    for service, instance in [*names.items(), ("signal", "vm-24997")]:
+        state = LiveState(service, instance, "pydantic", "lenient", False, "test", started_ms=started)
+        if instance == "vm-24997":
+            state.state = STOPPED
+        await StatusReporter(redis_async, keys, lambda state=state: state).report_once()
+    result = await asyncio.to_thread(
+        cdb, "status", "--redis-url", redis_url, "--prefix", keys.prefix, COLUMNS="80"
+    )
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for instance in [*names.values(), "vm-24997"]:
+        assert any(instance in line.split() for line in lines), result.stdout
+    assert any(line.split()[-1:] == ["stopped"] for line in lines)
+
+
 async def test_cdb_status__columns_variable_is_honoured_off_a_terminal(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:

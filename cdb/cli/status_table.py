@@ -103,9 +103,10 @@ def _partitions(row: Mapping[str, Any]) -> str:
     return f"{mine} of {total}"
 
 
-def _state(row: Mapping[str, Any]) -> str:
+def _state(row: Mapping[str, Any], wide: bool = True) -> str:
     if row.get("state") == "stopped":
-        return f"[dim]stopped {row['last_report_age_s']:.0f}s ago[/]"
+        # 80 columns have no room for the age: with it the instance names folded on every row.
+        return f"[dim]stopped {row['last_report_age_s']:.0f}s ago[/]" if wide else "[dim]stopped[/]"
     if row["stale"]:
         return f"[bold red]STALE {row['last_report_age_s']:.0f}s[/]"
     desired = row.get("desired_path")
@@ -141,7 +142,7 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
             compact(row["dead_letters"]),
             compact(row.get("ignored", 0)),
             compact(row["lag"]),
-            _state(row),
+            _state(row, wide=False),
         ]
     mismatches = _fields(row["shadow_by_field"], row["shadow_mismatches"]) if row["shadow"] else "-"
     return [
