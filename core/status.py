@@ -22,7 +22,7 @@ from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
 
 if TYPE_CHECKING:  # importing core.redis here would import the codec, which imports migration -> here
-    from core.redis.modes import AsyncClient
+    from core.redis.modes import AsyncClient, SyncClient
 
 __all__ = [
     "RUNNING",
@@ -32,6 +32,7 @@ __all__ = [
     "LiveState",
     "StatusReporter",
     "read_live_states",
+    "running_instances",
 ]
 
 STALE_TTL_INTERVALS = 10
@@ -192,3 +193,25 @@ async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState
             with contextlib.suppress(ValueError, TypeError):
                 states.append(LiveState.from_json(raw))
     return sorted(states, key=lambda s: (order.get(s.service, 99), s.instance))
+
+
+def running_instances(
+    client: SyncClient, keys: KeySpace, service: ServiceName | None = None
+) -> list[LiveState]:
+    """Every instance (of ``service``, or of the whole pipeline) whose last report says it runs:
+    live or stale (a stale one may be hung, not gone), not the last report of a clean stop;
+    ordered by pipeline position then instance. For commands that must not run under them."""
+    pattern = keys.status(service, "*") if service is not None else keys.status_pattern()
+    found = []
+    for name in client.scan_iter(match=pattern, count=500):
+        raw: Any = client.get(name)
+        if raw is None:
+            continue  # expired between SCAN and GET
+        try:
+            state = LiveState.from_json(raw)
+        except (ValueError, TypeError):
+            continue
+        if not state.stopped:
+            found.append(state)
+    order = {s.value: i for i, s in enumerate(ServiceName)}
+    return sorted(found, key=lambda s: (order.get(s.service, 99), s.instance))

@@ -36,7 +36,8 @@ from core.redis.dlq_replay import (
     replay_letters,
     replay_marks,
 )
-from core.topics import CodecPath, Profile, Topic
+from core.redis.modes import SyncClient
+from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = ["app"]
 
@@ -314,7 +315,11 @@ def review(
     topic: TopicOption = None,
     through: Annotated[
         str | None,
-        typer.Option("--through", help="Last reviewed dead-letter id (default: the newest of each topic)."),
+        typer.Option(
+            "--through",
+            help="Last reviewed dead-letter id, like 1767225600000-0 (or epoch ms: that whole "
+            "millisecond), no newer than the newest letter of each topic; default: the newest of each.",
+        ),
     ] = None,
     as_json: AsJson = False,
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
@@ -323,29 +328,89 @@ def review(
 
     ``cdb cutover check`` then counts only newer letters as unreviewed, without
     --dlq-reviewed-before on every run. Recorded in ``<topic>_dlq_replayed`` (field
-    ``reviewed-through``), which the operator's ACL user may write.
+    ``reviewed-through``), which the operator's ACL user may write. A review covers letters
+    that exist: --through newer than a topic's newest letter is refused (exit 2, nothing
+    recorded), since it would pass letters parked later unseen. A topic without letters
+    records nothing and clears the review recorded before (there is nothing it could cover).
     """
     try:  # the review feeds the migration's cutover check; after week 4 there is none
-        from migration.dlq_review import REVIEWED_FIELD
+        from migration.dlq_review import REVIEWED_FIELD, review_key
     except ModuleNotFoundError as exc:
         if exc.name not in ("migration", "migration.dlq_review"):
             raise
         exit_with(CdbError("the migration plug-in is not installed: there is no cutover review to record"))
 
+    through_key = review_key(through) if through is not None else None
+    if through is not None and through_key is None:
+        exit_with(
+            CdbError(
+                f"--through {through!r} is not a dead-letter id: use one from cdb dlq list, "
+                "like 1767225600000-0 (or epoch ms)"
+            )
+        )
     client, keys = pipeline_redis(redis)
+    newest = _newest_letters(client, keys, [topic] if topic else list(Topic))
+    if through is not None and through_key is not None:
+        _refuse_beyond_newest(through, through_key, newest, every_topic=topic is None)
     recorded: dict[str, str | None] = {}
-    for t in [topic] if topic else list(Topic):
-        point = through
-        if point is None:
-            newest: Any = client.xrevrange(keys.dlq(t), count=1)
-            point = newest[0][0].decode() if newest else None
+    cleared: dict[str, str] = {}
+    for t, last in newest.items():
+        point = through if last is not None and through is not None else last
         if point is not None:
             client.hset(keys.dlq_replayed(t), REVIEWED_FIELD, point)
+        else:
+            old = _clear_review(client, keys, t, REVIEWED_FIELD)
+            if old:
+                cleared[t.value] = old
         recorded[t.value] = point
     if as_json:
         print_json(recorded)
         return
     for name, point in recorded.items():
-        console.print(
-            f"{name}_dlq: reviewed through {point}" if point else f"{name}_dlq: empty, nothing to record"
+        if point:
+            console.print(f"{name}_dlq: reviewed through {point}", highlight=False)
+        else:
+            was = f" (cleared the review recorded through {cleared[name]!r})" if name in cleared else ""
+            console.print(f"{name}_dlq: empty, nothing to record{shown(was)}", highlight=False)
+
+
+def _newest_letters(client: SyncClient, keys: KeySpace, topics: list[Topic]) -> dict[Topic, str | None]:
+    newest: dict[Topic, str | None] = {}
+    for t in topics:
+        entries: Any = client.xrevrange(keys.dlq(t), count=1)
+        newest[t] = entries[0][0].decode() if entries else None
+    return newest
+
+
+def _refuse_beyond_newest(
+    through: str, through_key: tuple[int, int], newest: dict[Topic, str | None], *, every_topic: bool
+) -> None:
+    # A point past the newest letter would count letters parked after the review as reviewed.
+    beyond = [(t, last) for t, last in newest.items() if last is not None and through_key > _id_key(last)]
+    if not beyond:
+        return
+    which = ", ".join(f"{t.value} ({last})" for t, last in beyond)
+    whole_ms = "" if "-" in through else " (epoch ms covers that whole millisecond)"
+    per_topic = ", one topic at a time with --topic" if every_topic else ""
+    exit_with(
+        CdbError(
+            f"--through {through}{whole_ms} is newer than the newest dead letter of {which}: a review "
+            f"covers only letters that exist; give an id up to the newest (cdb dlq list){per_topic}; "
+            "nothing recorded"
         )
+    )
+
+
+def _clear_review(client: SyncClient, keys: KeySpace, topic: Topic, field: str) -> str | None:
+    """Clear the review recorded for ``topic`` (which has no letter to cover); the value it had."""
+    # A review kept here (not an id, or a future one) could only pass letters parked later.
+    # "" clears it: the operator's ACL user may HSET the field, not HDEL it.
+    old = replay_marks(client, keys, topic).get(field)
+    if old:
+        client.hset(keys.dlq_replayed(topic), field, "")
+    return old or None
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

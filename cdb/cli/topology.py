@@ -5,6 +5,11 @@ the deliberate change, run with ``REDIS_URL`` logged in as ``cdb-operator`` afte
 instance was stopped and the consumer groups drained (docs/scaling.md). Each service's
 recorded ``PARTITION_LEASE_MS`` belongs to the same check: ``show`` lists them, and ``set``
 and ``reset`` both clear them (each service's next start records its own).
+
+``set`` and ``reset`` refuse (exit 2, nothing changed) while any instance of the pipeline
+reports live state, as ``cdb dlq catch-up`` does for its consumer: running instances keep
+the count they started with (a ``set`` under them made the status lie and every restart
+refuse), and a stale one (stopped uncleanly less than ~20 s ago) may be hung, not gone.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from core.redis.topology import (
     reset_topology_sync,
     set_topology_sync,
 )
+from core.status import running_instances
 from core.topics import KeySpace, ServiceName
 
 T = TypeVar("T")
@@ -56,6 +62,18 @@ def _on_pipeline(
         exit_with(_refused(target.url, exc))
     except CdbError as exc:
         exit_with(exc)
+
+
+def _refuse_while_running(client: SyncClient, keys: KeySpace, command: str) -> None:
+    running = running_instances(client, keys)  # comparators too: they read the partition streams
+    if not running:
+        return
+    names = ", ".join(f"{s.service}/{s.instance} ({'stale' if s.is_stale() else 'live'})" for s in running)
+    raise CdbError(
+        f"{len(running)} instance(s) of the pipeline report live state: {names}; nothing changed: "
+        "stop every instance first (a clean stop reports it stopped; after a crash the report "
+        f"expires about 20 s after the last one), let the groups drain, then run {command} again"
+    )
 
 
 def _refused(url: str, exc: RedisError) -> TransportError:
@@ -91,9 +109,11 @@ def set_count(
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Record PARTITIONS as the pipeline's count, replacing the old one, and clear the recorded
-    lease TTLs (each service's next start records its own); stop every instance first."""
+    lease TTLs (each service's next start records its own); refused while any instance of the
+    pipeline reports live state: stop every instance first."""
 
     def replace(client: SyncClient, keys: KeySpace) -> tuple[int | None, dict[ServiceName, int | None]]:
+        _refuse_while_running(client, keys, "cdb topology set")
         before = read_partitions_sync(client, keys)
         return before, set_topology_sync(client, keys, partitions)
 
@@ -107,6 +127,12 @@ def set_count(
 @app.command("reset")
 @with_redis_options
 def reset(redis: RedisOptions = DEFAULT_REDIS_OPTIONS) -> None:
-    """Delete the recorded count and lease TTLs; the next service start records its own."""
-    removed, keys = _on_pipeline(redis, reset_topology_sync)
+    """Delete the recorded count and lease TTLs; the next service start records its own.
+    Refused while any instance of the pipeline reports live state: stop every instance first."""
+
+    def remove(client: SyncClient, keys: KeySpace) -> bool:
+        _refuse_while_running(client, keys, "cdb topology reset")
+        return reset_topology_sync(client, keys)
+
+    removed, keys = _on_pipeline(redis, remove)
     console.print(f"{keys.topology()}: {'deleted' if removed else 'was not set'}")

@@ -38,7 +38,7 @@ from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
 from core.redis.dlq_replay import iter_letters, redecode, replay_marks
 from core.redis.modes import SyncClient
-from core.status import LiveState
+from core.status import running_instances
 from core.topics import KeySpace, ServiceName, Topic
 
 __all__ = ["CatchUpPlan", "PartitionCatchUp", "catch_up", "plan_catch_up"]
@@ -103,20 +103,6 @@ def _predecessor(entry_id: str) -> str:
     return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{_MAX_SEQ}"
 
 
-def _live_instances(client: SyncClient, keys: KeySpace, service: ServiceName) -> list[LiveState]:
-    found = []
-    for name in client.scan_iter(match=keys.status(service, "*"), count=500):
-        raw: Any = client.get(name)
-        if raw is not None:
-            try:
-                state = LiveState.from_json(raw)
-            except (ValueError, TypeError):
-                continue
-            if not state.stopped:  # the last report of a clean stop: not running any more
-                found.append(state)
-    return found
-
-
 def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec) -> CatchUpPlan:
     """Work out the catch-up of ``topic`` for its consuming service, decoding with ``codec``
     (the codec the service will run when restarted). Writes nothing."""
@@ -127,7 +113,7 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         for p in range(keys.partitions)
     ]
     plan = CatchUpPlan(topic, service, parts)
-    live = _live_instances(client, keys, service)
+    live = running_instances(client, keys, service)
     if live:
         names = ", ".join(f"{s.instance} ({'stale' if s.is_stale() else 'live'})" for s in live)
         plan.refused = (
