@@ -9,6 +9,12 @@ Each :class:`ServiceMetrics` registers on its own :class:`CollectorRegistry`
 unless one is passed in, so tests and the in-process pipeline of four services
 never collide on metric names. :meth:`ServiceMetrics.snapshot` returns the same
 counts as a plain dict, for live status.
+
+A labelled counter has no series until its first increment, and Prometheus's ``increase()``
+does not see a jump from no series to 1: an alert on a first, one-off event would never fire.
+So a new :class:`ServiceMetrics` exports at 0 the series the alert rules
+(deploy/prometheus/cdb-rules.yml) watch whose labels the service knows from its name alone
+(:class:`ServiceMetrics` says which).
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from core.domain.contracts import MarketDataV1, OrderResultV1, OrderV1, SignalV1
 from core.metric_families import Families, samples
 from core.metrics_latency import ConsumeLatency
 from core.metrics_ops import OperatorMetrics
-from core.topics import ServiceName, Topic
+from core.topics import CodecPath, ServiceName, Topic
 
 __all__ = [
+    "DEAD_LETTER_CAUSES",
     "KNOWN_FIELDS",
     "KNOWN_REASONS",
     "OTHER",
@@ -69,6 +76,20 @@ KNOWN_FIELDS: frozenset[str] = frozenset(
     name for model in (MarketDataV1, SignalV1, OrderV1, OrderResultV1) for name in model.model_fields
 )
 """Field names that are label values as they are (every contract field)."""
+
+DEAD_LETTER_CAUSES: tuple[str, ...] = ("invalid", "handler_failed")
+"""The values of :class:`core.redis.dead_letters.DeadLetterCause`, spelled out: importing that
+module runs ``core.redis``, whose consumer imports this module."""
+
+_INPUT_FIELDS: dict[Topic, tuple[str, ...]] = {
+    topic: tuple(model.model_fields)
+    for topic, model in (
+        (Topic.MARKET_DATA, MarketDataV1),
+        (Topic.SIGNALS, SignalV1),
+        (Topic.ORDERS, OrderV1),
+        (Topic.ORDER_RESULTS, OrderResultV1),
+    )
+}
 
 
 def bounded_reason(reason: str) -> str:
@@ -124,6 +145,19 @@ class ServiceMetrics:
 
     ``registry``: where to register (default: a fresh one for this instance);
     expose it with ``prometheus_client.generate_latest(metrics.registry)``.
+
+    For a pipeline service (a :class:`ServiceName`) these series exist at 0 from the start, so
+    that an alert sees their first event as an increase:
+
+    - ``cdb_dead_letters_total`` of the topic whose dead-letter stream it writes, every path and
+      every cause (2 x 2: the path is chosen after the metrics are made);
+    - ``cdb_shadow_mismatches_total`` of its input topic, every field of that topic's contract
+      plus ``<decode>`` and ``other`` (what shadow mode can name there; they stay 0 when it is off);
+    - ``cdb_wire_shape_total{direction="received"}`` of its input topic, both shapes.
+
+    Not ``cdb_validation_errors_total``: a series per error type (over a hundred) and path would
+    be the cross product the bounded labels avoid; its alert counts a new series from 0 instead.
+    Live status (:meth:`snapshot`) leaves these zeros out, as before.
     """
 
     def __init__(
@@ -192,6 +226,23 @@ class ServiceMetrics:
         (:mod:`core.metrics_latency`)."""
         # --- operator metrics (wire shape, business events, sources, identity): core.metrics_ops
         self.ops = OperatorMetrics(self.service, self.registry, namespace)
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        # The series of the class docstring. A name outside the pipeline (a test's) knows no topics.
+        try:
+            service = ServiceName(self.service)
+        except ValueError:
+            return
+        for path in CodecPath:
+            for cause in DEAD_LETTER_CAUSES:
+                self.dead_letters.labels(self.service, service.dead_letters.value, path.value, cause)
+        topic = service.consumes
+        if topic is None:
+            return  # ws reads the exchange: no input stream to compare or measure
+        for name in (*_INPUT_FIELDS[topic], SHADOW_DECODE_FIELD, OTHER):
+            self.shadow_mismatches.labels(self.service, topic.value, name)
+        self.ops.expect_input(topic)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` entries of ``topic`` that ended with ``outcome``."""
@@ -255,7 +306,7 @@ class ServiceMetrics:
         ``shadow_mismatches``, ``ignored`` (ints), and the breakdowns ``validation_reasons``,
         ``defaults_by_field`` and ``ignored_by_reason`` (reason/field -> int; every
         :class:`IgnoreReason` is present, 0 included) and ``shadow_by_field``
-        (``"<topic>.<field>"`` -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
+        (``"<topic>.<field>"`` -> int, not 0), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in samples(self.messages):
@@ -277,9 +328,10 @@ class ServiceMetrics:
             ignored_by_reason=ignored,
             shadow_compared=_total(self.shadow_compared),
             shadow_mismatches=_total(self.shadow_mismatches),
-            shadow_by_field={
+            shadow_by_field={  # without the series exported at 0 from the start
                 f"{labels['topic']}.{labels['field']}": value
                 for labels, value in samples(self.shadow_mismatches)
+                if value
             },
         )
         out.update(self.ops.snapshot())

@@ -222,6 +222,12 @@ class OperatorMetrics:
         self.desired_path: str | None = None
         """The path the env file asks for (None: no FLAGS_FILE); also in live status."""
 
+    def expect_input(self, topic: Topic) -> None:
+        """Export the received wire-shape series of ``topic`` (both shapes) at 0 now, so that the
+        first legacy-shaped entry is an increase (``CdbLegacyTrafficAfterCutover``)."""
+        for shape in Shape:
+            self.wire_shape.labels(self.service, topic.value, Direction.RECEIVED.value, shape.value)
+
     def count_received(self, topic: Topic, entries: Sequence[tuple[bytes, Mapping[bytes, Any]]]) -> None:
         """Count a batch of stream entries by wire shape (deleted entries, with no fields, are not)."""
         legacy = v1 = 0
@@ -286,10 +292,12 @@ class OperatorMetrics:
         self.desired.labels(self.service, self._instance).info({"path": path, "profile": profile or "none"})
 
     def snapshot(self) -> dict[str, Any]:
-        """The counts for live status: ``wire_shape`` (``"<direction>.<topic>.<shape>"`` -> int),
+        """The counts for live status: ``wire_shape`` (``"<direction>.<topic>.<shape>"`` -> int, not 0),
         ``events`` (event -> int) and ``sources`` (source -> its statistics)."""
         shapes: dict[str, int] = {}
         for labels, value in samples(self.wire_shape):
+            if not value:
+                continue  # a series exported at 0 from the start (expect_input): nothing seen yet
             key = f"{labels['direction']}.{labels['topic']}.{labels['shape']}"
             shapes[key] = shapes.get(key, 0) + value
         sources = {name: _read(stats) for name, stats in self._sources.sources.items()}

@@ -58,6 +58,7 @@ def _as_status(m: dict[str, Any]) -> dict[str, Any]:
     shapes = {
         f"{labels['direction']}.{labels['topic']}.{labels['shape']}": int(v)
         for labels, v in m.get("cdb_wire_shape_total", [])
+        if v  # status leaves out the series exported at 0 from the start
     }
     events = _by(m, "cdb_events_total", "event")
     [(desired, _)] = m["cdb_desired_path_info"]

@@ -81,7 +81,7 @@ def test_serve_metrics__several_services_on_one_port_declare_each_family_once() 
     shapes = {
         (s.labels["service"], s.labels["shape"]): s.value
         for s in families["cdb_wire_shape"].samples
-        if s.name == "cdb_wire_shape_total"
+        if s.name == "cdb_wire_shape_total" and s.labels["direction"] == "published"
     }
     assert shapes == {("signal", "v1.0"): 3.0, ("risk", "legacy"): 2.0}
 

@@ -49,6 +49,28 @@ def test_rules__every_alert_has_a_unit_test() -> None:
     assert alerts == tested
 
 
+def test_rules__every_counter_alert_is_tested_on_a_series_that_starts_absent() -> None:
+    """A labelled counter appears at its first increment; increase() alone misses that jump, so
+    each alert on a counter needs a unit test where its series starts absent (``_``) and it fires."""
+    rules = yaml.safe_load((PROM / "cdb-rules.yml").read_text(encoding="utf-8"))
+    watched = {
+        r["alert"]: set(re.findall(r"increase\((cdb_\w+)", r["expr"]))
+        for g in rules["groups"]
+        for r in g["rules"]
+        if "alert" in r and "increase(" in r["expr"]
+    }
+    assert watched, "no alert on a counter"
+    tests = yaml.safe_load((PROM / "cdb-rules.test.yml").read_text(encoding="utf-8"))
+    first: dict[str, set[str]] = {}  # alert -> counters it fired on while they started absent
+    for case in tests["tests"]:
+        absent = {s["series"].split("{")[0] for s in case["input_series"] if s["values"].startswith("_")}
+        for check in case.get("alert_rule_test", []):
+            if check["exp_alerts"]:
+                first.setdefault(check["alertname"], set()).update(absent)
+    for alert, counters in watched.items():
+        assert counters <= first.get(alert, set()), alert
+
+
 def test_rules__every_metric_they_name_is_exported_by_a_service() -> None:
     metrics = ServiceMetrics(ServiceName.SIGNAL)
     # Touch each family once so labelled series (and their names) appear in the exposition.
