@@ -166,6 +166,7 @@ async def test_dlq_catch_up__an_entry_id_parked_in_one_partition_is_not_mistaken
     for symbol, handled in ((btc, "6-0"), (doge, "7-0")):
         part = by_stream[split.stream(Topic.MARKET_DATA, split.partition(symbol))]
         assert part["rewind_to"] == f"2-{2**64 - 1}"  # just before 3-0
+        assert part["read_from"] == "3-0"  # what the table shows
         assert len(part["letters"]) == 3
         assert part["handled_again"] == 1, (symbol, handled, part)
 
@@ -264,3 +265,6 @@ async def test_dlq_replay_and_catch_up__tables_say_what_would_be_ignored_and_wha
     caught = await asyncio.to_thread(cdb, "dlq", "catch-up", "--topic", "market_data", *opts)
     assert caught.exit_code == 0, caught.output
     assert "1 dead letters will count when signal starts again" in caught.output
+    assert "reads again from" in caught.output
+    first = next(line for line in caught.output.splitlines() if "market_data" in line and "-0" in line)
+    assert "18446744073709551615" not in first  # the first letter's id, not its predecessor

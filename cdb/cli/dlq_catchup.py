@@ -111,7 +111,7 @@ def _print(plan: CatchUpPlan, *, dry_run: bool) -> None:
         [
             p.stream,
             p.position or "(no group)",
-            p.rewind_to or "-",
+            p.read_from or "-",
             len(p.letters),
             len(p.still_invalid),
             p.handled_again,
@@ -120,7 +120,15 @@ def _print(plan: CatchUpPlan, *, dry_run: bool) -> None:
         for p in plan.partitions
     ]
     title = f"Catch-up of {plan.topic.value} for {plan.service.value}" + (" (dry run)" if dry_run else "")
-    columns = ["stream", "group was at", "rewind to", "letters", "still invalid", "handled again", "acked"]
+    columns = [
+        "stream",
+        "group was at",
+        "reads again from",
+        "letters",
+        "still invalid",
+        "handled again",
+        "acked",
+    ]
     console.print(table(title, columns, [[escape(str(c)) for c in r] for r in rows]))
     if plan.gone:
         console.print(
@@ -133,7 +141,7 @@ def _print(plan: CatchUpPlan, *, dry_run: bool) -> None:
     elif plan.applied:
         console.print(
             f"{plan.letters} dead letters will count when {plan.service.value} starts again: it rebuilds "
-            "its state up to the rewind point and reads on from there in order (letters marked)",
+            "its state up to the first of them and reads on from there in order (letters marked)",
             highlight=False,
         )
     elif not plan.letters:

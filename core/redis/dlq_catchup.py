@@ -57,6 +57,9 @@ class PartitionCatchUp:
     """The group's last-delivered id before the catch-up (``None``: no group)."""
     rewind_to: str | None = None
     """The id the group is set to: just before the first dead-lettered entry that decodes now."""
+    read_from: str | None = None
+    """That first entry: the service reads on from here (what an operator reads; ``rewind_to``
+    is its predecessor, which may end in ``-18446744073709551615``)."""
     letters: list[str] = field(default_factory=list)
     """Dead-letter ids whose original entry is read again and now counts."""
     still_invalid: list[str] = field(default_factory=list)
@@ -143,7 +146,8 @@ def plan_catch_up(client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec
         if part.position is None or not firsts:
             continue
         first = min(firsts)
-        part.rewind_to = _predecessor(f"{first[0]}-{first[1]}")
+        part.read_from = f"{first[0]}-{first[1]}"
+        part.rewind_to = _predecessor(part.read_from)
         end = entry_key(part.position)
         for letter, ok in found:
             if first <= entry_key(letter.stream_id) <= end:
