@@ -19,6 +19,7 @@ from services.risk.limits import RiskEngine, RiskLimits
 from services.runtime import ServiceContext
 from services.signal.service import SignalService
 from services.signal.strategy import MomentumStrategy, SignalParams
+from tests.support.execution import VenueOrder
 
 pytestmark = pytest.mark.strict_path  # runs in the week-4 deletion rehearsal too (test_week4_deletion)
 
@@ -38,16 +39,6 @@ class _Signal:
     side: str
     price: float
     strength: float
-
-
-@dataclass
-class _Order:
-    order_id: str
-    symbol: str
-    side: str
-    order_type: str
-    quantity: float | Decimal
-    price: float | Decimal | None
 
 
 def _feed(strategy: MomentumStrategy, prices: list[float], symbol: str = "BTC/USDT") -> list[dict]:
@@ -175,7 +166,7 @@ def test_risk__redelivered_signal_gets_the_same_decision_without_doubling_positi
 
 def test_venue__market_buy_fills_at_reference_plus_slippage_with_fee() -> None:
     venue = PaperVenue(VenueParams(fee_bps=10, slippage_bps=5, max_fill_notional=10_000))
-    result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 2.0, 100.0))
+    result = venue.fill(VenueOrder("o1", "X", "BUY", "MARKET", 2.0, 100.0))
     assert result["status"] == "FILLED"
     assert result["average_price"] == Decimal("100.05")  # exact decimals, no float residue
     assert result["fee"] == Decimal("0.2001")
@@ -183,21 +174,21 @@ def test_venue__market_buy_fills_at_reference_plus_slippage_with_fee() -> None:
 
 
 def test_venue__market_sell_slips_downwards() -> None:
-    result = PaperVenue(VenueParams(slippage_bps=5)).fill(_Order("o1", "X", "SELL", "MARKET", 1.0, 100.0))
+    result = PaperVenue(VenueParams(slippage_bps=5)).fill(VenueOrder("o1", "X", "SELL", "MARKET", 1.0, 100.0))
     assert result["average_price"] == Decimal("99.95")
 
 
 def test_venue__large_order_fills_partially() -> None:
     venue = PaperVenue(VenueParams(max_fill_notional=500, slippage_bps=0))
-    result = venue.fill(_Order("o1", "X", "BUY", "MARKET", 10.0, 100.0))
+    result = venue.fill(VenueOrder("o1", "X", "BUY", "MARKET", 10.0, 100.0))
     assert result["status"] == "PARTIALLY_FILLED"
     assert result["filled_quantity"] == Decimal("5")
 
 
 def test_venue__tiny_order_and_missing_price_are_rejected() -> None:
     venue = PaperVenue(VenueParams(min_notional=10))
-    tiny = venue.fill(_Order("o1", "X", "BUY", "MARKET", 0.01, 100.0))
-    blind = venue.fill(_Order("o2", "X", "BUY", "MARKET", 1.0, None))
+    tiny = venue.fill(VenueOrder("o1", "X", "BUY", "MARKET", 0.01, 100.0))
+    blind = venue.fill(VenueOrder("o2", "X", "BUY", "MARKET", 1.0, None))
     assert (tiny["status"], blind["status"]) == ("REJECTED", "REJECTED")
     assert tiny["average_price"] is None
     assert blind["reason"] == "no reference price for a paper fill"
@@ -206,12 +197,12 @@ def test_venue__tiny_order_and_missing_price_are_rejected() -> None:
 def test_venue__decimal_order_fills_exactly_and_a_float_one_as_its_shortest_decimal() -> None:
     venue = PaperVenue(VenueParams(fee_bps=10, slippage_bps=0, max_fill_notional=1e9))
     exact = venue.fill(
-        _Order("o1", "X", "BUY", "MARKET", Decimal("0.123456789012345678"), Decimal("64250.1"))
+        VenueOrder("o1", "X", "BUY", "MARKET", Decimal("0.123456789012345678"), Decimal("64250.1"))
     )
     assert exact["filled_quantity"] == Decimal("0.123456789012345678")  # beyond a float's 17 digits
     assert exact["average_price"] == Decimal("64250.1")
     assert exact["fee"] == Decimal("7.93211104")  # 7.9321110397... rounded half-even to 8 places
-    floats = venue.fill(_Order("o2", "X", "BUY", "MARKET", 0.1, 100.0))
+    floats = venue.fill(VenueOrder("o2", "X", "BUY", "MARKET", 0.1, 100.0))
     assert floats["filled_quantity"] == Decimal("0.1")  # not 0.1000000000000000055511...
 
 

@@ -16,7 +16,6 @@ import json
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -42,22 +41,13 @@ from services.execution.service import ExecutionService
 from services.execution.store import PostgresStore, SqliteStore
 from services.runtime import ServiceContext
 from tests.strategies import prices
+from tests.support.execution import VenueOrder
 
 NOW_MS = 1_767_225_600_000
 ENTRY_ID = f"{NOW_MS}-0"  # the lenient reader takes a legacy result's missing timestamp from it
 
 LOT_TOO_DEAR = "one lot (1e-06) costs more than the paper venue fills"
 PRICE_UNCARRIED = "the fill's price does not fit an order result (at most 64 characters)"
-
-
-@dataclass
-class _Order:
-    order_id: str
-    symbol: str
-    side: str
-    order_type: str
-    quantity: float | Decimal
-    price: float | Decimal | None
 
 
 def _order(order_type: str, quantity: float, price: float | None, side: str = "BUY") -> dict[str, Any]:
@@ -110,7 +100,7 @@ def test_venue__limit_order_whose_one_lot_costs_more_than_the_venue_fills_is_rej
     quantity: float | Decimal, price: float | Decimal
 ) -> None:
     """Not PARTIALLY_FILLED with a size of 0, which no result contract allows."""
-    fill = PaperVenue().fill(_Order("o1", "X", "BUY", "LIMIT", quantity, price))
+    fill = PaperVenue().fill(VenueOrder("o1", "X", "BUY", "LIMIT", quantity, price))
     assert _rejected(fill) == LOT_TOO_DEAR
     _as_v2_result(fill)
 
@@ -122,15 +112,15 @@ def test_venue__market_fill_price_past_what_a_result_carries_is_rejected_not_an_
 ) -> None:
     """Its price at 8 decimals takes more than 64 characters: no result can carry the fill (past
     ~1e72 rounding it would also exceed the decimal context's 80 digits)."""
-    fill = PaperVenue().fill(_Order("o1", "X", side, "MARKET", 1.0, price))
+    fill = PaperVenue().fill(VenueOrder("o1", "X", side, "MARKET", 1.0, price))
     assert _rejected(fill) == PRICE_UNCARRIED
 
 
 def test_venue__v2_limit_price_of_64_digits_is_rejected_as_too_dear_and_market_as_uncarried() -> None:
     price = Decimal("9" * DECIMAL_MAX_CHARS)  # the largest v2.0 price
     venue = PaperVenue()
-    assert _rejected(venue.fill(_Order("o1", "X", "BUY", "LIMIT", Decimal(1), price))) == LOT_TOO_DEAR
-    assert _rejected(venue.fill(_Order("o2", "X", "BUY", "MARKET", Decimal(1), price))) == PRICE_UNCARRIED
+    assert _rejected(venue.fill(VenueOrder("o1", "X", "BUY", "LIMIT", Decimal(1), price))) == LOT_TOO_DEAR
+    assert _rejected(venue.fill(VenueOrder("o2", "X", "BUY", "MARKET", Decimal(1), price))) == PRICE_UNCARRIED
 
 
 @pytest.mark.parametrize("price", [1e-9, 5e-324, Decimal("0.000000004")])
@@ -138,19 +128,19 @@ def test_venue__market_price_rounding_to_0_is_rejected_even_without_a_minimum_no
     price: float | Decimal,
 ) -> None:
     """A result's price is > 0: a fill at 0.00000000 is no fill, whatever the venue's minimum."""
-    fill = PaperVenue(VenueParams(min_notional=0)).fill(_Order("o1", "X", "BUY", "MARKET", 1.0, price))
+    fill = PaperVenue(VenueParams(min_notional=0)).fill(VenueOrder("o1", "X", "BUY", "MARKET", 1.0, price))
     assert _rejected(fill) == "fill price not above 0 at 8 decimals"
 
 
 def test_venue__sell_slipping_by_100_percent_or_more_is_rejected() -> None:
     venue = PaperVenue(VenueParams(min_notional=0, slippage_bps=10_000))
-    fill = venue.fill(_Order("o1", "X", "SELL", "MARKET", 1.0, 100.0))
+    fill = venue.fill(VenueOrder("o1", "X", "SELL", "MARKET", 1.0, 100.0))
     assert _rejected(fill) == "fill price not above 0 at 8 decimals"
 
 
 def test_venue__fill_size_past_what_a_result_carries_is_rejected() -> None:
     """1e-70 is a valid float size, but 72 characters as a decimal: no v2.0 result carries it."""
-    fill = PaperVenue(VenueParams(min_notional=0)).fill(_Order("o1", "X", "BUY", "LIMIT", 1e-70, 1.0))
+    fill = PaperVenue(VenueParams(min_notional=0)).fill(VenueOrder("o1", "X", "BUY", "LIMIT", 1e-70, 1.0))
     assert _rejected(fill) == "the fill's size does not fit an order result (at most 64 characters)"
 
 
@@ -159,20 +149,20 @@ def test_venue__fee_past_what_a_result_carries_is_rejected_not_an_exception() ->
     decimals (1e117 of notional would not even round within the context's 80 digits)."""
     venue = PaperVenue(VenueParams(max_fill_notional=1e300))
     for quantity, price in [(1e40, 1e20), (1e60, 1e60)]:
-        fill = venue.fill(_Order("o1", "X", "BUY", "LIMIT", quantity, price))
+        fill = venue.fill(VenueOrder("o1", "X", "BUY", "LIMIT", quantity, price))
         assert _rejected(fill) == "the fill's fee does not fit an order result (at most 64 characters)"
 
 
 def test_venue__extreme_but_carried_fills_still_fill() -> None:
     """The limits above refuse only what a result cannot carry: tiny and huge fills that fit do fill."""
     venue = PaperVenue()
-    tiny = venue.fill(_Order("o1", "X", "BUY", "LIMIT", 1e-9, 1e10))
+    tiny = venue.fill(VenueOrder("o1", "X", "BUY", "LIMIT", 1e-9, 1e10))
     assert (tiny["status"], tiny["filled_quantity"], tiny["fee"]) == (
         "FILLED",
         Decimal("1E-9"),
         Decimal("0.01"),
     )
-    cheap = venue.fill(_Order("o2", "X", "BUY", "LIMIT", 123456789.123, 1e-5))
+    cheap = venue.fill(VenueOrder("o2", "X", "BUY", "LIMIT", 123456789.123, 1e-5))
     assert (cheap["status"], cheap["filled_quantity"]) == ("PARTIALLY_FILLED", Decimal("90000000"))
     for fill in (tiny, cheap):
         _as_v2_result(fill)
@@ -224,7 +214,7 @@ def test_venue__any_v2_order_gets_a_valid_v2_result_and_a_valid_v1_result(
 ) -> None:
     """Whatever the venue's settings: the result is valid as v2.0 (the Pydantic path builds it)
     and as v1.0 (what it is written as by default), and fills no more than was ordered."""
-    fill = PaperVenue(params).fill(_Order("o1", "X", side, order_type, quantity, price))
+    fill = PaperVenue(params).fill(VenueOrder("o1", "X", side, order_type, quantity, price))
     _as_v2_result(fill)
     _as_v1_result(fill)
 
@@ -243,10 +233,12 @@ def test_venue__any_v1_order_gets_a_valid_result_and_the_same_as_its_v2_conversi
     """A float order (the legacy path) gets a valid v1.0 result; when its floats fit v2.0, the
     Pydantic path's converted order gets the very same fill, a valid v2.0 result."""
     venue = PaperVenue(params)
-    fill = venue.fill(_Order("o1", "X", side, order_type, quantity, price))
+    fill = venue.fill(VenueOrder("o1", "X", side, order_type, quantity, price))
     _as_v1_result(fill)
     if _fits_v2(quantity) and _fits_v2(price):
-        converted = _Order("o1", "X", side, order_type, float_to_decimal(quantity), float_to_decimal(price))
+        converted = VenueOrder(
+            "o1", "X", side, order_type, float_to_decimal(quantity), float_to_decimal(price)
+        )
         assert venue.fill(converted) == fill
         _as_v2_result(fill)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 
 from core.codec import Decoded
 from services.execution.service import ExecutionService
@@ -18,3 +20,16 @@ async def execute_batch(
     if mark:
         await svc.before_ack()
     return failed
+
+
+@dataclass
+class VenueOrder:
+    """An order as the paper venue reads it (services.execution.paper.OrderView), either path's
+    values: floats (v1.0) or decimals (v2.0)."""
+
+    order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: float | Decimal
+    price: float | Decimal | None
