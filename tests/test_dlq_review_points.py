@@ -218,3 +218,15 @@ async def test_dlq_review__the_operator_acl_user_may_clear_a_bad_review(
         result = await asyncio.to_thread(cdb, "dlq", "review", *_where(users.urls[OPERATOR], keys))
     assert result.exit_code == 0, result.output
     assert await _recorded(redis_async, keys, Topic.SIGNALS) == b""
+
+
+async def test_dlq_list__a_recorded_review_is_not_counted_as_a_replayed_letter(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    # The review point lives in the hash of replay marks; counted with them, `replayed_kept`
+    # was one too high after every review.
+    await _park(redis_async, keys)
+    assert (await _review(redis_url, keys, "--topic", "signals")).exit_code == 0
+    listed = await asyncio.to_thread(cdb_json, "dlq", "list", "--topic", "signals", *_where(redis_url, keys))
+    assert listed["signals"]["replayed_kept"] == 0
+    assert listed["signals"]["total"] == 1

@@ -36,7 +36,7 @@ from core.redis.dlq_replay import (
     replay_letters,
     replay_marks,
 )
-from core.redis.modes import SyncClient
+from core.redis.modes import SyncClient, reply_text
 from core.topics import CodecPath, KeySpace, Profile, Topic
 
 __all__ = ["app"]
@@ -405,7 +405,8 @@ def _clear_review(client: SyncClient, keys: KeySpace, topic: Topic, field: str) 
     """Clear the review recorded for ``topic`` (which has no letter to cover); the value it had."""
     # A review kept here (not an id, or a future one) could only pass letters parked later.
     # "" clears it: the operator's ACL user may HSET the field, not HDEL it.
-    old = replay_marks(client, keys, topic).get(field)
+    recorded: Any = client.hgetall(keys.dlq_replayed(topic))  # HGETALL: what the operator ACL allows
+    old = next((reply_text(v) for k, v in recorded.items() if reply_text(k) == field), None)
     if old:
         client.hset(keys.dlq_replayed(topic), field, "")
     return old or None

@@ -128,9 +128,11 @@ class ReplayOutcome:
 
 
 def replay_marks(client: SyncClient, keys: KeySpace, topic: Topic) -> dict[str, str]:
-    """Dead letters of ``topic`` replayed but kept: dead-letter id -> new stream id."""
+    """Dead letters of ``topic`` replayed but kept: dead-letter id -> new stream id. (The same
+    hash holds the review point, ``reviewed-through``: not a letter, so not a mark.)"""
     marks: Any = client.hgetall(keys.dlq_replayed(topic))
-    return {reply_text(k): reply_text(v) for k, v in marks.items()}
+    texts = ((reply_text(k), reply_text(v)) for k, v in marks.items())
+    return {k: v for k, v in texts if is_entry_id(k)}
 
 
 def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
