@@ -20,6 +20,7 @@ from core.metrics_http import metrics_target
 from core.redis.modes import AsyncClient
 from core.redis.topology import read_partitions
 from core.settings import ServiceSettings
+from core.settings_sources import EnvLayers
 from core.status import LiveState, StatusReporter
 from core.topics import ServiceName
 from migration.comparator import ShadowComparator
@@ -79,7 +80,7 @@ async def run_comparator(
         raise ConfigError("SERVICE", service.value, ["signal", "risk", "execution"], "ws reads no stream")
     if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "the comparator needs a real Redis")
-    target = metrics_target()
+    target = metrics_target(EnvLayers(env_file=env_file))  # the environment over the env file
     stop = stop or asyncio.Event()
     _on_signals(stop)
     redis = await connect(settings.redis_url, settings)

@@ -10,14 +10,13 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.logging import configure_logging, get_logger
-from core.metrics_http import metrics_target
 from core.redis.instance_claim import InstanceClaim, claimed
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter
 from core.topics import ServiceName
 from core.versions.live import check_producer
-from services.config import load_config
+from services.config import StartConfig, load_start_config
 from services.execution.paper import VenueParams
 from services.execution.service import ExecutionService
 from services.execution.store import open_store
@@ -58,14 +57,21 @@ async def run_service(
     """Run ``service`` from the environment (and ``env_file``, which the environment overrides)
     until SIGTERM/SIGINT (or ``stop``); serves /metrics on METRICS_PORT when it is set.
 
+    Every setting it reads comes from there by one rule (:func:`services.config.load_start_config`,
+    which ``cdb flags`` checks a file with): the flags, its own ``WS_*`` / ``SIGNAL_*`` / ``RISK_*``
+    / ``EXECUTION_*`` settings and METRICS_PORT / METRICS_ADDR; a bad one stops it before it
+    connects, with the message ``cdb flags`` gives.
+
     On a stop it finishes (or abandons, unacknowledged) the batch in hand, reports itself
     ``stopped`` in its live state and returns. ``from_start`` (ws; or WS_FROM_START):
     ignore the saved source position and begin at the source's first trade."""
     configure_logging()
-    settings = ServiceSettings.load(service, env_file=env_file)
+    config = load_start_config(service, env_file=env_file)
+    settings = config.settings
+    # Only once every setting is checked: cdb flags accepts an empty REDIS_URL (cdb run's
+    # fakeredis), so checked later the service reports the same first bad value it does.
     if not settings.redis_url and not settings.redis_sentinels:
         raise ConfigError("REDIS_URL", "", ["redis://host:6379/0"], "a service needs a real Redis")
-    target = metrics_target()  # a bad METRICS_PORT stops the service before it connects
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop, service)
     redis = await connect(settings.redis_url, settings)
@@ -76,10 +82,10 @@ async def run_service(
         claim = InstanceClaim(redis, ctx.keys, service, settings.instance, _claim_ttl_ms(settings))
         async with (
             claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
-            observed(ctx, target, flags_file(env_file)),
+            observed(ctx, config.metrics, flags_file(env_file)),
         ):
             with service_gc():  # start-up's objects out of the collector's passes, rarer passes
-                await _run(service, ctx, stop, from_start=from_start)
+                await _run(service, ctx, config, stop, from_start=from_start)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
@@ -90,30 +96,35 @@ def _claim_ttl_ms(settings: ServiceSettings) -> int:
     return max(3_000, settings.partition_lease_ms)
 
 
-async def _run(service: ServiceName, ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool) -> None:
+async def _run(
+    service: ServiceName, ctx: ServiceContext, config: StartConfig, stop: asyncio.Event, *, from_start: bool
+) -> None:
     if service is ServiceName.WS:
-        await _run_ws(ctx, stop, from_start=from_start)
+        await _run_ws(ctx, config.own_as(WsSourceSettings), stop, from_start=from_start)
     elif service is ServiceName.EXECUTION:
         store = open_store(ctx.settings.database_url, sqlite_path=Path("var") / "execution.sqlite3")
         try:
-            await run_consuming_service(ExecutionService(ctx, store, load_config(VenueParams)), ctx, stop)
+            venue = config.own_as(VenueParams)
+            await run_consuming_service(ExecutionService(ctx, store, venue), ctx, stop)
         finally:
             await store.close()
     else:
-        # Signal and risk keep per-symbol state: one business object per partition.
+        # Signal and risk keep per-symbol state: one business object per partition (the
+        # settings are frozen, so the partitions share the one copy read at start).
         await run_consuming_service(
-            _consumer(service, ctx), ctx, stop, factory=lambda own: _consumer(service, own)
+            _consumer(service, ctx, config), ctx, stop, factory=lambda own: _consumer(service, own, config)
         )
 
 
-def _consumer(service: ServiceName, ctx: ServiceContext) -> ConsumingService:
+def _consumer(service: ServiceName, ctx: ServiceContext, config: StartConfig) -> ConsumingService:
     if service is ServiceName.SIGNAL:
-        return SignalService(ctx, load_config(SignalParams))
-    return RiskService(ctx, load_config(RiskLimits))
+        return SignalService(ctx, config.own_as(SignalParams))
+    return RiskService(ctx, config.own_as(RiskLimits))
 
 
-async def _run_ws(ctx: ServiceContext, stop: asyncio.Event, *, from_start: bool = False) -> None:
-    source = load_config(WsSourceSettings)
+async def _run_ws(
+    ctx: ServiceContext, source: WsSourceSettings, stop: asyncio.Event, *, from_start: bool = False
+) -> None:
     ws = WsService(ctx)
     await ensure_topology(ctx.redis, ctx.keys)  # ws routes by the same partition count as the consumers
     await check_producer(ctx.redis, ctx.keys, ctx.service, ctx.settings.produce_version(ctx.service.produces))

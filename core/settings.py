@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.codec_modes import default_profile, default_use_pydantic
 from core.errors import ConfigError
-from core.settings_sources import EMPTY_MEANS_UNSET, ServiceEnvSource, read_env_file
+from core.settings_sources import EMPTY_MEANS_UNSET, ServiceEnvSource, origin_name, read_env_file
 from core.topics import Profile, RedisMode, ServiceName, Topic
 from core.urls import DATABASE_SCHEMES, REDIS_SCHEMES, redact_url, url_problem
 
@@ -386,11 +386,7 @@ def _accepted(name: str) -> tuple[list[str], str]:
 
 
 def _variable(name: str, origins: Mapping[str, str]) -> str:
-    origin = origins.get(name, "")
-    if origin.startswith("file "):
-        where, _, key = origin[5:].rpartition(": ")
-        return f"{key} (in {where})"
-    return origin.split(" ", 1)[1] if origin.startswith("env ") else name.upper()
+    return origin_name(origins.get(name, ""), name.upper())
 
 
 def _shown(name: str, value: Any) -> Any:

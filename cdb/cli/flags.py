@@ -1,4 +1,10 @@
-"""``cdb flags``: the resolved migration flags of every service and where each came from."""
+"""``cdb flags``: the resolved migration flags of every service and where each came from.
+
+It checks every setting a service reads at start, as the service reads it
+(:func:`services.config.load_start_config`): the flags and connections, the service's own
+``WS_*`` / ``SIGNAL_*`` / ``RISK_*`` / ``EXECUTION_*`` settings and METRICS_PORT / METRICS_ADDR.
+A value the service would refuse exits non-zero with the service's own one-line error.
+"""
 
 from __future__ import annotations
 
@@ -39,16 +45,20 @@ def flags(
 ) -> None:
     """Show the path and profile each service would start with, and the source of every value.
 
+    Every setting the service reads at start is checked (also WS_*, SIGNAL_*, RISK_*,
+    EXECUTION_*, METRICS_PORT, METRICS_ADDR); one it would refuse exits non-zero with its error.
     ``--env-dir env`` resolves each service from its own file, as the containers do;
     ``--service signal --env-file env/signal.env`` shows one service from one file.
     """
+    from services.config import load_start_config  # the service classes load on use, not at cdb start
+
     if env_file is not None and env_dir is not None:
         exit_with(ConfigError("--env-dir", str(env_dir), ["--env-file or --env-dir, not both"]))
     rows = []
     for svc in service or list(ServiceName):
         own = env_dir / f"{svc.value}.env" if env_dir is not None else env_file
         try:
-            settings = ServiceSettings.load(svc, env_file=own)
+            settings = load_start_config(svc, env_file=own).settings
         except ConfigError as exc:
             exit_with(exc)
         _, origins = ServiceSettings.resolve(svc, env_file=own)

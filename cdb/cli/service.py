@@ -29,13 +29,14 @@ def service(
         Path | None,
         typer.Option(
             "--env-file",
-            help="Read settings from this env file (the environment overrides it); "
-            "it is also watched: /metrics and cdb status show when it asks for another path.",
+            help="Read every setting from this env file (flags, WS_*/SIGNAL_*/RISK_*/EXECUTION_*, "
+            "METRICS_*; the environment overrides it; cdb flags checks it the same way); it is also "
+            "watched: /metrics and cdb status show when it asks for another path.",
         ),
     ] = None,
 ) -> None:
-    """Run one service until SIGTERM (then it stops cleanly and reports itself stopped); its
-    flags come from its environment / env file. A recreated ws resumes where it stopped.
+    """Run one service until SIGTERM (then it stops cleanly and reports itself stopped); every
+    setting comes from its environment over its env file. A recreated ws resumes where it stopped.
 
     /metrics is served on METRICS_PORT (METRICS_ADDR, default 127.0.0.1) when set.
     """
