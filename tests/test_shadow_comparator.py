@@ -28,6 +28,7 @@ from migration.cutover import check_cutover
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec
 from tests.ops_helpers import reporting, service_settings
+from tests.service_procs import free_port, scrape
 from tests.transport_helpers import consume_until, make_messages, poll_until, valid_values
 
 pytestmark = pytest.mark.integration
@@ -201,9 +202,10 @@ async def test_run_comparator__reports_as_a_comparator_under_the_checked_service
 ) -> None:
     total = await _publish_mixed(redis_async, keys, 30)
     env = tmp_path / "signal.env"
+    port = free_port()
     env.write_text(
         f"REDIS_URL={redis_url}\nKEY_PREFIX={keys.prefix}\nINSTANCE=signal-7\nUSE_PYDANTIC_CONTRACTS=true\n"
-        "CONSUMER_BLOCK_MS=20\n"
+        f"CONSUMER_BLOCK_MS=20\nMETRICS_PORT={port}\n"
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_comparator(ServiceName.SIGNAL, stop, env_file=env, status_interval_s=0.1))
@@ -214,6 +216,8 @@ async def test_run_comparator__reports_as_a_comparator_under_the_checked_service
                 if states and states[0].counts.get("shadow_compared", 0) >= total:
                     break
                 await asyncio.sleep(0.05)
+        # /metrics on the env file's port, like every setting of the file (not only the flags).
+        assert "cdb_shadow_compared_total" in await asyncio.to_thread(scrape, port)
     finally:
         stop.set()
         compared = await task
