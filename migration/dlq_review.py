@@ -22,7 +22,7 @@ from core.topics import KeySpace, Topic
 if TYPE_CHECKING:  # core.redis imports the codec, whose registry imports migration
     from core.redis.modes import AsyncClient
 
-__all__ = ["REVIEWED_FIELD", "later_point", "review_dead_letters", "review_key"]
+__all__ = ["REVIEWED_FIELD", "checked_point", "later_point", "review_dead_letters", "review_key"]
 
 REVIEWED_FIELD = "reviewed-through"
 """Field of ``<topic>_dlq_replayed`` holding the last dead-letter id a person reviewed
@@ -49,7 +49,9 @@ def review_key(point: str) -> tuple[int, int] | None:
     return int(ms), int(seq) if seq else _MAX_SEQ
 
 
-def _checked(point: str) -> tuple[int, int]:
+def checked_point(point: str) -> tuple[int, int]:
+    """:func:`review_key` of ``point``; :class:`ConfigError` (``--dlq-reviewed-before``) when it is
+    neither an entry id nor epoch ms."""
     key = review_key(point)
     if key is None:
         accepted = ["a dead-letter id like 1767225600000-0", "epoch ms (that whole millisecond)"]
@@ -62,7 +64,7 @@ def _after_reviewed(value: str | None) -> str:
     whole millisecond is reviewed)."""
     if not value:
         return "-"
-    ms, seq = _checked(value)
+    ms, seq = checked_point(value)
     return f"({ms}-{seq}"
 
 
@@ -70,7 +72,7 @@ def later_point(a: str | None, b: str | None) -> str | None:
     """The later of two review points (entry ids or epoch ms); ``None`` when both are unset."""
     if not a or not b:
         return a or b
-    return a if _checked(a) >= _checked(b) else b
+    return a if checked_point(a) >= checked_point(b) else b
 
 
 async def _unreviewed(redis: AsyncClient, key: str, start: str, replayed: set[str]) -> int:
@@ -92,7 +94,7 @@ async def review_dead_letters(
 
     A ``reviewed_before`` that is no entry id (nor epoch ms) raises :class:`ConfigError`."""
     if reviewed_before:
-        _checked(reviewed_before)
+        checked_point(reviewed_before)
     data: dict[str, Any] = {}
     for topic in Topic:
         marks: Any = await redis.hgetall(keys.dlq_replayed(topic))  # HGETALL: what the operator ACL allows

@@ -1,8 +1,9 @@
 """``cdb`` errors: one line on stderr naming what to fix, a non-zero exit, no traceback, no secret.
 
 Run as real subprocesses (what an operator and docker see): a missing replay file, an
-unparseable URL, Redis down at start, ``cdb dlq show`` with a bad id, and text that rich
-would read as markup (``[/b]`` used to crash the error printer, ``[red]`` vanished).
+unparseable URL, Redis down at start, PostgreSQL down or misnamed, an option value a command
+cannot use (a usage error: exit 2), ``cdb dlq show`` with a bad id, and text that rich would
+read as markup (``[/b]`` used to crash the error printer, ``[red]`` vanished).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +23,7 @@ from cdb.cli.output import exit_with, redact_urls
 from core.errors import CdbError
 from core.topics import KeySpace
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT
+from tests.support.servers import PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +111,92 @@ def test_cdb__redis_down_at_start__one_line_naming_redis(args: tuple[str, ...]) 
     line = _one_line_error(_cdb(*args, REDIS_URL=url))
     assert f"redis://cdb:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in line
     assert "does not answer" in line or "not reachable" in line
+
+
+def _exit_2_one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    line = _one_line_error(proc)
+    assert proc.returncode == 2, line
+    assert "unexpected" not in line
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("cutover", "check", "--dlq-reviewed-before", "garbage"), "--dlq-reviewed-before='garbage'"),
+        (("cutover", "apply", "--plan", "--dlq-reviewed-before", "1-x"), "--dlq-reviewed-before='1-x'"),
+        (("cutover", "rollback", "--backup", "/nonexistent/backup"), "--backup='/nonexistent/backup'"),
+        (("cutover", "rollback", "--backup", str(ROOT / "tests")), f"--backup={str(ROOT / 'tests')!r}"),
+        (
+            ("versions", "retire-rollback", "--backup", "/nonexistent/backup"),
+            "--backup='/nonexistent/backup'",
+        ),
+        (("run", "--log-level", "LOUD"), "--log-level='LOUD'"),
+    ],
+)
+def test_cdb__bad_option_value__usage_error_exit_2_one_line_naming_the_option(
+    args: tuple[str, ...], shown: str
+) -> None:
+    # Redis on a closed port: the value is refused as given, before any server is asked.
+    proc = _cdb(*args, REDIS_URL=f"redis://127.0.0.1:{_closed_port()}/0")
+    line = _exit_2_one_line(proc)
+    assert line.startswith(f"error: {shown} is not accepted; use one of: ")
+
+
+def _pg_url(user: str, password: str | None, database: str, port: int | None = None) -> str:
+    """A URL of the test PostgreSQL server's host (on ``port`` if given) with these credentials."""
+    admin = urlsplit(PG_ADMIN_URL)
+    secret = f":{password}" if password is not None else ""
+    return f"postgresql://{user}{secret}@{admin.hostname}:{port or admin.port or 5432}/{database}"
+
+
+def _pg_env(args: tuple[str, ...], database_url: str, redis_url: str, keys: KeySpace) -> dict[str, str]:
+    """``cdb service`` on the shared Redis under the test's prefix; ``cdb run`` on its embedded
+    fakeredis (nothing of it lands on the shared Redis, whatever it does)."""
+    if args[0] == "service":
+        return {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "KEY_PREFIX": keys.prefix}
+    return {"DATABASE_URL": database_url}
+
+
+PG_COMMANDS = [("run",), ("service", "execution")]
+
+
+@pytest.mark.parametrize("args", PG_COMMANDS)
+def test_cdb__database_does_not_exist__one_line_naming_postgresql_and_the_database(
+    args: tuple[str, ...], redis_url: str, keys: KeySpace
+) -> None:
+    admin = urlsplit(PG_ADMIN_URL)
+    name = f"cdb_missing_{uuid.uuid4().hex[:8]}"
+    url = _pg_url(admin.username or "postgres", admin.password, name)
+    line = _exit_2_one_line(_cdb(*args, **_pg_env(args, url, redis_url, keys)))
+    assert line.startswith("error: PostgreSQL at postgresql://")
+    assert f'refuses the connection: database "{name}" does not exist' in line
+    assert not admin.password or admin.password not in line
+
+
+@pytest.mark.parametrize("args", PG_COMMANDS)
+def test_cdb__unknown_role__one_line_naming_postgresql_and_the_role_password_masked(
+    args: tuple[str, ...], redis_url: str, keys: KeySpace
+) -> None:
+    url = _pg_url("cdb_no_such_role", SECRET, "postgres")
+    line = _exit_2_one_line(_cdb(*args, **_pg_env(args, url, redis_url, keys)))  # SECRET nowhere
+    assert line.startswith("error: PostgreSQL at postgresql://cdb_no_such_role:***@")
+    assert "refuses the connection" in line
+    assert '"cdb_no_such_role"' in line  # the role does not exist (or its password failed)
+
+
+@pytest.mark.parametrize("args", PG_COMMANDS)
+def test_cdb__postgresql_down__one_line_within_seconds_naming_it_password_masked(
+    args: tuple[str, ...], redis_url: str, keys: KeySpace
+) -> None:
+    port = _closed_port()
+    url = _pg_url("postgres", SECRET, "cdb", port)
+    started = time.monotonic()
+    line = _exit_2_one_line(_cdb(*args, **_pg_env(args, url, redis_url, keys)))
+    took = time.monotonic() - started
+    assert line.startswith("error: PostgreSQL at postgresql://postgres:***@")
+    assert f":{port}/cdb (DATABASE_URL) does not answer" in line
+    assert took < 15, f"{took:.1f}s"  # cdb run used to wait out its 120 s drain timeout first
 
 
 @pytest.mark.parametrize("entry_id", ["zzz", "1-x", MARKUP, "99999999999999999999999-0"])

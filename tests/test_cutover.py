@@ -285,6 +285,28 @@ def test_cutover_rollback__refuses_when_files_were_edited_since_apply(env_dir: P
     assert (backup / "rolled-back-from" / "ws.env").read_bytes() == b"EDITED=1\n"
 
 
+def test_cutover_rollback__backup_given__restores_from_that_apply(env_dir: Path) -> None:
+    args = ["--env-dir", str(env_dir), "--force", "--reason", "test", "--redis-url", "redis://127.0.0.1:1/0"]
+    assert cdb("cutover", "apply", *args).exit_code == 0
+    [backup] = (env_dir / BACKUP_DIR).iterdir()
+    result = cdb("cutover", "rollback", "--env-dir", str(env_dir), "--backup", str(backup))
+    assert result.exit_code == 0, result.output
+    assert _files(env_dir) == ENV_FILES
+
+
+def test_cutover_rollback__backup_that_is_no_apply_backup__usage_error_exit_2(
+    env_dir: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "not-a-backup"
+    empty.mkdir()
+    result = cdb("cutover", "rollback", "--env-dir", str(env_dir), "--backup", str(empty))
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --backup={str(empty)!r} is not accepted")
+    assert line.endswith("(no manifest.json in it)")
+    assert _files(env_dir) == ENV_FILES  # nothing touched
+
+
 def test_cutover_rollback__without_a_backup_exits_2(env_dir: Path) -> None:
     result = cdb("cutover", "rollback", "--env-dir", str(env_dir))
     assert result.exit_code == 2

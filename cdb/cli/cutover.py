@@ -37,7 +37,7 @@ from cdb.cli.options import (
     with_redis_options,
 )
 from cdb.cli.output import console, err_console, exit_with, print_json, shown
-from core.errors import CdbError
+from core.errors import CdbError, ConfigError
 from core.redis.modes import RedisTarget
 from core.topics import KeySpace
 from migration.cutover import CheckOptions, CutoverReport, Verdict, check_cutover
@@ -48,6 +48,7 @@ from migration.cutover_files import (
     apply_changes,
     plan_cutover,
 )
+from migration.dlq_review import checked_point
 
 __all__ = ["app"]
 
@@ -71,13 +72,29 @@ SinceAll = Annotated[
     ),
 ]
 AllowDlq = Annotated[bool, typer.Option("--allow-dlq", help="Unreviewed dead letters warn instead of NO-GO.")]
+
+
+def _review_point(value: str | None) -> str | None:
+    """``--dlq-reviewed-before`` if it is an entry id or epoch ms (empty: none); anything else is
+    a usage error (exit 2) before Redis is asked, not a failure in the middle of the check."""
+    if value:
+        try:
+            checked_point(value)
+        except ConfigError as exc:
+            exit_with(exc)
+    return value
+
+
 ReviewedBefore = Annotated[
     str | None,
     typer.Option(
         "--dlq-reviewed-before",
         help="Dead letters at or before this entry id (or epoch ms) count as reviewed.",
+        callback=_review_point,
     ),
 ]
+
+
 _ORDER_WHY = (
     "Order: from the end of the pipeline backwards. At GO every producer already sends api_version "
     "and timestamp, so no order loses data; end-first keeps a surprise small (execution's mistakes "

@@ -11,8 +11,16 @@ import typer
 from rich.markup import escape
 
 from cdb.cli.output import console, exit_with, shown
-from core.env_files import BackupKind, FileChange, latest_backup, plan_rollback, recreate_commands, rollback
-from core.errors import CdbError
+from core.env_files import (
+    BackupKind,
+    FileChange,
+    latest_backup,
+    plan_rollback,
+    read_manifest,
+    recreate_commands,
+    rollback,
+)
+from core.errors import CdbError, ConfigError
 from core.topics import ServiceName
 
 __all__ = [
@@ -28,8 +36,38 @@ __all__ = [
 
 EnvDir = Annotated[Path, typer.Option("--env-dir", help="Directory of the services' <service>.env files.")]
 Plan = Annotated[bool, typer.Option("--plan", help="Show the unified diff only; write nothing.")]
+
+
+def _backup_dir(value: Path | None) -> Path | None:
+    """``--backup`` if it is a backup an apply wrote (a directory whose manifest lists the files it
+    saved); anything else is a usage error (exit 2) before anything is read or restored."""
+    if value is None:
+        return None
+    problem = _not_a_backup(value)
+    if problem is None:
+        return value
+    accepted = ["a backup directory written by apply (<env-dir>/<backups>/<time>, with its manifest.json)"]
+    exit_with(ConfigError("--backup", str(value), accepted, problem))
+
+
+def _not_a_backup(path: Path) -> str | None:
+    """What makes ``path`` no backup of an apply, or ``None`` when it is one."""
+    if not path.is_dir():
+        return "not a directory" if path.exists() else "no such directory"
+    try:
+        manifest = read_manifest(path)
+    except FileNotFoundError:
+        return "no manifest.json in it"
+    except (OSError, ValueError) as exc:  # unreadable, or not JSON
+        return f"its manifest.json cannot be read: {exc}"
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)):
+        return "its manifest.json lists no files"
+    return None
+
+
 Backup = Annotated[
-    Path | None, typer.Option("--backup", help="Backup directory to restore (default: the latest).")
+    Path | None,
+    typer.Option("--backup", help="Backup directory to restore (default: the latest).", callback=_backup_dir),
 ]
 ForceRollback = Annotated[
     bool, typer.Option("--force", help="Roll back even if the files were edited since apply.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,15 @@ from core.settings import ServiceSettings, redact_url
 from core.topics import Profile, ServiceName, Topic
 from services.pipeline_control import PipelineHook
 from services.ws.replay import BUNDLED_TRADES
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str) -> str:
+    """``--log-level`` as given, if logging knows it (any case); else a usage error (exit 2)."""
+    if not isinstance(logging.getLevelName(value.upper()), int):
+        exit_with(ConfigError("--log-level", value, _LOG_LEVELS))
+    return value
 
 
 def run(
@@ -50,7 +60,10 @@ def run(
         ),
     ] = False,
     log_level: Annotated[
-        str, typer.Option(help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR).")
+        str,
+        typer.Option(
+            help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR).", callback=_log_level
+        ),
     ] = "WARNING",
 ) -> None:
     """Replay the bundled trades through ws -> signal -> risk -> execution and summarise.
@@ -94,6 +107,8 @@ def run(
         console.print(
             f"[bold red]interrupted by SIGTERM[/]: the run under key prefix {key_prefix!r} is incomplete"
         )
+        if left.removed:
+            console.print(f"removed: {'; '.join(left.removed)} (--keep keeps them)")
         raise SystemExit(143) from None
     if as_json:
         print_json({**_summary(result, settings), "leftovers": left.to_dict()})
@@ -197,7 +212,6 @@ async def _run(
     quiet: bool,
 ) -> Any:
     from services.execution.store import open_store
-    from services.pipeline import run_pipeline
     from services.redis_connect import connect
     from services.ws.replay import load_trades
 
@@ -209,6 +223,37 @@ async def _run(
         sqlite_path=Path("var") / "runs" / f"{run_id}.sqlite3",
         schema=f"run_{run_id}",
     )
+    try:
+        # Before anything is published: a PostgreSQL that does not answer or refuses (no such
+        # database, role) stops the run here with its one line. Left to execution's start, it
+        # only stopped execution, and the run waited out the drain timeout (120 s) first.
+        await store.migrate()
+        result = await _pipeline(redis, settings, trades, store, term, target, quiet=quiet)
+        await _clean_or_note(redis, store, left, keep=keep)
+        return result
+    except BaseException as exc:  # a failure, SIGTERM or Ctrl-C: it re-raises once cleaned
+        if not keep:
+            await _discard(redis, store, left, exc)
+        raise
+    finally:
+        await store.close()
+        await redis.aclose()
+        if not keep and left.sqlite is not None and remove_file(left.sqlite):
+            left.removed.append(f"SQLite file {left.sqlite}")
+
+
+async def _pipeline(
+    redis: Any,
+    settings: dict[ServiceName, ServiceSettings],
+    trades: Any,
+    store: Any,
+    term: asyncio.Event,
+    target: MetricsTarget,
+    *,
+    quiet: bool,
+) -> Any:
+    from services.pipeline import run_pipeline
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -230,16 +275,38 @@ async def _run(
         hooks: list[Any] = [ServeMetricsHook(endpoint)] if endpoint is not None else []
         try:
             hooks.append(_StopOnTerm(term))
-            result = await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
-            await _clean_or_note(redis, store, left, keep=keep)
-            return result
+            return await run_pipeline(redis, settings, trades, store, progress=progress, hooks=hooks)
         finally:
             if endpoint is not None:
                 endpoint.close()
-            await store.close()
-            await redis.aclose()
-            if not keep and left.sqlite is not None and remove_file(left.sqlite):
-                left.removed.append(f"SQLite file {left.sqlite}")
+
+
+_DISCARD_S = 10.0
+"""How long a failed run may spend removing what it wrote before it reports the failure."""
+
+
+async def _discard(redis: Any, store: Any, left: Leftovers, failure: BaseException) -> None:
+    """Remove what a run that did not finish wrote, as a finished one does: its keys (under a
+    prefix of its own) and its schema, as far as Redis and PostgreSQL still answer. Never
+    raises: the failure is what the user must see, not a second one while cleaning up."""
+    from services.execution.store import StoreUnavailableError
+
+    if left.own_prefix:
+        try:
+            removed = await asyncio.wait_for(remove_keys(redis, left.prefix), _DISCARD_S)
+        except Exception:  # Redis gone too: the keys stay, the failure is what is reported
+            removed = 0
+        if left.real_redis and removed:
+            left.removed.append(f"{removed} Redis keys under prefix {left.prefix!r}")
+    # A PostgreSQL that could not be connected to has no schema of ours, or none it would drop now.
+    if (
+        left.schema is not None
+        and hasattr(store, "drop_schema")
+        and not isinstance(failure, StoreUnavailableError)
+    ):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(store.drop_schema(), _DISCARD_S)
+            left.removed.append(f"PostgreSQL schema {left.schema}")
 
 
 async def _clean_or_note(redis: Any, store: Any, left: Leftovers, *, keep: bool) -> None:

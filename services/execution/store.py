@@ -23,7 +23,9 @@ What the store promises (and what it does not):
   whichever of store, publish and mark fails (tests/test_execution_once.py).
 * Every call may raise the driver's connection error (``psycopg.OperationalError``)
   while the database is down; the service's consumer leaves the order pending and
-  retries it. A broken connection is replaced on the next call.
+  retries it. A broken connection is replaced on the next call. A connection that cannot be
+  opened raises :class:`StoreUnavailableError` (still a ``psycopg.OperationalError``) within
+  :data:`CONNECT_TIMEOUT_S`: one line naming the URL (password hidden) and what is wrong.
 
 The table is created and upgraded by versioned migrations that run at start. Sizes, prices and
 fees are exact decimals (contract v2.0): ``NUMERIC`` in PostgreSQL, the decimal's text in SQLite
@@ -38,6 +40,7 @@ the rows stored before it, so a result rebuilt from such a row says "unknown", a
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import zlib
@@ -48,20 +51,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from core.errors import CdbError
+from core.errors import CdbError, TransportError
+from core.urls import redact_url
 from core.versions.changes import float_to_decimal
 from core.versions.fields import plain_decimal
 
 __all__ = [
     "COLUMNS",
+    "CONNECT_TIMEOUT_S",
     "DECIMAL_COLUMNS",
     "STORED_COLUMNS",
     "PostgresStore",
     "ResultStore",
     "RowRefusedError",
     "SqliteStore",
+    "StoreUnavailableError",
     "StoredResult",
     "open_store",
 ]
@@ -71,6 +78,13 @@ class RowRefusedError(CdbError):
     """The store refused a row for what it holds (PostgreSQL's data and integrity errors: a NUL
     in a text, a number out of the column's range), not because it is unreachable: storing the
     same row again fails again."""
+
+
+class StoreUnavailableError(TransportError, psycopg.OperationalError):
+    """PostgreSQL cannot be connected to: it does not answer (refused, timed out, no such host)
+    or it refuses the connection (no such database or role, a wrong password). The message is
+    one line naming the URL with its password hidden; being a ``psycopg.OperationalError`` too,
+    it is caught wherever the driver's connection error is."""
 
 
 COLUMNS = (
@@ -239,9 +253,12 @@ class PostgresStore:
 
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, row_factory=dict_row
-            )
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, row_factory=dict_row, **_connect_timeout(self._url)
+                )
+            except psycopg.OperationalError as exc:
+                raise _unavailable(self._url, exc) from exc
             async with self._conn.transaction():
                 # Two instances starting together on a fresh database would both create the
                 # schema (and the migrations table): IF NOT EXISTS is not atomic in PostgreSQL,
@@ -518,6 +535,36 @@ _SQLITE_MIGRATIONS: tuple[Callable[[sqlite3.Connection], Any], ...] = (
     lambda db: db.execute("ALTER TABLE order_results ADD COLUMN ordered_quantity TEXT"),
 )
 """SQLite: the same versions as :data:`_MIGRATIONS`, the second one done in Python."""
+
+
+CONNECT_TIMEOUT_S = 5
+"""Seconds a PostgreSQL connection may take to open unless ``connect_timeout`` in the URL (or
+PGCONNECT_TIMEOUT) says otherwise: psycopg's own default is 130 s, which a host that does not
+answer turns into two minutes of silence at start."""
+
+# psycopg names the server before libpq's reason; the URL in our message already does.
+_PG_WHERE = re.compile(r"^(?:connection failed: )?(?:connection to server (?:at|on) .*? failed: )?")
+
+
+def _connect_timeout(url: str) -> dict[str, Any]:
+    """``connect_timeout`` for psycopg, unless the URL or the environment sets one."""
+    try:
+        given = "connect_timeout" in conninfo_to_dict(url)
+    except psycopg.Error:
+        given = False  # psycopg's connect reports the bad URL itself
+    return {} if given or os.environ.get("PGCONNECT_TIMEOUT") else {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
+def _unavailable(url: str, exc: psycopg.OperationalError) -> StoreUnavailableError:
+    """The one-line error for a connection to ``url`` that failed with ``exc``."""
+    reason = " | ".join(line.strip() for line in _PG_WHERE.sub("", str(exc)).splitlines() if line.strip())
+    # libpq prefixes what the server said with its severity: the server answered, and refused.
+    fatal, sep, said = reason.partition("FATAL:")
+    if sep and not fatal.strip():
+        return StoreUnavailableError(
+            f"PostgreSQL at {redact_url(url)} (DATABASE_URL) refuses the connection: {said.strip()}"
+        )
+    return StoreUnavailableError(f"PostgreSQL at {redact_url(url)} (DATABASE_URL) does not answer: {reason}")
 
 
 def open_store(database_url: str | None, *, sqlite_path: str | Path, schema: str = "public") -> ResultStore:
