@@ -95,13 +95,22 @@ async def service_backlog(redis: AsyncClient, keys: KeySpace, service: ServiceNa
 
 
 async def wait_quiescent(
-    redis: AsyncClient, keys: KeySpace, *, timeout_s: float = 120.0, settle_s: float = 0.05
+    redis: AsyncClient,
+    keys: KeySpace,
+    *,
+    timeout_s: float = 120.0,
+    settle_s: float = 0.05,
+    failure: Callable[[], BaseException | None] | None = None,
 ) -> bool:
     """Wait until every consumer group has nothing left (seen twice in a row); False on timeout.
-    A Redis that does not answer for a moment (a restart, a fail-over) counts as not idle."""
+    A Redis that does not answer for a moment (a restart, a fail-over) counts as not idle.
+    ``failure``: what a consumer ended with, if one did; raised at once (it would never drain)."""
     deadline = time.monotonic() + timeout_s
     calm = 0
     while time.monotonic() < deadline:
+        error = failure() if failure is not None else None
+        if error is not None:
+            raise error
         backlog = 0
         try:
             for service in CONSUMERS:
@@ -198,7 +207,7 @@ async def run_pipeline(
             await hook.before_drain(run)
         if progress:
             progress("draining", 0, 1)
-        quiescent = await wait_quiescent(redis, keys, timeout_s=timeout_s)
+        quiescent = await wait_quiescent(redis, keys, timeout_s=timeout_s, failure=run.failure)
     finally:
         await run.stop_all()
     result = await _collect(redis, keys, ctxs, store, len(trades), extra=list(run.extra.values()))

@@ -84,6 +84,14 @@ class PipelineRun:
             name=f"cdb-{service.value}",
         )
 
+    def failure(self) -> BaseException | None:
+        """The error a consumer task ended with, if one did (a task a hook cancelled, or one that
+        ended cleanly, is none): such a service handles nothing more, so the run cannot drain."""
+        for task in (*self.tasks.values(), *self.extra_tasks.values()):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
+
     def _factory(self, service: ServiceName) -> Callable[[ServiceContext], ConsumingService] | None:
         # A fresh business object each time a partition is (re)acquired, so its state is always
         # rebuilt from the streams. Execution keeps its state in the store: one object serves all.

@@ -82,6 +82,34 @@ async def test_pipeline__legacy_and_pydantic_give_identical_order_results_and_ro
     assert {r.path for r in legacy.services.values()} == {"legacy"}
 
 
+async def test_pipeline__a_consumer_that_dies_at_start_ends_the_run_at_once_with_its_error(
+    redis_url: str, pg_database: str, keys: KeySpace
+) -> None:
+    # Execution's store fails its migration: its consumer ends at start and nothing drains.
+    # The run used to wait out its whole drain timeout (120 s by default) before saying anything.
+    class BrokenStore(PostgresStore):
+        async def migrate(self) -> None:
+            raise RuntimeError("migration 3 failed")
+
+    client = aioredis.Redis.from_url(redis_url)
+    store = BrokenStore(pg_database, schema=f"e2e_{uuid.uuid4().hex[:8]}")
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(RuntimeError, match="migration 3 failed"):
+            await run_pipeline(
+                client,
+                _settings(keys, redis_url, True),
+                load_trades(BUNDLED_TRADES_SMALL),
+                store,
+                environ={},
+                timeout_s=60,
+            )
+    finally:
+        await store.close()
+        await client.aclose()
+    assert asyncio.get_running_loop().time() - started < 30
+
+
 async def test_execution__redelivered_order_creates_no_second_fill_or_row(
     redis_async: aioredis.Redis, keys: KeySpace, pg_database: str
 ) -> None:
