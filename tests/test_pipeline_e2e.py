@@ -272,3 +272,10 @@ def test_cdb_run__without_redis_url_completes_on_bundled_data_and_prints_summary
     assert table.returncode == 0, table.stderr[-2000:]
     for heading in ("Messages per topic", "Services", "order_results", "execution", "pydantic"):
         assert heading in table.stdout
+    # Every service's row says what it handled and produced; ws produced the 400 market_data.
+    cells = [
+        [c for c in line.split() if c != "│"] for line in table.stdout.splitlines() if line.startswith("│")
+    ]
+    rows = {row[0]: row for row in cells}  # service, path, profile, handled, produced, ...
+    assert rows["ws"][3:5] == ["400", "400"], rows["ws"]
+    assert rows["execution"][3] == str(summary["order_results"]), rows["execution"]

@@ -354,6 +354,15 @@ def _summary(result: Any, settings: dict[ServiceName, ServiceSettings]) -> dict[
     }
 
 
+_PRODUCED = {
+    ServiceName.WS: "trades_published",
+    ServiceName.SIGNAL: "signals",
+    ServiceName.RISK: "orders",
+    ServiceName.EXECUTION: "fills",
+}
+"""The business event counting what each service produces (the summary's "produced")."""
+
+
 def _print_summary(
     result: Any, settings: dict[ServiceName, ServiceSettings], redis_url: str | None, prefix: str
 ) -> None:
@@ -371,14 +380,11 @@ def _print_summary(
                 service.value,
                 report.path,
                 report.profile or "-",
-                c.get("trades_published", 0) if service is ServiceName.WS else c.get("messages_ok", 0),
-                c.get("signals", "-")
-                if service is ServiceName.SIGNAL
-                else c.get("orders", "-")
-                if service is ServiceName.RISK
-                else c.get("fills", "-")
-                if service is ServiceName.EXECUTION
-                else "-",
+                # ws handles the trades its source gives it (published, or dead-lettered as bad).
+                c.get("trades_published", 0) + c.get("bad_frames", 0)
+                if service is ServiceName.WS
+                else c.get("messages_ok", 0),
+                c.get(_PRODUCED[service], "-"),
                 c.get("rejections", c.get("rejected_orders", 0)),
                 c.get("validation_errors", 0),
                 c.get("dead_letters", 0),
