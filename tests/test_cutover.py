@@ -292,6 +292,11 @@ def test_cutover_rollback__backup_given__restores_from_that_apply(env_dir: Path)
     result = cdb("cutover", "rollback", "--env-dir", str(env_dir), "--backup", str(backup))
     assert result.exit_code == 0, result.output
     assert _files(env_dir) == ENV_FILES
+    # What to do next is the rollback's, not the apply's: after a forced strict the dead-letter
+    # streams may hold what strict refused, and catch-up is how they count again.
+    assert "stays empty" not in result.stdout
+    assert "At GO" not in result.stdout
+    assert "cdb dlq catch-up" in result.stdout
 
 
 def test_cutover_rollback__backup_that_is_no_apply_backup__usage_error_exit_2(

@@ -133,9 +133,19 @@ def _print_report(report: CutoverReport) -> None:
     console.print(f"\n[bold {colour}]{report.verdict.value}[/] for the strict profile (key prefix {prefix})")
 
 
-def _print_recreate(verb: str) -> None:
-    then = "cdb status  (path/profile of the new instance), cdb dlq list  (stays empty)"
-    print_recreate(RECREATE_ORDER, verb, then=then, why=_ORDER_WHY)
+_ROLLBACK_WHY = (
+    "Order: the same, from the end backwards; lenient accepts everything strict did, so no order "
+    "loses data. Dead letters parked while strict ran stay parked: once a service runs lenient "
+    "again, cdb dlq catch-up --topic <its input> makes them count (docs/migration-runbook.md)."
+)
+
+
+def _print_recreate(verb: str, *, rollback: bool = False) -> None:
+    # After a rollback the dead-letter streams may well hold what strict refused: not "empty".
+    then = "cdb status  (path/profile of the new instance)" + (
+        "" if rollback else ", cdb dlq list  (stays empty)"
+    )
+    print_recreate(RECREATE_ORDER, verb, then=then, why=_ROLLBACK_WHY if rollback else _ORDER_WHY)
 
 
 @app.command("check")
@@ -226,4 +236,4 @@ def rollback_cmd(
 ) -> None:
     """Restore the env files of the last apply byte for byte (the replaced ones are kept)."""
     if roll_back(env_dir, backup, CUTOVER, plan=plan, force=force) is not None:
-        _print_recreate("switch it back")
+        _print_recreate("switch it back", rollback=True)
