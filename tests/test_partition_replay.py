@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from cdb.cli.status import instance_row
-from core.codec import Decoded, build_codec
+from core.codec import Codec, Decoded, build_codec
 from core.codec.registry import shadow_codec
 from core.redis import StreamConsumer
 from core.status import read_live_states
@@ -33,12 +33,12 @@ CODEC = build_codec(CodecPath.PYDANTIC)
 BROKEN = "sig-2"
 
 
-def _consumer(client: aioredis.Redis, keys: KeySpace, instance: str) -> StreamConsumer:
+def _consumer(client: aioredis.Redis, keys: KeySpace, instance: str, codec: Codec = CODEC) -> StreamConsumer:
     return StreamConsumer(
         client,
         topic=Topic.SIGNALS,
         service=ServiceName.RISK,
-        codec=CODEC,
+        codec=codec,
         keys=keys,
         instance=instance,
         block_ms=10,
@@ -47,6 +47,22 @@ def _consumer(client: aioredis.Redis, keys: KeySpace, instance: str) -> StreamCo
 
 def _signal(i: int) -> dict[str, str]:
     return {**signal_fields(i), "timestamp": "1767225600000"}
+
+
+async def _history(redis: aioredis.Redis, keys: KeySpace, codec: Codec = CODEC) -> list[str]:
+    """Four signals (sig-1..sig-4) that a first consumer (``codec``) finished: the history a
+    rebuild replays; their entry ids."""
+    stream = keys.stream(Topic.SIGNALS)
+    for i in range(1, 5):
+        await redis.xadd(stream, _signal(i))
+    old = _consumer(redis, keys, "old", codec)
+    await old.ensure_group()
+
+    async def finish(decoded: Decoded, entry_id: str) -> None:
+        return None
+
+    await old.poll_once(finish)
+    return [raw_id.decode() for raw_id, _ in await redis.xrange(stream)]
 
 
 class _ReplayBreaksOnOne(RiskService):
@@ -62,17 +78,7 @@ class _ReplayBreaksOnOne(RiskService):
 async def test_replay_history__an_entry_apply_raises_for_is_skipped_and_reported_and_the_rest_applied(
     redis_async: aioredis.Redis, keys: KeySpace
 ) -> None:
-    stream = keys.stream(Topic.SIGNALS)
-    for i in range(1, 5):
-        await redis_async.xadd(stream, _signal(i))
-    ids = [raw_id.decode() for raw_id, _ in await redis_async.xrange(stream)]
-    old = _consumer(redis_async, keys, "old")
-    await old.ensure_group()
-
-    async def finish(decoded: Decoded, entry_id: str) -> None:
-        return None
-
-    await old.poll_once(finish)
+    ids = await _history(redis_async, keys)
     applied: list[str] = []
     skipped: list[tuple[str, str]] = []
 
@@ -98,25 +104,12 @@ async def test_replay_history__in_shadow_mode_compares_nothing_it_replays(
     # The shadow evidence counts messages the service handled: a rebuild re-reads history it
     # already compared, so counting it again inflated "compared" (540 against 183 handled after
     # one restart, seen by an outside review).
-    stream = keys.stream(Topic.SIGNALS)
-    for i in range(1, 5):
-        await redis_async.xadd(stream, _signal(i))
     compared: list[object] = []
     shadow = shadow_codec(CODEC, build_codec(CodecPath.LEGACY), lambda *report: compared.append(report))
-    old = StreamConsumer(
-        redis_async, topic=Topic.SIGNALS, service=ServiceName.RISK, codec=shadow, keys=keys, instance="old"
-    )
-    await old.ensure_group()
-
-    async def finish(decoded: Decoded, entry_id: str) -> None:
-        return None
-
-    await old.poll_once(finish)
+    await _history(redis_async, keys, shadow)
     assert len(compared) == 4  # handled: compared once each
     applied: list[str] = []
-    new = StreamConsumer(
-        redis_async, topic=Topic.SIGNALS, service=ServiceName.RISK, codec=shadow, keys=keys, instance="new"
-    )
+    new = _consumer(redis_async, keys, "new", shadow)
 
     assert await replay_history(new, lambda decoded, _: applied.append(decoded.message.signal_id)) == 4
 
