@@ -259,7 +259,8 @@ are the figures of record; the microsecond splits below come from those profilin
   order every ~110 ms, as at 1,000 msg/s) took 1.75 ms mean against 0.64 ms every 5 ms, and
   0.66 ms with the flush left out (asynchronous commit, which the store does not use): ~1.1 ms
   of every low-rate order's path is the WAL flush after idle. Since 2026-12-01 a batch of one
-  is stored with plain parameters instead of ten one-element arrays (0.79 -> 0.66 ms of it). At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
+  is stored with plain parameters instead of ten one-element arrays (0.79 -> 0.66 ms of it).
+  At 20,000 msg/s: p50 / p95 / p99 6 / 10 / 13 ms over 5,584
   samples (signal 3.0 / 7.5, risk 2.0 / 4.9, execution 4.6 / 10.0). Before the collector was
   kept off the start-up objects, every full pass in signal stalled all messages in flight for
   55-70 ms (27 passes in one run), which was most of the old 107 ms p99.
