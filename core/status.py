@@ -183,7 +183,6 @@ async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState
     names = [k async for k in redis.scan_iter(match=keys.status_pattern(), count=500)]
     if not names:
         return []
-    order = {s.value: i for i, s in enumerate(ServiceName)}
     states = []
     pipe = redis.pipeline(transaction=False)  # one GET per key: cluster-safe, unlike MGET
     for name in names:
@@ -192,7 +191,7 @@ async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState
         if raw is not None:
             with contextlib.suppress(ValueError, TypeError):
                 states.append(LiveState.from_json(raw))
-    return sorted(states, key=lambda s: (order.get(s.service, 99), s.instance))
+    return _in_pipeline_order(states)
 
 
 def running_instances(
@@ -213,5 +212,10 @@ def running_instances(
             continue
         if not state.stopped:
             found.append(state)
+    return _in_pipeline_order(found)
+
+
+def _in_pipeline_order(states: list[LiveState]) -> list[LiveState]:
+    """``states`` by pipeline position (ws, signal, risk, execution; others last), then instance."""
     order = {s.value: i for i, s in enumerate(ServiceName)}
-    return sorted(found, key=lambda s: (order.get(s.service, 99), s.instance))
+    return sorted(states, key=lambda s: (order.get(s.service, len(order)), s.instance))

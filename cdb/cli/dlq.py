@@ -28,6 +28,7 @@ from cdb.cli.output import console, exit_with, print_json, shown, table
 from core.codec_modes import default_profile
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter, is_entry_id
+from core.redis.dlq_impact import entry_key
 from core.redis.dlq_replay import (
     IgnoredPolicy,
     ReplayReport,
@@ -386,7 +387,7 @@ def _refuse_beyond_newest(
     through: str, through_key: tuple[int, int], newest: dict[Topic, str | None], *, every_topic: bool
 ) -> None:
     # A point past the newest letter would count letters parked after the review as reviewed.
-    beyond = [(t, last) for t, last in newest.items() if last is not None and through_key > _id_key(last)]
+    beyond = [(t, last) for t, last in newest.items() if last is not None and through_key > entry_key(last)]
     if not beyond:
         return
     which = ", ".join(f"{t.value} ({last})" for t, last in beyond)
@@ -410,8 +411,3 @@ def _clear_review(client: SyncClient, keys: KeySpace, topic: Topic, field: str) 
     if old:
         client.hset(keys.dlq_replayed(topic), field, "")
     return old or None
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
