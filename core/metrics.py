@@ -60,7 +60,6 @@ _OWN_REASONS = frozenset(
         "store_refused",  # execution's store refused a fill's values (a NUL in a text, ...)
         "serialization",  # a message that could not be encoded
         "frame_invalid",  # an exchange frame ws could not decode
-        "none_forbidden",  # legacy guard: null where the contract forbids it
         "handler_error",  # the service's handler raised
         "max_deliveries",  # delivered too often without an ack (a consumer kept dying)
         "decoder_crash",  # the codec raised something other than ContractError (a bug)

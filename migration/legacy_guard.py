@@ -12,7 +12,12 @@ on most topics, ``trade_id``) are checked only when present, under the same rule
 as everywhere (null only where the contract allows it): a legacy consumer must
 still refuse ``"v2.0"`` or a timestamp in seconds from a newer producer.
 Regular-expression patterns are not checked here; shadow mode shows where that
-difference matters. Deleted with the legacy path.
+difference matters.
+
+A refusal names the error type the Pydantic path gives for the same value (``int_type`` for
+a null integer, ``enum`` for a number where a side belongs, ``literal_error`` for a wrong
+``api_version``, ...), so ``cdb_validation_errors_total{reason}`` keeps its reasons when a
+service flips paths. Deleted with the legacy path.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from core.errors import ErrorDetail
 
 __all__ = ["CrossFieldRule", "FieldRule", "LegacyGuard"]
 
-_JSON_TYPES = {"number", "integer", "string", "boolean"}
+_TYPE_ERRORS = {
+    "number": ("float_type", "Input should be a valid number"),
+    "integer": ("int_type", "Input should be a valid integer"),
+    "string": ("string_type", "Input should be a valid string"),
+    "boolean": ("bool_type", "Input should be a valid boolean"),
+}
+"""Per JSON type, the error (Pydantic's type and words) of a value of another type or null."""
+_JSON_TYPES = frozenset(_TYPE_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +58,24 @@ class FieldRule:
     max_length: int | None = None
     choices: frozenset[str] | None = None
     required: bool = True
+    literal: bool = False
+    """The choices are a ``Literal`` of the contract (``api_version``), not an enum class."""
 
     def check(self, value: Any) -> ErrorDetail | None:
-        """The first way ``value`` breaks this rule, or ``None``."""
+        """The first way ``value`` breaks this rule, or ``None``; its type is the one the
+        Pydantic path reports for the same value."""
+        if value is None and self.nullable:
+            return None
+        if self.choices is not None:  # any non-member, null and non-strings included
+            return None if type(value) is str and value in self.choices else self._not_a_choice(value)
         if value is None:
-            return None if self.nullable else self._err("none_forbidden", "Input should not be null", value)
+            return self._type_error(value)
         if self.kind in ("number", "integer"):
             return self._check_number(value)
         if self.kind == "boolean":
-            return (
-                None
-                if isinstance(value, bool)
-                else self._err("bool_type", "Input should be a boolean", value)
-            )
+            return None if isinstance(value, bool) else self._type_error(value)
         if not isinstance(value, str):
-            return self._err("string_type", "Input should be a string", value)
-        if self.choices is not None and value not in self.choices:
-            return self._err("enum", f"Input should be one of {sorted(self.choices)}", value)
+            return self._type_error(value)
         if self.min_length is not None and len(value) < self.min_length:
             return self._err(
                 "string_too_short",
@@ -77,10 +90,9 @@ class FieldRule:
 
     def _check_number(self, value: Any) -> ErrorDetail | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            kind = "int_type" if self.kind == "integer" else "float_type"
-            return self._err(kind, f"Input should be a valid {self.kind}", value)
+            return self._type_error(value)
         if self.kind == "integer" and not isinstance(value, int):
-            return self._err("int_type", "Input should be a valid integer", value)
+            return self._type_error(value)
         if self.kind == "number" and not _is_finite(value):
             return self._err("finite_number", "Input should be a finite number", value)
         if self.exclusive_minimum is not None and not value > self.exclusive_minimum:
@@ -90,6 +102,16 @@ class FieldRule:
         if self.maximum is not None and value > self.maximum:
             return self._err("less_than_equal", f"Input should be <= {self.maximum}", value)
         return None
+
+    def _type_error(self, value: Any) -> ErrorDetail:
+        kind, msg = _TYPE_ERRORS[self.kind]
+        return self._err(kind, msg, value)
+
+    def _not_a_choice(self, value: Any) -> ErrorDetail:
+        assert self.choices is not None
+        names = [f"'{c}'" for c in sorted(self.choices)]
+        expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        return self._err("literal_error" if self.literal else "enum", f"Input should be {expected}", value)
 
     def _err(self, kind: str, msg: str, value: Any) -> ErrorDetail:
         return {"type": kind, "loc": (self.name,), "msg": msg, "input": value}
@@ -213,6 +235,8 @@ def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any], *, required: bo
         options = [p for p in prop["anyOf"] if p.get("type") != "null"]
         nullable = len(options) < len(prop["anyOf"])
         prop = {**prop, **options[0]}
+    # Choices written inline are a Literal of the contract; behind a $ref, an enum class.
+    literal = "$ref" not in prop
     if "$ref" in prop:
         prop = {**prop, **defs[prop["$ref"].rsplit("/", 1)[-1]]}
     kind = prop.get("type", "string")
@@ -232,4 +256,5 @@ def _rule(name: str, prop: dict[str, Any], defs: dict[str, Any], *, required: bo
         max_length=prop.get("maxLength"),
         choices=frozenset(choices) if choices is not None else None,
         required=required,
+        literal=literal and choices is not None,
     )

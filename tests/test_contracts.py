@@ -6,8 +6,9 @@
   and order results, never from the reader's clock, and refused without an entry id; on
   market_data it is business time and always refused. Filled fields are reported in
   ``Decoded.defaulted`` (counted as evidence against cutover). The strict profile refuses
-  an explicit null (``int_type``); so does the legacy path (``none_forbidden``), which
-  checks every contract field that is present, even one the legacy class does not read.
+  an explicit null (``int_type``); so does the legacy path (the same ``int_type``: reasons
+  agree across paths, tests/test_reason_agreement.py), which checks every contract field that
+  is present, even one the legacy class does not read.
 - legacy classes stay faithful: ``KeyError`` on a missing key, unknown keys ignored,
   no validation.
 - only the codec registry imports the legacy modules and the lenient profile.
@@ -315,7 +316,7 @@ def test_legacy_path__explicit_null_timestamp_is_refused(topic: Topic) -> None:
     """Even where the legacy class has no timestamp: a present field must obey the contract."""
     with pytest.raises(ContractError) as info:
         LEGACY.decode(topic, json.dumps({**_full(topic), "timestamp": None}).encode())
-    assert [(e["type"], e["loc"]) for e in info.value.errors] == [("none_forbidden", ("timestamp",))]
+    assert [(e["type"], e["loc"]) for e in info.value.errors] == [("int_type", ("timestamp",))]
 
 
 @pytest.mark.parametrize("codec", [LEGACY, STRICT], ids=["legacy", "strict"])

@@ -28,6 +28,7 @@ from core.schema import contract_schema
 from core.topics import CodecPath, Profile, Topic
 from tests.samples import VALID_MESSAGES
 from tests.strategies import contract_values
+from tests.support.raw_json import DELETE, REPLACEMENTS, Raw, dumps
 
 ENTRY_ID = b"1767225600000-0"
 MODELS: dict[Profile, dict[Topic, type[BaseModel]]] = {p: profile_models(p) for p in Profile}
@@ -37,76 +38,6 @@ VALIDATORS = {
     for topic, model in models.items()
 }
 CODECS = {profile: build_codec(CodecPath.PYDANTIC, profile) for profile in Profile}
-
-
-class Raw:
-    """A number written exactly as given (a spelling ``json.dumps`` would not produce)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-_DELETE = object()
-
-# NaN/Infinity; past the float range; whole-number floats where an integer belongs, in both
-# spellings; seconds; plain values of every JSON type; the values the cross-field rules test.
-REPLACEMENTS = st.sampled_from(
-    [
-        Raw("NaN"),
-        Raw("Infinity"),
-        Raw("-Infinity"),
-        Raw("1e309"),
-        Raw("-1e309"),
-        Raw("1.7e12"),
-        Raw("1767225600000.0"),
-        Raw("1.7672256e12"),
-        Raw("1767225600000"),
-        Raw("0.0"),
-        Raw("-0.0"),
-        Raw("5e-324"),
-        Raw("0.5"),
-        Raw(str(10**400)),
-        1_767_225_600,
-        1_767_225_600_000,
-        0,
-        -1,
-        1.5,
-        None,
-        True,
-        "",
-        "BUY",
-        "LIMIT",
-        "MARKET",
-        "FILLED",
-        "PARTIALLY_FILLED",
-        "REJECTED",
-        "CANCELLED",
-        "v1.0",
-        "v2.0",
-        [1],
-        {"a": 1},
-        _DELETE,
-    ]
-)
-
-
-def _dumps(obj: dict[str, Any]) -> bytes:
-    marks: dict[str, str] = {}
-
-    def mark(value: Any) -> str:
-        if not isinstance(value, Raw):
-            raise TypeError(type(value).__name__)
-        key = f"@@raw{len(marks)}@@"
-        marks[key] = value.text
-        return key
-
-    text = json.dumps(obj, default=mark)
-    for key, number in marks.items():
-        text = text.replace(f'"{key}"', number)
-    return text.encode()
 
 
 def _no_constant(name: str) -> Any:
@@ -144,11 +75,11 @@ def test_schema_and_codec__agree_on_generated_payloads(
     for _ in range(changes):
         name = data.draw(st.sampled_from(names))
         value = data.draw(REPLACEMENTS)
-        if value is _DELETE:
+        if value is DELETE:
             obj.pop(name, None)
         else:
             obj[name] = value
-    raw = _dumps(obj)
+    raw = dumps(obj)
     codec, schema = _codec_accepts(profile, topic, raw), _schema_accepts(profile, topic, raw)
     assert codec == schema, (raw, "codec accepts" if codec else "schema accepts")
 
@@ -171,7 +102,7 @@ def test_schema_and_codec__both_refuse_non_finite_numbers_and_non_integer_timest
     case: str, profile: Profile
 ) -> None:
     topic, name, value = CASES[case]
-    raw = _dumps({**VALID_MESSAGES[topic], name: value})
+    raw = dumps({**VALID_MESSAGES[topic], name: value})
     assert not _codec_accepts(profile, topic, raw)
     assert not _schema_accepts(profile, topic, raw)
 
@@ -188,7 +119,7 @@ def test_rejected_or_cancelled_result_with_a_fill__refused_by_schema_codec_and_l
         "average_price": None,
     }
     for values, ok in ((base, True), ({**base, **fill}, False)):
-        raw = _dumps(values)
+        raw = dumps(values)
         for profile in Profile:
             assert _codec_accepts(profile, Topic.ORDER_RESULTS, raw) is ok
             assert _schema_accepts(profile, Topic.ORDER_RESULTS, raw) is ok

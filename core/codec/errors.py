@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -40,7 +41,7 @@ class CodecErrors:
     def from_validation(self, topic: Topic, raw: bytes, exc: ValidationError) -> ContractError:
         """A contract error carrying pydantic's structured errors (a JSON refusal caused by a lone
         surrogate is reported as on every other path)."""
-        errors = [dict(e) for e in exc.errors(include_url=False)]
+        errors = [_as_parsed(dict(e)) for e in exc.errors(include_url=False)]
         if errors and errors[0]["type"] == "json_invalid":
             problem = surrogate_error(raw)
             if problem is not None:
@@ -83,3 +84,13 @@ def _too_large(size: int, limit: int) -> ErrorDetail:
         "loc": (),
         "msg": f"payload of {size} bytes exceeds the limit of {limit} bytes (MAX_MESSAGE_BYTES)",
     }
+
+
+def _as_parsed(error: dict[str, Any]) -> dict[str, Any]:
+    # An integer past the float range: JSON parsing (a body) refuses it as ``finite_number``;
+    # validating the stream field's Python int reports ``float_type``. One reason for one value,
+    # whichever way it came in (and the legacy path's: migration.legacy_guard).
+    value = error.get("input")
+    if error["type"] == "float_type" and type(value) is int:
+        return {**error, "type": "finite_number", "msg": "Input should be a finite number"}
+    return error
