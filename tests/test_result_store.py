@@ -17,7 +17,14 @@ import pytest
 
 from core.versions.changes import float_to_decimal
 from services.execution import store as store_module
-from services.execution.store import STORED_COLUMNS, PostgresStore, ResultStore, SqliteStore, StoredResult
+from services.execution.store import (
+    STORED_COLUMNS,
+    PostgresStore,
+    ResultStore,
+    RowRefusedError,
+    SqliteStore,
+    StoredResult,
+)
 from tests.transport_helpers import poll_until
 
 RESULT = {
@@ -332,6 +339,27 @@ async def test_store__insert_or_get_many_stores_new_rows_keeps_old_ones_and_retu
     assert [stored[o].published for o in ("ord-new", "ord-old", "ord-null")] == [False, True, False]
     assert len(await store.rows()) == 3
     assert await store.insert_or_get_many([], "pydantic") == {}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("batch_size", [1, 3], ids=["alone", "in a batch of three"])
+async def test_store__a_row_the_store_cannot_hold__refused_as_such_and_nothing_of_its_batch_stored(
+    store: ResultStore, batch_size: int
+) -> None:
+    """RowRefusedError on both stores (execution dead-letters that order alone and stores the
+    others one by one), never an error that reads as an outage and is retried for ever."""
+    # PostgreSQL cannot hold a NUL in a text; SQLite cannot bind a lone surrogate.
+    bad = "ord-\x00" if isinstance(store, PostgresStore) else "ord-\ud800"
+    rows = [{**RESULT, "order_id": order_id} for order_id in ("ord-a", bad, "ord-b")[:batch_size]]
+    if batch_size == 1:
+        rows = [{**RESULT, "order_id": bad}]
+
+    with pytest.raises(RowRefusedError):
+        await store.insert_or_get_many(rows, "pydantic")
+
+    assert await store.rows() == []
+    stored = await store.insert_or_get_many([{**RESULT, "order_id": "ord-a"}], "pydantic")
+    assert list(stored) == ["ord-a"]  # the store goes on
 
 
 @pytest.mark.integration

@@ -76,8 +76,8 @@ __all__ = [
 
 class RowRefusedError(CdbError):
     """The store refused a row for what it holds (PostgreSQL's data and integrity errors: a NUL
-    in a text, a number out of the column's range), not because it is unreachable: storing the
-    same row again fails again."""
+    in a text, a number out of the column's range; SQLite's, and a text it cannot encode), not
+    because it is unreachable: storing the same row again fails again."""
 
 
 class StoreUnavailableError(TransportError, psycopg.OperationalError):
@@ -368,6 +368,11 @@ class PostgresStore:
             self._conn = None
 
 
+_LITE_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, UnicodeEncodeError, OverflowError)
+"""What SQLite (or binding a value for it) raises for a row's values: a lone surrogate in a
+text, an integer past 64 bits, a constraint."""
+
+
 class SqliteStore:
     """Order results in a local SQLite file (the default without ``DATABASE_URL``)."""
 
@@ -426,8 +431,10 @@ class SqliteStore:
             try:
                 self._db.executemany(_LITE_INSERT, [(*_text_row(v, STORED_COLUMNS), path) for v in unique])
                 stored = {v["order_id"]: self._get(v["order_id"]) for v in unique}
-            except BaseException:
+            except BaseException as exc:
                 self._db.execute("ROLLBACK")
+                if isinstance(exc, _LITE_REFUSALS):
+                    raise RowRefusedError(f"SQLite refused the row: {type(exc).__name__}: {exc}") from exc
                 raise
             self._db.execute("COMMIT")
         return {order_id: s for order_id, s in stored.items() if s is not None}
