@@ -1,12 +1,12 @@
 """What the migration dashboard shows, read from the same Redis state ``cdb status`` reads.
 
 :func:`read_snapshot` takes one look: every live instance (its reported live state),
-the dead-letter streams (length and the error types of the newest entries) and the
-pipeline's partition count. :class:`History` keeps a bounded series of snapshots in
-memory and derives what needs time: each topic's message rate and its share of
-legacy-shaped messages, and the timeline of flag flips (an instance that started on
-another path or profile than the previous start of its service). No HTTP here: the
-application serves it (``cdb dashboard``).
+the dead-letter streams (length and the error types of the newest entries), the
+pipeline's partition count and the partitions no live instance owns. :class:`History`
+keeps a bounded series of snapshots in memory and derives what needs time: each topic's
+message rate and its share of legacy-shaped messages, and the timeline of flag flips (an
+instance that started on another path or profile than the previous start of its service).
+No HTTP here: the application serves it (``cdb dashboard``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from core.redis.dead_letters import DeadLetters
 from core.redis.modes import AsyncClient
+from core.redis.ownership import Unowned, unowned_partitions
 from core.redis.topology import read_partitions
 from core.status import LiveState, read_live_states
 from core.topics import KeySpace, ServiceName, Topic
@@ -37,12 +38,17 @@ class Snapshot:
     partitions: int | None
     dead_letters: dict[str, dict[str, Any]]
     """Per topic: ``entries`` (stream length) and ``by_type`` (error type -> count, newest entries)."""
+    unowned: list[Unowned] = field(default_factory=list)
+    """Partitions no live instance owns, with what waits there (in no instance's lag)."""
 
 
 async def read_snapshot(redis: AsyncClient, keys: KeySpace) -> Snapshot:
-    """Read every live state, the dead-letter streams and the partition count (a few round trips)."""
+    """Read every live state, the dead-letter streams, the partition count and the partitions
+    no live instance owns (a few round trips)."""
     states = await read_live_states(redis, keys)
     partitions = await read_partitions(redis, keys)
+    at = now_ms()
+    unowned = await unowned_partitions(redis, keys.with_partitions(partitions or 1), states, at)
     letters = DeadLetters(redis, keys)
     dlq: dict[str, dict[str, Any]] = {}
     for topic in Topic:
@@ -52,7 +58,7 @@ async def read_snapshot(redis: AsyncClient, keys: KeySpace) -> Snapshot:
             for letter in await letters.read(topic, count=_DLQ_SAMPLE):
                 by_type[letter.reason or "other"] = by_type.get(letter.reason or "other", 0) + 1
         dlq[topic.value] = {"entries": entries, "by_type": by_type, "sampled": min(entries, _DLQ_SAMPLE)}
-    return Snapshot(now_ms(), states, partitions, dlq)
+    return Snapshot(at, states, partitions, dlq, unowned)
 
 
 def _shape_totals(states: list[LiveState]) -> dict[tuple[str, str, str, str], int]:

@@ -335,6 +335,10 @@ class PartitionedConsumer:
         while not worker.stop.is_set() and held():
             try:
                 await consumer.ensure_group()
+                # Counted in the instance's lag from the start: a rebuild can take a while, and
+                # until the first read the consumer reports nothing of its own.
+                worker.backlog = await consumer.backlog()
+                self._publish_owned()
                 if replay is not None:
                     await self._rebuild(consumer, replay, worker)
                 claimed = await consumer.take_over(svc.handle)

@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from core.codec import build_codec
 from core.redis import Publisher
-from core.redis.consumer_io import undelivered
-from core.redis.modes import AsyncClient, reply_text
+from core.redis.consumer_io import group_backlog
+from core.redis.modes import AsyncClient
 from core.settings import ServiceSettings
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from core.versions.codec import VersionedCodec
@@ -38,7 +38,6 @@ __all__ = [
     "PipelineResult",
     "PipelineRun",
     "ServiceReport",
-    "group_backlog",
     "read_order_results",
     "read_stream",
     "run_pipeline",
@@ -73,18 +72,6 @@ class PipelineResult:
     def count(self, service: ServiceName, name: str) -> int:
         """A counter of one service (0 when absent)."""
         return int(self.services[service.value].counts.get(name, 0))
-
-
-async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
-    """Entries of ``stream`` the group has not finished: undelivered (lag) plus pending."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:
-        return 0  # no stream yet: nothing to do
-    for info in groups:
-        if reply_text(info["name"]) == group:
-            return await undelivered(redis, stream, info) + int(info["pending"])
-    return await redis.xlen(stream)  # group not created yet: everything is waiting
 
 
 async def service_backlog(redis: AsyncClient, keys: KeySpace, service: ServiceName) -> int:

@@ -21,7 +21,7 @@ from core.dashboard_state import History, Snapshot
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetters
 from core.redis.modes import RedisTarget
-from core.status import LiveState
+from core.status import STOPPED, LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName, Topic
 from tests.ops_helpers import cdb, report_state, service_settings
 from tests.service_procs import free_port
@@ -173,3 +173,21 @@ async def test_dashboard_app__lists_dead_letters_and_counts_them_by_error_type(
         status, page = _get(f"{base}/")
         assert status == 200
         assert b"cdb migration" in page
+
+
+@pytest.mark.integration
+async def test_dashboard_app__a_partition_no_live_instance_owns_is_named_and_its_backlog_in_the_lag(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """Risk's only instance stopped: the signals waiting for it are in no instance's lag, and
+    the page still shows them (and names the partition)."""
+    stopped = LiveState("risk", "risk-1", "pydantic", "lenient", False, "t", started_ms=1, owned=[0])
+    stopped.state = STOPPED
+    await StatusReporter(redis_async, keys, lambda: stopped).report_once()
+    for n in range(2):
+        await redis_async.xadd(keys.stream(Topic.SIGNALS), {"n": str(n)})
+    sampler = Sampler(RedisTarget(url=redis_url), keys.prefix, interval_s=0.1)
+    with _serving(sampler, token=None) as base:
+        state = _wait_json(f"{base}/api/state", lambda b: b["instances"])
+    assert state["unowned"] == [{"service": "risk", "partitions": [0], "waiting": 2}]
+    assert state["lag"] == {"risk": 2}

@@ -2,8 +2,9 @@
 
 Against a running pipeline of four real service processes on the real Redis, with
 mixed paths: the page loads without console errors and shows each service's path;
-editing risk's env file shows "recreate" on the page; restarting risk on the other
-path shows the new path and a flip in the timeline within a few seconds. The test
+editing risk's env file shows "recreate" on the page; stopping risk names its partition
+as having no live owner; restarting risk on the other path shows the new path and a flip in
+the timeline within a few seconds. The test
 prints the page load time and the update delay it measured; with
 ``CDB_DASHBOARD_SCREENSHOT=docs/dashboard.png`` it saves the screenshot there.
 """
@@ -190,6 +191,10 @@ def test_dashboard__shows_every_path_and_a_flip_within_seconds(
 
     # ... and recreates risk: the new path shows on the page within a few seconds.
     pipeline.stop(ServiceName.RISK)
+    # Until the new risk runs, the signals coming in are in no instance's lag: the page names
+    # risk's partition as having no live owner.
+    lag = browser.find_element("css selector", "#lag")
+    _until("risk's partition without a live owner", lambda: "risk: partition 0 no live owner" in lag.text)
     flipped = time.monotonic()
     pipeline.start(ServiceName.RISK, CONTRACT_SHADOW="true")
 

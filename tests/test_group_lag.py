@@ -11,9 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.redis import Publisher
-from core.redis.consumer_io import undelivered
+from core.redis.consumer_io import group_backlog, undelivered
 from core.topics import KeySpace, ServiceName, Topic
-from services.pipeline import group_backlog
 from tests.transport_helpers import CODECS, Collector, make_messages, orders_consumer
 
 pytestmark = pytest.mark.integration

@@ -172,3 +172,43 @@ async def test_a_worker_that_fails__is_started_again_and_counted_in_live_status(
     assert ctx.extra_counts["partition_worker_failures"] == 1
     assert len(built) == 2
     assert [s.counts["partition_worker_failures"] for s in states] == [1]
+
+
+async def test_a_partition_rebuilding_its_state__counts_its_backlog_in_the_instances_lag(
+    redis_async: aioredis.Redis, keys: KeySpace, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until its first read a rebuilding worker reports nothing itself; its stream's backlog is in
+    the instance's lag (``cdb status``, ``cdb_consumer_lag``) from the start, not 0."""
+    await _history(redis_async, keys)  # sig-1..sig-4, finished: what the rebuild replays
+    for i in (5, 6, 7):
+        await redis_async.xadd(keys.stream(Topic.SIGNALS), _signal(i))
+    rebuilding, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_replay(*args: object, **kwargs: object) -> int:
+        rebuilding.set()
+        await go_on.wait()
+        return await replay_history(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("services.partitions.replay_history", held_replay)
+    settings = service_settings(ServiceName.RISK, keys, redis_url, "pydantic-lenient")
+    ctx = ServiceContext.create(ServiceName.RISK, settings, redis_async)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_consuming_service(RiskService(ctx), ctx, stop, status_interval_s=0.1, factory=RiskService)
+    )
+    try:
+        async with asyncio.timeout(15):
+            await rebuilding.wait()
+            during: list[int] = []  # the lag cdb status shows, report after report
+            while 3 not in during and len(during) < 100:  # ~2 s: 20 reports
+                states = await read_live_states(redis_async, keys)
+                during += [instance_row(s, now_ms())["lag"] for s in states]
+                await asyncio.sleep(0.02)
+            go_on.set()
+            while ctx.live_state().counts.get("lag") != 0:  # rebuilt, then the 3 handled
+                await asyncio.sleep(0.02)
+    finally:
+        go_on.set()
+        stop.set()
+        await task
+    assert 3 in during

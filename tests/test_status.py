@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec
 from core.redis import Publisher, connect_async
-from core.status import LiveState, StatusReporter
+from core.redis.topology import set_topology_sync
+from core.status import RUNNING, STOPPED, LiveState, StatusReporter
 from core.topics import CodecPath, KeySpace, ServiceName, Topic
 from core.utils.clock import FrozenClock, now_ms
 from tests.ops_helpers import CDB, CLEAN_ENV, ROOT, cdb, cdb_json, live_service, service_settings
@@ -95,6 +96,54 @@ async def test_cdb_status__table_names_path_and_marks_stale_instances(
     assert "STALE" in lines["ws-old"]  # the age follows when the terminal is wide enough
     assert "pydantic" in lines["ws-new"]
     assert "live" in lines["ws-new"]
+
+
+async def _report_partitions(
+    redis: aioredis.Redis, keys: KeySpace, instance: str, owned: list[int], *, state: str = RUNNING
+) -> None:
+    report = LiveState("risk", instance, "pydantic", "lenient", False, "test", started_ms=now_ms())
+    report.partitions, report.owned, report.state = 4, owned, state
+    await StatusReporter(redis, keys, lambda: report).report_once()
+
+
+def _four_partitions_with_signals(redis: redis.Redis, keys: KeySpace, counts: dict[int, int]) -> None:
+    """Record 4 partitions and put ``counts[p]`` signals on risk's input partition ``p``."""
+    set_topology_sync(redis, keys, 4)
+    split = keys.with_partitions(4)
+    for partition, count in counts.items():
+        for n in range(count):
+            redis.xadd(split.stream(Topic.SIGNALS, partition), {"n": str(n)})
+
+
+async def test_cdb_status__partitions_no_live_instance_owns_are_named_with_what_waits_there(
+    redis_async: aioredis.Redis, redis_sync: redis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """Their entries are in no instance's lag: a stopped instance's partitions, not yet taken."""
+    _four_partitions_with_signals(redis_sync, keys, {1: 4, 2: 3, 3: 2})
+    await _report_partitions(redis_async, keys, "risk-1", [0, 1])
+    await _report_partitions(redis_async, keys, "risk-2", [2, 3], state=STOPPED)
+    out = await asyncio.to_thread(cdb_json, "status", "--redis-url", redis_url, "--prefix", keys.prefix)
+    assert out["unowned"] == [{"service": "risk", "partitions": [2, 3], "waiting": 5}]
+    result = await asyncio.to_thread(cdb, "status", "--redis-url", redis_url, "--prefix", keys.prefix)
+    assert result.exit_code == 0, result.output
+    assert "risk partitions 2, 3: no live owner, 5 entries waiting" in result.stdout
+
+
+async def test_cdb_status__a_stale_instance_owns_nothing_and_every_partition_owned_names_none(
+    redis_async: aioredis.Redis,
+    redis_sync: redis.Redis,
+    redis_url: str,
+    keys: KeySpace,
+    frozen_clock: FrozenClock,
+) -> None:
+    _four_partitions_with_signals(redis_sync, keys, {0: 1, 3: 2})
+    await _report_partitions(redis_async, keys, "risk-1", [0, 1, 2, 3])
+    out = await asyncio.to_thread(cdb_json, "status", "--redis-url", redis_url, "--prefix", keys.prefix)
+    assert out["unowned"] == []
+    frozen_clock.advance(7_000)  # risk-1 missed its reports: hung or gone
+    await _report_partitions(redis_async, keys, "risk-2", [1])  # took partition 1 so far
+    out = await asyncio.to_thread(cdb_json, "status", "--redis-url", redis_url, "--prefix", keys.prefix)
+    assert out["unowned"] == [{"service": "risk", "partitions": [0, 2, 3], "waiting": 3}]
 
 
 def test_cdb_status__unreachable_redis_exits_2_with_one_error_line() -> None:

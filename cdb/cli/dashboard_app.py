@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,9 @@ class Sampler:
                 by[name] = by.get(name, 0) + n
             if ServiceName(row["service"]).consumes is not None:  # ws reads no stream: no group
                 lag[row["service"]] = lag.get(row["service"], 0) + int(row["lag"])
+        unowned = snap.unowned if snap else []
+        for free in unowned:  # in no instance's lag, but the group has not finished it
+            lag[free.service] = lag.get(free.service, 0) + free.waiting
         series = self.history.topic_series()
         return {
             "prefix": self.keys.prefix,
@@ -135,6 +139,7 @@ class Sampler:
             "dead_letters": snap.dead_letters if snap else {},
             "shadow_mismatches": shadow,
             "lag": lag,
+            "unowned": [asdict(free) for free in unowned],
             "verdict": self.verdict,
             "cutover_installed": self.cutover is not None,
             "timeline": self.history.timeline(),

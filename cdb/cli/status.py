@@ -7,6 +7,8 @@ pipeline's count (``TOPIC_PARTITIONS``, as recorded in ``KeySpace.topology()``).
 An instance that stopped cleanly shows as stopped at once (its last report, kept
 for ``STOPPED_TTL_S``); one that missed three reports in a row (crashed or hung) is
 marked stale, and its key expires a little later (see :mod:`core.status`).
+A partition of a consuming service that no live instance owns, with entries waiting
+in it, is named below the table: those entries are in no instance's lag.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import redis
@@ -37,6 +40,7 @@ from cdb.cli.status_table import status_console, status_table
 from core.codec_modes import mode_of
 from core.errors import CdbError
 from core.redis.modes import RedisTarget
+from core.redis.ownership import Unowned, unowned_partitions
 from core.redis.topology import read_partitions
 from core.status import STOPPED_TTL_S, LiveState, read_live_states
 from core.topics import KeySpace
@@ -124,10 +128,23 @@ async def load_states(url: str, prefix: str, target: RedisTarget | None = None) 
 
 async def load_pipeline(target: RedisTarget, prefix: str) -> tuple[list[LiveState], int | None]:
     """The live states under ``prefix`` and the partition count the pipeline recorded."""
+    states, partitions, _ = await _load(target, prefix, unowned=False)
+    return states, partitions
+
+
+async def _load(
+    target: RedisTarget, prefix: str, *, unowned: bool = True
+) -> tuple[list[LiveState], int | None, list[Unowned]]:
     client = await open_async_target(target)
     try:
         keys = KeySpace(prefix)
-        return await read_live_states(client, keys), await read_partitions(client, keys)
+        states, partitions = await read_live_states(client, keys), await read_partitions(client, keys)
+        free = (
+            await unowned_partitions(client, keys.with_partitions(partitions or 1), states, now_ms())
+            if unowned
+            else []
+        )
+        return states, partitions, free
     except (redis.RedisError, OSError) as exc:
         raise unreachable(target.url, exc) from exc
     finally:
@@ -152,18 +169,28 @@ def status(
         if watch and not as_json:
             _watch(target, prefix, wide=wide, interval=interval, times=times)
             return
-        states, partitions = asyncio.run(load_pipeline(target, prefix))
+        states, partitions, unowned = asyncio.run(_load(target, prefix))
     except CdbError as exc:
         exit_with(exc)
     at = now_ms()
     rows = [instance_row(s, at) for s in states]
     if as_json:
-        print_json({"prefix": prefix, "checked_ms": at, "partitions": partitions, "instances": rows})
+        print_json(
+            {
+                "prefix": prefix,
+                "checked_ms": at,
+                "partitions": partitions,
+                "instances": rows,
+                "unowned": [asdict(u) for u in unowned],
+            }
+        )
         return
-    status_console().print(_view(prefix, partitions, rows, wide=wide))
+    status_console().print(_view(prefix, partitions, rows, unowned, wide=wide))
 
 
-def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wide: bool) -> RenderableType:
+def _view(
+    prefix: str, partitions: int | None, rows: list[dict[str, Any]], unowned: list[Unowned], *, wide: bool
+) -> RenderableType:
     if not rows:
         return Text(f"no live service instance under key prefix {prefix!r}")
     title = f"Live instances, key prefix {prefix!r}, {partitions or 1} partition(s)"
@@ -178,6 +205,9 @@ def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wi
     for row in rows:
         for source, stats in sorted(row["sources"].items()):
             parts.append(Text(_source_line(row["instance"], source, stats)))
+    for free in unowned:
+        if free.waiting:  # (with nothing waiting, the stopped or stale rows above tell it all)
+            parts.append(Text.from_markup(_unowned_line(free)))
     # Only what still runs: a stopped instance was replaced (or is meant to stay down).
     pending = [
         r for r in rows if r["state"] != "stopped" and r["desired_path"] and r["desired_path"] != r["path"]
@@ -186,6 +216,13 @@ def _view(prefix: str, partitions: int | None, rows: list[dict[str, Any]], *, wi
         names = ", ".join(escape(r["instance"]) for r in pending)
         parts.append(Text.from_markup(f"[bold yellow]env file asks for another path[/]: recreate {names}"))
     return Group(*parts)
+
+
+def _unowned_line(free: Unowned) -> str:
+    which = "partition" if len(free.partitions) == 1 else "partitions"
+    numbers = ", ".join(str(p) for p in free.partitions)
+    line = f"{escape(free.service)} {which} {numbers}: no live owner, {free.waiting:,} entries waiting"
+    return f"[bold yellow]{line}[/]"
 
 
 def _source_line(instance: str, source: str, stats: Mapping[str, Any]) -> str:
@@ -204,11 +241,12 @@ def _watch(target: RedisTarget, prefix: str, *, wide: bool, interval: float, tim
     def frame() -> RenderableType:
         stamp = Text(f"refreshed {time.strftime('%H:%M:%S')} every {interval:g}s; Ctrl-C to stop")
         try:
-            states, partitions = asyncio.run(load_pipeline(target, prefix))
+            states, partitions, unowned = asyncio.run(_load(target, prefix))
         except CdbError as exc:  # Redis away for a moment: say so and try again next tick
             return Group(Text.from_markup(f"[bold red]error:[/] {escape(str(exc))}"), stamp)
         at = now_ms()
-        return Group(_view(prefix, partitions, [instance_row(s, at) for s in states], wide=wide), stamp)
+        rows = [instance_row(s, at) for s in states]
+        return Group(_view(prefix, partitions, rows, unowned, wide=wide), stamp)
 
     done = 0
     with Live(frame(), console=console, auto_refresh=False, transient=False) as live:

@@ -418,6 +418,12 @@ class StreamConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=pause)
 
+    async def backlog(self) -> tuple[int, int]:
+        """(entries not yet delivered to the group, entries delivered but not acknowledged), as
+        :meth:`lag` reports them, with nothing settled or checked first: for a caller that has
+        not started :meth:`run` yet (a partition rebuilding its state)."""
+        return await self.io.backlog()
+
     async def lag(self) -> int:
         """Entries of the stream not yet delivered to the group, plus those pending (unacked)."""
         await self.flush_acks()  # handled entries count as done, not pending

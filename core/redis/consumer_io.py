@@ -18,7 +18,7 @@ from core.redis.modes import AsyncClient, reply_text
 from core.redis.retry import RetryPolicy, call_async
 from core.redis.wire import pack_command, send_pipelined
 
-__all__ = ["Entry", "GroupIO", "id_key", "undelivered"]
+__all__ = ["Entry", "GroupIO", "group_backlog", "id_key", "undelivered"]
 
 T = TypeVar("T")
 
@@ -383,6 +383,18 @@ async def undelivered(redis: AsyncClient, stream: str, group: Mapping[str, Any])
         return 0
     length = int(info["length"])
     return length if lag is None else min(int(lag), length)
+
+
+async def group_backlog(redis: AsyncClient, stream: str, group: str) -> int:
+    """Entries of ``stream`` the group has not finished: undelivered (lag) plus pending."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:
+        return 0  # no stream yet: nothing to do
+    for info in groups:
+        if reply_text(info["name"]) == group:
+            return await undelivered(redis, stream, info) + int(info["pending"])
+    return await redis.xlen(stream)  # group not created yet: everything is waiting
 
 
 _PAGE = 1_000
