@@ -374,3 +374,34 @@ async def test_comparator__a_clean_stop_compares_what_it_read_ahead_and_leaves_n
     assert comparator.compared == 10
     group = (await redis_async.xinfo_groups(keys.stream(Topic.MARKET_DATA)))[0]
     assert (group["pending"], group["lag"]) == (0, 2)
+
+
+async def test_comparator__caught_up_it_reads_at_most_once_a_pace_and_compares_every_entry(
+    redis_async: aioredis.Redis, keys: KeySpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trickle of entries (one every 5 ms) is compared in a few larger batches, not a read and
+    a wake per entry that would take CPU from the checked service."""
+    comparator = _comparator(redis_async, keys, ServiceMetrics(ServiceName.SIGNAL), pace_ms=100)
+    reads: list[int] = []
+    read_new = type(comparator.readers[0]).read_new
+
+    async def counted(io: Any, count: int, block_ms: int | None) -> Any:
+        entries = await read_new(io, count, block_ms)
+        if entries:
+            reads.append(len(entries))
+        return entries
+
+    monkeypatch.setattr(type(comparator.readers[0]), "read_new", counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(comparator.run(stop))
+    try:
+        for _ in range(60):  # ~0.3 s
+            await _publish_trades(redis_async, keys, 1)
+            await asyncio.sleep(0.005)
+        await poll_until(lambda: asyncio.sleep(0.01), lambda: comparator.compared >= 60, timeout_s=10)
+    finally:
+        stop.set()
+        await task
+    assert comparator.compared == 60
+    assert sum(reads) == 60
+    assert len(reads) <= 8  # ~0.3 s / 0.1 s, and the first entry's own read
