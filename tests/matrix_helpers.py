@@ -8,6 +8,9 @@ pipeline's ``codec_factory`` injection point, never through production code.
 
 ``ClockFilledMarketData`` is the seed's lenient default (a trade without a time gets the
 reader's clock): with the ``mixed`` input set it silences a symbol, and the matrix says so.
+
+``RewritingCodec`` is a careless serialiser: one field of one topic written wrong, no error
+anywhere and no other trade changed (``reworded_signals``, ``unsimulated_results``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from core.codec import Codec, Decoded, FieldMap, Message, RawFieldMap, codec_for
+from core.codec.fields import encode_field_map
 from core.settings import ServiceSettings
 from core.topics import CodecPath, Profile, ServiceName, Topic
 from core.utils.clock import now_ms
 from migration.legacy import Order
+from services.pipeline_control import CodecFactory
 
 
 class RenamedPriceOrder(Order):
@@ -108,3 +113,36 @@ def clock_filled_market_data(service: ServiceName, settings: ServiceSettings) ->
     if codec.path is CodecPath.PYDANTIC and codec.profile is Profile.LENIENT:
         return ClockFilledMarketData(codec)
     return codec
+
+
+class RewritingCodec(RenamedPriceCodec):
+    """The shipped codec, except that ``topic``'s messages go on the stream with ``values`` in place
+    of theirs: the service's own state and the database are untouched, only what it publishes."""
+
+    def __init__(self, inner: Codec, topic: Topic, values: Mapping[str, Any]) -> None:
+        super().__init__(inner)
+        self._topic, self._values = topic, values
+
+    def _swap(self, topic: Topic, decoded: Decoded) -> Decoded:
+        return decoded
+
+    def to_fields(self, topic: Topic, message: Message) -> FieldMap:
+        fields = self._inner.to_fields(topic, message)
+        return {**fields, **encode_field_map(self._values)} if topic is self._topic else fields
+
+
+def _pydantic_rewriting(service: ServiceName, topic: Topic, values: Mapping[str, Any]) -> CodecFactory:
+    def factory(name: ServiceName, settings: ServiceSettings) -> Codec:
+        codec = codec_for(settings)
+        if name is service and codec.path is CodecPath.PYDANTIC:
+            return RewritingCodec(codec, topic, values)
+        return codec
+
+    return factory
+
+
+reworded_signals = _pydantic_rewriting(ServiceName.SIGNAL, Topic.SIGNALS, {"reason": "reworded"})
+"""Codec factory: a Pydantic signal publishes every signal with another ``reason`` (orders unchanged)."""
+
+unsimulated_results = _pydantic_rewriting(ServiceName.EXECUTION, Topic.ORDER_RESULTS, {"simulated": False})
+"""Codec factory: a Pydantic execution publishes its paper fills as real ones (stored rows unchanged)."""

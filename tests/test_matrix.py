@@ -20,8 +20,9 @@ from harness.matrix import (
     run_matrix,
     strict_mixes,
 )
+from services.pipeline_control import CodecFactory
 from services.ws.replay import BUNDLED_TRADES_SMALL
-from tests.matrix_helpers import broken_legacy_execution
+from tests.matrix_helpers import broken_legacy_execution, reworded_signals, unsimulated_results
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +102,25 @@ async def test_matrix__broken_legacy_from_dict_is_reported_as_a_mismatch(redis_u
     problems = " ".join(report.failures[0].verdict.problems)
     assert "status='REJECTED' (baseline 'FILLED')" in problems
     assert report.failures[0].verdict.summary.startswith("MISMATCH")
+
+
+@pytest.mark.parametrize(
+    ("factory", "named"),
+    [
+        # Every order the same: only the signals show it.
+        (reworded_signals, "signals: sig-BTC/USDT-1767225608065 differs: reason='reworded'"),
+        # Every stored row the same: only the stream shows it.
+        (unsimulated_results, "order results: ord-sig-BTC/USDT-1767225608065 differs: simulated=False"),
+    ],
+)
+async def test_matrix__one_field_a_pydantic_producer_publishes_differently__is_a_mismatch_naming_it(
+    redis_url: str, factory: CodecFactory, named: str
+) -> None:
+    report = await _matrix(redis_url, [Mix.parse("LLLL"), Mix.parse("PPPP")], codec_factory=factory)
+    assert report.baseline.verdict.ok
+    assert [r.case.mix.code for r in report.failures] == ["PPPP"]
+    assert report.failures[0].verdict.summary.startswith(f"MISMATCH: {named}")
+    assert not report.ok
 
 
 async def test_matrix_fault__consumer_killed_mid_batch_and_restarted__trades_like_baseline(

@@ -16,6 +16,7 @@ from core.errors import ContractError
 from core.logging import configure_logging
 from core.topics import ServiceName, Topic
 from harness.matrix import (
+    Fault,
     InputSet,
     MatrixConfig,
     MatrixReport,
@@ -164,6 +165,21 @@ async def test_matrix_mixed_inputs__a_clock_filled_trade_time_is_a_mismatch(redi
     assert not row.verdict.ok
     assert any("injected market_data entries not dead-lettered" in p for p in row.verdict.problems)
     assert any(p.startswith("order results:") and "missing" in p for p in row.verdict.problems)
+
+
+@pytest.mark.integration
+async def test_matrix_mixed_inputs__redis_restarted_mid_run__injects_every_kind_and_matches(
+    redis_url: str,
+) -> None:
+    report = await _matrix(redis_url, [Mix.parse("PPPP")], faults=[Fault.REDIS_RESTART])
+    assert report.baseline.verdict.ok, report.baseline.verdict.problems
+    row = report.rows[1]
+    assert row.case.fault is Fault.REDIS_RESTART
+    assert row.verdict.ok, row.verdict.problems
+    assert row.run is not None
+    assert row.run.inputs is not None
+    assert set(row.run.inputs.injected) == set(Kind)
+    assert row.run.faults[0].report.facts["transport_retries"] > 0
 
 
 @pytest.mark.integration

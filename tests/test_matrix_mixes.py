@@ -7,6 +7,7 @@ from hypothesis import given
 
 from cdb.cli.demo import SAMPLES
 from core.errors import ConfigError, ContractError
+from core.redis import DeadLetter
 from core.topics import Profile, ServiceName, Topic
 from harness.matrix import (
     COMPARED,
@@ -18,11 +19,15 @@ from harness.matrix import (
     Variant,
     business_results,
     expected_outcome,
+    judge,
     lenient_mixes,
     plan,
     strict_mixes,
 )
+from harness.matrix.faults import FaultHook, MalformedBurst
+from harness.matrix.isolated import MixRun
 from harness.matrix.malformed import BURST_TOPICS, Malformation, malformed_entries
+from services.pipeline import PipelineResult
 from tests.matrix_cases import CODECS, mixes
 
 
@@ -176,3 +181,52 @@ def test_business_results__identical_redeliveries_count_once_and_disagreeing_one
     assert [r["order_id"] for r in unique] == ["a", "b", "c"]
     assert set(unique[0]) == set(COMPARED)
     assert conflicts == ["c"]
+
+
+def _run(mix: Mix, letters: list[DeadLetter], faults: list[FaultHook]) -> MixRun:
+    lengths = {t.value: 1 for t in Topic}
+    result = PipelineResult(
+        services={},
+        stream_lengths=lengths,
+        dead_letters={t.value: len(letters) if t is Topic.MARKET_DATA else 0 for t in Topic},
+        order_results=[_result("a")],
+        stored_rows=[],
+        trades=1,
+        seconds=0.0,
+        quiescent=True,
+    )
+    dlq = {t: letters if t is Topic.MARKET_DATA else [] for t in Topic}
+    undecodable = {t: 1 if letters and t is Topic.MARKET_DATA else 0 for t in Topic}
+    return MixRun(mix, result, {t: [] for t in Topic}, undecodable, dlq, faults=faults)
+
+
+def _letter(stream_id: str) -> DeadLetter:
+    return DeadLetter(
+        entry_id="1767225700000-0",
+        topic=Topic.MARKET_DATA.value,
+        service="signal",
+        path="pydantic",
+        profile="lenient",
+        stream_id=stream_id,
+        cause="invalid",
+        reason="json_invalid",
+        errors=[],
+        raw=b"not json",
+        time_ms=1_767_225_700_000,
+        deliveries=1,
+    )
+
+
+def test_judge__an_entry_dead_lettered_twice_after_a_redis_restart__counts_once() -> None:
+    burst = MalformedBurst()
+    burst.report.injected = {Topic.MARKET_DATA: ["1-0"]}
+    mix = Mix.parse("PPPP")
+    baseline = _run(Mix(), [], [])
+    # The letter's write met the restart and was retried: two letters, one entry.
+    twice = _run(mix, [_letter("1-0"), _letter("1-0")], [burst])
+    assert judge(twice, baseline, expected_outcome(mix)).problems == []
+    other = _run(mix, [_letter("1-0"), _letter("2-0")], [burst])
+    assert (
+        "2 entries dead-lettered on market_data, expected 1"
+        in judge(other, baseline, expected_outcome(mix)).problems
+    )

@@ -54,11 +54,14 @@ def undecodable_inputs(run: MixRun) -> dict[Topic, int]:
 
 
 def mix_signals(run: MixRun) -> int:
-    """Signals the injected legacy-shaped market data fired (the injected signals excluded)."""
-    return sum(
-        1
-        for s in run.published[Topic.SIGNALS]
-        if s["symbol"] == MIX_SYMBOL and not str(s["signal_id"]).startswith("mix-sig-")
+    """Distinct signals the injected legacy-shaped market data fired (the injected signals excluded;
+    one published twice after a Redis restart counts once)."""
+    return len(
+        {
+            s["signal_id"]
+            for s in run.published[Topic.SIGNALS]
+            if s["symbol"] == MIX_SYMBOL and not str(s["signal_id"]).startswith("mix-sig-")
+        }
     )
 
 

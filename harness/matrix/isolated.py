@@ -237,7 +237,9 @@ async def _execute(
             trades,
             store,
             environ=environ,
-            hooks=[*hooks, *([inputs] if inputs else [])],
+            # The inputs first: their first injection and a Redis restart fall on the same batch,
+            # and the injection's plain client has no retries to outlast the restart.
+            hooks=[*([inputs] if inputs else []), *hooks],
             codec_factory=codec_factory,
             ws_batch=25
             if hooks or inputs

@@ -2,8 +2,10 @@
 
 Order results are compared on the business fields (:data:`COMPARED`) with exact
 float equality: both paths parse the same JSON numbers, so any difference is a
-real one. Delivery is at least once, so an order result may appear twice on the
-stream after a fault; duplicates must be identical and count once.
+real one. The signals and orders a matching mix publishes are compared too, by id,
+on every field but the envelope (:data:`MESSAGES`). Delivery is at least once, so a
+message may appear twice on a stream after a fault; duplicates must be identical and
+count once.
 """
 
 from __future__ import annotations
@@ -23,13 +25,37 @@ from harness.matrix.input_verdict import (
     input_problems,
     undecodable_inputs,
 )
-from harness.matrix.inputs import Kind
+from harness.matrix.inputs import MIX_SYMBOL, Kind
 from harness.matrix.isolated import MixRun
 
-__all__ = ["COMPARED", "Verdict", "business_differences", "business_results", "judge", "judge_baseline"]
+__all__ = [
+    "COMPARED",
+    "MESSAGES",
+    "Verdict",
+    "business_differences",
+    "business_results",
+    "judge",
+    "judge_baseline",
+    "message_differences",
+]
 
-COMPARED = ("order_id", "status", "filled_quantity", "average_price", "fee", "side", "symbol")
+COMPARED = (
+    "order_id",
+    "status",
+    "filled_quantity",
+    "average_price",
+    "fee",
+    "side",
+    "symbol",
+    "reason",
+    "simulated",
+)
 """The order-result fields every matching mix must reproduce exactly."""
+
+MESSAGES = {Topic.SIGNALS: "signal_id", Topic.ORDERS: "order_id"}
+"""The topics whose messages every matching mix must publish exactly as the baseline, by this id."""
+
+_ENVELOPE = ("api_version", "timestamp")  # a Pydantic producer's clock time; a lenient reader fills one
 
 _SHOWN = 3  # differences listed per check; the rest are counted
 
@@ -46,21 +72,26 @@ class Verdict:
 def business_results(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Order results projected on :data:`COMPARED`, one per ``order_id`` (sorted), and the ids
     whose duplicates disagree."""
+    return _unique([{k: row[k] for k in COMPARED} for row in rows], "order_id")
+
+
+def _unique(items: Sequence[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], list[str]]:
     seen: dict[str, dict[str, Any]] = {}
     conflicts: list[str] = []
-    for row in rows:
-        item = {k: row[k] for k in COMPARED}
-        earlier = seen.setdefault(item["order_id"], item)
-        if earlier != item and item["order_id"] not in conflicts:
-            conflicts.append(item["order_id"])
+    for item in items:
+        earlier = seen.setdefault(item[key], item)
+        if earlier != item and item[key] not in conflicts:
+            conflicts.append(item[key])
     return [seen[k] for k in sorted(seen)], conflicts
 
 
-def _diff(name: str, got: Sequence[Mapping[str, Any]], want: Sequence[Mapping[str, Any]]) -> list[str]:
+def _diff(
+    name: str, got: Sequence[Mapping[str, Any]], want: Sequence[Mapping[str, Any]], key: str = "order_id"
+) -> list[str]:
     if list(got) == list(want):
         return []
-    got_by = {r["order_id"]: r for r in got}
-    want_by = {r["order_id"]: r for r in want}
+    got_by = {r[key]: r for r in got}
+    want_by = {r[key]: r for r in want}
     problems = []
     missing = [k for k in want_by if k not in got_by]
     extra = [k for k in got_by if k not in want_by]
@@ -71,13 +102,13 @@ def _diff(name: str, got: Sequence[Mapping[str, Any]], want: Sequence[Mapping[st
     if extra:
         problems.append(f"{name}: {len(extra)} not in the baseline (e.g. {', '.join(extra[:_SHOWN])})")
     changed = [k for k in want_by if k in got_by and got_by[k] != want_by[k]]
-    for key in changed[:_SHOWN]:
+    for one in changed[:_SHOWN]:
         fields = [
-            f"{f}={got_by[key][f]!r} (baseline {want_by[key][f]!r})"
-            for f in want_by[key]
-            if got_by[key].get(f) != want_by[key][f]
+            f"{f}={got_by[one][f]!r} (baseline {want_by[one][f]!r})"
+            for f in want_by[one]
+            if got_by[one].get(f) != want_by[one][f]
         ]
-        problems.append(f"{name}: {key} differs: {'; '.join(fields)}")
+        problems.append(f"{name}: {one} differs: {'; '.join(fields)}")
     if len(changed) > _SHOWN:
         problems.append(f"{name}: {len(changed) - _SHOWN} more differ")
     return problems or [f"{name}: same entries in another order or repeated ({len(got)} vs {len(want)})"]
@@ -150,17 +181,26 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
             compare_lengths=not run.faults and inputs is None,
             drop_injected=inputs is not None and not inputs.accepts(Kind.LEGACY_ORDER),
         )
+        refuses_mix = inputs is not None and not inputs.accepts(Kind.LEGACY_MARKET_DATA)
+        problems += message_differences(run, baseline, skip_symbol=MIX_SYMBOL if refuses_mix else None)
     else:
         assert expectation.topic is not None
         expected_dlq[expectation.topic] += baseline.result.stream_lengths[expectation.topic.value]
         problems += _dead_letter_problems(run, baseline, expectation, injected.get(expectation.topic, []))
     for topic in Topic:
-        got = result.dead_letters[topic.value]
+        got = _parked(run, topic)
         if got != expected_dlq[topic]:
-            problems.append(f"{got} dead letters on {topic.value}, expected {expected_dlq[topic]}")
+            problems.append(f"{got} entries dead-lettered on {topic.value}, expected {expected_dlq[topic]}")
     if problems:
         return Verdict(False, "MISMATCH: " + problems[0], problems)
     return Verdict(True, _success(run, expectation, injected), [])
+
+
+def _parked(run: MixRun, topic: Topic) -> int:
+    # Entries, not letters: a letter is written again when its write or ack met a Redis restart
+    # (at least once, core.redis.dead_letters), and both name the entry they park.
+    letters = run.dead_letters[topic]
+    return len({x.stream_id for x in letters if x.stream_id}) + sum(1 for x in letters if not x.stream_id)
 
 
 def business_differences(
@@ -187,6 +227,30 @@ def business_differences(
             if n != m:
                 problems.append(f"{n} {topic.value} messages, baseline {m}")
     return problems
+
+
+def message_differences(run: MixRun, baseline: MixRun, *, skip_symbol: str | None = None) -> list[str]:
+    """How the messages of :data:`MESSAGES` ``run`` published differ from ``baseline``'s, field by
+    field but the envelope; empty when they are the same. ``skip_symbol``: messages of that symbol
+    are judged elsewhere (the ``mixed`` input set's, which a strict signal refuses)."""
+    problems = []
+    for topic, key in MESSAGES.items():
+        got, conflicts = _messages(run, topic, key, skip_symbol)
+        want, _ = _messages(baseline, topic, key, skip_symbol)
+        problems += [f"{topic.value}: duplicates of {c} disagree" for c in conflicts[:_SHOWN]]
+        problems += _diff(topic.value, got, want, key)
+    return problems
+
+
+def _messages(
+    run: MixRun, topic: Topic, key: str, skip_symbol: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    items = [
+        {k: v for k, v in message.items() if k not in _ENVELOPE}
+        for message in run.published[topic]
+        if message["symbol"] != skip_symbol
+    ]
+    return _unique(items, key)
 
 
 def _without_injected(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
