@@ -7,6 +7,7 @@ lease TTL, mode), optional further instances and hooks, and is cleaned afterward
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
@@ -86,7 +87,8 @@ async def run(
     """The pipeline on trades_small in a fresh key space of ``target``; keys removed afterwards."""
     keys = KeySpace(f"cdbtest:{uuid.uuid4().hex[:10]}:", partitions)
     client = await open_target(target)
-    store = SqliteStore(Path(tempfile.mkdtemp(prefix="cdb-scaling-")) / "results.sqlite3")
+    scratch = Path(tempfile.mkdtemp(prefix="cdb-scaling-"))
+    store = SqliteStore(scratch / "results.sqlite3")
     env = dict(environ or {})
     try:
         return await run_pipeline(
@@ -102,6 +104,7 @@ async def run(
         )
     finally:
         await store.close()
+        shutil.rmtree(scratch, ignore_errors=True)
         await clean(client, keys)
         await client.aclose()
 

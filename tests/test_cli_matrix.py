@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +187,40 @@ def test_cdb_matrix__keep__leaves_each_run_in_its_own_key_prefix(redis_url: str)
         client.close()
     assert len(set(prefixes)) == 2
     assert all(keys for keys in found.values())
+
+
+def test_cdb_matrix__sigterm_mid_run__exits_143_and_leaves_no_server_directory_or_file(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A cancelled CI job stops the matrix with SIGTERM: it cleans up as after Ctrl-C (the fault's
+    own redis-server stopped, every run's directory removed) instead of dying on the spot."""
+    cdb = Path(sys.executable).parent / "cdb"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["matrix", "--data", str(BUNDLED_TRADES_SMALL), "--redis-url", redis_url, "--mix", "PPPP"]
+    proc = subprocess.Popen(
+        [str(cdb), *args, "--fault", "redis-restart"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(scratch.glob("cdb-redis-*")):  # the fault run's own server is up
+            assert proc.poll() is None, "the matrix ended before its fault run started"
+            assert time.monotonic() < deadline, "no fault run started within 60 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM" in out
+    assert list(scratch.iterdir()) == []
+    servers = subprocess.run(["pgrep", "-f", str(scratch)], capture_output=True, text=True, check=False)
+    assert servers.stdout == ""  # no redis-server left running from the scratch directory

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from cdb.cli.interrupt import SIGTERM_EXIT, StoppedBySigtermError, interruptible
 from cdb.cli.options import (
     DEFAULT_REDIS_URL,
     RedisModeOption,
@@ -118,9 +119,14 @@ def matrix(
 
             run_versions(config, as_json=as_json, json_out=json_out)
             return
-        report = asyncio.run(_run(config, quiet=as_json))
+        report = asyncio.run(interruptible(lambda _: _run(config, quiet=as_json)))
     except CdbError as exc:
         exit_with(exc)
+    except StoppedBySigtermError:
+        # Cancelled like Ctrl-C: every run's finally block stopped its servers and removed its
+        # keys, schemas and directories before this line.
+        console.print("[bold red]interrupted by SIGTERM[/]: no verdict; what the runs made is removed")
+        raise SystemExit(SIGTERM_EXIT) from None
     _write_outputs(report, json_out, markdown_out)
     if as_json:
         from harness.matrix import report_dict
