@@ -448,7 +448,10 @@ def _check_produce_versions(settings: ServiceSettings, origins: Mapping[str, str
                 known_versions(topic),
                 f"the contract versions declared for {topic.value} (core/versions/declaration.py)",
             )
-        if value != BASE_VERSION and not settings.use_pydantic_contracts:
+        # Only the topic this service writes (every topic when none is named): one environment
+        # may serve several services (`cdb run`), and another topic's version is its writer's.
+        writes = settings.service is None or topic is settings.service.produces
+        if writes and value != BASE_VERSION and not settings.use_pydantic_contracts:
             raise ConfigError(
                 _variable(name, origins),
                 value,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +24,7 @@ from core.versions.declaration import known_versions
 from core.versions.fields import DECIMAL_MAX_CHARS, plain_decimal
 from core.versions.live import versions_of
 from core.versions.models import OrderV1_1, OrderV2
+from tests.ops_helpers import CDB, CLEAN_ENV, ROOT
 from tests.strategies import contract_messages
 from tests.versions_helpers import STRICT, TS
 from tests.versions_helpers import order as _order
@@ -117,12 +120,44 @@ def test_settings__legacy_path_cannot_write_a_later_version() -> None:
     assert caught.value.variable == "PRODUCE_VERSION_MARKET_DATA"
 
 
+def test_settings__a_legacy_service_ignores_the_produce_version_of_a_topic_it_does_not_write() -> None:
+    # `PRODUCE_VERSION_ORDERS=v1.1 cdb run --pydantic risk --pydantic execution`: one environment
+    # for every service, and only risk writes orders. ws and signal stay on the legacy path.
+    env = {"PRODUCE_VERSION_ORDERS": "v1.1", "RISK_USE_PYDANTIC_CONTRACTS": "true"}
+    assert ServiceSettings.load(ServiceName.WS, environ=env).produce_version(Topic.MARKET_DATA) == "v1.0"
+    assert ServiceSettings.load(ServiceName.SIGNAL, environ=env).produce_version(Topic.SIGNALS) == "v1.0"
+    assert ServiceSettings.load(ServiceName.RISK, environ=env).produce_version(Topic.ORDERS) == "v1.1"
+    with pytest.raises(ConfigError) as caught:  # an undeclared version is a typo wherever it is
+        ServiceSettings.load(ServiceName.WS, environ={"PRODUCE_VERSION_ORDERS": "v1.2"})
+    assert caught.value.variable == "PRODUCE_VERSION_ORDERS"
+
+
 def test_live_versions__pydantic_instance_reads_all_and_writes_its_setting_legacy_reads_v1_0() -> None:
     env = {"USE_PYDANTIC_CONTRACTS": "true", "PRODUCE_VERSION_ORDERS": "v1.1", "CONTRACT_SHADOW": "true"}
     risk = codec_for(ServiceSettings.load(ServiceName.RISK, environ=env))
     assert versions_of(ServiceName.RISK, risk) == ({"signals": ["v1.0", "v2.0"]}, {"orders": "v1.1"})
     legacy = codec_for(ServiceSettings.load(ServiceName.RISK, environ={}))
     assert versions_of(ServiceName.RISK, legacy) == ({"signals": ["v1.0"]}, {"orders": "v1.0"})
+
+
+def test_cdb_run__refuses_a_producer_version_a_consumer_of_the_run_cannot_read() -> None:
+    # The services of one run start together, before any of them reports what it reads, so the
+    # live gate sees no consumer: without this check legacy risk dead-lettered every v2.0 signal.
+    # (A process of its own: cdb run points the logs at its stderr.)
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    result = subprocess.run(
+        [str(CDB), "run", "--pydantic", "signal"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        env={**env, "PRODUCE_VERSION_SIGNALS": "v2.0"},
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "PRODUCE_VERSION_SIGNALS='v2.0' is not accepted; use one of: v1.0" in result.stderr
+    assert "cannot read v2.0: risk/" in result.stderr
+    assert "cdb run on" not in result.stdout  # refused before anything ran
 
 
 def test_v2__decimal_price_is_never_built_from_a_float_silently() -> None:

@@ -14,6 +14,7 @@ from core.codec import build_codec
 from core.codec.fields import decode_field_map, encode_field_map
 from core.errors import ConfigError
 from core.redis import Publisher
+from core.status import StatusReporter
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from services.risk.service import RiskService
@@ -67,6 +68,24 @@ async def test_live_gate__producer_starts_once_every_consumer_reads_its_version(
         state = await wait_state(redis_async, keys, ServiceName.RISK, "risk-new")
     assert state.writes == {"orders": "v1.1"}
     assert state.reads == {"signals": ["v1.0", "v2.0"]}
+
+
+async def test_live_gate__a_consumer_that_stopped_cleanly_does_not_hold_back_a_producer(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    # The rolling upgrade's usual order: the legacy execution is stopped and replaced by one on
+    # the Pydantic path, then risk is recreated writing v1.1. The old instance's last report
+    # ("stopped", kept 30 s for cdb status) says it reads v1.0 only, but it reads nothing any more.
+    old_execution = service_settings(ServiceName.EXECUTION, keys, "exe-old")
+    new_execution = service_settings(ServiceName.EXECUTION, keys, "exe-new", use_pydantic_contracts=True)
+    risk = service_settings(
+        ServiceName.RISK, keys, "risk-new", use_pydantic_contracts=True, produce_version_orders="v1.1"
+    )
+    old = ServiceContext.create(ServiceName.EXECUTION, old_execution, redis_async)
+    await StatusReporter(redis_async, keys, old.live_state).report_stopped()
+    async with reporting(redis_async, new_execution), live_service(redis_async, risk):
+        state = await wait_state(redis_async, keys, ServiceName.RISK, "risk-new")
+    assert state.writes == {"orders": "v1.1"}
 
 
 async def test_unknown_version__dead_lettered_by_a_running_service_while_known_ones_are_handled(

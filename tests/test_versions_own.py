@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import fakeredis
 import pytest
 
 from core.codec import build_codec, codec_for
+from core.codec.fields import decode_field_map
 from core.errors import ContractError
 from core.settings import ServiceSettings
 from core.topics import CodecPath, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from core.versions.models import OrderResultV2
 from core.versions.own import OWN_VERSIONS, own_version
+from services.execution.paper import PaperVenue
+from services.execution.service import ExecutionService
+from services.runtime import ServiceContext
+from tests.versions_helpers import order
 
 RESULT = {
     "order_id": "o1",
@@ -58,6 +64,35 @@ def test_codec_for__ws_builds_market_data_in_the_version_it_writes(writes: str) 
 def test_codec_for__legacy_path_and_shadow_mode_hand_the_code_v1_0(flags: dict[str, object]) -> None:
     codec = _codec(ServiceName.EXECUTION, **flags)
     assert own_version(codec, Topic.ORDERS) == "v1.0"
+
+
+@pytest.mark.parametrize("writes", ["v1.1", "v2.0"])
+def test_codec_for__shadow_mode_does_not_change_what_execution_writes(writes: str) -> None:
+    # Shadow mode compares the two paths' readings of the topic a service reads (v1.0); what it
+    # builds and writes must be what it writes without shadow: here a result's ordered_quantity
+    # (v1.1+) and its exact decimals (v2.0), which a v1.0 build would drop or round.
+    fill = PaperVenue().fill(order(quantity=0.123456789012345678))
+    written = []
+    for shadow in (False, True):
+        codec = _codec(
+            ServiceName.EXECUTION,
+            use_pydantic_contracts=True,
+            contract_shadow=shadow,
+            produce_version_order_results=writes,
+        )
+        assert own_version(codec, Topic.ORDERS) == ("v1.0" if shadow else "v2.0")
+        result = ExecutionService(_context(codec), store=None)._result(fill)  # type: ignore[arg-type]
+        fields = codec.to_fields(Topic.ORDER_RESULTS, result)  # type: ignore[attr-defined]
+        written.append({k: v for k, v in decode_field_map(fields).items() if k != "timestamp"})
+    assert written[0]["ordered_quantity"] is not None  # the order's size, which v1.1 carries
+    assert written[1] == written[0]
+
+
+def _context(codec: object) -> ServiceContext:
+    settings = ServiceSettings.load(ServiceName.EXECUTION, environ={})
+    ctx = ServiceContext.create(ServiceName.EXECUTION, settings, fakeredis.FakeAsyncRedis())
+    ctx.codec = codec  # type: ignore[assignment]
+    return ctx
 
 
 def _v2_results() -> VersionedCodec:

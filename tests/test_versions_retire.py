@@ -88,6 +88,15 @@ def test_retire_check_cli__unknown_version_is_refused_naming_the_option() -> Non
     assert "v1.0, v1.1, v2.0" in result.output
 
 
+@pytest.mark.parametrize("command", ["retire-check", "retire-apply"])
+def test_retire_cli__an_endless_window_is_a_bad_option_not_a_no_go(command: str) -> None:
+    # Exit 1 means NO-GO to a script; a window no clock can span is refused like any bad option.
+    result = cdb("versions", command, "--topic", "orders", "--version", "v1.0", "--window", "inf")
+    assert result.exit_code == 2, result.output
+    assert "--window=inf is not accepted" in result.output
+    assert "unexpected" not in result.output
+
+
 @pytest.mark.integration
 async def test_retire_check_cli__live_pipeline_that_still_reads_v1_0_messages_is_no_go(
     redis_async: aioredis.Redis, keys: KeySpace, redis_url: str

@@ -210,14 +210,23 @@ def test_codec__a_retired_version_is_refused_and_no_longer_reported_as_read() ->
         build_codec(CodecPath.PYDANTIC, Profile.LENIENT), retired={Topic.ORDERS: {"v1.0"}}
     )
     body = STRICT.encode(Topic.ORDERS, order())
-    for refuse in (
-        lambda: codec.decode(Topic.ORDERS, body),
-        lambda: codec.from_fields(Topic.ORDERS, STRICT.to_fields(Topic.ORDERS, order())),
-        lambda: lenient.decode(Topic.ORDERS, body.replace(b'"api_version":"v1.0",', b"")),
+    for refuse, said in (
+        # A body (Pub/Sub, a replayed letter) and an entry that carry v1.0 say so, as a message
+        # without api_version says that it has none: the operator looks for different producers.
+        (lambda: codec.decode(Topic.ORDERS, body), "api_version 'v1.0' is retired on orders"),
+        (
+            lambda: codec.from_fields(Topic.ORDERS, STRICT.to_fields(Topic.ORDERS, order())),
+            "api_version 'v1.0' is retired on orders",
+        ),
+        (
+            lambda: lenient.decode(Topic.ORDERS, body.replace(b'"api_version":"v1.0",', b"")),
+            "a message without api_version (read as v1.0) is retired on orders",
+        ),
     ):
         with pytest.raises(ContractError) as caught:
             refuse()
         assert caught.value.reason == "retired_api_version"
+        assert said in caught.value.errors[0]["msg"]
         assert "reads v1.1, v2.0" in caught.value.errors[0]["msg"]
     assert (
         "a message without api_version (read as v1.0) is retired on orders" in caught.value.errors[0]["msg"]

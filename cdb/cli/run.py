@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cdb.cli.interrupt import SIGTERM_EXIT, StoppedBySigtermError, interruptible
 from cdb.cli.output import console, exit_with, print_json, shown, table
 from cdb.cli.run_cleanup import Leftovers, count_keys, remove_file, remove_keys
 from core.errors import CdbError, ConfigError
@@ -96,20 +95,20 @@ def run(
             sqlite=None if database_url else Path("var") / "runs" / f"{run_id}.sqlite3",
         )
         result = asyncio.run(
-            _interruptible(
+            interruptible(
                 lambda term: _run(data, settings, run_id, term, target, left, keep=keep, quiet=as_json)
             )
         )
     except CdbError as exc:
         exit_with(exc)
-    except _InterruptedError:
+    except StoppedBySigtermError:
         # The services were stopped (batches acked or left pending), the store and Redis closed.
         console.print(
             f"[bold red]interrupted by SIGTERM[/]: the run under key prefix {key_prefix!r} is incomplete"
         )
         if left.removed:
             console.print(f"removed: {'; '.join(left.removed)} (--keep keeps them)")
-        raise SystemExit(143) from None
+        raise SystemExit(SIGTERM_EXIT) from None
     if as_json:
         print_json({**_summary(result, settings), "leftovers": left.to_dict()})
         return
@@ -125,40 +124,6 @@ def run(
         raise SystemExit(1)
 
 
-class _InterruptedError(Exception):
-    """SIGTERM arrived during the run."""
-
-
-async def _interruptible(make_job: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
-    """Run ``make_job(term)``; on SIGTERM set ``term`` and cancel it (its ``finally`` blocks stop
-    the services and close the store), then raise :class:`_InterruptedError` instead of dying
-    with the default action. A cancel can be lost on Python 3.11 (``asyncio.wait_for`` inside
-    redis-py swallows one that lands as its socket write completes), so the job also checks
-    ``term`` between batches (:class:`_StopOnTerm`)."""
-    term = asyncio.Event()
-    task = asyncio.ensure_future(make_job(term))
-    loop = asyncio.get_running_loop()
-
-    def on_term() -> None:
-        term.set()
-        task.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-    try:
-        result = await task
-    except asyncio.CancelledError:
-        if term.is_set():
-            raise _InterruptedError from None
-        raise
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
-    if term.is_set():
-        raise _InterruptedError  # it ran to the end although asked to stop: say so
-    return result
-
-
 class _StopOnTerm(PipelineHook):
     """Ends the run at the next batch boundary once SIGTERM arrived."""
 
@@ -168,12 +133,12 @@ class _StopOnTerm(PipelineHook):
     async def after_batch(self, run: Any, published: int, total: int) -> None:
         """Stop publishing."""
         if self.term.is_set():
-            raise _InterruptedError
+            raise StoppedBySigtermError
 
     async def before_drain(self, run: Any) -> None:
         """Do not wait for the drain."""
         if self.term.is_set():
-            raise _InterruptedError
+            raise StoppedBySigtermError
 
 
 def _settings(
@@ -197,7 +162,30 @@ def _settings(
         if profile is not None:
             overrides["contract_profile"] = profile
         out[service] = ServiceSettings.load(service, overrides=overrides)
+    _check_versions(out)
     return out
+
+
+def _check_versions(settings: dict[ServiceName, ServiceSettings]) -> None:
+    """Refuse, as the live gate refuses a producer, a version a consumer of this run cannot read.
+
+    The four services start together, before any reports what it reads, so the gate at each
+    start sees no consumer; this run knows all four settings, so it checks them first.
+    """
+    from core.codec import codec_for
+    from core.versions.live import unreadable, versions_of
+
+    reads = {s: versions_of(s, codec_for(settings[s]))[0] for s in ServiceName if s.consumes is not None}
+    for producer in ServiceName:
+        topic = producer.produces
+        version = settings[producer].produce_version(topic)
+        blockers = {
+            f"{s.value}/{settings[s].instance}": reads[s][topic.value]
+            for s in reads
+            if s.consumes is topic and version not in reads[s][topic.value]
+        }
+        if blockers:
+            raise unreadable(topic, version, blockers)
 
 
 async def _run(

@@ -10,6 +10,7 @@ writes the version, ``PRODUCE_VERSION_<TOPIC>``) into the env files with a backu
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -90,6 +91,7 @@ def retire_check_command(
     """GO/NO-GO to stop writing and reading VERSION on TOPIC; exit 0 only on GO."""
     try:
         chosen = _topic_version(topic, version)
+        _check_window(window)
         report = _retire_report(redis, chosen, version, window)
     except CdbError as exc:
         exit_with(exc)
@@ -109,6 +111,12 @@ def _topic_version(topic: str, version: str) -> Topic:
     if version not in known_versions(chosen):
         raise ConfigError("--version", version, known_versions(chosen))
     return chosen
+
+
+def _check_window(window: float) -> None:
+    # typer's min=0 lets "inf" through, which no clock can span (and NaN fails every comparison).
+    if not math.isfinite(window):
+        raise ConfigError("--window", window, ["a finite number of seconds >= 0"])
 
 
 def _retire_report(redis: RedisOptions, topic: Topic, version: str, window: float) -> RetireReport:
@@ -169,6 +177,7 @@ def retire_apply(
 
     try:
         chosen = _topic_version(topic, version)
+        _check_window(window)
         if force and not (reason and reason.strip()):
             raise EnvFileError('--force needs --reason "...": the reason is recorded in the retirement log')
         if produce is not None and (produce not in known_versions(chosen) or produce == version):

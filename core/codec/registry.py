@@ -138,7 +138,7 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
     path's (same profile), reporting each comparison to ``on_shadow``. On the Pydantic path the
     primary codec is a :class:`~core.versions.codec.VersionedCodec`: it reads every declared
     contract version not retired (``RETIRED_VERSIONS_<TOPIC>``), hands the code the version
-    :mod:`core.versions.own` names for the service (v1.0 in shadow mode) and writes
+    :mod:`core.versions.own` names for the service (v1.0 of its input topic in shadow mode) and writes
     ``PRODUCE_VERSION_<TOPIC>``.
     ``CONTRACT_SHADOW_SAMPLE`` below 1 compares that share of the messages only.
     """
@@ -152,8 +152,12 @@ def codec_for(settings: ServiceSettings, *, on_shadow: ShadowCallback | None = N
 
         writes = {topic: settings.produce_version(topic) for topic in Topic}
         retired = {topic: settings.retired_versions(topic) for topic in Topic}
-        # Shadow mode compares the two paths' v1.0 readings: the code gets v1.0 there.
-        own = own_versions(settings.service, writes) if mode is not CodecMode.SHADOW else {}
+        # Shadow mode compares the two paths' v1.0 readings: the code gets v1.0 of the topic it
+        # reads there, and builds what it writes as without shadow (shadow must change no output).
+        own = own_versions(settings.service, writes)
+        reads = settings.service.consumes if settings.service is not None else None
+        if mode is CodecMode.SHADOW and reads is not None:
+            own.pop(reads, None)
         primary = VersionedCodec(
             primary, writes=writes, own=own, max_bytes=settings.max_message_bytes, retired=retired
         )

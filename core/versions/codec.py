@@ -66,6 +66,11 @@ class VersionedCodec:
         """Per topic, when each version was last decoded (epoch ms): evidence to retire one."""
 
     @property
+    def max_bytes(self) -> int:
+        """The largest body or stream entry it reads (``MAX_MESSAGE_BYTES``)."""
+        return self._errors.max_bytes
+
+    @property
     def path(self) -> CodecPath:
         """The inner codec's path (Pydantic)."""
         return self._inner.path
@@ -95,8 +100,8 @@ class VersionedCodec:
         if version is None or version == BASE_VERSION:
             # Decoded first: a broken body is reported for what is wrong with it, not as retired.
             decoded = self._inner.decode(topic, raw, entry_id=entry_id)
-            if self._retired[topic]:
-                self._refuse_retired(topic, version, raw)
+            if self._retired[topic]:  # a body found to carry v1.0 says so, not "without api_version"
+                self._refuse_retired(topic, BASE_VERSION if base else version, raw)
             return self._to_own(topic, decoded, raw)
         if self._retired[topic]:
             self._refuse_retired(topic, version, raw)

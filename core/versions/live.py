@@ -10,6 +10,7 @@ running consumer of the topic cannot read: consumers upgrade first, then produce
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.errors import ConfigError
@@ -21,7 +22,7 @@ from core.versions.declaration import BASE_VERSION, known_versions
 if TYPE_CHECKING:
     from core.redis.modes import AsyncClient
 
-__all__ = ["check_producer", "consumer_states", "readable_by", "seen_by", "versions_of"]
+__all__ = ["check_producer", "consumer_states", "readable_by", "seen_by", "unreadable", "versions_of"]
 
 
 @runtime_checkable
@@ -92,22 +93,32 @@ async def check_producer(
     retry: RetryPolicy | None = None,
 ) -> None:
     """Refuse writing ``version`` on ``service``'s output topic while a live consumer of that topic
-    cannot read it. Stale instances count too: a hung consumer comes back reading what it read."""
+    cannot read it. Stale instances count too: a hung consumer comes back reading what it read;
+    one that stopped cleanly does not (its last report stays a while for ``cdb status`` only)."""
     topic = service.produces
     # Connection errors are retried like the topology check: a service may start mid-failover.
     states = await call_async(
         retry or RetryPolicy(), "version gate", lambda: consumer_states(redis, keys, topic)
     )
-    blockers = [s for s in states if version not in readable_by(s, topic)]
-    if not blockers:
-        return
+    blockers = {
+        f"{s.service}/{s.instance}": readable_by(s, topic)
+        for s in states
+        if not s.stopped and version not in readable_by(s, topic)
+    }
+    if blockers:
+        raise unreadable(topic, version, blockers, variable)
+
+
+def unreadable(
+    topic: Topic, version: str, blockers: Mapping[str, list[str]], variable: str | None = None
+) -> ConfigError:
+    """The refusal of writing ``version`` on ``topic`` while the consumers ``blockers`` (name ->
+    the versions it reads) cannot read it; it offers what every one of them reads."""
     can_read = set(known_versions(topic))
-    for state in blockers:
-        can_read &= set(readable_by(state, topic))
-    names = ", ".join(
-        f"{s.service}/{s.instance} (reads {', '.join(readable_by(s, topic))})" for s in blockers
-    )
-    raise ConfigError(
+    for reads in blockers.values():
+        can_read &= set(reads)
+    names = ", ".join(f"{name} (reads {', '.join(reads)})" for name, reads in blockers.items())
+    return ConfigError(
         variable or f"PRODUCE_VERSION_{topic.value.upper()}",
         version,
         sorted(can_read),

@@ -16,9 +16,11 @@ its code *and* its row below, reviewed together; nothing else chooses it.
   could change which signals fire and which sizes are ordered (the trades must not change); a
   v2.0 message reaches them as floats (exact for at most 15 significant digits).
 
-Only the Pydantic path without shadow honours this: the legacy path reads and writes v1.0, and a
-shadow codec compares the two paths' v1.0 readings, so under either the code gets v1.0 (each
-service's code accepts both; :func:`own_version` says which one it gets).
+The Pydantic path honours this: the legacy path reads and writes v1.0, and a shadow codec
+compares the two paths' v1.0 readings, so under either the code gets v1.0 of the topic it reads
+(each service's code accepts both; :func:`own_version` says which one it gets). What a service
+builds in shadow mode is built as without it: shadow mode changes no output (e.g. execution's
+``ordered_quantity`` and exact decimals).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Its code is on contract v2.0 (:mod:`core.versions.own`): the order's size and price, the fill,
 the stored row and the result it builds are exact decimals; the result is written in the version
 ``PRODUCE_VERSION_ORDER_RESULTS`` names (v1.0 by default, converted down by the codec). On the
-legacy path (or in shadow mode) the codec hands it v1.0 floats and builds v1.0: the fill is the
-same (:mod:`services.execution.paper`) and is moved to v1.0 by the declared converter. The
+legacy path the codec hands it v1.0 floats and builds v1.0 (in shadow mode it hands it v1.0 and
+builds v2.0 as usual): the fill is the same (:mod:`services.execution.paper`) and is moved to
+v1.0 by the declared converter. The
 result carries the order's size (``ordered_quantity``, v1.1+; a v1.0 result drops it by the
 declared down-conversion), stored with the fill so a result rebuilt from the row is the same.
 
