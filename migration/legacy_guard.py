@@ -201,14 +201,14 @@ class LegacyGuard:
         schema = contract.model_json_schema()
         defs = schema.get("$defs", {})
         props = schema["properties"]
-        names = tuple(fields)
-        required = [_rule(name, props[name], defs) for name in names]
-        optional = [
-            _rule(name, prop, defs, required=False) for name, prop in props.items() if name not in names
-        ]
-        return cls(
-            [*required, *optional], [CrossFieldRule.from_schema(r) for r in cross_field_rules(contract)]
-        )
+        names = set(fields)
+        missing = names - props.keys()
+        if missing:
+            raise ValueError(f"{contract.__name__} has no field {sorted(missing)}")
+        # In the contract's field order, as Pydantic reports them: the first error is the reason
+        # counted (api_version first: a newer version's message is refused as such, not for a price).
+        rules = [_rule(name, prop, defs, required=name in names) for name, prop in props.items()]
+        return cls(rules, [CrossFieldRule.from_schema(r) for r in cross_field_rules(contract)])
 
     def check(self, obj: dict[str, Any]) -> list[ErrorDetail]:
         """Every rule ``obj`` breaks; a missing key is a ``missing`` error."""

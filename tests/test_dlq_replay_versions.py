@@ -10,6 +10,7 @@ dead letters, never converted to a version its producer did not write.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec
 from core.redis import StreamConsumer
+from core.redis.dead_letters import DeadLetter
+from core.redis.dlq_replay import as_written
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.versions.codec import VersionedCodec
 from tests.ops_helpers import cdb_json
@@ -110,3 +113,38 @@ async def test_dlq_catch_up__counts_a_v2_0_letter_its_consumer_now_reads_unless_
         cdb_json, "dlq", "catch-up", "--topic", "orders", *opts, "--retired", "v2.0"
     )
     assert retired["letters"] == 0
+
+
+def test_as_written__reads_a_later_version_s_letter_up_to_the_consumer_s_own_size_limit() -> None:
+    """A v1.1 letter over 64 KB (a large extra field), replayed for a consumer that reads bodies
+    up to 200 KB (MAX_MESSAGE_BYTES): the codec that writes it back reads as much as the consumer
+    does, instead of refusing it as payload_too_large at the default 64 KB."""
+    consumer = VersionedCodec(
+        build_codec(CodecPath.PYDANTIC, Profile.LENIENT, max_bytes=200_000), max_bytes=200_000
+    )
+    fields = {
+        **_writer("v1.1").to_fields(Topic.ORDERS, order(order_id="ord-big")),
+        "note": '"' + "x" * 100_000 + '"',
+    }
+    raw = json.dumps(fields).encode()
+    letter = DeadLetter(
+        entry_id="1-0",
+        topic="orders",
+        service="execution",
+        path="pydantic",
+        profile="lenient",
+        stream_id="1767225600000-0",
+        cause="invalid",
+        reason="unknown_api_version",
+        errors=[],
+        raw=raw,
+        time_ms=1,
+        deliveries=1,
+        raw_size=len(raw),
+    )
+    decoded = consumer.from_fields(Topic.ORDERS, fields, entry_id="1767225600000-0")
+
+    writer, again = as_written(consumer, Topic.ORDERS, letter, decoded)
+
+    assert writer.writes(Topic.ORDERS) == "v1.1"
+    assert again.message.order_id == "ord-big"

@@ -113,3 +113,19 @@ def test_pattern__only_the_pydantic_path_checks_it() -> None:
     values = {**VALID_MESSAGES[Topic.ORDERS], "symbol": "btc usdt"}
     assert _both_ways(LEGACY, Topic.ORDERS, values) == {"body": [], "entry": []}
     assert _both_ways(STRICT, Topic.ORDERS, values)["entry"] == [("string_pattern_mismatch", ("symbol",))]
+
+
+@pytest.mark.parametrize("topic", [Topic.ORDERS, Topic.ORDER_RESULTS])
+def test_a_newer_version_s_message__counted_for_its_api_version_first_on_both_paths(topic: Topic) -> None:
+    """A v2.0 message (decimals as strings) at a v1.0 reader: several fields break, and the
+    reason counted, the first error, is the version on both paths (not a price's type)."""
+    numbers = {"quantity", "price", "filled_quantity", "average_price", "fee"}
+    values = {k: str(v) if k in numbers and v is not None else v for k, v in VALID_MESSAGES[topic].items()}
+    values["api_version"] = "v2.0"
+    body = dumps(values)
+    firsts = []
+    for codec in (LEGACY, STRICT):
+        with pytest.raises(ContractError) as info:
+            codec.decode(topic, body)
+        firsts.append((info.value.errors[0]["type"], tuple(info.value.errors[0]["loc"])))
+    assert firsts == [("literal_error", ("api_version",))] * 2

@@ -211,8 +211,9 @@ def as_written(codec: Codec, topic: Topic, letter: DeadLetter, decoded: Decoded)
     version = _letter_version(letter)
     if not isinstance(codec, VersionedCodec) or version is None or version == codec.writes(topic):
         return codec, decoded
-    inner = build_codec(CodecPath.PYDANTIC, codec.profile)  # what fills v1.0 defaults, as the consumer
-    same = VersionedCodec(inner, writes={topic: version}, own={topic: version})
+    # What fills v1.0 defaults and the size it reads, as the consumer's codec.
+    inner = build_codec(CodecPath.PYDANTIC, codec.profile, max_bytes=codec.max_bytes)
+    same = VersionedCodec(inner, writes={topic: version}, own={topic: version}, max_bytes=codec.max_bytes)
     return same, redecode(same, topic, letter)
 
 
