@@ -29,7 +29,7 @@ import pytest_asyncio
 import redis
 
 from harness.matrix import Fault, Mix, MixRun, run_mix
-from harness.matrix.verdict import business_differences
+from harness.matrix.verdict import business_differences, message_differences
 from services.pipeline_control import CodecFactory
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 from services.ws.trades import Trade
@@ -87,8 +87,9 @@ class MixedPipeline:
 
 
 def assert_same_trades(run: MixRun, reference: MixRun) -> None:
-    """Fail with the differences unless ``run`` has the order results and stored rows of ``reference``."""
-    differences = business_differences(run, reference)
+    """Fail with the differences unless ``run`` has the signals, orders (every field but the
+    envelope), order results and stored rows of ``reference``, as ``cdb matrix`` compares them."""
+    differences = business_differences(run, reference) + message_differences(run, reference)
     assert not differences, "\n".join([f"{run.mix} trades differently from {reference.mix}:", *differences])
 
 

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from core.topics import ServiceName, Topic
 from harness.matrix import Mix
 from harness.testing import MixedPipeline, assert_same_trades
+from tests.matrix_helpers import reworded_signals
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +69,14 @@ async def test_assert_same_trades__fails_with_the_differences(mixed_pipeline: Mi
     assert n > 0
     with pytest.raises(AssertionError, match=f"order results: {n} of {n} missing"):
         assert_same_trades(starved, legacy)
+
+
+async def test_assert_same_trades__a_signal_that_differs_fails_though_every_order_is_the_same(
+    mixed_pipeline: MixedPipeline,
+) -> None:
+    """Signals and orders are compared too, field by field, as `cdb matrix` compares them."""
+    legacy = await mixed_pipeline()
+    reworded = await mixed_pipeline("PPPP", codec_factory=reworded_signals)
+    assert [r["order_id"] for r in reworded.order_results] == [r["order_id"] for r in legacy.order_results]
+    with pytest.raises(AssertionError, match=r"signals: sig-.* differs: reason='reworded'"):
+        assert_same_trades(reworded, legacy)
