@@ -99,8 +99,12 @@ KNOWN_SOURCE_REASONS: frozenset[str] = frozenset(
         "time_invalid",
         "venue_invalid",
         "price_invalid",
+        "quantity_invalid",
         "volume_invalid",
         "trade_type_unknown",
+        "symbol_unexpected",
+        "frame_too_big",
+        "text_invalid",
     }
 )
 """Source bad-frame reasons kept as label values; any other becomes ``other``."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.domain.contracts import Side
+from core.metrics_ops import KNOWN_SOURCE_REASONS
+from services.ws.mexc_frames import encode_deals
 from services.ws.mexc_v3_client import Backoff, MexcV3Client, SubscriptionRefusedError
 from services.ws.proto.PushDataV3ApiWrapper_pb2 import PushDataV3ApiWrapper
 from services.ws.trades import Trade
@@ -188,6 +190,60 @@ async def test_client__bad_frame_goes_to_on_bad_frame_and_the_stream_goes_on(raw
     assert run.client.stats.bad_frames == 1
     assert run.client.stats.bad_frames_by_reason == {reason: 1}
     assert fake.connections == 1
+
+
+async def test_client__one_bad_deal_is_refused_alone_and_the_frames_other_trades_arrive() -> None:
+    sink = Sink()
+    good = [trade("BTC/USDT", 94_000.0 + i, offset=i) for i in range(3)]
+    frame = PushDataV3ApiWrapper.FromString(encode_deals("BTCUSDT", good))
+    frame.publicAggreDeals.deals[1].price = "nan"
+    async with FakeMexc() as fake, running(fake.url, ["BTC/USDT"], sink) as run:
+        await eventually(lambda: fake.live_subscribers("BTCUSDT") == 1, what="subscriber")
+        await fake.push_raw(frame.SerializeToString())
+        await eventually(lambda: len(sink.trades) == 2 and len(sink.bad) == 1, what="two trades, one refusal")
+    assert sink.trades == [good[0], good[2]]
+    ((raw, reason),) = sink.bad
+    assert reason.startswith("price_invalid: ")
+    assert reason.endswith("@BTCUSDT deal 1)")
+    # the dead letter holds the refused deal alone, not the trades that were published
+    assert [d.price for d in PushDataV3ApiWrapper.FromString(raw).publicAggreDeals.deals] == ["nan"]
+    assert run.client.stats.bad_frames_by_reason == {"price_invalid": 1}
+
+
+async def test_client__a_frame_of_a_symbol_it_did_not_subscribe_is_refused_not_published() -> None:
+    sink = Sink()
+    doge = encode_deals("DOGEUSDT", [trade("DOGE/USDT", 0.1)])
+    async with FakeMexc() as fake, running(fake.url, ["BTC/USDT"], sink) as run:
+        await eventually(lambda: fake.live_subscribers("BTCUSDT") == 1, what="subscriber")
+        await fake.push_raw(doge)
+        await fake.push_trades("BTCUSDT", [trade("BTC/USDT", 94_000.0)])
+        await eventually(lambda: len(sink.trades) == 1 and len(sink.bad) == 1, what="the BTC trade")
+    assert [t.symbol for t in sink.trades] == ["BTC/USDT"]
+    assert sink.bad[0][0] == doge
+    assert sink.bad[0][1].startswith("symbol_unexpected: ")
+    assert run.client.stats.bad_frames_by_reason == {"symbol_unexpected": 1}
+
+
+async def test_client__a_frame_over_the_size_limit_is_counted_by_reason_and_the_stream_goes_on() -> None:
+    sink = Sink()
+    async with FakeMexc() as fake, running(fake.url, ["BTC/USDT"], sink) as run:
+        await eventually(lambda: fake.live_subscribers("BTCUSDT") == 1, what="subscriber")
+        await fake.push_raw(b"\x0a" + b"\xff" * (2 << 20))  # over the client's 1 MiB frame limit
+        await eventually(lambda: fake.connections == 2, what="a reconnection")
+        await eventually(lambda: fake.live_subscribers("BTCUSDT") == 1, what="live again")
+        await fake.push_trades("BTCUSDT", [trade("BTC/USDT", 94_000.0)])
+        await eventually(lambda: len(sink.trades) == 1, what="a trade after the big frame")
+    assert run.client.stats.bad_frames == 1
+    assert run.client.stats.bad_frames_by_reason == {"frame_too_big": 1}
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["quantity_invalid", "volume_invalid", "symbol_unexpected", "frame_too_big", "text_invalid"],
+)
+def test_client__every_bad_frame_reason_is_a_metric_label_of_its_own(reason: str) -> None:
+    # cdb_source_bad_frames_total{reason}: a reason missing here would be counted as "other"
+    assert reason in KNOWN_SOURCE_REASONS
 
 
 async def test_client__unexpected_text_frame_goes_to_on_bad_frame() -> None:

@@ -7,8 +7,9 @@ Field numbers and types follow MEXC's published definitions (see
 1 = BUY, 2 = SELL), ``time`` (4, epoch ms) and, in newer revisions, ``tradeId`` (5).
 
 Decoding is tolerant of what newer revisions add (unknown fields are skipped) and
-strict about what a trade needs: a frame is decoded whole or refused whole with one
-:class:`~services.ws.trades.SourceError`, so a half-applied frame never exists.
+strict about what a trade needs. A frame carries many deals (everything of 100 ms), so
+:func:`decode_frame` refuses each bad deal on its own, as a frame of that deal alone, and
+one bad deal never costs the others; :func:`decode_deals` refuses the whole frame instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "TRADE_TYPES",
     "deals_channel",
     "decode_deals",
+    "decode_frame",
     "encode_deals",
 ]
 
@@ -48,11 +50,26 @@ def deals_channel(mexc_symbol: str, interval: str = "100ms") -> str:
 
 
 def decode_deals(raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUOTE_CURRENCIES) -> list[Trade]:
-    """The trades of one binary frame, in the frame's order.
+    """The trades of one binary frame, in the frame's order; all of them or none.
 
     Raises :class:`SourceError` for a frame that is not protobuf, carries no
     aggregated-deals body, names no mappable symbol, or holds a deal with an
     unparsable price/quantity, an unknown ``tradeType`` or a time outside epoch ms.
+    """
+    trades, refused = decode_frame(raw, venue=venue, quotes=quotes)
+    if refused:
+        raise refused[0][1]
+    return trades
+
+
+def decode_frame(
+    raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUOTE_CURRENCIES
+) -> tuple[list[Trade], list[tuple[bytes, SourceError]]]:
+    """The valid trades of one binary frame, in the frame's order, and each refused deal as a
+    frame of its own (the wrapper with that deal only) with its :class:`SourceError`.
+
+    Raises :class:`SourceError` when no deal can be read at all: the frame is not protobuf,
+    carries no aggregated-deals body or names no mappable symbol.
     """
     wrapper = PushDataV3ApiWrapper()
     try:
@@ -69,6 +86,7 @@ def decode_deals(raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUO
     except SourceError as exc:
         raise exc.located(where) from None
     trades = []
+    refused: list[tuple[bytes, SourceError]] = []
     for index, deal in enumerate(wrapper.publicAggreDeals.deals):
         try:
             trades.append(
@@ -83,8 +101,18 @@ def decode_deals(raw: bytes, *, venue: str = "mexc", quotes: Iterable[str] = QUO
                 )
             )
         except SourceError as exc:
-            raise exc.located(f"{where} deal {index}") from None
-    return trades
+            refused.append((_alone(wrapper, index), exc.located(f"{where} deal {index}")))
+    return trades, refused
+
+
+def _alone(wrapper: PushDataV3ApiWrapper, index: int) -> bytes:
+    # The refused deal's own evidence: the frame as MEXC sent it, with only that deal in it.
+    single = PushDataV3ApiWrapper()
+    single.CopyFrom(wrapper)
+    deals = single.publicAggreDeals.deals
+    del deals[index + 1 :]
+    del deals[:index]
+    return single.SerializeToString()
 
 
 def encode_deals(

@@ -6,7 +6,10 @@ for each symbol, checks every reply, sends MEXC's JSON ``PING`` on a timer, deco
 binary frames into :class:`~services.ws.trades.Trade` and awaits ``on_trade`` for each.
 
 What never stops it: a frame that does not decode goes to ``on_bad_frame(raw, reason)``
-and is counted; a dropped or silent connection is reopened with exponential backoff and
+and is counted by reason, and so does a frame of a symbol it did not subscribe to; a bad
+deal goes there alone (a frame of that deal only), the frame's other trades are delivered;
+a frame the WebSocket layer refuses (over 1 MiB, text not UTF-8) costs the connection and
+is counted by reason too; a dropped or silent connection is reopened with exponential backoff and
 jitter, and every symbol is subscribed again. What does stop it: ``stop`` being set
 (``run`` returns), every symbol refused by MEXC (:class:`SubscriptionRefusedError`; a
 refused symbol is never retried, so a blocked channel cannot spin the loop), a bad URL,
@@ -26,10 +29,11 @@ from dataclasses import asdict, dataclass, field
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.frames import CloseCode
 
 from core.utils.tasks import cancel_firmly
 from services.ws.mexc_control import PING, ControlReply, parse_control, subscription
-from services.ws.mexc_frames import deals_channel, decode_deals
+from services.ws.mexc_frames import deals_channel, decode_frame
 from services.ws.trades import QUOTE_CURRENCIES, SourceError, Trade, to_mexc_symbol, to_pair
 
 __all__ = [
@@ -106,6 +110,12 @@ class ClientStats:
 
 
 _RETRYABLE = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StaleConnectionError)
+
+_REFUSED_BY_PROTOCOL: dict[int, str] = {
+    CloseCode.MESSAGE_TOO_BIG: "frame_too_big",
+    CloseCode.INVALID_DATA: "text_invalid",
+}
+"""Close codes the client's WebSocket layer sends when it refuses a frame -> bad-frame reason."""
 
 
 class MexcV3Client:
@@ -226,9 +236,10 @@ class MexcV3Client:
                 message = await asyncio.wait_for(ws.recv(), timeout=self._stale_after)
             except TimeoutError:
                 raise StaleConnectionError(f"nothing received for {self._stale_after}s") from None
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
                 if stop.is_set():
                     return
+                await self._refused_by_protocol(exc)
                 raise
             if isinstance(message, bytes):
                 await self._on_binary(message)
@@ -238,13 +249,20 @@ class MexcV3Client:
     async def _on_binary(self, raw: bytes) -> None:
         self.stats.frames += 1
         try:
-            trades = decode_deals(raw, venue=self._venue, quotes=self._quotes)
+            trades, refused = decode_frame(raw, venue=self._venue, quotes=self._quotes)
         except SourceError as exc:
             await self._bad_frame(raw, exc)
+            return
+        if trades and trades[0].symbol not in self._channels.values():
+            # Not asked for (or refused): the pipeline gets only the symbols it is configured for.
+            detail = f"{trades[0].symbol} is not among the subscribed symbols {self.symbols}"
+            await self._bad_frame(raw, SourceError("symbol_unexpected", detail))
             return
         for trade in trades:
             await self._on_trade(trade)
             self.stats.trades += 1
+        for deal, error in refused:
+            await self._bad_frame(deal, error)
 
     async def _on_text(self, text: str) -> None:
         try:
@@ -279,6 +297,15 @@ class MexcV3Client:
         if reply.refuses() and self._pending:
             return self._pending[0]
         return None
+
+    async def _refused_by_protocol(self, closed: ConnectionClosed) -> None:
+        # The frame never reached us (no bytes to park), but it was dropped: count it by reason.
+        sent = closed.sent
+        if sent is None or closed.rcvd_then_sent:  # the server closed first: nothing was refused here
+            return
+        reason = _REFUSED_BY_PROTOCOL.get(sent.code)
+        if reason is not None:
+            await self._bad_frame(b"", SourceError(reason, sent.reason or str(sent.code)))
 
     async def _bad_frame(self, raw: bytes, error: SourceError) -> None:
         self.stats.bad_frames += 1
