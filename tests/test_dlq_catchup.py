@@ -7,6 +7,7 @@ legacy-shaped ones (no ``api_version``) and handles the v1.0 ones between them.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from core.redis.acl import OPERATOR, REPLAY
 from core.redis.dead_letters import DeadLetter
 from core.redis.topology import ensure_topology
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from services.signal.strategy import MomentumStrategy
 from tests.ops_helpers import cdb, cdb_json, reporting, service_settings
 from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import Collector, poll_until
@@ -223,7 +225,7 @@ async def test_dlq_replay__only_newer_replays_the_trades_the_strategy_would_coun
     status = {o["entry_id"]: (o["status"], bool(o["ignored"])) for o in newer["outcomes"]}
     stale = [o for o in newer["outcomes"] if o["status"] == "withheld"]
     assert sorted(status.values()) == [("replayed", False)] * 2 + [("withheld", True)] * 2
-    assert all("BTC/USDT" in o["ignored"] and "not newer" in o["ignored"] for o in stale)
+    assert all("BTC/USDT" in o["ignored"] and "is older than" in o["ignored"] for o in stale)
     assert await redis_async.xlen(keys.stream(Topic.MARKET_DATA)) == length + 2
     marks = await redis_async.hgetall(keys.dlq_replayed(Topic.MARKET_DATA))
     assert {k.decode() for k in marks} == {
@@ -257,9 +259,7 @@ async def test_dlq_replay_and_catch_up__tables_say_what_would_be_ignored_and_wha
     opts = _opts(redis_url, keys)
     replay = await asyncio.to_thread(cdb, "dlq", "replay", "--topic", "market_data", "--all", *opts)
     assert replay.exit_code == 1
-    assert (
-        "stale: BTC/USDT trade at 1767225600001 is not newer than the trade at 1767225600002" in replay.output
-    )
+    assert "stale: BTC/USDT trade at 1767225600001 is older than the trade at 1767225600002" in replay.output
     assert "1 of the replayable letters would be ignored by signal" in replay.output
     assert "refused: nothing written" in replay.output
     caught = await asyncio.to_thread(cdb, "dlq", "catch-up", "--topic", "market_data", *opts)
@@ -268,3 +268,39 @@ async def test_dlq_replay_and_catch_up__tables_say_what_would_be_ignored_and_wha
     assert "reads again from" in caught.output
     first = next(line for line in caught.output.splitlines() if "market_data" in line and "-0" in line)
     assert "18446744073709551615" not in first  # the first letter's id, not its predecessor
+
+
+async def test_dlq_replay__trades_of_one_millisecond_count_as_the_strategy_counts_them(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    # The strategy applies every distinct trade of the symbol's newest millisecond (a sweep fills
+    # several at once), ignoring only older trades (stale) and the same trade again (duplicate):
+    # replay must not withhold the distinct ones as stale.
+    base = 1_767_225_600_000
+    stream = keys.stream(Topic.MARKET_DATA)
+
+    def trade(ts: int, price: float, *, legacy: bool = True) -> dict[str, str]:
+        return {**_trade("BTC/USDT", ts, legacy=legacy), "price": json.dumps(price)}
+
+    entries = [trade(base, 100.0, legacy=False), trade(base, 101.0), trade(base, 102.0)]
+    entries += [trade(base, 102.0), trade(base - 1, 103.0), trade(base, 100.0)]
+    for fields in entries:
+        await redis_async.xadd(stream, fields)  # type: ignore[arg-type]
+    await _incident(redis_async, keys, [])
+    letters = [i.decode() for i, _ in await redis_async.xrange(keys.dlq(Topic.MARKET_DATA))]
+    assert len(letters) == 5
+
+    opts = ["--topic", "market_data", "--all", *_opts(redis_url, keys)]
+    dry = await _cdb("dlq", "replay", *opts, "--dry-run")
+    verdicts = [(o["ignored"] or "counts").split(":")[0] for o in dry["outcomes"]]
+    assert verdicts == ["counts", "counts", "duplicate", "stale", "duplicate"]
+
+    # What the strategy does with the stream as signal reads it after the replay.
+    length = await redis_async.xlen(stream)
+    await _cdb("dlq", "replay", *opts, "--include-stale")
+    read = [(i, f) for i, f in await redis_async.xrange(stream) if b"api_version" in f]
+    assert len(read) == 1 + 5  # the v1.0 trade signal handled, then the replayed copies
+    assert await redis_async.xlen(stream) == length + 5
+    strategy = MomentumStrategy()
+    outcomes = [strategy.decide(LENIENT.from_fields(Topic.MARKET_DATA, f).message) for _, f in read]
+    assert [o.ignored.value if o.ignored else "counts" for o in outcomes[1:]] == verdicts

@@ -129,6 +129,21 @@ async def test_dlq_replay__selected_ids_only_and_a_second_replay_skips_them(
     assert await redis_async.xlen(keys.stream(Topic.SIGNALS)) == 6
 
 
+async def test_dlq_replay__a_letter_named_twice_is_replayed_once(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    # An id pasted twice, or given as its millisecond and as its full id, is one letter: it is
+    # published once (not refused as a duplicate of itself, nor written twice when forced).
+    parked = await _park(redis_async, keys, legacy=2, bad=0)
+    first, second = parked["legacy"]  # the first letter is the first of its millisecond
+    for ids in ([first, first.split("-")[0], first], [second, second, "--include-stale"]):
+        letter = ids[0]
+        before = await redis_async.xlen(keys.stream(Topic.SIGNALS))
+        outcomes = await _replay("--topic", "signals", *ids, *_opts(redis_url, keys))
+        assert [(o["entry_id"], o["status"], o["ignored"]) for o in outcomes] == [(letter, "replayed", None)]
+        assert await redis_async.xlen(keys.stream(Topic.SIGNALS)) == before + 1
+
+
 async def test_dlq_replay__dry_run_and_strict_write_nothing(
     redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
 ) -> None:

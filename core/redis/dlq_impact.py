@@ -4,13 +4,15 @@ A replayed message is appended at the **end** of its topic stream, behind every 
 already there. Business logic that recognises old or repeated input then ignores it
 on purpose (counted, but it does not count as a trade):
 
-- ``market_data`` (signal's momentum strategy): a trade that is *not newer* than the
-  newest trade of its symbol the strategy handles before it is ignored as **stale**.
+- ``market_data`` (signal's momentum strategy): a trade *older* than the newest trade of
+  its symbol the strategy handles before it is ignored as **stale**; one of that same
+  millisecond counts unless it is the same trade again (same trade id, or same content
+  without one: a **duplicate**), as :meth:`services.signal.strategy.MomentumStrategy.decide`
+  tells them apart (a sweep fills several trades of a symbol in one millisecond).
   Before it, here, means every entry of the symbol in the stream that the strategy
   reads or will read (its own partition's entries, already handled or still waiting),
   except the originals of dead letters (never handled), plus the letters replayed
-  before it in the same run. "Not newer" (``<=``) is the strictest form the strategy
-  has had; a strategy that lets same-millisecond trades through ignores fewer, never more.
+  before it in the same run.
 - ``signals`` (risk) and ``orders`` (execution): a message whose ``signal_id`` /
   ``order_id`` is already on the stream is a **duplicate**: risk repeats its earlier
   decision, execution its stored result; nothing new happens.
@@ -196,6 +198,27 @@ def _behind_group(
     return sum(1 for x in letters if x.stream_id and entry_key(x.stream_id) <= floor)
 
 
+_TRADE_FIELDS = ("symbol", "timestamp", "price", "volume", "side", "venue", "trade_id")
+
+
+def _trade_key(trade: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells one trade of a symbol from another, as the strategy's ``trade_key`` does:
+    the exchange's trade id, else the trade's content."""
+    if trade.get("trade_id") is not None:
+        return ("id", trade["trade_id"])
+    side = trade.get("side")
+    side = "" if side is None else str(getattr(side, "value", side))
+    return ("fp", trade.get("timestamp"), trade.get("price"), trade.get("volume"), side, trade.get("venue"))
+
+
+@dataclass
+class _Newest:
+    """A symbol's newest millisecond so far and its trades there (key -> entry id, "" for a letter)."""
+
+    ts: int
+    trades: dict[tuple[Any, ...], str]
+
+
 def _stale_trades(
     client: SyncClient,
     keys: KeySpace,
@@ -203,29 +226,46 @@ def _stale_trades(
     parked: set[tuple[str, str]],
 ) -> dict[str, str]:
     symbols = {str(getattr(d.message, "symbol", "")) for _, d in selected}
-    newest: dict[str, tuple[int, str]] = {}
+    newest: dict[str, _Newest] = {}
     for stream in keys.streams(Topic.MARKET_DATA):
         for entry_id, fields in iter_stream(client, stream):
             if (stream, entry_id) in parked:
                 continue
-            symbol, ts = _field(fields, "symbol"), _field(fields, "timestamp")
-            usable = symbol in symbols and isinstance(ts, int) and not isinstance(ts, bool)
-            if usable and (symbol not in newest or ts > newest[symbol][0]):
-                newest[symbol] = (ts, entry_id)
+            trade = {name: _field(fields, name) for name in _TRADE_FIELDS}
+            symbol, ts = trade["symbol"], trade["timestamp"]
+            if symbol in symbols and isinstance(ts, int) and not isinstance(ts, bool):
+                _seen(newest, str(symbol), ts, _trade_key(trade), entry_id)
     ignored: dict[str, str] = {}
     for letter, decoded in selected:
-        symbol = str(getattr(decoded.message, "symbol", ""))
-        ts = int(getattr(decoded.message, "timestamp", 0))
+        trade = {name: getattr(decoded.message, name, None) for name in _TRADE_FIELDS}
+        symbol, ts, key = str(trade["symbol"] or ""), int(trade["timestamp"] or 0), _trade_key(trade)
         seen = newest.get(symbol)
-        if seen is not None and ts <= seen[0]:
-            where = f"entry {seen[1]}" if seen[1] else "a letter replayed before it"
+        if seen is not None and ts < seen.ts:
+            where = _where(next(iter(seen.trades.values())))
             ignored[letter.entry_id] = (
-                f"stale: {symbol} trade at {ts} is not newer than the trade at {seen[0]} ({where}) "
+                f"stale: {symbol} trade at {ts} is older than the trade at {seen.ts} ({where}) "
                 "that signal handles before it"
             )
+        elif seen is not None and ts == seen.ts and key in seen.trades:
+            ignored[letter.entry_id] = (
+                f"duplicate: the same {symbol} trade at {ts} ({_where(seen.trades[key])}) is handled "
+                "before it"
+            )
         else:
-            newest[symbol] = (ts, "")
+            _seen(newest, symbol, ts, key, "")
     return ignored
+
+
+def _seen(newest: dict[str, _Newest], symbol: str, ts: int, key: tuple[Any, ...], entry_id: str) -> None:
+    seen = newest.get(symbol)
+    if seen is None or ts > seen.ts:
+        newest[symbol] = _Newest(ts, {key: entry_id})
+    elif ts == seen.ts:
+        seen.trades.setdefault(key, entry_id)
+
+
+def _where(entry_id: str) -> str:
+    return f"entry {entry_id}" if entry_id else "a letter replayed before it"
 
 
 def _duplicates(

@@ -237,6 +237,19 @@ def _write(
     return stream_id
 
 
+def _once(letters: Sequence[DeadLetter | str]) -> list[DeadLetter | str]:
+    """Each letter once, where first named: an id given twice (or as its millisecond and as its
+    full id) is one letter, published once, not a duplicate of itself."""
+    seen: set[str] = set()
+    out: list[DeadLetter | str] = []
+    for letter in letters:
+        name = letter if isinstance(letter, str) else letter.entry_id
+        if name not in seen:
+            seen.add(name)
+            out.append(letter)
+    return out
+
+
 @dataclass(frozen=True)
 class ReplayReport:
     """Every selected letter's outcome, what the consumer would do with them, and whether the
@@ -277,7 +290,7 @@ def replay_letters(
     if ids is None:
         letters = list(iter_letters(client, keys, topic))
     else:
-        letters = [find_letter(client, keys, topic, i) or i for i in ids]
+        letters = _once([find_letter(client, keys, topic, i) or i for i in ids])
     slots: list[ReplayOutcome | tuple[DeadLetter, Decoded]] = []
     for letter in letters:
         if isinstance(letter, str):
