@@ -26,7 +26,7 @@ from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter
 from core.topics import KeySpace, ServiceName, Topic
 from core.utils.clock import now_ms
-from core.versions.live import check_producer, seen_by, versions_of
+from core.versions.live import check_consumer, check_producer, seen_by, versions_of
 
 if TYPE_CHECKING:
     from services.partitions import PartitionedConsumer
@@ -235,6 +235,8 @@ async def run_consuming_service(
     }
     await ensure_topology(ctx.redis, ctx.keys)
     await check_producer(ctx.redis, ctx.keys, ctx.service, ctx.settings.produce_version(ctx.service.produces))
+    reads = versions_of(ctx.service, ctx.codec)[0][ctx.service.consumes.value]
+    await check_consumer(ctx.redis, ctx.keys, ctx.service, reads)
     if not _in_process(ctx.redis):  # one process (embedded fakeredis): nobody to agree with
         await ensure_lease_setting(ctx.redis, ctx.keys, ctx.service, ctx.settings.partition_lease_ms)
     await svc.start()

@@ -280,7 +280,9 @@ REFUSED: list[tuple[str, str, Command]] = [
     ("risk", "PUBLISH order_results", lambda k: ["PUBLISH", k.channel(Topic.ORDER_RESULTS), "x"]),
     ("risk", "XADD order_results_stream", lambda k: ["XADD", k.stream(Topic.ORDER_RESULTS), "*", "f", "1"]),
     ("risk", "XADD market_data_dlq", lambda k: ["XADD", k.dlq(Topic.MARKET_DATA), "*", "f", "1"]),
-    ("risk", "GET signal's status", lambda k: ["GET", k.status(ServiceName.SIGNAL, "i1")]),
+    ("risk", "GET ws's status", lambda k: ["GET", k.status(ServiceName.WS, "i1")]),
+    # Its producer's status it may read (the version gate), never write.
+    ("risk", "SET signal's status", lambda k: ["SET", k.status(ServiceName.SIGNAL, "i1"), "x"]),
     ("execution", "PUBLISH orders", lambda k: ["PUBLISH", k.channel(Topic.ORDERS), "x"]),
     (
         "execution",

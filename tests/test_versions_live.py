@@ -88,6 +88,41 @@ async def test_live_gate__a_consumer_that_stopped_cleanly_does_not_hold_back_a_p
     assert state.writes == {"orders": "v1.1"}
 
 
+async def test_consumer_gate__a_rolled_back_consumer_refused_while_a_live_producer_writes_what_it_cannot_read(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    """The way back: risk rolled back to the legacy path (reads v1.0 only) while signal still
+    writes v2.0 would dead-letter every signal; it is refused at start, naming the producer."""
+    signal = service_settings(
+        ServiceName.SIGNAL, keys, "sig-new", use_pydantic_contracts=True, produce_version_signals="v2.0"
+    )
+    legacy_risk = service_settings(ServiceName.RISK, keys, "risk-old")
+    async with reporting(redis_async, signal):
+        ctx = ServiceContext.create(ServiceName.RISK, legacy_risk, redis_async)
+        with pytest.raises(ConfigError) as caught:
+            async with asyncio.timeout(10):  # (it would run on, dead-lettering every signal)
+                await run_consuming_service(RiskService(ctx), ctx, asyncio.Event())
+    assert caught.value.variable == "PRODUCE_VERSION_SIGNALS"
+    assert (caught.value.value, caught.value.accepted) == ("v2.0", ("v1.0",))
+    assert "signal/sig-new (writes v2.0)" in str(caught.value)
+    assert await redis_async.xlen(keys.dlq(Topic.SIGNALS)) == 0  # nothing read, nothing parked
+
+
+async def test_consumer_gate__starts_once_the_producer_moved_back_or_stopped(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    moved_back = service_settings(ServiceName.SIGNAL, keys, "sig-back", use_pydantic_contracts=True)
+    stopped = service_settings(
+        ServiceName.SIGNAL, keys, "sig-gone", use_pydantic_contracts=True, produce_version_signals="v2.0"
+    )
+    gone = ServiceContext.create(ServiceName.SIGNAL, stopped, redis_async)
+    await StatusReporter(redis_async, keys, gone.live_state).report_stopped()
+    legacy_risk = service_settings(ServiceName.RISK, keys, "risk-old")
+    async with reporting(redis_async, moved_back), live_service(redis_async, legacy_risk):
+        state = await wait_state(redis_async, keys, ServiceName.RISK, "risk-old")
+    assert state.reads == {"signals": ["v1.0"]}
+
+
 async def test_unknown_version__dead_lettered_by_a_running_service_while_known_ones_are_handled(
     redis_async: aioredis.Redis, keys: KeySpace
 ) -> None:

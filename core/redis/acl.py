@@ -16,7 +16,8 @@ What each user may do (and nothing else):
   XPENDING/XINFO/XLEN/XRANGE and XGROUP DELCONSUMER (dead consumers) on its input
   stream; XADD to the dead-letter stream it
   writes (ws: ``market_data_dlq`` for bad exchange frames); SCAN and GET the live-status keys of
-  its output's consumers (the contract-version gate, core.versions.live); GET the pipeline's
+  its output's consumers and of its input's producers (the contract-version gates,
+  core.versions.live); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
   can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
   positions (``KeySpace.source_positions()``); a consuming service also
@@ -239,6 +240,9 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
     source = service.consumes
     if source is not None:
         rules.append(_selector(*(f"~{s}" for s in keys.streams(source)), *_CONSUME))
+        # core.versions.live: before reading, what the producers of its input write.
+        writers = [s for s in ServiceName if s.produces is source]
+        rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in writers), "+scan", "+get"))
         # core.redis.topology.ensure_lease_setting: the service's lease TTL, created once, compared.
         rules.append(_selector(f"~{keys.lease_setting(service)}", *_TOPOLOGY))
         leases = [f"~{k}" for k in keys.leases(service)]

@@ -10,7 +10,7 @@ running consumer of the topic cannot read: consumers upgrade first, then produce
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.errors import ConfigError
@@ -22,7 +22,16 @@ from core.versions.declaration import BASE_VERSION, known_versions
 if TYPE_CHECKING:
     from core.redis.modes import AsyncClient
 
-__all__ = ["check_producer", "consumer_states", "readable_by", "seen_by", "unreadable", "versions_of"]
+__all__ = [
+    "check_consumer",
+    "check_producer",
+    "consumer_states",
+    "producer_states",
+    "readable_by",
+    "seen_by",
+    "unreadable",
+    "versions_of",
+]
 
 
 @runtime_checkable
@@ -66,10 +75,19 @@ def readable_by(state: LiveState, topic: Topic) -> list[str]:
 async def consumer_states(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[LiveState]:
     """The live states of every instance of the services that consume ``topic`` (SCAN + GET of
     their status keys only: what a producer's ACL user may read, core/redis/acl.py)."""
+    return await _states_of(redis, keys, [s for s in ServiceName if s.consumes is topic])
+
+
+async def producer_states(redis: AsyncClient, keys: KeySpace, topic: Topic) -> list[LiveState]:
+    """The live states of every instance of the services that write ``topic``, comparators left
+    out (they write nothing); what a consumer's ACL user may read."""
+    states = await _states_of(redis, keys, [s for s in ServiceName if s.produces is topic])
+    return [s for s in states if not s.is_comparator]
+
+
+async def _states_of(redis: AsyncClient, keys: KeySpace, services: list[ServiceName]) -> list[LiveState]:
     states: list[LiveState] = []
-    for service in ServiceName:
-        if service.consumes is not topic:
-            continue
+    for service in services:
         names = [k async for k in redis.scan_iter(match=keys.status(service, "*"), count=500)]
         if not names:
             continue
@@ -107,6 +125,41 @@ async def check_producer(
     }
     if blockers:
         raise unreadable(topic, version, blockers, variable)
+
+
+async def check_consumer(
+    redis: AsyncClient,
+    keys: KeySpace,
+    service: ServiceName,
+    reads: Collection[str],
+    *,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Refuse reading ``service``'s input topic while a live producer of it writes a version this
+    instance cannot read (``reads``): every message it wrote would be dead-lettered. The mirror of
+    :func:`check_producer` for the way back (a consumer rolled back to the legacy path, a version
+    retired): producers move back first. Stale producers count; stopped ones do not."""
+    topic = service.consumes
+    if topic is None:
+        return
+    states = await call_async(
+        retry or RetryPolicy(), "version gate", lambda: producer_states(redis, keys, topic)
+    )
+    blockers = {
+        f"{s.service}/{s.instance}": version
+        for s in states
+        if not s.stopped and (version := s.writes.get(topic.value, BASE_VERSION)) not in reads
+    }
+    if blockers:
+        names = ", ".join(f"{name} (writes {version})" for name, version in blockers.items())
+        variable = f"PRODUCE_VERSION_{topic.value.upper()}"
+        raise ConfigError(
+            variable,
+            sorted(set(blockers.values()))[0],
+            sorted(reads),
+            f"running producers of {topic.value} write what this {service.value} instance cannot "
+            f"read: {names}; move their {variable} back first, then start it",
+        )
 
 
 def unreadable(
