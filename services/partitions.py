@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from core.codec import Decoded
 from core.errors import ContractError, GroupRewoundError, TransportError
 from core.logging import get_logger
 from core.redis import StreamConsumer
+from core.redis.dead_letters import DeadLetters
 from core.redis.leases import PartitionLeases, desired_partitions
 from services.runtime import ConsumingService, ServiceContext
 
@@ -61,10 +62,14 @@ async def replay_history(
     consumer: StreamConsumer,
     apply: Callable[[Decoded, str], object],
     on_skip: Callable[[str, Exception], object] | None = None,
+    parked: Collection[bytes] = (),
 ) -> int:
     """Feed ``apply`` every entry of the consumer's stream its group has finished, in order, with
     its entry id (the business object's dedupe key, so a later redelivery of one is recognised);
-    returns how many it applied. Entries that do not decode were dead-lettered then and are skipped.
+    returns how many it applied. Entries that were dead-lettered (``parked``: their ids, as
+    :meth:`~core.redis.dead_letters.DeadLetters.parked` finds them) were finished without being
+    handled and are skipped, as are entries that do not decode: a codec changed since (a fix
+    deployed, a lenient profile) would otherwise put into the state what never acted.
     An entry ``apply`` raises for is skipped too: logged (``partition.replay_skipped``, with its id
     and the error) and passed to ``on_skip``; the rest of the history is still applied."""
     last, pending = await consumer.io.position()
@@ -78,7 +83,7 @@ async def replay_history(
     while True:
         entries = await consumer.io.history(after, last, _REPLAY_PAGE)
         for raw_id, fields in entries:
-            if raw_id in pending or not fields:
+            if raw_id in pending or raw_id in parked or not fields:
                 continue
             try:
                 decoded = decode(consumer.topic, fields, entry_id=raw_id)
@@ -367,7 +372,10 @@ class PartitionedConsumer:
         """The state rebuild (:func:`replay_history`); the entries it skipped are counted in
         ``replay_skipped`` (live status, ``cdb status --json``)."""
         skipped: list[str] = []
-        replayed = await replay_history(consumer, replay, lambda entry_id, _: skipped.append(entry_id))
+        parked = await DeadLetters(self.ctx.redis, self.ctx.keys).parked(consumer.topic, worker.partition)
+        replayed = await replay_history(
+            consumer, replay, lambda entry_id, _: skipped.append(entry_id), parked=parked
+        )
         if skipped:  # counted once the rebuild is done: one retried after a Redis error meets them again
             self.ctx.count("replay_skipped", len(skipped))
         _log.info(

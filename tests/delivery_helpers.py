@@ -64,7 +64,8 @@ def signal_fields(i: int, **raw: str) -> dict[str, str]:
 
 
 def service_settings(service: ServiceName, keys: KeySpace, redis_url: str, path: str) -> ServiceSettings:
-    """Settings for a test instance: fast polling, few deliveries, quick reclaims."""
+    """Settings for a test instance (``path``: legacy, pydantic-lenient or pydantic-strict): fast
+    polling, few deliveries, quick reclaims."""
     return ServiceSettings.load(
         service,
         environ={},
@@ -72,7 +73,7 @@ def service_settings(service: ServiceName, keys: KeySpace, redis_url: str, path:
             "key_prefix": keys.prefix,
             "redis_url": redis_url,
             "use_pydantic_contracts": path != "legacy",
-            "contract_profile": "lenient",
+            "contract_profile": "strict" if path == "pydantic-strict" else "lenient",
             "instance": f"t-{service.value}",
             "consumer_block_ms": 20,
             "max_deliveries": 2,

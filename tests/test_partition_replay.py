@@ -212,3 +212,26 @@ async def test_a_partition_rebuilding_its_state__counts_its_backlog_in_the_insta
         stop.set()
         await task
     assert 3 in during
+
+
+async def test_a_restarted_risk__its_rebuild_leaves_out_a_signal_that_was_dead_lettered(
+    redis_async: aioredis.Redis, keys: KeySpace, redis_url: str
+) -> None:
+    """The strict profile dead-lettered a signal without api_version: its group finished it, but
+    nothing acted on it. Restarted on the lenient profile (which reads it), the rebuild must not
+    take it into the positions as if it had been decided: its replayed copy is what acts."""
+    strict = service_settings(ServiceName.RISK, keys, redis_url, "pydantic-strict")
+    full = [{**_signal(i), "api_version": '"v1.0"'} for i in (1, 3)]
+    signals = [full[0], signal_fields(2), full[1]]  # sig-2 legacy-shaped: no api_version, no timestamp
+    before = await drain(redis_async, strict, RiskService, signals)
+    assert [(letter.reason, letter.stream_id) for letter in before.letters] == [("missing", before.ids[1])]
+    rebuilt: list[RiskService] = []
+
+    def make(ctx: ServiceContext) -> RiskService:
+        rebuilt.append(RiskService(ctx))
+        return rebuilt[-1]
+
+    lenient = service_settings(ServiceName.RISK, keys, redis_url, "pydantic-lenient")
+    await drain(redis_async, lenient, make, [signal_fields(4)])
+
+    assert sorted(rebuilt[0].engine.positions) == ["S1/USDT", "S3/USDT", "S4/USDT"]

@@ -17,7 +17,8 @@ What each user may do (and nothing else):
   stream; XADD to the dead-letter stream it
   writes (ws: ``market_data_dlq`` for bad exchange frames); SCAN and GET the live-status keys of
   its output's consumers and of its input's producers (the contract-version gates,
-  core.versions.live); GET the pipeline's
+  core.versions.live); XRANGE its input's dead letters and HGETALL their replay marks (a state
+  rebuild leaves out what was parked); GET the pipeline's
   partition count (``KeySpace.topology()``) and create it if absent (``SETNX``, which
   can never overwrite; no SET, no DEL); ws also HGET/HSET its resume
   positions (``KeySpace.source_positions()``); a consuming service also
@@ -243,6 +244,11 @@ def _service_rules(keys: KeySpace, service: ServiceName, version: tuple[int, int
         # core.versions.live: before reading, what the producers of its input write.
         writers = [s for s in ServiceName if s.produces is source]
         rules.append(_selector(*(f"%R~{keys.status(s, '*')}" for s in writers), "+scan", "+get"))
+        # services.partitions: a state rebuild leaves out the entries its input's dead letters
+        # hold (DeadLetters.parked): read them and the replay marks, never write.
+        rules.append(
+            _selector(f"%R~{keys.dlq(source)}", f"%R~{keys.dlq_replayed(source)}", "+xrange", "+hgetall")
+        )
         # core.redis.topology.ensure_lease_setting: the service's lease TTL, created once, compared.
         rules.append(_selector(f"~{keys.lease_setting(service)}", *_TOPOLOGY))
         leases = [f"~{k}" for k in keys.leases(service)]

@@ -316,6 +316,30 @@ class DeadLetters:
         """How many dead letters ``topic`` holds now."""
         return int(await self.redis.xlen(self.keys.dlq(topic)))
 
+    async def parked(self, topic: Topic, partition: int = 0) -> set[bytes]:
+        """Stream ids of the entries of ``topic``'s partition ``partition`` that are parked here
+        and were not read again in place since (``cdb dlq catch-up`` marks a letter with its own
+        stream id): their group finished them without handling them, so a state rebuild must not
+        apply them (a replayed copy, if any, is a later entry of its own). A letter that does not
+        record its partition counts for every partition."""
+        key, ids, start = self.keys.dlq(topic), set[bytes](), "-"
+        marks: Any = await self.redis.hgetall(self.keys.dlq_replayed(topic))
+        in_place = {_text(k): _text(v) for k, v in marks.items()}
+        while True:
+            entries: Any = await self.redis.xrange(key, min=start, count=_PARKED_PAGE)
+            for entry_id, fields in entries:
+                letter = DeadLetter.from_entry(entry_id, fields)
+                if not letter.stream_id or letter.partition not in (None, partition):
+                    continue
+                if in_place.get(letter.entry_id) != letter.stream_id:
+                    ids.add(letter.stream_id.encode())
+            if len(entries) < _PARKED_PAGE:
+                return ids
+            start = "(" + _text(entries[-1][0])
+
+
+_PARKED_PAGE = 1_000
+
 
 def read_dead_letters(
     client: SyncClient,
