@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 
 from core.codec import build_codec, decode_field_map, encode_field_map
 from core.redis import StreamConsumer
+from core.redis.dead_letters import DeadLetters, letter_fields
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb, cdb_json
 from tests.transport_helpers import Collector, poll_until, valid_values
@@ -226,3 +228,30 @@ async def test_dlq_show__unknown_id_exits_1(redis_url: str, keys: KeySpace) -> N
     result = await asyncio.to_thread(cdb, "dlq", "show", "1-1", *_opts(redis_url, keys))
     assert result.exit_code == 1
     assert "no dead letter 1-1" in result.output
+
+
+async def test_dlq_show__a_payload_that_is_not_utf_8_comes_back_byte_for_byte_and_the_partition_shows(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """A bad exchange frame is binary: `raw` shows U+FFFD, `raw_base64` gives the bytes back."""
+    frame = b"\x0a\x03\xff\xfe\x00binary"
+    dead_letters = DeadLetters(redis_async, keys)
+    [entry_id] = await dead_letters.park_many(
+        Topic.MARKET_DATA,
+        [
+            letter_fields(
+                Topic.MARKET_DATA,
+                frame,
+                [{"type": "frame_invalid", "loc": (), "msg": "x"}],
+                service=ServiceName.WS,
+                path="pydantic",
+                stream_id="1-0",
+                partition=3,
+            )
+        ],
+    )
+    shown = await _run("dlq", "show", entry_id, "--topic", "market_data", *_opts(redis_url, keys))
+    assert base64.b64decode(shown["raw_base64"]) == frame
+    assert shown["partition"] == 3
+    text = await asyncio.to_thread(cdb, "dlq", "show", entry_id, *_opts(redis_url, keys))
+    assert "partition: 3" in text.stdout

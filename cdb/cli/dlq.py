@@ -10,6 +10,7 @@ leaves what still fails in the dead-letter stream. It deletes replayed letters o
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -76,13 +77,24 @@ def _letter_dict(topic: Topic, letter: DeadLetter, replayed_to: str | None) -> d
         "reason": letter.reason,
         "errors": letter.errors,
         "stream_id": letter.stream_id,
+        "partition": letter.partition,
         "deliveries": letter.deliveries,
         "replayed_to": replayed_to,
         "raw": letter.raw.decode("utf-8", errors="replace"),
         "truncated": letter.truncated,
         "raw_size": letter.raw_size,
         "raw_sha256": letter.raw_sha256,
-    }
+    } | _raw_bytes(letter.raw)
+
+
+def _raw_bytes(raw: bytes) -> dict[str, str]:
+    """``raw_base64`` when the payload is not UTF-8 (a bad exchange frame): ``raw`` shows such
+    bytes as U+FFFD, which cannot give them back."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"raw_base64": base64.b64encode(raw).decode("ascii")}
+    return {}
 
 
 @app.command("list")
@@ -162,6 +174,7 @@ def show(
             "cause",
             "reason",
             "stream_id",
+            "partition",
             "deliveries",
         ):
             console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
