@@ -28,11 +28,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from redis.exceptions import ResponseError
 
 from core.codec import Decoded
+from core.domain.trades import trade_key
 from core.redis.dead_letters import DeadLetter
 from core.redis.modes import SyncClient, reply_text
 from core.topics import KeySpace, ServiceName, Topic, partition_of
@@ -201,16 +203,6 @@ def _behind_group(
 _TRADE_FIELDS = ("symbol", "timestamp", "price", "volume", "side", "venue", "trade_id")
 
 
-def _trade_key(trade: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What tells one trade of a symbol from another, as the strategy's ``trade_key`` does:
-    the exchange's trade id, else the trade's content."""
-    if trade.get("trade_id") is not None:
-        return ("id", trade["trade_id"])
-    side = trade.get("side")
-    side = "" if side is None else str(getattr(side, "value", side))
-    return ("fp", trade.get("timestamp"), trade.get("price"), trade.get("volume"), side, trade.get("venue"))
-
-
 @dataclass
 class _Newest:
     """A symbol's newest millisecond so far and its trades there (key -> entry id, "" for a letter)."""
@@ -234,11 +226,11 @@ def _stale_trades(
             trade = {name: _field(fields, name) for name in _TRADE_FIELDS}
             symbol, ts = trade["symbol"], trade["timestamp"]
             if symbol in symbols and isinstance(ts, int) and not isinstance(ts, bool):
-                _seen(newest, str(symbol), ts, _trade_key(trade), entry_id)
+                _seen(newest, str(symbol), ts, trade_key(SimpleNamespace(**trade)), entry_id)
     ignored: dict[str, str] = {}
     for letter, decoded in selected:
         trade = {name: getattr(decoded.message, name, None) for name in _TRADE_FIELDS}
-        symbol, ts, key = str(trade["symbol"] or ""), int(trade["timestamp"] or 0), _trade_key(trade)
+        symbol, ts, key = str(trade["symbol"] or ""), int(trade["timestamp"] or 0), trade_key(decoded.message)
         seen = newest.get(symbol)
         if seen is not None and ts < seen.ts:
             where = _where(next(iter(seen.trades.values())))

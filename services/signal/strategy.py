@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.domain.trades import TradeKey, TradeView, trade_key
 from core.metrics import IgnoreReason
 
 __all__ = ["MomentumStrategy", "SignalParams", "TradeOutcome", "TradeView", "signal_id", "trade_key"]
@@ -41,38 +42,6 @@ class SignalParams(BaseSettings):
         description="price move over the window, in basis points (> 0)",
     )
     cooldown: int = Field(default=20, ge=0, description="trades of a symbol to skip after it fired (>= 0)")
-
-
-class TradeView(Protocol):
-    """What the strategy reads of a market-data message (both paths provide it).
-
-    ``trade_id``, ``volume``, ``side`` and ``venue`` are read with ``getattr`` when present:
-    they only tell trades apart (see :meth:`MomentumStrategy.decide`).
-    """
-
-    symbol: str
-    price: float
-    timestamp: int
-
-
-TradeKey = tuple[Any, ...]
-"""What identifies one trade of a symbol: the exchange's trade id, or its content."""
-
-
-def trade_key(trade: TradeView) -> TradeKey:
-    """The exchange's trade id when the message carries one (Pydantic path), else the trade's
-    content (time, price, volume, side, venue): the legacy path has no trade id."""
-    trade_id = getattr(trade, "trade_id", None)
-    if trade_id is not None:
-        return ("id", trade_id)
-    return (
-        "fp",
-        trade.timestamp,
-        trade.price,
-        getattr(trade, "volume", None),
-        str(getattr(trade, "side", "")),
-        getattr(trade, "venue", None),
-    )
 
 
 @dataclass(frozen=True, slots=True)
