@@ -322,23 +322,32 @@ class DeadLetters:
         stream id): their group finished them without handling them, so a state rebuild must not
         apply them (a replayed copy, if any, is a later entry of its own). A letter that does not
         record its partition counts for every partition."""
-        key, ids, start = self.keys.dlq(topic), set[bytes](), "-"
+        first: Any = await self.redis.xrange(self.keys.stream(topic, partition), count=1)
+        if not first:
+            return set()  # an empty stream holds no entry to leave out
+        # A letter is parked after its entry was read, so one parked before the stream's first
+        # entry (less a margin for the clocks of a cluster's nodes) names an entry trimmed away:
+        # only the letters from there on are read, not the whole dead-letter stream.
+        first_ms = int(_text(first[0][0]).partition("-")[0])
+        key, ids, start = self.keys.dlq(topic), set[bytes](), f"{max(first_ms - _CLOCK_MARGIN_MS, 0)}-0"
         marks: Any = await self.redis.hgetall(self.keys.dlq_replayed(topic))
         in_place = {_text(k): _text(v) for k, v in marks.items()}
         while True:
             entries: Any = await self.redis.xrange(key, min=start, count=_PARKED_PAGE)
             for entry_id, fields in entries:
-                letter = DeadLetter.from_entry(entry_id, fields)
-                if not letter.stream_id or letter.partition not in (None, partition):
+                get = {_text(k): v for k, v in fields.items()}.get  # two fields, not the whole letter
+                stream_id = _text(get("stream_id", b""))
+                if not stream_id or _partition(_text(get("partition", b""))) not in (None, partition):
                     continue
-                if in_place.get(letter.entry_id) != letter.stream_id:
-                    ids.add(letter.stream_id.encode())
+                if in_place.get(_text(entry_id)) != stream_id:
+                    ids.add(stream_id.encode())
             if len(entries) < _PARKED_PAGE:
                 return ids
             start = "(" + _text(entries[-1][0])
 
 
 _PARKED_PAGE = 1_000
+_CLOCK_MARGIN_MS = 60_000
 
 
 def read_dead_letters(
