@@ -188,6 +188,11 @@ class KeySpace:
         """A hash of the dead letters of ``topic`` replayed but kept (dead-letter id -> stream id)."""
         return f"{self.prefix}{topic.value}_dlq_replayed"
 
+    def dlq_replay_lock(self, topic: Topic) -> str:
+        """Held (SET NX PX, renewed while it runs) by the one replay or catch-up of the dead
+        letters of ``topic`` under way; its value names who runs it and since when."""
+        return f"{self.prefix}{topic.value}_dlq_replay_lock"
+
     def group(self, service: ServiceName) -> str:
         """The consumer group a service reads its input stream with."""
         return f"{self.prefix}cdb-{service.value}"

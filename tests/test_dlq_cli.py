@@ -255,3 +255,23 @@ async def test_dlq_show__a_payload_that_is_not_utf_8_comes_back_byte_for_byte_an
     assert shown["partition"] == 3
     text = await asyncio.to_thread(cdb, "dlq", "show", entry_id, *_opts(redis_url, keys))
     assert "partition: 3" in text.stdout
+
+
+async def test_dlq_show__an_id_held_by_two_topics_needs_topic(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace
+) -> None:
+    """Dead-letter ids are unique per topic only: without --topic the letter shown would be a guess."""
+    entry_id = "1767225600000-0"
+    for topic in (Topic.SIGNALS, Topic.ORDERS):
+        fields = letter_fields(
+            topic, b"{}", [{"type": "x", "loc": (), "msg": topic.value}], service="t", path="p"
+        )
+        await redis_async.xadd(keys.dlq(topic), fields, id=entry_id)  # type: ignore[arg-type]
+    ambiguous = await asyncio.to_thread(cdb, "dlq", "show", entry_id, *_opts(redis_url, keys))
+    assert ambiguous.exit_code == 2
+    assert (
+        f"dead letter {entry_id} is in more than one topic (signals, orders): give --topic"
+        in ambiguous.output
+    )
+    chosen = await _run("dlq", "show", entry_id, "--topic", "orders", *_opts(redis_url, keys))
+    assert (chosen["topic"], chosen["errors"][0]["msg"]) == ("orders", "orders")

@@ -37,6 +37,7 @@ from core.redis import (
     read_dead_letters,
 )
 from core.redis.acl import OPERATOR, REPLAY, ROLES, acl_file, acl_user, apply_acl, delete_acl_users
+from core.redis.dlq_lock import replay_lock
 from core.redis.guarded import LeaseGuard
 from core.settings import redact_url
 from core.status import LiveState, StatusReporter, read_live_states
@@ -237,11 +238,16 @@ async def test_acl_live__operator_sees_status_and_dead_letters_and_replay_replay
     states = await read_live_states(operator, keys)  # SCAN + GET
     letters = read_dead_letters(operator_sync, Topic.ORDERS, keys=keys)  # XREVRANGE
     assert read_dead_letters(replay, Topic.ORDERS, keys=keys) == letters
-    # replay as core.redis.dlq_replay does: publish through the codec, then mark or delete the letter
-    new_id = publish_message(replay, Topic.ORDERS, _message(Topic.ORDERS), codec=CODEC, keys=keys)
-    replay.hset(keys.dlq_replayed(Topic.ORDERS), letters[0].entry_id, new_id)
-    marks = replay.hgetall(keys.dlq_replayed(Topic.ORDERS))
-    removed = replay.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
+    # replay as core.redis.dlq_replay does: hold the topic's lock, publish through the codec, then
+    # mark or delete the letter
+    with replay_lock(replay, keys, Topic.ORDERS) as lock:
+        lock.renew()
+        new_id = publish_message(replay, Topic.ORDERS, _message(Topic.ORDERS), codec=CODEC, keys=keys)
+        replay.hset(keys.dlq_replayed(Topic.ORDERS), letters[0].entry_id, new_id)
+        marks = replay.hgetall(keys.dlq_replayed(Topic.ORDERS))
+        removed = replay.xdel(keys.dlq(Topic.ORDERS), letters[0].entry_id)
+        lock.check()  # renewed, not lost
+    assert not redis_sync.exists(keys.dlq_replay_lock(Topic.ORDERS))  # released
     pubsub = operator.pubsub()
     await pubsub.subscribe(keys.channel(Topic.ORDER_RESULTS))
     await pubsub.aclose()
@@ -303,6 +309,7 @@ REFUSED: list[tuple[str, str, Command]] = [
     ("operator", "XADD orders_stream (forge)", lambda k: ["XADD", k.stream(Topic.ORDERS), "*", "f", "1"]),
     ("operator", "PUBLISH orders (forge)", lambda k: ["PUBLISH", k.channel(Topic.ORDERS), "x"]),
     ("operator", "XDEL a dead letter", lambda k: ["XDEL", k.dlq(Topic.ORDERS), "1-1"]),
+    ("operator", "take the replay lock", lambda k: ["SET", k.dlq_replay_lock(Topic.ORDERS), "x", "NX"]),
     ("replay", "SET the topology key", lambda k: ["SET", k.topology(), '{"partitions": 2}']),
     ("replay", "DEL a stream", lambda k: ["DEL", k.stream(Topic.ORDERS)]),
     ("replay", "XTRIM a stream", lambda k: ["XTRIM", k.stream(Topic.ORDERS), "MAXLEN", "0"]),

@@ -30,6 +30,7 @@ from core.codec_modes import default_profile
 from core.errors import CdbError
 from core.redis.dead_letters import DeadLetter, is_entry_id
 from core.redis.dlq_impact import entry_key
+from core.redis.dlq_lock import ReplayInProgressError
 from core.redis.dlq_replay import (
     IgnoredPolicy,
     ReplayReport,
@@ -151,47 +152,51 @@ def show(
     as_json: AsJson = False,
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
-    """One dead letter in full: metadata, every structured error, and the raw bytes."""
+    """One dead letter in full: metadata, every structured error, and the raw bytes. Without
+    --topic, an id held by more than one topic is refused (exit 2) with the topics named."""
     if not is_entry_id(entry_id):
         exit_with(
             CdbError(f"{entry_id!r} is not a dead-letter id: use one from cdb dlq list, like 1767225600000-0")
         )
     client, keys = pipeline_redis(redis)
-    for t in [topic] if topic else list(Topic):
-        letter = find_letter(client, keys, t, entry_id)
-        if letter is None:
-            continue
-        data = _letter_dict(t, letter, replay_marks(client, keys, t).get(entry_id))
-        if as_json:
-            print_json(data)
-            return
-        for name in (
-            "topic",
-            "id",
-            "service",
-            "path",
-            "profile",
-            "cause",
-            "reason",
-            "stream_id",
-            "partition",
-            "deliveries",
-        ):
-            console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
-        console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
-        console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
-        console.print("[bold]errors[/]:")
-        console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
-        if letter.truncated:
-            note = f"first {len(letter.raw):,} of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
-            console.print(
-                f"[bold]raw[/] [bold yellow](TRUNCATED: {note}; not replayable)[/]:", highlight=False
-            )
-        else:
-            console.print("[bold]raw[/]:")
-        console.print(escape(data["raw"]), highlight=False)
+    # Ids are unique per topic's dead-letter stream only: without --topic, an id two topics
+    # hold is refused rather than guessed.
+    found = {
+        t: x for t in ([topic] if topic else list(Topic)) if (x := find_letter(client, keys, t, entry_id))
+    }
+    if not found:
+        exit_with(CdbError(f"no dead letter {entry_id} under key prefix {keys.prefix!r}"), code=1)
+    if len(found) > 1:
+        names = ", ".join(t.value for t in found)
+        exit_with(CdbError(f"dead letter {entry_id} is in more than one topic ({names}): give --topic"))
+    [(t, letter)] = found.items()
+    data = _letter_dict(t, letter, replay_marks(client, keys, t).get(entry_id))
+    if as_json:
+        print_json(data)
         return
-    exit_with(CdbError(f"no dead letter {entry_id} under key prefix {keys.prefix!r}"), code=1)
+    for name in (
+        "topic",
+        "id",
+        "service",
+        "path",
+        "profile",
+        "cause",
+        "reason",
+        "stream_id",
+        "partition",
+        "deliveries",
+    ):
+        console.print(f"[bold]{name}[/]: {escape(str(data[name]))}", highlight=False)
+    console.print(f"[bold]parked[/]: {_when(letter.time_ms)} UTC", highlight=False)
+    console.print(f"[bold]replayed to[/]: {shown(data['replayed_to'] or '-')}", highlight=False)
+    console.print("[bold]errors[/]:")
+    console.print(escape(json.dumps(letter.errors, indent=2, ensure_ascii=False, default=str)))
+    if letter.truncated:
+        note = f"first {len(letter.raw):,} of {letter.raw_size:,} bytes kept, sha256 {letter.raw_sha256}"
+        console.print(f"[bold]raw[/] [bold yellow](TRUNCATED: {note}; not replayable)[/]:", highlight=False)
+    else:
+        console.print("[bold]raw[/]:")
+    console.print(escape(data["raw"]), highlight=False)
 
 
 @app.command("replay")
@@ -228,7 +233,9 @@ def replay(
     as_json: AsJson = False,
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
-    """Re-validate dead letters and publish the ones that now decode; exit 1 if any stays.
+    """Re-validate dead letters and publish the ones that now decode, in their original order
+    (by original stream id; a letter that never was a stream entry by when it was parked);
+    exit 1 if any stays, or if another replay of the topic is in progress (nothing written).
 
     Before writing it says how many replayed messages the consuming service would ignore
     (stale trades, duplicate ids) and why; while any would, it writes nothing unless told
@@ -248,17 +255,20 @@ def replay(
     client, keys = pipeline_redis(redis)
     profile = profile or default_profile()
     codec = consumer_codec(topic, path, profile, max_bytes, retired)
-    report = replay_letters(
-        client,
-        keys,
-        topic,
-        codec,
-        ids=None if replay_all else ids,
-        delete_replayed=delete_replayed,
-        dry_run=dry_run,
-        again=again,
-        policy=policy,
-    )
+    try:
+        report = replay_letters(
+            client,
+            keys,
+            topic,
+            codec,
+            ids=None if replay_all else ids,
+            delete_replayed=delete_replayed,
+            dry_run=dry_run,
+            again=again,
+            policy=policy,
+        )
+    except ReplayInProgressError as exc:
+        exit_with(exc, code=1)
     outcomes = report.outcomes
     stays = [o for o in outcomes if o.status in (ReplayStatus.STILL_INVALID, ReplayStatus.NOT_FOUND)]
     if as_json:

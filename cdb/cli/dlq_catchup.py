@@ -25,6 +25,7 @@ from core.codec import Codec, build_codec
 from core.codec_modes import default_profile
 from core.errors import CdbError, ConfigError
 from core.redis.dlq_catchup import CatchUpPlan, catch_up
+from core.redis.dlq_lock import ReplayInProgressError
 from core.redis.modes import SyncClient
 from core.redis.topology import read_partitions_sync
 from core.settings import version_list
@@ -93,12 +94,16 @@ def catch_up_command(
     redis: RedisOptions = DEFAULT_REDIS_OPTIONS,
 ) -> None:
     """Rewind the stopped consumer's group to just before the first dead letter it would accept
-    now, so that, started again, it reads them in their original order; exit 1 if refused."""
+    now, so that, started again, it reads them in their original order; exit 1 if refused (or
+    while another replay or catch-up of the topic is in progress: nothing changed)."""
     if not any(s.consumes is topic for s in ServiceName):
         exit_with(CdbError(f"{topic.value} has no consuming service in the pipeline: nothing re-reads it"))
     client, keys = pipeline_redis(redis)
     codec = consumer_codec(topic, path, profile, max_bytes, retired)
-    plan = catch_up(client, keys, topic, codec, dry_run=dry_run)
+    try:
+        plan = catch_up(client, keys, topic, codec, dry_run=dry_run)
+    except ReplayInProgressError as exc:
+        exit_with(exc, code=1)
     if as_json:
         print_json(plan.to_dict())
     else:

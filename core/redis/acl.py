@@ -34,7 +34,9 @@ What each user may do (and nothing else):
   It cannot write a pipeline stream or channel, so it cannot forge a message.
 - ``replay`` (``cdb dlq replay`` only; a break-glass credential kept apart from the
   operator's): read like the operator, PUBLISH + XADD the fixed message to its topic,
-  XDEL the letter or mark it in the ``dlq_replayed`` hash (HSET/HGETALL/HDEL).
+  XDEL the letter or mark it in the ``dlq_replayed`` hash (HSET/HGETALL/HDEL), and hold
+  the topic's replay lock (``KeySpace.dlq_replay_lock``: SET NX PX, renewed and released by
+  script) while it writes.
   Injecting messages is its job, so it is the one role besides a topic's producer
   that can write that topic.
 - ``default`` (every connection before AUTH): off. A connection must log in first.
@@ -299,6 +301,8 @@ def _replay_rules(keys: KeySpace, version: tuple[int, int]) -> list[str]:
         ),
         # Catch-up (core.redis.dlq_catchup): move a stopped consumer's group back, ack what it re-reads.
         _selector(*(f"~{s}" for t in Topic for s in keys.streams(t)), *_CATCH_UP),
+        # core.redis.dlq_lock: one replay per topic at a time, held like an instance claim.
+        _selector(*(f"~{keys.dlq_replay_lock(t)}" for t in Topic), *_CLAIM),
     ]
 
 

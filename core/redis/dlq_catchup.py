@@ -36,6 +36,7 @@ from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
+from core.redis.dlq_lock import replay_lock
 from core.redis.dlq_replay import iter_letters, redecode, replay_marks
 from core.redis.modes import SyncClient
 from core.status import running_instances
@@ -180,9 +181,17 @@ def catch_up(
     client: SyncClient, keys: KeySpace, topic: Topic, codec: Codec, *, dry_run: bool = False
 ) -> CatchUpPlan:
     """Plan the catch-up of ``topic`` and, unless ``dry_run`` or refused, rewind each partition's
-    group and mark the letters covered (see the module docstring)."""
-    plan = plan_catch_up(client, keys, topic, codec)
-    if dry_run or plan.refused:
+    group and mark the letters covered (see the module docstring). Unless ``dry_run`` it holds
+    the topic's replay lock (:class:`~core.redis.dlq_lock.ReplayInProgressError` while another
+    replay or catch-up of ``topic`` runs): a replay meanwhile would publish what it re-reads."""
+    if dry_run:
+        return plan_catch_up(client, keys, topic, codec)
+    with replay_lock(client, keys, topic):
+        return _apply(client, keys, topic, plan_catch_up(client, keys, topic, codec))
+
+
+def _apply(client: SyncClient, keys: KeySpace, topic: Topic, plan: CatchUpPlan) -> CatchUpPlan:
+    if plan.refused:
         return plan
     group = keys.group(plan.service)
     for part in plan.partitions:

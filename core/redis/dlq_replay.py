@@ -32,6 +32,10 @@ it convert to the version its code reads?) but published **in the version it was
 every stream field as the producer wrote it: a replay never converts a message to a version
 its producer did not write (:func:`as_written`).
 
+Replay goes in the order the messages first came, not the order they were parked (a
+handler that kept failing parks its entry after later ones; a consumer that ignores old
+input would then drop the earlier one as stale): :func:`replay_order`.
+
 At least once: the message is published before the letter is marked or deleted,
 so an interruption in between can replay it twice; consumers dedupe on the
 message's id.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -49,7 +54,8 @@ from core.codec import Codec, Decoded, build_codec
 from core.codec.fields import fields_of_pairs
 from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter, is_entry_id
-from core.redis.dlq_impact import ReplayImpact, assess_replay
+from core.redis.dlq_impact import ReplayImpact, assess_replay, entry_key
+from core.redis.dlq_lock import ReplayLock, replay_lock
 from core.redis.modes import SyncClient, reply_text
 from core.redis.publisher import publish_message
 from core.topics import CodecPath, KeySpace, Topic
@@ -66,6 +72,7 @@ __all__ = [
     "redecode",
     "replay_letters",
     "replay_marks",
+    "replay_order",
 ]
 
 _PAGE = 500
@@ -237,6 +244,14 @@ def _write(
     return stream_id
 
 
+def replay_order(letter: DeadLetter) -> tuple[int, int]:
+    """Where ``letter`` goes in a replay: by its original entry id (within a partition, the
+    order the consumer read it in), or, for a letter that never was a stream entry (a ws
+    frame), by its own dead-letter id, which is when ws received it. Both are server times
+    in ms, so those letters fall in among the others by time; ties keep the parked order."""
+    return entry_key(letter.stream_id or letter.entry_id)
+
+
 def _once(letters: Sequence[DeadLetter | str]) -> list[DeadLetter | str]:
     """Each letter once, where first named: an id given twice (or as its millisecond and as its
     full id) is one letter, published once, not a duplicate of itself."""
@@ -278,19 +293,58 @@ def replay_letters(
     policy: IgnoredPolicy = IgnoredPolicy.REFUSE,
 ) -> ReplayReport:
     """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``, the
-    consuming service's (each is published in its own contract version: :func:`as_written`).
+    consuming service's (each is published in its own contract version: :func:`as_written`), in
+    their original order (:func:`replay_order`; ids not found are reported last).
 
     Before writing, it works out which replayed copies the consuming service would ignore
     (:func:`core.redis.dlq_impact.assess_replay`). With ``policy`` ``REFUSE`` (the default)
     and any such letter, nothing is written (``refused``); ``ONLY_NEWER`` replays the others
     and leaves those in the dead-letter stream; ``INCLUDE`` replays them anyway.
+
+    Unless ``dry_run``, it holds the topic's replay lock throughout
+    (:func:`core.redis.dlq_lock.replay_lock`): while another replay or catch-up of ``topic``
+    runs, it raises :class:`~core.redis.dlq_lock.ReplayInProgressError` and writes nothing.
     """
+    # A dry run writes nothing, so it need not wait for anyone.
+    held: AbstractContextManager[ReplayLock | None] = (
+        nullcontext() if dry_run else replay_lock(client, keys, topic)
+    )
+    with held as lock:
+        return _replay(
+            client,
+            keys,
+            topic,
+            codec,
+            lock,
+            ids=ids,
+            delete_replayed=delete_replayed,
+            dry_run=dry_run,
+            again=again,
+            policy=policy,
+        )
+
+
+def _replay(
+    client: SyncClient,
+    keys: KeySpace,
+    topic: Topic,
+    codec: Codec,
+    lock: ReplayLock | None,
+    *,
+    ids: Sequence[str] | None,
+    delete_replayed: bool,
+    dry_run: bool,
+    again: bool,
+    policy: IgnoredPolicy,
+) -> ReplayReport:
     marks = replay_marks(client, keys, topic)
     letters: list[DeadLetter | str]
     if ids is None:
         letters = list(iter_letters(client, keys, topic))
     else:
         letters = _once([find_letter(client, keys, topic, i) or i for i in ids])
+    found = sorted((x for x in letters if not isinstance(x, str)), key=replay_order)  # stable
+    letters = [*found, *(x for x in letters if isinstance(x, str))]
     slots: list[ReplayOutcome | tuple[DeadLetter, Decoded]] = []
     for letter in letters:
         if isinstance(letter, str):
@@ -326,6 +380,8 @@ def replay_letters(
             )
             out.append(ReplayOutcome(letter.entry_id, status, defaulted=decoded.defaulted, ignored=reason))
         else:
+            if lock is not None:
+                lock.check()
             stream_id = _write(client, keys, topic, codec, slot, delete=delete_replayed)
             out.append(
                 ReplayOutcome(
