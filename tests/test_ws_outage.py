@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio.connection import AbstractConnection
 
 from cdb.launcher import run_service
 from core.redis import RetryPolicy, connect_async
@@ -20,7 +21,7 @@ from services.ws.outbox import SHED_BUFFER_FULL, SHED_SHUTDOWN, Outbox, Overflow
 from services.ws.replay import COLUMNS
 from services.ws.service import WsService
 from services.ws.trades import Side, Trade
-from tests.support.servers import ThrowawayRedis
+from tests.support.servers import ThrowawayRedis, free_port
 from tests.transport_helpers import poll_until
 
 pytestmark = pytest.mark.integration
@@ -219,3 +220,29 @@ async def test_outbox__stopped_while_redis_is_down__counts_what_it_held_as_shed(
     assert outbox.shed == {SHED_BUFFER_FULL: 0, SHED_SHUTDOWN: 30}
     assert ctx.extra_counts["shed_shutdown"] == 30
     assert outbox.buffered == 0
+
+
+async def test_ws_service__bad_frame_while_redis_is_down__gives_its_letter_up_after_a_few_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bad frame is parked inside the live receive loop: the full transport retry policy
+    # (10 attempts, ~9.5 s of backoff) would hold the next frames, and the pings, that long.
+    connects = [0]
+    original = AbstractConnection.connect
+
+    async def counted(self: AbstractConnection) -> None:
+        connects[0] += 1
+        await original(self)
+
+    monkeypatch.setattr(AbstractConnection, "connect", counted)
+    client = connect_async(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens: Redis is down
+    settings = ServiceSettings.load(ServiceName.WS, environ={}, overrides={"key_prefix": KEYS.prefix})
+    ctx = ServiceContext.create(ServiceName.WS, settings, client)
+    try:
+        await WsService(ctx).on_bad_frame(b"\x0a\xff not protobuf", "frame_undecodable")
+    finally:
+        await client.aclose()
+
+    assert ctx.extra_counts["bad_frames"] == 1
+    assert ctx.extra_counts["dead_letters_lost_redis_down"] == 1  # counted (and logged), not raised
+    assert 1 <= connects[0] <= 3, f"{connects[0]} connection attempts for one dead letter"

@@ -7,20 +7,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from core.redis import connect_async
 from core.settings import ServiceSettings
 from core.topics import KeySpace, ServiceName, Topic
 from services.runtime import ServiceContext
 from services.ws.outbox import Outbox, Overflow
+from services.ws.position import PositionError, SourcePositions
 from services.ws.replay import BUNDLED_TRADES_SMALL, load_trades
 from services.ws.service import WsService
-from services.ws.sources import ReplaySource
+from services.ws.sources import ReplaySource, ResumableSource, run_resumable
 from services.ws.synthetic import SyntheticMarket, SyntheticSpec
 from services.ws.trades import Trade
 from tests.proc_helpers import ServiceProc, poll, status_rows
@@ -226,3 +228,65 @@ def test_ws_resume__synthetic_market_goes_on_after_sigkill_and_sigterm(
     # The SIGKILL repeats only what it published after its last saved position; the SIGTERM nothing.
     assert ids == expected[:killed_at] + expected[saved:]
     print(f"synthetic: SIGKILL repeated {killed_at - saved} trade(s); {end} trades over 3 runs")
+
+
+def test_ws_resume__unreadable_saved_position__refuses_to_start_with_one_line_naming_it_and_the_remedy(
+    procs: list[ServiceProc], tmp_path: Path, redis_url: str, redis_sync: redis.Redis, keys: KeySpace
+) -> None:
+    identity = ReplaySource.from_file(BUNDLED_TRADES_SMALL).identity
+    redis_sync.hset(keys.source_positions(), identity, "12x")
+    proc = _ws(procs, tmp_path, redis_url, keys)
+    assert proc.proc is not None
+    code = proc.proc.wait(timeout=60)
+    out = proc.log()
+
+    assert code != 0, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    for part in (keys.source_positions(), identity, "'12x'", "--from-start", "HDEL"):
+        assert part in errors[0], errors[0]
+    assert "Traceback" not in out, out
+    assert "unexpected" not in out, out
+    # Loses nothing: no trade sent on a guess, and the value is left for the operator to look at.
+    assert published_trade_ids(redis_sync, keys) == []
+    assert redis_sync.hget(keys.source_positions(), identity) == b"12x"
+
+
+def _replay() -> ResumableSource:
+    return ReplaySource.from_file(BUNDLED_TRADES_SMALL)
+
+
+def _synthetic() -> ResumableSource:
+    return SyntheticMarket(SYNTHETIC)
+
+
+@pytest.mark.parametrize(
+    ("make", "bad"),
+    [
+        (_replay, "12x"),
+        (_replay, "-5"),  # int() takes it, and the file's last 5 trades would go out again
+        (_synthetic, "not json"),
+        (_synthetic, "{}"),
+        (_synthetic, '{"block": 1, "clock_ms": 0, "walks": [], "done": 0}'),  # another symbol count
+    ],
+)
+async def test_run_resumable__unreadable_saved_position__raises_position_error_naming_key_field_and_value(
+    make: Callable[[], ResumableSource], bad: str, redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    source = make()
+    await redis_async.hset(keys.source_positions(), source.identity, bad)
+    positions = SourcePositions(redis_async, keys, source.identity)
+    sent: list[Trade] = []
+
+    async def put(trade: Trade, mark: object) -> None:
+        sent.append(trade)
+
+    with pytest.raises(PositionError) as caught:
+        await run_resumable(source, positions, put, asyncio.Event())
+    assert (caught.value.key, caught.value.field, caught.value.value) == (
+        keys.source_positions(),
+        source.identity,
+        bad,
+    )
+    assert sent == []
+    assert await redis_async.hget(keys.source_positions(), source.identity) == bad.encode()

@@ -253,8 +253,10 @@ class DeadLetters:
         stream_id: str = "",
         deliveries: int = 0,
         cause: DeadLetterCause | None = None,
+        retry: RetryPolicy | None = None,
     ) -> str:
-        """Write one dead letter; returns its id. :class:`TransportError` if Redis stays down."""
+        """Write one dead letter; returns its id. :class:`TransportError` if Redis stays down
+        (through ``retry``, by default this writer's policy)."""
         fields = letter_fields(
             topic,
             raw,
@@ -266,12 +268,15 @@ class DeadLetters:
             deliveries=deliveries,
             cause=cause,
         )
-        return (await self.park_many(topic, [fields]))[0]
+        return (await self.park_many(topic, [fields], retry=retry))[0]
 
-    async def park_many(self, topic: Topic, letters: Sequence[Mapping[str, bytes | str]]) -> list[str]:
+    async def park_many(
+        self, topic: Topic, letters: Sequence[Mapping[str, bytes | str]], *, retry: RetryPolicy | None = None
+    ) -> list[str]:
         """Write dead letters (from :func:`letter_fields`) in one round trip; returns their ids.
 
-        Retried on connection errors, so a letter may be written twice (at-least-once). A raw
+        Retried on connection errors (``retry``, by default this writer's policy), so a letter
+        may be written twice (at-least-once). A raw
         payload over ``max_payload_bytes`` is cut (:func:`cap_payload`), counted and logged.
         """
         if not letters:
@@ -286,7 +291,7 @@ class DeadLetters:
                 pipe.xadd(key, dict[Any, Any](fields), **trim)
             return list(await pipe.execute())
 
-        ids = await call_async(self.retry, f"XADD {key}", write)
+        ids = await call_async(retry or self.retry, f"XADD {key}", write)
         return [_text(i) for i in ids]
 
     def _capped(self, topic: Topic, fields: Mapping[str, bytes | str]) -> Mapping[str, bytes | str]:

@@ -10,20 +10,39 @@ right after the batch that carried those trades was confirmed by Redis
 * a clean stop (SIGTERM) loses nothing and repeats nothing: the last batch is
   published, then its checkpoint written, before the process exits;
 * a crash (SIGKILL) between a batch's publish and its checkpoint write repeats at most
-  that one batch on restart (signal ignores a trade not newer than its symbol's last).
+  that one batch on restart (signal ignores a trade not newer than its symbol's last);
+* a checkpoint the source cannot read (edited or corrupted by hand) stops ws at start with
+  :class:`PositionError`, which names the key, the field and the value, and the remedies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import CdbError
 from core.logging import get_logger
 from core.redis.modes import AsyncClient
 from core.topics import KeySpace
 
-__all__ = ["SourcePositions"]
+__all__ = ["PositionError", "SourcePositions"]
 
 _log = get_logger("services.ws.position")
+_SHOWN = 80  # characters of a bad value in the message (a synthetic checkpoint can be long)
+
+
+class PositionError(CdbError):
+    """The saved position of a source cannot be read: ws does not start (one line saying which
+    Redis ``key`` and ``field`` hold what ``value``, and how to go on); the value is left as it is."""
+
+    def __init__(self, key: str, field: str, value: str, problem: str) -> None:
+        self.key, self.field, self.value = key, field, value
+        shown = value if len(value) <= _SHOWN else value[: _SHOWN - 3] + "..."
+        super().__init__(
+            f"ws cannot resume: Redis hash {key!r} field {field!r} holds {shown!r}, not a position "
+            f"this source can read ({problem}); start ws with --from-start (or WS_FROM_START=true) "
+            "to begin the source again at its first trade, or fix the field, or delete it "
+            f"(redis-cli HDEL {key} {field}; the next start then begins at the first trade)"
+        )
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,8 @@ class SourcePositions:
     async def load(self) -> str | None:
         """The last checkpoint written for this source, or ``None`` (never ran, or reset)."""
         raw = await self.redis.hget(self.keys.source_positions(), self.identity)
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw or "")
+        # Undecodable bytes stay visible (U+FFFD) and unreadable to the source: PositionError.
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw or "")
         return text or None
 
     async def save(self, checkpoint: str) -> bool:

@@ -2,7 +2,9 @@
 
 Trades are published in batches (one round trip per batch). A trade the codec
 refuses, or an exchange frame that cannot be decoded, goes to the dead-letter
-stream with its raw bytes; it never stops the service.
+stream with its raw bytes; it never stops the service. While Redis is down such a
+letter is given up after :data:`LETTER_RETRY` (counted ``dead_letters_lost_redis_down``
+and logged with its reason), so it holds the source's loop a fraction of a second.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from collections.abc import Callable, Sequence
 from core.errors import ContractError, NotReplicatedError, TransportError
 from core.logging import get_logger
 from core.redis.dead_letters import DeadLetterCause
+from core.redis.retry import RetryPolicy
 from core.topics import Topic
 from core.versions.own import own_version
 from services.runtime import ServiceContext
 from services.ws.trades import Trade
 
-__all__ = ["WsService"]
+__all__ = ["LETTER_RETRY", "WsService"]
+
+LETTER_RETRY = RetryPolicy(attempts=2, initial_s=0.05, max_s=0.1, jitter_s=0.05, deadline_s=0.5)
+"""How hard ws tries to write one dead letter: twice, about 0.1 s apart. The write runs inside
+the source's loop (the live receive loop too), which must not wait out a Redis outage for it:
+the transport's default policy would hold the feed ~10 s per bad frame (pings missed, trades
+piling up). Good trades ride out outages in :class:`~services.ws.outbox.Outbox`, not here."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (phase, done, total) while trades are published (the pipeline's progress too)."""
@@ -140,6 +149,7 @@ class WsService:
             service=self.ctx.service,
             path=self.ctx.codec.path,
             profile=self.ctx.codec.profile,
+            retry=LETTER_RETRY,
         )
         # Counted once written, like a consumer's dead letter: status and /metrics show it.
         path = self.ctx.codec.path

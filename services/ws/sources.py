@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.logging import get_logger
-from services.ws.position import SourcePositions
+from services.ws.position import PositionError, SourcePositions
 from services.ws.replay import BUNDLED_TRADES, load_trades, replay
 from services.ws.synthetic import SyntheticMarket, SyntheticSpec
 from services.ws.trades import Trade
@@ -111,8 +111,12 @@ class ReplaySource:
         return cls(load_trades(path), digest, pace=pace)
 
     def resume(self, checkpoint: str | None) -> int:
-        """Go on after ``checkpoint`` (a trade count; clamped to the file's length)."""
-        self.start = min(int(checkpoint), len(self.trades)) if checkpoint else 0
+        """Go on after ``checkpoint`` (a trade count; clamped to the file's length); ``ValueError``
+        when it is not a count (a negative one would slice the file from its end)."""
+        done = int(checkpoint) if checkpoint else 0
+        if done < 0:
+            raise ValueError(f"a trade count cannot be negative: {done}")
+        self.start = min(done, len(self.trades))
         return self.start
 
     def encode(self, mark: object) -> str:
@@ -160,10 +164,21 @@ async def run_resumable(
     from_start: bool = False,
 ) -> int:
     """Resume ``source`` from its saved position (or from the start), run it until it ends or
-    ``stop``; returns the number of the next trade it would have handed on."""
+    ``stop``; returns the number of the next trade it would have handed on. A saved position
+    the source cannot read raises :class:`PositionError` before any trade is handed on."""
     log = get_logger("services.ws.sources")
     if from_start:
         await positions.reset()
-    first = source.resume(None if from_start else await positions.load())
+    checkpoint = None if from_start else await positions.load()
+    try:
+        first = source.resume(checkpoint)
+    except (ValueError, KeyError, TypeError) as exc:
+        # Refused, not guessed at: beginning the source again instead would send a replay's
+        # whole file again, and make a synthetic market without a fixed start a new history
+        # whose trades are newer than what signal has seen, so not ignored as duplicates.
+        problem = f"{type(exc).__name__}: {exc}"
+        raise PositionError(
+            positions.keys.source_positions(), source.identity, checkpoint or "", problem
+        ) from None
     log.info("ws.source_resumed", source=source.identity, next_trade=first, from_start=from_start)
     return first + await source.run(put, stop)
