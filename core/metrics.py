@@ -220,6 +220,12 @@ class ServiceMetrics:
             "Fields where the two paths decoded a message differently (field '<decode>': one side refused).",
             ["service", "topic", "field"],
         )
+        self.shadow_later_version = f.counter(
+            "shadow_later_version",
+            "Messages shadow mode did not compare field by field: of a contract version later than "
+            "the legacy path reads (not a mismatch).",
+            ["service", "topic", "version"],
+        )
         self.consume_latency = ConsumeLatency(self.service, self.registry, namespace)
         """``cdb_consume_latency_seconds{service,topic}``: XADD to finished, on every entry
         (:mod:`core.metrics_latency`)."""
@@ -285,11 +291,17 @@ class ServiceMetrics:
         self.consumer_lag.labels(self.service, _label(topic)).set(lag)
         self.consumer_pending.labels(self.service, _label(topic)).set(pending)
 
-    def count_shadow(self, topic: Topic, fields: Sequence[str], compared: int = 1) -> None:
+    def count_shadow(
+        self, topic: Topic, fields: Sequence[str], later: Sequence[str] = (), compared: int = 1
+    ) -> None:
         """Count ``compared`` messages compared in shadow mode (one by default: a
-        :data:`~core.codec.base.ShadowCallback`) and their mismatching ``fields``, one name per
-        mismatch (bounded here). The out-of-band comparator counts a whole batch at once."""
+        :data:`~core.codec.base.ShadowCallback`), their mismatching ``fields``, one name per
+        mismatch (bounded here), and ``later``, one declared contract version per message of a
+        version later than the legacy path reads (not a mismatch). The out-of-band comparator
+        counts a whole batch at once."""
         self.shadow_compared.labels(self.service, _label(topic)).inc(compared)
+        for version, n in collections.Counter(later).items():
+            self.shadow_later_version.labels(self.service, _label(topic), _label(version)).inc(n)
         if not fields:
             return
         for name, n in collections.Counter(fields).items():
@@ -302,10 +314,12 @@ class ServiceMetrics:
         Keys: ``messages_<outcome>`` for every :class:`Outcome`, ``published``,
         ``validation_errors``, ``dead_letters``, ``defaults_filled``,
         ``transport_retries``, ``lag``, ``pending``, ``shadow_compared``,
-        ``shadow_mismatches``, ``ignored`` (ints), and the breakdowns ``validation_reasons``,
+        ``shadow_mismatches``, ``shadow_later_version``, ``ignored`` (ints), and the breakdowns
+        ``validation_reasons``,
         ``defaults_by_field`` and ``ignored_by_reason`` (reason/field -> int; every
         :class:`IgnoreReason` is present, 0 included) and ``shadow_by_field``
-        (``"<topic>.<field>"`` -> int, not 0), plus :meth:`OperatorMetrics.snapshot`'s keys.
+        (``"<topic>.<field>"`` -> int, not 0) and ``shadow_later_by_version`` (``"<topic>.<version>"``
+        -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in samples(self.messages):
@@ -331,6 +345,11 @@ class ServiceMetrics:
                 f"{labels['topic']}.{labels['field']}": value
                 for labels, value in samples(self.shadow_mismatches)
                 if value
+            },
+            shadow_later_version=_total(self.shadow_later_version),
+            shadow_later_by_version={
+                f"{labels['topic']}.{labels['version']}": value
+                for labels, value in samples(self.shadow_later_version)
             },
         )
         out.update(self.ops.snapshot())

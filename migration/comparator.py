@@ -12,10 +12,11 @@ checked service). The service reads nothing more and decodes nothing more.
 What it does not do: act on a message, publish, or dead-letter. An entry the
 primary path refuses is dead-lettered by the service itself, exactly as with
 in-process shadow; here it only counts as a ``<decode>`` mismatch when the other
-path accepts it. Every entry is acknowledged in the comparator's group once
-compared; entries pending for a comparator instance that died are reclaimed after
-``reclaim_idle_ms`` by another one (several instances share a group's work, as
-service instances do). Partition-aware: one reader per partition stream.
+path accepts it (an entry of a later contract version than the legacy path reads is counted
+apart, by version, by the same codec rule: :func:`~migration.shadow.later_version`). Every
+entry is acknowledged in the comparator's group once compared; entries pending for a
+comparator instance that died are reclaimed after ``reclaim_idle_ms`` by another one (several
+instances share a group's work, as service instances do). Partition-aware: one reader per partition stream.
 
 Cost per entry (it must keep up with the pipeline on the same cores): the codec's
 counts reach the metrics once per batch, not once per entry (a Prometheus label
@@ -111,6 +112,7 @@ class ShadowComparator:
         codec.on_compare = None  # counted per batch by _report instead
         self._reported = 0  # codec.compared[topic] as last told to metrics
         self._reported_fields: Counter[str] = Counter()  # and its mismatches per field
+        self._reported_later: Counter[str] = Counter()  # and its later versions per version
         self._ahead: dict[int, asyncio.Future[list[Entry]]] = {}  # partition -> next batch, asked for
         self._history_left: dict[int, bool] = {}  # partition -> own pending history not read to its end
 
@@ -149,7 +151,13 @@ class ShadowComparator:
             if new:
                 fields += [name] * new
                 self._reported_fields[name] = count
-        self.metrics.count_shadow(topic, fields, compared=compared)
+        later: list[str] = []
+        for (of, version), count in codec.later.items():
+            new = count - self._reported_later[version] if of is topic else 0
+            if new:
+                later += [version] * new
+                self._reported_later[version] = count
+        self.metrics.count_shadow(topic, fields, later, compared=compared)
 
     async def poll_once(self, partition: int, *, own_first: bool = False, reclaim: bool = False) -> int:
         """One round on one partition: own pending (after a start), due reclaims, one new batch."""

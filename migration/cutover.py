@@ -16,7 +16,8 @@ GO only when every criterion holds:
    entries already replayed (``cdb dlq replay``) or at/before ``dlq_reviewed_before``;
    ``allow_dlq`` turns a finding into a warning;
 5. **shadow**: no shadow mismatch in the window (same window rule as 2), from in-process
-   shadow and from out-of-band comparators (``cdb shadow``) alike.
+   shadow and from out-of-band comparators (``cdb shadow``) alike. Messages of a later
+   contract version than the legacy path reads are no mismatch: listed in the details, apart.
 
 A comparator reports under the service it checks with role ``comparator``: its
 mismatches are evidence for 5, but it is not an instance of that service for 1 and 3
@@ -262,6 +263,17 @@ def _shadow(
     )
     if finding.ok and not any(s.shadow for s in after):
         finding.summary += " (shadow mode is off everywhere: no comparison evidence, not required)"
+    later = []
+    for s in after:
+        since = before.get(_name(s)) if options.window_s > 0 else None
+        grown = counter_delta(since, s, "shadow_later_by_version")
+        if grown:
+            later.append(f"{_name(s)}: " + ", ".join(f"{k}={v}" for k, v in sorted(grown.items())))
+    if later:
+        finding.details.append(
+            "later contract versions the legacy path cannot read (not compared, not mismatches): "
+            + "; ".join(later)
+        )
     return finding
 
 

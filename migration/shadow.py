@@ -18,7 +18,12 @@ Comparison rules (what counts as "the same"):
 - one side decoding while the other refuses is a mismatch of the pseudo-field
   ``<decode>``; both refusing is agreement (the primary's error is raised);
 - the shadow codec crashing with anything but a ContractError is a ``<decode>``
-  mismatch too: shadow mode must never take a service down.
+  mismatch too: shadow mode must never take a service down;
+- a message of a declared contract version later than v1.0 (a v1.1 order, v2.0 of any topic),
+  which the legacy path refuses for its version alone, is no disagreement between the paths: it
+  is counted apart, by version (:func:`later_version`; ``cdb_shadow_later_version_total``),
+  and never as a mismatch (the cutover check reads mismatches). It is the same one rule for
+  in-process shadow and the out-of-band comparator, which decodes with this codec.
 
 Most messages agree, so agreement is decided first on the decoded attributes
 (:mod:`migration.shadow_plain`): when every shared field holds plainly equal values
@@ -30,9 +35,9 @@ With ``sample`` below 1 (``CONTRACT_SHADOW_SAMPLE``) only the messages
 :class:`~core.codec.shadow_sample.ShadowSampler` picks are decoded twice; the others
 cost the primary's decode alone and are not counted as compared.
 
-Mismatches are counted by (topic, field), reported to an optional callback (the
-service's metrics, hence live status and Prometheus), and the first few diffs of
-each (topic, field) are logged with both values.
+Mismatches are counted by (topic, field), later versions by (topic, version), reported to an
+optional callback (the service's metrics, hence live status and Prometheus), and the first few
+diffs of each (topic, field) are logged with both values.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from core.codec.shadow_sample import HASH_SPACE, ShadowSampler
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import CodecPath, Profile, Topic
+from core.versions.declaration import BASE_VERSION, known_versions
 from migration.shadow_plain import plain_fields, plainly_same
 
 __all__ = [
@@ -58,6 +64,7 @@ __all__ = [
     "ShadowCallback",
     "ShadowCodec",
     "diff_values",
+    "later_version",
     "same_value",
 ]
 
@@ -111,6 +118,19 @@ def diff_values(primary: Mapping[str, Any], shadow: Mapping[str, Any]) -> list[F
     return diffs
 
 
+def later_version(topic: Topic, refusal: ContractError | None) -> str | None:
+    """The declared version of ``topic`` later than v1.0 that ``refusal`` (the legacy path's)
+    refuses the message for, or ``None``: the legacy path reads v1.0 only, so such a message is
+    unreadable there by design, not a difference between the paths."""
+    if refusal is None:
+        return None
+    for error in refusal.errors:
+        value = error.get("input")
+        if error.get("loc") == ("api_version",) and value != BASE_VERSION and value in known_versions(topic):
+            return str(value)
+    return None
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _MAX_LOGGED_VALUE else text[: _MAX_LOGGED_VALUE - 3] + "..."
@@ -155,6 +175,8 @@ class ShadowCodec:
         self.log_limit = log_limit
         self.compared: Counter[Topic] = Counter()
         self.mismatches: Counter[tuple[Topic, str]] = Counter()
+        self.later: Counter[tuple[Topic, str]] = Counter()
+        """Messages of a later contract version than the legacy path reads, by (topic, version)."""
         self.encode, self.to_fields = primary.encode, primary.to_fields
         self.build, self.as_dict = primary.build, primary.as_dict
         self._plain: dict[tuple[Topic, type, type], tuple[str, ...] | None] = {}
@@ -195,6 +217,13 @@ class ShadowCodec:
             out.setdefault(topic.value, {})[name] = n
         return out
 
+    def later_version_counts(self) -> dict[str, dict[str, int]]:
+        """Messages of a later version than the legacy path reads as ``{topic: {version: count}}``."""
+        out: dict[str, dict[str, int]] = {}
+        for (topic, version), n in sorted(self.later.items()):
+            out.setdefault(topic.value, {})[version] = n
+        return out
+
     def _take(self, entry_id: EntryId | None) -> bool:
         if type(entry_id) is bytes:
             return crc32(entry_id) < self._threshold
@@ -210,13 +239,21 @@ class ShadowCodec:
         except ContractError as exc:
             refused = exc
         theirs: Decoded | None = None
+        their_refusal: ContractError | None = None
         why = "no result"
         try:
             theirs = shadow(topic, payload, entry_id=entry_id)
         except ContractError as exc:
-            why = f"{exc.reason}: {exc}"
+            their_refusal, why = exc, f"{exc.reason}: {exc}"
         except Exception as exc:  # a shadow bug is a difference to count, never an outage
             why = f"crash: {type(exc).__name__}: {exc}"
+        later = later_version(topic, refused if self.primary.path is CodecPath.LEGACY else their_refusal)
+        if later is not None:
+            self._record_later(topic, later)
+            if refused is not None:
+                raise refused
+            assert mine is not None
+            return mine
         if refused is not None:
             # Both refusing is agreement; the primary's error is the service's either way.
             self._record(topic, [] if theirs is None else [(DECODE_FIELD, f"refused ({refused})", "decoded")])
@@ -259,7 +296,15 @@ class ShadowCodec:
                     occurrence=self.mismatches[key],
                 )
         if self.on_compare is not None:
-            self.on_compare(topic, [name for name, _, _ in diffs] if diffs else ())
+            self.on_compare(topic, [name for name, _, _ in diffs] if diffs else (), ())
+
+    def _record_later(self, topic: Topic, version: str) -> None:
+        self.compared[topic] += 1
+        self.later[(topic, version)] += 1
+        if self.later[(topic, version)] == 1:
+            _log.info("shadow.later_version", topic=topic.value, version=version, legacy_reads=BASE_VERSION)
+        if self.on_compare is not None:
+            self.on_compare(topic, (), (version,))
 
 
 _Decode = Callable[..., Decoded]

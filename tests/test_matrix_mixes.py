@@ -27,6 +27,8 @@ from harness.matrix import (
 from harness.matrix.faults import FaultHook, MalformedBurst
 from harness.matrix.isolated import MixRun
 from harness.matrix.malformed import BURST_TOPICS, Malformation, malformed_entries
+from harness.matrix.report import COLUMNS, cells, row_dict
+from harness.matrix.runner import Case, MatrixRow
 from services.pipeline import PipelineResult
 from tests.matrix_cases import CODECS, mixes
 
@@ -230,3 +232,17 @@ def test_judge__an_entry_dead_lettered_twice_after_a_redis_restart__counts_once(
         "2 entries dead-lettered on market_data, expected 1"
         in judge(other, baseline, expected_outcome(mix)).problems
     )
+
+
+def test_report_dead_letter_column__shows_the_entries_the_verdict_counts_and_the_letters_stored() -> None:
+    burst = MalformedBurst()
+    burst.report.injected = {Topic.MARKET_DATA: ["1-0"]}
+    mix = Mix.parse("PPPP")
+    # The letter's write met a Redis restart and was retried: two letters, one entry.
+    twice = _run(mix, [_letter("1-0"), _letter("1-0")], [burst])
+    verdict = judge(twice, _run(Mix(), [], []), expected_outcome(mix))
+    row = row_dict(MatrixRow(Case(mix, Fault.MALFORMED, expected_outcome(mix)), twice, verdict, 0.0))
+    assert verdict.ok
+    assert row["dead_lettered_entries"]["market_data"] == 1  # what the verdict counted
+    assert row["dead_letters"]["market_data"] == 2  # the stream's length: letters stored
+    assert cells(row)[COLUMNS.index("dead-lettered entries")] == "market_data 1 (2 letters)"

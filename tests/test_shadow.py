@@ -22,12 +22,15 @@ from core.logging import configure_logging
 from core.metrics import ServiceMetrics
 from core.redis import Publisher
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
+from core.versions.convert import convert
+from core.versions.declaration import known_versions
 from migration.legacy_codec import LegacyCodec
 from migration.shadow import DECODE_FIELD, ShadowCodec, diff_values, same_value
 from migration.shadow_plain import plain_fields, same_plain
 from tests.ops_helpers import live_service, service_settings
 from tests.strategies import contract_messages
 from tests.transport_helpers import BASE_MS, consume_until, make_messages, valid_values
+from tests.versions_helpers import order, trade
 
 PYDANTIC = build_codec(CodecPath.PYDANTIC, Profile.LENIENT)
 LEGACY = build_codec(CodecPath.LEGACY)
@@ -122,6 +125,38 @@ def test_shadow__both_refusing_is_agreement_not_a_mismatch() -> None:
         codec.from_fields(Topic.MARKET_DATA, _fields(Topic.MARKET_DATA, symbol=...))
     assert codec.mismatch_counts() == {}
     assert codec.compared[Topic.MARKET_DATA] == 1
+
+
+def _later(topic: Topic, version: str, message: Any) -> dict[str, str]:
+    """``message`` (v1.0) as a stream entry of ``version``, as a producer writing it sends it."""
+    return encode_field_map(convert(topic, message, version).model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("service", [ServiceName.SIGNAL, ServiceName.EXECUTION])
+def test_shadow__a_later_version_than_legacy_reads_is_counted_as_such_not_as_a_mismatch(
+    service: ServiceName,
+) -> None:
+    """The Pydantic path reads v2.0 market data and v1.1/v2.0 orders; the legacy path cannot.
+    That is no disagreement between the paths: it is counted by version, never as ``<decode>``."""
+    metrics = ServiceMetrics(service)
+    settings_ = service_settings(
+        service, KeySpace("t:"), "shadow-1", use_pydantic_contracts=True, contract_shadow=True
+    )
+    codec = codec_for(settings_, on_shadow=metrics.count_shadow)
+    topic, message = (
+        (Topic.MARKET_DATA, trade()) if service is ServiceName.SIGNAL else (Topic.ORDERS, order())
+    )
+    versions = [v for v in known_versions(topic) if v != "v1.0"]
+    for version in versions:
+        assert codec.from_fields(topic, _later(topic, version, message)).message == message
+
+    assert isinstance(codec, ShadowCodec)
+    assert codec.mismatch_counts() == {}
+    assert codec.later_version_counts() == {topic.value: dict.fromkeys(versions, 1)}
+    snapshot = metrics.snapshot()
+    assert (snapshot["shadow_compared"], snapshot["shadow_mismatches"]) == (len(versions), 0)
+    assert snapshot["shadow_later_version"] == len(versions)
+    assert snapshot["shadow_later_by_version"] == {f"{topic.value}.{v}": 1 for v in versions}
 
 
 def test_shadow__a_crashing_shadow_codec_is_counted_never_raised() -> None:

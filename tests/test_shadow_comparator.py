@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdb.cli.status import instance_row
+from cdb.cli.status_table import WIDE, status_table
 from cdb.comparator import run_comparator
 from core.codec import Decoded, build_codec, encode_field_map
 from core.codec.shadow_sample import ShadowSampler
@@ -23,6 +24,7 @@ from core.settings import ServiceSettings
 from core.status import LiveState, StatusReporter, read_live_states
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from core.utils.clock import now_ms
+from core.versions.convert import convert
 from migration.comparator import ShadowComparator, comparator_group
 from migration.cutover import check_cutover
 from migration.legacy_codec import LegacyCodec
@@ -235,7 +237,45 @@ async def test_run_comparator__reports_as_a_comparator_under_the_checked_service
     assert not [s for s in await read_live_states(redis_async, keys) if s.is_comparator]  # withdrawn
 
 
-async def _comparator_state(redis: aioredis.Redis, keys: KeySpace, by_field: dict[str, int]) -> None:
+async def test_run_comparator__later_version_entries_are_counted_as_such_not_as_mismatches(
+    redis_async: aioredis.Redis, redis_url: str, keys: KeySpace, tmp_path: Path
+) -> None:
+    """v2.0 market data the Pydantic path reads and the legacy path cannot: in the comparator's
+    live status (and ``cdb status``) a later version, by version; no ``<decode>`` mismatch."""
+    publisher = Publisher(redis_async, PYDANTIC, keys=keys, service=ServiceName.WS)
+    await publisher.publish_many(Topic.MARKET_DATA, make_messages(PYDANTIC, Topic.MARKET_DATA, 5))
+    for i in range(3):
+        v2 = convert(
+            Topic.MARKET_DATA, PYDANTIC.build(Topic.MARKET_DATA, valid_values(Topic.MARKET_DATA, i)), "v2.0"
+        )
+        await redis_async.xadd(keys.stream(Topic.MARKET_DATA), encode_field_map(v2.model_dump(mode="json")))  # type: ignore[arg-type]
+    env = tmp_path / "signal.env"
+    env.write_text(
+        f"REDIS_URL={redis_url}\nKEY_PREFIX={keys.prefix}\nINSTANCE=signal-8\nUSE_PYDANTIC_CONTRACTS=true\n"
+        "CONSUMER_BLOCK_MS=20\n"
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_comparator(ServiceName.SIGNAL, stop, env_file=env, status_interval_s=0.1))
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                states = [s for s in await read_live_states(redis_async, keys) if s.is_comparator]
+                if states and states[0].counts.get("shadow_compared", 0) >= 8:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    row = instance_row(states[0], now_ms())
+    assert (row["shadow_mismatches"], row["shadow_by_field"]) == (0, {})
+    assert (row["shadow_later_version"], row["shadow_later_by_version"]) == (3, {"market_data.v2.0": 3})
+    cell = status_table("t", [row], wide=True).columns[WIDE.index("shadow mismatches")]._cells[0]
+    assert cell == "0; later version, not compared: 3 (market_data.v2.0=3)"
+
+
+async def _comparator_state(
+    redis: aioredis.Redis, keys: KeySpace, by_field: dict[str, int], later: dict[str, int] | None = None
+) -> None:
     state = LiveState(
         service="signal",
         instance="shadow-signal-1",
@@ -244,7 +284,7 @@ async def _comparator_state(redis: aioredis.Redis, keys: KeySpace, by_field: dic
         shadow=True,
         version="test",
         started_ms=now_ms() - 1_000,
-        counts={"shadow_compared": 10, "shadow_by_field": by_field},
+        counts={"shadow_compared": 10, "shadow_by_field": by_field, "shadow_later_by_version": later or {}},
         role="comparator",
     )
     await StatusReporter(redis, keys, lambda: state).report_once()
@@ -262,6 +302,23 @@ async def test_cutover__reads_comparator_mismatches_and_never_counts_it_as_an_in
     assert findings["instances"].ok, findings["instances"].summary
     assert not findings["shadow"].ok
     assert findings["shadow"].data == {"signal/shadow-signal-1": {"market_data.volume": 3}}
+
+
+async def test_cutover__later_version_messages_are_shown_as_evidence_but_are_no_mismatch(
+    redis_async: aioredis.Redis, keys: KeySpace
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for s in ServiceName:
+            settings = service_settings(s, keys, f"{s.value}-1", use_pydantic_contracts=True)
+            await stack.enter_async_context(reporting(redis_async, settings))
+        await _comparator_state(redis_async, keys, {}, later={"market_data.v2.0": 4})
+        findings = {f.name: f for f in (await check_cutover(redis_async, keys)).findings}
+    assert findings["shadow"].ok, findings["shadow"].summary
+    assert findings["shadow"].data == {}
+    assert (
+        "later contract versions the legacy path cannot read (not compared, not mismatches): "
+        "signal/shadow-signal-1: market_data.v2.0=4" in findings["shadow"].details
+    )
 
 
 async def test_cutover__a_service_with_only_a_comparator_has_no_instance(

@@ -77,6 +77,23 @@ def test_declaration__versions_are_ordered_and_v1_0_is_first_everywhere() -> Non
     assert all(known_versions(t)[0] == "v1.0" for t in Topic)
 
 
+def test_order_descriptions__promise_no_echo_that_no_order_result_carries() -> None:
+    # An order field described as "echoed" (back in the result) must be a field of some version
+    # of order_results; client_order_id is not (no result version has it), so it is not echoed.
+    results = {
+        name
+        for v in known_versions(Topic.ORDER_RESULTS)
+        for name in VERSIONS[Topic.ORDER_RESULTS].model(v).model_fields
+    }
+    promised = {
+        (version, name)
+        for version in known_versions(Topic.ORDERS)
+        for name, info in VERSIONS[Topic.ORDERS].model(version).model_fields.items()
+        if "echo" in (info.description or "").lower() and name not in results
+    }
+    assert promised == set()
+
+
 # --- v1.1: the additive change and the rules it enables -----------------------------------------
 
 

@@ -36,14 +36,16 @@ def _total(states: list[LiveState], name: str) -> dict[str, int]:
 def seen_text(first: list[LiveState], now: list[LiveState]) -> str:
     """One line: live instances, and defaults filled / shadow mismatches since ``first``."""
     grown: dict[str, int] = {}
-    for name in ("defaults_filled", "shadow_mismatches"):
+    for name in ("defaults_filled", "shadow_mismatches", "shadow_later_version"):
         before, after = _total(first, name), _total(now, name)
         grown[name] = sum(max(0, n - before.get(k, 0)) for k, n in after.items())
     live = [s for s in now if s.is_live()]  # a stopped or stale instance still counted above
     services = sorted({s.service for s in live})
+    later = grown["shadow_later_version"]  # apart: a version the legacy path cannot read is no mismatch
     return (
         f"{len(live)} live instance(s) ({', '.join(services) or 'none'}); since the window began: "
         f"defaults filled +{grown['defaults_filled']}, shadow mismatches +{grown['shadow_mismatches']}"
+        + (f" (later contract versions, not compared: +{later})" if later else "")
     )
 
 

@@ -114,6 +114,7 @@ class Sampler:
         rows = [instance_row(s, at) for s in snap.states] if snap else []
         validation: dict[str, dict[str, int]] = {}
         shadow: dict[str, dict[str, int]] = {}
+        later: dict[str, dict[str, int]] = {}
         lag: dict[str, int] = {}
         for row in rows:
             for reason, n in row["validation_reasons"].items():
@@ -122,6 +123,9 @@ class Sampler:
             for name, n in row["shadow_by_field"].items():
                 by = shadow.setdefault(row["service"], {})
                 by[name] = by.get(name, 0) + n
+            for version, n in row["shadow_later_by_version"].items():
+                by = later.setdefault(row["service"], {})
+                by[version] = by.get(version, 0) + n
             if ServiceName(row["service"]).consumes is not None:  # ws reads no stream: no group
                 lag[row["service"]] = lag.get(row["service"], 0) + int(row["lag"])
         unowned = snap.unowned if snap else []
@@ -138,6 +142,7 @@ class Sampler:
             "validation_errors": validation,
             "dead_letters": snap.dead_letters if snap else {},
             "shadow_mismatches": shadow,
+            "shadow_later_versions": later,
             "lag": lag,
             "unowned": [asdict(free) for free in unowned],
             "verdict": self.verdict,

@@ -239,7 +239,7 @@ def _print(report: MatrixReport) -> None:
         title=Text(f"cdb matrix: {data['trades']} trades from {data['data']}, inputs {data['inputs']}")
     )
     for column in COLUMNS:
-        wraps = column in ("outcome", "dead letters")  # the others are short: keep them on one line
+        wraps = column in ("outcome", "dead-lettered entries")  # the others are short: keep them on one line
         heading = column.replace(" ", "\n", 1) if "/" in column else column
         table.add_column(heading, overflow="fold", no_wrap=not wraps)
     for row in [data["baseline"], *data["rows"]]:

@@ -112,6 +112,8 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "shadow_compared": _int(c, "shadow_compared"),
         "shadow_mismatches": _int(c, "shadow_mismatches"),
         "shadow_by_field": _breakdown(c, "shadow_by_field"),
+        "shadow_later_version": sum(_breakdown(c, "shadow_later_by_version").values()),
+        "shadow_later_by_version": _breakdown(c, "shadow_later_by_version"),
         "duplicates": _int(c, "duplicate_orders"),
         "desired_path": c.get("desired_path"),
         "wire_shape": _breakdown(c, "wire_shape"),

@@ -145,6 +145,11 @@ def _cells(row: Mapping[str, Any], wide: bool) -> list[str]:
             _state(row, wide=False),
         ]
     mismatches = _fields(row["shadow_by_field"], row["shadow_mismatches"]) if row["shadow"] else "-"
+    later = int(row.get("shadow_later_version", 0))
+    if row["shadow"] and later:
+        # Apart from the mismatches: a version the legacy path cannot read is no disagreement.
+        later_by = row.get("shadow_later_by_version") or {}
+        mismatches += f"; later version, not compared: {_fields(later_by, later)}"
     return [
         escape(row["service"]),
         escape(row["instance"]),

@@ -27,9 +27,11 @@ RawFieldMap = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, b
 EntryId = bytes | str
 """A Redis Stream entry id, ``<ms>-<seq>``: its ms part is the server time the entry was added."""
 
-ShadowCallback = Callable[[Topic, Sequence[str]], None]
-"""Called once per message shadow mode compared, with the topic and the mismatching fields
-(often none); a service passes its metrics' counter."""
+ShadowCallback = Callable[[Topic, Sequence[str], Sequence[str]], None]
+"""Called once per message shadow mode compared, with the topic, the mismatching fields (often
+none) and the later contract versions (the message's, for one of a version later than the legacy
+path reads: then it was not compared field by field and is no mismatch; else none); a service
+passes its metrics' counter."""
 
 
 @dataclass(frozen=True, slots=True, init=False)

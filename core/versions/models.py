@@ -41,7 +41,11 @@ _CONFIG = ConfigDict(frozen=True, extra="ignore", use_enum_values=False, validat
 
 _ClientOrderId = Annotated[
     str | None,
-    Field(max_length=64, description="The producer's own id for the order, echoed back; null when none."),
+    Field(
+        max_length=64,
+        description="The producer's own id for the order; null when none. On the order only: no order "
+        "result carries it (a result names its order by order_id).",
+    ),
 ]
 _Tif = Annotated[TimeInForce, Field(description="GTC (default, what v1.0 meant) or IOC.")]
 

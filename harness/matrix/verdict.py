@@ -37,6 +37,7 @@ __all__ = [
     "judge",
     "judge_baseline",
     "message_differences",
+    "parked_entries",
 ]
 
 COMPARED = (
@@ -188,7 +189,7 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
         expected_dlq[expectation.topic] += baseline.result.stream_lengths[expectation.topic.value]
         problems += _dead_letter_problems(run, baseline, expectation, injected.get(expectation.topic, []))
     for topic in Topic:
-        got = _parked(run, topic)
+        got = parked_entries(run, topic)
         if got != expected_dlq[topic]:
             problems.append(f"{got} entries dead-lettered on {topic.value}, expected {expected_dlq[topic]}")
     if problems:
@@ -196,7 +197,9 @@ def judge(run: MixRun, baseline: MixRun, expectation: Expectation) -> Verdict:
     return Verdict(True, _success(run, expectation, injected), [])
 
 
-def _parked(run: MixRun, topic: Topic) -> int:
+def parked_entries(run: MixRun, topic: Topic) -> int:
+    """The distinct entries of ``topic`` that ``run`` dead-lettered: what the verdict counts
+    (and the table's dead-letter column shows), not the letters stored."""
     # Entries, not letters: a letter is written again when its write or ack met a Redis restart
     # (at least once, core.redis.dead_letters), and both name the entry they park.
     letters = run.dead_letters[topic]
