@@ -46,7 +46,7 @@ from core.errors import ContractError, ErrorDetail
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import ReplayImpact, assess_replay, entry_key
 from core.redis.dlq_letters import as_written, find_letter, iter_letters, redecode, replay_marks
-from core.redis.dlq_lock import ReplayLock, replay_lock
+from core.redis.dlq_lock import LOCK_TTL_MS, ReplayLock, replay_lock
 from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
 from core.topics import KeySpace, Topic
@@ -189,6 +189,7 @@ def replay_letters(
     dry_run: bool = False,
     again: bool = False,
     policy: IgnoredPolicy = IgnoredPolicy.REFUSE,
+    lock_ttl_ms: int = LOCK_TTL_MS,
 ) -> ReplayReport:
     """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``, the
     consuming service's (each is published in its own contract version: :func:`as_written`), in
@@ -201,11 +202,14 @@ def replay_letters(
 
     Unless ``dry_run``, it holds the topic's replay lock throughout
     (:func:`core.redis.dlq_lock.replay_lock`): while another replay or catch-up of ``topic``
-    runs, it raises :class:`~core.redis.dlq_lock.ReplayInProgressError` and writes nothing.
+    runs, it raises :class:`~core.redis.dlq_lock.ReplayInProgressError` and writes nothing. If
+    it loses the lock partway (paused past ``lock_ttl_ms`` while another took it), it writes
+    nothing more and raises :class:`~core.redis.dlq_lock.ReplayLockLostError` saying how many
+    it had published.
     """
     # A dry run writes nothing, so it need not wait for anyone.
     held: AbstractContextManager[ReplayLock | None] = (
-        nullcontext() if dry_run else replay_lock(client, keys, topic)
+        nullcontext() if dry_run else replay_lock(client, keys, topic, ttl_ms=lock_ttl_ms)
     )
     with held as lock:
         return _replay(
@@ -261,6 +265,13 @@ def _replay(
     decodable = [s for s in slots if isinstance(s, tuple)]
     impact = assess_replay(client, keys, topic, decodable) if decodable else None
     refused = bool(impact and impact.ignored) and policy is IgnoredPolicy.REFUSE and not dry_run
+
+    def held_back(reason: str | None) -> bool:
+        return dry_run or refused or (reason is not None and policy is IgnoredPolicy.ONLY_NEWER)
+
+    total = sum(
+        1 for letter, _ in decodable if not held_back(impact.reason(letter.entry_id) if impact else None)
+    )
     out: list[ReplayOutcome] = []
     for slot in slots:
         if isinstance(slot, ReplayOutcome):
@@ -268,7 +279,7 @@ def _replay(
             continue
         letter, decoded = slot
         reason = impact.reason(letter.entry_id) if impact else None
-        if dry_run or refused or (reason and policy is IgnoredPolicy.ONLY_NEWER):
+        if held_back(reason):
             status = (
                 ReplayStatus.WOULD_REPLAY
                 if dry_run
@@ -278,8 +289,8 @@ def _replay(
             )
             out.append(ReplayOutcome(letter.entry_id, status, defaulted=decoded.defaulted, ignored=reason))
         else:
-            if lock is not None:
-                lock.check()
+            if lock is not None:  # nothing more once another replay took the lock
+                lock.check(published=sum(o.status is ReplayStatus.REPLAYED for o in out), total=total)
             stream_id = _write(client, keys, topic, codec, slot, delete=delete_replayed)
             out.append(
                 ReplayOutcome(
