@@ -36,8 +36,8 @@ from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
+from core.redis.dlq_letters import iter_letters, redecode, replay_marks
 from core.redis.dlq_lock import replay_lock
-from core.redis.dlq_replay import iter_letters, redecode, replay_marks
 from core.redis.modes import SyncClient
 from core.status import running_instances
 from core.topics import KeySpace, ServiceName, Topic
