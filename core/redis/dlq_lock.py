@@ -57,15 +57,18 @@ class ReplayLockLostError(ReplayInProgressError):
     of ``topic`` took it): it had published ``published`` of the ``total`` letters it meant to,
     and writes nothing more; the rest stay parked. Raised by :meth:`ReplayLock.check`."""
 
-    def __init__(self, topic: Topic, holder: str, *, published: int = 0, total: int = 0) -> None:
+    def __init__(
+        self, topic: Topic, holder: str, *, published: int = 0, total: int = 0, done: str = "publishing #"
+    ) -> None:
         self.topic = topic
         self.holder = holder
         self.published = published
         self.total = total
+        progress = done.replace("#", f"{published} of {total}")
         CdbError.__init__(
             self,
             f"this replay of {topic.value} dead letters lost its lock to another replay ({holder}) "
-            f"after publishing {published} of {total}; nothing more written; the rest stays parked: "
+            f"after {progress}; nothing more written; the rest stays parked: "
             "run again once that one is done (letters already replayed are not published twice)",
         )
 
@@ -103,14 +106,15 @@ class ReplayLock:
         if int(self.client.eval(TAKE_OR_EXTEND, 1, self.key, self.token, str(self.ttl_ms)) or 0) != 1:
             self._lost.set()
 
-    def check(self, *, published: int = 0, total: int = 0) -> None:
+    def check(self, *, published: int = 0, total: int = 0, done: str = "publishing #") -> None:
         """Raise :class:`ReplayLockLostError` before a write if another replay took the lock
         meanwhile (this one was paused past the TTL): the two must not write together. The
-        caller says how far it got (``published`` of ``total``) for the message."""
+        caller says how far it got for the message: ``done`` with ``#`` for "``published`` of
+        ``total``" ("publishing #", "rewinding # partitions")."""
         if self._lost.is_set():
             holder = self.client.get(self.key)
             held_by = reply_text(holder) if holder else "?"
-            raise ReplayLockLostError(self.topic, held_by, published=published, total=total)
+            raise ReplayLockLostError(self.topic, held_by, published=published, total=total, done=done)
 
     def release(self) -> None:
         """Give the lock back if this replay still holds it."""
