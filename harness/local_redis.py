@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 
+_READY = "Ready to accept connections"
+"""What redis-server logs once it listens and has loaded its data."""
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now (held all
     at once while chosen: asked one at a time, the OS may hand out the same port twice)."""
@@ -63,30 +67,36 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout_s}s")
 
 
-def wait_for_server(process: subprocess.Popen[bytes], port: int, timeout_s: float = 10.0) -> None:
-    """Block until the redis-server (or Sentinel) ``process`` itself answers on ``port``: not
-    merely something listening there (another process may hold the port). Raises
+def wait_for_server(
+    process: subprocess.Popen[bytes], port: int, timeout_s: float = 10.0, *, log: Path | None = None
+) -> None:
+    """Block until the server ``process`` itself is ready on ``port``, not merely something
+    listening there (another process may hold the port): its ``log`` (of this start only) says
+    it accepts connections, or, without one, INFO names its pid (a Sentinel; a server with ACL
+    users answers no anonymous INFO, so it is waited for by its log). Raises
     :class:`ServerDiedError` as soon as it has exited, ``TimeoutError`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     # No retries of its own: each pass of the loop is one try, between checks of the process.
-    client = redis.Redis(
-        port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
-    )
+    once = Retry(NoBackoff(), 0)
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=once)
+
+    def ready() -> bool:
+        if log is not None:
+            return _READY in log.read_text(encoding="utf-8", errors="replace")
+        with contextlib.suppress(redis.RedisError):
+            return int(client.info("server")["process_id"]) == process.pid
+        return False
+
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServerDiedError(
-                    f"the server for 127.0.0.1:{port} exited with code {process.returncode}"
-                )
-            with contextlib.suppress(redis.RedisError):
-                if int(client.info("server")["process_id"]) == process.pid:
-                    return
+                raise ServerDiedError(f"the server for port {port} exited with code {process.returncode}")
+            if ready():
+                return
             time.sleep(0.02)
     finally:
         client.close()
-    raise TimeoutError(
-        f"redis-server pid {process.pid} did not answer on 127.0.0.1:{port} within {timeout_s}s"
-    )
+    raise TimeoutError(f"server pid {process.pid} was not ready on 127.0.0.1:{port} within {timeout_s}s")
 
 
 class LocalRedisServer:
@@ -120,10 +130,10 @@ class LocalRedisServer:
         port taken meanwhile, say)."""
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra_args]
-        with self.log.open("ab") as log:
+        with self.log.open("wb") as log:  # this start's log only: wait_for_server reads it
             self.process = subprocess.Popen([self._binary, *args], stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_server(self.process, self.port)
+            wait_for_server(self.process, self.port, log=self.log)
         except (ServerDiedError, TimeoutError) as exc:
             self.kill()
             raise type(exc)(f"redis-server: {exc}; its log ends: {self._log_tail()}") from None

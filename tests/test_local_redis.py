@@ -46,3 +46,13 @@ def test_start__then_restart__serves_on_the_same_port_and_keeps_acknowledged_wri
         assert "Ready to accept connections" in server.log.read_text()
     finally:
         server.close()
+
+
+def test_start__of_a_server_that_answers_no_one_without_a_password__returns_once_it_is_ready() -> None:
+    server = LocalRedisServer(extra_args=("--requirepass", "secret")).start()
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port, socket_timeout=5).ping()
+        assert redis.Redis(port=server.port, password="secret", socket_timeout=5).ping()
+    finally:
+        server.close()
