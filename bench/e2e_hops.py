@@ -12,7 +12,6 @@ are as fine as the buckets (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ... ms).
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.request
 from collections.abc import Mapping
 
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.metrics_latency import BOUNDS_MS, quantile_ms
 from core.topics import ServiceName
+from harness.local_redis import free_port
 
 __all__ = ["HOPS", "Hops", "free_port", "hop_summary"]
 
@@ -29,13 +29,6 @@ _FAMILY = "cdb_consume_latency_seconds"
 
 Counts = dict[str, list[float]]
 """Per topic: per-bucket (not cumulative) counts, the last one above every bound."""
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (for a service's METRICS_PORT)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int) -> Counts:

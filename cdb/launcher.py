@@ -15,7 +15,7 @@ from core.redis.connection import describe
 from core.redis.instance_claim import InstanceClaim, claimed
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
-from core.status import StatusReporter
+from core.status import StatusReporter, failure_text
 from core.topics import ServiceName
 from core.utils.tasks import cancel_firmly
 from core.versions.live import check_producer
@@ -36,6 +36,9 @@ from services.ws.service import WsService
 from services.ws.sources import WsSourceSettings, make_source, run_resumable
 
 __all__ = ["WsSourceSettings", "run_service"]  # WsSourceSettings: re-exported from services.ws.sources
+
+
+_FAILED_REPORT_S = 2.0  # at most this long to write a failed report before the error goes up
 
 
 def _install_signal_handlers(stop: asyncio.Event, service: ServiceName) -> None:
@@ -67,7 +70,12 @@ async def run_service(
 
     On a stop it finishes (or abandons, unacknowledged) the batch in hand, reports itself
     ``stopped`` in its live state and returns; a stop still running after STOP_TIMEOUT_MS (Redis
-    not answering) is cut short with :class:`TransportError` (``cdb service`` exits 2).
+    not answering) is cut short with :class:`TransportError` (``cdb service`` exits 2). When it
+    stops on an error instead (a version gate or a setting refuses it, a saved position is
+    unreadable, ...) once it holds its instance name, it reports itself ``failed`` with the
+    error's message, so ``cdb status`` tells "refused, here is why" from a crash, then raises
+    the error.
+
     ``from_start`` (ws; or WS_FROM_START): ignore the saved source position and begin at the
     source's first trade."""
     configure_logging()
@@ -105,8 +113,12 @@ async def _serve(
         claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
         observed(ctx, config.metrics, flags_file(env_file)),
     ):
-        with service_gc():  # start-up's objects out of the collector's passes, rarer passes
-            await _run(service, ctx, config, stop, from_start=from_start)
+        try:
+            with service_gc():  # start-up's objects out of the collector's passes, rarer passes
+                await _run(service, ctx, config, stop, from_start=from_start)
+        except Exception as exc:
+            await _report_failed(ctx, exc)
+            raise
 
 
 async def _stop_within(work: Coroutine[Any, Any, None], stop: asyncio.Event, ctx: ServiceContext) -> None:
@@ -137,10 +149,21 @@ async def _stop_within(work: Coroutine[Any, Any, None], stop: asyncio.Event, ctx
             )
             raise TransportError(
                 f"{ctx.service.value} ({ctx.settings.instance}) did not stop within STOP_TIMEOUT_MS="
-                f"{ctx.settings.stop_timeout_ms}: Redis at {describe(ctx.redis)} does not answer; "
+                f"{ctx.settings.stop_timeout_ms} (is Redis at {describe(ctx.redis)} answering?); "
                 "its unacknowledged entries stay pending for the next owner"
             )
     await task
+
+
+async def _report_failed(ctx: ServiceContext, error: Exception) -> None:
+    # The one place a service stops on an error: its last report says so, and why (a refusal
+    # at start included, before any "running" report). Never instead of the error itself.
+    get_logger(service=ctx.service.value).error(
+        "service.failed", instance=ctx.settings.instance, error=failure_text(error)
+    )
+    with contextlib.suppress(Exception):  # Redis away (maybe the error itself): do not hang on it
+        async with asyncio.timeout(_FAILED_REPORT_S):
+            await StatusReporter(ctx.redis, ctx.keys, ctx.live_state).report_failed(error)
 
 
 def _claim_ttl_ms(settings: ServiceSettings) -> int:
@@ -217,7 +240,7 @@ async def _run_ws(
         if sender is not None:
             await sender  # publishes what is queued (and saves its position), or counts it as shed
         await status_task
-        if clean:  # after a failure the last "running" report goes stale, like a crash
+        if clean:  # after a failure, run_service reports it failed
             with contextlib.suppress(Exception):
                 await reporter.report_stopped()
 

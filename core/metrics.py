@@ -33,6 +33,7 @@ from core.metric_families import Families, samples
 from core.metrics_latency import ConsumeLatency
 from core.metrics_ops import OperatorMetrics
 from core.topics import CodecPath, ServiceName, Topic
+from core.versions.declaration import BASE_VERSION, known_versions
 
 __all__ = [
     "DEAD_LETTER_CAUSES",
@@ -152,6 +153,8 @@ class ServiceMetrics:
       every cause (2 x 2: the path is chosen after the metrics are made);
     - ``cdb_shadow_mismatches_total`` of its input topic, every field of that topic's contract
       plus ``<decode>`` and ``other`` (what shadow mode can name there; they stay 0 when it is off);
+    - ``cdb_shadow_later_version_total`` of its input topic, every declared version of it later
+      than v1.0 (the only versions shadow mode counts there; 0 when it is off);
     - ``cdb_wire_shape_total{direction="received"}`` of its input topic, both shapes.
 
     Not ``cdb_validation_errors_total``: a series per error type (over a hundred) and path would
@@ -247,6 +250,9 @@ class ServiceMetrics:
             return  # ws reads the exchange: no input stream to compare or measure
         for name in (*_INPUT_FIELDS[topic], SHADOW_DECODE_FIELD, OTHER):
             self.shadow_mismatches.labels(self.service, topic.value, name)
+        for version in known_versions(topic):
+            if version != BASE_VERSION:
+                self.shadow_later_version.labels(self.service, topic.value, version)
         self.ops.expect_input(topic)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:
@@ -319,7 +325,7 @@ class ServiceMetrics:
         ``defaults_by_field`` and ``ignored_by_reason`` (reason/field -> int; every
         :class:`IgnoreReason` is present, 0 included) and ``shadow_by_field``
         (``"<topic>.<field>"`` -> int, not 0) and ``shadow_later_by_version`` (``"<topic>.<version>"``
-        -> int), plus :meth:`OperatorMetrics.snapshot`'s keys.
+        -> int, not 0), plus :meth:`OperatorMetrics.snapshot`'s keys.
         """
         out: dict[str, Any] = {f"messages_{o.value}": 0 for o in Outcome}
         for labels, value in samples(self.messages):
@@ -347,9 +353,10 @@ class ServiceMetrics:
                 if value
             },
             shadow_later_version=_total(self.shadow_later_version),
-            shadow_later_by_version={
+            shadow_later_by_version={  # likewise without the series at 0
                 f"{labels['topic']}.{labels['version']}": value
                 for labels, value in samples(self.shadow_later_version)
+                if value
             },
         )
         out.update(self.ops.snapshot())

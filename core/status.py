@@ -4,7 +4,11 @@ An instance writes a JSON document to ``KeySpace.status(service, instance)`` eve
 ``interval`` seconds with a TTL of a few intervals (``state`` ``running``). On a clean
 stop (SIGTERM) it writes a last document with ``state`` ``stopped`` and a short TTL
 (:data:`STOPPED_TTL_S`), so ``cdb status`` shows "stopped" at once and the row then
-goes away by itself; a crashed or hung instance shows as stale first, then expires.
+goes away by itself. One that stops on an error (refused to start: a version gate, a
+setting, an unreadable saved position; or failed later) writes a last document with
+``state`` ``failed`` and the error's message (:attr:`LiveState.error`), kept longer
+(:data:`FAILED_TTL_S`): "refused to start, here is why" is not mistaken for a crash. A
+crashed or hung instance shows as stale first, then expires.
 ``cdb status``, ``cdb health`` and ``cdb cutover check`` read these documents; they
 never guess from configuration files.
 """
@@ -18,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.errors import CdbError
+from core.logging import scrub_secrets
 from core.topics import KeySpace, ServiceName
 from core.utils.clock import now_ms
 
@@ -25,12 +31,15 @@ if TYPE_CHECKING:  # importing core.redis here would import the codec, which imp
     from core.redis.modes import AsyncClient, SyncClient
 
 __all__ = [
+    "FAILED",
+    "FAILED_TTL_S",
     "RUNNING",
     "STALE_TTL_INTERVALS",
     "STOPPED",
     "STOPPED_TTL_S",
     "LiveState",
     "StatusReporter",
+    "failure_text",
     "read_live_states",
     "running_instances",
 ]
@@ -43,6 +52,13 @@ RUNNING = "running"
 """``LiveState.state`` of an instance that is working (its reports keep coming)."""
 STOPPED = "stopped"
 """``LiveState.state`` of an instance's last report after a clean stop."""
+FAILED = "failed"
+"""``LiveState.state`` of an instance's last report when it stopped on an error (refused to
+start, or failed while running); :attr:`LiveState.error` says why."""
+FAILED_TTL_S = 300.0
+"""How long the last report of an instance that stopped on an error stays visible: long enough
+to be read after the fact (a restarted container that refuses again writes it again)."""
+_ERROR_CHARS = 1000  # a failed report's error is one line, at most this long
 
 
 @dataclass
@@ -63,13 +79,21 @@ class LiveState:
     interval_s: float = 2.0
     counts: dict[str, Any] = field(default_factory=dict)
     state: str = RUNNING
-    """``running``, or ``stopped`` in the last report of a clean stop (documents written
-    before this field existed read as ``running``)."""
+    """``running``; ``stopped`` in the last report of a clean stop, ``failed`` in that of a stop
+    on an error (documents written before this field existed read as ``running``)."""
+    error: str | None = None
+    """Why the instance stopped, in a ``failed`` report: the error's message, on one line."""
 
     @property
     def stopped(self) -> bool:
-        """True when this is the last report of an instance that stopped cleanly."""
-        return self.state == STOPPED
+        """True when this is an instance's last report: it stopped, cleanly or on an error
+        (:attr:`failed`), and runs no more."""
+        return self.state in (STOPPED, FAILED)
+
+    @property
+    def failed(self) -> bool:
+        """True when this is the last report of an instance that stopped on an error."""
+        return self.state == FAILED
 
     def is_live(self, at_ms: int | None = None) -> bool:
         """True when the instance is running and reported recently (neither stopped nor stale)."""
@@ -96,8 +120,8 @@ class LiveState:
         return ((at_ms or now_ms()) - self.started_ms) / 1000.0
 
     def is_stale(self, at_ms: int | None = None) -> bool:
-        """True when a running instance missed more than two reports in a row (a stopped
-        instance is never stale: it said goodbye)."""
+        """True when a running instance missed more than two reports in a row (a stopped or
+        failed instance is never stale: it said goodbye)."""
         if self.stopped:
             return False
         return (at_ms or now_ms()) - self.reported_ms > 3 * self.interval_s * 1000
@@ -160,8 +184,17 @@ class StatusReporter:
     async def report_stopped(self, ttl_s: float = STOPPED_TTL_S) -> LiveState:
         """Write the final report, ``state`` ``stopped``, kept ``ttl_s`` seconds (a clean stop):
         ``cdb status`` shows the instance as stopped at once instead of stale later."""
+        return await self._report_last(STOPPED, None, ttl_s)
+
+    async def report_failed(self, error: BaseException, ttl_s: float = FAILED_TTL_S) -> LiveState:
+        """Write the final report of an instance that stops on ``error``: ``state`` ``failed``
+        and the error's message (:func:`failure_text`), kept ``ttl_s`` seconds."""
+        return await self._report_last(FAILED, failure_text(error), ttl_s)
+
+    async def _report_last(self, outcome: str, error: str | None, ttl_s: float) -> LiveState:
         state = self._state()
-        state.state = STOPPED
+        state.state = outcome
+        state.error = error
         state.reported_ms = now_ms()
         state.interval_s = self._interval
         key = self._keys.status(ServiceName(state.service), state.instance)
@@ -171,6 +204,15 @@ class StatusReporter:
     async def withdraw(self, state: LiveState) -> None:
         """Remove the instance's document at once (nothing shows it afterwards)."""
         await self._redis.delete(self._keys.status(ServiceName(state.service), state.instance))
+
+
+def failure_text(error: BaseException) -> str:
+    """``error``'s message on one line, passwords scrubbed, for a ``failed`` report; an error
+    cdb did not raise on purpose (not a :class:`~core.errors.CdbError`) is named by its type."""
+    text = str(error) if isinstance(error, CdbError) else f"{type(error).__name__}: {error}"
+    line = " | ".join(part.strip() for part in text.splitlines() if part.strip()) or type(error).__name__
+    line = scrub_secrets(line)
+    return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 3] + "..."
 
 
 async def read_live_states(redis: AsyncClient, keys: KeySpace) -> list[LiveState]:
@@ -198,7 +240,8 @@ def running_instances(
     client: SyncClient, keys: KeySpace, service: ServiceName | None = None
 ) -> list[LiveState]:
     """Every instance (of ``service``, or of the whole pipeline) whose last report says it runs:
-    live or stale (a stale one may be hung, not gone), not the last report of a clean stop;
+    live or stale (a stale one may be hung, not gone), not the last report of a stop (clean or
+    failed);
     ordered by pipeline position then instance. For commands that must not run under them."""
     pattern = keys.status(service, "*") if service is not None else keys.status_pattern()
     found = []

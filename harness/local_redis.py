@@ -7,6 +7,7 @@ acknowledged write, as a production Redis with AOF would.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -15,16 +16,39 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from core.errors import ConfigError
 
-__all__ = ["LocalRedisServer", "free_port", "wait_for_port"]
+__all__ = [
+    "LocalRedisServer",
+    "ServerDiedError",
+    "free_port",
+    "free_ports",
+    "wait_for_port",
+    "wait_for_server",
+]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now (held all
+    at once while chosen: asked one at a time, the OS may hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+class ServerDiedError(RuntimeError):
+    """A server process exited before it answered on its port (its log's last lines say why)."""
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
@@ -37,6 +61,32 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
                 return
         time.sleep(0.02)
     raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout_s}s")
+
+
+def wait_for_server(process: subprocess.Popen[bytes], port: int, timeout_s: float = 10.0) -> None:
+    """Block until the redis-server (or Sentinel) ``process`` itself answers on ``port``: not
+    merely something listening there (another process may hold the port). Raises
+    :class:`ServerDiedError` as soon as it has exited, ``TimeoutError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    # No retries of its own: each pass of the loop is one try, between checks of the process.
+    client = redis.Redis(
+        port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerDiedError(
+                    f"the server for 127.0.0.1:{port} exited with code {process.returncode}"
+                )
+            with contextlib.suppress(redis.RedisError):
+                if int(client.info("server")["process_id"]) == process.pid:
+                    return
+            time.sleep(0.02)
+    finally:
+        client.close()
+    raise TimeoutError(
+        f"redis-server pid {process.pid} did not answer on 127.0.0.1:{port} within {timeout_s}s"
+    )
 
 
 class LocalRedisServer:
@@ -59,15 +109,32 @@ class LocalRedisServer:
         """``redis://127.0.0.1:<port>/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def log(self) -> Path:
+        """The server's own log (what it printed: a failed bind says so here)."""
+        return self.workdir / "redis.log"
+
     def start(self) -> LocalRedisServer:
-        """Start the server (again) on the same port and data directory; waits until it answers."""
+        """Start the server (again) on the same port and data directory; waits until it answers.
+        If it exits first, or does not answer in time, the error quotes the end of its log (a
+        port taken meanwhile, say)."""
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra_args]
-        self.process = subprocess.Popen(
-            [self._binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([self._binary, *args], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_server(self.process, self.port)
+        except (ServerDiedError, TimeoutError) as exc:
+            self.kill()
+            raise type(exc)(f"redis-server: {exc}; its log ends: {self._log_tail()}") from None
         return self
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty)"
 
     def kill(self) -> None:
         """Kill the server at once, as a crash would."""

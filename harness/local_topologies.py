@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from core.errors import ConfigError
-from harness.local_redis import LocalRedisServer, free_port, wait_for_port
+from harness.local_redis import LocalRedisServer, free_ports, wait_for_server
 
 __all__ = ["LocalRedisCluster", "LocalSentinelSetup", "primary_of", "replicas_of"]
 
@@ -65,9 +65,12 @@ class LocalRedisCluster:
         args += ["--repl-diskless-sync-delay", "0"] if replicas else []
         args += [] if durable else list(_FAST)
         # An explicit bus port: the default (port + 10000) may be taken, or above 65535.
+        # Every node's two ports chosen at once, so no two of them can be the same port.
+        count = primaries * (1 + replicas)
+        ports = free_ports(2 * count)
         self.nodes = [
-            LocalRedisServer(extra_args=[*args, "--cluster-port", str(free_port())])
-            for _ in range(primaries * (1 + replicas))
+            LocalRedisServer(port=port, extra_args=[*args, "--cluster-port", str(bus)])
+            for port, bus in zip(ports[:count], ports[count:], strict=True)
         ]
 
     @property
@@ -200,12 +203,15 @@ class LocalSentinelSetup:
         self.failover_timeout_ms = failover_timeout_ms
         # A replica's full sync starts at once, not after the default 5 s diskless-sync delay.
         self._fast: Sequence[str] = ("--repl-diskless-sync-delay", "0", *(() if durable else _FAST))
-        self.primary = LocalRedisServer(extra_args=self._fast)
+        # The servers' and the Sentinel's ports chosen at once, so no two can be the same port.
+        primary_port, self.sentinel_port, *replica_ports = free_ports(2 + replicas)
+        self.primary = LocalRedisServer(port=primary_port, extra_args=self._fast)
         self.replicas = [
-            LocalRedisServer(extra_args=[*self._fast, "--replicaof", "127.0.0.1", str(self.primary.port)])
-            for _ in range(replicas)
+            LocalRedisServer(
+                port=port, extra_args=[*self._fast, "--replicaof", "127.0.0.1", str(primary_port)]
+            )
+            for port in replica_ports
         ]
-        self.sentinel_port = free_port()
         self._sentinel_dir = Path(self.primary.workdir) / "sentinel"
         self._sentinel: subprocess.Popen[bytes] | None = None
 
@@ -316,7 +322,7 @@ class LocalSentinelSetup:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.sentinel_port)
+        wait_for_server(self._sentinel, self.sentinel_port)
 
     def _replicas_synced(self) -> bool:
         client = redis.Redis(port=self.primary.port, socket_timeout=1)

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.errors import ContractError, TransportError
 from core.logging import get_logger
@@ -145,18 +145,8 @@ class ShadowComparator:
         if not compared:
             return
         self._reported += compared
-        fields: list[str] = []
-        for (of, name), count in codec.mismatches.items():
-            new = count - self._reported_fields[name] if of is topic else 0
-            if new:
-                fields += [name] * new
-                self._reported_fields[name] = count
-        later: list[str] = []
-        for (of, version), count in codec.later.items():
-            new = count - self._reported_later[version] if of is topic else 0
-            if new:
-                later += [version] * new
-                self._reported_later[version] = count
+        fields = _grown(codec.mismatches, self._reported_fields, topic)
+        later = _grown(codec.later, self._reported_later, topic)
         self.metrics.count_shadow(topic, fields, later, compared=compared)
 
     async def poll_once(self, partition: int, *, own_first: bool = False, reclaim: bool = False) -> int:
@@ -256,3 +246,15 @@ class ShadowComparator:
                 await self.backlog()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=_BACKLOG_EVERY_S)
+
+
+def _grown(counts: Mapping[tuple[Topic, str], int], reported: Counter[str], topic: Topic) -> list[str]:
+    """Each of ``topic``'s keys in ``counts``, repeated as often as its count grew since
+    ``reported`` (updated to the counts now)."""
+    grown: list[str] = []
+    for (of, key), count in counts.items():
+        new = count - reported[key] if of is topic else 0
+        if new:
+            grown += [key] * new
+            reported[key] = count
+    return grown

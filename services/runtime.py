@@ -259,7 +259,7 @@ async def run_consuming_service(
             if clean:
                 # The batch in hand is acknowledged (or left pending): say "stopped" now, so status
                 # shows it at once (not "stale" later); the report expires after STOPPED_TTL_S.
-                # After a failure the last "running" report is left to go stale, like a crash.
+                # After a failure the caller says why (cdb.launcher reports the instance failed).
                 await reporter.report_stopped()
         await svc.close()
     return runner

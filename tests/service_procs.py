@@ -8,7 +8,6 @@ flip is what an operator does: edit the env file, stop the process, start it aga
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,16 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.topics import KeySpace, ServiceName
+from harness.local_redis import free_port
 from tests.proc_helpers import read_log, spawn_cdb, stop_gracefully
 
 __all__ = ["ServiceProcs", "free_port", "scrape", "service_procs"]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int, timeout_s: float = 10.0) -> str:

@@ -12,13 +12,14 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.local_redis import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / "var" / "stack.env"
@@ -36,13 +37,6 @@ def compose_command() -> list[str]:
     """`docker compose` (v2) when the plugin exists, else Debian's `docker-compose` 1.29."""
     v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
     return ["docker", "compose"] if v2.returncode == 0 else ["docker-compose"]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -84,9 +78,10 @@ class Stack:
                 shutil.copy2(src, directory / name)
         env = {f"CDB_ACL_{role}_PASSWORD": secrets.token_hex(16) for role in ROLES}
         env["CDB_POSTGRES_PASSWORD"] = secrets.token_hex(16)
-        env["CDB_REDIS_PORT"] = str(free_port())
-        env["CDB_POSTGRES_PORT"] = str(free_port())
-        env["CDB_PROMETHEUS_PORT"] = str(free_port())
+        ports = free_ports(3)  # chosen at once: three distinct ports
+        env |= dict(
+            zip(("CDB_REDIS_PORT", "CDB_POSTGRES_PORT", "CDB_PROMETHEUS_PORT"), map(str, ports), strict=True)
+        )
         if STACK_ENV.exists():
             env.update(read_env(STACK_ENV))
         env.update(extra_env or {})

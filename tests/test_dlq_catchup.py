@@ -7,17 +7,21 @@ legacy-shaped ones (no ``api_version``) and handles the v1.0 ones between them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from core.codec import build_codec, encode_field_map
 from core.domain.contracts import API_VERSION
-from core.redis import StreamConsumer
+from core.redis import StreamConsumer, dlq_catchup
 from core.redis.acl import OPERATOR, REPLAY
 from core.redis.dead_letters import DeadLetter
+from core.redis.dlq_lock import ReplayLock, replay_lock
 from core.redis.topology import ensure_topology
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from services.signal.strategy import MomentumStrategy
@@ -304,3 +308,42 @@ async def test_dlq_replay__trades_of_one_millisecond_count_as_the_strategy_count
     strategy = MomentumStrategy()
     outcomes = [strategy.decide(LENIENT.from_fields(Topic.MARKET_DATA, f).message) for _, f in read]
     assert [o.ignored.value if o.ignored else "counts" for o in outcomes[1:]] == verdicts
+
+
+async def test_dlq_catch_up__lost_its_lock_after_one_partition__says_so_and_rewinds_no_more(
+    redis_async: aioredis.Redis,
+    redis_sync: redis.Redis,
+    redis_url: str,
+    split: KeySpace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = split
+    plan = [(symbol, t, t == 3) for symbol in SYMBOLS for t in (1, 2, 3, 4)]
+    await _incident(redis_async, keys, [(s, 1_767_225_600_000 + t, legacy) for s, t, legacy in plan])
+    lock_key = keys.dlq_replay_lock(Topic.MARKET_DATA)
+    # A short TTL instead of a 30-s pause: after the first partition is rewound, another replay
+    # takes the lock, as after a pause past the TTL.
+    monkeypatch.setattr(dlq_catchup, "replay_lock", functools.partial(replay_lock, ttl_ms=300))
+    rewind = dlq_catchup._ack_pending_from
+    others: list[ReplayLock] = []
+
+    def overtaken_after_first(*args: Any, **kwargs: Any) -> int:
+        acked = rewind(*args, **kwargs)
+        if not others:
+            redis_sync.delete(lock_key)
+            others.append(ReplayLock(redis_sync, keys, Topic.MARKET_DATA, ttl_ms=10_000))
+            others[0].take()
+            time.sleep(0.5)  # the renewal (every 100 ms) finds the lock taken
+        return acked
+
+    monkeypatch.setattr(dlq_catchup, "_ack_pending_from", overtaken_after_first)
+    result = await asyncio.to_thread(
+        cdb, "dlq", "catch-up", "--topic", "market_data", *_opts(redis_url, keys)
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "after rewinding 1 of 2 partitions; nothing more written" in result.output
+    marks = await redis_async.hgetall(keys.dlq_replayed(Topic.MARKET_DATA))
+    assert len(marks) == 1  # the first partition's letter only: the other stays parked
+    assert redis_sync.get(lock_key).decode() == others[0].token  # the other's lock, untouched
+    others[0].release()

@@ -5,6 +5,7 @@ letter: neither has marked any yet)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from cdb.cli import dlq as cdb_dlq
 from core.codec import build_codec, encode_field_map
 from core.codec.fields import field_map_bytes
 from core.redis import dlq_replay
@@ -95,3 +97,48 @@ def test_replay_lock__is_renewed_while_held_and_lapses_after_a_crashed_holder(
     time.sleep(0.5)
     with replay_lock(redis_sync, keys, Topic.ORDERS):  # its TTL passed: free again
         assert redis_sync.exists(key)
+
+
+async def test_dlq_replay__lost_its_lock_partway__says_how_far_it_got_writes_no_more_and_exits_1(
+    redis_async: aioredis.Redis,
+    redis_sync: redis.Redis,
+    redis_url: str,
+    keys: KeySpace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _park_signals(redis_async, keys, 3)
+    key = keys.dlq_replay_lock(Topic.SIGNALS)
+    # A short TTL instead of a 30-s pause: after its first publish, this replay's lock lapses
+    # and another replay takes it, as after a pause past the TTL.
+    monkeypatch.setattr(cdb_dlq, "replay_letters", functools.partial(replay_letters, lock_ttl_ms=300))
+    publish = dlq_replay.publish_message
+    others: list[ReplayLock] = []
+
+    def overtaken(*args: Any, **kwargs: Any) -> str:
+        stream_id = publish(*args, **kwargs)
+        if not others:
+            redis_sync.delete(key)
+            others.append(ReplayLock(redis_sync, keys, Topic.SIGNALS, ttl_ms=10_000))
+            others[0].take()
+            time.sleep(0.5)  # the renewal (every 100 ms) finds the lock taken
+        return stream_id
+
+    monkeypatch.setattr(dlq_replay, "publish_message", overtaken)
+    opts = ["--redis-url", redis_url, "--prefix", keys.prefix]
+    result = await asyncio.to_thread(cdb, "dlq", "replay", "--topic", "signals", "--all", *opts)
+
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    for part in (
+        f"lost its lock to another replay ({others[0].token})",
+        "after publishing 1 of 3",
+        "nothing more written",
+    ):
+        assert part in errors[0], errors[0]
+    assert "the rest stays parked: run again" in errors[0]
+    assert "already in progress" not in result.output
+    assert await redis_async.xlen(keys.stream(Topic.SIGNALS)) == 1  # nothing after the loss
+    assert await redis_async.xlen(keys.dlq(Topic.SIGNALS)) == 3  # every letter still parked
+    assert len(await redis_async.hgetall(keys.dlq_replayed(Topic.SIGNALS))) == 1  # the one it published
+    assert await redis_async.get(key) == others[0].token.encode()  # the other's lock left alone

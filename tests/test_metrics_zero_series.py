@@ -1,6 +1,7 @@
 """A new service's metrics export at 0 the series the alert rules watch, read from the exposition
 as Prometheus scrapes it, so a first, one-off event is an increase from 0 (increase() misses a
-series that appears already at 1): dead letters, shadow mismatches, legacy-shaped input."""
+series that appears already at 1): dead letters, shadow mismatches and later versions,
+legacy-shaped input."""
 
 from __future__ import annotations
 
@@ -40,19 +41,32 @@ def _shadow_series(service: str, topic: str, fields: list[str]) -> set[tuple[tup
     return {_key(service=service, topic=topic, field=f) for f in [*fields, "<decode>", "other"]}
 
 
+def _later_series(service: str, topic: str, versions: list[str]) -> set[tuple[tuple[str, str], ...]]:
+    return {_key(service=service, topic=topic, version=v) for v in versions}
+
+
 def _received_series(service: str, topic: str) -> set[tuple[tuple[str, str], ...]]:
     return {
         _key(service=service, topic=topic, direction="received", shape=shape) for shape in ("legacy", "v1.0")
     }
 
 
-# Per service: its dead-letter topic, and its input topic with that topic's contract.
+# Per service: its dead-letter topic, and its input topic with that topic's contract and the
+# declared versions later than v1.0 (what shadow mode counts apart there).
 _EXPECTED = {
     ServiceName.WS: ("market_data", None),
-    ServiceName.SIGNAL: ("market_data", ("market_data", MarketDataV1)),
-    ServiceName.RISK: ("signals", ("signals", SignalV1)),
-    ServiceName.EXECUTION: ("orders", ("orders", OrderV1)),
+    ServiceName.SIGNAL: ("market_data", ("market_data", MarketDataV1, ["v2.0"])),
+    ServiceName.RISK: ("signals", ("signals", SignalV1, ["v2.0"])),
+    ServiceName.EXECUTION: ("orders", ("orders", OrderV1, ["v1.1", "v2.0"])),
 }
+
+
+_WATCHED = (
+    "cdb_dead_letters_total",
+    "cdb_shadow_mismatches_total",
+    "cdb_shadow_later_version_total",
+    "cdb_wire_shape_total",
+)
 
 
 def test_new_service_metrics__export_the_watched_series_at_zero() -> None:
@@ -63,17 +77,18 @@ def test_new_service_metrics__export_the_watched_series_at_zero() -> None:
         dead = exposed["cdb_dead_letters_total"]
         assert set(dead) == _dead_letter_series(name, dlq_topic), name
         shadow = exposed.get("cdb_shadow_mismatches_total", {})
+        later = exposed.get("cdb_shadow_later_version_total", {})
         shapes = exposed.get("cdb_wire_shape_total", {})
         if input_topic is None:  # ws reads the exchange: no input stream
-            assert shadow == {}
-            assert shapes == {}
+            assert shadow == later == shapes == {}
         else:
-            topic, model = input_topic
+            topic, model, versions = input_topic
             assert set(shadow) == _shadow_series(name, topic, list(model.model_fields)), name
+            assert set(later) == _later_series(name, topic, versions), name
             assert set(shapes) == _received_series(name, topic), name
-        assert set(dead.values()) | set(shadow.values()) | set(shapes.values()) == {0.0}
+        assert {*dead.values(), *shadow.values(), *later.values(), *shapes.values()} == {0.0}
         # Bounded: what the alerts need, not a cross product (no validation-error series).
-        assert len(dead) + len(shadow) + len(shapes) <= 20, name
+        assert len(dead) + len(shadow) + len(later) + len(shapes) <= 20, name
         assert "cdb_validation_errors_total" not in exposed
 
 
@@ -83,11 +98,11 @@ def test_first_events__increase_the_series_exported_at_zero_instead_of_adding_on
 
     metrics.count_dead_letters(Topic.MARKET_DATA, CodecPath.PYDANTIC, DeadLetterCause.INVALID)
     metrics.count_dead_letters(Topic.MARKET_DATA, "legacy", DeadLetterCause.HANDLER_FAILED, 2)
-    metrics.count_shadow(Topic.MARKET_DATA, ["price", SHADOW_DECODE_FIELD, "not-a-field"])
+    metrics.count_shadow(Topic.MARKET_DATA, ["price", SHADOW_DECODE_FIELD, "not-a-field"], later=["v2.0"])
     metrics.ops.count_received(Topic.MARKET_DATA, [(b"1-0", {b"symbol": b'"BTC/USDT"'})])
 
     after = _exposed(metrics)
-    for name in ("cdb_dead_letters_total", "cdb_shadow_mismatches_total", "cdb_wire_shape_total"):
+    for name in _WATCHED:
         assert set(after[name]) == set(before[name]), name  # the same series, now above 0
     dead = after["cdb_dead_letters_total"]
     assert dead[_key(service="signal", topic="market_data", path="pydantic", cause="invalid")] == 1
@@ -95,14 +110,16 @@ def test_first_events__increase_the_series_exported_at_zero_instead_of_adding_on
     shadow = after["cdb_shadow_mismatches_total"]
     for field in ("price", SHADOW_DECODE_FIELD, OTHER):
         assert shadow[_key(service="signal", topic="market_data", field=field)] == 1
+    later = after["cdb_shadow_later_version_total"]
+    assert later[_key(service="signal", topic="market_data", version="v2.0")] == 1
     shapes = after["cdb_wire_shape_total"]
     assert shapes[_key(service="signal", topic="market_data", direction="received", shape="legacy")] == 1
 
 
 def test_series_at_zero__leave_live_status_as_it_was() -> None:
-    snap = ServiceMetrics(ServiceName.RISK).snapshot()
-    assert (snap["dead_letters"], snap["shadow_mismatches"]) == (0, 0)
-    assert snap["shadow_by_field"] == {}
+    snap = ServiceMetrics(ServiceName.EXECUTION).snapshot()
+    assert (snap["dead_letters"], snap["shadow_mismatches"], snap["shadow_later_version"]) == (0, 0, 0)
+    assert snap["shadow_by_field"] == snap["shadow_later_by_version"] == {}
     assert snap["wire_shape"] == {}
 
 
@@ -112,5 +129,4 @@ def test_dead_letter_causes__are_the_transports_causes() -> None:
 
 def test_a_name_outside_the_pipeline__exports_no_series_at_zero() -> None:
     exposed = _exposed(ServiceMetrics("replay-tool"))
-    watched = {"cdb_dead_letters_total", "cdb_shadow_mismatches_total", "cdb_wire_shape_total"}
-    assert not watched & set(exposed)
+    assert not set(_WATCHED) & set(exposed)

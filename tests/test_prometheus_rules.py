@@ -36,7 +36,7 @@ def test_promtool__rule_unit_tests_pass() -> None:
 def test_promtool__config_and_rules_are_valid() -> None:
     done = _run("check", "config", "prometheus.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "15 rules found" in done.stdout + done.stderr
+    assert "16 rules found" in done.stdout + done.stderr
 
 
 def test_rules__every_alert_has_a_unit_test() -> None:
@@ -78,7 +78,7 @@ def test_rules__every_metric_they_name_is_exported_by_a_service() -> None:
     metrics.count_handled(Topic.MARKET_DATA, "legacy", Outcome.OK)
     metrics.count_validation_errors(Topic.MARKET_DATA, "legacy", {"missing": 1})
     metrics.count_dead_letters(Topic.MARKET_DATA, "legacy", "invalid")
-    metrics.count_shadow(Topic.MARKET_DATA, ["price"])
+    metrics.count_shadow(Topic.MARKET_DATA, ["price"], later=["v2.0"])
     metrics.set_backlog(Topic.MARKET_DATA, lag=1, pending=1)
     metrics.count_defaults(Topic.MARKET_DATA, {"api_version": 1})
     metrics.ops.count_received(Topic.MARKET_DATA, [(b"1-0", {b"symbol": b"x"})])

@@ -250,6 +250,10 @@ def test_ws_resume__unreadable_saved_position__refuses_to_start_with_one_line_na
     # Loses nothing: no trade sent on a guess, and the value is left for the operator to look at.
     assert published_trade_ids(redis_sync, keys) == []
     assert redis_sync.hget(keys.source_positions(), identity) == b"12x"
+    # cdb status says it failed and why (not "stale", as after a crash), the same line.
+    (row,) = [r for r in status_rows(redis_url, keys.prefix) if r["instance"] == proc.instance]
+    assert (row["state"], row["stale"]) == ("failed", False)
+    assert row["error"] == errors[0].removeprefix("error: ")
 
 
 def _replay() -> ResumableSource:

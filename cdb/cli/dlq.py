@@ -235,7 +235,8 @@ def replay(
 ) -> None:
     """Re-validate dead letters and publish the ones that now decode, in their original order
     (by original stream id; a letter that never was a stream entry by when it was parked);
-    exit 1 if any stays, or if another replay of the topic is in progress (nothing written).
+    exit 1 if any stays, if another replay of the topic is in progress (nothing written), or
+    if this one lost its lock to another partway (it says how many it published; no more).
 
     Before writing it says how many replayed messages the consuming service would ignore
     (stale trades, duplicate ids) and why; while any would, it writes nothing unless told

@@ -56,6 +56,9 @@ def verdict(
     if not candidates:
         return False, f"unhealthy: no live state of {service.value} for {who}"
     fresh = [s for s in candidates if s.is_live(at_ms)]
+    failed = [s for s in candidates if s.failed]
+    if not fresh and failed:
+        return False, f"unhealthy: {service.value} {failed[0].instance} failed: {failed[0].error or '?'}"
     if not fresh and all(s.stopped for s in candidates):
         return False, f"unhealthy: {service.value} {candidates[0].instance} stopped"
     if not fresh:

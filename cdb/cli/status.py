@@ -5,7 +5,9 @@ shadow columns come from the running process, not from configuration files. The
 partitions column shows which partitions each instance owns now, out of the
 pipeline's count (``TOPIC_PARTITIONS``, as recorded in ``KeySpace.topology()``).
 An instance that stopped cleanly shows as stopped at once (its last report, kept
-for ``STOPPED_TTL_S``); one that missed three reports in a row (crashed or hung) is
+for ``STOPPED_TTL_S``); one that stopped on an error (refused to start, or failed
+later) shows as failed, with the error's message below the table (``error`` in
+``--json``; kept for ``FAILED_TTL_S``); one that missed three reports in a row (crashed or hung) is
 marked stale, and its key expires a little later (see :mod:`core.status`).
 A partition of a consuming service that no live instance owns, with entries waiting
 in it, is named below the table: those entries are in no instance's lag.
@@ -42,7 +44,7 @@ from core.errors import CdbError
 from core.redis.modes import RedisTarget
 from core.redis.ownership import Unowned, unowned_partitions
 from core.redis.topology import read_partitions
-from core.status import STOPPED_TTL_S, LiveState, read_live_states
+from core.status import FAILED_TTL_S, STOPPED_TTL_S, LiveState, read_live_states
 from core.topics import KeySpace
 from core.utils.clock import now_ms
 
@@ -63,7 +65,7 @@ def _breakdown(counts: Mapping[str, Any], name: str) -> dict[str, int]:
 
 def _state(state: LiveState, at_ms: int) -> str:
     if state.stopped:
-        return "stopped"
+        return "failed" if state.failed else "stopped"
     return "stale" if state.is_stale(at_ms) else "live"
 
 
@@ -100,6 +102,7 @@ def instance_row(state: LiveState, at_ms: int) -> dict[str, Any]:
         "last_report_age_s": round((at_ms - state.reported_ms) / 1000.0, 1),
         "stale": state.is_stale(at_ms),
         "state": _state(state, at_ms),
+        "error": state.error,
         "handled": handled,
         "published": _int(c, "published"),
         "validation_errors": _int(c, "validation_errors"),
@@ -205,6 +208,12 @@ def _view(
     if stopped:
         parts.append(Text(f"{stopped} stopped instance(s): clean stops, shown for {STOPPED_TTL_S:.0f} s"))
     for row in rows:
+        if row["state"] == "failed":  # why it stopped: what the operator fixes before a restart
+            who = f"{escape(row['service'])} {escape(row['instance'])}"
+            parts.append(Text.from_markup(f"[bold red]{who} failed[/]: {escape(row['error'] or '?')}"))
+    if any(r["state"] == "failed" for r in rows):
+        parts.append(Text(f"failed: stopped on an error (not a crash), shown for {FAILED_TTL_S:.0f} s"))
+    for row in rows:
         for source, stats in sorted(row["sources"].items()):
             parts.append(Text(_source_line(row["instance"], source, stats)))
     for free in unowned:
@@ -212,7 +221,9 @@ def _view(
             parts.append(Text.from_markup(_unowned_line(free)))
     # Only what still runs: a stopped instance was replaced (or is meant to stay down).
     pending = [
-        r for r in rows if r["state"] != "stopped" and r["desired_path"] and r["desired_path"] != r["path"]
+        r
+        for r in rows
+        if r["state"] not in ("stopped", "failed") and r["desired_path"] and r["desired_path"] != r["path"]
     ]
     if pending:
         names = ", ".join(escape(r["instance"]) for r in pending)

@@ -104,6 +104,8 @@ def _partitions(row: Mapping[str, Any]) -> str:
 
 
 def _state(row: Mapping[str, Any], wide: bool = True) -> str:
+    if row.get("state") == "failed":  # why: on a line of its own below the table
+        return f"[bold red]FAILED {row['last_report_age_s']:.0f}s ago[/]" if wide else "[bold red]FAILED[/]"
     if row.get("state") == "stopped":
         # 80 columns have no room for the age: with it the instance names folded on every row.
         return f"[dim]stopped {row['last_report_age_s']:.0f}s ago[/]" if wide else "[dim]stopped[/]"

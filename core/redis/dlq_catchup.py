@@ -36,8 +36,8 @@ from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
-from core.redis.dlq_lock import replay_lock
-from core.redis.dlq_replay import iter_letters, redecode, replay_marks
+from core.redis.dlq_letters import iter_letters, redecode, replay_marks
+from core.redis.dlq_lock import ReplayLock, replay_lock
 from core.redis.modes import SyncClient
 from core.status import running_instances
 from core.topics import KeySpace, ServiceName, Topic
@@ -186,17 +186,20 @@ def catch_up(
     replay or catch-up of ``topic`` runs): a replay meanwhile would publish what it re-reads."""
     if dry_run:
         return plan_catch_up(client, keys, topic, codec)
-    with replay_lock(client, keys, topic):
-        return _apply(client, keys, topic, plan_catch_up(client, keys, topic, codec))
+    with replay_lock(client, keys, topic) as lock:
+        return _apply(client, keys, topic, plan_catch_up(client, keys, topic, codec), lock)
 
 
-def _apply(client: SyncClient, keys: KeySpace, topic: Topic, plan: CatchUpPlan) -> CatchUpPlan:
+def _apply(
+    client: SyncClient, keys: KeySpace, topic: Topic, plan: CatchUpPlan, lock: ReplayLock
+) -> CatchUpPlan:
     if plan.refused:
         return plan
     group = keys.group(plan.service)
-    for part in plan.partitions:
-        if part.rewind_to is None:
-            continue
+    parts = [part for part in plan.partitions if part.rewind_to is not None]
+    for done, part in enumerate(parts):
+        assert part.rewind_to is not None  # kept above
+        lock.check(published=done, total=len(parts), done="rewinding # partitions")
         start = "(" + part.rewind_to
         part.pending_acked = _ack_pending_from(client, part.stream, group, start)
         info: Any = client.xinfo_stream(part.stream)

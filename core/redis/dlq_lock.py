@@ -29,7 +29,7 @@ from core.redis.modes import SyncClient, reply_text
 from core.topics import KeySpace, Topic
 from core.utils.clock import now_ms
 
-__all__ = ["LOCK_TTL_MS", "ReplayInProgressError", "ReplayLock", "replay_lock"]
+__all__ = ["LOCK_TTL_MS", "ReplayInProgressError", "ReplayLock", "ReplayLockLostError", "replay_lock"]
 
 LOCK_TTL_MS = 30_000
 """How long a replay's lock outlives the process that held it (renewed every third of it while
@@ -40,7 +40,8 @@ _log = get_logger("core.redis.dlq_lock")
 
 class ReplayInProgressError(CdbError):
     """Another replay or catch-up of ``topic`` holds its lock (``holder``: who, since when);
-    this one wrote nothing. Also raised by :meth:`ReplayLock.check` when this replay lost it."""
+    this one wrote nothing. (:class:`ReplayLockLostError`, a kind of it: this one lost the lock
+    partway.)"""
 
     def __init__(self, topic: Topic, holder: str, expires_ms: int) -> None:
         self.topic = topic
@@ -48,6 +49,27 @@ class ReplayInProgressError(CdbError):
         super().__init__(
             f"a replay of {topic.value} dead letters is already in progress ({holder}); nothing written: "
             f"run again when it is done (if it died, its lock expires in {max(expires_ms, 0) // 1000 + 1} s)"
+        )
+
+
+class ReplayLockLostError(ReplayInProgressError):
+    """This replay lost its lock partway (paused past its TTL while another replay or catch-up
+    of ``topic`` took it): it had published ``published`` of the ``total`` letters it meant to,
+    and writes nothing more; the rest stay parked. Raised by :meth:`ReplayLock.check`."""
+
+    def __init__(
+        self, topic: Topic, holder: str, *, published: int = 0, total: int = 0, done: str = "publishing #"
+    ) -> None:
+        self.topic = topic
+        self.holder = holder
+        self.published = published
+        self.total = total
+        progress = done.replace("#", f"{published} of {total}")
+        CdbError.__init__(
+            self,
+            f"this replay of {topic.value} dead letters lost its lock to another replay ({holder}) "
+            f"after {progress}; nothing more written; the rest stays parked: "
+            "run again once that one is done (letters already replayed are not published twice)",
         )
 
 
@@ -84,12 +106,15 @@ class ReplayLock:
         if int(self.client.eval(TAKE_OR_EXTEND, 1, self.key, self.token, str(self.ttl_ms)) or 0) != 1:
             self._lost.set()
 
-    def check(self) -> None:
-        """Raise before a write if another replay took the lock meanwhile (this one was paused
-        past the TTL): the two must not write together."""
+    def check(self, *, published: int = 0, total: int = 0, done: str = "publishing #") -> None:
+        """Raise :class:`ReplayLockLostError` before a write if another replay took the lock
+        meanwhile (this one was paused past the TTL): the two must not write together. The
+        caller says how far it got for the message: ``done`` with ``#`` for "``published`` of
+        ``total``" ("publishing #", "rewinding # partitions")."""
         if self._lost.is_set():
             holder = self.client.get(self.key)
-            raise ReplayInProgressError(self.topic, reply_text(holder) if holder else "?", self.ttl_ms)
+            held_by = reply_text(holder) if holder else "?"
+            raise ReplayLockLostError(self.topic, held_by, published=published, total=total, done=done)
 
     def release(self) -> None:
         """Give the lock back if this replay still holds it."""

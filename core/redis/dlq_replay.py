@@ -21,16 +21,8 @@ A replayed letter is deleted from the dead-letter stream only when asked
 (dead-letter id -> new stream id), shown as replayed by ``cdb dlq list``, skipped
 by a later replay unless ``again``, and counted as reviewed by ``cdb cutover check``.
 
-Which form the raw bytes have: a letter with a ``stream_id`` came from a stream
-consumer and holds the entry's field map rendered as JSON
-(:func:`core.codec.fields.field_map_bytes`); one without came from ws (a JSON
-body, or an exchange frame that no codec reads: it stays).
-
-A letter of a later contract version (v1.1, v2.0) is checked with the consuming service's
-codec (a :class:`~core.versions.codec.VersionedCodec`: does it read that version now, and does
-it convert to the version its code reads?) but published **in the version it was written in**,
-every stream field as the producer wrote it: a replay never converts a message to a version
-its producer did not write (:func:`as_written`).
+How a letter is read and decoded again, and which contract version it goes back in
+(the version it was written in, never converted): :mod:`core.redis.dlq_letters`.
 
 Replay goes in the order the messages first came, not the order they were parked (a
 handler that kept failing parks its entry after later ones; a consumer that ignores old
@@ -43,23 +35,21 @@ message's id.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.codec import Codec, Decoded, build_codec
-from core.codec.fields import fields_of_pairs
+from core.codec import Codec, Decoded
 from core.errors import ContractError, ErrorDetail
-from core.redis.dead_letters import DeadLetter, is_entry_id
+from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import ReplayImpact, assess_replay, entry_key
-from core.redis.dlq_lock import ReplayLock, replay_lock
-from core.redis.modes import SyncClient, reply_text
+from core.redis.dlq_letters import as_written, find_letter, iter_letters, redecode, replay_marks
+from core.redis.dlq_lock import LOCK_TTL_MS, ReplayLock, replay_lock
+from core.redis.modes import SyncClient
 from core.redis.publisher import publish_message
-from core.topics import CodecPath, KeySpace, Topic
-from core.versions.codec import VersionedCodec
+from core.topics import KeySpace, Topic
 
 __all__ = [
     "IgnoredPolicy",
@@ -74,8 +64,6 @@ __all__ = [
     "replay_marks",
     "replay_order",
 ]
-
-_PAGE = 500
 
 
 class ReplayStatus(StrEnum):
@@ -132,96 +120,6 @@ class ReplayOutcome:
             "errors": self.errors,
             "ignored": self.ignored,
         }
-
-
-def replay_marks(client: SyncClient, keys: KeySpace, topic: Topic) -> dict[str, str]:
-    """Dead letters of ``topic`` replayed but kept: dead-letter id -> new stream id. (The same
-    hash holds the review point, ``reviewed-through``: not a letter, so not a mark.)"""
-    marks: Any = client.hgetall(keys.dlq_replayed(topic))
-    texts = ((reply_text(k), reply_text(v)) for k, v in marks.items())
-    return {k: v for k, v in texts if is_entry_id(k)}
-
-
-def iter_letters(client: SyncClient, keys: KeySpace, topic: Topic) -> Iterator[DeadLetter]:
-    """Every dead letter of ``topic``, oldest first, read a page at a time."""
-    start = "-"
-    while True:
-        entries: Any = client.xrange(keys.dlq(topic), min=start, max="+", count=_PAGE)
-        for raw_id, fields in entries:
-            yield DeadLetter.from_entry(raw_id, fields)
-        if len(entries) < _PAGE:
-            return
-        start = "(" + reply_text(entries[-1][0])
-
-
-def find_letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
-    """The dead letter ``entry_id`` of ``topic``, or None (also for text that is no stream id)."""
-    if not is_entry_id(entry_id):
-        return None
-    entries: Any = client.xrange(keys.dlq(topic), min=entry_id, max=entry_id, count=1)
-    return DeadLetter.from_entry(*entries[0]) if entries else None
-
-
-def redecode(codec: Codec, topic: Topic, letter: DeadLetter) -> Decoded:
-    """Decode a dead letter's raw bytes with ``codec``; :class:`ContractError` if it still fails,
-    or if the letter keeps only the first bytes of its payload (``payload_truncated``)."""
-    if letter.truncated:
-        raise ContractError(
-            topic=topic.value,
-            path=codec.path.value,
-            profile=codec.profile.value if codec.profile else None,
-            raw=letter.raw,
-            errors=[
-                {
-                    "type": "payload_truncated",
-                    "loc": (),
-                    "msg": f"the dead letter keeps only the first {len(letter.raw)} of {letter.raw_size} "
-                    f"bytes (sha256 {letter.raw_sha256}): not replayable; resend the original",
-                }
-            ],
-        )
-    if not letter.stream_id:
-        return codec.decode(topic, letter.raw)
-    try:
-        # A letter of an entry that gave a name twice keeps every pair: read back as it came.
-        rendered = json.loads(letter.raw.decode("utf-8"), object_pairs_hook=fields_of_pairs)
-    except ValueError:
-        rendered = None
-    if not isinstance(rendered, dict) or not all(isinstance(v, str) for v in rendered.values()):
-        raise ContractError(
-            topic=topic.value,
-            path=codec.path.value,
-            profile=codec.profile.value if codec.profile else None,
-            raw=letter.raw,
-            errors=[{"type": "json_invalid", "loc": (), "msg": "dead letter is not a stream field map"}],
-        )
-    # The original entry's id: its server time is what a lenient fill may take (never "now").
-    return codec.from_fields(topic, rendered, entry_id=letter.stream_id)
-
-
-def _letter_version(letter: DeadLetter) -> str | None:
-    """The ``api_version`` the letter's payload says (None when it says none or is no JSON object)."""
-    try:
-        body = json.loads(letter.raw.decode("utf-8"))
-        value = body.get("api_version") if isinstance(body, dict) else None
-        if letter.stream_id and isinstance(value, str):  # a field map: each value is JSON text
-            value = json.loads(value)
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
-
-
-def as_written(codec: Codec, topic: Topic, letter: DeadLetter, decoded: Decoded) -> tuple[Codec, Decoded]:
-    """The codec that writes ``letter`` in the contract version it was written in, and the letter
-    decoded by it (no conversion); ``codec`` and ``decoded`` themselves when ``codec`` writes that
-    version already or is not versioned (the legacy path reads and writes v1.0 only)."""
-    version = _letter_version(letter)
-    if not isinstance(codec, VersionedCodec) or version is None or version == codec.writes(topic):
-        return codec, decoded
-    # What fills v1.0 defaults and the size it reads, as the consumer's codec.
-    inner = build_codec(CodecPath.PYDANTIC, codec.profile, max_bytes=codec.max_bytes)
-    same = VersionedCodec(inner, writes={topic: version}, own={topic: version}, max_bytes=codec.max_bytes)
-    return same, redecode(same, topic, letter)
 
 
 def _write(
@@ -291,6 +189,7 @@ def replay_letters(
     dry_run: bool = False,
     again: bool = False,
     policy: IgnoredPolicy = IgnoredPolicy.REFUSE,
+    lock_ttl_ms: int = LOCK_TTL_MS,
 ) -> ReplayReport:
     """Replay the dead letters ``ids`` of ``topic`` (``None``: all of them) with ``codec``, the
     consuming service's (each is published in its own contract version: :func:`as_written`), in
@@ -303,11 +202,14 @@ def replay_letters(
 
     Unless ``dry_run``, it holds the topic's replay lock throughout
     (:func:`core.redis.dlq_lock.replay_lock`): while another replay or catch-up of ``topic``
-    runs, it raises :class:`~core.redis.dlq_lock.ReplayInProgressError` and writes nothing.
+    runs, it raises :class:`~core.redis.dlq_lock.ReplayInProgressError` and writes nothing. If
+    it loses the lock partway (paused past ``lock_ttl_ms`` while another took it), it writes
+    nothing more and raises :class:`~core.redis.dlq_lock.ReplayLockLostError` saying how many
+    it had published.
     """
     # A dry run writes nothing, so it need not wait for anyone.
     held: AbstractContextManager[ReplayLock | None] = (
-        nullcontext() if dry_run else replay_lock(client, keys, topic)
+        nullcontext() if dry_run else replay_lock(client, keys, topic, ttl_ms=lock_ttl_ms)
     )
     with held as lock:
         return _replay(
@@ -363,6 +265,13 @@ def _replay(
     decodable = [s for s in slots if isinstance(s, tuple)]
     impact = assess_replay(client, keys, topic, decodable) if decodable else None
     refused = bool(impact and impact.ignored) and policy is IgnoredPolicy.REFUSE and not dry_run
+
+    def held_back(reason: str | None) -> bool:
+        return dry_run or refused or (reason is not None and policy is IgnoredPolicy.ONLY_NEWER)
+
+    total = sum(
+        1 for letter, _ in decodable if not held_back(impact.reason(letter.entry_id) if impact else None)
+    )
     out: list[ReplayOutcome] = []
     for slot in slots:
         if isinstance(slot, ReplayOutcome):
@@ -370,7 +279,7 @@ def _replay(
             continue
         letter, decoded = slot
         reason = impact.reason(letter.entry_id) if impact else None
-        if dry_run or refused or (reason and policy is IgnoredPolicy.ONLY_NEWER):
+        if held_back(reason):
             status = (
                 ReplayStatus.WOULD_REPLAY
                 if dry_run
@@ -380,8 +289,8 @@ def _replay(
             )
             out.append(ReplayOutcome(letter.entry_id, status, defaulted=decoded.defaulted, ignored=reason))
         else:
-            if lock is not None:
-                lock.check()
+            if lock is not None:  # nothing more once another replay took the lock
+                lock.check(published=sum(o.status is ReplayStatus.REPLAYED for o in out), total=total)
             stream_id = _write(client, keys, topic, codec, slot, delete=delete_replayed)
             out.append(
                 ReplayOutcome(

@@ -309,6 +309,8 @@ class Publisher:
         try:
             await call_async(self.retry, f"publish {topic.value}", send_unconfirmed, on_retry=self._on_retry)
         except _ShortError as short:
+            # The short chunk and every one after it, even one whose own WAIT was answered: a
+            # suffix of this partition's messages, so re-sending it keeps each symbol's order.
             missing = list(range(len(ids), len(encoded)))
             raise NotReplicatedError(topic.value, missing, wait, short.acknowledged) from None
         except TransportError as exc:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.domain.trades import TradeKey, TradeView, trade_key
 from core.metrics import IgnoreReason
+from core.redis.publisher import DEFAULT_CHUNK
 
 __all__ = ["MomentumStrategy", "SignalParams", "TradeOutcome", "TradeView", "signal_id", "trade_key"]
 
@@ -23,8 +24,11 @@ _REMEMBERED_ENTRIES = 20_000
 """Deliveries remembered for dedupe. An entry comes back to the object that applied it only when
 its batch could not be acknowledged, and the consumer then re-reads its own pending entries
 before anything new: a few batches suffice. (Another instance starts from a rebuilt state.)"""
-_REMEMBERED_TRADES = 256
-"""Trade keys remembered per symbol: a producer's duplicate follows within its publish chunk."""
+_REMEMBERED_TRADES = DEFAULT_CHUNK
+"""Trade keys remembered per symbol: a producer's duplicate follows within its publish chunk. ws
+re-sends what the replicas did not acknowledge (REDIS_WAIT_REPLICAS), up to a whole batch of one
+chunk, after the originals: with fewer keys than a chunk, the copies of a busy symbol's first
+trades were counted ``stale`` (as if out of order) instead of ``duplicate``."""
 
 
 class SignalParams(BaseSettings):

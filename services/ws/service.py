@@ -90,8 +90,9 @@ class WsService:
     async def _publish_acknowledged(self, batch: list[object]) -> None:
         # A trade comes from the exchange once: if the replicas did not confirm it, a primary
         # fail-over could lose it, so re-send exactly those (a duplicate is harmless: signal
-        # ignores a trade not newer than the last of its symbol). Give up after the retry
-        # policy's deadline with the NotReplicatedError.
+        # counts a trade it applied already as a duplicate). They are, per partition, the chunk
+        # that fell short and all after it, so each symbol's order holds (docs/scaling.md).
+        # Give up after the retry policy's deadline with the NotReplicatedError.
         policy = self.ctx.publisher.retry
         deadline = time.monotonic() + policy.deadline_s
         pause = policy.initial_s
