@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, TransportError
 from core.logging import configure_logging, get_logger
+from core.redis.connection import describe
 from core.redis.instance_claim import InstanceClaim, claimed
 from core.redis.topology import ensure_topology
 from core.settings import ServiceSettings
 from core.status import StatusReporter, failure_text
 from core.topics import ServiceName
+from core.utils.tasks import cancel_firmly
 from core.versions.live import check_producer
 from services.config import StartConfig, load_start_config
 from services.execution.paper import VenueParams
@@ -66,10 +69,12 @@ async def run_service(
     connects, with the message ``cdb flags`` gives.
 
     On a stop it finishes (or abandons, unacknowledged) the batch in hand, reports itself
-    ``stopped`` in its live state and returns. When it stops on an error instead (a version
-    gate or a setting refuses it, a saved position is unreadable, ...) once it holds its
-    instance name, it reports itself ``failed`` with the error's message, so ``cdb status``
-    tells "refused, here is why" from a crash, then raises the error.
+    ``stopped`` in its live state and returns; a stop still running after STOP_TIMEOUT_MS (Redis
+    not answering) is cut short with :class:`TransportError` (``cdb service`` exits 2). When it
+    stops on an error instead (a version gate or a setting refuses it, a saved position is
+    unreadable, ...) once it holds its instance name, it reports itself ``failed`` with the
+    error's message, so ``cdb status`` tells "refused, here is why" from a crash, then raises
+    the error.
 
     ``from_start`` (ws; or WS_FROM_START): ignore the saved source position and begin at the
     source's first trade."""
@@ -85,22 +90,69 @@ async def run_service(
     redis = await connect(settings.redis_url, settings)
     ctx = ServiceContext.create(service, settings, redis)
     try:
-        # One live process per INSTANCE name (core.redis.instance_claim); a crashed one's
-        # claim lapses within its TTL, so a restart under the same name waits that long.
-        claim = InstanceClaim(redis, ctx.keys, service, settings.instance, _claim_ttl_ms(settings))
-        async with (
-            claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
-            observed(ctx, config.metrics, flags_file(env_file)),
-        ):
-            try:
-                with service_gc():  # start-up's objects out of the collector's passes, rarer passes
-                    await _run(service, ctx, config, stop, from_start=from_start)
-            except Exception as exc:
-                await _report_failed(ctx, exc)
-                raise
+        work = _serve(service, ctx, config, stop, env_file=env_file, from_start=from_start)
+        await _stop_within(work, stop, ctx)
     finally:
         await redis.aclose()
         get_logger(service=service.value).info("service.stop", instance=settings.instance)
+
+
+async def _serve(
+    service: ServiceName,
+    ctx: ServiceContext,
+    config: StartConfig,
+    stop: asyncio.Event,
+    *,
+    env_file: Path | None,
+    from_start: bool,
+) -> None:
+    # One live process per INSTANCE name (core.redis.instance_claim); a crashed one's
+    # claim lapses within its TTL, so a restart under the same name waits that long.
+    claim = InstanceClaim(ctx.redis, ctx.keys, service, ctx.settings.instance, _claim_ttl_ms(ctx.settings))
+    async with (
+        claimed(claim, stop, wait_s=claim.ttl_ms / 1000),
+        observed(ctx, config.metrics, flags_file(env_file)),
+    ):
+        try:
+            with service_gc():  # start-up's objects out of the collector's passes, rarer passes
+                await _run(service, ctx, config, stop, from_start=from_start)
+        except Exception as exc:
+            await _report_failed(ctx, exc)
+            raise
+
+
+async def _stop_within(work: Coroutine[Any, Any, None], stop: asyncio.Event, ctx: ServiceContext) -> None:
+    """Run ``work`` until it ends; once ``stop`` is set, give it STOP_TIMEOUT_MS to finish.
+
+    A clean stop needs Redis (the last ack, the position, the "stopped" report). A Redis that
+    stops answering without closing the connection (a hung server, a network blackhole) makes
+    each of those calls wait out socket timeouts and retries: minutes, so the container's grace
+    period ran out and it was killed. Past the timeout the stop is cut short instead: the work is
+    cancelled (what it did not acknowledge stays pending for the next owner; ws's unsaved
+    position repeats trades, which signal counts once) and :class:`TransportError` says so."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        await cancel_firmly(task)
+        raise
+    finally:
+        stopping.cancel()
+    if not task.done():
+        timeout_s = ctx.settings.stop_timeout_ms / 1000
+        await asyncio.wait((task,), timeout=timeout_s)
+        if not task.done():
+            await cancel_firmly(task)
+            get_logger(service=ctx.service.value).error(
+                "service.stop_cut_short", instance=ctx.settings.instance, timeout_s=timeout_s
+            )
+            raise TransportError(
+                f"{ctx.service.value} ({ctx.settings.instance}) did not stop within STOP_TIMEOUT_MS="
+                f"{ctx.settings.stop_timeout_ms} (is Redis at {describe(ctx.redis)} answering?); "
+                "its unacknowledged entries stay pending for the next owner"
+            )
+    await task
 
 
 async def _report_failed(ctx: ServiceContext, error: Exception) -> None:

@@ -149,6 +149,13 @@ class ServiceSettings(BaseSettings):
         description="A consumer idle this long (ms) with nothing pending is removed from its group; "
         "0: never (an instance still removes itself on a clean stop).",
     )
+    stop_timeout_ms: int = Field(
+        default=5_000,
+        ge=500,
+        le=600_000,
+        description="How long a stop may take (ms) before it is cut short (Redis not answering); "
+        "keep it below the container's grace period.",
+    )
     redis_mode: RedisMode | None = Field(
         default=None, description="standalone, cluster or sentinel; empty: detected from the server."
     )
@@ -331,6 +338,7 @@ _WHY: dict[str, str] = {
     "reclaim_idle_ms": "a shorter idle time takes entries from a live consumer still handling them",
     "max_deliveries": "past 100 a poison entry keeps a partition busy for minutes",
     "dead_consumer_idle_ms": "0 (never), or at least a minute, so a live consumer is never removed",
+    "stop_timeout_ms": "a stop must end inside the container's grace period (10 s), and have time to finish",
     "partition_lease_ms": "a longer lease leaves a dead instance's partitions unread for that long",
     "redis_wait_timeout_ms": "every publish may wait this long",
 }
