@@ -113,6 +113,7 @@ class LocalRedisServer:
         self.extra_args = tuple(extra_args)
         self.workdir = Path(tempfile.mkdtemp(prefix="cdb-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self._started = False  # once it has answered: a failed restart keeps its data
 
     @property
     def url(self) -> str:
@@ -127,7 +128,8 @@ class LocalRedisServer:
     def start(self) -> LocalRedisServer:
         """Start the server (again) on the same port and data directory; waits until it answers.
         If it exits first, or does not answer in time, the error quotes the end of its log (a
-        port taken meanwhile, say)."""
+        port taken meanwhile, say); a first start that fails leaves nothing behind (the caller
+        never got the server to close)."""
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra_args]
         with self.log.open("wb") as log:  # this start's log only: wait_for_server reads it
@@ -136,7 +138,11 @@ class LocalRedisServer:
             wait_for_server(self.process, self.port, log=self.log)
         except (ServerDiedError, TimeoutError) as exc:
             self.kill()
-            raise type(exc)(f"redis-server: {exc}; its log ends: {self._log_tail()}") from None
+            error = type(exc)(f"redis-server: {exc}; its log ends: {self._log_tail()}")
+            if not self._started:
+                self.close()
+            raise error from None
+        self._started = True
         return self
 
     def _log_tail(self, lines: int = 3) -> str:

@@ -31,6 +31,7 @@ def test_start__on_a_port_someone_listens_on__fails_at_once_quoting_the_servers_
             assert "exited with code" in str(raised.value)
             assert "Address already in use" in str(raised.value)
             assert server.process is None  # nothing left running
+            assert not server.workdir.exists()  # nor on disk: the caller had nothing to close
         finally:
             server.close()
 
