@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
 from typing import Any
 
 import pytest
@@ -21,11 +20,12 @@ from core.domain.contracts import API_VERSION
 from core.redis import StreamConsumer, dlq_catchup
 from core.redis.acl import OPERATOR, REPLAY
 from core.redis.dead_letters import DeadLetter
-from core.redis.dlq_lock import ReplayLock, replay_lock
+from core.redis.dlq_lock import replay_lock
 from core.redis.topology import ensure_topology
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from services.signal.strategy import MomentumStrategy
 from tests.ops_helpers import cdb, cdb_json, reporting, service_settings
+from tests.support.replay_lock import overtaken_after_first
 from tests.test_redis_acl_live import temporary_acl_users
 from tests.transport_helpers import Collector, poll_until
 
@@ -324,19 +324,8 @@ async def test_dlq_catch_up__lost_its_lock_after_one_partition__says_so_and_rewi
     # A short TTL instead of a 30-s pause: after the first partition is rewound, another replay
     # takes the lock, as after a pause past the TTL.
     monkeypatch.setattr(dlq_catchup, "replay_lock", functools.partial(replay_lock, ttl_ms=300))
-    rewind = dlq_catchup._ack_pending_from
-    others: list[ReplayLock] = []
-
-    def overtaken_after_first(*args: Any, **kwargs: Any) -> int:
-        acked = rewind(*args, **kwargs)
-        if not others:
-            redis_sync.delete(lock_key)
-            others.append(ReplayLock(redis_sync, keys, Topic.MARKET_DATA, ttl_ms=10_000))
-            others[0].take()
-            time.sleep(0.5)  # the renewal (every 100 ms) finds the lock taken
-        return acked
-
-    monkeypatch.setattr(dlq_catchup, "_ack_pending_from", overtaken_after_first)
+    rewind, others = overtaken_after_first(dlq_catchup._ack_pending_from, redis_sync, keys, Topic.MARKET_DATA)
+    monkeypatch.setattr(dlq_catchup, "_ack_pending_from", rewind)
     result = await asyncio.to_thread(
         cdb, "dlq", "catch-up", "--topic", "market_data", *_opts(redis_url, keys)
     )

@@ -24,6 +24,7 @@ from core.redis.dlq_lock import ReplayInProgressError, ReplayLock, replay_lock
 from core.redis.dlq_replay import ReplayStatus, replay_letters
 from core.topics import CodecPath, KeySpace, Profile, ServiceName, Topic
 from tests.ops_helpers import cdb
+from tests.support.replay_lock import overtaken_after_first
 from tests.transport_helpers import valid_values
 
 pytestmark = pytest.mark.integration
@@ -111,18 +112,7 @@ async def test_dlq_replay__lost_its_lock_partway__says_how_far_it_got_writes_no_
     # A short TTL instead of a 30-s pause: after its first publish, this replay's lock lapses
     # and another replay takes it, as after a pause past the TTL.
     monkeypatch.setattr(cdb_dlq, "replay_letters", functools.partial(replay_letters, lock_ttl_ms=300))
-    publish = dlq_replay.publish_message
-    others: list[ReplayLock] = []
-
-    def overtaken(*args: Any, **kwargs: Any) -> str:
-        stream_id = publish(*args, **kwargs)
-        if not others:
-            redis_sync.delete(key)
-            others.append(ReplayLock(redis_sync, keys, Topic.SIGNALS, ttl_ms=10_000))
-            others[0].take()
-            time.sleep(0.5)  # the renewal (every 100 ms) finds the lock taken
-        return stream_id
-
+    overtaken, others = overtaken_after_first(dlq_replay.publish_message, redis_sync, keys, Topic.SIGNALS)
     monkeypatch.setattr(dlq_replay, "publish_message", overtaken)
     opts = ["--redis-url", redis_url, "--prefix", keys.prefix]
     result = await asyncio.to_thread(cdb, "dlq", "replay", "--topic", "signals", "--all", *opts)
