@@ -273,6 +273,7 @@ def _replay(
         1 for letter, _ in decodable if not held_back(impact.reason(letter.entry_id) if impact else None)
     )
     out: list[ReplayOutcome] = []
+    published = 0
     for slot in slots:
         if isinstance(slot, ReplayOutcome):
             out.append(slot)
@@ -290,8 +291,9 @@ def _replay(
             out.append(ReplayOutcome(letter.entry_id, status, defaulted=decoded.defaulted, ignored=reason))
         else:
             if lock is not None:  # nothing more once another replay took the lock
-                lock.check(published=sum(o.status is ReplayStatus.REPLAYED for o in out), total=total)
+                lock.check(published=published, total=total)
             stream_id = _write(client, keys, topic, codec, slot, delete=delete_replayed)
+            published += 1
             out.append(
                 ReplayOutcome(
                     letter.entry_id,
