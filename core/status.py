@@ -160,13 +160,7 @@ class StatusReporter:
 
     async def report_once(self) -> LiveState:
         """Write the current state now; returns what was written."""
-        state = self._state()
-        state.reported_ms = now_ms()
-        state.interval_s = self._interval
-        key = self._keys.status(ServiceName(state.service), state.instance)
-        ttl_ms = max(1000, int(self._interval * STALE_TTL_INTERVALS * 1000))
-        await self._redis.set(key, state.to_json(), px=ttl_ms)
-        return state
+        return await self._write(self._state(), max(1000, int(self._interval * STALE_TTL_INTERVALS * 1000)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Report until ``stop`` is set, then report a last time; Redis errors are retried next tick.
@@ -195,10 +189,13 @@ class StatusReporter:
         state = self._state()
         state.state = outcome
         state.error = error
+        return await self._write(state, max(1, int(ttl_s * 1000)))
+
+    async def _write(self, state: LiveState, ttl_ms: int) -> LiveState:
         state.reported_ms = now_ms()
         state.interval_s = self._interval
         key = self._keys.status(ServiceName(state.service), state.instance)
-        await self._redis.set(key, state.to_json(), px=max(1, int(ttl_s * 1000)))
+        await self._redis.set(key, state.to_json(), px=ttl_ms)
         return state
 
     async def withdraw(self, state: LiveState) -> None:
