@@ -33,7 +33,7 @@ from core.metric_families import Families, samples
 from core.metrics_latency import ConsumeLatency
 from core.metrics_ops import OperatorMetrics
 from core.topics import CodecPath, ServiceName, Topic
-from core.versions.declaration import BASE_VERSION, known_versions
+from core.versions.declaration import later_versions
 
 __all__ = [
     "DEAD_LETTER_CAUSES",
@@ -250,9 +250,8 @@ class ServiceMetrics:
             return  # ws reads the exchange: no input stream to compare or measure
         for name in (*_INPUT_FIELDS[topic], SHADOW_DECODE_FIELD, OTHER):
             self.shadow_mismatches.labels(self.service, topic.value, name)
-        for version in known_versions(topic):
-            if version != BASE_VERSION:
-                self.shadow_later_version.labels(self.service, topic.value, version)
+        for version in later_versions(topic):
+            self.shadow_later_version.labels(self.service, topic.value, version)
         self.ops.expect_input(topic)
 
     def count_handled(self, topic: Topic, path: str, outcome: Outcome, n: int = 1) -> None:

@@ -469,7 +469,7 @@ def _check_produce_versions(settings: ServiceSettings, origins: Mapping[str, str
 
 
 def _check_retired_versions(settings: ServiceSettings, origins: Mapping[str, str]) -> None:
-    from core.versions.declaration import BASE_VERSION, known_versions  # the contracts load lazily
+    from core.versions.declaration import BASE_VERSION, known_versions, later_versions  # load lazily
 
     service = settings.service
     for topic in Topic:
@@ -497,7 +497,7 @@ def _check_retired_versions(settings: ServiceSettings, origins: Mapping[str, str
             raise ConfigError(
                 _variable(name, origins),
                 value,
-                [v for v in declared if v != BASE_VERSION],
+                later_versions(topic),
                 f"the legacy path reads and writes {BASE_VERSION} only; "
                 "set USE_PYDANTIC_CONTRACTS=true first",
             )

@@ -53,7 +53,7 @@ from core.codec.shadow_sample import HASH_SPACE, ShadowSampler
 from core.errors import ContractError
 from core.logging import get_logger
 from core.topics import CodecPath, Profile, Topic
-from core.versions.declaration import BASE_VERSION, known_versions
+from core.versions.declaration import BASE_VERSION, later_versions
 from migration.shadow_plain import plain_fields, plainly_same
 
 __all__ = [
@@ -126,7 +126,7 @@ def later_version(topic: Topic, refusal: ContractError | None) -> str | None:
         return None
     for error in refusal.errors:
         value = error.get("input")
-        if error.get("loc") == ("api_version",) and value != BASE_VERSION and value in known_versions(topic):
+        if error.get("loc") == ("api_version",) and value in later_versions(topic):
             return str(value)
     return None
 

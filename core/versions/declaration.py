@@ -42,6 +42,7 @@ __all__ = [
     "TopicVersions",
     "VersionStep",
     "known_versions",
+    "later_versions",
     "version_key",
 ]
 
@@ -154,3 +155,8 @@ VERSIONS: dict[Topic, TopicVersions] = {
 def known_versions(topic: Topic) -> list[str]:
     """Every version of ``topic``, oldest first."""
     return VERSIONS[topic].versions
+
+
+def later_versions(topic: Topic) -> list[str]:
+    """Every version of ``topic`` after v1.0, oldest first: the ones the legacy path cannot read."""
+    return [v for v in known_versions(topic) if v != BASE_VERSION]
