@@ -5,7 +5,7 @@ The matrix lives in :mod:`harness.matrix` and the pytest plugin in :mod:`harness
 importing it does not load the pipeline.
 """
 
-from harness.local_redis import LocalRedisServer, free_port, wait_for_port
+from harness.local_redis import LocalRedisServer, free_port
 from harness.local_topologies import LocalRedisCluster, LocalSentinelSetup
 
-__all__ = ["LocalRedisCluster", "LocalRedisServer", "LocalSentinelSetup", "free_port", "wait_for_port"]
+__all__ = ["LocalRedisCluster", "LocalRedisServer", "LocalSentinelSetup", "free_port"]

@@ -27,7 +27,6 @@ __all__ = [
     "ServerDiedError",
     "free_port",
     "free_ports",
-    "wait_for_port",
     "wait_for_server",
 ]
 
@@ -53,18 +52,6 @@ def free_port() -> int:
 
 class ServerDiedError(RuntimeError):
     """A server process exited before it answered on its port (its log's last lines say why)."""
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout_s}s")
 
 
 def wait_for_server(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from harness.local_redis import LocalRedisServer, free_port, wait_for_port
+from harness.local_redis import LocalRedisServer, free_port
 
-__all__ = ["PG_ADMIN_URL", "REDIS_URL", "ThrowawayRedis", "free_port", "wait_for_port"]
+__all__ = ["PG_ADMIN_URL", "REDIS_URL", "ThrowawayRedis", "free_port"]
 
 REDIS_URL = os.environ.get("CDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 """The shared Redis server; tests isolate themselves by key prefix on database 13."""
