@@ -36,7 +36,7 @@ from core.codec import Codec
 from core.errors import ContractError
 from core.redis.dead_letters import DeadLetter
 from core.redis.dlq_impact import entry_key, group_position, iter_stream, letter_partitions, parked_entries
-from core.redis.dlq_letters import iter_letters, redecode, replay_marks
+from core.redis.dlq_letters import find_letter, iter_letters, redecode, replay_marks
 from core.redis.dlq_lock import ReplayLock, replay_lock
 from core.redis.modes import SyncClient
 from core.status import running_instances
@@ -207,12 +207,7 @@ def _apply(
         entries_read = max(0, int(info["entries-added"]) - _entries_from(client, part.stream, start))
         client.xgroup_setid(part.stream, group, part.rewind_to, entries_read=entries_read)
         for letter_id in [*part.letters, *part.still_invalid]:
-            letter = _letter(client, keys, topic, letter_id)
+            letter = find_letter(client, keys, topic, letter_id)
             client.hset(keys.dlq_replayed(topic), letter_id, letter.stream_id if letter else "")
     plan.applied = True
     return plan
-
-
-def _letter(client: SyncClient, keys: KeySpace, topic: Topic, entry_id: str) -> DeadLetter | None:
-    entries: Any = client.xrange(keys.dlq(topic), min=entry_id, max=entry_id, count=1)
-    return DeadLetter.from_entry(*entries[0]) if entries else None
