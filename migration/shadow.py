@@ -212,17 +212,11 @@ class ShadowCodec:
 
     def mismatch_counts(self) -> dict[str, dict[str, int]]:
         """Mismatches so far as ``{topic: {field: count}}`` (for status and tests)."""
-        out: dict[str, dict[str, int]] = {}
-        for (topic, name), n in sorted(self.mismatches.items()):
-            out.setdefault(topic.value, {})[name] = n
-        return out
+        return _by_topic(self.mismatches)
 
     def later_version_counts(self) -> dict[str, dict[str, int]]:
         """Messages of a later version than the legacy path reads as ``{topic: {version: count}}``."""
-        out: dict[str, dict[str, int]] = {}
-        for (topic, version), n in sorted(self.later.items()):
-            out.setdefault(topic.value, {})[version] = n
-        return out
+        return _by_topic(self.later)
 
     def _take(self, entry_id: EntryId | None) -> bool:
         if type(entry_id) is bytes:
@@ -309,3 +303,11 @@ class ShadowCodec:
 
 _Decode = Callable[..., Decoded]
 """A codec's ``decode`` or ``from_fields`` (topic, payload, entry_id=...)."""
+
+
+def _by_topic(counts: Counter[tuple[Topic, str]]) -> dict[str, dict[str, int]]:
+    """``counts`` keyed (topic, name) as ``{topic: {name: count}}``, in sorted order."""
+    out: dict[str, dict[str, int]] = {}
+    for (topic, name), n in sorted(counts.items()):
+        out.setdefault(topic.value, {})[name] = n
+    return out
